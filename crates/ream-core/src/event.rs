@@ -1,0 +1,94 @@
+//! Events carry a report's structure from the stages to the renderers.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::params::ParamValue;
+use crate::spec::Align;
+use crate::template::{Format, Template};
+use crate::value::Value;
+
+/// What a renderer needs to know before the first row.
+#[derive(Debug, Clone)]
+pub struct ReportMeta {
+    pub report: String,
+    pub title: Option<String>,
+    pub parameters: Vec<(String, ParamValue)>,
+    /// The batches' schema (every source field).
+    pub schema: SchemaRef,
+    /// The detail band, in output order.
+    pub columns: Vec<OutputColumn>,
+    pub groups: Vec<GroupMeta>,
+    /// Variable names, in the order of the values in footers and `End`.
+    pub variables: Vec<String>,
+    pub summary: Option<Template>,
+    pub no_data: Option<Template>,
+    pub page_header: Option<Template>,
+    pub page_footer: Option<Template>,
+    /// The paging strategy the source uses, and why.
+    pub strategy: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputColumn {
+    pub field: String,
+    pub label: String,
+    /// Index of the field in the batches.
+    pub index: usize,
+    pub format: Format,
+    pub align: Option<Align>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupMeta {
+    pub name: String,
+    pub field: String,
+    /// Index of the group field in the batches.
+    pub index: usize,
+    pub header: Option<Template>,
+    pub footer: Option<Template>,
+    pub page_break: bool,
+}
+
+impl ReportMeta {
+    /// Look up a name for a template: parameters, then variables, then group keys.
+    pub fn lookup(
+        &self,
+        name: &str,
+        variables: Option<&[Value]>,
+        keys: &[Value],
+    ) -> Option<Value> {
+        if let Some(vars) = variables {
+            if let Some(i) = self.variables.iter().position(|v| v == name) {
+                return vars.get(i).cloned();
+            }
+        }
+        if let Some(i) = self.groups.iter().position(|g| g.field == name) {
+            if let Some(v) = keys.get(i) {
+                return Some(v.clone());
+            }
+        }
+        self.parameters.iter().find(|(n, _)| n == name).map(|(_, v)| match v {
+            ParamValue::One(v) => v.clone(),
+            ParamValue::List(vs) => Value::Str(
+                vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ").into(),
+            ),
+        })
+    }
+}
+
+/// The stream between stages and renderers.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Begin(Arc<ReportMeta>),
+    /// A group at `level` (0 = outermost) starts; `key` is its field's value.
+    GroupHeader { level: usize, key: Value },
+    /// Detail rows, all inside the current innermost group.
+    Rows(RecordBatch),
+    /// A group ends; `variables` are every variable's value at that point.
+    GroupFooter { level: usize, key: Value, variables: Arc<[Value]> },
+    /// The report ends; final variable values and the row count.
+    End { variables: Arc<[Value]>, rows: u64 },
+}

@@ -1,0 +1,356 @@
+//! The report spec: one serde model for YAML, TOML and JSON, documented key by key in
+//! `docs/spec.md`. `ream schema` prints the JSON Schema derived from these types.
+//!
+//! Unknown keys are not rejected by serde here: the loader collects every one of them
+//! (with `serde_ignored`) so that `ream validate` can report them all at once, each with
+//! its line and column. The JSON Schema still forbids them (`deny_unknown_fields` for
+//! schemars only).
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A report spec.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Spec {
+    /// The report id: letters, digits, `_` and `-`. Used in file names, URLs and metrics.
+    pub report: String,
+    /// The title band; may use `{parameter}` placeholders.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A free description, shown in listings.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where the rows come from.
+    pub source: SourceConfig,
+    /// Typed parameters, always bound, never pasted into SQL. Referenced as `:name` in SQL.
+    #[serde(default)]
+    pub parameters: IndexMap<String, ParameterConfig>,
+    /// Group levels, outermost first. The stream is ordered by these fields, then the key.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// Variables (aggregates) computed in the same pass, with a reset scope.
+    #[serde(default)]
+    pub variables: IndexMap<String, VariableConfig>,
+    /// The detail band: which fields are output, in which order, with labels and formats.
+    /// When absent, every source field is output.
+    #[serde(default)]
+    pub columns: Vec<ColumnConfig>,
+    /// Page header band (paged outputs); may use `{page}` and `{pages}`.
+    #[serde(default)]
+    pub page_header: Option<String>,
+    /// Page footer band (paged outputs); may use `{page}` and `{pages}`.
+    #[serde(default)]
+    pub page_footer: Option<String>,
+    /// The summary band, after the last row: may use variables and parameters.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// Shown instead of the detail when no row matches.
+    #[serde(default)]
+    pub no_data: Option<String>,
+}
+
+/// The source of a report: a table (with joins and computed columns) or a whole SELECT.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The database, as a URL: `sqlite:PATH`. A relative SQLite path is relative to the
+    /// spec file. `ream run --source` overrides it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The base table (or view). Exclusive with `sql`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// A whole SELECT; keyset paging wraps it. Exclusive with `table`, `joins`, `columns`.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// The unique key (field names). Enables keyset paging and resume. On a SQLite rowid
+    /// table with no key, the rowid is used.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// JOIN clauses appended after the table, verbatim (no user input: parameters go in `where`).
+    #[serde(default)]
+    pub joins: Vec<String>,
+    /// Field name -> SQL expression (pushed down to the database). When absent, every
+    /// column of the table is a field.
+    #[serde(default)]
+    pub columns: IndexMap<String, ColumnSource>,
+    /// A filter, with `:parameter` placeholders that are bound, never pasted.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// How to page: `auto` (default), `keyset`, `cursor` or `offset`.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
+    /// Rows per batch (default 4096).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+}
+
+/// A source column: an SQL expression, optionally with its type declared.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ColumnSource {
+    /// Just the expression; the type comes from the database.
+    Expr(String),
+    /// The expression and a declared type, for expressions whose type the database does
+    /// not declare (SQLite computed columns).
+    Typed(TypedColumn),
+}
+
+/// An expression with a declared type.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TypedColumn {
+    /// The SQL expression.
+    pub expr: String,
+    /// `int`, `float`, `decimal(P,S)`, `string`, `bool`, `date`, `timestamp`, `binary`.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+impl ColumnSource {
+    pub fn expr(&self) -> &str {
+        match self {
+            ColumnSource::Expr(e) => e,
+            ColumnSource::Typed(t) => &t.expr,
+        }
+    }
+    pub fn declared_type(&self) -> Option<&str> {
+        match self {
+            ColumnSource::Expr(_) => None,
+            ColumnSource::Typed(t) => Some(&t.ty),
+        }
+    }
+}
+
+/// How a source pages through its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    #[default]
+    /// Keyset when a unique key is known and an index serves the order; else cursor.
+    Auto,
+    /// `WHERE (k1,k2) > (?,?) ORDER BY k1,k2 LIMIT n`: resumable, constant cost per page.
+    Keyset,
+    /// One statement, stepped row by row.
+    Cursor,
+    /// `LIMIT n OFFSET m`: last resort, O(n²) on large tables.
+    Offset,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::Auto => "auto",
+            Strategy::Keyset => "keyset",
+            Strategy::Cursor => "cursor",
+            Strategy::Offset => "offset",
+        })
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Strategy::Auto),
+            "keyset" => Ok(Strategy::Keyset),
+            "cursor" => Ok(Strategy::Cursor),
+            "offset" => Ok(Strategy::Offset),
+            _ => Err(format!("unknown strategy `{s}` (expected auto, keyset, cursor or offset)")),
+        }
+    }
+}
+
+/// A typed parameter.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ParameterConfig {
+    /// The type of the value(s).
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    /// A required parameter without a value is an error.
+    #[serde(default)]
+    pub required: bool,
+    /// The value used when none is given (written as the CLI would take it).
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    /// A list parameter takes several values (`-p ids=1,2,3`); write `IN (:ids)` in SQL.
+    #[serde(default)]
+    pub list: bool,
+    /// Allowed values.
+    #[serde(default)]
+    pub one_of: Vec<serde_json::Value>,
+    /// Smallest allowed value (numbers, dates).
+    #[serde(default)]
+    pub min: Option<serde_json::Value>,
+    /// Largest allowed value (numbers, dates).
+    #[serde(default)]
+    pub max: Option<serde_json::Value>,
+    /// Shown in forms and listings.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Shown in forms and listings.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Parameter types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Int,
+    Decimal,
+    Float,
+    Bool,
+    Date,
+    Timestamp,
+}
+
+/// A group level.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The field whose value changes start a new group.
+    pub by: String,
+    /// The group's name, used by variables' `reset` (default: the `by` field).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The group header band, e.g. `"Region: {region}"`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// The group footer band, e.g. `"Subtotal: {region_total:currency}"`.
+    #[serde(default)]
+    pub footer: Option<String>,
+    /// Paged outputs start each group on a new page.
+    #[serde(default)]
+    pub page_break: bool,
+}
+
+impl GroupConfig {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.by)
+    }
+}
+
+/// A variable: exactly one of the aggregate keys names the field it aggregates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct VariableConfig {
+    #[serde(default)]
+    pub sum: Option<String>,
+    #[serde(default)]
+    pub count: Option<String>,
+    #[serde(default)]
+    pub count_distinct: Option<String>,
+    #[serde(default)]
+    pub avg: Option<String>,
+    #[serde(default)]
+    pub min: Option<String>,
+    #[serde(default)]
+    pub max: Option<String>,
+    #[serde(default)]
+    pub first: Option<String>,
+    #[serde(default)]
+    pub last: Option<String>,
+    #[serde(default)]
+    pub stddev: Option<String>,
+    #[serde(default)]
+    pub variance: Option<String>,
+    /// `report` (default: never reset) or a group name (reset after that group's footer).
+    #[serde(default)]
+    pub reset: Option<String>,
+}
+
+/// Aggregate kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    Sum,
+    Count,
+    CountDistinct,
+    Avg,
+    Min,
+    Max,
+    First,
+    Last,
+    Stddev,
+    Variance,
+}
+
+impl Aggregate {
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Sum => "sum",
+            Aggregate::Count => "count",
+            Aggregate::CountDistinct => "count_distinct",
+            Aggregate::Avg => "avg",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::First => "first",
+            Aggregate::Last => "last",
+            Aggregate::Stddev => "stddev",
+            Aggregate::Variance => "variance",
+        }
+    }
+}
+
+impl VariableConfig {
+    /// Every (aggregate, field) pair that is set; a valid variable has exactly one.
+    pub fn aggregates(&self) -> Vec<(Aggregate, &str)> {
+        let all = [
+            (Aggregate::Sum, &self.sum),
+            (Aggregate::Count, &self.count),
+            (Aggregate::CountDistinct, &self.count_distinct),
+            (Aggregate::Avg, &self.avg),
+            (Aggregate::Min, &self.min),
+            (Aggregate::Max, &self.max),
+            (Aggregate::First, &self.first),
+            (Aggregate::Last, &self.last),
+            (Aggregate::Stddev, &self.stddev),
+            (Aggregate::Variance, &self.variance),
+        ];
+        all.into_iter()
+            .filter_map(|(a, f)| f.as_deref().map(|f| (a, f)))
+            .collect()
+    }
+}
+
+/// A detail column.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ColumnConfig {
+    /// The source field shown in this column.
+    pub field: String,
+    /// The header label (default: the field name).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// How banded outputs display the value: `int`, `number:2`, `currency:USD`,
+    /// `percent`, `date:%Y-%m-%d`. Machine formats (csv, ndjson, json) keep raw values.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// `left`, `right` or `center` in banded outputs.
+    #[serde(default)]
+    pub align: Option<Align>,
+}
+
+impl ColumnConfig {
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.field)
+    }
+}
+
+/// Horizontal alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Align {
+    Left,
+    Right,
+    Center,
+}
+
+/// The JSON Schema of the spec format, as `ream schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Spec)).expect("a schema always serialises")
+}

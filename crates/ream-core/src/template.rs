@@ -1,0 +1,295 @@
+//! Band text templates: `"Subtotal {region}: {region_total:currency}"`. `{{` and `}}`
+//! are literal braces. A placeholder names a field, variable or parameter, and may carry a
+//! format (see [`Format`]).
+
+use std::fmt::Write;
+
+use chrono::DateTime;
+
+use crate::value::{date_from_days, format_decimal, Value};
+
+/// How a value is displayed in banded outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Format {
+    /// As is (ISO dates, exact decimals).
+    Raw,
+    /// Rounded to a whole number, with thousands separators.
+    Int,
+    /// `number:N`: N decimals, with thousands separators (default 2).
+    Number(usize),
+    /// `currency[:CODE]`: two decimals, thousands separators, a symbol for USD/EUR/GBP/JPY,
+    /// else the code.
+    Currency(String),
+    /// `percent[:N]`: the value × 100 with N decimals (default 1) and `%`.
+    Percent(usize),
+    /// `date:PATTERN` (strftime) for dates and timestamps.
+    Date(String),
+}
+
+impl Format {
+    /// Parse a format name as written in a spec.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        let digits = |default: usize| -> Result<usize, String> {
+            match arg {
+                None => Ok(default),
+                Some(a) => a
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 18)
+                    .ok_or_else(|| format!("`{s}`: expected a number of decimals from 0 to 18")),
+            }
+        };
+        match name {
+            "raw" => Ok(Format::Raw),
+            "int" => Ok(Format::Int),
+            "number" => Ok(Format::Number(digits(2)?)),
+            "currency" => Ok(Format::Currency(arg.unwrap_or("USD").to_string())),
+            "percent" => Ok(Format::Percent(digits(1)?)),
+            "date" => {
+                let pattern = arg.unwrap_or("%Y-%m-%d");
+                // chrono reports a bad pattern only while formatting: try it once here.
+                let mut probe = String::new();
+                let t = DateTime::from_timestamp(0, 0).unwrap().naive_utc();
+                if write!(probe, "{}", t.format(pattern)).is_err() {
+                    return Err(format!("`{s}`: invalid date pattern"));
+                }
+                Ok(Format::Date(pattern.to_string()))
+            }
+            _ => Err(format!(
+                "unknown format `{s}` (expected raw, int, number[:N], currency[:CODE], percent[:N] or date:PATTERN)"
+            )),
+        }
+    }
+
+    /// Display a value. NULL is empty; a format that does not apply to the value's type
+    /// falls back to the raw rendering.
+    pub fn apply(&self, v: &Value) -> String {
+        if v.is_null() {
+            return String::new();
+        }
+        match self {
+            Format::Raw => v.to_string(),
+            Format::Int => match v {
+                Value::Int(i) => group_thousands(&i.to_string()),
+                _ => fixed(v, 0),
+            },
+            Format::Number(n) => fixed(v, *n),
+            Format::Currency(code) => {
+                let s = fixed(v, if code == "JPY" { 0 } else { 2 });
+                let (neg, s) = match s.strip_prefix('-') {
+                    Some(r) => ("-", r.to_string()),
+                    None => ("", s),
+                };
+                match code.as_str() {
+                    "USD" => format!("{neg}${s}"),
+                    "EUR" => format!("{neg}€{s}"),
+                    "GBP" => format!("{neg}£{s}"),
+                    "JPY" => format!("{neg}¥{s}"),
+                    other => format!("{neg}{s} {other}"),
+                }
+            }
+            Format::Percent(n) => match v.as_f64() {
+                Some(f) => format!("{}%", fixed(&Value::Float(f * 100.0), *n)),
+                None => v.to_string(),
+            },
+            Format::Date(p) => match v {
+                Value::Date(d) => date_from_days(*d)
+                    .map(|d| d.format(p).to_string())
+                    .unwrap_or_else(|| v.to_string()),
+                Value::Timestamp(us) => DateTime::from_timestamp_micros(*us)
+                    .map(|t| t.naive_utc().format(p).to_string())
+                    .unwrap_or_else(|| v.to_string()),
+                _ => v.to_string(),
+            },
+        }
+    }
+}
+
+/// Round to `n` decimals (half away from zero; exact for integers and decimals) and group
+/// thousands with commas.
+fn fixed(v: &Value, n: usize) -> String {
+    let text = match v {
+        Value::Int(i) => {
+            if n == 0 {
+                i.to_string()
+            } else {
+                format!("{i}.{}", "0".repeat(n))
+            }
+        }
+        Value::Decimal { units, scale } => {
+            let (units, scale) = rescale(*units, *scale, n as i8);
+            format_decimal(units, scale)
+        }
+        other => match other.as_f64() {
+            Some(f) => format!("{f:.n$}"),
+            None => return other.to_string(),
+        },
+    };
+    let (neg, body) = match text.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, text.as_str()),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let mut out = String::new();
+    if neg && (int.bytes().any(|b| b != b'0') || frac.bytes().any(|b| b != b'0')) {
+        out.push('-');
+    }
+    out.push_str(&group_thousands(int));
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    out
+}
+
+/// Exact decimal rounding (half away from zero) to a new scale.
+fn rescale(units: i128, scale: i8, to: i8) -> (i128, i8) {
+    if to >= scale {
+        match 10i128.checked_pow((to - scale) as u32).and_then(|m| units.checked_mul(m)) {
+            Some(u) => (u, to),
+            None => (units, scale),
+        }
+    } else {
+        let d = 10i128.pow((scale - to) as u32);
+        let q = units / d;
+        let r = units % d;
+        let q = if r.abs() * 2 >= d { q + units.signum() } else { q };
+        (q, to)
+    }
+}
+
+fn group_thousands(int: &str) -> String {
+    let (sign, digits) = match int.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", int),
+    };
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Slot { name: String, format: Format },
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    text.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    text.push('}');
+                }
+                '{' => {
+                    let mut inner = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => inner.push(c),
+                            None => return Err(format!("unclosed `{{` in \"{s}\"")),
+                        }
+                    }
+                    let (name, fmt) = match inner.split_once(':') {
+                        Some((n, f)) => (n.trim(), Format::parse(f.trim())?),
+                        None => (inner.trim(), Format::Raw),
+                    };
+                    if name.is_empty() {
+                        return Err(format!("empty placeholder `{{}}` in \"{s}\""));
+                    }
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text)));
+                    }
+                    parts.push(Part::Slot {
+                        name: name.to_string(),
+                        format: fmt,
+                    });
+                }
+                '}' => return Err(format!("unmatched `}}` in \"{s}\" (write `}}}}` for a brace)")),
+                c => text.push(c),
+            }
+        }
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The names the template refers to.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Slot { name, .. } => Some(name.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Fill the template; `lookup` gives each name's value (validation has made sure
+    /// every name resolves, so a miss renders empty).
+    pub fn render(&self, lookup: impl Fn(&str) -> Option<Value>) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Slot { name, format } => {
+                    if let Some(v) = lookup(name) {
+                        out.push_str(&format.apply(&v));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_with_formats() {
+        let t = Template::parse("Subtotal {region}: {total:currency} ({share:percent}) {{x}}").unwrap();
+        let s = t.render(|n| match n {
+            "region" => Some(Value::Str("North".into())),
+            "total" => Some(Value::Decimal { units: 123456789, scale: 2 }),
+            "share" => Some(Value::Float(0.125)),
+            _ => None,
+        });
+        assert_eq!(s, "Subtotal North: $1,234,567.89 (12.5%) {x}");
+    }
+
+    #[test]
+    fn decimal_rounding_is_exact_half_away_from_zero() {
+        assert_eq!(Format::Number(1).apply(&Value::Decimal { units: -125, scale: 2 }), "-1.3");
+        assert_eq!(Format::Int.apply(&Value::Int(-1234567)), "-1,234,567");
+        assert_eq!(Format::Date("%d/%m/%Y".into()).apply(&Value::Date(0)), "01/01/1970");
+    }
+
+    #[test]
+    fn bad_templates_say_why() {
+        assert!(Template::parse("{x").unwrap_err().contains("unclosed"));
+        assert!(Template::parse("{x:money}").unwrap_err().contains("unknown format"));
+    }
+}

@@ -1,0 +1,68 @@
+//! ream's column types, as a spec names them and as Arrow stores them.
+
+use arrow_schema::{DataType, TimeUnit};
+
+/// `int`, `float`, `decimal(P,S)`, `string`, `bool`, `date`, `timestamp`, `binary`.
+pub fn parse_type_name(s: &str) -> Result<DataType, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let dt = match t.as_str() {
+        "int" | "integer" | "bigint" => DataType::Int64,
+        "float" | "double" | "real" => DataType::Float64,
+        "string" | "text" => DataType::Utf8,
+        "bool" | "boolean" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp" | "datetime" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "binary" | "blob" => DataType::Binary,
+        _ => {
+            return parse_decimal_type(&t).ok_or_else(|| {
+                format!("unknown type `{s}` (expected int, float, decimal(P,S), string, bool, date, timestamp or binary)")
+            })
+        }
+    };
+    Ok(dt)
+}
+
+/// `decimal(12,2)` / `numeric(12, 2)` -> Decimal128(12, 2); `decimal(10)` -> scale 0.
+pub fn parse_decimal_type(t: &str) -> Option<DataType> {
+    let t = t.trim().to_ascii_lowercase();
+    let rest = t.strip_prefix("decimal").or_else(|| t.strip_prefix("numeric"))?;
+    let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+    let mut it = inner.split(',').map(|p| p.trim().parse::<u8>());
+    let p = it.next()?.ok()?;
+    let s = match it.next() {
+        Some(s) => s.ok()?,
+        None => 0,
+    };
+    if it.next().is_some() || p == 0 || p > 38 || s > p {
+        return None;
+    }
+    Some(DataType::Decimal128(p, s as i8))
+}
+
+/// The short name ream shows for an Arrow type (in JSON meta and errors).
+pub fn type_label(dt: &DataType) -> String {
+    match dt {
+        DataType::Int64 => "int".into(),
+        DataType::Float64 => "float".into(),
+        DataType::Utf8 => "string".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::Binary => "binary".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_parse() {
+        assert_eq!(parse_type_name("decimal(12, 2)"), Ok(DataType::Decimal128(12, 2)));
+        assert_eq!(parse_type_name("NUMERIC(5)"), Ok(DataType::Decimal128(5, 0)));
+        assert!(parse_type_name("decimal(2,5)").is_err());
+        assert!(parse_type_name("money").unwrap_err().contains("unknown type"));
+    }
+}

@@ -1,0 +1,267 @@
+//! Semantic checks of a spec. [`check_spec`] needs only the spec; [`check_fields`] checks
+//! every field reference against the fields the source produces, and runs statically when
+//! `source.columns` declares them, else once the source has resolved its schema (still
+//! before any row is read).
+
+use std::collections::HashSet;
+
+use crate::error::SpecError;
+use crate::params::bind_one;
+use crate::spec::Spec;
+use crate::sql::placeholders;
+use crate::template::Template;
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+/// Names a template may use, by band.
+pub enum Band {
+    Title,
+    PageHeaderFooter,
+    GroupHeader(usize),
+    GroupFooter(usize),
+    Summary,
+    NoData,
+}
+
+/// The names visible to a band's template.
+pub fn scope(spec: &Spec, band: &Band) -> HashSet<String> {
+    let mut names: HashSet<String> = spec.parameters.keys().cloned().collect();
+    let groups_upto = |n: usize| spec.groups.iter().take(n + 1).map(|g| g.by.clone());
+    match band {
+        Band::Title | Band::NoData => {}
+        Band::PageHeaderFooter => {
+            names.extend(["page".to_string(), "pages".to_string()]);
+        }
+        Band::GroupHeader(l) => names.extend(groups_upto(*l)),
+        Band::GroupFooter(l) => {
+            names.extend(groups_upto(*l));
+            names.extend(spec.variables.keys().cloned());
+        }
+        Band::Summary => names.extend(spec.variables.keys().cloned()),
+    }
+    names
+}
+
+/// Every problem that can be seen from the spec alone.
+pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
+    let mut errs = Vec::new();
+    let mut err = |key: String, msg: String| errs.push(SpecError::new(key, msg));
+
+    if spec.report.is_empty()
+        || !spec
+            .report
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        err("report".into(), format!("`{}` is not a valid report id: use letters, digits, `_` and `-`", spec.report));
+    }
+
+    // Source shape.
+    let src = &spec.source;
+    match (&src.table, &src.sql) {
+        (None, None) => err("source".into(), "needs `table` or `sql`".into()),
+        (Some(_), Some(_)) => err("source.sql".into(), "`table` and `sql` are exclusive: use one".into()),
+        (None, Some(_)) => {
+            if !src.joins.is_empty() {
+                err("source.joins".into(), "`joins` go with `table`; put them in `sql` instead".into());
+            }
+            if !src.columns.is_empty() {
+                err("source.columns".into(), "`columns` go with `table`; name the columns in `sql` instead".into());
+            }
+        }
+        (Some(t), None) if t.trim().is_empty() => err("source.table".into(), "is empty".into()),
+        _ => {}
+    }
+    if src.batch_size == Some(0) {
+        err("source.batch_size".into(), "must be at least 1".into());
+    }
+    for name in src.columns.keys() {
+        if !is_ident(name) {
+            err(format!("source.columns.{name}"), format!("`{name}` is not a valid field name: use letters, digits and `_`"));
+        }
+    }
+    for (name, c) in &src.columns {
+        if let Some(t) = c.declared_type() {
+            if let Err(e) = crate::types::parse_type_name(t) {
+                err(format!("source.columns.{name}.type"), e);
+            }
+        }
+    }
+
+    // Parameters: names, defaults, and the placeholders used in SQL.
+    for (name, p) in &spec.parameters {
+        let key = format!("parameters.{name}");
+        if !is_ident(name) {
+            err(key.clone(), format!("`{name}` is not a valid parameter name: use letters, digits and `_`"));
+        }
+        if let Some(d) = &p.default {
+            let text = match d {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if let Err(e) = bind_one(p, &text) {
+                err(format!("{key}.default"), e);
+            }
+        }
+        if p.required && p.default.is_some() {
+            err(format!("{key}.required"), "a required parameter cannot have a default".into());
+        }
+    }
+    for (key, sql) in [("source.where", &src.filter), ("source.sql", &src.sql)] {
+        if let Some(sql) = sql {
+            for name in placeholders(sql) {
+                if !spec.parameters.contains_key(&name) {
+                    err(key.into(), format!("`:{name}` is not a declared parameter"));
+                }
+            }
+        }
+    }
+
+    // Groups, variables, columns.
+    let mut group_names = HashSet::new();
+    for (i, g) in spec.groups.iter().enumerate() {
+        if !group_names.insert(g.name().to_string()) {
+            err(format!("groups[{i}].name"), format!("group name `{}` is used twice", g.name()));
+        }
+    }
+    for (name, v) in &spec.variables {
+        let key = format!("variables.{name}");
+        if !is_ident(name) {
+            err(key.clone(), format!("`{name}` is not a valid variable name"));
+        }
+        if spec.parameters.contains_key(name) {
+            err(key.clone(), format!("`{name}` is also a parameter name"));
+        }
+        match v.aggregates().len() {
+            1 => {}
+            0 => err(key.clone(), "needs one of sum, count, count_distinct, avg, min, max, first, last, stddev, variance".into()),
+            _ => err(key.clone(), "has more than one aggregate: use one per variable".into()),
+        }
+        if let Some(r) = &v.reset {
+            if r != "report" && !group_names.contains(r.as_str()) {
+                let known: Vec<_> = spec.groups.iter().map(|g| g.name()).collect();
+                err(format!("{key}.reset"), format!("`{r}` is neither `report` nor a group (groups: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }));
+            }
+        }
+    }
+    let mut seen_cols = HashSet::new();
+    for (i, c) in spec.columns.iter().enumerate() {
+        if !seen_cols.insert(c.field.as_str()) {
+            err(format!("columns[{i}].field"), format!("`{}` is shown twice", c.field));
+        }
+        if let Some(f) = &c.format {
+            if let Err(e) = crate::template::Format::parse(f) {
+                err(format!("columns[{i}].format"), e);
+            }
+        }
+    }
+
+    // Templates: syntax and the names each band may use.
+    let mut bands: Vec<(String, &Option<String>, Band)> = vec![
+        ("title".into(), &spec.title, Band::Title),
+        ("page_header".into(), &spec.page_header, Band::PageHeaderFooter),
+        ("page_footer".into(), &spec.page_footer, Band::PageHeaderFooter),
+        ("summary".into(), &spec.summary, Band::Summary),
+        ("no_data".into(), &spec.no_data, Band::NoData),
+    ];
+    for (i, g) in spec.groups.iter().enumerate() {
+        bands.push((format!("groups[{i}].header"), &g.header, Band::GroupHeader(i)));
+        bands.push((format!("groups[{i}].footer"), &g.footer, Band::GroupFooter(i)));
+    }
+    for (key, text, band) in bands {
+        let Some(text) = text else { continue };
+        match Template::parse(text) {
+            Err(e) => err(key, e),
+            Ok(t) => {
+                let names = scope(spec, &band);
+                for n in t.names() {
+                    if !names.contains(n) {
+                        let mut known: Vec<_> = names.iter().cloned().collect();
+                        known.sort();
+                        err(key.clone(), format!("`{{{n}}}` is not available here (available: {})", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                    }
+                }
+            }
+        }
+    }
+
+    if !src.columns.is_empty() {
+        let fields: Vec<String> = src.columns.keys().cloned().collect();
+        errs.extend(check_fields(spec, &fields));
+    }
+    errs
+}
+
+/// Every reference to a field that the source does not produce.
+pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
+    let known: HashSet<&str> = fields.iter().map(String::as_str).collect();
+    let list = || fields.join(", ");
+    let mut errs = Vec::new();
+    let mut check = |key: String, field: &str| {
+        if !known.contains(field) {
+            errs.push(SpecError::new(key, format!("unknown field `{field}` (the source has: {})", list())));
+        }
+    };
+    for (i, k) in spec.source.key.iter().enumerate() {
+        check(format!("source.key[{i}]"), k);
+    }
+    for (i, g) in spec.groups.iter().enumerate() {
+        check(format!("groups[{i}].by"), &g.by);
+    }
+    for (name, v) in &spec.variables {
+        for (agg, field) in v.aggregates() {
+            // `count: "*"` counts rows.
+            if !(field == "*" && agg == crate::spec::Aggregate::Count) {
+                check(format!("variables.{name}.{}", agg.name()), field);
+            }
+        }
+    }
+    for (i, c) in spec.columns.iter().enumerate() {
+        check(format!("columns[{i}].field"), &c.field);
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::{load_str, SpecFormat};
+
+    fn errors(yaml: &str) -> Vec<String> {
+        match load_str(yaml, SpecFormat::Yaml) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_place() {
+        let e = errors("report: r\nsource:\n  table: t\n  columns: {id: t.id}\ngroups:\n  - by: region\ncolumns:\n  - field: totl\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("6:5: `groups[0].by`: unknown field `region`"), "{e:?}");
+        assert!(e[1].contains("`columns[0].field`: unknown field `totl`"), "{e:?}");
+    }
+
+    #[test]
+    fn undeclared_placeholders_and_bad_resets_are_errors() {
+        let e = errors("report: r\nsource:\n  table: t\n  where: \"x > :min\"\nvariables:\n  v: {sum: x, reset: region}\n");
+        assert!(e.iter().any(|e| e.contains("`:min` is not a declared parameter")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("`region` is neither `report` nor a group")), "{e:?}");
+    }
+
+    #[test]
+    fn templates_may_only_use_names_in_scope() {
+        let e = errors("report: r\nsource: {table: t}\ngroups:\n  - by: a\n    header: \"{total}\"\nvariables:\n  total: {sum: x}\nsummary: \"{total:currency}\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("`groups[0].header`: `{total}` is not available here"), "{e:?}");
+    }
+
+    #[test]
+    fn a_variable_needs_exactly_one_aggregate() {
+        let e = errors("report: r\nsource: {table: t}\nvariables:\n  a: {reset: report}\n  b: {sum: x, avg: x}\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+}

@@ -1,0 +1,245 @@
+//! ream-sources: databases streamed as Arrow batches, in key order, strictly after an
+//! optional cursor.
+//!
+//! A source is opened from a [`ReadRequest`] (what to read) before anything streams:
+//! opening connects, starts the snapshot, resolves the schema and picks the paging
+//! strategy, so every error a user can fix surfaces before the first byte. Then
+//! [`Source::stream`] pushes batches to a callback until the rows end or the callback says
+//! stop. Sources are blocking; the engine runs each on its own thread.
+//!
+//! ```no_run
+//! use ream_sources::{open, ReadRequest, Source};
+//! use ream_core::CancelToken;
+//!
+//! let req = ReadRequest::table("lineitem");
+//! let mut src = open("sqlite:tpch.sqlite", &req, CancelToken::new()).unwrap();
+//! println!("{} ({})", src.plan().strategy, src.plan().reason);
+//! let mut rows = 0;
+//! src.stream(&mut |batch, _cursor| { rows += batch.num_rows(); true }).unwrap();
+//! ```
+
+use std::path::PathBuf;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use indexmap::IndexMap;
+use ream_core::params::BoundParams;
+use ream_core::spec::{ColumnSource, Strategy};
+use ream_core::CancelToken;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+mod convert;
+
+/// What to read: a table with joins and computed columns, or a whole SELECT.
+#[derive(Debug, Clone, Default)]
+pub struct ReadRequest {
+    pub table: Option<String>,
+    pub sql: Option<String>,
+    pub joins: Vec<String>,
+    /// Field name -> expression (and optional declared type). Empty: every column.
+    pub columns: IndexMap<String, ColumnSource>,
+    pub filter: Option<String>,
+    pub params: BoundParams,
+    /// The unique key, by field name. Empty: the rowid where the table has one.
+    pub key: Vec<String>,
+    /// Fields that lead the order (group fields), before the key.
+    pub order_prefix: Vec<String>,
+    pub strategy: Strategy,
+    pub batch_size: usize,
+    /// Start strictly after this position (keyset only).
+    pub start_after: Option<Cursor>,
+}
+
+impl ReadRequest {
+    /// Read a whole table, every column, in its natural key order.
+    pub fn table(name: &str) -> Self {
+        ReadRequest {
+            table: Some(name.to_string()),
+            strategy: Strategy::Auto,
+            batch_size: DEFAULT_BATCH_SIZE,
+            ..Default::default()
+        }
+    }
+
+    /// Read the rows of a SELECT.
+    pub fn sql(sql: &str) -> Self {
+        ReadRequest {
+            sql: Some(sql.to_string()),
+            strategy: Strategy::Auto,
+            batch_size: DEFAULT_BATCH_SIZE,
+            ..Default::default()
+        }
+    }
+}
+
+pub const DEFAULT_BATCH_SIZE: usize = 4096;
+
+/// A position in the key order: the order columns' values of the last row read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor(pub Vec<CursorValue>);
+
+/// A database value as stored, so it binds back exactly as it compares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CursorValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(&self.0).unwrap_or_default())
+    }
+}
+
+/// How a source pages, and why.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    pub strategy: Strategy,
+    pub reason: String,
+    /// The statement (for keyset: the first page's).
+    pub sql: String,
+    /// The order columns, by field name (hidden ones like `rowid` included).
+    pub order: Vec<String>,
+}
+
+/// Source errors, with the context needed to act on them.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("bad source URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot open {url}: {reason}")]
+    Open { url: String, reason: String },
+    /// The request cannot be served (e.g. keyset without a key); a usage error.
+    #[error("{0}")]
+    Plan(String),
+    /// A statement failed to prepare: usually an error in the spec's SQL.
+    #[error("{message}\n  in SQL: {sql}")]
+    Prepare { sql: String, message: String },
+    /// Reading failed mid-stream.
+    #[error("{message}\n  in SQL: {sql}\n  after cursor: {cursor}")]
+    Read {
+        sql: String,
+        cursor: String,
+        message: String,
+    },
+    /// A value that does not fit its column's type.
+    #[error("column `{column}` ({ty}) at {key}: {message}")]
+    Value {
+        column: String,
+        ty: String,
+        key: String,
+        message: String,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl SourceError {
+    /// Errors in the user's request or data (exit code 2), rather than a failed run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Url { .. }
+                | SourceError::Open { .. }
+                | SourceError::Plan(_)
+                | SourceError::Prepare { .. }
+                | SourceError::Value { .. }
+        )
+    }
+}
+
+/// A source, opened and ready to stream.
+pub trait Source: Send {
+    /// The schema of the batches, known before any row is read.
+    fn schema(&self) -> SchemaRef;
+    /// The strategy in use and why it was picked.
+    fn plan(&self) -> &ReadPlan;
+    /// Push batches to `emit` in key order until the rows end or `emit` returns false.
+    /// `emit` also gets the cursor after the batch's last row, where one is known.
+    fn stream(
+        &mut self,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(), SourceError>;
+    /// The number of rows the request matches, by a count query on a separate connection
+    /// (so it may run beside the stream); `None` where unsupported.
+    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>>;
+}
+
+/// A parsed source URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceUrl {
+    Sqlite(PathBuf),
+}
+
+impl SourceUrl {
+    /// `sqlite:PATH` or `sqlite://PATH` (`sqlite:///abs` is absolute). A relative path is
+    /// taken relative to `base`.
+    pub fn parse(url: &str, base: Option<&std::path::Path>) -> Result<SourceUrl, SourceError> {
+        let bad = |reason: &str| SourceError::Url {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(bad("no file path after `sqlite:`"));
+            }
+            let p = PathBuf::from(path);
+            let p = match base {
+                Some(b) if p.is_relative() => b.join(p),
+                _ => p,
+            };
+            return Ok(SourceUrl::Sqlite(p));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("mysql://") {
+            return Err(bad("PostgreSQL and MySQL sources are not built yet (SQLite only for now)"));
+        }
+        Err(bad("expected sqlite:PATH"))
+    }
+}
+
+/// Open a source by URL.
+pub fn open(url: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Box<dyn Source>, SourceError> {
+    open_url(&SourceUrl::parse(url, None)?, url, req, cancel)
+}
+
+/// Open an already parsed URL (`display` is how errors name it).
+pub fn open_url(
+    url: &SourceUrl,
+    display: &str,
+    req: &ReadRequest,
+    cancel: CancelToken,
+) -> Result<Box<dyn Source>, SourceError> {
+    if req.batch_size == 0 {
+        return Err(SourceError::Plan("the batch size must be at least 1".into()));
+    }
+    match url {
+        #[cfg(feature = "sqlite")]
+        SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(path, display, req, cancel)?)),
+        #[allow(unreachable_patterns)]
+        _ => Err(SourceError::Url {
+            url: display.to_string(),
+            reason: "this build has no driver for it".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_parse_relative_to_a_base() {
+        let base = std::path::Path::new("/specs");
+        assert_eq!(SourceUrl::parse("sqlite:demo.sqlite", Some(base)).unwrap(), SourceUrl::Sqlite("/specs/demo.sqlite".into()));
+        assert_eq!(SourceUrl::parse("sqlite:///abs/x.db", Some(base)).unwrap(), SourceUrl::Sqlite("/abs/x.db".into()));
+        assert!(SourceUrl::parse("oracle://x", None).unwrap_err().to_string().contains("expected sqlite:PATH"));
+    }
+}

@@ -1,0 +1,886 @@
+//! SQLite: one read-only connection, one read transaction for the whole run (a consistent
+//! snapshot), batches built straight from `sqlite3_step` into Arrow builders.
+//!
+//! Paging strategies:
+//! - `keyset`: `WHERE (o1, o2) > (?, ?) ORDER BY o1, o2 LIMIT n`, one statement per page;
+//! - `cursor`: one statement, stepped to the end;
+//! - `offset`: `LIMIT n OFFSET m` (last resort);
+//! - `auto`: keyset when a unique key is known and `EXPLAIN QUERY PLAN` shows an index
+//!   serving the order (no temp B-tree), else cursor. Keyset pages that each sort the
+//!   table would make the run O(n²).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, Row};
+
+use ream_core::params::BoundParams;
+use ream_core::spec::Strategy;
+use ream_core::sql::{bind_into, BoundSql, Placeholder};
+use ream_core::types::{parse_type_name, type_label};
+use ream_core::value::date_from_days;
+use ream_core::{CancelToken, Value};
+
+use crate::convert::{type_from_decl, ColumnBuilder};
+use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError};
+
+/// Rows sampled to infer the type of a column SQLite declares no type for.
+const TYPE_PROBE_ROWS: usize = 100;
+const ROWID_FIELD: &str = "rowid";
+
+struct OrderCol {
+    name: String,
+    expr: String,
+    /// Index of the column in the select list.
+    select_index: usize,
+}
+
+pub struct SqliteSource {
+    conn: Connection,
+    path: PathBuf,
+    display: String,
+    schema: SchemaRef,
+    /// Expression of each visible field, in schema order.
+    exprs: Vec<String>,
+    /// Hidden select columns after the visible ones (e.g. the rowid).
+    hidden: Vec<(String, String)>,
+    order: Vec<OrderCol>,
+    /// Select indices of the unique key, to name a row in errors.
+    key_cols: Vec<usize>,
+    from_sql: Option<String>,
+    table: Option<String>,
+    joins: Vec<String>,
+    filter: Option<String>,
+    params: BoundParams,
+    batch_size: usize,
+    start_after: Option<Cursor>,
+    plan: ReadPlan,
+    cancel: CancelToken,
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn prepare_err(sql: &str, e: rusqlite::Error) -> SourceError {
+    SourceError::Prepare {
+        sql: sql.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// How ream values bind in SQLite, which stores dates as text and has no decimal type.
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
+            Value::Bool(b) => ToSqlOutput::Owned((*b as i64).into()),
+            Value::Int(i) => ToSqlOutput::Owned((*i).into()),
+            Value::Float(f) => ToSqlOutput::Owned((*f).into()),
+            // Money is stored as REAL (or INTEGER) in SQLite: bind the nearest double, which
+            // is exactly what a stored 12.34 is, so comparisons hold.
+            Value::Decimal { units, scale } => {
+                if *scale <= 0 {
+                    ToSqlOutput::Owned(((*units as i64) * 10i64.pow((-*scale) as u32)).into())
+                } else {
+                    let text = ream_core::value::format_decimal(*units, *scale);
+                    ToSqlOutput::Owned(text.parse::<f64>().unwrap_or(f64::NAN).into())
+                }
+            }
+            Value::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Date(d) => ToSqlOutput::Owned(
+                date_from_days(*d)
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            Value::Timestamp(us) => ToSqlOutput::Owned(
+                chrono::DateTime::from_timestamp_micros(*us)
+                    .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            Value::Binary(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+impl rusqlite::ToSql for CursorValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            CursorValue::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
+            CursorValue::Int(i) => ToSqlOutput::Owned((*i).into()),
+            CursorValue::Real(f) => ToSqlOutput::Owned((*f).into()),
+            CursorValue::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            CursorValue::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+fn cursor_value(v: ValueRef<'_>) -> CursorValue {
+    match v {
+        ValueRef::Null => CursorValue::Null,
+        ValueRef::Integer(i) => CursorValue::Int(i),
+        ValueRef::Real(f) => CursorValue::Real(f),
+        ValueRef::Text(t) => CursorValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => CursorValue::Blob(b.to_vec()),
+    }
+}
+
+/// A SELECT with its values, ready to bind and run.
+struct Query {
+    bound: BoundSql,
+    cursor: Vec<CursorValue>,
+}
+
+impl SqliteSource {
+    /// Open the database read-only, start the snapshot, resolve fields and types, and
+    /// pick the strategy. Nothing is streamed yet.
+    pub fn open(path: &Path, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
+        if !path.exists() {
+            return Err(SourceError::Open {
+                url: display.to_string(),
+                reason: format!("no such file: {}", path.display()),
+            });
+        }
+        let conn = open_read_only(path, display)?;
+        // One read transaction for the whole run: every page sees the same snapshot.
+        let begin = "BEGIN; SELECT count(*) FROM sqlite_master;";
+        conn.execute_batch(begin).map_err(|e| SourceError::Open {
+            url: display.to_string(),
+            reason: e.to_string(),
+        })?;
+        let interrupt = conn.get_interrupt_handle();
+        cancel.on_cancel(move || interrupt.interrupt());
+
+        let mut src = SqliteSource {
+            conn,
+            path: path.to_path_buf(),
+            display: display.to_string(),
+            schema: Arc::new(Schema::empty()),
+            exprs: vec![],
+            hidden: vec![],
+            order: vec![],
+            key_cols: vec![],
+            from_sql: req.sql.clone(),
+            table: req.table.clone(),
+            joins: req.joins.clone(),
+            filter: req.filter.clone(),
+            params: req.params.clone(),
+            batch_size: req.batch_size,
+            start_after: req.start_after.clone(),
+            plan: ReadPlan {
+                strategy: req.strategy,
+                reason: String::new(),
+                sql: String::new(),
+                order: vec![],
+            },
+            cancel,
+        };
+        src.resolve_fields(req)?;
+        src.resolve_order(req)?;
+        src.choose_strategy(req.strategy)?;
+        Ok(src)
+    }
+
+    fn resolve_fields(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
+        // Field names and expressions.
+        let mut names = Vec::new();
+        let mut declared: Vec<Option<DataType>> = Vec::new();
+        if let Some(sql) = &self.from_sql {
+            let probe = format!("SELECT * FROM ({sql}) AS q LIMIT 0");
+            let bound = self.bind_text(&probe);
+            let stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
+            for c in stmt.columns() {
+                names.push(c.name().to_string());
+                self.exprs.push(format!("q.{}", quote_ident(c.name())));
+                declared.push(c.decl_type().and_then(type_from_decl));
+            }
+        } else if req.columns.is_empty() {
+            let table = self.table.clone().unwrap_or_default();
+            let probe = format!("SELECT {}.* FROM {}{} LIMIT 0", quote_ident(&table), table, self.joins_sql());
+            let stmt = self.conn.prepare(&probe).map_err(|e| self.no_table(&probe, e))?;
+            for c in stmt.columns() {
+                names.push(c.name().to_string());
+                self.exprs.push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
+                declared.push(c.decl_type().and_then(type_from_decl));
+            }
+        } else {
+            let mut decl_from_spec = Vec::new();
+            for (name, col) in &req.columns {
+                names.push(name.clone());
+                self.exprs.push(col.expr().to_string());
+                decl_from_spec.push(col.declared_type().map(|t| parse_type_name(t).map_err(SourceError::Plan)).transpose()?);
+            }
+            let probe = format!("{} LIMIT 0", self.select_sql(&[], &self.from_clause()));
+            let bound = self.bind_text(&probe);
+            let stmt = self.conn.prepare(&bound.sql).map_err(|e| self.no_table(&bound.sql, e))?;
+            for (c, spec_type) in stmt.columns().into_iter().zip(decl_from_spec) {
+                declared.push(spec_type.or_else(|| c.decl_type().and_then(type_from_decl)));
+            }
+        }
+        // Columns without a declared type: infer from a sample of values.
+        let unknown: Vec<usize> = (0..names.len()).filter(|i| declared[*i].is_none()).collect();
+        if !unknown.is_empty() {
+            let inferred = self.infer_types(&unknown)?;
+            for (i, dt) in unknown.into_iter().zip(inferred) {
+                declared[i] = Some(dt);
+            }
+        }
+        let fields: Vec<Field> = names
+            .iter()
+            .zip(&declared)
+            .map(|(n, dt)| Field::new(n, dt.clone().unwrap_or(DataType::Utf8), true))
+            .collect();
+        self.schema = Arc::new(Schema::new(fields));
+        Ok(())
+    }
+
+    fn no_table(&self, sql: &str, e: rusqlite::Error) -> SourceError {
+        let msg = e.to_string();
+        if msg.contains("no such table") {
+            let tables: Vec<String> = self
+                .conn
+                .prepare("SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+                .unwrap_or_default();
+            return SourceError::Prepare {
+                sql: sql.to_string(),
+                message: format!("{msg} (tables in {}: {})", self.display, tables.join(", ")),
+            };
+        }
+        prepare_err(sql, e)
+    }
+
+    /// `typeof()` over the first rows, in table order (no ORDER BY: cheap even on a huge
+    /// table). Reals win over integers; any text makes the column text.
+    fn infer_types(&self, cols: &[usize]) -> Result<Vec<DataType>, SourceError> {
+        let list: Vec<String> = cols.iter().map(|i| format!("typeof({})", self.exprs[*i])).collect();
+        let sql = format!("SELECT {} FROM {} LIMIT {TYPE_PROBE_ROWS}", list.join(", "), self.from_clause());
+        let bound = self.bind_text(&sql);
+        let mut stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
+        bind_all(&mut stmt, &bound.values, &[]).map_err(|e| prepare_err(&bound.sql, e))?;
+        let mut seen = vec![(false, false, false, false); cols.len()];
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(|e| prepare_err(&bound.sql, e))? {
+            for (j, s) in seen.iter_mut().enumerate() {
+                match row.get_ref(j).map(|v| v.as_str().unwrap_or("")).unwrap_or("") {
+                    "integer" => s.0 = true,
+                    "real" => s.1 = true,
+                    "text" => s.2 = true,
+                    "blob" => s.3 = true,
+                    _ => {}
+                }
+            }
+        }
+        Ok(seen
+            .into_iter()
+            .map(|(int, real, text, blob)| match (int, real, text, blob) {
+                (_, _, true, _) => DataType::Utf8,
+                (_, true, _, _) => DataType::Float64,
+                (true, _, _, _) => DataType::Int64,
+                (_, _, _, true) => DataType::Binary,
+                _ => DataType::Utf8,
+            })
+            .collect())
+    }
+
+    fn field_index(&self, name: &str) -> Result<usize, SourceError> {
+        self.schema.index_of(name).map_err(|_| {
+            let names: Vec<_> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            SourceError::Plan(format!("unknown field `{name}` (the source has: {})", names.join(", ")))
+        })
+    }
+
+    fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
+        let push = |order: &mut Vec<OrderCol>, name: &str, expr: String, idx: usize| {
+            if !order.iter().any(|o| o.name == name) {
+                order.push(OrderCol { name: name.to_string(), expr, select_index: idx });
+            }
+        };
+        let mut order = Vec::new();
+        for name in &req.order_prefix {
+            let i = self.field_index(name)?;
+            push(&mut order, name, self.exprs[i].clone(), i);
+        }
+        if !req.key.is_empty() {
+            for name in &req.key {
+                let i = self.field_index(name)?;
+                self.key_cols.push(i);
+                push(&mut order, name, self.exprs[i].clone(), i);
+            }
+        } else if let Some(rowid) = self.rowid_expr() {
+            let idx = self.schema.fields().len() + self.hidden.len();
+            self.hidden.push((rowid.clone(), "__ream_rowid".into()));
+            self.key_cols.push(idx);
+            push(&mut order, ROWID_FIELD, rowid, idx);
+        }
+        self.plan.order = order.iter().map(|o| o.name.clone()).collect();
+        self.order = order;
+        Ok(())
+    }
+
+    /// The base table's rowid, when it has one and no field shadows the name.
+    fn rowid_expr(&self) -> Option<String> {
+        let table = self.table.as_ref()?;
+        if self.schema.index_of(ROWID_FIELD).is_ok() {
+            return None;
+        }
+        let expr = format!("{}.rowid", quote_ident(table));
+        let probe = format!("SELECT {expr} FROM {}{} LIMIT 0", table, self.joins_sql());
+        self.conn.prepare(&probe).ok().map(|_| expr)
+    }
+
+    fn has_unique_order(&self) -> bool {
+        !self.key_cols.is_empty()
+    }
+
+    fn choose_strategy(&mut self, asked: Strategy) -> Result<(), SourceError> {
+        let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+        let (strategy, reason) = match asked {
+            Strategy::Keyset if !self.has_unique_order() => {
+                return Err(SourceError::Plan(
+                    "keyset paging needs a unique key: give `key` (e.g. --key id), or use --strategy cursor".into(),
+                ))
+            }
+            Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
+            Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
+            Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
+            Strategy::Auto if !self.has_unique_order() => (
+                Strategy::Cursor,
+                "no unique key is known, so one statement is stepped".to_string(),
+            ),
+            Strategy::Auto => {
+                let probe = self.page_query(Some(&Cursor(vec![CursorValue::Int(0); self.order.len()])), Some(1), None);
+                if self.order_needs_sort(&probe.bound.sql)? {
+                    (
+                        Strategy::Cursor,
+                        format!("no index serves ORDER BY ({order_list}): each keyset page would sort the rows, so one statement is stepped"),
+                    )
+                } else {
+                    (Strategy::Keyset, format!("an index serves ORDER BY ({order_list})"))
+                }
+            }
+        };
+        if self.start_after.is_some() && strategy != Strategy::Keyset {
+            return Err(SourceError::Plan(format!(
+                "resuming after a cursor needs keyset paging, but the strategy is {strategy}"
+            )));
+        }
+        self.plan.strategy = strategy;
+        self.plan.reason = reason;
+        let first = match strategy {
+            Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.batch_size), None),
+            Strategy::Offset => self.page_query(None, Some(self.batch_size), Some(0)),
+            _ => self.page_query(None, None, None),
+        };
+        // Prepare once now, so a mistake in the spec's SQL fails before the first byte.
+        self.conn.prepare(&first.bound.sql).map_err(|e| prepare_err(&first.bound.sql, e))?;
+        self.plan.sql = first.bound.sql;
+        Ok(())
+    }
+
+    fn order_needs_sort(&self, sql: &str) -> Result<bool, SourceError> {
+        let eqp = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut stmt = self.conn.prepare(&eqp).map_err(|e| prepare_err(&eqp, e))?;
+        // Unbound placeholders read as NULL; the plan does not depend on the values.
+        let mut rows = stmt.raw_query();
+        let mut sorts = false;
+        while let Some(row) = rows.next().map_err(|e| prepare_err(&eqp, e))? {
+            let detail: String = row.get(3).map_err(|e| prepare_err(&eqp, e))?;
+            sorts |= detail.contains("TEMP B-TREE") && detail.contains("ORDER BY");
+        }
+        Ok(sorts)
+    }
+
+    fn joins_sql(&self) -> String {
+        self.joins.iter().map(|j| format!(" {j}")).collect()
+    }
+
+    fn from_clause(&self) -> String {
+        match &self.from_sql {
+            Some(sql) => format!("({sql}) AS q"),
+            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
+        }
+    }
+
+    fn select_sql(&self, extra: &[(String, String)], from: &str) -> String {
+        let mut cols: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.exprs)
+            .map(|(f, e)| format!("{e} AS {}", quote_ident(f.name())))
+            .collect();
+        if self.schema.fields().is_empty() {
+            // Before the schema is known: the raw expressions (names come from `columns`).
+            cols = self.exprs.iter().map(|e| e.to_string()).collect();
+        }
+        cols.extend(extra.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
+        let mut sql = format!("SELECT {} FROM {from}", cols.join(", "));
+        if let Some(f) = &self.filter {
+            sql.push_str(&format!(" WHERE ({f})"));
+        }
+        sql
+    }
+
+    /// Replace `:name` placeholders by `?`, collecting values.
+    fn bind_text(&self, sql: &str) -> BoundSql {
+        let mut out = BoundSql::default();
+        bind_into(&mut out, sql, &self.params, Placeholder::Question);
+        out
+    }
+
+    /// A page: the select, the keyset predicate after `after`, the order, the limit.
+    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
+        let mut sql = self.select_sql(&self.hidden, &self.from_clause());
+        let mut cursor = Vec::new();
+        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
+            sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            sql.push_str(&keyset_predicate(&self.order, after));
+            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
+        }
+        if !self.order.is_empty() {
+            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
+            sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
+        }
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        if let Some(m) = offset {
+            sql.push_str(&format!(" OFFSET {m}"));
+        }
+        Query { bound: self.bind_text(&sql), cursor }
+    }
+
+    /// Run one statement, pushing full batches to `emit`. Returns the rows read, the
+    /// cursor after the last full batch, and whether the consumer asked to stop.
+    fn read(
+        &self,
+        q: &Query,
+        builders: &mut [ColumnBuilder],
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+        rows_before: u64,
+        flush_at_end: bool,
+    ) -> Result<(usize, Option<Cursor>, bool), SourceError> {
+        let sql = &q.bound.sql;
+        let mut stmt = self.conn.prepare(sql).map_err(|e| prepare_err(sql, e))?;
+        bind_all(&mut stmt, &q.bound.values, &q.cursor).map_err(|e| prepare_err(sql, e))?;
+        let mut rows = stmt.raw_query();
+        let mut n = 0usize;
+        let mut in_batch = 0usize;
+        let mut last_cursor = None;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(self.read_err(sql, &last_cursor, e)),
+            };
+            if self.cancel.is_cancelled() {
+                return Err(SourceError::Cancelled);
+            }
+            for (i, b) in builders.iter_mut().enumerate() {
+                let v = row.get_ref(i).map_err(|e| self.read_err(sql, &last_cursor, e))?;
+                let r = match v {
+                    ValueRef::Null => {
+                        b.append_null();
+                        Ok(())
+                    }
+                    ValueRef::Integer(x) => b.append_int(x),
+                    ValueRef::Real(x) => b.append_real(x),
+                    ValueRef::Text(x) => b.append_text(x),
+                    ValueRef::Blob(x) => b.append_blob(x),
+                };
+                if let Err(message) = r {
+                    return Err(self.value_err(i, row, rows_before + n as u64, message));
+                }
+            }
+            n += 1;
+            in_batch += 1;
+            if in_batch == self.batch_size {
+                let cur = Cursor(self.order.iter().map(|o| cursor_value(row.get_ref(o.select_index).unwrap_or(ValueRef::Null))).collect());
+                let batch = self.finish_batch(builders)?;
+                in_batch = 0;
+                let go_on = emit(batch, Some(&cur));
+                last_cursor = Some(cur);
+                if !go_on {
+                    return Ok((n, last_cursor, true));
+                }
+            }
+        }
+        if flush_at_end && in_batch > 0 {
+            let batch = self.finish_batch(builders)?;
+            if !emit(batch, None) {
+                return Ok((n, last_cursor, true));
+            }
+        }
+        Ok((n, last_cursor, false))
+    }
+
+    fn finish_batch(&self, builders: &mut [ColumnBuilder]) -> Result<RecordBatch, SourceError> {
+        let arrays = builders.iter_mut().map(|b| b.finish()).collect();
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SourceError::Read {
+            sql: self.plan.sql.clone(),
+            cursor: String::new(),
+            message: e.to_string(),
+        })
+    }
+
+    fn read_err(&self, sql: &str, cursor: &Option<Cursor>, e: rusqlite::Error) -> SourceError {
+        if self.cancel.is_cancelled() {
+            return SourceError::Cancelled;
+        }
+        SourceError::Read {
+            sql: sql.to_string(),
+            cursor: cursor.as_ref().map_or("(start)".to_string(), |c| c.to_string()),
+            message: e.to_string(),
+        }
+    }
+
+    fn value_err(&self, col: usize, row: &Row<'_>, index: u64, message: String) -> SourceError {
+        let field = self.schema.field(col);
+        let key = if self.key_cols.is_empty() {
+            format!("row {}", index + 1)
+        } else {
+            let parts: Vec<String> = self
+                .key_cols
+                .iter()
+                .map(|&k| {
+                    let name = if k < self.schema.fields().len() {
+                        self.schema.field(k).name().clone()
+                    } else {
+                        ROWID_FIELD.to_string()
+                    };
+                    let v = match row.get_ref(k) {
+                        Ok(ValueRef::Integer(i)) => i.to_string(),
+                        Ok(ValueRef::Real(f)) => f.to_string(),
+                        Ok(ValueRef::Text(t)) => format!("{:?}", String::from_utf8_lossy(t)),
+                        Ok(ValueRef::Null) => "NULL".into(),
+                        _ => "?".into(),
+                    };
+                    format!("{name}={v}")
+                })
+                .collect();
+            parts.join(", ")
+        };
+        let hint = if self.exprs[col].contains('(') || self.exprs[col].contains(' ') {
+            " (declare the column's type in the spec: `columns: {name: {expr: ..., type: ...}}`)"
+        } else {
+            ""
+        };
+        SourceError::Value {
+            column: field.name().clone(),
+            ty: type_label(field.data_type()),
+            key,
+            message: format!("{message}{hint}"),
+        }
+    }
+
+    fn new_builders(&self) -> Vec<ColumnBuilder> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| ColumnBuilder::new(f.data_type(), self.batch_size.min(65_536)))
+            .collect()
+    }
+}
+
+/// `(o1, o2) > (?, ?)` when the cursor has no NULL (an index serves row-value
+/// comparisons). With a NULL — SQLite sorts NULLs first — the lexicographic expansion with
+/// `IS`: `(o1 IS ? AND o2 > ?) OR (o1 > ?)`, binding only the non-NULL values.
+fn keyset_predicate(order: &[OrderCol], after: &Cursor) -> String {
+    if !after.0.iter().any(|v| *v == CursorValue::Null) {
+        let cols: Vec<&str> = order.iter().map(|o| o.expr.as_str()).collect();
+        let qs = vec!["?"; cols.len()].join(", ");
+        return format!("({}) > ({qs})", cols.join(", "));
+    }
+    // Placeholders are bound in the order of the non-NULL cursor values, so each term of
+    // the expansion must reference them in that order: build it column by column.
+    let mut terms = Vec::new();
+    for i in 0..order.len() {
+        let mut parts = Vec::new();
+        for (o, v) in order.iter().zip(&after.0).take(i) {
+            parts.push(match v {
+                CursorValue::Null => format!("{} IS NULL", o.expr),
+                _ => format!("{} = ?", o.expr),
+            });
+        }
+        parts.push(match &after.0[i] {
+            CursorValue::Null => format!("{} IS NOT NULL", order[i].expr),
+            _ => format!("{} > ?", order[i].expr),
+        });
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    format!("({})", terms.join(" OR "))
+}
+
+fn bind_all(stmt: &mut rusqlite::Statement<'_>, values: &[Value], cursor: &[CursorValue]) -> rusqlite::Result<()> {
+    let mut i = 1;
+    for v in values {
+        stmt.raw_bind_parameter(i, Bind(v))?;
+        i += 1;
+    }
+    for c in cursor {
+        stmt.raw_bind_parameter(i, c)?;
+        i += 1;
+    }
+    Ok(())
+}
+
+fn open_read_only(path: &Path, display: &str) -> Result<Connection, SourceError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| SourceError::Open {
+        url: display.to_string(),
+        reason: e.to_string(),
+    })?;
+    // Fail here, not mid-run, when the file is not a database.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| SourceError::Open {
+            url: display.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(conn)
+}
+
+impl Source for SqliteSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn plan(&self) -> &ReadPlan {
+        &self.plan
+    }
+
+    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+        let mut builders = self.new_builders();
+        let bs = self.batch_size;
+        let mut total: u64 = 0;
+        match self.plan.strategy {
+            Strategy::Keyset => {
+                let mut after = self.start_after.clone();
+                loop {
+                    let q = self.page_query(after.as_ref(), Some(bs), None);
+                    let (n, cur, stopped) = self.read(&q, &mut builders, emit, total, true)?;
+                    total += n as u64;
+                    if stopped || n < bs {
+                        break;
+                    }
+                    after = cur;
+                }
+            }
+            Strategy::Offset => loop {
+                let q = self.page_query(None, Some(bs), Some(total));
+                let (n, _, stopped) = self.read(&q, &mut builders, emit, total, true)?;
+                total += n as u64;
+                if stopped || n < bs {
+                    break;
+                }
+            },
+            Strategy::Cursor | Strategy::Auto => {
+                let q = self.page_query(None, None, None);
+                self.read(&q, &mut builders, emit, 0, true)?;
+            }
+        }
+        // End the read transaction; the connection closes with the source.
+        let _ = self.conn.execute_batch("COMMIT");
+        Ok(())
+    }
+
+    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+        let mut sql = format!("SELECT count(*) FROM {}", self.from_clause());
+        if let Some(f) = &self.filter {
+            sql.push_str(&format!(" WHERE ({f})"));
+        }
+        let bound = self.bind_text(&sql);
+        let path = self.path.clone();
+        let display = self.display.clone();
+        let cancel = self.cancel.clone();
+        Some(Box::new(move || {
+            let conn = open_read_only(&path, &display)?;
+            let interrupt = conn.get_interrupt_handle();
+            cancel.on_cancel(move || interrupt.interrupt());
+            let mut stmt = conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
+            bind_all(&mut stmt, &bound.values, &[]).map_err(|e| prepare_err(&bound.sql, e))?;
+            let mut rows = stmt.raw_query();
+            let n = match rows.next() {
+                Ok(Some(r)) => r.get::<_, i64>(0).unwrap_or(0),
+                Ok(None) => 0,
+                Err(e) => return Err(prepare_err(&bound.sql, e)),
+            };
+            Ok(n.max(0) as u64)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ream_core::spec::ColumnSource;
+
+    fn db(rows: i64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, grp TEXT, amount DECIMAL(10,2), day DATE, note TEXT);
+             CREATE INDEX t_grp ON t (grp, id);",
+        )
+        .unwrap();
+        let tx = c.unchecked_transaction().unwrap();
+        for i in 1..=rows {
+            let grp = if i % 5 == 0 { None } else { Some(format!("g{}", i % 3)) };
+            tx.execute(
+                "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+                rusqlite::params![i, grp, (i as f64) / 4.0, format!("2024-01-{:02}", 1 + i % 28), format!("n{i}")],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        (dir, path)
+    }
+
+    fn collect(path: &Path, req: &ReadRequest) -> (Vec<i64>, ReadPlan) {
+        let mut src = SqliteSource::open(path, "test", req, CancelToken::new()).unwrap();
+        let mut ids = Vec::new();
+        src.stream(&mut |b, _| {
+            let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+            ids.extend(a.values().iter().copied());
+            true
+        })
+        .unwrap();
+        (ids, src.plan().clone())
+    }
+
+    #[test]
+    fn auto_pages_a_rowid_table_by_keyset() {
+        let (_d, p) = db(50);
+        let mut req = ReadRequest::table("t");
+        req.batch_size = 7;
+        let (ids, plan) = collect(&p, &req);
+        assert_eq!(ids, (1..=50).collect::<Vec<_>>());
+        assert_eq!(plan.strategy, Strategy::Keyset, "{}", plan.reason);
+    }
+
+    #[test]
+    fn every_strategy_yields_the_same_rows_across_nulls_in_group_keys() {
+        let (_d, p) = db(103);
+        let mut expect: Option<Vec<i64>> = None;
+        for strategy in [Strategy::Keyset, Strategy::Cursor, Strategy::Offset, Strategy::Auto] {
+            for bs in [1, 7, 1000] {
+                let mut req = ReadRequest::table("t");
+                req.order_prefix = vec!["grp".into()];
+                req.key = vec!["id".into()];
+                req.strategy = strategy;
+                req.batch_size = bs;
+                let (ids, plan) = collect(&p, &req);
+                assert_eq!(ids.len(), 103, "{strategy} bs={bs}: {}", plan.sql);
+                match &expect {
+                    None => expect = Some(ids),
+                    Some(e) => assert_eq!(&ids, e, "{strategy} bs={bs}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn auto_picks_cursor_when_no_index_serves_the_order() {
+        let (_d, p) = db(10);
+        let mut req = ReadRequest::table("t");
+        req.order_prefix = vec!["note".into()];
+        let (_, plan) = collect(&p, &req);
+        assert_eq!(plan.strategy, Strategy::Cursor);
+        assert!(plan.reason.contains("no index serves ORDER BY (note, rowid)"), "{}", plan.reason);
+        // With an index on (grp, id), keyset is served.
+        let mut req = ReadRequest::table("t");
+        req.order_prefix = vec!["grp".into()];
+        req.key = vec!["id".into()];
+        let (_, plan) = collect(&p, &req);
+        assert_eq!(plan.strategy, Strategy::Keyset, "{}", plan.reason);
+    }
+
+    #[test]
+    fn keyset_resumes_after_a_cursor_without_gap_or_duplicate() {
+        let (_d, p) = db(40);
+        let mut req = ReadRequest::table("t");
+        req.order_prefix = vec!["grp".into()];
+        req.key = vec!["id".into()];
+        req.strategy = Strategy::Keyset;
+        req.batch_size = 6;
+        let (all, _) = collect(&p, &req);
+        for page in 1..6 {
+            // Read `page` pages, keep the cursor, resume from it.
+            let mut src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
+            let mut first = Vec::new();
+            let mut cursor = None;
+            let mut pages = 0;
+            src.stream(&mut |b, c| {
+                let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+                first.extend(a.values().iter().copied());
+                cursor = c.cloned();
+                pages += 1;
+                pages < page
+            })
+            .unwrap();
+            let mut resumed = req.clone();
+            resumed.start_after = cursor;
+            let (rest, _) = collect(&p, &resumed);
+            first.extend(rest);
+            assert_eq!(first, all, "resumed after page {page}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_names_column_key_and_value() {
+        let (_d, p) = db(3);
+        let c = Connection::open(&p).unwrap();
+        c.execute("UPDATE t SET amount = 0.1 + 0.2 WHERE id = 2", []).unwrap();
+        let req = ReadRequest::table("t");
+        let mut src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
+        let err = src.stream(&mut |_, _| true).unwrap_err().to_string();
+        assert!(err.contains("column `amount` (decimal(10,2)) at rowid=2: 0.30000000000000004"), "{err}");
+    }
+
+    #[test]
+    fn computed_columns_get_inferred_or_declared_types() {
+        let (_d, p) = db(5);
+        let mut req = ReadRequest::table("t");
+        req.columns = vec![
+            ("id".to_string(), ColumnSource::Expr("t.id".into())),
+            ("double".to_string(), ColumnSource::Expr("t.amount * 2".into())),
+            ("label".to_string(), ColumnSource::Expr("'#' || t.id".into())),
+        ]
+        .into_iter()
+        .collect();
+        let src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
+        let types: Vec<_> = src.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types, vec![DataType::Int64, DataType::Float64, DataType::Utf8]);
+    }
+
+    #[test]
+    fn bound_parameters_are_data_not_sql() {
+        let (_d, p) = db(5);
+        let mut req = ReadRequest::table("t");
+        req.filter = Some("note = :n OR note = :m".into());
+        req.params.insert("n".into(), ream_core::params::ParamValue::One(Value::Str("'; DROP TABLE t; --".into())));
+        req.params.insert("m".into(), ream_core::params::ParamValue::One(Value::Str("n3".into())));
+        let (ids, _) = collect(&p, &req);
+        assert_eq!(ids, vec![3]);
+        let c = Connection::open(&p).unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 5);
+    }
+
+    #[test]
+    fn the_counter_counts_the_filtered_rows() {
+        let (_d, p) = db(20);
+        let mut req = ReadRequest::table("t");
+        req.filter = Some("id > 15".into());
+        let src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
+        assert_eq!((src.counter().unwrap())().unwrap(), 5);
+    }
+}
