@@ -1,0 +1,399 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
+use ream_core::spec::Aggregate;
+use ream_core::{Event, Value};
+
+use crate::{Stage, StageError, VariableSpec};
+
+/// Variables. Integers and decimals sum exactly (i128); floats sum with Neumaier's
+/// compensation; avg, stddev and variance use Welford's method. `stddev` and `variance`
+/// are the sample statistics (n − 1), as SQL's `stddev`/`variance`; NULL below two
+/// values. Like SQL, aggregates skip NULLs, and `sum`/`avg`/`min`/`max` of no values is
+/// NULL. `first`/`last` are the first and last row's value (NULL included).
+pub struct Accumulate {
+    vars: Vec<Var>,
+}
+
+struct Var {
+    spec: VariableSpec,
+    kind: NumKind,
+    state: State,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum NumKind {
+    Int,
+    Float,
+    Decimal(i8),
+    Other,
+}
+
+enum State {
+    Count(u64),
+    SumInt(i128, bool),
+    SumDecimal(i128, bool),
+    SumFloat { sum: f64, comp: f64, any: bool },
+    Welford { n: u64, mean: f64, m2: f64 },
+    MinMax(Value),
+    First(Option<Value>),
+    Last(Value),
+    Distinct(DistinctSet),
+}
+
+enum DistinctSet {
+    Int(HashSet<i64>),
+    Text(HashSet<String>),
+    Other(HashSet<String>),
+}
+
+impl Accumulate {
+    pub fn new(specs: Vec<VariableSpec>, schema: &SchemaRef) -> Result<Self, StageError> {
+        let mut vars = Vec::new();
+        for spec in specs {
+            let dt = spec.field.map(|i| schema.field(i).data_type().clone());
+            let kind = match &dt {
+                Some(DataType::Int64) => NumKind::Int,
+                Some(DataType::Float64) => NumKind::Float,
+                Some(DataType::Decimal128(_, s)) => NumKind::Decimal(*s),
+                _ => NumKind::Other,
+            };
+            let numeric_only = matches!(
+                spec.aggregate,
+                Aggregate::Sum | Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance
+            );
+            if numeric_only && kind == NumKind::Other {
+                let field = spec.field.map(|i| schema.field(i).name().clone()).unwrap_or_default();
+                return Err(StageError::Config(format!(
+                    "{} needs a numeric field, but `{field}` is {}",
+                    spec.aggregate.name(),
+                    dt.map(|d| ream_core::types::type_label(&d)).unwrap_or_default()
+                )));
+            }
+            if spec.field.is_none() && spec.aggregate != Aggregate::Count {
+                return Err(StageError::Config(format!("{} needs a field", spec.aggregate.name())));
+            }
+            let state = initial(&spec, kind, dt.as_ref());
+            vars.push(Var { spec, kind, state });
+        }
+        Ok(Accumulate { vars })
+    }
+
+    fn values(&self) -> Arc<[Value]> {
+        self.vars.iter().map(|v| v.value()).collect::<Vec<_>>().into()
+    }
+}
+
+fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
+    match spec.aggregate {
+        Aggregate::Count => State::Count(0),
+        Aggregate::Sum => match kind {
+            NumKind::Int => State::SumInt(0, false),
+            NumKind::Decimal(_) => State::SumDecimal(0, false),
+            _ => State::SumFloat { sum: 0.0, comp: 0.0, any: false },
+        },
+        Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance => State::Welford { n: 0, mean: 0.0, m2: 0.0 },
+        Aggregate::Min | Aggregate::Max => State::MinMax(Value::Null),
+        Aggregate::First => State::First(None),
+        Aggregate::Last => State::Last(Value::Null),
+        Aggregate::CountDistinct => State::Distinct(match dt {
+            Some(DataType::Int64) => DistinctSet::Int(HashSet::new()),
+            Some(DataType::Utf8) => DistinctSet::Text(HashSet::new()),
+            _ => DistinctSet::Other(HashSet::new()),
+        }),
+    }
+}
+
+impl Var {
+    fn reset(&mut self) {
+        self.state = initial(&self.spec, self.kind, None);
+        if let State::Distinct(d) = &mut self.state {
+            // Keep the set's kind (initial() without a type makes `Other`).
+            *d = match self.kind {
+                NumKind::Int => DistinctSet::Int(HashSet::new()),
+                _ => DistinctSet::Other(HashSet::new()),
+            };
+        }
+    }
+
+    fn update(&mut self, batch: &RecordBatch) {
+        let rows = batch.num_rows();
+        let Some(col) = self.spec.field.map(|i| batch.column(i)) else {
+            if let State::Count(n) = &mut self.state {
+                *n += rows as u64;
+            }
+            return;
+        };
+        let col = col.as_ref();
+        match &mut self.state {
+            State::Count(n) => *n += (col.len() - col.null_count()) as u64,
+            State::SumInt(s, any) => {
+                let a = col.as_primitive::<Int64Type>();
+                if a.null_count() < a.len() {
+                    *any = true;
+                }
+                *s += a.iter().flatten().map(i128::from).sum::<i128>();
+            }
+            State::SumDecimal(s, any) => {
+                let a = col.as_primitive::<Decimal128Type>();
+                if a.null_count() < a.len() {
+                    *any = true;
+                }
+                *s += a.iter().flatten().sum::<i128>();
+            }
+            State::SumFloat { sum, comp, any } => {
+                for x in floats(col).into_iter().flatten() {
+                    *any = true;
+                    // Neumaier: keep the low-order bits a plain sum would drop.
+                    let t = *sum + x;
+                    if sum.abs() >= x.abs() {
+                        *comp += (*sum - t) + x;
+                    } else {
+                        *comp += (x - t) + *sum;
+                    }
+                    *sum = t;
+                }
+            }
+            State::Welford { n, mean, m2 } => {
+                for x in floats(col).into_iter().flatten() {
+                    *n += 1;
+                    let d = x - *mean;
+                    *mean += d / *n as f64;
+                    *m2 += d * (x - *mean);
+                }
+            }
+            State::MinMax(cur) => {
+                let want_min = self.spec.aggregate == Aggregate::Min;
+                for i in 0..col.len() {
+                    if col.is_null(i) {
+                        continue;
+                    }
+                    let v = Value::from_array(col, i);
+                    let better = match ream_core::params::compare(&v, cur) {
+                        _ if cur.is_null() => true,
+                        Some(std::cmp::Ordering::Less) => want_min,
+                        Some(std::cmp::Ordering::Greater) => !want_min,
+                        _ => false,
+                    };
+                    if better {
+                        *cur = v;
+                    }
+                }
+            }
+            State::First(f) => {
+                if f.is_none() && rows > 0 {
+                    *f = Some(Value::from_array(col, 0));
+                }
+            }
+            State::Last(l) => {
+                if rows > 0 {
+                    *l = Value::from_array(col, rows - 1);
+                }
+            }
+            State::Distinct(set) => match set {
+                DistinctSet::Int(s) => s.extend(col.as_primitive::<Int64Type>().iter().flatten()),
+                DistinctSet::Text(s) => {
+                    for v in col.as_string::<i32>().iter().flatten() {
+                        if !s.contains(v) {
+                            s.insert(v.to_string());
+                        }
+                    }
+                }
+                DistinctSet::Other(s) => {
+                    for i in 0..col.len() {
+                        if !col.is_null(i) {
+                            s.insert(Value::from_array(col, i).to_string());
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    fn value(&self) -> Value {
+        match &self.state {
+            State::Count(n) => Value::Int(*n as i64),
+            State::SumInt(_, false) | State::SumDecimal(_, false) | State::SumFloat { any: false, .. } => Value::Null,
+            State::SumInt(s, true) => match i64::try_from(*s) {
+                Ok(i) => Value::Int(i),
+                Err(_) => Value::Decimal { units: *s, scale: 0 },
+            },
+            State::SumDecimal(s, true) => Value::Decimal {
+                units: *s,
+                scale: match self.kind {
+                    NumKind::Decimal(sc) => sc,
+                    _ => 0,
+                },
+            },
+            State::SumFloat { sum, comp, .. } => Value::Float(sum + comp),
+            State::Welford { n, mean, m2 } => match self.spec.aggregate {
+                Aggregate::Avg if *n > 0 => Value::Float(*mean),
+                Aggregate::Variance if *n > 1 => Value::Float(m2 / (*n - 1) as f64),
+                Aggregate::Stddev if *n > 1 => Value::Float((m2 / (*n - 1) as f64).sqrt()),
+                _ => Value::Null,
+            },
+            State::MinMax(v) | State::Last(v) => v.clone(),
+            State::First(v) => v.clone().unwrap_or(Value::Null),
+            State::Distinct(set) => Value::Int(match set {
+                DistinctSet::Int(s) => s.len(),
+                DistinctSet::Text(s) => s.len(),
+                DistinctSet::Other(s) => s.len(),
+            } as i64),
+        }
+    }
+}
+
+/// A numeric column as floats (for float sums and the Welford statistics).
+fn floats(col: &dyn Array) -> Vec<Option<f64>> {
+    match col.data_type() {
+        DataType::Float64 => col.as_primitive::<Float64Type>().iter().collect(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
+        DataType::Decimal128(_, s) => {
+            let div = 10f64.powi(*s as i32);
+            col.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|x| x as f64 / div)).collect()
+        }
+        _ => vec![],
+    }
+}
+
+impl Stage for Accumulate {
+    fn push(&mut self, event: Event, out: &mut Vec<Event>) -> Result<(), StageError> {
+        match event {
+            Event::Rows(batch) => {
+                for v in &mut self.vars {
+                    v.update(&batch);
+                }
+                out.push(Event::Rows(batch));
+            }
+            Event::GroupFooter { level, key, .. } => {
+                out.push(Event::GroupFooter { level, key, variables: self.values() });
+                for v in &mut self.vars {
+                    if v.spec.reset_level == Some(level) {
+                        v.reset();
+                    }
+                }
+            }
+            Event::End { rows, .. } => out.push(Event::End { variables: self.values(), rows }),
+            other => out.push(other),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Decimal128Array, Float64Array, Int64Array};
+    use arrow_schema::{Field, Schema};
+
+    fn run(aggs: &[(Aggregate, Option<usize>)], batches: &[RecordBatch]) -> Vec<Value> {
+        let specs = aggs
+            .iter()
+            .map(|(a, f)| VariableSpec { aggregate: *a, field: *f, reset_level: None })
+            .collect();
+        let mut acc = Accumulate::new(specs, &batches[0].schema()).unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            acc.push(Event::Rows(b.clone()), &mut out).unwrap();
+        }
+        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
+        match out.pop() {
+            Some(Event::End { variables, .. }) => variables.to_vec(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn batch(ints: Vec<Option<i64>>, floats: Vec<Option<f64>>, decs: Vec<Option<i128>>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("d", DataType::Decimal128(12, 2), true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ints)),
+                Arc::new(Float64Array::from(floats)),
+                Arc::new(Decimal128Array::from(decs).with_precision_and_scale(12, 2).unwrap()),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_aggregate_matches_its_definition() {
+        let b1 = batch(vec![Some(2), None, Some(4)], vec![Some(0.1), Some(0.2), None], vec![Some(10), Some(20), None]);
+        let b2 = batch(vec![Some(4), Some(9)], vec![Some(0.3), None], vec![Some(5), None]);
+        use Aggregate::*;
+        let got = run(
+            &[(Sum, Some(0)), (Sum, Some(1)), (Sum, Some(2)), (Count, Some(0)), (Count, None), (CountDistinct, Some(0)),
+              (Avg, Some(0)), (Min, Some(2)), (Max, Some(0)), (First, Some(1)), (Last, Some(2)), (Variance, Some(0)), (Stddev, Some(0))],
+            &[b1, b2],
+        );
+        // ints 2,4,4,9: mean 4.75, sample variance (2.75²+0.75²+0.75²+4.25²)/3 = 26.75/3
+        assert_eq!(got[0], Value::Int(19));
+        assert_eq!(got[1], Value::Float(0.6)); // compensated: exactly the nearest double to 0.6
+        assert_eq!(got[2], Value::Decimal { units: 35, scale: 2 });
+        assert_eq!(got[3], Value::Int(4));
+        assert_eq!(got[4], Value::Int(5));
+        assert_eq!(got[5], Value::Int(3));
+        assert_eq!(got[6], Value::Float(4.75));
+        assert_eq!(got[7], Value::Decimal { units: 5, scale: 2 });
+        assert_eq!(got[8], Value::Int(9));
+        assert_eq!(got[9], Value::Float(0.1));
+        assert_eq!(got[10], Value::Null);
+        let var = 26.75 / 3.0;
+        let Value::Float(v) = got[11] else { panic!("{:?}", got[11]) };
+        assert!((v - var).abs() < 1e-12, "{v}");
+        let Value::Float(sd) = got[12] else { panic!("{:?}", got[12]) };
+        assert!((sd - var.sqrt()).abs() < 1e-12, "{sd}");
+    }
+
+    #[test]
+    fn aggregates_of_nothing_are_null_and_counts_zero() {
+        let b = batch(vec![None], vec![None], vec![None]);
+        use Aggregate::*;
+        let got = run(&[(Sum, Some(0)), (Count, Some(0)), (Avg, Some(1)), (Min, Some(2)), (Stddev, Some(0))], &[b]);
+        assert_eq!(got, vec![Value::Null, Value::Int(0), Value::Null, Value::Null, Value::Null]);
+    }
+
+    #[test]
+    fn a_variable_resets_after_its_groups_footer() {
+        let b = batch(vec![Some(1), Some(2)], vec![None, None], vec![None, None]);
+        let specs = vec![
+            VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: Some(0) },
+            VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: None },
+        ];
+        let mut acc = Accumulate::new(specs, &b.schema()).unwrap();
+        let mut out = Vec::new();
+        for e in [
+            Event::Rows(b.slice(0, 1)),
+            Event::GroupFooter { level: 0, key: Value::Null, variables: Arc::from(vec![]) },
+            Event::Rows(b.slice(1, 1)),
+            Event::GroupFooter { level: 0, key: Value::Null, variables: Arc::from(vec![]) },
+        ] {
+            acc.push(e, &mut out).unwrap();
+        }
+        let footers: Vec<Vec<Value>> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::GroupFooter { variables, .. } => Some(variables.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(footers, vec![vec![Value::Int(1), Value::Int(1)], vec![Value::Int(2), Value::Int(3)]]);
+    }
+
+    #[test]
+    fn sum_of_text_is_a_config_error() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let err = Accumulate::new(vec![VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: None }], &schema)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("sum needs a numeric field, but `s` is string"), "{err}");
+    }
+}
