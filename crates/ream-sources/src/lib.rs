@@ -119,6 +119,9 @@ pub enum SourceError {
     /// The request cannot be served (e.g. keyset without a key); a usage error.
     #[error("{0}")]
     Plan(String),
+    /// The order (key or group fields) names a field the source does not produce.
+    #[error("unknown field `{field}` (the source has: {})", known.join(", "))]
+    UnknownField { field: String, known: Vec<String> },
     /// A statement failed to prepare: usually an error in the spec's SQL.
     #[error("{message}\n  in SQL: {sql}")]
     Prepare { sql: String, message: String },
@@ -149,6 +152,7 @@ impl SourceError {
             SourceError::Url { .. }
                 | SourceError::Open { .. }
                 | SourceError::Plan(_)
+                | SourceError::UnknownField { .. }
                 | SourceError::Prepare { .. }
                 | SourceError::Value { .. }
         )

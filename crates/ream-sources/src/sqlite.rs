@@ -291,9 +291,9 @@ impl SqliteSource {
     }
 
     fn field_index(&self, name: &str) -> Result<usize, SourceError> {
-        self.schema.index_of(name).map_err(|_| {
-            let names: Vec<_> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
-            SourceError::Plan(format!("unknown field `{name}` (the source has: {})", names.join(", ")))
+        self.schema.index_of(name).map_err(|_| SourceError::UnknownField {
+            field: name.to_string(),
+            known: self.schema.fields().iter().map(|f| f.name().clone()).collect(),
         })
     }
 

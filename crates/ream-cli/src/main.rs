@@ -1,0 +1,324 @@
+//! `ream`: parse the command line, run, exit with 0 (done), 1 (the run failed), 2 (bad
+//! usage, spec, parameter or data) or 130 (interrupted).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ream_core::load::load_file;
+use ream_core::spec::Strategy;
+use ream_core::CancelToken;
+use ream_engine::{prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "ream", version, about = "Stream reports of any size out of databases", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create DIR/demo.sqlite (a deterministic sales database) and DIR/reports/*.yaml.
+    Demo {
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        /// Number of invoices (customers and lines scale with it).
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Run a report spec, or export a table or query with no spec.
+    Run(RunArgs),
+    /// Check specs; print every problem with file:line:col and the key.
+    Validate {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the spec format.
+    Schema,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The report spec (.yaml, .yml, .toml or .json). Omit it for an ad-hoc export.
+    spec: Option<PathBuf>,
+    /// A parameter, `name=value` (lists: `name=a,b,c`).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// The source URL (`sqlite:PATH`); overrides the spec's `source.url`.
+    #[arg(long)]
+    source: Option<String>,
+    /// Ad hoc: export this table (in its key order).
+    #[arg(long, conflicts_with_all = ["spec", "sql"])]
+    table: Option<String>,
+    /// Ad hoc: export the rows of this SELECT.
+    #[arg(long, conflicts_with = "spec")]
+    sql: Option<String>,
+    /// Ad hoc: the unique key, comma-separated (default: the rowid of a rowid table).
+    #[arg(long, value_delimiter = ',', conflicts_with = "spec")]
+    key: Vec<String>,
+    /// Output format; default: from the -o file's extension, else csv.
+    #[arg(short, long, value_enum)]
+    format: Option<FormatArg>,
+    /// Output file, or `-` for standard output (the default).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Rows per batch (default 4096).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// How the source pages (default auto).
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// Progress on stderr: auto (when stderr is a terminal), always or never.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
+    /// Skip the count query that gives progress its total.
+    #[arg(long)]
+    no_count: bool,
+    /// Print the plan (strategy, why, SQL) to stderr and exit without reading rows.
+    #[arg(long)]
+    explain: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Ndjson,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Auto,
+    Keyset,
+    Cursor,
+    Offset,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum ProgressArg {
+    Auto,
+    Always,
+    Never,
+}
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { dir, rows, seed } => report(demo(&dir, rows, seed)),
+        Command::Run(args) => run(args),
+        Command::Validate { specs } => validate(&specs),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&ream_core::spec::json_schema()).expect("schema serialises"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ream: error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn demo(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    let made = ream_demo::create(dir, &ream_demo::DemoOptions { invoices: rows, seed })
+        .with_context(|| format!("creating the demo in {}", dir.display()))?;
+    eprintln!(
+        "ream: wrote {} ({} customers, {} invoices, {} invoice lines) in {:.1}s",
+        made.database.display(),
+        made.customers,
+        made.invoices,
+        made.lines,
+        t.elapsed().as_secs_f64()
+    );
+    for r in &made.reports {
+        eprintln!("ream: wrote {}", r.display());
+    }
+    Ok(())
+}
+
+fn validate(specs: &[PathBuf]) -> ExitCode {
+    let mut bad = false;
+    for path in specs {
+        match load_file(path) {
+            Ok(_) => println!("{}: ok", path.display()),
+            Err(errors) => {
+                bad = true;
+                for e in &errors.0 {
+                    println!("{e}");
+                }
+            }
+        }
+    }
+    if bad {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ream: error: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let to_stdout = args.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    let format = match (args.format, &args.output) {
+        (Some(FormatArg::Csv), _) => Format::Csv,
+        (Some(FormatArg::Ndjson), _) => Format::Ndjson,
+        (Some(FormatArg::Json), _) => Format::Json,
+        (None, Some(p)) if !to_stdout => match Format::from_path(p) {
+            Some(f) => f,
+            None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),
+        },
+        _ => Format::Csv,
+    };
+    let mut params = Vec::new();
+    for p in &args.params {
+        match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => params.push((k.trim().to_string(), v.to_string())),
+            _ => return usage(format!("parameter `{p}`: expected NAME=VALUE")),
+        }
+    }
+    let show_progress = match args.progress {
+        ProgressArg::Always => true,
+        ProgressArg::Never => false,
+        ProgressArg::Auto => std::io::stderr().is_terminal(),
+    };
+    let opts = RunOptions {
+        source: args.source.clone(),
+        format,
+        params,
+        batch_size: args.batch_size,
+        strategy: args.strategy.map(|s| match s {
+            StrategyArg::Auto => Strategy::Auto,
+            StrategyArg::Keyset => Strategy::Keyset,
+            StrategyArg::Cursor => Strategy::Cursor,
+            StrategyArg::Offset => Strategy::Offset,
+        }),
+        count: show_progress && !args.no_count,
+    };
+    let job = match &args.spec {
+        Some(path) => match load_file(path) {
+            Ok(spec) => Job::Spec(spec),
+            Err(errors) => return usage(format!("invalid spec\n{errors}")),
+        },
+        None if args.table.is_none() && args.sql.is_none() => {
+            return usage("give a SPEC, or --source with --table or --sql for an ad-hoc export")
+        }
+        None => Job::AdHoc(AdHoc { table: args.table.clone(), sql: args.sql.clone(), key: args.key.clone() }),
+    };
+
+    let cancel = CancelToken::new();
+    {
+        let cancel = cancel.clone();
+        // Ctrl-C and SIGTERM cancel the run: the query is interrupted, no file is left.
+        let _ = ctrlc::set_handler(move || cancel.cancel());
+    }
+    let prepared = match prepare(job, &opts, cancel.clone()) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let plan = prepared.strategy().clone();
+    if args.explain {
+        eprintln!("strategy: {} ({})\norder: {}\nsql: {}", plan.strategy, plan.reason, plan.order.join(", "), plan.sql);
+        return ExitCode::SUCCESS;
+    }
+    if show_progress {
+        eprintln!("ream: {}: {} ({})", prepared.meta.report, plan.strategy, plan.reason);
+    }
+    let run = start(prepared);
+    let ticker = show_progress.then(|| progress_bar(run.progress(), cancel.clone()));
+    let result = if to_stdout {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        run.write_to(&mut lock)
+    } else {
+        run.write_file(args.output.as_deref().expect("checked above")).map(Some)
+    };
+    if let Some((bar, handle)) = ticker {
+        cancel_ticker(&bar, handle);
+    }
+    match result {
+        Ok(Some(summary)) => {
+            if show_progress {
+                let secs = summary.elapsed.as_secs_f64().max(1e-9);
+                eprintln!(
+                    "ream: {} rows, {} bytes in {:.2}s ({:.0} rows/s)",
+                    summary.rows,
+                    summary.bytes,
+                    secs,
+                    summary.rows as f64 / secs
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        // The reader of standard output went away: a clean exit.
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) if cancel.is_cancelled() && matches!(e, EngineError::Cancelled) => {
+            eprintln!("ream: interrupted; no output was kept");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &EngineError) -> ExitCode {
+    eprintln!("ream: error: {e}");
+    if e.is_bad_input() {
+        ExitCode::from(EXIT_USAGE)
+    } else if matches!(e, EngineError::Cancelled) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+type Ticker = (indicatif::ProgressBar, std::thread::JoinHandle<()>);
+
+/// Rows and rows/s; percent and ETA once the count query has answered.
+fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(10));
+    let spinner = indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {elapsed}").expect("template");
+    let bounded = indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}%  {human_pos}/{human_len} rows  {per_sec}  ETA {eta}")
+        .expect("template");
+    bar.set_style(spinner);
+    let b = bar.clone();
+    let handle = std::thread::spawn(move || {
+        let mut has_total = false;
+        while !b.is_finished() && !cancel.is_cancelled() {
+            if !has_total {
+                if let Some(t) = p.total() {
+                    b.set_length(t);
+                    b.set_style(bounded.clone());
+                    has_total = true;
+                }
+            }
+            b.set_position(p.rows.load(Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    (bar, handle)
+}
+
+fn cancel_ticker(bar: &indicatif::ProgressBar, handle: std::thread::JoinHandle<()>) {
+    bar.finish_and_clear();
+    let _ = handle.join();
+}

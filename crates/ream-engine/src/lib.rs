@@ -1,0 +1,62 @@
+//! ream-engine: a spec (or an ad-hoc table/SQL) and parameters become a plan, and a plan
+//! becomes a run: source, stages and renderer on their own threads, joined by bounded
+//! queues, producing the output in chunks.
+//!
+//! ```no_run
+//! use ream_core::CancelToken;
+//! use ream_engine::{prepare, start, AdHoc, Job, RunOptions};
+//! use ream_render::Format;
+//!
+//! let mut opts = RunOptions::new(Format::Csv);
+//! opts.source = Some("sqlite:demo/demo.sqlite".into());
+//! let job = Job::AdHoc(AdHoc { table: Some("invoices".into()), ..Default::default() });
+//! let prepared = prepare(job, &opts, CancelToken::new())?; // every user error surfaces here
+//! let summary = start(prepared).write_file("invoices.csv".as_ref())?;
+//! println!("{} rows", summary.rows);
+//! # Ok::<(), ream_engine::EngineError>(())
+//! ```
+
+mod plan;
+mod run;
+
+pub use plan::{prepare, AdHoc, Job, Prepared, RunOptions};
+pub use ream_render::Format;
+pub use run::{start, temp_path, Progress, Run, Summary, CHUNK_BYTES};
+
+use ream_core::{ParamErrors, SpecErrors};
+use ream_sources::SourceError;
+
+/// Everything a run can fail with, with the report and stage it failed in.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Spec(SpecErrors),
+    #[error("{0}")]
+    Params(ParamErrors),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{}source: {source}", report.as_ref().map(|r| format!("report `{r}`: ")).unwrap_or_default())]
+    Source { report: Option<String>, source: SourceError },
+    #[error("report `{report}`: stage: {message}")]
+    Stage { report: String, message: String },
+    #[error("report `{report}`: render: {message}")]
+    Render { report: String, message: String },
+    #[error("output: {0}")]
+    Output(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The user's input is at fault (exit code 2, HTTP 4xx): the spec, a parameter, the
+    /// request, or a value that does not fit its column.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            EngineError::Spec(_) | EngineError::Params(_) | EngineError::Usage(_) => true,
+            EngineError::Source { source, .. } => source.is_bad_input(),
+            _ => false,
+        }
+    }
+}

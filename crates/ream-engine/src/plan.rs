@@ -1,0 +1,298 @@
+//! From a spec (or an ad-hoc table/SQL request) and parameters to a prepared run: every
+//! check a user can fail happens here, before the first byte.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ream_core::load::LoadedSpec;
+use ream_core::params::{bind, BoundParams};
+use ream_core::spec::Strategy;
+use ream_core::template::{Format as ValueFormat, Template};
+use ream_core::validate::check_fields;
+use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
+use ream_render::Format;
+use ream_sources::{open_url, ReadRequest, Source, SourceError, SourceUrl, DEFAULT_BATCH_SIZE};
+use ream_stages::{StageConfig, VariableSpec};
+
+use crate::EngineError;
+
+/// What to run.
+pub enum Job {
+    /// A report spec, already loaded and statically checked.
+    Spec(LoadedSpec),
+    /// An export with no spec: a table (optionally with its key) or a SELECT.
+    AdHoc(AdHoc),
+}
+
+/// `ream run --source URL (--table T [--key a,b] | --sql "SELECT …")`.
+#[derive(Debug, Clone, Default)]
+pub struct AdHoc {
+    pub table: Option<String>,
+    pub sql: Option<String>,
+    pub key: Vec<String>,
+}
+
+/// How to run it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The source URL; overrides the spec's `source.url`.
+    pub source: Option<String>,
+    pub format: Format,
+    /// `name=value` parameters, as given.
+    pub params: Vec<(String, String)>,
+    pub batch_size: Option<usize>,
+    pub strategy: Option<Strategy>,
+    /// Run a count query (beside the stream) for the total, for progress.
+    pub count: bool,
+}
+
+impl RunOptions {
+    pub fn new(format: Format) -> Self {
+        RunOptions {
+            source: None,
+            format,
+            params: vec![],
+            batch_size: None,
+            strategy: None,
+            count: false,
+        }
+    }
+}
+
+/// A run that has passed every check: the source is open on its snapshot, the schema is
+/// known, the stages and renderer are chosen. Nothing has been read.
+pub struct Prepared {
+    pub meta: Arc<ReportMeta>,
+    pub format: Format,
+    pub(crate) source: Box<dyn Source>,
+    pub(crate) stages: Vec<StageConfig>,
+    pub(crate) count: bool,
+    pub(crate) cancel: CancelToken,
+}
+
+impl Prepared {
+    pub fn strategy(&self) -> &ream_sources::ReadPlan {
+        self.source.plan()
+    }
+}
+
+/// Validate, bind, connect and resolve the schema.
+pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    match job {
+        Job::Spec(spec) => prepare_spec(spec, opts, cancel),
+        Job::AdHoc(adhoc) => prepare_adhoc(adhoc, opts, cancel),
+    }
+}
+
+fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> {
+    SourceUrl::parse(url, base).map_err(|e| EngineError::Source { report: None, source: e })
+}
+
+fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    let url = opts
+        .source
+        .clone()
+        .ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL".into()))?;
+    if adhoc.table.is_some() == adhoc.sql.is_some() {
+        return Err(EngineError::Usage("give exactly one of --table or --sql".into()));
+    }
+    if !opts.params.is_empty() {
+        return Err(EngineError::Usage("parameters (-p) go with a spec; an ad-hoc run takes none".into()));
+    }
+    let mut req = match (&adhoc.table, &adhoc.sql) {
+        (Some(t), _) => ReadRequest::table(t),
+        (_, Some(s)) => ReadRequest::sql(s),
+        _ => unreachable!("checked above"),
+    };
+    req.key = adhoc.key.clone();
+    apply_options(&mut req, opts, None, None);
+    let parsed = source_url(&url, None)?;
+    let source = open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })?;
+    let schema = source.schema();
+    let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
+    let meta = ReportMeta {
+        report: name,
+        title: None,
+        parameters: vec![],
+        schema: schema.clone(),
+        columns: schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| OutputColumn {
+                field: f.name().clone(),
+                label: f.name().clone(),
+                index: i,
+                format: ValueFormat::Raw,
+                align: None,
+            })
+            .collect(),
+        groups: vec![],
+        variables: vec![],
+        summary: None,
+        no_data: None,
+        page_header: None,
+        page_footer: None,
+        strategy: describe(source.plan()),
+    };
+    Ok(Prepared {
+        meta: Arc::new(meta),
+        format: opts.format,
+        source,
+        stages: vec![],
+        count: opts.count,
+        cancel,
+    })
+}
+
+fn describe(plan: &ream_sources::ReadPlan) -> String {
+    format!("{}: {}", plan.strategy, plan.reason)
+}
+
+fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec_strategy: Option<Strategy>, spec_batch: Option<usize>) {
+    req.strategy = opts.strategy.or(spec_strategy).unwrap_or(Strategy::Auto);
+    req.batch_size = opts.batch_size.or(spec_batch).unwrap_or(DEFAULT_BATCH_SIZE);
+}
+
+fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    let spec = &loaded.spec;
+    let report = Some(spec.report.clone());
+    let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
+
+    // The source: --source wins over the spec's url, which is relative to the spec file.
+    let (url, base) = match (&opts.source, &spec.source.url) {
+        (Some(u), _) => (u.clone(), None),
+        (None, Some(u)) => (u.clone(), Some(loaded.base_dir())),
+        (None, None) => {
+            return Err(EngineError::Usage(format!(
+                "report `{}` names no source: give --source URL or set `source.url` in the spec",
+                spec.report
+            )))
+        }
+    };
+    let parsed = source_url(&url, base.as_deref())?;
+
+    let src = &spec.source;
+    let mut req = ReadRequest {
+        table: src.table.clone(),
+        sql: src.sql.clone(),
+        joins: src.joins.clone(),
+        columns: src.columns.clone(),
+        filter: src.filter.clone(),
+        params: params.clone(),
+        key: src.key.clone(),
+        order_prefix: spec.groups.iter().map(|g| g.by.clone()).collect(),
+        ..Default::default()
+    };
+    apply_options(&mut req, opts, src.strategy, src.batch_size);
+    let source = match open_url(&parsed, &url, &req, cancel.clone()) {
+        Ok(s) => s,
+        // A group or key field the source lacks: report every unknown field, located.
+        Err(SourceError::UnknownField { known, .. }) => {
+            return Err(EngineError::Spec(loaded.locate(check_fields(spec, &known))));
+        }
+        Err(e) => return Err(EngineError::Source { report, source: e }),
+    };
+    let schema = source.schema();
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let errors = check_fields(spec, &names);
+    if !errors.is_empty() {
+        return Err(EngineError::Spec(loaded.locate(errors)));
+    }
+    let index = |f: &str| schema.index_of(f).expect("fields were checked");
+
+    // Templates and formats parsed when the spec was loaded; parse again into the meta.
+    let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load"));
+    let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| OutputColumn { field: n.clone(), label: n.clone(), index: i, format: ValueFormat::Raw, align: None })
+            .collect()
+    } else {
+        spec.columns
+            .iter()
+            .map(|c| OutputColumn {
+                field: c.field.clone(),
+                label: c.label().to_string(),
+                index: index(&c.field),
+                format: c.format.as_deref().map(|f| ValueFormat::parse(f).expect("checked at load")).unwrap_or(ValueFormat::Raw),
+                align: c.align,
+            })
+            .collect()
+    };
+    let groups: Vec<GroupMeta> = spec
+        .groups
+        .iter()
+        .map(|g| GroupMeta {
+            name: g.name().to_string(),
+            field: g.by.clone(),
+            index: index(&g.by),
+            header: tpl(&g.header),
+            footer: tpl(&g.footer),
+            page_break: g.page_break,
+        })
+        .collect();
+    let variables: Vec<VariableSpec> = spec
+        .variables
+        .values()
+        .map(|v| {
+            let (aggregate, field) = v.aggregates()[0];
+            VariableSpec {
+                aggregate,
+                field: (field != "*").then(|| index(field)),
+                reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
+            }
+        })
+        .collect();
+    let mut stages = Vec::new();
+    if !groups.is_empty() {
+        stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
+    }
+    if !variables.is_empty() {
+        // Each aggregate must apply to its field's type: a spec error, located.
+        let errors: Vec<SpecError> = spec
+            .variables
+            .keys()
+            .zip(&variables)
+            .filter_map(|(name, v)| {
+                let one = StageConfig::Accumulate { variables: vec![v.clone()] };
+                one.build(&schema).err().map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(EngineError::Spec(loaded.locate(errors)));
+        }
+        let check = StageConfig::Accumulate { variables };
+        stages.push(check);
+    }
+    let meta = ReportMeta {
+        report: spec.report.clone(),
+        title: spec
+            .title
+            .as_deref()
+            .map(|t| Template::parse(t).expect("checked at load"))
+            .map(|t| t.render(|n| params.get(n).map(|v| match v {
+                ream_core::params::ParamValue::One(v) => v.clone(),
+                ream_core::params::ParamValue::List(vs) => ream_core::Value::Str(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ").into()),
+            }))),
+        parameters: params.into_iter().collect(),
+        schema: schema.clone(),
+        columns,
+        groups,
+        variables: spec.variables.keys().cloned().collect(),
+        summary: tpl(&spec.summary),
+        no_data: tpl(&spec.no_data),
+        page_header: tpl(&spec.page_header),
+        page_footer: tpl(&spec.page_footer),
+        strategy: describe(source.plan()),
+    };
+    Ok(Prepared {
+        meta: Arc::new(meta),
+        format: opts.format,
+        source,
+        stages,
+        count: opts.count,
+        cancel,
+    })
+}

@@ -1,0 +1,362 @@
+//! The runner: the only place with threads, queues and blocking work.
+//!
+//! ```text
+//! source thread ──batches (bounded: 2)──▶ process thread ──chunks (bounded: 4)──▶ consumer
+//!  (Source::stream)                        (stages + renderer,                  (file, stdout,
+//!                                           flushed at CHUNK_BYTES)               HTTP body)
+//! ```
+//!
+//! The reader can run at most two batches ahead of the renderer, and the renderer four
+//! chunks ahead of the consumer, so memory is bounded whatever the row count. Dropping the
+//! [`Run`] (or its consumer going away) cancels the token: the source's statement is
+//! interrupted and both threads stop.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use ream_core::{CancelToken, Event};
+use ream_sources::SourceError;
+use ream_stages::Stage;
+
+use crate::plan::Prepared;
+use crate::EngineError;
+
+/// Bytes a renderer accumulates before its buffer is handed to the consumer.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+const BATCH_QUEUE: usize = 2;
+const CHUNK_QUEUE: usize = 4;
+
+/// Live counters of a run, read by progress displays (and later the run registry).
+#[derive(Debug)]
+pub struct Progress {
+    pub started: Instant,
+    /// Rows rendered so far.
+    pub rows: AtomicU64,
+    /// Bytes produced so far.
+    pub bytes: AtomicU64,
+    /// Rows in total, when a count query has answered; -1 until then.
+    pub total: AtomicI64,
+    /// Time spent inside the source (reading, converting) and inside stages + renderer,
+    /// in nanoseconds, excluding time blocked on the queues.
+    pub source_ns: AtomicU64,
+    pub process_ns: AtomicU64,
+    /// Microseconds from start to the first chunk; -1 until then.
+    pub first_chunk_us: AtomicI64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            started: Instant::now(),
+            rows: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            total: AtomicI64::new(-1),
+            source_ns: AtomicU64::new(0),
+            process_ns: AtomicU64::new(0),
+            first_chunk_us: AtomicI64::new(-1),
+        }
+    }
+
+    pub fn total(&self) -> Option<u64> {
+        let t = self.total.load(Ordering::Relaxed);
+        (t >= 0).then_some(t as u64)
+    }
+}
+
+/// What a completed run reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub rows: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub strategy: String,
+}
+
+enum Chunk {
+    Data(Vec<u8>),
+    Done,
+    Failed(EngineError),
+}
+
+/// A running report: pull its output with [`Run::next_chunk`].
+pub struct Run {
+    chunks: Receiver<Chunk>,
+    progress: Arc<Progress>,
+    cancel: CancelToken,
+    strategy: String,
+    threads: Vec<JoinHandle<()>>,
+    finished: bool,
+}
+
+impl Run {
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// The next piece of output; `Ok(None)` once the run has completed. A run whose
+    /// threads end without saying `Done` has failed, never completed.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        if self.finished {
+            return Ok(None);
+        }
+        match self.chunks.recv() {
+            Ok(Chunk::Data(d)) => Ok(Some(d)),
+            Ok(Chunk::Done) => {
+                self.finished = true;
+                self.join();
+                Ok(None)
+            }
+            Ok(Chunk::Failed(e)) => {
+                self.finished = true;
+                self.cancel.cancel();
+                self.join();
+                Err(e)
+            }
+            Err(_) => {
+                self.finished = true;
+                self.join();
+                Err(EngineError::Internal("the run ended without completing (a worker thread stopped)".into()))
+            }
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            rows: self.progress.rows.load(Ordering::Relaxed),
+            bytes: self.progress.bytes.load(Ordering::Relaxed),
+            elapsed: self.progress.started.elapsed(),
+            strategy: self.strategy.clone(),
+        }
+    }
+
+    fn join(&mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Write the whole output to `w`. A consumer that goes away (a broken pipe) stops
+    /// the run and is not an error: `Ok(None)`.
+    pub fn write_to(mut self, w: &mut dyn Write) -> Result<Option<Summary>, EngineError> {
+        while let Some(chunk) = self.next_chunk()? {
+            if let Err(e) = w.write_all(&chunk).and_then(|_| w.flush()) {
+                self.cancel.cancel();
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(None);
+                }
+                return Err(EngineError::Output(e.to_string()));
+            }
+        }
+        Ok(Some(self.summary()))
+    }
+
+    /// Write the output to a file through a temporary name in the same directory,
+    /// renamed into place only when the run completes. On any failure the temporary file
+    /// is removed and nothing is left at `path`.
+    pub fn write_file(mut self, path: &Path) -> Result<Summary, EngineError> {
+        let tmp = temp_path(path);
+        let result = (|| {
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| EngineError::Output(format!("cannot create {}: {e}", tmp.display())))?;
+            let mut w = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
+            while let Some(chunk) = self.next_chunk()? {
+                w.write_all(&chunk).map_err(|e| EngineError::Output(format!("{}: {e}", tmp.display())))?;
+            }
+            let file = w.into_inner().map_err(|e| EngineError::Output(e.to_string()))?;
+            file.sync_all().map_err(|e| EngineError::Output(e.to_string()))?;
+            std::fs::rename(&tmp, path)
+                .map_err(|e| EngineError::Output(format!("cannot rename to {}: {e}", path.display())))?;
+            Ok(self.summary())
+        })();
+        if result.is_err() {
+            self.cancel.cancel();
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The consumer went away: stop the query, then let the threads wind down.
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// `dir/.name.ream-PID.tmp`: hidden, in the same directory so the rename is atomic.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    path.with_file_name(format!(".{name}.ream-{}.tmp", std::process::id()))
+}
+
+/// Start the threads of a prepared run.
+pub fn start(prepared: Prepared) -> Run {
+    let Prepared { meta, format, mut source, stages, count, cancel } = prepared;
+    let progress = Arc::new(Progress::new());
+    let strategy = meta.strategy.clone();
+    let report = meta.report.clone();
+    // `Ok(None)` is the source's explicit end: a channel that closes without it means the
+    // source thread died, and the run fails rather than ending short.
+    let (batch_tx, batch_rx) = bounded::<Result<Option<RecordBatch>, EngineError>>(BATCH_QUEUE);
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
+    let mut threads = Vec::new();
+
+    if count {
+        if let Some(counter) = source.counter() {
+            let p = progress.clone();
+            // Detached: the count is only for display, and is interrupted on cancel.
+            let _ = std::thread::Builder::new().name("ream-count".into()).spawn(move || {
+                if let Ok(n) = counter() {
+                    p.total.store(n as i64, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+
+    // The source thread.
+    {
+        let cancel = cancel.clone();
+        let progress = progress.clone();
+        let report = report.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ream-source".into())
+                .spawn(move || {
+                    let mut mark = Instant::now();
+                    let result = source.stream(&mut |batch, _cursor| {
+                        progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        let ok = !cancel.is_cancelled() && batch_tx.send(Ok(Some(batch))).is_ok();
+                        mark = Instant::now();
+                        ok
+                    });
+                    progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    match result {
+                        Ok(()) if cancel.is_cancelled() => {
+                            let _ = batch_tx.send(Err(EngineError::Cancelled));
+                        }
+                        Ok(()) => {
+                            let _ = batch_tx.send(Ok(None));
+                        }
+                        Err(SourceError::Cancelled) => {
+                            let _ = batch_tx.send(Err(EngineError::Cancelled));
+                        }
+                        Err(e) => {
+                            let _ = batch_tx.send(Err(EngineError::Source { report: Some(report), source: e }));
+                        }
+                    }
+                })
+                .expect("spawning a thread"),
+        );
+    }
+
+    // The process thread: stages, renderer, chunking.
+    {
+        let cancel = cancel.clone();
+        let progress = progress.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ream-process".into())
+                .spawn(move || {
+                    let outcome = process(meta, format, stages, batch_rx, &chunk_tx, &progress, &cancel);
+                    let last = match outcome {
+                        Ok(()) => Chunk::Done,
+                        Err(e) => Chunk::Failed(e),
+                    };
+                    if chunk_tx.send(last).is_err() {
+                        cancel.cancel();
+                    }
+                })
+                .expect("spawning a thread"),
+        );
+    }
+
+    Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false }
+}
+
+fn process(
+    meta: Arc<ream_core::ReportMeta>,
+    format: ream_render::Format,
+    stage_configs: Vec<ream_stages::StageConfig>,
+    batches: Receiver<Result<Option<RecordBatch>, EngineError>>,
+    chunks: &Sender<Chunk>,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<(), EngineError> {
+    let report = meta.report.clone();
+    let stage_err = |e: ream_stages::StageError| EngineError::Stage { report: report.clone(), message: e.to_string() };
+    let mut stages: Vec<Box<dyn Stage>> = stage_configs.iter().map(|c| c.build(&meta.schema)).collect::<Result<_, _>>().map_err(stage_err)?;
+    let mut renderer = format.renderer();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut rows: u64 = 0;
+    let mut first = true;
+
+    // Push one event through the stages, then render what comes out.
+    let mut run_event = |event: Event, buf: &mut Vec<u8>| -> Result<(), EngineError> {
+        let mut current = vec![event];
+        for stage in stages.iter_mut() {
+            let mut next = Vec::with_capacity(current.len());
+            for e in current {
+                stage.push(e, &mut next).map_err(stage_err)?;
+            }
+            current = next;
+        }
+        for e in &current {
+            renderer.push(e, buf).map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
+        }
+        Ok(())
+    };
+    let send = |buf: &mut Vec<u8>| -> Result<(), EngineError> {
+        if progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
+            progress.first_chunk_us.store(progress.started.elapsed().as_micros() as i64, Ordering::Relaxed);
+        }
+        progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let data = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
+        chunks.send(Chunk::Data(data)).map_err(|_| {
+            cancel.cancel();
+            EngineError::Cancelled
+        })
+    };
+
+    run_event(Event::Begin(meta.clone()), &mut buf)?;
+    let mut ended = false;
+    for msg in batches.iter() {
+        let Some(batch) = msg? else {
+            ended = true;
+            break;
+        };
+        let t = Instant::now();
+        let n = batch.num_rows() as u64;
+        run_event(Event::Rows(batch), &mut buf)?;
+        rows += n;
+        progress.rows.store(rows, Ordering::Relaxed);
+        progress.process_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        // The first rows leave at once; after that, in chunks of CHUNK_BYTES.
+        if first || buf.len() >= CHUNK_BYTES {
+            first = false;
+            send(&mut buf)?;
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    if !ended {
+        return Err(EngineError::Internal("the source stopped without finishing (its thread died)".into()));
+    }
+    run_event(Event::End { variables: Arc::from(Vec::new()), rows }, &mut buf)?;
+    if !buf.is_empty() {
+        send(&mut buf)?;
+    }
+    Ok(())
+}

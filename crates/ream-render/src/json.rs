@@ -1,0 +1,198 @@
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_json::writer::LineDelimited;
+use ream_core::{Event, ReportMeta, Value};
+
+use crate::{project, RenderError, Renderer};
+
+fn enc(format: &'static str) -> impl Fn(arrow_schema::ArrowError) -> RenderError {
+    move |e| RenderError::Encode { format, message: e.to_string() }
+}
+
+/// Rows as JSON objects, one per line, through arrow's JSON writer: integers and
+/// decimals as numbers (decimals with their exact digits), dates and timestamps as ISO
+/// 8601 strings, NULL as `null`.
+fn write_rows(batch: &RecordBatch, indices: &[usize], format: &'static str, out: &mut Vec<u8>) -> Result<(), RenderError> {
+    let batch = project(batch, indices, format)?;
+    let mut w = arrow_json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(&mut *out);
+    w.write(&batch).map_err(enc(format))?;
+    w.finish().map_err(enc(format))?;
+    Ok(())
+}
+
+/// Newline-delimited JSON: one object per detail row.
+#[derive(Default)]
+pub struct NdjsonRenderer {
+    indices: Option<Vec<usize>>,
+}
+
+impl Renderer for NdjsonRenderer {
+    fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        match event {
+            Event::Begin(meta) => self.indices = Some(meta.columns.iter().map(|c| c.index).collect()),
+            Event::Rows(batch) => {
+                let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: "ndjson" })?;
+                write_rows(batch, indices, "ndjson", out)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One JSON document:
+///
+/// ```text
+/// {"report":…,"title":…,"parameters":{…},"strategy":…,"columns":[{"field","label","type"}…],
+///  "groups":[{"group":"region","key":"East","header":"…",
+///             "rows":[…] or "groups":[…],
+///             "variables":{…},"footer":"…"}…]      (or "rows":[…] without groups)
+///  ,"variables":{…},"summary":"…","row_count":N}
+/// ```
+#[derive(Default)]
+pub struct JsonRenderer {
+    meta: Option<Arc<ReportMeta>>,
+    indices: Vec<usize>,
+    /// Group keys of the open groups, outermost first.
+    keys: Vec<Value>,
+    /// Whether the innermost open array already has an element.
+    has_item: Vec<bool>,
+    scratch: Vec<u8>,
+}
+
+const FORMAT: &str = "json";
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec does not fail");
+}
+
+impl JsonRenderer {
+    fn comma(&mut self, out: &mut Vec<u8>) {
+        if let Some(last) = self.has_item.last_mut() {
+            if *last {
+                out.push(b',');
+            }
+            *last = true;
+        }
+    }
+
+    fn variables(&self, meta: &ReportMeta, values: &[Value], out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\"variables\":{");
+        for (i, (name, v)) in meta.variables.iter().zip(values).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(name, out);
+            out.push(b':');
+            v.write_json(out);
+        }
+        out.push(b'}');
+    }
+}
+
+impl Renderer for JsonRenderer {
+    fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        match event {
+            Event::Begin(meta) => {
+                self.indices = meta.columns.iter().map(|c| c.index).collect();
+                out.extend_from_slice(b"{\"report\":");
+                string(&meta.report, out);
+                out.extend_from_slice(b",\"title\":");
+                match &meta.title {
+                    Some(t) => string(t, out),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"parameters\":{");
+                for (i, (name, v)) in meta.parameters.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    string(name, out);
+                    out.push(b':');
+                    out.extend_from_slice(v.to_json().as_bytes());
+                }
+                out.extend_from_slice(b"},\"strategy\":");
+                string(&meta.strategy, out);
+                out.extend_from_slice(b",\"columns\":[");
+                for (i, c) in meta.columns.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"field\":");
+                    string(&c.field, out);
+                    out.extend_from_slice(b",\"label\":");
+                    string(&c.label, out);
+                    out.extend_from_slice(b",\"type\":");
+                    string(&ream_core::types::type_label(meta.schema.field(c.index).data_type()), out);
+                    out.push(b'}');
+                }
+                out.extend_from_slice(if meta.groups.is_empty() { b"],\"rows\":[" } else { b"],\"groups\":[" });
+                self.has_item = vec![false];
+                self.meta = Some(meta.clone());
+            }
+            Event::GroupHeader { level, key } => {
+                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                self.comma(out);
+                self.keys.truncate(*level);
+                self.keys.push(key.clone());
+                let g = &meta.groups[*level];
+                out.extend_from_slice(b"{\"group\":");
+                string(&g.name, out);
+                out.extend_from_slice(b",\"key\":");
+                key.write_json(out);
+                if let Some(h) = &g.header {
+                    out.extend_from_slice(b",\"header\":");
+                    string(&h.render(|n| meta.lookup(n, None, &self.keys)), out);
+                }
+                out.extend_from_slice(if *level + 1 < meta.groups.len() { b",\"groups\":[" } else { b",\"rows\":[" });
+                self.has_item.push(false);
+            }
+            Event::Rows(batch) => {
+                if self.meta.is_none() {
+                    return Err(RenderError::NotStarted { format: FORMAT });
+                }
+                self.scratch.clear();
+                let mut scratch = std::mem::take(&mut self.scratch);
+                write_rows(batch, &self.indices, FORMAT, &mut scratch)?;
+                // One object per line (JSON escapes newlines inside strings).
+                for line in scratch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    self.comma(out);
+                    out.extend_from_slice(line);
+                }
+                self.scratch = scratch;
+            }
+            Event::GroupFooter { level, variables, .. } => {
+                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                self.has_item.pop();
+                out.extend_from_slice(b"],");
+                self.variables(&meta, variables, out);
+                if let Some(f) = &meta.groups[*level].footer {
+                    out.extend_from_slice(b",\"footer\":");
+                    string(&f.render(|n| meta.lookup(n, Some(variables), &self.keys)), out);
+                }
+                out.push(b'}');
+                self.keys.truncate(*level);
+            }
+            Event::End { variables, rows } => {
+                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                out.extend_from_slice(b"],");
+                self.variables(&meta, variables, out);
+                if let Some(s) = &meta.summary {
+                    out.extend_from_slice(b",\"summary\":");
+                    string(&s.render(|n| meta.lookup(n, Some(variables), &[])), out);
+                }
+                if *rows == 0 {
+                    if let Some(nd) = &meta.no_data {
+                        out.extend_from_slice(b",\"no_data\":");
+                        string(&nd.render(|n| meta.lookup(n, None, &[])), out);
+                    }
+                }
+                out.extend_from_slice(format!(",\"row_count\":{rows}}}\n").as_bytes());
+            }
+        }
+        Ok(())
+    }
+}

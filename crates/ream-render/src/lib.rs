@@ -1,0 +1,119 @@
+//! ream-render: renderers turn events into bytes. Each appends to a buffer that the
+//! runner flushes at a size threshold, so memory stays bounded and the first bytes leave
+//! early. Machine formats write raw typed values (formats in the spec are for banded
+//! outputs); their keys and header are the field names.
+//!
+//! - `csv`: RFC 4180, a header row, NULL as an empty field (arrow's CSV writer);
+//! - `ndjson`: one object per row, types kept (arrow's JSON writer);
+//! - `json`: one document with the report meta, parameters, nested groups (key, header,
+//!   rows, variables, footer) and the summary variables.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{Int64Array, RecordBatch};
+//! use arrow_schema::{DataType, Field, Schema};
+//! use ream_core::{Event, ReportMeta, OutputColumn};
+//! use ream_core::template::Format as Fmt;
+//! use ream_render::Format;
+//!
+//! let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+//! let meta = ReportMeta { report: "r".into(), title: None, parameters: vec![], schema: schema.clone(),
+//!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None }],
+//!     groups: vec![], variables: vec![], summary: None, no_data: None, page_header: None,
+//!     page_footer: None, strategy: "cursor".into() };
+//! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();
+//! let mut r = Format::Csv.renderer();
+//! let mut out = Vec::new();
+//! for e in [Event::Begin(Arc::new(meta)), Event::Rows(batch), Event::End { variables: Arc::from(vec![]), rows: 2 }] {
+//!     r.push(&e, &mut out).unwrap();
+//! }
+//! // A record whose only field is empty is quoted, so readers do not skip it as a blank line.
+//! assert_eq!(String::from_utf8(out).unwrap(), "n\n1\n\"\"\n");
+//! ```
+
+mod csv;
+mod json;
+
+use ream_core::Event;
+
+pub use crate::csv::CsvRenderer;
+pub use crate::json::{JsonRenderer, NdjsonRenderer};
+
+/// A renderer: events in, bytes appended to `out`.
+pub trait Renderer: Send {
+    fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{format}: {message}")]
+    Encode { format: &'static str, message: String },
+    #[error("{format}: rows before Begin")]
+    NotStarted { format: &'static str },
+}
+
+/// The output formats, a closed set. Each builds its renderer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+    Json,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Csv, Format::Ndjson, Format::Json];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == s.to_ascii_lowercase())
+    }
+
+    /// The format a file name implies (`out.csv`, `out.ndjson`/`.jsonl`, `out.json`).
+    pub fn from_path(p: &std::path::Path) -> Option<Format> {
+        match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "jsonl" => Some(Format::Ndjson),
+            ext => Format::from_name(ext),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Ndjson => "application/x-ndjson",
+            Format::Json => "application/json",
+        }
+    }
+
+    pub fn renderer(self) -> Box<dyn Renderer> {
+        match self {
+            Format::Csv => Box::new(CsvRenderer::default()),
+            Format::Ndjson => Box::new(NdjsonRenderer::default()),
+            Format::Json => Box::new(JsonRenderer::default()),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The detail columns of a batch, in output order.
+pub(crate) fn project(
+    batch: &arrow_array::RecordBatch,
+    indices: &[usize],
+    format: &'static str,
+) -> Result<arrow_array::RecordBatch, RenderError> {
+    batch.project(indices).map_err(|e| RenderError::Encode {
+        format,
+        message: e.to_string(),
+    })
+}
