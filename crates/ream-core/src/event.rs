@@ -54,12 +54,7 @@ pub struct GroupMeta {
 
 impl ReportMeta {
     /// Look up a name for a template: parameters, then variables, then group keys.
-    pub fn lookup(
-        &self,
-        name: &str,
-        variables: Option<&[Value]>,
-        keys: &[Value],
-    ) -> Option<Value> {
+    pub fn lookup(&self, name: &str, variables: Option<&[Value]>, keys: &[Value]) -> Option<Value> {
         if let Some(vars) = variables {
             if let Some(i) = self.variables.iter().position(|v| v == name) {
                 return vars.get(i).cloned();
@@ -70,12 +65,19 @@ impl ReportMeta {
                 return Some(v.clone());
             }
         }
-        self.parameters.iter().find(|(n, _)| n == name).map(|(_, v)| match v {
-            ParamValue::One(v) => v.clone(),
-            ParamValue::List(vs) => Value::Str(
-                vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ").into(),
-            ),
-        })
+        self.parameters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| match v {
+                ParamValue::One(v) => v.clone(),
+                ParamValue::List(vs) => Value::Str(
+                    vs.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        .into(),
+                ),
+            })
     }
 }
 
@@ -84,11 +86,21 @@ impl ReportMeta {
 pub enum Event {
     Begin(Arc<ReportMeta>),
     /// A group at `level` (0 = outermost) starts; `key` is its field's value.
-    GroupHeader { level: usize, key: Value },
+    GroupHeader {
+        level: usize,
+        key: Value,
+    },
     /// Detail rows, all inside the current innermost group.
     Rows(RecordBatch),
     /// A group ends; `variables` are every variable's value at that point.
-    GroupFooter { level: usize, key: Value, variables: Arc<[Value]> },
+    GroupFooter {
+        level: usize,
+        key: Value,
+        variables: Arc<[Value]>,
+    },
     /// The report ends; final variable values and the row count.
-    End { variables: Arc<[Value]>, rows: u64 },
+    End {
+        variables: Arc<[Value]>,
+        rows: u64,
+    },
 }

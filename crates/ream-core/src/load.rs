@@ -194,8 +194,10 @@ fn offset_to_line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// serde's messages list every expected field; keep them, but say it in our words.
 fn humanize(msg: &str) -> String {
-    msg.replace("invalid type: ", "wrong type: ")
-        .replace("data did not match any variant of untagged enum ColumnSource", "expected an SQL expression, or {expr, type}")
+    msg.replace("invalid type: ", "wrong type: ").replace(
+        "data did not match any variant of untagged enum ColumnSource",
+        "expected an SQL expression, or {expr, type}",
+    )
 }
 
 /// `source.columns.total` from serde_ignored's and serde_path_to_error's renderings
@@ -372,12 +374,22 @@ mod tests {
     fn every_unknown_key_is_reported_with_its_line_and_column() {
         let text = "report: r\nsource:\n  table: t\n  colums: {}\ngroops: []\n";
         let errs = load_str(text, SpecFormat::Yaml).unwrap_err().0;
-        let keys: Vec<_> = errs.iter().map(|e| (e.key.as_str(), e.line, e.col)).collect();
+        let keys: Vec<_> = errs
+            .iter()
+            .map(|e| (e.key.as_str(), e.line, e.col))
+            .collect();
         assert_eq!(
             keys,
-            vec![("source.colums", Some(4), Some(3)), ("groops", Some(5), Some(1))]
+            vec![
+                ("source.colums", Some(4), Some(3)),
+                ("groops", Some(5), Some(1))
+            ]
         );
-        assert!(errs[0].message.contains("unknown key `colums`"), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("unknown key `colums`"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

@@ -64,9 +64,16 @@ pub fn bind(
         };
         let Some(text) = text else {
             if decl.required {
-                errors.push(err(name, format!("required, expected a {}", type_name(decl.ty))));
+                errors.push(err(
+                    name,
+                    format!("required, expected a {}", type_name(decl.ty)),
+                ));
             } else {
-                let v = if decl.list { ParamValue::List(vec![]) } else { ParamValue::One(Value::Null) };
+                let v = if decl.list {
+                    ParamValue::List(vec![])
+                } else {
+                    ParamValue::One(Value::Null)
+                };
                 bound.insert(name.clone(), v);
             }
             continue;
@@ -88,7 +95,9 @@ pub fn bind(
 fn json_to_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => items.iter().map(json_to_text).collect::<Vec<_>>().join(","),
+        serde_json::Value::Array(items) => {
+            items.iter().map(json_to_text).collect::<Vec<_>>().join(",")
+        }
         other => other.to_string(),
     }
 }
@@ -121,13 +130,19 @@ fn check(decl: &ParameterConfig, v: Value, text: &str) -> Result<Value, String> 
     if let Some(min) = &decl.min {
         let m = parse_typed(decl.ty, &json_to_text(min))?;
         if compare(&v, &m) == Some(std::cmp::Ordering::Less) {
-            return Err(format!("`{text}` is below the minimum {}", json_to_text(min)));
+            return Err(format!(
+                "`{text}` is below the minimum {}",
+                json_to_text(min)
+            ));
         }
     }
     if let Some(max) = &decl.max {
         let m = parse_typed(decl.ty, &json_to_text(max))?;
         if compare(&v, &m) == Some(std::cmp::Ordering::Greater) {
-            return Err(format!("`{text}` is above the maximum {}", json_to_text(max)));
+            return Err(format!(
+                "`{text}` is above the maximum {}",
+                json_to_text(max)
+            ));
         }
     }
     Ok(v)
@@ -146,8 +161,14 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
         (
-            Value::Decimal { units: x, scale: sx },
-            Value::Decimal { units: y, scale: sy },
+            Value::Decimal {
+                units: x,
+                scale: sx,
+            },
+            Value::Decimal {
+                units: y,
+                scale: sy,
+            },
         ) => {
             let s = (*sx).max(*sy);
             let xx = x.checked_mul(10i128.checked_pow((s - sx) as u32)?)?;
@@ -220,7 +241,12 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -253,18 +279,50 @@ mod tests {
         let mut d = IndexMap::new();
         d.insert("n".to_string(), decl(ParamType::Int));
         d.insert("day".to_string(), decl(ParamType::Date));
-        d.insert("amt".to_string(), ParameterConfig { default: Some("0".into()), ..decl(ParamType::Decimal) });
-        let b = bind(&d, &[("n".into(), "42".into()), ("day".into(), "2025-01-31".into())]).unwrap();
+        d.insert(
+            "amt".to_string(),
+            ParameterConfig {
+                default: Some("0".into()),
+                ..decl(ParamType::Decimal)
+            },
+        );
+        let b = bind(
+            &d,
+            &[
+                ("n".into(), "42".into()),
+                ("day".into(), "2025-01-31".into()),
+            ],
+        )
+        .unwrap();
         assert_eq!(b["n"], ParamValue::One(Value::Int(42)));
-        assert_eq!(b["amt"], ParamValue::One(Value::Decimal { units: 0, scale: 0 }));
+        assert_eq!(
+            b["amt"],
+            ParamValue::One(Value::Decimal { units: 0, scale: 0 })
+        );
     }
 
     #[test]
     fn every_parameter_problem_is_reported() {
         let mut d = IndexMap::new();
-        d.insert("start".to_string(), ParameterConfig { required: true, ..decl(ParamType::Date) });
-        d.insert("n".to_string(), ParameterConfig { max: Some(10.into()), ..decl(ParamType::Int) });
-        let e = bind(&d, &[("n".into(), "11".into()), ("nope".into(), "1".into())]).unwrap_err();
+        d.insert(
+            "start".to_string(),
+            ParameterConfig {
+                required: true,
+                ..decl(ParamType::Date)
+            },
+        );
+        d.insert(
+            "n".to_string(),
+            ParameterConfig {
+                max: Some(10.into()),
+                ..decl(ParamType::Int)
+            },
+        );
+        let e = bind(
+            &d,
+            &[("n".into(), "11".into()), ("nope".into(), "1".into())],
+        )
+        .unwrap_err();
         let names: Vec<_> = e.0.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, vec!["nope", "start", "n"]);
         assert!(e.to_string().contains("above the maximum 10"), "{e}");
@@ -279,7 +337,13 @@ mod tests {
 
     #[test]
     fn decimals_parse_exactly() {
-        assert_eq!(parse_decimal("-12.50"), Some(Value::Decimal { units: -1250, scale: 2 }));
+        assert_eq!(
+            parse_decimal("-12.50"),
+            Some(Value::Decimal {
+                units: -1250,
+                scale: 2
+            })
+        );
         assert_eq!(parse_decimal("1e3"), None);
         assert_eq!(parse_decimal("."), None);
     }

@@ -158,7 +158,9 @@ impl std::str::FromStr for Strategy {
             "keyset" => Ok(Strategy::Keyset),
             "cursor" => Ok(Strategy::Cursor),
             "offset" => Ok(Strategy::Offset),
-            _ => Err(format!("unknown strategy `{s}` (expected auto, keyset, cursor or offset)")),
+            _ => Err(format!(
+                "unknown strategy `{s}` (expected auto, keyset, cursor or offset)"
+            )),
         }
     }
 }

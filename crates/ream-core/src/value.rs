@@ -20,7 +20,10 @@ pub enum Value {
     Int(i64),
     Float(f64),
     /// An exact decimal: `units × 10^-scale`.
-    Decimal { units: i128, scale: i8 },
+    Decimal {
+        units: i128,
+        scale: i8,
+    },
     Str(Arc<str>),
     /// Days since 1970-01-01.
     Date(i32),
@@ -48,7 +51,9 @@ impl Value {
             DataType::UInt8 => Value::Int(array.as_primitive::<UInt8Type>().value(row) as i64),
             DataType::UInt16 => Value::Int(array.as_primitive::<UInt16Type>().value(row) as i64),
             DataType::UInt32 => Value::Int(array.as_primitive::<UInt32Type>().value(row) as i64),
-            DataType::Float32 => Value::Float(array.as_primitive::<Float32Type>().value(row) as f64),
+            DataType::Float32 => {
+                Value::Float(array.as_primitive::<Float32Type>().value(row) as f64)
+            }
             DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(row)),
             DataType::Decimal128(_, s) => Value::Decimal {
                 units: array.as_primitive::<Decimal128Type>().value(row),
@@ -187,14 +192,30 @@ mod tests {
     fn dates_round_trip_through_days() {
         let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         assert_eq!(date_from_days(days_from_date(d)), Some(d));
-        assert_eq!(days_from_date(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
+        assert_eq!(
+            days_from_date(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+            0
+        );
         assert_eq!(Value::Date(0).to_string(), "1970-01-01");
     }
 
     #[test]
     fn json_keeps_types() {
-        assert_eq!(Value::Decimal { units: 1005, scale: 2 }.to_json_string(), "10.05");
-        assert_eq!(Value::Str("a\"b\n".into()).to_json_string(), "\"a\\\"b\\n\"");
-        assert_eq!(Value::Timestamp(1_500_000).to_json_string(), "\"1970-01-01T00:00:01.500\"");
+        assert_eq!(
+            Value::Decimal {
+                units: 1005,
+                scale: 2
+            }
+            .to_json_string(),
+            "10.05"
+        );
+        assert_eq!(
+            Value::Str("a\"b\n".into()).to_json_string(),
+            "\"a\\\"b\\n\""
+        );
+        assert_eq!(
+            Value::Timestamp(1_500_000).to_json_string(),
+            "\"1970-01-01T00:00:01.500\""
+        );
     }
 }

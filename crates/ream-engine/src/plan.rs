@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow_schema::SchemaRef;
 use ream_core::load::LoadedSpec;
 use ream_core::params::{bind, BoundParams};
 use ream_core::spec::Strategy;
@@ -11,7 +12,11 @@ use ream_core::template::{Format as ValueFormat, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::Format;
-use ream_sources::{open_url, ReadRequest, Source, SourceError, SourceUrl, DEFAULT_BATCH_SIZE};
+use ream_sources::{
+    open_url, ReadPlan, ReadRequest, Source, SourceError, SourceUrl, DEFAULT_BATCH_SIZE,
+};
+
+use crate::run::{spawn_source, Progress, SourceMsg, Started};
 use ream_stages::{StageConfig, VariableSpec};
 
 use crate::EngineError;
@@ -60,19 +65,87 @@ impl RunOptions {
 }
 
 /// A run that has passed every check: the source is open on its snapshot, the schema is
-/// known, the stages and renderer are chosen. Nothing has been read.
+/// known, the stages and renderer are chosen. No byte of output exists yet. (Where the
+/// database declares no type for some fields, the source has already read its first
+/// batch, which settled those types; it waits in the queue.)
 pub struct Prepared {
     pub meta: Arc<ReportMeta>,
     pub format: Format,
-    pub(crate) source: Box<dyn Source>,
+    pub plan: ReadPlan,
+    pub(crate) source: SourceState,
     pub(crate) stages: Vec<StageConfig>,
-    pub(crate) count: bool,
+    pub(crate) counter: Option<Counter>,
     pub(crate) cancel: CancelToken,
+    pub(crate) progress: Arc<Progress>,
+}
+
+pub(crate) type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
+
+pub(crate) enum SourceState {
+    Ready(Box<dyn Source>),
+    Started(Started),
 }
 
 impl Prepared {
-    pub fn strategy(&self) -> &ream_sources::ReadPlan {
-        self.source.plan()
+    pub fn strategy(&self) -> &ReadPlan {
+        &self.plan
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+}
+
+/// Open the source; if some types are only known from the rows, start it and take the
+/// final schema from its first message. Names are checked by the caller before this.
+fn settle_schema(
+    source: Box<dyn Source>,
+    cancel: &CancelToken,
+    progress: &Arc<Progress>,
+    report: &str,
+) -> Result<(SchemaRef, SourceState), EngineError> {
+    if source.types_settled() {
+        return Ok((source.schema(), SourceState::Ready(source)));
+    }
+    let mut started = spawn_source(source, cancel.clone(), progress.clone(), report.to_string());
+    let first = started
+        .rx
+        .recv()
+        .map_err(|_| EngineError::Internal("the source stopped before its first batch".into()))?;
+    let schema = match &first {
+        SourceMsg::Batch(b) => b.schema(),
+        SourceMsg::End(s) => s.clone(),
+        SourceMsg::Failed(_) => {
+            let SourceMsg::Failed(e) = first else {
+                unreachable!()
+            };
+            let _ = started.thread.join();
+            return Err(e);
+        }
+    };
+    started.first = Some(first);
+    Ok((schema, SourceState::Started(started)))
+}
+
+fn finish(
+    meta: ReportMeta,
+    opts: &RunOptions,
+    plan: ReadPlan,
+    source: SourceState,
+    stages: Vec<StageConfig>,
+    counter: Option<Counter>,
+    cancel: CancelToken,
+    progress: Arc<Progress>,
+) -> Prepared {
+    Prepared {
+        meta: Arc::new(meta),
+        format: opts.format,
+        plan,
+        source,
+        stages,
+        counter,
+        cancel,
+        progress,
     }
 }
 
@@ -85,19 +158,30 @@ pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepa
 }
 
 fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> {
-    SourceUrl::parse(url, base).map_err(|e| EngineError::Source { report: None, source: e })
+    SourceUrl::parse(url, base).map_err(|e| EngineError::Source {
+        report: None,
+        source: e,
+    })
 }
 
-fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+fn prepare_adhoc(
+    adhoc: AdHoc,
+    opts: &RunOptions,
+    cancel: CancelToken,
+) -> Result<Prepared, EngineError> {
     let url = opts
         .source
         .clone()
         .ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL".into()))?;
     if adhoc.table.is_some() == adhoc.sql.is_some() {
-        return Err(EngineError::Usage("give exactly one of --table or --sql".into()));
+        return Err(EngineError::Usage(
+            "give exactly one of --table or --sql".into(),
+        ));
     }
     if !opts.params.is_empty() {
-        return Err(EngineError::Usage("parameters (-p) go with a spec; an ad-hoc run takes none".into()));
+        return Err(EngineError::Usage(
+            "parameters (-p) go with a spec; an ad-hoc run takes none".into(),
+        ));
     }
     let mut req = match (&adhoc.table, &adhoc.sql) {
         (Some(t), _) => ReadRequest::table(t),
@@ -107,9 +191,16 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     req.key = adhoc.key.clone();
     apply_options(&mut req, opts, None, None);
     let parsed = source_url(&url, None)?;
-    let source = open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })?;
-    let schema = source.schema();
+    let source =
+        open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source {
+            report: None,
+            source: e,
+        })?;
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
+    let plan = source.plan().clone();
+    let counter = if opts.count { source.counter() } else { None };
+    let progress = Arc::new(Progress::new());
+    let (schema, source) = settle_schema(source, &cancel, &progress, &name)?;
     let meta = ReportMeta {
         report: name,
         title: None,
@@ -133,28 +224,39 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         no_data: None,
         page_header: None,
         page_footer: None,
-        strategy: describe(source.plan()),
+        strategy: describe(&plan),
     };
-    Ok(Prepared {
-        meta: Arc::new(meta),
-        format: opts.format,
+    Ok(finish(
+        meta,
+        opts,
+        plan,
         source,
-        stages: vec![],
-        count: opts.count,
+        vec![],
+        counter,
         cancel,
-    })
+        progress,
+    ))
 }
 
 fn describe(plan: &ream_sources::ReadPlan) -> String {
     format!("{}: {}", plan.strategy, plan.reason)
 }
 
-fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec_strategy: Option<Strategy>, spec_batch: Option<usize>) {
+fn apply_options(
+    req: &mut ReadRequest,
+    opts: &RunOptions,
+    spec_strategy: Option<Strategy>,
+    spec_batch: Option<usize>,
+) {
     req.strategy = opts.strategy.or(spec_strategy).unwrap_or(Strategy::Auto);
     req.batch_size = opts.batch_size.or(spec_batch).unwrap_or(DEFAULT_BATCH_SIZE);
 }
 
-fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+fn prepare_spec(
+    loaded: LoadedSpec,
+    opts: &RunOptions,
+    cancel: CancelToken,
+) -> Result<Prepared, EngineError> {
     let spec = &loaded.spec;
     let report = Some(spec.report.clone());
     let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
@@ -193,21 +295,39 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         }
         Err(e) => return Err(EngineError::Source { report, source: e }),
     };
-    let schema = source.schema();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    // Names are final once the source is open: check them before anything runs.
+    let names: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let errors = check_fields(spec, &names);
     if !errors.is_empty() {
         return Err(EngineError::Spec(loaded.locate(errors)));
     }
+    let plan = source.plan().clone();
+    let counter = if opts.count { source.counter() } else { None };
+    let progress = Arc::new(Progress::new());
+    let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
     let index = |f: &str| schema.index_of(f).expect("fields were checked");
 
     // Templates and formats parsed when the spec was loaded; parse again into the meta.
-    let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load"));
+    let tpl = |t: &Option<String>| {
+        t.as_deref()
+            .map(|t| Template::parse(t).expect("checked at load"))
+    };
     let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
         names
             .iter()
             .enumerate()
-            .map(|(i, n)| OutputColumn { field: n.clone(), label: n.clone(), index: i, format: ValueFormat::Raw, align: None })
+            .map(|(i, n)| OutputColumn {
+                field: n.clone(),
+                label: n.clone(),
+                index: i,
+                format: ValueFormat::Raw,
+                align: None,
+            })
             .collect()
     } else {
         spec.columns
@@ -216,7 +336,11 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
                 field: c.field.clone(),
                 label: c.label().to_string(),
                 index: index(&c.field),
-                format: c.format.as_deref().map(|f| ValueFormat::parse(f).expect("checked at load")).unwrap_or(ValueFormat::Raw),
+                format: c
+                    .format
+                    .as_deref()
+                    .map(|f| ValueFormat::parse(f).expect("checked at load"))
+                    .unwrap_or(ValueFormat::Raw),
                 align: c.align,
             })
             .collect()
@@ -241,13 +365,18 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             VariableSpec {
                 aggregate,
                 field: (field != "*").then(|| index(field)),
-                reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
+                reset_level: v
+                    .reset
+                    .as_deref()
+                    .and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
             }
         })
         .collect();
     let mut stages = Vec::new();
     if !groups.is_empty() {
-        stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
+        stages.push(StageConfig::Group {
+            fields: groups.iter().map(|g| g.index).collect(),
+        });
     }
     if !variables.is_empty() {
         // Each aggregate must apply to its field's type: a spec error, located.
@@ -256,11 +385,16 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             .keys()
             .zip(&variables)
             .filter_map(|(name, v)| {
-                let one = StageConfig::Accumulate { variables: vec![v.clone()] };
-                one.build(&schema).err().map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
+                let one = StageConfig::Accumulate {
+                    variables: vec![v.clone()],
+                };
+                one.build(&schema)
+                    .err()
+                    .map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
             })
             .collect();
         if !errors.is_empty() {
+            cancel.cancel();
             return Err(EngineError::Spec(loaded.locate(errors)));
         }
         let check = StageConfig::Accumulate { variables };
@@ -272,10 +406,20 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             .title
             .as_deref()
             .map(|t| Template::parse(t).expect("checked at load"))
-            .map(|t| t.render(|n| params.get(n).map(|v| match v {
-                ream_core::params::ParamValue::One(v) => v.clone(),
-                ream_core::params::ParamValue::List(vs) => ream_core::Value::Str(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ").into()),
-            }))),
+            .map(|t| {
+                t.render(|n| {
+                    params.get(n).map(|v| match v {
+                        ream_core::params::ParamValue::One(v) => v.clone(),
+                        ream_core::params::ParamValue::List(vs) => ream_core::Value::Str(
+                            vs.iter()
+                                .map(|v| v.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                                .into(),
+                        ),
+                    })
+                })
+            }),
         parameters: params.into_iter().collect(),
         schema: schema.clone(),
         columns,
@@ -285,14 +429,9 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         no_data: tpl(&spec.no_data),
         page_header: tpl(&spec.page_header),
         page_footer: tpl(&spec.page_footer),
-        strategy: describe(source.plan()),
+        strategy: describe(&plan),
     };
-    Ok(Prepared {
-        meta: Arc::new(meta),
-        format: opts.format,
-        source,
-        stages,
-        count: opts.count,
-        cancel,
-    })
+    Ok(finish(
+        meta, opts, plan, source, stages, counter, cancel, progress,
+    ))
 }

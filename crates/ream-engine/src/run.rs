@@ -19,12 +19,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use ream_core::{CancelToken, Event};
-use ream_sources::SourceError;
+use ream_sources::{Source, SourceError};
 use ream_stages::Stage;
 
-use crate::plan::Prepared;
+use crate::plan::{Prepared, SourceState};
 use crate::EngineError;
 
 /// Bytes a renderer accumulates before its buffer is handed to the consumer.
@@ -38,6 +39,8 @@ pub struct Progress {
     pub started: Instant,
     /// Rows rendered so far.
     pub rows: AtomicU64,
+    /// Rows the source has read so far (ahead of `rows` by at most the queued batches).
+    pub read_rows: AtomicU64,
     /// Bytes produced so far.
     pub bytes: AtomicU64,
     /// Rows in total, when a count query has answered; -1 until then.
@@ -51,10 +54,11 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Progress {
             started: Instant::now(),
             rows: AtomicU64::new(0),
+            read_rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             total: AtomicI64::new(-1),
             source_ns: AtomicU64::new(0),
@@ -76,6 +80,67 @@ pub struct Summary {
     pub bytes: u64,
     pub elapsed: Duration,
     pub strategy: String,
+}
+
+/// What the source thread sends. `End` is explicit (with the final schema, for a source
+/// that settled its types without rows): a channel that closes without it means the
+/// source thread died, and the run fails rather than ending short.
+pub(crate) enum SourceMsg {
+    Batch(RecordBatch),
+    End(SchemaRef),
+    Failed(EngineError),
+}
+
+/// A source running on its own thread.
+pub(crate) struct Started {
+    pub(crate) rx: Receiver<SourceMsg>,
+    /// A message already taken off the queue (by `prepare`, to learn the final schema).
+    pub(crate) first: Option<SourceMsg>,
+    pub(crate) thread: JoinHandle<()>,
+}
+
+pub(crate) fn spawn_source(
+    mut source: Box<dyn Source>,
+    cancel: CancelToken,
+    progress: Arc<Progress>,
+    report: String,
+) -> Started {
+    let (tx, rx) = bounded::<SourceMsg>(BATCH_QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("ream-source".into())
+        .spawn(move || {
+            let mut mark = Instant::now();
+            let result = source.stream(&mut |batch, _cursor| {
+                progress
+                    .source_ns
+                    .fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                progress
+                    .read_rows
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
+                mark = Instant::now();
+                ok
+            });
+            progress
+                .source_ns
+                .fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let last = match result {
+                Ok(()) if cancel.is_cancelled() => SourceMsg::Failed(EngineError::Cancelled),
+                Ok(()) => SourceMsg::End(source.schema()),
+                Err(SourceError::Cancelled) => SourceMsg::Failed(EngineError::Cancelled),
+                Err(e) => SourceMsg::Failed(EngineError::Source {
+                    report: Some(report),
+                    source: e,
+                }),
+            };
+            let _ = tx.send(last);
+        })
+        .expect("spawning a thread");
+    Started {
+        rx,
+        first: None,
+        thread,
+    }
 }
 
 enum Chunk {
@@ -125,7 +190,9 @@ impl Run {
             Err(_) => {
                 self.finished = true;
                 self.join();
-                Err(EngineError::Internal("the run ended without completing (a worker thread stopped)".into()))
+                Err(EngineError::Internal(
+                    "the run ended without completing (a worker thread stopped)".into(),
+                ))
             }
         }
     }
@@ -166,16 +233,22 @@ impl Run {
     pub fn write_file(mut self, path: &Path) -> Result<Summary, EngineError> {
         let tmp = temp_path(path);
         let result = (|| {
-            let file = std::fs::File::create(&tmp)
-                .map_err(|e| EngineError::Output(format!("cannot create {}: {e}", tmp.display())))?;
+            let file = std::fs::File::create(&tmp).map_err(|e| {
+                EngineError::Output(format!("cannot create {}: {e}", tmp.display()))
+            })?;
             let mut w = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
             while let Some(chunk) = self.next_chunk()? {
-                w.write_all(&chunk).map_err(|e| EngineError::Output(format!("{}: {e}", tmp.display())))?;
+                w.write_all(&chunk)
+                    .map_err(|e| EngineError::Output(format!("{}: {e}", tmp.display())))?;
             }
-            let file = w.into_inner().map_err(|e| EngineError::Output(e.to_string()))?;
-            file.sync_all().map_err(|e| EngineError::Output(e.to_string()))?;
-            std::fs::rename(&tmp, path)
-                .map_err(|e| EngineError::Output(format!("cannot rename to {}: {e}", path.display())))?;
+            let file = w
+                .into_inner()
+                .map_err(|e| EngineError::Output(e.to_string()))?;
+            file.sync_all()
+                .map_err(|e| EngineError::Output(e.to_string()))?;
+            std::fs::rename(&tmp, path).map_err(|e| {
+                EngineError::Output(format!("cannot rename to {}: {e}", path.display()))
+            })?;
             Ok(self.summary())
         })();
         if result.is_err() {
@@ -197,69 +270,50 @@ impl Drop for Run {
 
 /// `dir/.name.ream-PID.tmp`: hidden, in the same directory so the rename is atomic.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     path.with_file_name(format!(".{name}.ream-{}.tmp", std::process::id()))
 }
 
 /// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
-    let Prepared { meta, format, mut source, stages, count, cancel } = prepared;
-    let progress = Arc::new(Progress::new());
+    let Prepared {
+        meta,
+        format,
+        source,
+        stages,
+        counter,
+        cancel,
+        progress,
+        ..
+    } = prepared;
     let strategy = meta.strategy.clone();
     let report = meta.report.clone();
-    // `Ok(None)` is the source's explicit end: a channel that closes without it means the
-    // source thread died, and the run fails rather than ending short.
-    let (batch_tx, batch_rx) = bounded::<Result<Option<RecordBatch>, EngineError>>(BATCH_QUEUE);
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
     let mut threads = Vec::new();
 
-    if count {
-        if let Some(counter) = source.counter() {
-            let p = progress.clone();
-            // Detached: the count is only for display, and is interrupted on cancel.
-            let _ = std::thread::Builder::new().name("ream-count".into()).spawn(move || {
+    if let Some(counter) = counter {
+        let p = progress.clone();
+        // Detached: the count is only for display, and is interrupted on cancel.
+        let _ = std::thread::Builder::new()
+            .name("ream-count".into())
+            .spawn(move || {
                 if let Ok(n) = counter() {
                     p.total.store(n as i64, Ordering::Relaxed);
                 }
             });
-        }
     }
 
-    // The source thread.
-    {
-        let cancel = cancel.clone();
-        let progress = progress.clone();
-        let report = report.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("ream-source".into())
-                .spawn(move || {
-                    let mut mark = Instant::now();
-                    let result = source.stream(&mut |batch, _cursor| {
-                        progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                        let ok = !cancel.is_cancelled() && batch_tx.send(Ok(Some(batch))).is_ok();
-                        mark = Instant::now();
-                        ok
-                    });
-                    progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    match result {
-                        Ok(()) if cancel.is_cancelled() => {
-                            let _ = batch_tx.send(Err(EngineError::Cancelled));
-                        }
-                        Ok(()) => {
-                            let _ = batch_tx.send(Ok(None));
-                        }
-                        Err(SourceError::Cancelled) => {
-                            let _ = batch_tx.send(Err(EngineError::Cancelled));
-                        }
-                        Err(e) => {
-                            let _ = batch_tx.send(Err(EngineError::Source { report: Some(report), source: e }));
-                        }
-                    }
-                })
-                .expect("spawning a thread"),
-        );
-    }
+    let started = match source {
+        SourceState::Ready(source) => {
+            spawn_source(source, cancel.clone(), progress.clone(), report)
+        }
+        SourceState::Started(started) => started,
+    };
+    let Started { rx, first, thread } = started;
+    threads.push(thread);
 
     // The process thread: stages, renderer, chunking.
     {
@@ -269,7 +323,10 @@ pub fn start(prepared: Prepared) -> Run {
             std::thread::Builder::new()
                 .name("ream-process".into())
                 .spawn(move || {
-                    let outcome = process(meta, format, stages, batch_rx, &chunk_tx, &progress, &cancel);
+                    let messages = first.into_iter().chain(rx.iter());
+                    let outcome = process(
+                        meta, format, stages, messages, &chunk_tx, &progress, &cancel,
+                    );
                     let last = match outcome {
                         Ok(()) => Chunk::Done,
                         Err(e) => Chunk::Failed(e),
@@ -282,21 +339,35 @@ pub fn start(prepared: Prepared) -> Run {
         );
     }
 
-    Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false }
+    Run {
+        chunks: chunk_rx,
+        progress,
+        cancel,
+        strategy,
+        threads,
+        finished: false,
+    }
 }
 
 fn process(
     meta: Arc<ream_core::ReportMeta>,
     format: ream_render::Format,
     stage_configs: Vec<ream_stages::StageConfig>,
-    batches: Receiver<Result<Option<RecordBatch>, EngineError>>,
+    messages: impl Iterator<Item = SourceMsg>,
     chunks: &Sender<Chunk>,
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<(), EngineError> {
     let report = meta.report.clone();
-    let stage_err = |e: ream_stages::StageError| EngineError::Stage { report: report.clone(), message: e.to_string() };
-    let mut stages: Vec<Box<dyn Stage>> = stage_configs.iter().map(|c| c.build(&meta.schema)).collect::<Result<_, _>>().map_err(stage_err)?;
+    let stage_err = |e: ream_stages::StageError| EngineError::Stage {
+        report: report.clone(),
+        message: e.to_string(),
+    };
+    let mut stages: Vec<Box<dyn Stage>> = stage_configs
+        .iter()
+        .map(|c| c.build(&meta.schema))
+        .collect::<Result<_, _>>()
+        .map_err(stage_err)?;
     let mut renderer = format.renderer();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut rows: u64 = 0;
@@ -313,15 +384,23 @@ fn process(
             current = next;
         }
         for e in &current {
-            renderer.push(e, buf).map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
+            renderer.push(e, buf).map_err(|e| EngineError::Render {
+                report: report.clone(),
+                message: e.to_string(),
+            })?;
         }
         Ok(())
     };
     let send = |buf: &mut Vec<u8>| -> Result<(), EngineError> {
         if progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
-            progress.first_chunk_us.store(progress.started.elapsed().as_micros() as i64, Ordering::Relaxed);
+            progress.first_chunk_us.store(
+                progress.started.elapsed().as_micros() as i64,
+                Ordering::Relaxed,
+            );
         }
-        progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let data = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
         chunks.send(Chunk::Data(data)).map_err(|_| {
             cancel.cancel();
@@ -331,17 +410,23 @@ fn process(
 
     run_event(Event::Begin(meta.clone()), &mut buf)?;
     let mut ended = false;
-    for msg in batches.iter() {
-        let Some(batch) = msg? else {
-            ended = true;
-            break;
+    for msg in messages {
+        let batch = match msg {
+            SourceMsg::Batch(b) => b,
+            SourceMsg::End(_) => {
+                ended = true;
+                break;
+            }
+            SourceMsg::Failed(e) => return Err(e),
         };
         let t = Instant::now();
         let n = batch.num_rows() as u64;
         run_event(Event::Rows(batch), &mut buf)?;
         rows += n;
         progress.rows.store(rows, Ordering::Relaxed);
-        progress.process_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        progress
+            .process_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         // The first rows leave at once; after that, in chunks of CHUNK_BYTES.
         if first || buf.len() >= CHUNK_BYTES {
             first = false;
@@ -352,9 +437,17 @@ fn process(
         return Err(EngineError::Cancelled);
     }
     if !ended {
-        return Err(EngineError::Internal("the source stopped without finishing (its thread died)".into()));
+        return Err(EngineError::Internal(
+            "the source stopped without finishing (its thread died)".into(),
+        ));
     }
-    run_event(Event::End { variables: Arc::from(Vec::new()), rows }, &mut buf)?;
+    run_event(
+        Event::End {
+            variables: Arc::from(Vec::new()),
+            rows,
+        },
+        &mut buf,
+    )?;
     if !buf.is_empty() {
         send(&mut buf)?;
     }

@@ -17,22 +17,33 @@ pub struct CsvRenderer {
 const FORMAT: &str = "csv";
 
 fn enc(e: impl std::fmt::Display) -> RenderError {
-    RenderError::Encode { format: FORMAT, message: e.to_string() }
+    RenderError::Encode {
+        format: FORMAT,
+        message: e.to_string(),
+    }
 }
 
 impl Renderer for CsvRenderer {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match event {
             Event::Begin(meta) => {
-                let mut w = ::csv::WriterBuilder::new().terminator(::csv::Terminator::Any(b'\n')).from_writer(Vec::new());
-                w.write_record(meta.columns.iter().map(|c| c.field.as_str())).map_err(enc)?;
+                let mut w = ::csv::WriterBuilder::new()
+                    .terminator(::csv::Terminator::Any(b'\n'))
+                    .from_writer(Vec::new());
+                w.write_record(meta.columns.iter().map(|c| c.field.as_str()))
+                    .map_err(enc)?;
                 out.extend_from_slice(&w.into_inner().map_err(enc)?);
                 self.indices = Some(meta.columns.iter().map(|c| c.index).collect());
             }
             Event::Rows(batch) => {
-                let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                let indices = self
+                    .indices
+                    .as_ref()
+                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
                 let batch = hex_binary(project(batch, indices, FORMAT)?)?;
-                let mut w = arrow_csv::WriterBuilder::new().with_header(false).build(&mut *out);
+                let mut w = arrow_csv::WriterBuilder::new()
+                    .with_header(false)
+                    .build(&mut *out);
                 w.write(&batch).map_err(enc)?;
             }
             _ => {}
@@ -43,7 +54,12 @@ impl Renderer for CsvRenderer {
 
 /// arrow's CSV writer has no binary encoding: write binary columns as lowercase hex.
 fn hex_binary(batch: RecordBatch) -> Result<RecordBatch, RenderError> {
-    if !batch.schema().fields().iter().any(|f| f.data_type() == &DataType::Binary) {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Binary)
+    {
         return Ok(batch);
     }
     let mut fields = Vec::new();
@@ -52,7 +68,14 @@ fn hex_binary(batch: RecordBatch) -> Result<RecordBatch, RenderError> {
         if f.data_type() == &DataType::Binary {
             let b = c.as_binary::<i32>();
             let hex: StringArray = (0..b.len())
-                .map(|i| (!b.is_null(i)).then(|| b.value(i).iter().map(|x| format!("{x:02x}")).collect::<String>()))
+                .map(|i| {
+                    (!b.is_null(i)).then(|| {
+                        b.value(i)
+                            .iter()
+                            .map(|x| format!("{x:02x}"))
+                            .collect::<String>()
+                    })
+                })
                 .collect();
             fields.push(Field::new(f.name(), DataType::Utf8, true));
             cols.push(Arc::new(hex));

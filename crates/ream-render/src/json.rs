@@ -7,13 +7,21 @@ use ream_core::{Event, ReportMeta, Value};
 use crate::{project, RenderError, Renderer};
 
 fn enc(format: &'static str) -> impl Fn(arrow_schema::ArrowError) -> RenderError {
-    move |e| RenderError::Encode { format, message: e.to_string() }
+    move |e| RenderError::Encode {
+        format,
+        message: e.to_string(),
+    }
 }
 
 /// Rows as JSON objects, one per line, through arrow's JSON writer: integers and
 /// decimals as numbers (decimals with their exact digits), dates and timestamps as ISO
 /// 8601 strings, NULL as `null`.
-fn write_rows(batch: &RecordBatch, indices: &[usize], format: &'static str, out: &mut Vec<u8>) -> Result<(), RenderError> {
+fn write_rows(
+    batch: &RecordBatch,
+    indices: &[usize],
+    format: &'static str,
+    out: &mut Vec<u8>,
+) -> Result<(), RenderError> {
     let batch = project(batch, indices, format)?;
     let mut w = arrow_json::WriterBuilder::new()
         .with_explicit_nulls(true)
@@ -32,9 +40,14 @@ pub struct NdjsonRenderer {
 impl Renderer for NdjsonRenderer {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match event {
-            Event::Begin(meta) => self.indices = Some(meta.columns.iter().map(|c| c.index).collect()),
+            Event::Begin(meta) => {
+                self.indices = Some(meta.columns.iter().map(|c| c.index).collect())
+            }
             Event::Rows(batch) => {
-                let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: "ndjson" })?;
+                let indices = self
+                    .indices
+                    .as_ref()
+                    .ok_or(RenderError::NotStarted { format: "ndjson" })?;
                 write_rows(batch, indices, "ndjson", out)?;
             }
             _ => {}
@@ -126,15 +139,25 @@ impl Renderer for JsonRenderer {
                     out.extend_from_slice(b",\"label\":");
                     string(&c.label, out);
                     out.extend_from_slice(b",\"type\":");
-                    string(&ream_core::types::type_label(meta.schema.field(c.index).data_type()), out);
+                    string(
+                        &ream_core::types::type_label(meta.schema.field(c.index).data_type()),
+                        out,
+                    );
                     out.push(b'}');
                 }
-                out.extend_from_slice(if meta.groups.is_empty() { b"],\"rows\":[" } else { b"],\"groups\":[" });
+                out.extend_from_slice(if meta.groups.is_empty() {
+                    b"],\"rows\":["
+                } else {
+                    b"],\"groups\":["
+                });
                 self.has_item = vec![false];
                 self.meta = Some(meta.clone());
             }
             Event::GroupHeader { level, key } => {
-                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                let meta = self
+                    .meta
+                    .clone()
+                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
                 self.comma(out);
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
@@ -147,7 +170,11 @@ impl Renderer for JsonRenderer {
                     out.extend_from_slice(b",\"header\":");
                     string(&h.render(|n| meta.lookup(n, None, &self.keys)), out);
                 }
-                out.extend_from_slice(if *level + 1 < meta.groups.len() { b",\"groups\":[" } else { b",\"rows\":[" });
+                out.extend_from_slice(if *level + 1 < meta.groups.len() {
+                    b",\"groups\":["
+                } else {
+                    b",\"rows\":["
+                });
                 self.has_item.push(false);
             }
             Event::Rows(batch) => {
@@ -164,20 +191,31 @@ impl Renderer for JsonRenderer {
                 }
                 self.scratch = scratch;
             }
-            Event::GroupFooter { level, variables, .. } => {
-                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+            Event::GroupFooter {
+                level, variables, ..
+            } => {
+                let meta = self
+                    .meta
+                    .clone()
+                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
                 self.has_item.pop();
                 out.extend_from_slice(b"],");
                 self.variables(&meta, variables, out);
                 if let Some(f) = &meta.groups[*level].footer {
                     out.extend_from_slice(b",\"footer\":");
-                    string(&f.render(|n| meta.lookup(n, Some(variables), &self.keys)), out);
+                    string(
+                        &f.render(|n| meta.lookup(n, Some(variables), &self.keys)),
+                        out,
+                    );
                 }
                 out.push(b'}');
                 self.keys.truncate(*level);
             }
             Event::End { variables, rows } => {
-                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                let meta = self
+                    .meta
+                    .clone()
+                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
                 out.extend_from_slice(b"],");
                 self.variables(&meta, variables, out);
                 if let Some(s) = &meta.summary {

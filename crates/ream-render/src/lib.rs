@@ -47,7 +47,10 @@ pub trait Renderer: Send {
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("{format}: {message}")]
-    Encode { format: &'static str, message: String },
+    Encode {
+        format: &'static str,
+        message: String,
+    },
     #[error("{format}: rows before Begin")]
     NotStarted { format: &'static str },
 }
@@ -72,7 +75,9 @@ impl Format {
     }
 
     pub fn from_name(s: &str) -> Option<Format> {
-        Format::ALL.into_iter().find(|f| f.name() == s.to_ascii_lowercase())
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s.to_ascii_lowercase())
     }
 
     /// The format a file name implies (`out.csv`, `out.ndjson`/`.jsonl`, `out.json`).

@@ -31,13 +31,18 @@ impl ColumnBuilder {
             DataType::Float64 => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
             DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             DataType::Decimal128(p, s) => ColumnBuilder::Decimal(
-                Decimal128Builder::with_capacity(capacity).with_data_type(DataType::Decimal128(*p, *s)),
+                Decimal128Builder::with_capacity(capacity)
+                    .with_data_type(DataType::Decimal128(*p, *s)),
                 *p,
                 *s,
             ),
             DataType::Date32 => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
-            DataType::Timestamp(..) => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity)),
-            DataType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            DataType::Timestamp(..) => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
+            }
+            DataType::Binary => {
+                ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16))
+            }
             _ => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
@@ -75,7 +80,9 @@ impl ColumnBuilder {
             ColumnBuilder::Int(b) => b.append_value(v),
             ColumnBuilder::Float(b) => {
                 if !(-F64_EXACT..=F64_EXACT).contains(&v) {
-                    return Err(format!("integer {v} cannot be held exactly by a float column"));
+                    return Err(format!(
+                        "integer {v} cannot be held exactly by a float column"
+                    ));
                 }
                 b.append_value(v as f64)
             }
@@ -96,7 +103,11 @@ impl ColumnBuilder {
                 v.checked_mul(1_000_000)
                     .ok_or_else(|| format!("integer {v} is out of range as Unix seconds"))?,
             ),
-            ColumnBuilder::Date(_) => return Err(format!("integer {v} is not a date (expected text YYYY-MM-DD)")),
+            ColumnBuilder::Date(_) => {
+                return Err(format!(
+                    "integer {v} is not a date (expected text YYYY-MM-DD)"
+                ))
+            }
             ColumnBuilder::Binary(_) => return Err(format!("integer {v} is not binary data")),
         }
         Ok(())
@@ -110,8 +121,14 @@ impl ColumnBuilder {
             ColumnBuilder::Text(b) => b.append_value(ryu::Buffer::new().format(v)),
             ColumnBuilder::Int(_) => return Err(format!("real {v} in an integer column")),
             ColumnBuilder::Bool(_) => return Err(format!("real {v} is not a boolean")),
-            ColumnBuilder::Date(_) => return Err(format!("real {v} is not a date (expected text YYYY-MM-DD)")),
-            ColumnBuilder::Timestamp(_) => return Err(format!("real {v} is not a timestamp (expected text or Unix seconds)")),
+            ColumnBuilder::Date(_) => {
+                return Err(format!("real {v} is not a date (expected text YYYY-MM-DD)"))
+            }
+            ColumnBuilder::Timestamp(_) => {
+                return Err(format!(
+                    "real {v} is not a timestamp (expected text or Unix seconds)"
+                ))
+            }
             ColumnBuilder::Binary(_) => return Err(format!("real {v} is not binary data")),
         }
         Ok(())
@@ -119,7 +136,8 @@ impl ColumnBuilder {
 
     #[inline]
     pub(crate) fn append_text(&mut self, v: &[u8]) -> Result<(), String> {
-        let text = || std::str::from_utf8(v).map_err(|_| "text that is not valid UTF-8".to_string());
+        let text =
+            || std::str::from_utf8(v).map_err(|_| "text that is not valid UTF-8".to_string());
         match self {
             ColumnBuilder::Text(b) => b.append_value(text()?),
             ColumnBuilder::Binary(b) => b.append_value(v),
@@ -131,14 +149,20 @@ impl ColumnBuilder {
             }
             ColumnBuilder::Timestamp(b) => {
                 let t = text()?;
-                let us = ream_core::params::parse_timestamp(t)
-                    .ok_or_else(|| format!("`{}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS)", clip(t)))?;
+                let us = ream_core::params::parse_timestamp(t).ok_or_else(|| {
+                    format!(
+                        "`{}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS)",
+                        clip(t)
+                    )
+                })?;
                 b.append_value(us)
             }
             ColumnBuilder::Decimal(b, p, s) => {
                 let t = text()?;
                 let units = match ream_core::params::parse_decimal(t.trim()) {
-                    Some(ream_core::Value::Decimal { units, scale }) => rescale_exact(units, scale, *p, *s),
+                    Some(ream_core::Value::Decimal { units, scale }) => {
+                        rescale_exact(units, scale, *p, *s)
+                    }
                     _ => None,
                 }
                 .ok_or_else(|| format!("`{}` does not fit decimal({p},{s})", clip(t)))?;
@@ -149,8 +173,18 @@ impl ColumnBuilder {
                 "false" | "f" | "0" => b.append_value(false),
                 other => return Err(format!("`{}` is not a boolean", clip(other))),
             },
-            ColumnBuilder::Int(_) => return Err(format!("text `{}` in an integer column", clip(&String::from_utf8_lossy(v)))),
-            ColumnBuilder::Float(_) => return Err(format!("text `{}` in a float column", clip(&String::from_utf8_lossy(v)))),
+            ColumnBuilder::Int(_) => {
+                return Err(format!(
+                    "text `{}` in an integer column",
+                    clip(&String::from_utf8_lossy(v))
+                ))
+            }
+            ColumnBuilder::Float(_) => {
+                return Err(format!(
+                    "text `{}` in a float column",
+                    clip(&String::from_utf8_lossy(v))
+                ))
+            }
         }
         Ok(())
     }
@@ -194,34 +228,32 @@ fn rescale_exact(units: i128, scale: i8, p: u8, s: i8) -> Option<i128> {
     fits_precision(u, p).then_some(u)
 }
 
-/// A double as an exact decimal: its shortest round-trip digits (what was written, for a
-/// value such as 12.34 stored as REAL) must fit the scale.
+/// A double as an exact decimal at scale `s`. SQLite has no decimal type: money is stored
+/// as REAL, and arithmetic leaves float noise (`32.09 - 500` is `-467.90999999999997`).
+/// Noise is rounded away; a real extra digit (`0.125` in a scale-2 column) is an error,
+/// never silently rounded.
 fn real_to_decimal(v: f64, p: u8, s: i8) -> Result<i128, String> {
     if !v.is_finite() {
         return Err(format!("{v} is not a decimal number"));
     }
-    let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(v);
-    let (mantissa, exp) = match text.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().map_err(|_| format!("{text}: bad exponent"))?),
-        None => (text, 0),
-    };
-    let parsed = ream_core::params::parse_decimal(mantissa);
-    let Some(ream_core::Value::Decimal { units, scale }) = parsed else {
-        return Err(format!("{text} is not a decimal number"));
-    };
-    let scale = scale as i32 - exp;
-    let (units, scale) = if scale < 0 {
-        (units.checked_mul(10i128.pow((-scale) as u32)).ok_or("too large")?, 0)
-    } else {
-        (units, scale)
-    };
-    if scale > 38 {
-        return Err(format!("{text} has more than {s} decimals: it does not fit decimal({p},{s})"));
+    let scaled = v * 10f64.powi(s as i32);
+    let rounded = scaled.round();
+    // A few ULPs of relative error is what float arithmetic leaves; a genuine extra digit
+    // is off by at least 10^-(digits), far above this.
+    let noise = scaled.abs() * 1e-12 + 1e-9;
+    if (scaled - rounded).abs() > noise {
+        return Err(format!(
+            "{} has more decimals than decimal({p},{s}) holds",
+            ryu::Buffer::new().format_finite(v)
+        ));
     }
-    rescale_exact(units, scale as i8, p, s).ok_or_else(|| {
-        format!("{text} does not fit decimal({p},{s}) without losing digits")
-    })
+    if rounded.abs() >= 1e38 || !fits_precision(rounded as i128, p) {
+        return Err(format!(
+            "{} does not fit decimal({p},{s})",
+            ryu::Buffer::new().format_finite(v)
+        ));
+    }
+    Ok(rounded as i128)
 }
 
 /// The Arrow type a declared SQL column type maps to (SQLite's affinity rules, refined:
@@ -259,16 +291,30 @@ mod tests {
         assert_eq!(real_to_decimal(12.34, 12, 2), Ok(1234));
         assert_eq!(real_to_decimal(-0.5, 12, 2), Ok(-50));
         assert_eq!(real_to_decimal(1e3, 12, 2), Ok(100_000));
-        assert!(real_to_decimal(0.1 + 0.2, 12, 2).unwrap_err().contains("0.30000000000000004"));
-        assert!(real_to_decimal(1e20, 12, 2).is_err());
+        // Float noise from arithmetic is not data.
+        assert_eq!(real_to_decimal(0.1 + 0.2, 12, 2), Ok(30));
+        assert_eq!(real_to_decimal(32.09 - 500.0, 12, 2), Ok(-46791));
+        // A genuine extra digit is.
+        assert!(real_to_decimal(0.125, 12, 2)
+            .unwrap_err()
+            .contains("0.125 has more decimals than decimal(12,2) holds"));
+        assert!(real_to_decimal(1e20, 12, 2)
+            .unwrap_err()
+            .contains("does not fit decimal(12,2)"));
     }
 
     #[test]
     fn declared_types_map_like_sqlite_affinity() {
-        assert_eq!(type_from_decl("DECIMAL(12,2)"), Some(DataType::Decimal128(12, 2)));
+        assert_eq!(
+            type_from_decl("DECIMAL(12,2)"),
+            Some(DataType::Decimal128(12, 2))
+        );
         assert_eq!(type_from_decl("varchar(20)"), Some(DataType::Utf8));
         assert_eq!(type_from_decl("BIGINT"), Some(DataType::Int64));
-        assert_eq!(type_from_decl("DATETIME"), Some(DataType::Timestamp(TimeUnit::Microsecond, None)));
+        assert_eq!(
+            type_from_decl("DATETIME"),
+            Some(DataType::Timestamp(TimeUnit::Microsecond, None))
+        );
         assert_eq!(type_from_decl(""), None);
     }
 }

@@ -161,8 +161,15 @@ impl SourceError {
 
 /// A source, opened and ready to stream.
 pub trait Source: Send {
-    /// The schema of the batches, known before any row is read.
+    /// The schema of the batches. Field names are final when the source is open; the
+    /// types of fields the database declares no type for are settled by the first batch
+    /// (see [`Source::types_settled`]), so the statement runs once.
     fn schema(&self) -> SchemaRef;
+    /// Whether every field's type is known before reading. When not, the first batch
+    /// (or, for no rows, the schema after `stream`) carries the final types.
+    fn types_settled(&self) -> bool {
+        true
+    }
     /// The strategy in use and why it was picked.
     fn plan(&self) -> &ReadPlan;
     /// Push batches to `emit` in key order until the rows end or `emit` returns false.
@@ -202,15 +209,24 @@ impl SourceUrl {
             };
             return Ok(SourceUrl::Sqlite(p));
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("mysql://") {
-            return Err(bad("PostgreSQL and MySQL sources are not built yet (SQLite only for now)"));
+        if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("mysql://")
+        {
+            return Err(bad(
+                "PostgreSQL and MySQL sources are not built yet (SQLite only for now)",
+            ));
         }
         Err(bad("expected sqlite:PATH"))
     }
 }
 
 /// Open a source by URL.
-pub fn open(url: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Box<dyn Source>, SourceError> {
+pub fn open(
+    url: &str,
+    req: &ReadRequest,
+    cancel: CancelToken,
+) -> Result<Box<dyn Source>, SourceError> {
     open_url(&SourceUrl::parse(url, None)?, url, req, cancel)
 }
 
@@ -222,11 +238,15 @@ pub fn open_url(
     cancel: CancelToken,
 ) -> Result<Box<dyn Source>, SourceError> {
     if req.batch_size == 0 {
-        return Err(SourceError::Plan("the batch size must be at least 1".into()));
+        return Err(SourceError::Plan(
+            "the batch size must be at least 1".into(),
+        ));
     }
     match url {
         #[cfg(feature = "sqlite")]
-        SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(path, display, req, cancel)?)),
+        SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(
+            path, display, req, cancel,
+        )?)),
         #[allow(unreachable_patterns)]
         _ => Err(SourceError::Url {
             url: display.to_string(),
@@ -242,8 +262,17 @@ mod tests {
     #[test]
     fn sqlite_urls_parse_relative_to_a_base() {
         let base = std::path::Path::new("/specs");
-        assert_eq!(SourceUrl::parse("sqlite:demo.sqlite", Some(base)).unwrap(), SourceUrl::Sqlite("/specs/demo.sqlite".into()));
-        assert_eq!(SourceUrl::parse("sqlite:///abs/x.db", Some(base)).unwrap(), SourceUrl::Sqlite("/abs/x.db".into()));
-        assert!(SourceUrl::parse("oracle://x", None).unwrap_err().to_string().contains("expected sqlite:PATH"));
+        assert_eq!(
+            SourceUrl::parse("sqlite:demo.sqlite", Some(base)).unwrap(),
+            SourceUrl::Sqlite("/specs/demo.sqlite".into())
+        );
+        assert_eq!(
+            SourceUrl::parse("sqlite:///abs/x.db", Some(base)).unwrap(),
+            SourceUrl::Sqlite("/abs/x.db".into())
+        );
+        assert!(SourceUrl::parse("oracle://x", None)
+            .unwrap_err()
+            .to_string()
+            .contains("expected sqlite:PATH"));
     }
 }

@@ -9,13 +9,14 @@
 //!   serving the order (no temp B-tree), else cursor. Keyset pages that each sort the
 //!   table would make the run O(n²).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, Row};
+use rusqlite::{Connection, OpenFlags};
 
 use ream_core::params::BoundParams;
 use ream_core::spec::Strategy;
@@ -27,8 +28,6 @@ use ream_core::{CancelToken, Value};
 use crate::convert::{type_from_decl, ColumnBuilder};
 use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError};
 
-/// Rows sampled to infer the type of a column SQLite declares no type for.
-const TYPE_PROBE_ROWS: usize = 100;
 const ROWID_FIELD: &str = "rowid";
 
 struct OrderCol {
@@ -38,11 +37,18 @@ struct OrderCol {
     select_index: usize,
 }
 
+/// The schema, and the columns whose type is still to be settled from the first rows
+/// (expressions SQLite declares no type for).
+struct Typing {
+    schema: SchemaRef,
+    unsettled: Vec<usize>,
+}
+
 pub struct SqliteSource {
     conn: Connection,
     path: PathBuf,
     display: String,
-    schema: SchemaRef,
+    typing: RefCell<Typing>,
     /// Expression of each visible field, in schema order.
     exprs: Vec<String>,
     /// Hidden select columns after the visible ones (e.g. the rowid).
@@ -141,7 +147,12 @@ struct Query {
 impl SqliteSource {
     /// Open the database read-only, start the snapshot, resolve fields and types, and
     /// pick the strategy. Nothing is streamed yet.
-    pub fn open(path: &Path, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
+    pub fn open(
+        path: &Path,
+        display: &str,
+        req: &ReadRequest,
+        cancel: CancelToken,
+    ) -> Result<Self, SourceError> {
         if !path.exists() {
             return Err(SourceError::Open {
                 url: display.to_string(),
@@ -162,7 +173,10 @@ impl SqliteSource {
             conn,
             path: path.to_path_buf(),
             display: display.to_string(),
-            schema: Arc::new(Schema::empty()),
+            typing: RefCell::new(Typing {
+                schema: Arc::new(Schema::empty()),
+                unsettled: vec![],
+            }),
             exprs: vec![],
             hidden: vec![],
             order: vec![],
@@ -195,7 +209,10 @@ impl SqliteSource {
         if let Some(sql) = &self.from_sql {
             let probe = format!("SELECT * FROM ({sql}) AS q LIMIT 0");
             let bound = self.bind_text(&probe);
-            let stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
+            let stmt = self
+                .conn
+                .prepare(&bound.sql)
+                .map_err(|e| prepare_err(&bound.sql, e))?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
                 self.exprs.push(format!("q.{}", quote_ident(c.name())));
@@ -203,11 +220,20 @@ impl SqliteSource {
             }
         } else if req.columns.is_empty() {
             let table = self.table.clone().unwrap_or_default();
-            let probe = format!("SELECT {}.* FROM {}{} LIMIT 0", quote_ident(&table), table, self.joins_sql());
-            let stmt = self.conn.prepare(&probe).map_err(|e| self.no_table(&probe, e))?;
+            let probe = format!(
+                "SELECT {}.* FROM {}{} LIMIT 0",
+                quote_ident(&table),
+                table,
+                self.joins_sql()
+            );
+            let stmt = self
+                .conn
+                .prepare(&probe)
+                .map_err(|e| self.no_table(&probe, e))?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
-                self.exprs.push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
+                self.exprs
+                    .push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
                 declared.push(c.decl_type().and_then(type_from_decl));
             }
         } else {
@@ -215,29 +241,36 @@ impl SqliteSource {
             for (name, col) in &req.columns {
                 names.push(name.clone());
                 self.exprs.push(col.expr().to_string());
-                decl_from_spec.push(col.declared_type().map(|t| parse_type_name(t).map_err(SourceError::Plan)).transpose()?);
+                decl_from_spec.push(
+                    col.declared_type()
+                        .map(|t| parse_type_name(t).map_err(SourceError::Plan))
+                        .transpose()?,
+                );
             }
             let probe = format!("{} LIMIT 0", self.select_sql(&[], &self.from_clause()));
             let bound = self.bind_text(&probe);
-            let stmt = self.conn.prepare(&bound.sql).map_err(|e| self.no_table(&bound.sql, e))?;
+            let stmt = self
+                .conn
+                .prepare(&bound.sql)
+                .map_err(|e| self.no_table(&bound.sql, e))?;
             for (c, spec_type) in stmt.columns().into_iter().zip(decl_from_spec) {
                 declared.push(spec_type.or_else(|| c.decl_type().and_then(type_from_decl)));
             }
         }
-        // Columns without a declared type: infer from a sample of values.
-        let unknown: Vec<usize> = (0..names.len()).filter(|i| declared[*i].is_none()).collect();
-        if !unknown.is_empty() {
-            let inferred = self.infer_types(&unknown)?;
-            for (i, dt) in unknown.into_iter().zip(inferred) {
-                declared[i] = Some(dt);
-            }
-        }
+        // Columns without a declared type are settled from the first rows the real
+        // statement returns: a probe query would run the user's sort or aggregation twice.
+        let unsettled: Vec<usize> = (0..names.len())
+            .filter(|i| declared[*i].is_none())
+            .collect();
         let fields: Vec<Field> = names
             .iter()
             .zip(&declared)
             .map(|(n, dt)| Field::new(n, dt.clone().unwrap_or(DataType::Utf8), true))
             .collect();
-        self.schema = Arc::new(Schema::new(fields));
+        *self.typing.borrow_mut() = Typing {
+            schema: Arc::new(Schema::new(fields)),
+            unsettled,
+        };
         Ok(())
     }
 
@@ -257,50 +290,28 @@ impl SqliteSource {
         prepare_err(sql, e)
     }
 
-    /// `typeof()` over the first rows, in table order (no ORDER BY: cheap even on a huge
-    /// table). Reals win over integers; any text makes the column text.
-    fn infer_types(&self, cols: &[usize]) -> Result<Vec<DataType>, SourceError> {
-        let list: Vec<String> = cols.iter().map(|i| format!("typeof({})", self.exprs[*i])).collect();
-        let sql = format!("SELECT {} FROM {} LIMIT {TYPE_PROBE_ROWS}", list.join(", "), self.from_clause());
-        let bound = self.bind_text(&sql);
-        let mut stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
-        bind_all(&mut stmt, &bound.values, &[]).map_err(|e| prepare_err(&bound.sql, e))?;
-        let mut seen = vec![(false, false, false, false); cols.len()];
-        let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next().map_err(|e| prepare_err(&bound.sql, e))? {
-            for (j, s) in seen.iter_mut().enumerate() {
-                match row.get_ref(j).map(|v| v.as_str().unwrap_or("")).unwrap_or("") {
-                    "integer" => s.0 = true,
-                    "real" => s.1 = true,
-                    "text" => s.2 = true,
-                    "blob" => s.3 = true,
-                    _ => {}
-                }
-            }
-        }
-        Ok(seen
-            .into_iter()
-            .map(|(int, real, text, blob)| match (int, real, text, blob) {
-                (_, _, true, _) => DataType::Utf8,
-                (_, true, _, _) => DataType::Float64,
-                (true, _, _, _) => DataType::Int64,
-                (_, _, _, true) => DataType::Binary,
-                _ => DataType::Utf8,
-            })
-            .collect())
-    }
-
     fn field_index(&self, name: &str) -> Result<usize, SourceError> {
-        self.schema.index_of(name).map_err(|_| SourceError::UnknownField {
-            field: name.to_string(),
-            known: self.schema.fields().iter().map(|f| f.name().clone()).collect(),
-        })
+        self.schema_ref()
+            .index_of(name)
+            .map_err(|_| SourceError::UnknownField {
+                field: name.to_string(),
+                known: self
+                    .schema_ref()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+            })
     }
 
     fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
         let push = |order: &mut Vec<OrderCol>, name: &str, expr: String, idx: usize| {
             if !order.iter().any(|o| o.name == name) {
-                order.push(OrderCol { name: name.to_string(), expr, select_index: idx });
+                order.push(OrderCol {
+                    name: name.to_string(),
+                    expr,
+                    select_index: idx,
+                });
             }
         };
         let mut order = Vec::new();
@@ -315,7 +326,7 @@ impl SqliteSource {
                 push(&mut order, name, self.exprs[i].clone(), i);
             }
         } else if let Some(rowid) = self.rowid_expr() {
-            let idx = self.schema.fields().len() + self.hidden.len();
+            let idx = self.schema_ref().fields().len() + self.hidden.len();
             self.hidden.push((rowid.clone(), "__ream_rowid".into()));
             self.key_cols.push(idx);
             push(&mut order, ROWID_FIELD, rowid, idx);
@@ -328,7 +339,7 @@ impl SqliteSource {
     /// The base table's rowid, when it has one and no field shadows the name.
     fn rowid_expr(&self) -> Option<String> {
         let table = self.table.as_ref()?;
-        if self.schema.index_of(ROWID_FIELD).is_ok() {
+        if self.schema_ref().index_of(ROWID_FIELD).is_ok() {
             return None;
         }
         let expr = format!("{}.rowid", quote_ident(table));
@@ -341,7 +352,12 @@ impl SqliteSource {
     }
 
     fn choose_strategy(&mut self, asked: Strategy) -> Result<(), SourceError> {
-        let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+        let order_list = self
+            .order
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let (strategy, reason) = match asked {
             Strategy::Keyset if !self.has_unique_order() => {
                 return Err(SourceError::Plan(
@@ -375,12 +391,16 @@ impl SqliteSource {
         self.plan.strategy = strategy;
         self.plan.reason = reason;
         let first = match strategy {
-            Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.batch_size), None),
+            Strategy::Keyset => {
+                self.page_query(self.start_after.as_ref(), Some(self.batch_size), None)
+            }
             Strategy::Offset => self.page_query(None, Some(self.batch_size), Some(0)),
             _ => self.page_query(None, None, None),
         };
         // Prepare once now, so a mistake in the spec's SQL fails before the first byte.
-        self.conn.prepare(&first.bound.sql).map_err(|e| prepare_err(&first.bound.sql, e))?;
+        self.conn
+            .prepare(&first.bound.sql)
+            .map_err(|e| prepare_err(&first.bound.sql, e))?;
         self.plan.sql = first.bound.sql;
         Ok(())
     }
@@ -405,23 +425,31 @@ impl SqliteSource {
     fn from_clause(&self) -> String {
         match &self.from_sql {
             Some(sql) => format!("({sql}) AS q"),
-            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
+            None => format!(
+                "{}{}",
+                self.table.as_deref().unwrap_or(""),
+                self.joins_sql()
+            ),
         }
     }
 
     fn select_sql(&self, extra: &[(String, String)], from: &str) -> String {
-        let mut cols: Vec<String> = self
-            .schema
+        let schema = self.schema_ref();
+        let mut cols: Vec<String> = schema
             .fields()
             .iter()
             .zip(&self.exprs)
             .map(|(f, e)| format!("{e} AS {}", quote_ident(f.name())))
             .collect();
-        if self.schema.fields().is_empty() {
+        if schema.fields().is_empty() {
             // Before the schema is known: the raw expressions (names come from `columns`).
             cols = self.exprs.iter().map(|e| e.to_string()).collect();
         }
-        cols.extend(extra.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
+        cols.extend(
+            extra
+                .iter()
+                .map(|(e, a)| format!("{e} AS {}", quote_ident(a))),
+        );
         let mut sql = format!("SELECT {} FROM {from}", cols.join(", "));
         if let Some(f) = &self.filter {
             sql.push_str(&format!(" WHERE ({f})"));
@@ -437,13 +465,27 @@ impl SqliteSource {
     }
 
     /// A page: the select, the keyset predicate after `after`, the order, the limit.
-    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
+    fn page_query(
+        &self,
+        after: Option<&Cursor>,
+        limit: Option<usize>,
+        offset: Option<u64>,
+    ) -> Query {
         let mut sql = self.select_sql(&self.hidden, &self.from_clause());
         let mut cursor = Vec::new();
         if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            sql.push_str(if self.filter.is_some() {
+                " AND "
+            } else {
+                " WHERE "
+            });
             sql.push_str(&keyset_predicate(&self.order, after));
-            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
+            cursor = after
+                .0
+                .iter()
+                .filter(|v| **v != CursorValue::Null)
+                .cloned()
+                .collect();
         }
         if !self.order.is_empty() {
             let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
@@ -455,7 +497,14 @@ impl SqliteSource {
         if let Some(m) = offset {
             sql.push_str(&format!(" OFFSET {m}"));
         }
-        Query { bound: self.bind_text(&sql), cursor }
+        Query {
+            bound: self.bind_text(&sql),
+            cursor,
+        }
+    }
+
+    fn schema_ref(&self) -> SchemaRef {
+        self.typing.borrow().schema.clone()
     }
 
     /// Run one statement, pushing full batches to `emit`. Returns the rows read, the
@@ -475,6 +524,44 @@ impl SqliteSource {
         let mut n = 0usize;
         let mut in_batch = 0usize;
         let mut last_cursor = None;
+
+        // Types still open: hold the first batch's rows, settle the types, replay them.
+        if !self.typing.borrow().unsettled.is_empty() {
+            let width = self.exprs.len() + self.hidden.len();
+            let mut pending: Vec<Vec<rusqlite::types::Value>> = Vec::new();
+            while pending.len() < self.batch_size {
+                match rows.next() {
+                    Ok(Some(row)) => pending.push(
+                        (0..width)
+                            .map(|i| {
+                                row.get_ref(i)
+                                    .ok()
+                                    .and_then(|v| v.try_into().ok())
+                                    .unwrap_or(rusqlite::types::Value::Null)
+                            })
+                            .collect(),
+                    ),
+                    Ok(None) => break,
+                    Err(e) => return Err(self.read_err(sql, &last_cursor, e)),
+                }
+            }
+            self.settle(&pending, builders);
+            for vals in &pending {
+                let get = |i: usize| ValueRef::from(&vals[i]);
+                self.append_row(builders, &get, rows_before + n as u64)?;
+                n += 1;
+                in_batch += 1;
+                if in_batch == self.batch_size {
+                    in_batch = 0;
+                    let (cur, go_on) = self.emit_batch(builders, emit, &get)?;
+                    last_cursor = Some(cur);
+                    if !go_on {
+                        return Ok((n, last_cursor, true));
+                    }
+                }
+            }
+        }
+
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
@@ -484,29 +571,13 @@ impl SqliteSource {
             if self.cancel.is_cancelled() {
                 return Err(SourceError::Cancelled);
             }
-            for (i, b) in builders.iter_mut().enumerate() {
-                let v = row.get_ref(i).map_err(|e| self.read_err(sql, &last_cursor, e))?;
-                let r = match v {
-                    ValueRef::Null => {
-                        b.append_null();
-                        Ok(())
-                    }
-                    ValueRef::Integer(x) => b.append_int(x),
-                    ValueRef::Real(x) => b.append_real(x),
-                    ValueRef::Text(x) => b.append_text(x),
-                    ValueRef::Blob(x) => b.append_blob(x),
-                };
-                if let Err(message) = r {
-                    return Err(self.value_err(i, row, rows_before + n as u64, message));
-                }
-            }
+            let get = |i: usize| row.get_ref(i).unwrap_or(ValueRef::Null);
+            self.append_row(builders, &get, rows_before + n as u64)?;
             n += 1;
             in_batch += 1;
             if in_batch == self.batch_size {
-                let cur = Cursor(self.order.iter().map(|o| cursor_value(row.get_ref(o.select_index).unwrap_or(ValueRef::Null))).collect());
-                let batch = self.finish_batch(builders)?;
                 in_batch = 0;
-                let go_on = emit(batch, Some(&cur));
+                let (cur, go_on) = self.emit_batch(builders, emit, &get)?;
                 last_cursor = Some(cur);
                 if !go_on {
                     return Ok((n, last_cursor, true));
@@ -522,9 +593,95 @@ impl SqliteSource {
         Ok((n, last_cursor, false))
     }
 
+    /// One row into the builders; `get` reads a select column of the current row.
+    #[inline]
+    fn append_row<'r>(
+        &self,
+        builders: &mut [ColumnBuilder],
+        get: &impl Fn(usize) -> ValueRef<'r>,
+        index: u64,
+    ) -> Result<(), SourceError> {
+        for (i, b) in builders.iter_mut().enumerate() {
+            let r = match get(i) {
+                ValueRef::Null => {
+                    b.append_null();
+                    Ok(())
+                }
+                ValueRef::Integer(x) => b.append_int(x),
+                ValueRef::Real(x) => b.append_real(x),
+                ValueRef::Text(x) => b.append_text(x),
+                ValueRef::Blob(x) => b.append_blob(x),
+            };
+            if let Err(message) = r {
+                return Err(self.value_err(i, get, index, message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Finish the batch at a full row count and emit it with the cursor of its last row.
+    fn emit_batch<'r>(
+        &self,
+        builders: &mut [ColumnBuilder],
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+        last_row: &impl Fn(usize) -> ValueRef<'r>,
+    ) -> Result<(Cursor, bool), SourceError> {
+        let cur = Cursor(
+            self.order
+                .iter()
+                .map(|o| cursor_value(last_row(o.select_index)))
+                .collect(),
+        );
+        let batch = self.finish_batch(builders)?;
+        let go_on = emit(batch, Some(&cur));
+        Ok((cur, go_on))
+    }
+
+    /// Decide the open types from the held rows: any text makes text, any real makes a
+    /// float (integers widen), integers alone make an integer, blobs alone binary; no
+    /// value at all, text. A later value that does not fit is an error that says how to
+    /// declare the type.
+    fn settle(&self, rows: &[Vec<rusqlite::types::Value>], builders: &mut [ColumnBuilder]) {
+        use rusqlite::types::Value as V;
+        let mut typing = self.typing.borrow_mut();
+        let mut fields: Vec<Field> = typing
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for &c in &typing.unsettled {
+            let (mut int, mut real, mut text, mut blob) = (false, false, false, false);
+            for r in rows {
+                match &r[c] {
+                    V::Integer(_) => int = true,
+                    V::Real(_) => real = true,
+                    V::Text(_) => text = true,
+                    V::Blob(_) => blob = true,
+                    V::Null => {}
+                }
+            }
+            let dt = if text {
+                DataType::Utf8
+            } else if real {
+                DataType::Float64
+            } else if int {
+                DataType::Int64
+            } else if blob {
+                DataType::Binary
+            } else {
+                DataType::Utf8
+            };
+            fields[c] = Field::new(fields[c].name(), dt.clone(), true);
+            builders[c] = ColumnBuilder::new(&dt, self.batch_size.min(65_536));
+        }
+        typing.schema = Arc::new(Schema::new(fields));
+        typing.unsettled.clear();
+    }
+
     fn finish_batch(&self, builders: &mut [ColumnBuilder]) -> Result<RecordBatch, SourceError> {
         let arrays = builders.iter_mut().map(|b| b.finish()).collect();
-        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SourceError::Read {
+        RecordBatch::try_new(self.schema_ref(), arrays).map_err(|e| SourceError::Read {
             sql: self.plan.sql.clone(),
             cursor: String::new(),
             message: e.to_string(),
@@ -537,13 +694,22 @@ impl SqliteSource {
         }
         SourceError::Read {
             sql: sql.to_string(),
-            cursor: cursor.as_ref().map_or("(start)".to_string(), |c| c.to_string()),
+            cursor: cursor
+                .as_ref()
+                .map_or("(start)".to_string(), |c| c.to_string()),
             message: e.to_string(),
         }
     }
 
-    fn value_err(&self, col: usize, row: &Row<'_>, index: u64, message: String) -> SourceError {
-        let field = self.schema.field(col);
+    fn value_err<'r>(
+        &self,
+        col: usize,
+        get: &impl Fn(usize) -> ValueRef<'r>,
+        index: u64,
+        message: String,
+    ) -> SourceError {
+        let schema = self.schema_ref();
+        let field = schema.field(col);
         let key = if self.key_cols.is_empty() {
             format!("row {}", index + 1)
         } else {
@@ -551,25 +717,28 @@ impl SqliteSource {
                 .key_cols
                 .iter()
                 .map(|&k| {
-                    let name = if k < self.schema.fields().len() {
-                        self.schema.field(k).name().clone()
+                    let name = if k < schema.fields().len() {
+                        schema.field(k).name().clone()
                     } else {
                         ROWID_FIELD.to_string()
                     };
-                    let v = match row.get_ref(k) {
-                        Ok(ValueRef::Integer(i)) => i.to_string(),
-                        Ok(ValueRef::Real(f)) => f.to_string(),
-                        Ok(ValueRef::Text(t)) => format!("{:?}", String::from_utf8_lossy(t)),
-                        Ok(ValueRef::Null) => "NULL".into(),
-                        _ => "?".into(),
+                    let v = match get(k) {
+                        ValueRef::Integer(i) => i.to_string(),
+                        ValueRef::Real(f) => f.to_string(),
+                        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+                        ValueRef::Null => "NULL".into(),
+                        ValueRef::Blob(_) => "(blob)".into(),
                     };
                     format!("{name}={v}")
                 })
                 .collect();
             parts.join(", ")
         };
-        let hint = if self.exprs[col].contains('(') || self.exprs[col].contains(' ') {
-            " (declare the column's type in the spec: `columns: {name: {expr: ..., type: ...}}`)"
+        let hint = if self.exprs[col].contains('(')
+            || self.exprs[col].contains(' ')
+            || self.from_sql.is_some()
+        {
+            " (declare the column's type in the spec: `columns: {name: {expr: ..., type: ...}}`, or CAST it in SQL)"
         } else {
             ""
         };
@@ -582,7 +751,7 @@ impl SqliteSource {
     }
 
     fn new_builders(&self) -> Vec<ColumnBuilder> {
-        self.schema
+        self.schema_ref()
             .fields()
             .iter()
             .map(|f| ColumnBuilder::new(f.data_type(), self.batch_size.min(65_536)))
@@ -619,7 +788,11 @@ fn keyset_predicate(order: &[OrderCol], after: &Cursor) -> String {
     format!("({})", terms.join(" OR "))
 }
 
-fn bind_all(stmt: &mut rusqlite::Statement<'_>, values: &[Value], cursor: &[CursorValue]) -> rusqlite::Result<()> {
+fn bind_all(
+    stmt: &mut rusqlite::Statement<'_>,
+    values: &[Value],
+    cursor: &[CursorValue],
+) -> rusqlite::Result<()> {
     let mut i = 1;
     for v in values {
         stmt.raw_bind_parameter(i, Bind(v))?;
@@ -649,14 +822,21 @@ fn open_read_only(path: &Path, display: &str) -> Result<Connection, SourceError>
 
 impl Source for SqliteSource {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.schema_ref()
+    }
+
+    fn types_settled(&self) -> bool {
+        self.typing.borrow().unsettled.is_empty()
     }
 
     fn plan(&self) -> &ReadPlan {
         &self.plan
     }
 
-    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+    fn stream(
+        &mut self,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(), SourceError> {
         let mut builders = self.new_builders();
         let bs = self.batch_size;
         let mut total: u64 = 0;
@@ -704,7 +884,9 @@ impl Source for SqliteSource {
             let conn = open_read_only(&path, &display)?;
             let interrupt = conn.get_interrupt_handle();
             cancel.on_cancel(move || interrupt.interrupt());
-            let mut stmt = conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
+            let mut stmt = conn
+                .prepare(&bound.sql)
+                .map_err(|e| prepare_err(&bound.sql, e))?;
             bind_all(&mut stmt, &bound.values, &[]).map_err(|e| prepare_err(&bound.sql, e))?;
             let mut rows = stmt.raw_query();
             let n = match rows.next() {
@@ -733,10 +915,20 @@ mod tests {
         .unwrap();
         let tx = c.unchecked_transaction().unwrap();
         for i in 1..=rows {
-            let grp = if i % 5 == 0 { None } else { Some(format!("g{}", i % 3)) };
+            let grp = if i % 5 == 0 {
+                None
+            } else {
+                Some(format!("g{}", i % 3))
+            };
             tx.execute(
                 "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
-                rusqlite::params![i, grp, (i as f64) / 4.0, format!("2024-01-{:02}", 1 + i % 28), format!("n{i}")],
+                rusqlite::params![
+                    i,
+                    grp,
+                    (i as f64) / 4.0,
+                    format!("2024-01-{:02}", 1 + i % 28),
+                    format!("n{i}")
+                ],
             )
             .unwrap();
         }
@@ -748,7 +940,11 @@ mod tests {
         let mut src = SqliteSource::open(path, "test", req, CancelToken::new()).unwrap();
         let mut ids = Vec::new();
         src.stream(&mut |b, _| {
-            let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+            let a = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap();
             ids.extend(a.values().iter().copied());
             true
         })
@@ -770,7 +966,12 @@ mod tests {
     fn every_strategy_yields_the_same_rows_across_nulls_in_group_keys() {
         let (_d, p) = db(103);
         let mut expect: Option<Vec<i64>> = None;
-        for strategy in [Strategy::Keyset, Strategy::Cursor, Strategy::Offset, Strategy::Auto] {
+        for strategy in [
+            Strategy::Keyset,
+            Strategy::Cursor,
+            Strategy::Offset,
+            Strategy::Auto,
+        ] {
             for bs in [1, 7, 1000] {
                 let mut req = ReadRequest::table("t");
                 req.order_prefix = vec!["grp".into()];
@@ -794,7 +995,12 @@ mod tests {
         req.order_prefix = vec!["note".into()];
         let (_, plan) = collect(&p, &req);
         assert_eq!(plan.strategy, Strategy::Cursor);
-        assert!(plan.reason.contains("no index serves ORDER BY (note, rowid)"), "{}", plan.reason);
+        assert!(
+            plan.reason
+                .contains("no index serves ORDER BY (note, rowid)"),
+            "{}",
+            plan.reason
+        );
         // With an index on (grp, id), keyset is served.
         let mut req = ReadRequest::table("t");
         req.order_prefix = vec!["grp".into()];
@@ -819,7 +1025,11 @@ mod tests {
             let mut cursor = None;
             let mut pages = 0;
             src.stream(&mut |b, c| {
-                let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+                let a = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap();
                 first.extend(a.values().iter().copied());
                 cursor = c.cloned();
                 pages += 1;
@@ -838,27 +1048,65 @@ mod tests {
     fn a_value_that_does_not_fit_names_column_key_and_value() {
         let (_d, p) = db(3);
         let c = Connection::open(&p).unwrap();
-        c.execute("UPDATE t SET amount = 0.1 + 0.2 WHERE id = 2", []).unwrap();
+        c.execute("UPDATE t SET amount = 0.125 WHERE id = 2", [])
+            .unwrap();
         let req = ReadRequest::table("t");
         let mut src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
         let err = src.stream(&mut |_, _| true).unwrap_err().to_string();
-        assert!(err.contains("column `amount` (decimal(10,2)) at rowid=2: 0.30000000000000004"), "{err}");
+        assert!(
+            err.contains("column `amount` (decimal(10,2)) at rowid=2: 0.125 has more decimals"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn computed_columns_get_inferred_or_declared_types() {
+    fn computed_columns_get_types_from_their_first_rows_or_their_declaration() {
         let (_d, p) = db(5);
         let mut req = ReadRequest::table("t");
         req.columns = vec![
             ("id".to_string(), ColumnSource::Expr("t.id".into())),
-            ("double".to_string(), ColumnSource::Expr("t.amount * 2".into())),
-            ("label".to_string(), ColumnSource::Expr("'#' || t.id".into())),
+            (
+                "double".to_string(),
+                ColumnSource::Expr("t.amount * 2".into()),
+            ),
+            (
+                "label".to_string(),
+                ColumnSource::Expr("'#' || t.id".into()),
+            ),
+            (
+                "whole".to_string(),
+                ColumnSource::Typed(ream_core::spec::TypedColumn {
+                    expr: "t.id * 2".into(),
+                    ty: "float".into(),
+                }),
+            ),
         ]
         .into_iter()
         .collect();
-        let src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
-        let types: Vec<_> = src.schema().fields().iter().map(|f| f.data_type().clone()).collect();
-        assert_eq!(types, vec![DataType::Int64, DataType::Float64, DataType::Utf8]);
+        let mut src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
+        assert!(!src.types_settled());
+        let mut schemas = Vec::new();
+        src.stream(&mut |b, _| {
+            schemas.push(b.schema());
+            true
+        })
+        .unwrap();
+        let types: Vec<_> = schemas[0]
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                DataType::Int64,
+                DataType::Float64,
+                DataType::Utf8,
+                DataType::Float64
+            ]
+        );
+        assert!(src.types_settled());
+        assert_eq!(src.schema(), schemas[0]);
     }
 
     #[test]
@@ -866,12 +1114,20 @@ mod tests {
         let (_d, p) = db(5);
         let mut req = ReadRequest::table("t");
         req.filter = Some("note = :n OR note = :m".into());
-        req.params.insert("n".into(), ream_core::params::ParamValue::One(Value::Str("'; DROP TABLE t; --".into())));
-        req.params.insert("m".into(), ream_core::params::ParamValue::One(Value::Str("n3".into())));
+        req.params.insert(
+            "n".into(),
+            ream_core::params::ParamValue::One(Value::Str("'; DROP TABLE t; --".into())),
+        );
+        req.params.insert(
+            "m".into(),
+            ream_core::params::ParamValue::One(Value::Str("n3".into())),
+        );
         let (ids, _) = collect(&p, &req);
         assert_eq!(ids, vec![3]);
         let c = Connection::open(&p).unwrap();
-        let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 5);
     }
 

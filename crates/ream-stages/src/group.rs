@@ -15,7 +15,10 @@ pub struct Group {
 
 impl Group {
     pub fn new(fields: Vec<usize>) -> Self {
-        Group { fields, current: None }
+        Group {
+            fields,
+            current: None,
+        }
     }
 
     fn close_from(&mut self, level: usize, out: &mut Vec<Event>) {
@@ -49,12 +52,22 @@ impl Stage for Group {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let cols: Vec<ArrayRef> = self.fields.iter().map(|&i| batch.column(i).clone()).collect();
+        let cols: Vec<ArrayRef> = self
+            .fields
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let ranges = arrow_ord::partition::partition(&cols)
-            .map_err(|e| StageError::Compute { stage: "group", message: e.to_string() })?
+            .map_err(|e| StageError::Compute {
+                stage: "group",
+                message: e.to_string(),
+            })?
             .ranges();
         for r in ranges {
-            let keys: Vec<Value> = cols.iter().map(|c| Value::from_array(c.as_ref(), r.start)).collect();
+            let keys: Vec<Value> = cols
+                .iter()
+                .map(|c| Value::from_array(c.as_ref(), r.start))
+                .collect();
             let changed_at = match &self.current {
                 None => Some(0),
                 Some(cur) => cur.iter().zip(&keys).position(|(a, b)| !same_key(a, b)),
@@ -64,7 +77,10 @@ impl Stage for Group {
                     self.close_from(level, out);
                 }
                 for (l, key) in keys.iter().enumerate().skip(level) {
-                    out.push(Event::GroupHeader { level: l, key: key.clone() });
+                    out.push(Event::GroupHeader {
+                        level: l,
+                        key: key.clone(),
+                    });
                 }
                 self.current = Some(keys);
             }
@@ -124,14 +140,25 @@ mod tests {
         for b in batches(rows, size) {
             g.push(Event::Rows(b), &mut out).unwrap();
         }
-        g.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
+        g.push(
+            Event::End {
+                variables: Arc::from(vec![]),
+                rows: 0,
+            },
+            &mut out,
+        )
+        .unwrap();
         out.iter()
             .map(|e| match e {
                 Event::GroupHeader { level, key } => format!("[{level}{key}"),
                 Event::GroupFooter { level, .. } => format!("]{level}"),
                 Event::Rows(b) => {
                     let v = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-                    v.values().iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+                    v.values()
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 }
                 Event::End { .. } => "end".into(),
                 Event::Begin(_) => "begin".into(),
@@ -143,16 +170,28 @@ mod tests {
 
     #[test]
     fn groups_span_batch_boundaries() {
-        let rows = [("e", "x", 1), ("e", "x", 2), ("e", "y", 3), ("w", "y", 4), ("w", "y", 5)];
+        let rows = [
+            ("e", "x", 1),
+            ("e", "x", 2),
+            ("e", "y", 3),
+            ("w", "y", 4),
+            ("w", "y", 5),
+        ];
         let normalise = |s: String| {
             // Row slices split differently with batch size; the group structure must not.
-            s.split(' ').filter(|t| t.starts_with('[') || t.starts_with(']') || *t == "end").collect::<Vec<_>>().join(" ")
+            s.split(' ')
+                .filter(|t| t.starts_with('[') || t.starts_with(']') || *t == "end")
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         let expect = "[0e [1x ]1 [1y ]1 ]0 [0w [1y ]1 ]0 end";
         for size in [1, 2, 3, 7, 1000] {
             assert_eq!(normalise(shape(&rows, size)), expect, "batch size {size}");
         }
-        assert_eq!(shape(&rows, 1000), "[0e [1x 1,2 [1y 3 ]1 ]0 [0w [1y 4,5 ]1 ]0 end".replace("[1y 3 ]1", "]1 [1y 3 ]1"));
+        assert_eq!(
+            shape(&rows, 1000),
+            "[0e [1x 1,2 [1y 3 ]1 ]0 [0w [1y 4,5 ]1 ]0 end".replace("[1y 3 ]1", "]1 [1y 3 ]1")
+        );
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! Bad input gets a message naming the problem and where it is, exit code 2, no panic
+//! and no output file; an empty table gives a valid empty output.
+
+mod common;
+use common::*;
+
+const SPEC_HEAD: &str = "report: r\nsource:\n  url: \"sqlite:DB\"\n  table: invoices\n";
+
+fn spec_dir(body: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let demo = demo(500);
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo.join("demo.sqlite");
+    let text = format!("{}{body}", SPEC_HEAD.replace("DB", db.to_str().unwrap()));
+    let spec = write(dir.path(), "spec.yaml", &text);
+    (dir, spec)
+}
+
+/// Runs the spec to an output file and checks the failure: exit 2, the message, no
+/// file left behind (neither the output nor a temporary).
+fn fails(body: &str, params: &[&str], expect: &[&str]) -> String {
+    let (dir, spec) = spec_dir(body);
+    let out = dir.path().join("out.csv");
+    let mut args = vec!["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(params);
+    let r = run(&args);
+    assert_eq!(r.code, 2, "stderr: {}", r.stderr);
+    for e in expect {
+        assert!(r.stderr.contains(e), "expected `{e}` in: {}", r.stderr);
+    }
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["spec.yaml"],
+        "output left behind"
+    );
+    r.stderr
+}
+
+#[test]
+fn malformed_yaml_names_the_line() {
+    let e = fails(
+        "columns: [ {field: id\n",
+        &[],
+        &["malformed YAML", "spec.yaml:"],
+    );
+    assert!(e.contains(":4:") || e.contains(":5:"), "{e}");
+}
+
+#[test]
+fn an_unknown_key_is_an_error_with_its_place() {
+    fails(
+        "colums:\n  - field: id\n",
+        &[],
+        &["spec.yaml:5:1: `colums`: unknown key `colums`"],
+    );
+}
+
+#[test]
+fn a_wrong_type_is_an_error_with_its_place() {
+    fails(
+        "  batch_size: many\n",
+        &[],
+        &["spec.yaml:5:3: `source.batch_size`: wrong type"],
+    );
+}
+
+#[test]
+fn a_missing_required_parameter_is_named() {
+    fails(
+        "  where: \"date >= :since\"\nparameters:\n  since: { type: date, required: true }\n",
+        &[],
+        &["parameter `since`: required, expected a date"],
+    );
+}
+
+#[test]
+fn an_ill_typed_parameter_is_named() {
+    fails(
+        "  where: \"id > :n\"\nparameters:\n  n: { type: int }\n",
+        &["-p", "n=lots"],
+        &["parameter `n`: `lots` is not a valid int"],
+    );
+}
+
+#[test]
+fn an_unknown_column_is_named_before_any_row_is_read() {
+    // The table's own columns: the field list comes from the database.
+    fails(
+        "columns:\n  - field: totl\n",
+        &[],
+        &[
+            "spec.yaml:6:5: `columns[0].field`: unknown field `totl`",
+            "total",
+        ],
+    );
+    // A group on an unknown field is reported the same way.
+    fails(
+        "groups:\n  - by: regio\n",
+        &[],
+        &["`groups[0].by`: unknown field `regio`"],
+    );
+}
+
+#[test]
+fn a_value_that_does_not_fit_its_column_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bad.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, amount DECIMAL(8,2)); INSERT INTO t VALUES (1, 1.5), (2, 0.125);").unwrap();
+    drop(c);
+    let out = dir.path().join("t.csv");
+    let r = run(&[
+        "run",
+        "--source",
+        &format!("sqlite:{}", db.display()),
+        "--table",
+        "t",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("column `amount` (decimal(8,2)) at rowid=2: 0.125 has more decimals than decimal(8,2) holds"), "{}", r.stderr);
+    assert_eq!(files_in(dir.path()), vec!["bad.sqlite"]);
+}
+
+#[test]
+fn an_empty_table_gives_a_valid_empty_output_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.sqlite");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, amount DECIMAL(8,2));")
+        .unwrap();
+    let src = format!("sqlite:{}", db.display());
+    let csv = run(&["run", "--source", &src, "--table", "t", "--format", "csv"]);
+    assert_eq!((csv.code, csv.text().as_str()), (0, "id,name,amount\n"));
+    let nd = run(&[
+        "run", "--source", &src, "--table", "t", "--format", "ndjson",
+    ]);
+    assert_eq!((nd.code, nd.text().as_str()), (0, ""));
+    let js = run(&["run", "--source", &src, "--table", "t", "--format", "json"]);
+    assert_eq!(js.code, 0, "{}", js.stderr);
+    let doc: serde_json::Value = serde_json::from_slice(&js.stdout).unwrap();
+    assert_eq!(doc["rows"], serde_json::json!([]));
+    assert_eq!(doc["row_count"], 0);
+}
+
+#[test]
+fn a_spec_with_no_rows_shows_its_no_data_band() {
+    let demo = demo(500);
+    let r = run(&[
+        "run",
+        demo.join("reports/sales_by_region.yaml").to_str().unwrap(),
+        "-p",
+        "start_date=1999-01-01",
+        "-p",
+        "end_date=1999-12-31",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(doc["groups"], serde_json::json!([]));
+    assert_eq!(
+        doc["no_data"],
+        "No invoices between 1999-01-01 and 1999-12-31."
+    );
+    assert_eq!(doc["variables"]["invoice_count"], 0);
+    assert_eq!(doc["variables"]["grand_total"], serde_json::Value::Null);
+}
+
+#[test]
+fn hostile_parameter_values_are_data() {
+    let (dir, spec) = spec_dir("  where: \"status = :s\"\nparameters:\n  s: { type: string }\n");
+    let r = run(&[
+        "run",
+        spec.to_str().unwrap(),
+        "-p",
+        "s='; DROP TABLE invoices; --",
+        "--format",
+        "ndjson",
+    ]);
+    assert_eq!((r.code, r.text().as_str()), (0, ""), "{}", r.stderr);
+    // The table is still there, with every row.
+    let c = rusqlite::Connection::open(demo(500).join("demo.sqlite")).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 500);
+    drop(dir);
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "bad.yaml",
+        "report: r\nsource:\n  table: t\n  colums: {}\n  columns: {id: t.id}\ngroups:\n  - by: region\nvariables:\n  v: {sum: id, reset: nowhere}\nsummary: \"{w}\"\n",
+    );
+    let good = demo(500).join("reports/sales_by_region.yaml");
+    let r = run(&["validate", spec.to_str().unwrap(), good.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    let out = r.text();
+    let lines: Vec<&str> = out.lines().collect();
+    let f = spec.display().to_string();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("{f}:4:3: `source.colums`: unknown key")),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{f}:7:5: `groups[0].by`: unknown field `region`")),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{f}:9:3: `variables.v.reset`: `nowhere`"))
+            || lines[2].contains("`variables.v.reset`"),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains("`summary`: `{w}` is not available here"),
+        "{out}"
+    );
+    assert_eq!(lines[4], format!("{}: ok", good.display()));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&["run"]).code, 2);
+    assert_eq!(
+        run(&["run", "--source", "oracle://x", "--table", "t"]).code,
+        2
+    );
+    let r = run(&[
+        "run",
+        "--source",
+        "sqlite:/nonexistent/x.db",
+        "--table",
+        "t",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no such file"), "{}", r.stderr);
+    let demo = demo(500);
+    let r = run(&[
+        "run",
+        "--source",
+        &format!("sqlite:{}", demo.join("demo.sqlite").display()),
+        "--table",
+        "nope",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("no such table: nope") && r.stderr.contains("invoices"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(run(&["run", "x.yaml", "-p", "novalue"]).code, 2);
+}
+
+#[test]
+fn schema_prints_the_json_schema() {
+    let r = run(&["schema"]);
+    assert_eq!(r.code, 0);
+    let s: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(s["additionalProperties"], false);
+    assert!(s["properties"]["source"].is_object());
+    assert!(s["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "report"));
+}

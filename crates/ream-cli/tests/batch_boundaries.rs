@@ -1,0 +1,160 @@
+//! Batch sizes 1, 7 and 1000 give byte-identical outputs in every format, for every
+//! example report; and the outputs match the golden files under tests/golden/.
+//! Regenerate the golden files with `REAM_BLESS=1 cargo test --test batch_boundaries`.
+
+mod common;
+use common::*;
+
+/// (spec, parameters): every example report in demo/reports.
+const REPORTS: &[(&str, &[&str])] = &[
+    (
+        "sales_by_region.yaml",
+        &["start_date=2023-01-01", "end_date=2023-06-30"],
+    ),
+    ("invoice_export.yaml", &["status=paid,void"]),
+    ("customer_statement.yaml", &["region=Europe"]),
+    ("category_months.yaml", &["year=2024"]),
+];
+
+fn output(
+    spec: &std::path::Path,
+    params: &[&str],
+    format: &str,
+    batch: &str,
+    strategy: Option<&str>,
+) -> Vec<u8> {
+    let mut args = vec![
+        "run",
+        spec.to_str().unwrap(),
+        "--format",
+        format,
+        "--batch-size",
+        batch,
+    ];
+    for p in params {
+        args.extend(["-p", p]);
+    }
+    if let Some(s) = strategy {
+        args.extend(["--strategy", s]);
+    }
+    let r = run(&args);
+    assert_eq!(
+        r.code,
+        0,
+        "{} {format} {batch}: {}",
+        spec.display(),
+        r.stderr
+    );
+    r.stdout
+}
+
+#[test]
+fn batch_sizes_1_7_and_1000_give_identical_bytes_in_every_format() {
+    let demo = demo(1500);
+    for (name, params) in REPORTS {
+        let spec = demo.join("reports").join(name);
+        for format in ["csv", "ndjson", "json"] {
+            let base = output(&spec, params, format, "1000", None);
+            assert!(base.len() > 100, "{name} {format} is suspiciously small");
+            for batch in ["1", "7"] {
+                let other = output(&spec, params, format, batch, None);
+                assert!(
+                    other == base,
+                    "{name} {format}: batch size {batch} differs from 1000"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn keyset_cursor_and_offset_yield_the_same_report() {
+    let demo = demo(1500);
+    for (name, params) in REPORTS {
+        let spec = demo.join("reports").join(name);
+        let base = output(&spec, params, "json", "64", Some("cursor"));
+        for strategy in ["keyset", "offset", "auto"] {
+            let other = output(&spec, params, "json", "64", Some(strategy));
+            // The document names its strategy; everything else must be equal.
+            let strip = |b: &[u8]| {
+                let mut v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                v.as_object_mut().unwrap().remove("strategy");
+                v
+            };
+            assert_eq!(
+                strip(&other),
+                strip(&base),
+                "{name}: {strategy} differs from cursor"
+            );
+        }
+    }
+}
+
+#[test]
+fn ad_hoc_exports_page_a_composite_key_identically() {
+    let demo = demo(1500);
+    let src = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let get = |strategy: &str, batch: &str| {
+        let r = run(&[
+            "run",
+            "--source",
+            &src,
+            "--table",
+            "invoice_lines",
+            "--key",
+            "invoice_id,line_no",
+            "--strategy",
+            strategy,
+            "--batch-size",
+            batch,
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let base = get("cursor", "1000");
+    assert_eq!(
+        base.iter().filter(|b| **b == b'\n').count(),
+        1 + lines(&demo)
+    );
+    for (s, b) in [
+        ("keyset", "7"),
+        ("keyset", "1000"),
+        ("offset", "7"),
+        ("auto", "1"),
+    ] {
+        assert!(get(s, b) == base, "{s} batch {b} differs");
+    }
+}
+
+fn lines(demo: &std::path::Path) -> usize {
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    c.query_row("SELECT count(*) FROM invoice_lines", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as usize
+}
+
+#[test]
+fn outputs_match_the_golden_files() {
+    let demo = demo(300);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let bless = std::env::var_os("REAM_BLESS").is_some();
+    for (name, params) in REPORTS {
+        let spec = demo.join("reports").join(name);
+        for format in ["csv", "json"] {
+            let got = output(&spec, params, format, "1000", None);
+            let file = golden.join(format!("{}.{format}", name.trim_end_matches(".yaml")));
+            if bless {
+                std::fs::write(&file, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read(&file)
+                .unwrap_or_else(|_| panic!("missing {} (run with REAM_BLESS=1)", file.display()));
+            assert!(
+                got == want,
+                "{} differs from the golden file; inspect with REAM_BLESS=1 and git diff",
+                file.display()
+            );
+        }
+    }
+}
