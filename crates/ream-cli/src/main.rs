@@ -15,12 +15,7 @@ use ream_core::CancelToken;
 use ream_engine::{prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions};
 
 #[derive(Parser)]
-#[command(
-    name = "ream",
-    version,
-    about = "Stream reports of any size out of databases",
-    propagate_version = true
-)]
+#[command(name = "ream", version, about = "Stream reports of any size out of databases", propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,11 +119,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Validate { specs } => validate(&specs),
         Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&ream_core::spec::json_schema())
-                    .expect("schema serialises")
-            );
+            println!("{}", serde_json::to_string_pretty(&ream_core::spec::json_schema()).expect("schema serialises"));
             ExitCode::SUCCESS
         }
     }
@@ -146,14 +137,8 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 
 fn demo(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
-    let made = ream_demo::create(
-        dir,
-        &ream_demo::DemoOptions {
-            invoices: rows,
-            seed,
-        },
-    )
-    .with_context(|| format!("creating the demo in {}", dir.display()))?;
+    let made = ream_demo::create(dir, &ream_demo::DemoOptions { invoices: rows, seed })
+        .with_context(|| format!("creating the demo in {}", dir.display()))?;
     eprintln!(
         "ream: wrote {} ({} customers, {} invoices, {} invoice lines) in {:.1}s",
         made.database.display(),
@@ -201,21 +186,14 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(FormatArg::Json), _) => Format::Json,
         (None, Some(p)) if !to_stdout => match Format::from_path(p) {
             Some(f) => f,
-            None => {
-                return usage(format!(
-                    "cannot tell the format from `{}`: give --format",
-                    p.display()
-                ))
-            }
+            None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),
         },
         _ => Format::Csv,
     };
     let mut params = Vec::new();
     for p in &args.params {
         match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                params.push((k.trim().to_string(), v.to_string()))
-            }
+            Some((k, v)) if !k.trim().is_empty() => params.push((k.trim().to_string(), v.to_string())),
             _ => return usage(format!("parameter `{p}`: expected NAME=VALUE")),
         }
     }
@@ -245,11 +223,7 @@ fn run(args: RunArgs) -> ExitCode {
         None if args.table.is_none() && args.sql.is_none() => {
             return usage("give a SPEC, or --source with --table or --sql for an ad-hoc export")
         }
-        None => Job::AdHoc(AdHoc {
-            table: args.table.clone(),
-            sql: args.sql.clone(),
-            key: args.key.clone(),
-        }),
+        None => Job::AdHoc(AdHoc { table: args.table.clone(), sql: args.sql.clone(), key: args.key.clone() }),
     };
 
     let cancel = CancelToken::new();
@@ -264,20 +238,11 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let plan = prepared.strategy().clone();
     if args.explain {
-        eprintln!(
-            "strategy: {} ({})\norder: {}\nsql: {}",
-            plan.strategy,
-            plan.reason,
-            plan.order.join(", "),
-            plan.sql
-        );
+        eprintln!("strategy: {} ({})\norder: {}\nsql: {}", plan.strategy, plan.reason, plan.order.join(", "), plan.sql);
         return ExitCode::SUCCESS;
     }
     if show_progress {
-        eprintln!(
-            "ream: {}: {} ({})",
-            prepared.meta.report, plan.strategy, plan.reason
-        );
+        eprintln!("ream: {}: {} ({})", prepared.meta.report, plan.strategy, plan.reason);
     }
     let run = start(prepared);
     let ticker = show_progress.then(|| progress_bar(run.progress(), cancel.clone()));
@@ -286,8 +251,7 @@ fn run(args: RunArgs) -> ExitCode {
         let mut lock = stdout.lock();
         run.write_to(&mut lock)
     } else {
-        run.write_file(args.output.as_deref().expect("checked above"))
-            .map(Some)
+        run.write_file(args.output.as_deref().expect("checked above")).map(Some)
     };
     if let Some((bar, handle)) = ticker {
         cancel_ticker(&bar, handle);
@@ -331,13 +295,9 @@ type Ticker = (indicatif::ProgressBar, std::thread::JoinHandle<()>);
 
 /// Rows and rows/s; percent and ETA once the count query has answered.
 fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        None,
-        indicatif::ProgressDrawTarget::stderr_with_hz(10),
-    );
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(10));
     let spinner =
-        indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {elapsed}")
-            .expect("template");
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {elapsed}").expect("template");
     let bounded = indicatif::ProgressStyle::with_template(
         "{bar:30} {percent:>3}%  {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
     )

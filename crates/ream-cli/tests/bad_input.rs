@@ -28,40 +28,24 @@ fn fails(body: &str, params: &[&str], expect: &[&str]) -> String {
         assert!(r.stderr.contains(e), "expected `{e}` in: {}", r.stderr);
     }
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    assert_eq!(
-        files_in(dir.path()),
-        vec!["spec.yaml"],
-        "output left behind"
-    );
+    assert_eq!(files_in(dir.path()), vec!["spec.yaml"], "output left behind");
     r.stderr
 }
 
 #[test]
 fn malformed_yaml_names_the_line() {
-    let e = fails(
-        "columns: [ {field: id\n",
-        &[],
-        &["malformed YAML", "spec.yaml:"],
-    );
+    let e = fails("columns: [ {field: id\n", &[], &["malformed YAML", "spec.yaml:"]);
     assert!(e.contains(":4:") || e.contains(":5:"), "{e}");
 }
 
 #[test]
 fn an_unknown_key_is_an_error_with_its_place() {
-    fails(
-        "colums:\n  - field: id\n",
-        &[],
-        &["spec.yaml:5:1: `colums`: unknown key `colums`"],
-    );
+    fails("colums:\n  - field: id\n", &[], &["spec.yaml:5:1: `colums`: unknown key `colums`"]);
 }
 
 #[test]
 fn a_wrong_type_is_an_error_with_its_place() {
-    fails(
-        "  batch_size: many\n",
-        &[],
-        &["spec.yaml:5:3: `source.batch_size`: wrong type"],
-    );
+    fails("  batch_size: many\n", &[], &["spec.yaml:5:3: `source.batch_size`: wrong type"]);
 }
 
 #[test]
@@ -85,20 +69,9 @@ fn an_ill_typed_parameter_is_named() {
 #[test]
 fn an_unknown_column_is_named_before_any_row_is_read() {
     // The table's own columns: the field list comes from the database.
-    fails(
-        "columns:\n  - field: totl\n",
-        &[],
-        &[
-            "spec.yaml:6:5: `columns[0].field`: unknown field `totl`",
-            "total",
-        ],
-    );
+    fails("columns:\n  - field: totl\n", &[], &["spec.yaml:6:5: `columns[0].field`: unknown field `totl`", "total"]);
     // A group on an unknown field is reported the same way.
-    fails(
-        "groups:\n  - by: regio\n",
-        &[],
-        &["`groups[0].by`: unknown field `regio`"],
-    );
+    fails("groups:\n  - by: regio\n", &[], &["`groups[0].by`: unknown field `regio`"]);
 }
 
 #[test]
@@ -106,20 +79,19 @@ fn a_value_that_does_not_fit_its_column_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bad.sqlite");
     let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, amount DECIMAL(8,2)); INSERT INTO t VALUES (1, 1.5), (2, 0.125);").unwrap();
+    c.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, amount DECIMAL(8,2)); INSERT INTO t VALUES (1, 1.5), (2, 0.125);",
+    )
+    .unwrap();
     drop(c);
     let out = dir.path().join("t.csv");
-    let r = run(&[
-        "run",
-        "--source",
-        &format!("sqlite:{}", db.display()),
-        "--table",
-        "t",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let r = run(&["run", "--source", &format!("sqlite:{}", db.display()), "--table", "t", "-o", out.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("column `amount` (decimal(8,2)) at rowid=2: 0.125 has more decimals than decimal(8,2) holds"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("column `amount` (decimal(8,2)) at rowid=2: 0.125 has more decimals than decimal(8,2) holds"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(files_in(dir.path()), vec!["bad.sqlite"]);
 }
 
@@ -134,9 +106,7 @@ fn an_empty_table_gives_a_valid_empty_output_in_every_format() {
     let src = format!("sqlite:{}", db.display());
     let csv = run(&["run", "--source", &src, "--table", "t", "--format", "csv"]);
     assert_eq!((csv.code, csv.text().as_str()), (0, "id,name,amount\n"));
-    let nd = run(&[
-        "run", "--source", &src, "--table", "t", "--format", "ndjson",
-    ]);
+    let nd = run(&["run", "--source", &src, "--table", "t", "--format", "ndjson"]);
     assert_eq!((nd.code, nd.text().as_str()), (0, ""));
     let js = run(&["run", "--source", &src, "--table", "t", "--format", "json"]);
     assert_eq!(js.code, 0, "{}", js.stderr);
@@ -161,10 +131,7 @@ fn a_spec_with_no_rows_shows_its_no_data_band() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(doc["groups"], serde_json::json!([]));
-    assert_eq!(
-        doc["no_data"],
-        "No invoices between 1999-01-01 and 1999-12-31."
-    );
+    assert_eq!(doc["no_data"], "No invoices between 1999-01-01 and 1999-12-31.");
     assert_eq!(doc["variables"]["invoice_count"], 0);
     assert_eq!(doc["variables"]["grand_total"], serde_json::Value::Null);
 }
@@ -172,20 +139,11 @@ fn a_spec_with_no_rows_shows_its_no_data_band() {
 #[test]
 fn hostile_parameter_values_are_data() {
     let (dir, spec) = spec_dir("  where: \"status = :s\"\nparameters:\n  s: { type: string }\n");
-    let r = run(&[
-        "run",
-        spec.to_str().unwrap(),
-        "-p",
-        "s='; DROP TABLE invoices; --",
-        "--format",
-        "ndjson",
-    ]);
+    let r = run(&["run", spec.to_str().unwrap(), "-p", "s='; DROP TABLE invoices; --", "--format", "ndjson"]);
     assert_eq!((r.code, r.text().as_str()), (0, ""), "{}", r.stderr);
     // The table is still there, with every row.
     let c = rusqlite::Connection::open(demo(500).join("demo.sqlite")).unwrap();
-    let n: i64 = c
-        .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM invoices", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 500);
     drop(dir);
 }
@@ -205,56 +163,28 @@ fn validate_reports_every_problem_with_file_line_and_column() {
     let lines: Vec<&str> = out.lines().collect();
     let f = spec.display().to_string();
     assert_eq!(lines.len(), 5, "{out}");
-    assert!(
-        lines[0].starts_with(&format!("{f}:4:3: `source.colums`: unknown key")),
-        "{out}"
-    );
-    assert!(
-        lines[1].starts_with(&format!("{f}:7:5: `groups[0].by`: unknown field `region`")),
-        "{out}"
-    );
+    assert!(lines[0].starts_with(&format!("{f}:4:3: `source.colums`: unknown key")), "{out}");
+    assert!(lines[1].starts_with(&format!("{f}:7:5: `groups[0].by`: unknown field `region`")), "{out}");
     assert!(
         lines[2].starts_with(&format!("{f}:9:3: `variables.v.reset`: `nowhere`"))
             || lines[2].contains("`variables.v.reset`"),
         "{out}"
     );
-    assert!(
-        lines[3].contains("`summary`: `{w}` is not available here"),
-        "{out}"
-    );
+    assert!(lines[3].contains("`summary`: `{w}` is not available here"), "{out}");
     assert_eq!(lines[4], format!("{}: ok", good.display()));
 }
 
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&["run"]).code, 2);
-    assert_eq!(
-        run(&["run", "--source", "oracle://x", "--table", "t"]).code,
-        2
-    );
-    let r = run(&[
-        "run",
-        "--source",
-        "sqlite:/nonexistent/x.db",
-        "--table",
-        "t",
-    ]);
+    assert_eq!(run(&["run", "--source", "oracle://x", "--table", "t"]).code, 2);
+    let r = run(&["run", "--source", "sqlite:/nonexistent/x.db", "--table", "t"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no such file"), "{}", r.stderr);
     let demo = demo(500);
-    let r = run(&[
-        "run",
-        "--source",
-        &format!("sqlite:{}", demo.join("demo.sqlite").display()),
-        "--table",
-        "nope",
-    ]);
+    let r = run(&["run", "--source", &format!("sqlite:{}", demo.join("demo.sqlite").display()), "--table", "nope"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("no such table: nope") && r.stderr.contains("invoices"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("no such table: nope") && r.stderr.contains("invoices"), "{}", r.stderr);
     assert_eq!(run(&["run", "x.yaml", "-p", "novalue"]).code, 2);
 }
 
@@ -265,9 +195,5 @@ fn schema_prints_the_json_schema() {
     let s: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(s["additionalProperties"], false);
     assert!(s["properties"]["source"].is_object());
-    assert!(s["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|v| v == "report"));
+    assert!(s["required"].as_array().unwrap().iter().any(|v| v == "report"));
 }

@@ -7,30 +7,14 @@ use common::*;
 
 /// (spec, parameters): every example report in demo/reports.
 const REPORTS: &[(&str, &[&str])] = &[
-    (
-        "sales_by_region.yaml",
-        &["start_date=2023-01-01", "end_date=2023-06-30"],
-    ),
+    ("sales_by_region.yaml", &["start_date=2023-01-01", "end_date=2023-06-30"]),
     ("invoice_export.yaml", &["status=paid,void"]),
     ("customer_statement.yaml", &["region=Europe"]),
     ("category_months.yaml", &["year=2024"]),
 ];
 
-fn output(
-    spec: &std::path::Path,
-    params: &[&str],
-    format: &str,
-    batch: &str,
-    strategy: Option<&str>,
-) -> Vec<u8> {
-    let mut args = vec![
-        "run",
-        spec.to_str().unwrap(),
-        "--format",
-        format,
-        "--batch-size",
-        batch,
-    ];
+fn output(spec: &std::path::Path, params: &[&str], format: &str, batch: &str, strategy: Option<&str>) -> Vec<u8> {
+    let mut args = vec!["run", spec.to_str().unwrap(), "--format", format, "--batch-size", batch];
     for p in params {
         args.extend(["-p", p]);
     }
@@ -38,13 +22,7 @@ fn output(
         args.extend(["--strategy", s]);
     }
     let r = run(&args);
-    assert_eq!(
-        r.code,
-        0,
-        "{} {format} {batch}: {}",
-        spec.display(),
-        r.stderr
-    );
+    assert_eq!(r.code, 0, "{} {format} {batch}: {}", spec.display(), r.stderr);
     r.stdout
 }
 
@@ -58,10 +36,7 @@ fn batch_sizes_1_7_and_1000_give_identical_bytes_in_every_format() {
             assert!(base.len() > 100, "{name} {format} is suspiciously small");
             for batch in ["1", "7"] {
                 let other = output(&spec, params, format, batch, None);
-                assert!(
-                    other == base,
-                    "{name} {format}: batch size {batch} differs from 1000"
-                );
+                assert!(other == base, "{name} {format}: batch size {batch} differs from 1000");
             }
         }
     }
@@ -81,11 +56,7 @@ fn keyset_cursor_and_offset_yield_the_same_report() {
                 v.as_object_mut().unwrap().remove("strategy");
                 v
             };
-            assert_eq!(
-                strip(&other),
-                strip(&base),
-                "{name}: {strategy} differs from cursor"
-            );
+            assert_eq!(strip(&other), strip(&base), "{name}: {strategy} differs from cursor");
         }
     }
 }
@@ -112,26 +83,15 @@ fn ad_hoc_exports_page_a_composite_key_identically() {
         r.stdout
     };
     let base = get("cursor", "1000");
-    assert_eq!(
-        base.iter().filter(|b| **b == b'\n').count(),
-        1 + lines(&demo)
-    );
-    for (s, b) in [
-        ("keyset", "7"),
-        ("keyset", "1000"),
-        ("offset", "7"),
-        ("auto", "1"),
-    ] {
+    assert_eq!(base.iter().filter(|b| **b == b'\n').count(), 1 + lines(&demo));
+    for (s, b) in [("keyset", "7"), ("keyset", "1000"), ("offset", "7"), ("auto", "1")] {
         assert!(get(s, b) == base, "{s} batch {b} differs");
     }
 }
 
 fn lines(demo: &std::path::Path) -> usize {
     let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
-    c.query_row("SELECT count(*) FROM invoice_lines", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .unwrap() as usize
+    c.query_row("SELECT count(*) FROM invoice_lines", [], |r| r.get::<_, i64>(0)).unwrap() as usize
 }
 
 #[test]
@@ -148,8 +108,8 @@ fn outputs_match_the_golden_files() {
                 std::fs::write(&file, &got).unwrap();
                 continue;
             }
-            let want = std::fs::read(&file)
-                .unwrap_or_else(|_| panic!("missing {} (run with REAM_BLESS=1)", file.display()));
+            let want =
+                std::fs::read(&file).unwrap_or_else(|_| panic!("missing {} (run with REAM_BLESS=1)", file.display()));
             assert!(
                 got == want,
                 "{} differs from the golden file; inspect with REAM_BLESS=1 and git diff",

@@ -52,10 +52,7 @@ fn num(s: &str) -> Option<f64> {
     if s.is_empty() {
         None
     } else {
-        Some(
-            s.parse::<f64>()
-                .unwrap_or_else(|_| panic!("not a number: {s:?}")),
-        )
+        Some(s.parse::<f64>().unwrap_or_else(|_| panic!("not a number: {s:?}")))
     }
 }
 
@@ -77,12 +74,7 @@ fn csv_export_matches_sqlite3_value_for_value() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let theirs = Command::new("sqlite3")
-        .args([
-            "-csv",
-            "-header",
-            db.to_str().unwrap(),
-            "SELECT *, lower(hex(b)) AS b_hex FROM everything",
-        ])
+        .args(["-csv", "-header", db.to_str().unwrap(), "SELECT *, lower(hex(b)) AS b_hex FROM everything"])
         .output()
         .expect("sqlite3 is installed (CI installs it)");
     assert!(theirs.status.success());
@@ -104,10 +96,7 @@ fn csv_export_matches_sqlite3_value_for_value() {
         }
         // r: the same double (sqlite3 prints 15 significant digits).
         match (num(&f(&ra, 2)), num(&f(&rb, 2))) {
-            (Some(x), Some(y)) => assert!(
-                (x - y).abs() <= 1e-14 * x.abs().max(y.abs()),
-                "{ctx} r: {x} vs {y}"
-            ),
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-14 * x.abs().max(y.abs()), "{ctx} r: {x} vs {y}"),
             (x, y) => assert_eq!(x, y, "{ctx} r"),
         }
         // b: hex of the bytes.

@@ -51,11 +51,7 @@ fn subtotals_and_totals_equal_sql_group_by() {
     let demo = demo(3000);
     let db = demo.join("demo.sqlite");
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(
-        dir.path(),
-        "totals.yaml",
-        &SPEC.replace("DB", db.to_str().unwrap()),
-    );
+    let spec = write(dir.path(), "totals.yaml", &SPEC.replace("DB", db.to_str().unwrap()));
     let r = run(&["run", spec.to_str().unwrap(), "--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: J = serde_json::from_slice(&r.stdout).unwrap();
@@ -97,52 +93,31 @@ fn subtotals_and_totals_equal_sql_group_by() {
             let e = expect.next().expect("SQL has as many groups");
             seen += 1;
             assert_eq!(
-                (
-                    region["key"].as_str().unwrap(),
-                    status["key"].as_str().unwrap()
-                ),
+                (region["key"].as_str().unwrap(), status["key"].as_str().unwrap()),
                 (e.0.as_str(), e.1.as_str())
             );
             let v = &status["variables"];
             let ctx = format!("{}/{}", e.0, e.1);
             // The sum is exact: compare cents as integers.
-            assert_eq!(
-                (v["s_sum"].as_f64().unwrap() * 100.0).round() as i64,
-                e.2,
-                "{ctx} sum"
-            );
+            assert_eq!((v["s_sum"].as_f64().unwrap() * 100.0).round() as i64, e.2, "{ctx} sum");
             assert_eq!(v["s_count"], e.3, "{ctx} count");
             assert_eq!(v["s_rows"], e.4, "{ctx} count(*)");
             assert_eq!(v["s_dist"], e.5, "{ctx} count_distinct");
             assert!(close(v["s_avg"].as_f64().unwrap(), e.6), "{ctx} avg");
             assert_eq!(v["s_min"].as_f64().unwrap(), e.7, "{ctx} min");
             assert_eq!(v["s_max"].as_f64().unwrap(), e.8, "{ctx} max");
-            assert_eq!(
-                v["s_first"], e.9,
-                "{ctx} first (rows are in id order within a group)"
-            );
+            assert_eq!(v["s_first"], e.9, "{ctx} first (rows are in id order within a group)");
             assert_eq!(v["s_last"], e.10, "{ctx} last");
             let n = e.4 as f64;
             let var = (e.11 - e.12 * e.12 / n) / (n - 1.0);
             if e.4 > 1 {
-                assert!(
-                    close(v["s_var"].as_f64().unwrap(), var),
-                    "{ctx} variance {} vs {var}",
-                    v["s_var"]
-                );
-                assert!(
-                    close(v["s_sd"].as_f64().unwrap(), var.sqrt()),
-                    "{ctx} stddev"
-                );
+                assert!(close(v["s_var"].as_f64().unwrap(), var), "{ctx} variance {} vs {var}", v["s_var"]);
+                assert!(close(v["s_sd"].as_f64().unwrap(), var.sqrt()), "{ctx} stddev");
             } else {
                 assert_eq!(v["s_var"], J::Null, "{ctx} variance of one value");
             }
             // Rows in the group are the group's rows.
-            assert_eq!(
-                status["rows"].as_array().unwrap().len() as i64,
-                e.4,
-                "{ctx} rows"
-            );
+            assert_eq!(status["rows"].as_array().unwrap().len() as i64, e.4, "{ctx} rows");
         }
         // Region subtotals.
         let name = region["key"].as_str().unwrap();
@@ -154,20 +129,18 @@ fn subtotals_and_totals_equal_sql_group_by() {
             )
             .unwrap();
         let v = &region["variables"];
-        assert_eq!(
-            (v["r_sum"].as_f64().unwrap() * 100.0).round() as i64,
-            cents,
-            "{name} region sum"
-        );
+        assert_eq!((v["r_sum"].as_f64().unwrap() * 100.0).round() as i64, cents, "{name} region sum");
         assert_eq!(v["r_dist"], dist, "{name} region count_distinct");
     }
     assert!(expect.next().is_none(), "SQL has more groups");
     assert!(seen > 10);
     // Grand totals.
     let (cents, count, max_paid): (i64, i64, String) = c
-        .query_row(&format!("SELECT CAST(round(sum(i.total) * 100) AS INTEGER), count(*), max(i.paid_at) {from}"), [], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+        .query_row(
+            &format!("SELECT CAST(round(sum(i.total) * 100) AS INTEGER), count(*), max(i.paid_at) {from}"),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .unwrap();
     let v = &doc["variables"];
     assert_eq!((v["g_sum"].as_f64().unwrap() * 100.0).round() as i64, cents);

@@ -34,13 +34,7 @@ impl CancelToken {
         if self.inner.cancelled.swap(true, Ordering::SeqCst) {
             return;
         }
-        let callbacks = std::mem::take(
-            &mut *self
-                .inner
-                .callbacks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let callbacks = std::mem::take(&mut *self.inner.callbacks.lock().unwrap_or_else(|p| p.into_inner()));
         for cb in callbacks {
             cb();
         }
@@ -52,11 +46,7 @@ impl CancelToken {
 
     /// Run `f` when the token is cancelled (at once if it already is).
     pub fn on_cancel(&self, f: impl FnOnce() + Send + 'static) {
-        let mut cbs = self
-            .inner
-            .callbacks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut cbs = self.inner.callbacks.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_cancelled() {
             drop(cbs);
             f();

@@ -18,13 +18,7 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError {
-            file: None,
-            line: None,
-            col: None,
-            key: key.into(),
-            message: message.into(),
-        }
+        SpecError { file: None, line: None, col: None, key: key.into(), message: message.into() }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct ReportMeta {
     pub schema: SchemaRef,
     /// The detail band, in output order.
     pub columns: Vec<OutputColumn>,
+    /// Whether detail rows are output (`false`: a summary report).
+    pub detail: bool,
     pub groups: Vec<GroupMeta>,
     /// Variable names, in the order of the values in footers and `End`.
     pub variables: Vec<String>,
@@ -53,6 +55,11 @@ pub struct GroupMeta {
 }
 
 impl ReportMeta {
+    /// The fields of a summary record: the group fields, then the variables.
+    pub fn summary_fields(&self) -> Vec<&str> {
+        self.groups.iter().map(|g| g.field.as_str()).chain(self.variables.iter().map(String::as_str)).collect()
+    }
+
     /// Look up a name for a template: parameters, then variables, then group keys.
     pub fn lookup(&self, name: &str, variables: Option<&[Value]>, keys: &[Value]) -> Option<Value> {
         if let Some(vars) = variables {
@@ -65,19 +72,10 @@ impl ReportMeta {
                 return Some(v.clone());
             }
         }
-        self.parameters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| match v {
-                ParamValue::One(v) => v.clone(),
-                ParamValue::List(vs) => Value::Str(
-                    vs.iter()
-                        .map(|v| v.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                        .into(),
-                ),
-            })
+        self.parameters.iter().find(|(n, _)| n == name).map(|(_, v)| match v {
+            ParamValue::One(v) => v.clone(),
+            ParamValue::List(vs) => Value::Str(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ").into()),
+        })
     }
 }
 

@@ -54,25 +54,15 @@ impl LoadedSpec {
 
     /// The directory relative paths in the spec are resolved against.
     pub fn base_dir(&self) -> PathBuf {
-        self.path
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
+        self.path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
     }
 }
 
 /// Read and check a spec file. Every problem found is returned at once.
 pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
-    let one = |msg: String| {
-        SpecErrors(vec![SpecError {
-            file: Some(path.to_path_buf()),
-            ..SpecError::new("", msg)
-        }])
-    };
-    let format = SpecFormat::from_path(path).ok_or_else(|| {
-        one("unknown spec format: the file name must end in .yaml, .yml, .toml or .json".into())
-    })?;
+    let one = |msg: String| SpecErrors(vec![SpecError { file: Some(path.to_path_buf()), ..SpecError::new("", msg) }]);
+    let format = SpecFormat::from_path(path)
+        .ok_or_else(|| one("unknown spec format: the file name must end in .yaml, .yml, .toml or .json".into()))?;
     let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read: {e}")))?;
     let mut loaded = load_str(&text, format).map_err(|SpecErrors(mut es)| {
         for e in &mut es {
@@ -109,15 +99,8 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
             Some((p, n)) => (p.to_string(), n.to_string()),
             None => (String::new(), key.clone()),
         };
-        let place = if parent.is_empty() {
-            "the spec".to_string()
-        } else {
-            format!("`{parent}`")
-        };
-        errors.push(SpecError::new(
-            key,
-            format!("unknown key `{name}` in {place}"),
-        ));
+        let place = if parent.is_empty() { "the spec".to_string() } else { format!("`{parent}`") };
+        errors.push(SpecError::new(key, format!("unknown key `{name}` in {place}")));
     }
     if let Some(spec) = &spec {
         errors.extend(validate::check_spec(spec));
@@ -127,11 +110,7 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
     }
     errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.col.unwrap_or(0)));
     match (spec, errors.is_empty()) {
-        (Some(spec), true) => Ok(LoadedSpec {
-            spec,
-            path: None,
-            locator,
-        }),
+        (Some(spec), true) => Ok(LoadedSpec { spec, path: None, locator }),
         _ => Err(SpecErrors(errors)),
     }
 }
@@ -141,11 +120,7 @@ fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, Spec
         SpecFormat::Yaml => serde_saphyr::from_str::<serde_json::Value>(text).map_err(|e| {
             let msg = e.to_string();
             let (line, col) = first_line_col(&msg);
-            SpecError {
-                line,
-                col,
-                ..SpecError::new("", format!("malformed YAML: {}", first_line(&msg)))
-            }
+            SpecError { line, col, ..SpecError::new("", format!("malformed YAML: {}", first_line(&msg))) }
         }),
         SpecFormat::Json => serde_json::from_str(text).map_err(|e| SpecError {
             line: Some(e.line()),
@@ -158,11 +133,7 @@ fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, Spec
                 .map(|s| offset_to_line_col(text, s.start))
                 .map(|(l, c)| (Some(l), Some(c)))
                 .unwrap_or((None, None));
-            SpecError {
-                line,
-                col,
-                ..SpecError::new("", format!("malformed TOML: {}", e.message()))
-            }
+            SpecError { line, col, ..SpecError::new("", format!("malformed TOML: {}", e.message())) }
         }),
     }
 }
@@ -175,11 +146,7 @@ fn first_line(s: &str) -> &str {
 fn first_line_col(msg: &str) -> (Option<usize>, Option<usize>) {
     let find = |word: &str| {
         msg.find(word).and_then(|i| {
-            msg[i + word.len()..]
-                .trim_start()
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok())
+            msg[i + word.len()..].trim_start().split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok())
         })
     };
     (find("line"), find("column"))
@@ -244,9 +211,7 @@ impl Locator {
         let mut parser = Parser::new_from_str(text);
         // A document that does not parse has already been reported; positions are best effort.
         let _ = parser.load(&mut walker, false);
-        Locator {
-            places: walker.places,
-        }
+        Locator { places: walker.places }
     }
 
     /// TOML: find each `key =` line and `[table]` header. Keys are matched by their last
@@ -270,11 +235,7 @@ impl Locator {
             } else if let Some((k, _)) = t.split_once('=') {
                 let k = k.trim().trim_matches('"');
                 if !k.is_empty() && !k.starts_with('#') {
-                    let key = if table.is_empty() {
-                        k.to_string()
-                    } else {
-                        format!("{table}.{k}")
-                    };
+                    let key = if table.is_empty() { k.to_string() } else { format!("{table}.{k}") };
                     places.entry(key).or_insert((i + 1, col));
                 }
             }
@@ -361,7 +322,8 @@ impl<'i> SpannedEventReceiver<'i> for YamlWalker {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "report: r\nsource:\n  table: t\n  columns:\n    id: t.id\n    total: t.total\ngroups:\n  - by: id\n";
+    const GOOD: &str =
+        "report: r\nsource:\n  table: t\n  columns:\n    id: t.id\n    total: t.total\ngroups:\n  - by: id\n";
 
     #[test]
     fn a_good_yaml_spec_loads() {
@@ -374,22 +336,9 @@ mod tests {
     fn every_unknown_key_is_reported_with_its_line_and_column() {
         let text = "report: r\nsource:\n  table: t\n  colums: {}\ngroops: []\n";
         let errs = load_str(text, SpecFormat::Yaml).unwrap_err().0;
-        let keys: Vec<_> = errs
-            .iter()
-            .map(|e| (e.key.as_str(), e.line, e.col))
-            .collect();
-        assert_eq!(
-            keys,
-            vec![
-                ("source.colums", Some(4), Some(3)),
-                ("groops", Some(5), Some(1))
-            ]
-        );
-        assert!(
-            errs[0].message.contains("unknown key `colums`"),
-            "{}",
-            errs[0]
-        );
+        let keys: Vec<_> = errs.iter().map(|e| (e.key.as_str(), e.line, e.col)).collect();
+        assert_eq!(keys, vec![("source.colums", Some(4), Some(3)), ("groops", Some(5), Some(1))]);
+        assert!(errs[0].message.contains("unknown key `colums`"), "{}", errs[0]);
     }
 
     #[test]
@@ -404,16 +353,15 @@ mod tests {
 
     #[test]
     fn malformed_yaml_gives_a_position() {
-        let errs = load_str("report: [unclosed\nsource: {", SpecFormat::Yaml)
-            .unwrap_err()
-            .0;
+        let errs = load_str("report: [unclosed\nsource: {", SpecFormat::Yaml).unwrap_err().0;
         assert!(errs[0].message.starts_with("malformed YAML"), "{}", errs[0]);
         assert!(errs[0].line.is_some(), "{:?}", errs[0]);
     }
 
     #[test]
     fn json_and_toml_specs_load_the_same_model() {
-        let json = r#"{"report":"r","source":{"table":"t","columns":{"id":"t.id","total":"t.total"}},"groups":[{"by":"id"}]}"#;
+        let json =
+            r#"{"report":"r","source":{"table":"t","columns":{"id":"t.id","total":"t.total"}},"groups":[{"by":"id"}]}"#;
         let toml = "report = \"r\"\n[source]\ntable = \"t\"\n[source.columns]\nid = \"t.id\"\ntotal = \"t.total\"\n[[groups]]\nby = \"id\"\n";
         for (text, f) in [(json, SpecFormat::Json), (toml, SpecFormat::Toml)] {
             let s = load_str(text, f).unwrap();

@@ -38,10 +38,7 @@ pub fn bind(
     given: &[(String, String)],
 ) -> Result<BoundParams, ParamErrors> {
     let mut errors = Vec::new();
-    let err = |name: &str, message: String| ParamError {
-        name: name.to_string(),
-        message,
-    };
+    let err = |name: &str, message: String| ParamError { name: name.to_string(), message };
     let mut seen: IndexMap<&str, &str> = IndexMap::new();
     for (name, text) in given {
         if !declared.contains_key(name) {
@@ -64,16 +61,9 @@ pub fn bind(
         };
         let Some(text) = text else {
             if decl.required {
-                errors.push(err(
-                    name,
-                    format!("required, expected a {}", type_name(decl.ty)),
-                ));
+                errors.push(err(name, format!("required, expected a {}", type_name(decl.ty))));
             } else {
-                let v = if decl.list {
-                    ParamValue::List(vec![])
-                } else {
-                    ParamValue::One(Value::Null)
-                };
+                let v = if decl.list { ParamValue::List(vec![]) } else { ParamValue::One(Value::Null) };
                 bound.insert(name.clone(), v);
             }
             continue;
@@ -95,9 +85,7 @@ pub fn bind(
 fn json_to_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => {
-            items.iter().map(json_to_text).collect::<Vec<_>>().join(",")
-        }
+        serde_json::Value::Array(items) => items.iter().map(json_to_text).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
 }
@@ -117,11 +105,8 @@ pub fn bind_one(decl: &ParameterConfig, text: &str) -> Result<ParamValue, String
 
 fn check(decl: &ParameterConfig, v: Value, text: &str) -> Result<Value, String> {
     if !decl.one_of.is_empty() {
-        let allowed: Vec<Value> = decl
-            .one_of
-            .iter()
-            .filter_map(|a| parse_typed(decl.ty, &json_to_text(a)).ok())
-            .collect();
+        let allowed: Vec<Value> =
+            decl.one_of.iter().filter_map(|a| parse_typed(decl.ty, &json_to_text(a)).ok()).collect();
         if !allowed.iter().any(|a| same(a, &v)) {
             let list: Vec<_> = decl.one_of.iter().map(json_to_text).collect();
             return Err(format!("`{text}` is not one of: {}", list.join(", ")));
@@ -130,19 +115,13 @@ fn check(decl: &ParameterConfig, v: Value, text: &str) -> Result<Value, String> 
     if let Some(min) = &decl.min {
         let m = parse_typed(decl.ty, &json_to_text(min))?;
         if compare(&v, &m) == Some(std::cmp::Ordering::Less) {
-            return Err(format!(
-                "`{text}` is below the minimum {}",
-                json_to_text(min)
-            ));
+            return Err(format!("`{text}` is below the minimum {}", json_to_text(min)));
         }
     }
     if let Some(max) = &decl.max {
         let m = parse_typed(decl.ty, &json_to_text(max))?;
         if compare(&v, &m) == Some(std::cmp::Ordering::Greater) {
-            return Err(format!(
-                "`{text}` is above the maximum {}",
-                json_to_text(max)
-            ));
+            return Err(format!("`{text}` is above the maximum {}", json_to_text(max)));
         }
     }
     Ok(v)
@@ -160,16 +139,7 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         (Value::Timestamp(x), Value::Timestamp(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
-        (
-            Value::Decimal {
-                units: x,
-                scale: sx,
-            },
-            Value::Decimal {
-                units: y,
-                scale: sy,
-            },
-        ) => {
+        (Value::Decimal { units: x, scale: sx }, Value::Decimal { units: y, scale: sy }) => {
             let s = (*sx).max(*sy);
             let xx = x.checked_mul(10i128.checked_pow((s - sx) as u32)?)?;
             let yy = y.checked_mul(10i128.checked_pow((s - sy) as u32)?)?;
@@ -208,9 +178,9 @@ pub fn parse_typed(t: ParamType, text: &str) -> Result<Value, String> {
             "false" | "0" | "no" | "off" => Ok(Value::Bool(false)),
             _ => Err(bad()),
         },
-        ParamType::Date => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(|d| Value::Date(days_from_date(d)))
-            .map_err(|_| bad()),
+        ParamType::Date => {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| Value::Date(days_from_date(d))).map_err(|_| bad())
+        }
         ParamType::Timestamp => parse_timestamp(s).map(Value::Timestamp).ok_or_else(bad),
     }
 }
@@ -230,10 +200,7 @@ pub fn parse_decimal(s: &str) -> Option<Value> {
         return None;
     }
     let units: i128 = format!("{int}{frac}").parse().ok()?;
-    Some(Value::Decimal {
-        units: if neg { -units } else { units },
-        scale: frac.len() as i8,
-    })
+    Some(Value::Decimal { units: if neg { -units } else { units }, scale: frac.len() as i8 })
 }
 
 /// Timestamps as `YYYY-MM-DD[T ]HH:MM[:SS[.fff]]`, or with a zone (converted to UTC).
@@ -241,19 +208,12 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_micros());
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
 }
 
 #[cfg(test)]
@@ -279,50 +239,18 @@ mod tests {
         let mut d = IndexMap::new();
         d.insert("n".to_string(), decl(ParamType::Int));
         d.insert("day".to_string(), decl(ParamType::Date));
-        d.insert(
-            "amt".to_string(),
-            ParameterConfig {
-                default: Some("0".into()),
-                ..decl(ParamType::Decimal)
-            },
-        );
-        let b = bind(
-            &d,
-            &[
-                ("n".into(), "42".into()),
-                ("day".into(), "2025-01-31".into()),
-            ],
-        )
-        .unwrap();
+        d.insert("amt".to_string(), ParameterConfig { default: Some("0".into()), ..decl(ParamType::Decimal) });
+        let b = bind(&d, &[("n".into(), "42".into()), ("day".into(), "2025-01-31".into())]).unwrap();
         assert_eq!(b["n"], ParamValue::One(Value::Int(42)));
-        assert_eq!(
-            b["amt"],
-            ParamValue::One(Value::Decimal { units: 0, scale: 0 })
-        );
+        assert_eq!(b["amt"], ParamValue::One(Value::Decimal { units: 0, scale: 0 }));
     }
 
     #[test]
     fn every_parameter_problem_is_reported() {
         let mut d = IndexMap::new();
-        d.insert(
-            "start".to_string(),
-            ParameterConfig {
-                required: true,
-                ..decl(ParamType::Date)
-            },
-        );
-        d.insert(
-            "n".to_string(),
-            ParameterConfig {
-                max: Some(10.into()),
-                ..decl(ParamType::Int)
-            },
-        );
-        let e = bind(
-            &d,
-            &[("n".into(), "11".into()), ("nope".into(), "1".into())],
-        )
-        .unwrap_err();
+        d.insert("start".to_string(), ParameterConfig { required: true, ..decl(ParamType::Date) });
+        d.insert("n".to_string(), ParameterConfig { max: Some(10.into()), ..decl(ParamType::Int) });
+        let e = bind(&d, &[("n".into(), "11".into()), ("nope".into(), "1".into())]).unwrap_err();
         let names: Vec<_> = e.0.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, vec!["nope", "start", "n"]);
         assert!(e.to_string().contains("above the maximum 10"), "{e}");
@@ -337,13 +265,7 @@ mod tests {
 
     #[test]
     fn decimals_parse_exactly() {
-        assert_eq!(
-            parse_decimal("-12.50"),
-            Some(Value::Decimal {
-                units: -1250,
-                scale: 2
-            })
-        );
+        assert_eq!(parse_decimal("-12.50"), Some(Value::Decimal { units: -1250, scale: 2 }));
         assert_eq!(parse_decimal("1e3"), None);
         assert_eq!(parse_decimal("."), None);
     }

@@ -37,6 +37,11 @@ pub struct Spec {
     /// When absent, every source field is output.
     #[serde(default)]
     pub columns: Vec<ColumnConfig>,
+    /// `false` makes a summary report: no detail rows, only group footers and totals.
+    /// csv and ndjson then write one record per innermost group (its keys and variables),
+    /// or one record of the variables when there are no groups.
+    #[serde(default = "yes")]
+    pub detail: bool,
     /// Page header band (paged outputs); may use `{page}` and `{pages}`.
     #[serde(default)]
     pub page_header: Option<String>,
@@ -49,6 +54,10 @@ pub struct Spec {
     /// Shown instead of the detail when no row matches.
     #[serde(default)]
     pub no_data: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The source of a report: a table (with joins and computed columns) or a whole SELECT.
@@ -158,9 +167,7 @@ impl std::str::FromStr for Strategy {
             "keyset" => Ok(Strategy::Keyset),
             "cursor" => Ok(Strategy::Cursor),
             "offset" => Ok(Strategy::Offset),
-            _ => Err(format!(
-                "unknown strategy `{s}` (expected auto, keyset, cursor or offset)"
-            )),
+            _ => Err(format!("unknown strategy `{s}` (expected auto, keyset, cursor or offset)")),
         }
     }
 }
@@ -313,9 +320,7 @@ impl VariableConfig {
             (Aggregate::Stddev, &self.stddev),
             (Aggregate::Variance, &self.variance),
         ];
-        all.into_iter()
-            .filter_map(|(a, f)| f.as_deref().map(|f| (a, f)))
-            .collect()
+        all.into_iter().filter_map(|(a, f)| f.as_deref().map(|f| (a, f))).collect()
     }
 }
 

@@ -107,10 +107,7 @@ fn scan<'a>(sql: &'a str, mut emit: impl FnMut(Piece<'a>)) {
                 i += 2;
             }
             b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' if b
-                .get(i + 1)
-                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
-            {
+            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
                 let mut j = i + 1;
                 while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
                     j += 1;
@@ -141,10 +138,7 @@ mod tests {
     #[test]
     fn lists_expand_and_values_bind_in_order() {
         let mut p = BoundParams::new();
-        p.insert(
-            "ids".into(),
-            ParamValue::List(vec![Value::Int(1), Value::Int(2)]),
-        );
+        p.insert("ids".into(), ParamValue::List(vec![Value::Int(1), Value::Int(2)]));
         p.insert("s".into(), ParamValue::One(Value::Str("x".into())));
         let mut out = BoundSql::default();
         bind_into(&mut out, "id IN (:ids) AND s = :s", &p, Placeholder::Dollar);

@@ -33,15 +33,16 @@ impl Format {
             Some((n, a)) => (n, Some(a)),
             None => (s, None),
         };
-        let digits =
-            |default: usize| -> Result<usize, String> {
-                match arg {
-                    None => Ok(default),
-                    Some(a) => a.parse::<usize>().ok().filter(|n| *n <= 18).ok_or_else(|| {
-                        format!("`{s}`: expected a number of decimals from 0 to 18")
-                    }),
-                }
-            };
+        let digits = |default: usize| -> Result<usize, String> {
+            match arg {
+                None => Ok(default),
+                Some(a) => a
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 18)
+                    .ok_or_else(|| format!("`{s}`: expected a number of decimals from 0 to 18")),
+            }
+        };
         match name {
             "raw" => Ok(Format::Raw),
             "int" => Ok(Format::Int),
@@ -96,9 +97,7 @@ impl Format {
                 None => v.to_string(),
             },
             Format::Date(p) => match v {
-                Value::Date(d) => date_from_days(*d)
-                    .map(|d| d.format(p).to_string())
-                    .unwrap_or_else(|| v.to_string()),
+                Value::Date(d) => date_from_days(*d).map(|d| d.format(p).to_string()).unwrap_or_else(|| v.to_string()),
                 Value::Timestamp(us) => DateTime::from_timestamp_micros(*us)
                     .map(|t| t.naive_utc().format(p).to_string())
                     .unwrap_or_else(|| v.to_string()),
@@ -148,10 +147,7 @@ fn fixed(v: &Value, n: usize) -> String {
 /// Exact decimal rounding (half away from zero) to a new scale.
 fn rescale(units: i128, scale: i8, to: i8) -> (i128, i8) {
     if to >= scale {
-        match 10i128
-            .checked_pow((to - scale) as u32)
-            .and_then(|m| units.checked_mul(m))
-        {
+        match 10i128.checked_pow((to - scale) as u32).and_then(|m| units.checked_mul(m)) {
             Some(u) => (u, to),
             None => (units, scale),
         }
@@ -159,11 +155,7 @@ fn rescale(units: i128, scale: i8, to: i8) -> (i128, i8) {
         let d = 10i128.pow((scale - to) as u32);
         let q = units / d;
         let r = units % d;
-        let q = if r.abs() * 2 >= d {
-            q + units.signum()
-        } else {
-            q
-        };
+        let q = if r.abs() * 2 >= d { q + units.signum() } else { q };
         (q, to)
     }
 }
@@ -229,16 +221,9 @@ impl Template {
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
                     }
-                    parts.push(Part::Slot {
-                        name: name.to_string(),
-                        format: fmt,
-                    });
+                    parts.push(Part::Slot { name: name.to_string(), format: fmt });
                 }
-                '}' => {
-                    return Err(format!(
-                        "unmatched `}}` in \"{s}\" (write `}}}}` for a brace)"
-                    ))
-                }
+                '}' => return Err(format!("unmatched `}}` in \"{s}\" (write `}}}}` for a brace)")),
                 c => text.push(c),
             }
         }
@@ -280,14 +265,10 @@ mod tests {
 
     #[test]
     fn templates_fill_with_formats() {
-        let t =
-            Template::parse("Subtotal {region}: {total:currency} ({share:percent}) {{x}}").unwrap();
+        let t = Template::parse("Subtotal {region}: {total:currency} ({share:percent}) {{x}}").unwrap();
         let s = t.render(|n| match n {
             "region" => Some(Value::Str("North".into())),
-            "total" => Some(Value::Decimal {
-                units: 123456789,
-                scale: 2,
-            }),
+            "total" => Some(Value::Decimal { units: 123456789, scale: 2 }),
             "share" => Some(Value::Float(0.125)),
             _ => None,
         });
@@ -296,25 +277,14 @@ mod tests {
 
     #[test]
     fn decimal_rounding_is_exact_half_away_from_zero() {
-        assert_eq!(
-            Format::Number(1).apply(&Value::Decimal {
-                units: -125,
-                scale: 2
-            }),
-            "-1.3"
-        );
+        assert_eq!(Format::Number(1).apply(&Value::Decimal { units: -125, scale: 2 }), "-1.3");
         assert_eq!(Format::Int.apply(&Value::Int(-1234567)), "-1,234,567");
-        assert_eq!(
-            Format::Date("%d/%m/%Y".into()).apply(&Value::Date(0)),
-            "01/01/1970"
-        );
+        assert_eq!(Format::Date("%d/%m/%Y".into()).apply(&Value::Date(0)), "01/01/1970");
     }
 
     #[test]
     fn bad_templates_say_why() {
         assert!(Template::parse("{x").unwrap_err().contains("unclosed"));
-        assert!(Template::parse("{x:money}")
-            .unwrap_err()
-            .contains("unknown format"));
+        assert!(Template::parse("{x:money}").unwrap_err().contains("unknown format"));
     }
 }

@@ -15,7 +15,9 @@ pub fn parse_type_name(s: &str) -> Result<DataType, String> {
         "binary" | "blob" => DataType::Binary,
         _ => {
             return parse_decimal_type(&t).ok_or_else(|| {
-                format!("unknown type `{s}` (expected int, float, decimal(P,S), string, bool, date, timestamp or binary)")
+                format!(
+                    "unknown type `{s}` (expected int, float, decimal(P,S), string, bool, date, timestamp or binary)"
+                )
             })
         }
     };
@@ -25,9 +27,7 @@ pub fn parse_type_name(s: &str) -> Result<DataType, String> {
 /// `decimal(12,2)` / `numeric(12, 2)` -> Decimal128(12, 2); `decimal(10)` -> scale 0.
 pub fn parse_decimal_type(t: &str) -> Option<DataType> {
     let t = t.trim().to_ascii_lowercase();
-    let rest = t
-        .strip_prefix("decimal")
-        .or_else(|| t.strip_prefix("numeric"))?;
+    let rest = t.strip_prefix("decimal").or_else(|| t.strip_prefix("numeric"))?;
     let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
     let mut it = inner.split(',').map(|p| p.trim().parse::<u8>());
     let p = it.next()?.ok()?;
@@ -62,17 +62,9 @@ mod tests {
 
     #[test]
     fn type_names_parse() {
-        assert_eq!(
-            parse_type_name("decimal(12, 2)"),
-            Ok(DataType::Decimal128(12, 2))
-        );
-        assert_eq!(
-            parse_type_name("NUMERIC(5)"),
-            Ok(DataType::Decimal128(5, 0))
-        );
+        assert_eq!(parse_type_name("decimal(12, 2)"), Ok(DataType::Decimal128(12, 2)));
+        assert_eq!(parse_type_name("NUMERIC(5)"), Ok(DataType::Decimal128(5, 0)));
         assert!(parse_type_name("decimal(2,5)").is_err());
-        assert!(parse_type_name("money")
-            .unwrap_err()
-            .contains("unknown type"));
+        assert!(parse_type_name("money").unwrap_err().contains("unknown type"));
     }
 }

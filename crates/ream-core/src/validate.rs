@@ -51,41 +51,21 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     let mut errs = Vec::new();
     let mut err = |key: String, msg: String| errs.push(SpecError::new(key, msg));
 
-    if spec.report.is_empty()
-        || !spec
-            .report
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        err(
-            "report".into(),
-            format!(
-                "`{}` is not a valid report id: use letters, digits, `_` and `-`",
-                spec.report
-            ),
-        );
+    if spec.report.is_empty() || !spec.report.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        err("report".into(), format!("`{}` is not a valid report id: use letters, digits, `_` and `-`", spec.report));
     }
 
     // Source shape.
     let src = &spec.source;
     match (&src.table, &src.sql) {
         (None, None) => err("source".into(), "needs `table` or `sql`".into()),
-        (Some(_), Some(_)) => err(
-            "source.sql".into(),
-            "`table` and `sql` are exclusive: use one".into(),
-        ),
+        (Some(_), Some(_)) => err("source.sql".into(), "`table` and `sql` are exclusive: use one".into()),
         (None, Some(_)) => {
             if !src.joins.is_empty() {
-                err(
-                    "source.joins".into(),
-                    "`joins` go with `table`; put them in `sql` instead".into(),
-                );
+                err("source.joins".into(), "`joins` go with `table`; put them in `sql` instead".into());
             }
             if !src.columns.is_empty() {
-                err(
-                    "source.columns".into(),
-                    "`columns` go with `table`; name the columns in `sql` instead".into(),
-                );
+                err("source.columns".into(), "`columns` go with `table`; name the columns in `sql` instead".into());
             }
         }
         (Some(t), None) if t.trim().is_empty() => err("source.table".into(), "is empty".into()),
@@ -114,10 +94,7 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     for (name, p) in &spec.parameters {
         let key = format!("parameters.{name}");
         if !is_ident(name) {
-            err(
-                key.clone(),
-                format!("`{name}` is not a valid parameter name: use letters, digits and `_`"),
-            );
+            err(key.clone(), format!("`{name}` is not a valid parameter name: use letters, digits and `_`"));
         }
         if let Some(d) = &p.default {
             let text = match d {
@@ -129,10 +106,7 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
             }
         }
         if p.required && p.default.is_some() {
-            err(
-                format!("{key}.required"),
-                "a required parameter cannot have a default".into(),
-            );
+            err(format!("{key}.required"), "a required parameter cannot have a default".into());
         }
     }
     for (key, sql) in [("source.where", &src.filter), ("source.sql", &src.sql)] {
@@ -149,26 +123,23 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     let mut group_names = HashSet::new();
     for (i, g) in spec.groups.iter().enumerate() {
         if !group_names.insert(g.name().to_string()) {
-            err(
-                format!("groups[{i}].name"),
-                format!("group name `{}` is used twice", g.name()),
-            );
+            err(format!("groups[{i}].name"), format!("group name `{}` is used twice", g.name()));
         }
     }
     for (name, v) in &spec.variables {
         let key = format!("variables.{name}");
         if !is_ident(name) {
-            err(
-                key.clone(),
-                format!("`{name}` is not a valid variable name"),
-            );
+            err(key.clone(), format!("`{name}` is not a valid variable name"));
         }
         if spec.parameters.contains_key(name) {
             err(key.clone(), format!("`{name}` is also a parameter name"));
         }
         match v.aggregates().len() {
             1 => {}
-            0 => err(key.clone(), "needs one of sum, count, count_distinct, avg, min, max, first, last, stddev, variance".into()),
+            0 => err(
+                key.clone(),
+                "needs one of sum, count, count_distinct, avg, min, max, first, last, stddev, variance".into(),
+            ),
             _ => err(key.clone(), "has more than one aggregate: use one per variable".into()),
         }
         if let Some(r) = &v.reset {
@@ -178,11 +149,7 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
                     format!("{key}.reset"),
                     format!(
                         "`{r}` is neither `report` nor a group (groups: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
                     ),
                 );
             }
@@ -191,10 +158,7 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     let mut seen_cols = HashSet::new();
     for (i, c) in spec.columns.iter().enumerate() {
         if !seen_cols.insert(c.field.as_str()) {
-            err(
-                format!("columns[{i}].field"),
-                format!("`{}` is shown twice", c.field),
-            );
+            err(format!("columns[{i}].field"), format!("`{}` is shown twice", c.field));
         }
         if let Some(f) = &c.format {
             if let Err(e) = crate::template::Format::parse(f) {
@@ -206,30 +170,14 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     // Templates: syntax and the names each band may use.
     let mut bands: Vec<(String, &Option<String>, Band)> = vec![
         ("title".into(), &spec.title, Band::Title),
-        (
-            "page_header".into(),
-            &spec.page_header,
-            Band::PageHeaderFooter,
-        ),
-        (
-            "page_footer".into(),
-            &spec.page_footer,
-            Band::PageHeaderFooter,
-        ),
+        ("page_header".into(), &spec.page_header, Band::PageHeaderFooter),
+        ("page_footer".into(), &spec.page_footer, Band::PageHeaderFooter),
         ("summary".into(), &spec.summary, Band::Summary),
         ("no_data".into(), &spec.no_data, Band::NoData),
     ];
     for (i, g) in spec.groups.iter().enumerate() {
-        bands.push((
-            format!("groups[{i}].header"),
-            &g.header,
-            Band::GroupHeader(i),
-        ));
-        bands.push((
-            format!("groups[{i}].footer"),
-            &g.footer,
-            Band::GroupFooter(i),
-        ));
+        bands.push((format!("groups[{i}].header"), &g.header, Band::GroupHeader(i)));
+        bands.push((format!("groups[{i}].footer"), &g.footer, Band::GroupFooter(i)));
     }
     for (key, text, band) in bands {
         let Some(text) = text else { continue };
@@ -245,11 +193,7 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
                             key.clone(),
                             format!(
                                 "`{{{n}}}` is not available here (available: {})",
-                                if known.is_empty() {
-                                    "none".into()
-                                } else {
-                                    known.join(", ")
-                                }
+                                if known.is_empty() { "none".into() } else { known.join(", ") }
                             ),
                         );
                     }
@@ -272,10 +216,7 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     let mut errs = Vec::new();
     let mut check = |key: String, field: &str| {
         if !known.contains(field) {
-            errs.push(SpecError::new(
-                key,
-                format!("unknown field `{field}` (the source has: {})", list()),
-            ));
+            errs.push(SpecError::new(key, format!("unknown field `{field}` (the source has: {})", list())));
         }
     };
     for (i, k) in spec.source.key.iter().enumerate() {
@@ -313,39 +254,23 @@ mod tests {
     fn unknown_fields_are_named_with_their_place() {
         let e = errors("report: r\nsource:\n  table: t\n  columns: {id: t.id}\ngroups:\n  - by: region\ncolumns:\n  - field: totl\n");
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(
-            e[0].starts_with("6:5: `groups[0].by`: unknown field `region`"),
-            "{e:?}"
-        );
-        assert!(
-            e[1].contains("`columns[0].field`: unknown field `totl`"),
-            "{e:?}"
-        );
+        assert!(e[0].starts_with("6:5: `groups[0].by`: unknown field `region`"), "{e:?}");
+        assert!(e[1].contains("`columns[0].field`: unknown field `totl`"), "{e:?}");
     }
 
     #[test]
     fn undeclared_placeholders_and_bad_resets_are_errors() {
-        let e = errors("report: r\nsource:\n  table: t\n  where: \"x > :min\"\nvariables:\n  v: {sum: x, reset: region}\n");
-        assert!(
-            e.iter()
-                .any(|e| e.contains("`:min` is not a declared parameter")),
-            "{e:?}"
-        );
-        assert!(
-            e.iter()
-                .any(|e| e.contains("`region` is neither `report` nor a group")),
-            "{e:?}"
-        );
+        let e =
+            errors("report: r\nsource:\n  table: t\n  where: \"x > :min\"\nvariables:\n  v: {sum: x, reset: region}\n");
+        assert!(e.iter().any(|e| e.contains("`:min` is not a declared parameter")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("`region` is neither `report` nor a group")), "{e:?}");
     }
 
     #[test]
     fn templates_may_only_use_names_in_scope() {
         let e = errors("report: r\nsource: {table: t}\ngroups:\n  - by: a\n    header: \"{total}\"\nvariables:\n  total: {sum: x}\nsummary: \"{total:currency}\"\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].contains("`groups[0].header`: `{total}` is not available here"),
-            "{e:?}"
-        );
+        assert!(e[0].contains("`groups[0].header`: `{total}` is not available here"), "{e:?}");
     }
 
     #[test]

@@ -51,14 +51,11 @@ impl Value {
             DataType::UInt8 => Value::Int(array.as_primitive::<UInt8Type>().value(row) as i64),
             DataType::UInt16 => Value::Int(array.as_primitive::<UInt16Type>().value(row) as i64),
             DataType::UInt32 => Value::Int(array.as_primitive::<UInt32Type>().value(row) as i64),
-            DataType::Float32 => {
-                Value::Float(array.as_primitive::<Float32Type>().value(row) as f64)
-            }
+            DataType::Float32 => Value::Float(array.as_primitive::<Float32Type>().value(row) as f64),
             DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(row)),
-            DataType::Decimal128(_, s) => Value::Decimal {
-                units: array.as_primitive::<Decimal128Type>().value(row),
-                scale: *s,
-            },
+            DataType::Decimal128(_, s) => {
+                Value::Decimal { units: array.as_primitive::<Decimal128Type>().value(row), scale: *s }
+            }
             DataType::Utf8 => Value::Str(array.as_string::<i32>().value(row).into()),
             DataType::LargeUtf8 => Value::Str(array.as_string::<i64>().value(row).into()),
             DataType::Date32 => Value::Date(array.as_primitive::<Date32Type>().value(row)),
@@ -66,12 +63,7 @@ impl Value {
                 Value::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
             }
             DataType::Binary => Value::Binary(array.as_binary::<i32>().value(row).into()),
-            _ => Value::Str(
-                arrow_array::array::Array::to_data(array)
-                    .data_type()
-                    .to_string()
-                    .into(),
-            ),
+            _ => Value::Str(arrow_array::array::Array::to_data(array).data_type().to_string().into()),
         }
     }
 
@@ -192,30 +184,14 @@ mod tests {
     fn dates_round_trip_through_days() {
         let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         assert_eq!(date_from_days(days_from_date(d)), Some(d));
-        assert_eq!(
-            days_from_date(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
-            0
-        );
+        assert_eq!(days_from_date(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()), 0);
         assert_eq!(Value::Date(0).to_string(), "1970-01-01");
     }
 
     #[test]
     fn json_keeps_types() {
-        assert_eq!(
-            Value::Decimal {
-                units: 1005,
-                scale: 2
-            }
-            .to_json_string(),
-            "10.05"
-        );
-        assert_eq!(
-            Value::Str("a\"b\n".into()).to_json_string(),
-            "\"a\\\"b\\n\""
-        );
-        assert_eq!(
-            Value::Timestamp(1_500_000).to_json_string(),
-            "\"1970-01-01T00:00:01.500\""
-        );
+        assert_eq!(Value::Decimal { units: 1005, scale: 2 }.to_json_string(), "10.05");
+        assert_eq!(Value::Str("a\"b\n".into()).to_json_string(), "\"a\\\"b\\n\"");
+        assert_eq!(Value::Timestamp(1_500_000).to_json_string(), "\"1970-01-01T00:00:01.500\"");
     }
 }

@@ -30,10 +30,7 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions {
-            invoices: 100_000,
-            seed: 42,
-        }
+        DemoOptions { invoices: 100_000, seed: 42 }
     }
 }
 
@@ -165,9 +162,7 @@ const COMPANY: &[&str] = &[
     "{n}haus {l}",
     "{l} Trading",
 ];
-const NOUNS: &[&str] = &[
-    "Widget", "Gadget", "Lamp", "Cable", "Bolt", "Panel", "Valve", "Sensor", "Chair", "Kettle",
-];
+const NOUNS: &[&str] = &["Widget", "Gadget", "Lamp", "Cable", "Bolt", "Panel", "Valve", "Sensor", "Chair", "Kettle"];
 const CITIES: &[&str] = &[
     "New York",
     "São Paulo",
@@ -190,15 +185,7 @@ const CITIES: &[&str] = &[
     "Seoul",
     "Lima",
 ];
-const CATEGORIES: &[&str] = &[
-    "Hardware",
-    "Electronics",
-    "Furniture",
-    "Kitchen",
-    "Office",
-    "Outdoor",
-    "Tools",
-];
+const CATEGORIES: &[&str] = &["Hardware", "Electronics", "Furniture", "Kitchen", "Office", "Outdoor", "Tools"];
 const PRODUCT_NAMES: &[&str] = &[
     "{n}, standard",
     "12\" {n}",
@@ -289,21 +276,13 @@ pub fn create(dir: &Path, opts: &DemoOptions) -> Result<Made, DemoError> {
         std::fs::write(&p, text)?;
         reports.push(p);
     }
-    Ok(Made {
-        database,
-        reports,
-        customers,
-        invoices: opts.invoices,
-        lines,
-    })
+    Ok(Made { database, reports, customers, invoices: opts.invoices, lines })
 }
 
 fn fill_database(path: &Path, opts: &DemoOptions) -> Result<(u64, u64), DemoError> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let conn = Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;",
-    )?;
+    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")?;
     conn.execute_batch(SCHEMA)?;
     let tx = conn.unchecked_transaction()?;
 
@@ -332,16 +311,8 @@ fn fill_database(path: &Path, opts: &DemoOptions) -> Result<(u64, u64), DemoErro
             let segment = ["Enterprise", "SMB", "Consumer"][weighted(&mut rng, &[15, 45, 40])];
             let created = DAY_2020_01_01 + rng.random_range(0..3 * 365);
             let secs = rng.random_range(0..86_400);
-            let created_at = format!(
-                "{} {:02}:{:02}:{:02}",
-                iso_date(created),
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60
-            );
-            ins.execute(params![
-                id as i64, name, email, region, city, segment, created_at
-            ])?;
+            let created_at = format!("{} {:02}:{:02}:{:02}", iso_date(created), secs / 3600, secs / 60 % 60, secs % 60);
+            ins.execute(params![id as i64, name, email, region, city, segment, created_at])?;
         }
     }
 
@@ -377,8 +348,7 @@ fn fill_database(path: &Path, opts: &DemoOptions) -> Result<(u64, u64), DemoErro
             let customer = ((customers as f64) * u.powi(3)) as i64 + 1;
             // Dates advance with the id, with jitter, over 2023–2025.
             let base = DAY_2023_01_01 + (id as i64 - 1) * DEMO_DAYS / opts.invoices as i64;
-            let day = (base + rng.random_range(-10..=10))
-                .clamp(DAY_2023_01_01, DAY_2023_01_01 + DEMO_DAYS - 1);
+            let day = (base + rng.random_range(-10..=10)).clamp(DAY_2023_01_01, DAY_2023_01_01 + DEMO_DAYS - 1);
             let status = ["paid", "open", "overdue", "void"][weighted(&mut rng, &[70, 20, 7, 3])];
             let n_lines = 1 + weighted(&mut rng, &[35, 25, 18, 10, 7, 5]) as i64;
             let mut total_cents = 0i64;
@@ -391,29 +361,14 @@ fn fill_database(path: &Path, opts: &DemoOptions) -> Result<(u64, u64), DemoErro
                 // Half-up rounding of qty × price × (1 − discount) to cents, in integers.
                 let amount = (qty * price * (100 - discount_pct) + 50) / 100;
                 total_cents += amount;
-                pending.push((
-                    line_no,
-                    product as i64 + 1,
-                    qty,
-                    price,
-                    discount_pct,
-                    amount,
-                ));
+                pending.push((line_no, product as i64 + 1, qty, price, discount_pct, amount));
             }
             let paid_at = (status == "paid").then(|| {
                 let d = day + rng.random_range(0..60);
                 let secs = rng.random_range(28_800..64_800);
-                format!(
-                    "{} {:02}:{:02}:{:02}",
-                    iso_date(d),
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60
-                )
+                format!("{} {:02}:{:02}:{:02}", iso_date(d), secs / 3600, secs / 60 % 60, secs % 60)
             });
-            let note = rng
-                .random_bool(0.1)
-                .then(|| pick(&mut rng, NOTES).to_string());
+            let note = rng.random_bool(0.1).then(|| pick(&mut rng, NOTES).to_string());
             inv.execute(params![
                 id as i64,
                 customer,
@@ -444,22 +399,10 @@ fn fill_database(path: &Path, opts: &DemoOptions) -> Result<(u64, u64), DemoErro
 
 /// The example specs written to `reports/`. They are also ream's own integration tests.
 pub const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "sales_by_region.yaml",
-        include_str!("../../../examples/sales_by_region.yaml"),
-    ),
-    (
-        "invoice_export.yaml",
-        include_str!("../../../examples/invoice_export.yaml"),
-    ),
-    (
-        "customer_statement.yaml",
-        include_str!("../../../examples/customer_statement.yaml"),
-    ),
-    (
-        "category_months.yaml",
-        include_str!("../../../examples/category_months.yaml"),
-    ),
+    ("sales_by_region.yaml", include_str!("../../../examples/sales_by_region.yaml")),
+    ("invoice_export.yaml", include_str!("../../../examples/invoice_export.yaml")),
+    ("customer_statement.yaml", include_str!("../../../examples/customer_statement.yaml")),
+    ("category_months.yaml", include_str!("../../../examples/category_months.yaml")),
 ];
 
 #[cfg(test)]
@@ -477,10 +420,7 @@ mod tests {
     fn the_same_seed_makes_the_same_database() {
         let a = tempfile_dir("a");
         let b = tempfile_dir("b");
-        let opts = DemoOptions {
-            invoices: 300,
-            seed: 7,
-        };
+        let opts = DemoOptions { invoices: 300, seed: 7 };
         create(&a, &opts).unwrap();
         create(&b, &opts).unwrap();
         let dump = |p: &Path| {

@@ -36,10 +36,7 @@ pub enum EngineError {
     #[error("{0}")]
     Usage(String),
     #[error("{}source: {source}", report.as_ref().map(|r| format!("report `{r}`: ")).unwrap_or_default())]
-    Source {
-        report: Option<String>,
-        source: SourceError,
-    },
+    Source { report: Option<String>, source: SourceError },
     #[error("report `{report}`: stage: {message}")]
     Stage { report: String, message: String },
     #[error("report `{report}`: render: {message}")]

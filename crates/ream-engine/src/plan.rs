@@ -12,9 +12,7 @@ use ream_core::template::{Format as ValueFormat, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::Format;
-use ream_sources::{
-    open_url, ReadPlan, ReadRequest, Source, SourceError, SourceUrl, DEFAULT_BATCH_SIZE,
-};
+use ream_sources::{open_url, ReadPlan, ReadRequest, Source, SourceError, SourceUrl, DEFAULT_BATCH_SIZE};
 
 use crate::run::{spawn_source, Progress, SourceMsg, Started};
 use ream_stages::{StageConfig, VariableSpec};
@@ -53,14 +51,7 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(format: Format) -> Self {
-        RunOptions {
-            source: None,
-            format,
-            params: vec![],
-            batch_size: None,
-            strategy: None,
-            count: false,
-        }
+        RunOptions { source: None, format, params: vec![], batch_size: None, strategy: None, count: false }
     }
 }
 
@@ -108,17 +99,13 @@ fn settle_schema(
         return Ok((source.schema(), SourceState::Ready(source)));
     }
     let mut started = spawn_source(source, cancel.clone(), progress.clone(), report.to_string());
-    let first = started
-        .rx
-        .recv()
-        .map_err(|_| EngineError::Internal("the source stopped before its first batch".into()))?;
+    let first =
+        started.rx.recv().map_err(|_| EngineError::Internal("the source stopped before its first batch".into()))?;
     let schema = match &first {
         SourceMsg::Batch(b) => b.schema(),
         SourceMsg::End(s) => s.clone(),
         SourceMsg::Failed(_) => {
-            let SourceMsg::Failed(e) = first else {
-                unreachable!()
-            };
+            let SourceMsg::Failed(e) = first else { unreachable!() };
             let _ = started.thread.join();
             return Err(e);
         }
@@ -137,16 +124,7 @@ fn finish(
     cancel: CancelToken,
     progress: Arc<Progress>,
 ) -> Prepared {
-    Prepared {
-        meta: Arc::new(meta),
-        format: opts.format,
-        plan,
-        source,
-        stages,
-        counter,
-        cancel,
-        progress,
-    }
+    Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages, counter, cancel, progress }
 }
 
 /// Validate, bind, connect and resolve the schema.
@@ -158,30 +136,16 @@ pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepa
 }
 
 fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> {
-    SourceUrl::parse(url, base).map_err(|e| EngineError::Source {
-        report: None,
-        source: e,
-    })
+    SourceUrl::parse(url, base).map_err(|e| EngineError::Source { report: None, source: e })
 }
 
-fn prepare_adhoc(
-    adhoc: AdHoc,
-    opts: &RunOptions,
-    cancel: CancelToken,
-) -> Result<Prepared, EngineError> {
-    let url = opts
-        .source
-        .clone()
-        .ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL".into()))?;
+fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    let url = opts.source.clone().ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL".into()))?;
     if adhoc.table.is_some() == adhoc.sql.is_some() {
-        return Err(EngineError::Usage(
-            "give exactly one of --table or --sql".into(),
-        ));
+        return Err(EngineError::Usage("give exactly one of --table or --sql".into()));
     }
     if !opts.params.is_empty() {
-        return Err(EngineError::Usage(
-            "parameters (-p) go with a spec; an ad-hoc run takes none".into(),
-        ));
+        return Err(EngineError::Usage("parameters (-p) go with a spec; an ad-hoc run takes none".into()));
     }
     let mut req = match (&adhoc.table, &adhoc.sql) {
         (Some(t), _) => ReadRequest::table(t),
@@ -192,10 +156,7 @@ fn prepare_adhoc(
     apply_options(&mut req, opts, None, None);
     let parsed = source_url(&url, None)?;
     let source =
-        open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source {
-            report: None,
-            source: e,
-        })?;
+        open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })?;
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
     let plan = source.plan().clone();
     let counter = if opts.count { source.counter() } else { None };
@@ -218,6 +179,7 @@ fn prepare_adhoc(
                 align: None,
             })
             .collect(),
+        detail: true,
         groups: vec![],
         variables: vec![],
         summary: None,
@@ -226,37 +188,19 @@ fn prepare_adhoc(
         page_footer: None,
         strategy: describe(&plan),
     };
-    Ok(finish(
-        meta,
-        opts,
-        plan,
-        source,
-        vec![],
-        counter,
-        cancel,
-        progress,
-    ))
+    Ok(finish(meta, opts, plan, source, vec![], counter, cancel, progress))
 }
 
 fn describe(plan: &ream_sources::ReadPlan) -> String {
     format!("{}: {}", plan.strategy, plan.reason)
 }
 
-fn apply_options(
-    req: &mut ReadRequest,
-    opts: &RunOptions,
-    spec_strategy: Option<Strategy>,
-    spec_batch: Option<usize>,
-) {
+fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec_strategy: Option<Strategy>, spec_batch: Option<usize>) {
     req.strategy = opts.strategy.or(spec_strategy).unwrap_or(Strategy::Auto);
     req.batch_size = opts.batch_size.or(spec_batch).unwrap_or(DEFAULT_BATCH_SIZE);
 }
 
-fn prepare_spec(
-    loaded: LoadedSpec,
-    opts: &RunOptions,
-    cancel: CancelToken,
-) -> Result<Prepared, EngineError> {
+fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
     let spec = &loaded.spec;
     let report = Some(spec.report.clone());
     let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
@@ -296,12 +240,7 @@ fn prepare_spec(
         Err(e) => return Err(EngineError::Source { report, source: e }),
     };
     // Names are final once the source is open: check them before anything runs.
-    let names: Vec<String> = source
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
     let errors = check_fields(spec, &names);
     if !errors.is_empty() {
         return Err(EngineError::Spec(loaded.locate(errors)));
@@ -313,10 +252,7 @@ fn prepare_spec(
     let index = |f: &str| schema.index_of(f).expect("fields were checked");
 
     // Templates and formats parsed when the spec was loaded; parse again into the meta.
-    let tpl = |t: &Option<String>| {
-        t.as_deref()
-            .map(|t| Template::parse(t).expect("checked at load"))
-    };
+    let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load"));
     let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
         names
             .iter()
@@ -365,18 +301,13 @@ fn prepare_spec(
             VariableSpec {
                 aggregate,
                 field: (field != "*").then(|| index(field)),
-                reset_level: v
-                    .reset
-                    .as_deref()
-                    .and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
+                reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
             }
         })
         .collect();
     let mut stages = Vec::new();
     if !groups.is_empty() {
-        stages.push(StageConfig::Group {
-            fields: groups.iter().map(|g| g.index).collect(),
-        });
+        stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
     }
     if !variables.is_empty() {
         // Each aggregate must apply to its field's type: a spec error, located.
@@ -385,12 +316,8 @@ fn prepare_spec(
             .keys()
             .zip(&variables)
             .filter_map(|(name, v)| {
-                let one = StageConfig::Accumulate {
-                    variables: vec![v.clone()],
-                };
-                one.build(&schema)
-                    .err()
-                    .map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
+                let one = StageConfig::Accumulate { variables: vec![v.clone()] };
+                one.build(&schema).err().map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
             })
             .collect();
         if !errors.is_empty() {
@@ -402,27 +329,20 @@ fn prepare_spec(
     }
     let meta = ReportMeta {
         report: spec.report.clone(),
-        title: spec
-            .title
-            .as_deref()
-            .map(|t| Template::parse(t).expect("checked at load"))
-            .map(|t| {
-                t.render(|n| {
-                    params.get(n).map(|v| match v {
-                        ream_core::params::ParamValue::One(v) => v.clone(),
-                        ream_core::params::ParamValue::List(vs) => ream_core::Value::Str(
-                            vs.iter()
-                                .map(|v| v.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                                .into(),
-                        ),
-                    })
+        title: spec.title.as_deref().map(|t| Template::parse(t).expect("checked at load")).map(|t| {
+            t.render(|n| {
+                params.get(n).map(|v| match v {
+                    ream_core::params::ParamValue::One(v) => v.clone(),
+                    ream_core::params::ParamValue::List(vs) => {
+                        ream_core::Value::Str(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ").into())
+                    }
                 })
-            }),
+            })
+        }),
         parameters: params.into_iter().collect(),
         schema: schema.clone(),
         columns,
+        detail: spec.detail,
         groups,
         variables: spec.variables.keys().cloned().collect(),
         summary: tpl(&spec.summary),
@@ -431,7 +351,5 @@ fn prepare_spec(
         page_footer: tpl(&spec.page_footer),
         strategy: describe(&plan),
     };
-    Ok(finish(
-        meta, opts, plan, source, stages, counter, cancel, progress,
-    ))
+    Ok(finish(meta, opts, plan, source, stages, counter, cancel, progress))
 }

@@ -111,36 +111,23 @@ pub(crate) fn spawn_source(
         .spawn(move || {
             let mut mark = Instant::now();
             let result = source.stream(&mut |batch, _cursor| {
-                progress
-                    .source_ns
-                    .fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                progress
-                    .read_rows
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                progress.read_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
                 mark = Instant::now();
                 ok
             });
-            progress
-                .source_ns
-                .fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
             let last = match result {
                 Ok(()) if cancel.is_cancelled() => SourceMsg::Failed(EngineError::Cancelled),
                 Ok(()) => SourceMsg::End(source.schema()),
                 Err(SourceError::Cancelled) => SourceMsg::Failed(EngineError::Cancelled),
-                Err(e) => SourceMsg::Failed(EngineError::Source {
-                    report: Some(report),
-                    source: e,
-                }),
+                Err(e) => SourceMsg::Failed(EngineError::Source { report: Some(report), source: e }),
             };
             let _ = tx.send(last);
         })
         .expect("spawning a thread");
-    Started {
-        rx,
-        first: None,
-        thread,
-    }
+    Started { rx, first: None, thread }
 }
 
 enum Chunk {
@@ -190,9 +177,7 @@ impl Run {
             Err(_) => {
                 self.finished = true;
                 self.join();
-                Err(EngineError::Internal(
-                    "the run ended without completing (a worker thread stopped)".into(),
-                ))
+                Err(EngineError::Internal("the run ended without completing (a worker thread stopped)".into()))
             }
         }
     }
@@ -233,22 +218,16 @@ impl Run {
     pub fn write_file(mut self, path: &Path) -> Result<Summary, EngineError> {
         let tmp = temp_path(path);
         let result = (|| {
-            let file = std::fs::File::create(&tmp).map_err(|e| {
-                EngineError::Output(format!("cannot create {}: {e}", tmp.display()))
-            })?;
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| EngineError::Output(format!("cannot create {}: {e}", tmp.display())))?;
             let mut w = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
             while let Some(chunk) = self.next_chunk()? {
-                w.write_all(&chunk)
-                    .map_err(|e| EngineError::Output(format!("{}: {e}", tmp.display())))?;
+                w.write_all(&chunk).map_err(|e| EngineError::Output(format!("{}: {e}", tmp.display())))?;
             }
-            let file = w
-                .into_inner()
-                .map_err(|e| EngineError::Output(e.to_string()))?;
-            file.sync_all()
-                .map_err(|e| EngineError::Output(e.to_string()))?;
-            std::fs::rename(&tmp, path).map_err(|e| {
-                EngineError::Output(format!("cannot rename to {}: {e}", path.display()))
-            })?;
+            let file = w.into_inner().map_err(|e| EngineError::Output(e.to_string()))?;
+            file.sync_all().map_err(|e| EngineError::Output(e.to_string()))?;
+            std::fs::rename(&tmp, path)
+                .map_err(|e| EngineError::Output(format!("cannot rename to {}: {e}", path.display())))?;
             Ok(self.summary())
         })();
         if result.is_err() {
@@ -270,25 +249,13 @@ impl Drop for Run {
 
 /// `dir/.name.ream-PID.tmp`: hidden, in the same directory so the rename is atomic.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     path.with_file_name(format!(".{name}.ream-{}.tmp", std::process::id()))
 }
 
 /// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
-    let Prepared {
-        meta,
-        format,
-        source,
-        stages,
-        counter,
-        cancel,
-        progress,
-        ..
-    } = prepared;
+    let Prepared { meta, format, source, stages, counter, cancel, progress, .. } = prepared;
     let strategy = meta.strategy.clone();
     let report = meta.report.clone();
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
@@ -297,19 +264,15 @@ pub fn start(prepared: Prepared) -> Run {
     if let Some(counter) = counter {
         let p = progress.clone();
         // Detached: the count is only for display, and is interrupted on cancel.
-        let _ = std::thread::Builder::new()
-            .name("ream-count".into())
-            .spawn(move || {
-                if let Ok(n) = counter() {
-                    p.total.store(n as i64, Ordering::Relaxed);
-                }
-            });
+        let _ = std::thread::Builder::new().name("ream-count".into()).spawn(move || {
+            if let Ok(n) = counter() {
+                p.total.store(n as i64, Ordering::Relaxed);
+            }
+        });
     }
 
     let started = match source {
-        SourceState::Ready(source) => {
-            spawn_source(source, cancel.clone(), progress.clone(), report)
-        }
+        SourceState::Ready(source) => spawn_source(source, cancel.clone(), progress.clone(), report),
         SourceState::Started(started) => started,
     };
     let Started { rx, first, thread } = started;
@@ -324,9 +287,7 @@ pub fn start(prepared: Prepared) -> Run {
                 .name("ream-process".into())
                 .spawn(move || {
                     let messages = first.into_iter().chain(rx.iter());
-                    let outcome = process(
-                        meta, format, stages, messages, &chunk_tx, &progress, &cancel,
-                    );
+                    let outcome = process(meta, format, stages, messages, &chunk_tx, &progress, &cancel);
                     let last = match outcome {
                         Ok(()) => Chunk::Done,
                         Err(e) => Chunk::Failed(e),
@@ -339,14 +300,7 @@ pub fn start(prepared: Prepared) -> Run {
         );
     }
 
-    Run {
-        chunks: chunk_rx,
-        progress,
-        cancel,
-        strategy,
-        threads,
-        finished: false,
-    }
+    Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false }
 }
 
 fn process(
@@ -359,15 +313,9 @@ fn process(
     cancel: &CancelToken,
 ) -> Result<(), EngineError> {
     let report = meta.report.clone();
-    let stage_err = |e: ream_stages::StageError| EngineError::Stage {
-        report: report.clone(),
-        message: e.to_string(),
-    };
-    let mut stages: Vec<Box<dyn Stage>> = stage_configs
-        .iter()
-        .map(|c| c.build(&meta.schema))
-        .collect::<Result<_, _>>()
-        .map_err(stage_err)?;
+    let stage_err = |e: ream_stages::StageError| EngineError::Stage { report: report.clone(), message: e.to_string() };
+    let mut stages: Vec<Box<dyn Stage>> =
+        stage_configs.iter().map(|c| c.build(&meta.schema)).collect::<Result<_, _>>().map_err(stage_err)?;
     let mut renderer = format.renderer();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut rows: u64 = 0;
@@ -384,23 +332,17 @@ fn process(
             current = next;
         }
         for e in &current {
-            renderer.push(e, buf).map_err(|e| EngineError::Render {
-                report: report.clone(),
-                message: e.to_string(),
-            })?;
+            renderer
+                .push(e, buf)
+                .map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
         }
         Ok(())
     };
     let send = |buf: &mut Vec<u8>| -> Result<(), EngineError> {
         if progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
-            progress.first_chunk_us.store(
-                progress.started.elapsed().as_micros() as i64,
-                Ordering::Relaxed,
-            );
+            progress.first_chunk_us.store(progress.started.elapsed().as_micros() as i64, Ordering::Relaxed);
         }
-        progress
-            .bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         let data = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
         chunks.send(Chunk::Data(data)).map_err(|_| {
             cancel.cancel();
@@ -424,9 +366,7 @@ fn process(
         run_event(Event::Rows(batch), &mut buf)?;
         rows += n;
         progress.rows.store(rows, Ordering::Relaxed);
-        progress
-            .process_ns
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        progress.process_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         // The first rows leave at once; after that, in chunks of CHUNK_BYTES.
         if first || buf.len() >= CHUNK_BYTES {
             first = false;
@@ -437,17 +377,9 @@ fn process(
         return Err(EngineError::Cancelled);
     }
     if !ended {
-        return Err(EngineError::Internal(
-            "the source stopped without finishing (its thread died)".into(),
-        ));
+        return Err(EngineError::Internal("the source stopped without finishing (its thread died)".into()));
     }
-    run_event(
-        Event::End {
-            variables: Arc::from(Vec::new()),
-            rows,
-        },
-        &mut buf,
-    )?;
+    run_event(Event::End { variables: Arc::from(Vec::new()), rows }, &mut buf)?;
     if !buf.is_empty() {
         send(&mut buf)?;
     }

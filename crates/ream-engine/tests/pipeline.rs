@@ -12,10 +12,7 @@ const ENDLESS: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 F
 fn db() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.sqlite");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE t (x INTEGER);")
-        .unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
     let url = format!("sqlite:{}", path.display());
     (dir, url)
 }
@@ -24,10 +21,7 @@ fn adhoc_sql(url: &str, sql: &str, batch: usize) -> ream_engine::Run {
     let mut opts = RunOptions::new(Format::Csv);
     opts.source = Some(url.to_string());
     opts.batch_size = Some(batch);
-    let job = Job::AdHoc(AdHoc {
-        sql: Some(sql.to_string()),
-        ..Default::default()
-    });
+    let job = Job::AdHoc(AdHoc { sql: Some(sql.to_string()), ..Default::default() });
     start(prepare(job, &opts, CancelToken::new()).unwrap())
 }
 
@@ -42,17 +36,11 @@ fn a_slow_consumer_holds_the_reader_a_few_batches_ahead() {
     let rendered = progress.rows.load(Ordering::Relaxed);
     let bytes = progress.bytes.load(Ordering::Relaxed);
     // Between reader and renderer: 2 queued batches and 1 being rendered.
-    assert!(
-        read - rendered <= 3 * 100,
-        "read {read}, rendered {rendered}"
-    );
+    assert!(read - rendered <= 3 * 100, "read {read}, rendered {rendered}");
     // Between renderer and consumer: 4 queued chunks plus the one taken, each at most
     // CHUNK_BYTES plus one batch. Without backpressure the reader would be millions of
     // rows ahead by now.
-    assert!(
-        bytes <= 5 * (CHUNK_BYTES as u64 + 4096),
-        "{bytes} bytes produced ahead of a stalled consumer"
-    );
+    assert!(bytes <= 5 * (CHUNK_BYTES as u64 + 4096), "{bytes} bytes produced ahead of a stalled consumer");
     assert!(read >= 100);
 }
 
@@ -82,10 +70,8 @@ fn cancelling_interrupts_a_statement_blocked_in_the_database() {
     // the cancel arrives while the statement is inside the sort, as Ctrl-C would.
     let mut opts = RunOptions::new(Format::Csv);
     opts.source = Some(url.clone());
-    let job = Job::AdHoc(AdHoc {
-        sql: Some(format!("SELECT * FROM ({ENDLESS}) ORDER BY i DESC")),
-        ..Default::default()
-    });
+    let job =
+        Job::AdHoc(AdHoc { sql: Some(format!("SELECT * FROM ({ENDLESS}) ORDER BY i DESC")), ..Default::default() });
     let cancel = CancelToken::new();
     let c = cancel.clone();
     let canceller = std::thread::spawn(move || {
@@ -96,17 +82,9 @@ fn cancelling_interrupts_a_statement_blocked_in_the_database() {
     let result = prepare(job, &opts, cancel).and_then(|p| start(p).next_chunk());
     let done = Instant::now();
     let cancelled_at = canceller.join().unwrap();
-    assert!(
-        matches!(result, Err(EngineError::Cancelled)),
-        "{:?}",
-        result.err()
-    );
+    assert!(matches!(result, Err(EngineError::Cancelled)), "{:?}", result.err());
     // Generous: without the interrupt the sort would run for minutes.
-    assert!(
-        done.duration_since(cancelled_at) < Duration::from_secs(20),
-        "cancel took {:?}",
-        done - cancelled_at
-    );
+    assert!(done.duration_since(cancelled_at) < Duration::from_secs(20), "cancel took {:?}", done - cancelled_at);
 }
 
 #[test]
@@ -116,19 +94,10 @@ fn a_failed_run_leaves_no_file_and_a_completed_run_renames_into_place() {
     // A value that does not fit its declared type fails mid-stream (after some chunks).
     let sql = "SELECT i, CASE WHEN i = 50000 THEN 'x' ELSE i END AS v FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000) SELECT i FROM n)";
     let err = adhoc_sql(&url, sql, 1000).write_file(&target).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("column `v` (int) at row 50000: text `x` in an integer column"),
-        "{err}"
-    );
-    let names: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    assert!(err.to_string().contains("column `v` (int) at row 50000: text `x` in an integer column"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec!["p.sqlite"]);
-    let ok = adhoc_sql(&url, "SELECT 1 AS a", 10)
-        .write_file(&target)
-        .unwrap();
+    let ok = adhoc_sql(&url, "SELECT 1 AS a", 10).write_file(&target).unwrap();
     assert_eq!(ok.rows, 1);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "a\n1\n");
 }

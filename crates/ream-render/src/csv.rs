@@ -3,7 +3,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use ream_core::Event;
+use ream_core::{Event, ReportMeta, Value};
 
 use crate::{project, RenderError, Renderer};
 
@@ -12,38 +12,39 @@ use crate::{project, RenderError, Renderer};
 #[derive(Default)]
 pub struct CsvRenderer {
     indices: Option<Vec<usize>>,
+    /// A summary report (`detail: false`): the meta, and the open groups' keys.
+    summary: Option<Arc<ReportMeta>>,
+    keys: Vec<Value>,
 }
 
 const FORMAT: &str = "csv";
 
 fn enc(e: impl std::fmt::Display) -> RenderError {
-    RenderError::Encode {
-        format: FORMAT,
-        message: e.to_string(),
-    }
+    RenderError::Encode { format: FORMAT, message: e.to_string() }
 }
 
 impl Renderer for CsvRenderer {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match event {
+            Event::Begin(meta) if !meta.detail => {
+                record(meta.summary_fields(), out)?;
+                self.summary = Some(meta.clone());
+            }
             Event::Begin(meta) => {
-                let mut w = ::csv::WriterBuilder::new()
-                    .terminator(::csv::Terminator::Any(b'\n'))
-                    .from_writer(Vec::new());
-                w.write_record(meta.columns.iter().map(|c| c.field.as_str()))
-                    .map_err(enc)?;
-                out.extend_from_slice(&w.into_inner().map_err(enc)?);
+                record(meta.columns.iter().map(|c| c.field.as_str()), out)?;
                 self.indices = Some(meta.columns.iter().map(|c| c.index).collect());
             }
+            e if self.summary.is_some() => {
+                let meta = self.summary.clone().expect("checked");
+                if let Some(values) = crate::summary_record(&meta, &mut self.keys, e) {
+                    let texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                    record(texts.iter().map(String::as_str), out)?;
+                }
+            }
             Event::Rows(batch) => {
-                let indices = self
-                    .indices
-                    .as_ref()
-                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
+                let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 let batch = hex_binary(project(batch, indices, FORMAT)?)?;
-                let mut w = arrow_csv::WriterBuilder::new()
-                    .with_header(false)
-                    .build(&mut *out);
+                let mut w = arrow_csv::WriterBuilder::new().with_header(false).build(&mut *out);
                 w.write(&batch).map_err(enc)?;
             }
             _ => {}
@@ -52,14 +53,17 @@ impl Renderer for CsvRenderer {
     }
 }
 
+/// One RFC 4180 record.
+fn record<'a>(fields: impl IntoIterator<Item = &'a str>, out: &mut Vec<u8>) -> Result<(), RenderError> {
+    let mut w = ::csv::WriterBuilder::new().terminator(::csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    w.write_record(fields).map_err(enc)?;
+    out.extend_from_slice(&w.into_inner().map_err(enc)?);
+    Ok(())
+}
+
 /// arrow's CSV writer has no binary encoding: write binary columns as lowercase hex.
 fn hex_binary(batch: RecordBatch) -> Result<RecordBatch, RenderError> {
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| f.data_type() == &DataType::Binary)
-    {
+    if !batch.schema().fields().iter().any(|f| f.data_type() == &DataType::Binary) {
         return Ok(batch);
     }
     let mut fields = Vec::new();
@@ -68,14 +72,7 @@ fn hex_binary(batch: RecordBatch) -> Result<RecordBatch, RenderError> {
         if f.data_type() == &DataType::Binary {
             let b = c.as_binary::<i32>();
             let hex: StringArray = (0..b.len())
-                .map(|i| {
-                    (!b.is_null(i)).then(|| {
-                        b.value(i)
-                            .iter()
-                            .map(|x| format!("{x:02x}"))
-                            .collect::<String>()
-                    })
-                })
+                .map(|i| (!b.is_null(i)).then(|| b.value(i).iter().map(|x| format!("{x:02x}")).collect::<String>()))
                 .collect();
             fields.push(Field::new(f.name(), DataType::Utf8, true));
             cols.push(Arc::new(hex));

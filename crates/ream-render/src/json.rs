@@ -7,10 +7,7 @@ use ream_core::{Event, ReportMeta, Value};
 use crate::{project, RenderError, Renderer};
 
 fn enc(format: &'static str) -> impl Fn(arrow_schema::ArrowError) -> RenderError {
-    move |e| RenderError::Encode {
-        format,
-        message: e.to_string(),
-    }
+    move |e| RenderError::Encode { format, message: e.to_string() }
 }
 
 /// Rows as JSON objects, one per line, through arrow's JSON writer: integers and
@@ -23,9 +20,7 @@ fn write_rows(
     out: &mut Vec<u8>,
 ) -> Result<(), RenderError> {
     let batch = project(batch, indices, format)?;
-    let mut w = arrow_json::WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, LineDelimited>(&mut *out);
+    let mut w = arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(&mut *out);
     w.write(&batch).map_err(enc(format))?;
     w.finish().map_err(enc(format))?;
     Ok(())
@@ -35,19 +30,33 @@ fn write_rows(
 #[derive(Default)]
 pub struct NdjsonRenderer {
     indices: Option<Vec<usize>>,
+    /// A summary report (`detail: false`): the meta, and the open groups' keys.
+    summary: Option<Arc<ReportMeta>>,
+    keys: Vec<Value>,
 }
 
 impl Renderer for NdjsonRenderer {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match event {
-            Event::Begin(meta) => {
-                self.indices = Some(meta.columns.iter().map(|c| c.index).collect())
+            Event::Begin(meta) if !meta.detail => self.summary = Some(meta.clone()),
+            Event::Begin(meta) => self.indices = Some(meta.columns.iter().map(|c| c.index).collect()),
+            e if self.summary.is_some() => {
+                let meta = self.summary.clone().expect("checked");
+                if let Some(values) = crate::summary_record(&meta, &mut self.keys, e) {
+                    out.push(b'{');
+                    for (i, (name, v)) in meta.summary_fields().into_iter().zip(&values).enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        string(name, out);
+                        out.push(b':');
+                        v.write_json(out);
+                    }
+                    out.extend_from_slice(b"}\n");
+                }
             }
             Event::Rows(batch) => {
-                let indices = self
-                    .indices
-                    .as_ref()
-                    .ok_or(RenderError::NotStarted { format: "ndjson" })?;
+                let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: "ndjson" })?;
                 write_rows(batch, indices, "ndjson", out)?;
             }
             _ => {}
@@ -139,25 +148,20 @@ impl Renderer for JsonRenderer {
                     out.extend_from_slice(b",\"label\":");
                     string(&c.label, out);
                     out.extend_from_slice(b",\"type\":");
-                    string(
-                        &ream_core::types::type_label(meta.schema.field(c.index).data_type()),
-                        out,
-                    );
+                    string(&ream_core::types::type_label(meta.schema.field(c.index).data_type()), out);
                     out.push(b'}');
                 }
-                out.extend_from_slice(if meta.groups.is_empty() {
-                    b"],\"rows\":["
-                } else {
-                    b"],\"groups\":["
+                out.extend_from_slice(match (meta.groups.is_empty(), meta.detail) {
+                    (false, _) => b"],\"groups\":[",
+                    (true, true) => b"],\"rows\":[",
+                    // A summary without groups: no array to open; `End` closes none.
+                    (true, false) => b"]",
                 });
                 self.has_item = vec![false];
                 self.meta = Some(meta.clone());
             }
             Event::GroupHeader { level, key } => {
-                let meta = self
-                    .meta
-                    .clone()
-                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
+                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 self.comma(out);
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
@@ -170,16 +174,19 @@ impl Renderer for JsonRenderer {
                     out.extend_from_slice(b",\"header\":");
                     string(&h.render(|n| meta.lookup(n, None, &self.keys)), out);
                 }
-                out.extend_from_slice(if *level + 1 < meta.groups.len() {
-                    b",\"groups\":["
-                } else {
-                    b",\"rows\":["
-                });
+                let innermost = *level + 1 == meta.groups.len();
+                if !innermost {
+                    out.extend_from_slice(b",\"groups\":[");
+                } else if meta.detail {
+                    out.extend_from_slice(b",\"rows\":[");
+                }
                 self.has_item.push(false);
             }
             Event::Rows(batch) => {
-                if self.meta.is_none() {
-                    return Err(RenderError::NotStarted { format: FORMAT });
+                match &self.meta {
+                    None => return Err(RenderError::NotStarted { format: FORMAT }),
+                    Some(m) if !m.detail => return Ok(()),
+                    _ => {}
                 }
                 self.scratch.clear();
                 let mut scratch = std::mem::take(&mut self.scratch);
@@ -191,32 +198,22 @@ impl Renderer for JsonRenderer {
                 }
                 self.scratch = scratch;
             }
-            Event::GroupFooter {
-                level, variables, ..
-            } => {
-                let meta = self
-                    .meta
-                    .clone()
-                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
+            Event::GroupFooter { level, variables, .. } => {
+                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 self.has_item.pop();
-                out.extend_from_slice(b"],");
+                let innermost = *level + 1 == meta.groups.len();
+                out.extend_from_slice(if innermost && !meta.detail { b"," } else { b"]," });
                 self.variables(&meta, variables, out);
                 if let Some(f) = &meta.groups[*level].footer {
                     out.extend_from_slice(b",\"footer\":");
-                    string(
-                        &f.render(|n| meta.lookup(n, Some(variables), &self.keys)),
-                        out,
-                    );
+                    string(&f.render(|n| meta.lookup(n, Some(variables), &self.keys)), out);
                 }
                 out.push(b'}');
                 self.keys.truncate(*level);
             }
             Event::End { variables, rows } => {
-                let meta = self
-                    .meta
-                    .clone()
-                    .ok_or(RenderError::NotStarted { format: FORMAT })?;
-                out.extend_from_slice(b"],");
+                let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
+                out.extend_from_slice(if meta.groups.is_empty() && !meta.detail { b"," } else { b"]," });
                 self.variables(&meta, variables, out);
                 if let Some(s) = &meta.summary {
                     out.extend_from_slice(b",\"summary\":");

@@ -19,7 +19,7 @@
 //! let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
 //! let meta = ReportMeta { report: "r".into(), title: None, parameters: vec![], schema: schema.clone(),
 //!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None }],
-//!     groups: vec![], variables: vec![], summary: None, no_data: None, page_header: None,
+//!     detail: true, groups: vec![], variables: vec![], summary: None, no_data: None, page_header: None,
 //!     page_footer: None, strategy: "cursor".into() };
 //! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();
 //! let mut r = Format::Csv.renderer();
@@ -47,10 +47,7 @@ pub trait Renderer: Send {
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("{format}: {message}")]
-    Encode {
-        format: &'static str,
-        message: String,
-    },
+    Encode { format: &'static str, message: String },
     #[error("{format}: rows before Begin")]
     NotStarted { format: &'static str },
 }
@@ -75,9 +72,7 @@ impl Format {
     }
 
     pub fn from_name(s: &str) -> Option<Format> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s.to_ascii_lowercase())
+        Format::ALL.into_iter().find(|f| f.name() == s.to_ascii_lowercase())
     }
 
     /// The format a file name implies (`out.csv`, `out.ndjson`/`.jsonl`, `out.json`).
@@ -111,14 +106,34 @@ impl std::fmt::Display for Format {
     }
 }
 
+/// Group keys and variables of a summary record (`detail: false`): one per innermost
+/// group footer, or one at the end when there are no groups. Returns whether `event`
+/// completes a record, with its values.
+pub(crate) fn summary_record(
+    meta: &ream_core::ReportMeta,
+    keys: &mut Vec<ream_core::Value>,
+    event: &ream_core::Event,
+) -> Option<Vec<ream_core::Value>> {
+    use ream_core::Event;
+    match event {
+        Event::GroupHeader { level, key } => {
+            keys.truncate(*level);
+            keys.push(key.clone());
+            None
+        }
+        Event::GroupFooter { level, variables, .. } if *level + 1 == meta.groups.len() => {
+            Some(keys.iter().cloned().chain(variables.iter().cloned()).collect())
+        }
+        Event::End { variables, .. } if meta.groups.is_empty() => Some(variables.to_vec()),
+        _ => None,
+    }
+}
+
 /// The detail columns of a batch, in output order.
 pub(crate) fn project(
     batch: &arrow_array::RecordBatch,
     indices: &[usize],
     format: &'static str,
 ) -> Result<arrow_array::RecordBatch, RenderError> {
-    batch.project(indices).map_err(|e| RenderError::Encode {
-        format,
-        message: e.to_string(),
-    })
+    batch.project(indices).map_err(|e| RenderError::Encode { format, message: e.to_string() })
 }

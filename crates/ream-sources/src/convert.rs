@@ -31,18 +31,13 @@ impl ColumnBuilder {
             DataType::Float64 => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
             DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             DataType::Decimal128(p, s) => ColumnBuilder::Decimal(
-                Decimal128Builder::with_capacity(capacity)
-                    .with_data_type(DataType::Decimal128(*p, *s)),
+                Decimal128Builder::with_capacity(capacity).with_data_type(DataType::Decimal128(*p, *s)),
                 *p,
                 *s,
             ),
             DataType::Date32 => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
-            DataType::Timestamp(..) => {
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
-            }
-            DataType::Binary => {
-                ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16))
-            }
+            DataType::Timestamp(..) => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity)),
+            DataType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16)),
             _ => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
@@ -80,9 +75,7 @@ impl ColumnBuilder {
             ColumnBuilder::Int(b) => b.append_value(v),
             ColumnBuilder::Float(b) => {
                 if !(-F64_EXACT..=F64_EXACT).contains(&v) {
-                    return Err(format!(
-                        "integer {v} cannot be held exactly by a float column"
-                    ));
+                    return Err(format!("integer {v} cannot be held exactly by a float column"));
                 }
                 b.append_value(v as f64)
             }
@@ -100,14 +93,9 @@ impl ColumnBuilder {
                 b.append_value(units)
             }
             ColumnBuilder::Timestamp(b) => b.append_value(
-                v.checked_mul(1_000_000)
-                    .ok_or_else(|| format!("integer {v} is out of range as Unix seconds"))?,
+                v.checked_mul(1_000_000).ok_or_else(|| format!("integer {v} is out of range as Unix seconds"))?,
             ),
-            ColumnBuilder::Date(_) => {
-                return Err(format!(
-                    "integer {v} is not a date (expected text YYYY-MM-DD)"
-                ))
-            }
+            ColumnBuilder::Date(_) => return Err(format!("integer {v} is not a date (expected text YYYY-MM-DD)")),
             ColumnBuilder::Binary(_) => return Err(format!("integer {v} is not binary data")),
         }
         Ok(())
@@ -121,13 +109,9 @@ impl ColumnBuilder {
             ColumnBuilder::Text(b) => b.append_value(ryu::Buffer::new().format(v)),
             ColumnBuilder::Int(_) => return Err(format!("real {v} in an integer column")),
             ColumnBuilder::Bool(_) => return Err(format!("real {v} is not a boolean")),
-            ColumnBuilder::Date(_) => {
-                return Err(format!("real {v} is not a date (expected text YYYY-MM-DD)"))
-            }
+            ColumnBuilder::Date(_) => return Err(format!("real {v} is not a date (expected text YYYY-MM-DD)")),
             ColumnBuilder::Timestamp(_) => {
-                return Err(format!(
-                    "real {v} is not a timestamp (expected text or Unix seconds)"
-                ))
+                return Err(format!("real {v} is not a timestamp (expected text or Unix seconds)"))
             }
             ColumnBuilder::Binary(_) => return Err(format!("real {v} is not binary data")),
         }
@@ -136,8 +120,7 @@ impl ColumnBuilder {
 
     #[inline]
     pub(crate) fn append_text(&mut self, v: &[u8]) -> Result<(), String> {
-        let text =
-            || std::str::from_utf8(v).map_err(|_| "text that is not valid UTF-8".to_string());
+        let text = || std::str::from_utf8(v).map_err(|_| "text that is not valid UTF-8".to_string());
         match self {
             ColumnBuilder::Text(b) => b.append_value(text()?),
             ColumnBuilder::Binary(b) => b.append_value(v),
@@ -149,20 +132,14 @@ impl ColumnBuilder {
             }
             ColumnBuilder::Timestamp(b) => {
                 let t = text()?;
-                let us = ream_core::params::parse_timestamp(t).ok_or_else(|| {
-                    format!(
-                        "`{}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS)",
-                        clip(t)
-                    )
-                })?;
+                let us = ream_core::params::parse_timestamp(t)
+                    .ok_or_else(|| format!("`{}` is not a timestamp (expected YYYY-MM-DD HH:MM:SS)", clip(t)))?;
                 b.append_value(us)
             }
             ColumnBuilder::Decimal(b, p, s) => {
                 let t = text()?;
                 let units = match ream_core::params::parse_decimal(t.trim()) {
-                    Some(ream_core::Value::Decimal { units, scale }) => {
-                        rescale_exact(units, scale, *p, *s)
-                    }
+                    Some(ream_core::Value::Decimal { units, scale }) => rescale_exact(units, scale, *p, *s),
                     _ => None,
                 }
                 .ok_or_else(|| format!("`{}` does not fit decimal({p},{s})", clip(t)))?;
@@ -174,16 +151,10 @@ impl ColumnBuilder {
                 other => return Err(format!("`{}` is not a boolean", clip(other))),
             },
             ColumnBuilder::Int(_) => {
-                return Err(format!(
-                    "text `{}` in an integer column",
-                    clip(&String::from_utf8_lossy(v))
-                ))
+                return Err(format!("text `{}` in an integer column", clip(&String::from_utf8_lossy(v))))
             }
             ColumnBuilder::Float(_) => {
-                return Err(format!(
-                    "text `{}` in a float column",
-                    clip(&String::from_utf8_lossy(v))
-                ))
+                return Err(format!("text `{}` in a float column", clip(&String::from_utf8_lossy(v))))
             }
         }
         Ok(())
@@ -242,16 +213,10 @@ fn real_to_decimal(v: f64, p: u8, s: i8) -> Result<i128, String> {
     // is off by at least 10^-(digits), far above this.
     let noise = scaled.abs() * 1e-12 + 1e-9;
     if (scaled - rounded).abs() > noise {
-        return Err(format!(
-            "{} has more decimals than decimal({p},{s}) holds",
-            ryu::Buffer::new().format_finite(v)
-        ));
+        return Err(format!("{} has more decimals than decimal({p},{s}) holds", ryu::Buffer::new().format_finite(v)));
     }
     if rounded.abs() >= 1e38 || !fits_precision(rounded as i128, p) {
-        return Err(format!(
-            "{} does not fit decimal({p},{s})",
-            ryu::Buffer::new().format_finite(v)
-        ));
+        return Err(format!("{} does not fit decimal({p},{s})", ryu::Buffer::new().format_finite(v)));
     }
     Ok(rounded as i128)
 }
@@ -298,23 +263,15 @@ mod tests {
         assert!(real_to_decimal(0.125, 12, 2)
             .unwrap_err()
             .contains("0.125 has more decimals than decimal(12,2) holds"));
-        assert!(real_to_decimal(1e20, 12, 2)
-            .unwrap_err()
-            .contains("does not fit decimal(12,2)"));
+        assert!(real_to_decimal(1e20, 12, 2).unwrap_err().contains("does not fit decimal(12,2)"));
     }
 
     #[test]
     fn declared_types_map_like_sqlite_affinity() {
-        assert_eq!(
-            type_from_decl("DECIMAL(12,2)"),
-            Some(DataType::Decimal128(12, 2))
-        );
+        assert_eq!(type_from_decl("DECIMAL(12,2)"), Some(DataType::Decimal128(12, 2)));
         assert_eq!(type_from_decl("varchar(20)"), Some(DataType::Utf8));
         assert_eq!(type_from_decl("BIGINT"), Some(DataType::Int64));
-        assert_eq!(
-            type_from_decl("DATETIME"),
-            Some(DataType::Timestamp(TimeUnit::Microsecond, None))
-        );
+        assert_eq!(type_from_decl("DATETIME"), Some(DataType::Timestamp(TimeUnit::Microsecond, None)));
         assert_eq!(type_from_decl(""), None);
     }
 }

@@ -127,19 +127,10 @@ pub enum SourceError {
     Prepare { sql: String, message: String },
     /// Reading failed mid-stream.
     #[error("{message}\n  in SQL: {sql}\n  after cursor: {cursor}")]
-    Read {
-        sql: String,
-        cursor: String,
-        message: String,
-    },
+    Read { sql: String, cursor: String, message: String },
     /// A value that does not fit its column's type.
     #[error("column `{column}` ({ty}) at {key}: {message}")]
-    Value {
-        column: String,
-        ty: String,
-        key: String,
-        message: String,
-    },
+    Value { column: String, ty: String, key: String, message: String },
     #[error("cancelled")]
     Cancelled,
 }
@@ -174,10 +165,7 @@ pub trait Source: Send {
     fn plan(&self) -> &ReadPlan;
     /// Push batches to `emit` in key order until the rows end or `emit` returns false.
     /// `emit` also gets the cursor after the batch's last row, where one is known.
-    fn stream(
-        &mut self,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<(), SourceError>;
+    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError>;
     /// The number of rows the request matches, by a count query on a separate connection
     /// (so it may run beside the stream); `None` where unsupported.
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>>;
@@ -193,10 +181,7 @@ impl SourceUrl {
     /// `sqlite:PATH` or `sqlite://PATH` (`sqlite:///abs` is absolute). A relative path is
     /// taken relative to `base`.
     pub fn parse(url: &str, base: Option<&std::path::Path>) -> Result<SourceUrl, SourceError> {
-        let bad = |reason: &str| SourceError::Url {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| SourceError::Url { url: url.to_string(), reason: reason.to_string() };
         if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
@@ -209,24 +194,15 @@ impl SourceUrl {
             };
             return Ok(SourceUrl::Sqlite(p));
         }
-        if url.starts_with("postgres://")
-            || url.starts_with("postgresql://")
-            || url.starts_with("mysql://")
-        {
-            return Err(bad(
-                "PostgreSQL and MySQL sources are not built yet (SQLite only for now)",
-            ));
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("mysql://") {
+            return Err(bad("PostgreSQL and MySQL sources are not built yet (SQLite only for now)"));
         }
         Err(bad("expected sqlite:PATH"))
     }
 }
 
 /// Open a source by URL.
-pub fn open(
-    url: &str,
-    req: &ReadRequest,
-    cancel: CancelToken,
-) -> Result<Box<dyn Source>, SourceError> {
+pub fn open(url: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Box<dyn Source>, SourceError> {
     open_url(&SourceUrl::parse(url, None)?, url, req, cancel)
 }
 
@@ -238,20 +214,13 @@ pub fn open_url(
     cancel: CancelToken,
 ) -> Result<Box<dyn Source>, SourceError> {
     if req.batch_size == 0 {
-        return Err(SourceError::Plan(
-            "the batch size must be at least 1".into(),
-        ));
+        return Err(SourceError::Plan("the batch size must be at least 1".into()));
     }
     match url {
         #[cfg(feature = "sqlite")]
-        SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(
-            path, display, req, cancel,
-        )?)),
+        SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(path, display, req, cancel)?)),
         #[allow(unreachable_patterns)]
-        _ => Err(SourceError::Url {
-            url: display.to_string(),
-            reason: "this build has no driver for it".into(),
-        }),
+        _ => Err(SourceError::Url { url: display.to_string(), reason: "this build has no driver for it".into() }),
     }
 }
 
@@ -266,13 +235,7 @@ mod tests {
             SourceUrl::parse("sqlite:demo.sqlite", Some(base)).unwrap(),
             SourceUrl::Sqlite("/specs/demo.sqlite".into())
         );
-        assert_eq!(
-            SourceUrl::parse("sqlite:///abs/x.db", Some(base)).unwrap(),
-            SourceUrl::Sqlite("/abs/x.db".into())
-        );
-        assert!(SourceUrl::parse("oracle://x", None)
-            .unwrap_err()
-            .to_string()
-            .contains("expected sqlite:PATH"));
+        assert_eq!(SourceUrl::parse("sqlite:///abs/x.db", Some(base)).unwrap(), SourceUrl::Sqlite("/abs/x.db".into()));
+        assert!(SourceUrl::parse("oracle://x", None).unwrap_err().to_string().contains("expected sqlite:PATH"));
     }
 }

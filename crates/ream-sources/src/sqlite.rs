@@ -72,10 +72,7 @@ fn quote_ident(s: &str) -> String {
 }
 
 fn prepare_err(sql: &str, e: rusqlite::Error) -> SourceError {
-    SourceError::Prepare {
-        sql: sql.to_string(),
-        message: e.to_string(),
-    }
+    SourceError::Prepare { sql: sql.to_string(), message: e.to_string() }
 }
 
 /// How ream values bind in SQLite, which stores dates as text and has no decimal type.
@@ -100,10 +97,7 @@ impl rusqlite::ToSql for Bind<'_> {
             }
             Value::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Date(d) => ToSqlOutput::Owned(
-                date_from_days(*d)
-                    .map(|d| d.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default()
-                    .into(),
+                date_from_days(*d).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default().into(),
             ),
             Value::Timestamp(us) => ToSqlOutput::Owned(
                 chrono::DateTime::from_timestamp_micros(*us)
@@ -147,12 +141,7 @@ struct Query {
 impl SqliteSource {
     /// Open the database read-only, start the snapshot, resolve fields and types, and
     /// pick the strategy. Nothing is streamed yet.
-    pub fn open(
-        path: &Path,
-        display: &str,
-        req: &ReadRequest,
-        cancel: CancelToken,
-    ) -> Result<Self, SourceError> {
+    pub fn open(path: &Path, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
         if !path.exists() {
             return Err(SourceError::Open {
                 url: display.to_string(),
@@ -162,10 +151,7 @@ impl SqliteSource {
         let conn = open_read_only(path, display)?;
         // One read transaction for the whole run: every page sees the same snapshot.
         let begin = "BEGIN; SELECT count(*) FROM sqlite_master;";
-        conn.execute_batch(begin).map_err(|e| SourceError::Open {
-            url: display.to_string(),
-            reason: e.to_string(),
-        })?;
+        conn.execute_batch(begin).map_err(|e| SourceError::Open { url: display.to_string(), reason: e.to_string() })?;
         let interrupt = conn.get_interrupt_handle();
         cancel.on_cancel(move || interrupt.interrupt());
 
@@ -173,10 +159,7 @@ impl SqliteSource {
             conn,
             path: path.to_path_buf(),
             display: display.to_string(),
-            typing: RefCell::new(Typing {
-                schema: Arc::new(Schema::empty()),
-                unsettled: vec![],
-            }),
+            typing: RefCell::new(Typing { schema: Arc::new(Schema::empty()), unsettled: vec![] }),
             exprs: vec![],
             hidden: vec![],
             order: vec![],
@@ -188,12 +171,7 @@ impl SqliteSource {
             params: req.params.clone(),
             batch_size: req.batch_size,
             start_after: req.start_after.clone(),
-            plan: ReadPlan {
-                strategy: req.strategy,
-                reason: String::new(),
-                sql: String::new(),
-                order: vec![],
-            },
+            plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
             cancel,
         };
         src.resolve_fields(req)?;
@@ -209,10 +187,7 @@ impl SqliteSource {
         if let Some(sql) = &self.from_sql {
             let probe = format!("SELECT * FROM ({sql}) AS q LIMIT 0");
             let bound = self.bind_text(&probe);
-            let stmt = self
-                .conn
-                .prepare(&bound.sql)
-                .map_err(|e| prepare_err(&bound.sql, e))?;
+            let stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
                 self.exprs.push(format!("q.{}", quote_ident(c.name())));
@@ -220,20 +195,11 @@ impl SqliteSource {
             }
         } else if req.columns.is_empty() {
             let table = self.table.clone().unwrap_or_default();
-            let probe = format!(
-                "SELECT {}.* FROM {}{} LIMIT 0",
-                quote_ident(&table),
-                table,
-                self.joins_sql()
-            );
-            let stmt = self
-                .conn
-                .prepare(&probe)
-                .map_err(|e| self.no_table(&probe, e))?;
+            let probe = format!("SELECT {}.* FROM {}{} LIMIT 0", quote_ident(&table), table, self.joins_sql());
+            let stmt = self.conn.prepare(&probe).map_err(|e| self.no_table(&probe, e))?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
-                self.exprs
-                    .push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
+                self.exprs.push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
                 declared.push(c.decl_type().and_then(type_from_decl));
             }
         } else {
@@ -241,36 +207,25 @@ impl SqliteSource {
             for (name, col) in &req.columns {
                 names.push(name.clone());
                 self.exprs.push(col.expr().to_string());
-                decl_from_spec.push(
-                    col.declared_type()
-                        .map(|t| parse_type_name(t).map_err(SourceError::Plan))
-                        .transpose()?,
-                );
+                decl_from_spec
+                    .push(col.declared_type().map(|t| parse_type_name(t).map_err(SourceError::Plan)).transpose()?);
             }
             let probe = format!("{} LIMIT 0", self.select_sql(&[], &self.from_clause()));
             let bound = self.bind_text(&probe);
-            let stmt = self
-                .conn
-                .prepare(&bound.sql)
-                .map_err(|e| self.no_table(&bound.sql, e))?;
+            let stmt = self.conn.prepare(&bound.sql).map_err(|e| self.no_table(&bound.sql, e))?;
             for (c, spec_type) in stmt.columns().into_iter().zip(decl_from_spec) {
                 declared.push(spec_type.or_else(|| c.decl_type().and_then(type_from_decl)));
             }
         }
         // Columns without a declared type are settled from the first rows the real
         // statement returns: a probe query would run the user's sort or aggregation twice.
-        let unsettled: Vec<usize> = (0..names.len())
-            .filter(|i| declared[*i].is_none())
-            .collect();
+        let unsettled: Vec<usize> = (0..names.len()).filter(|i| declared[*i].is_none()).collect();
         let fields: Vec<Field> = names
             .iter()
             .zip(&declared)
             .map(|(n, dt)| Field::new(n, dt.clone().unwrap_or(DataType::Utf8), true))
             .collect();
-        *self.typing.borrow_mut() = Typing {
-            schema: Arc::new(Schema::new(fields)),
-            unsettled,
-        };
+        *self.typing.borrow_mut() = Typing { schema: Arc::new(Schema::new(fields)), unsettled };
         Ok(())
     }
 
@@ -291,27 +246,16 @@ impl SqliteSource {
     }
 
     fn field_index(&self, name: &str) -> Result<usize, SourceError> {
-        self.schema_ref()
-            .index_of(name)
-            .map_err(|_| SourceError::UnknownField {
-                field: name.to_string(),
-                known: self
-                    .schema_ref()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect(),
-            })
+        self.schema_ref().index_of(name).map_err(|_| SourceError::UnknownField {
+            field: name.to_string(),
+            known: self.schema_ref().fields().iter().map(|f| f.name().clone()).collect(),
+        })
     }
 
     fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
         let push = |order: &mut Vec<OrderCol>, name: &str, expr: String, idx: usize| {
             if !order.iter().any(|o| o.name == name) {
-                order.push(OrderCol {
-                    name: name.to_string(),
-                    expr,
-                    select_index: idx,
-                });
+                order.push(OrderCol { name: name.to_string(), expr, select_index: idx });
             }
         };
         let mut order = Vec::new();
@@ -352,12 +296,7 @@ impl SqliteSource {
     }
 
     fn choose_strategy(&mut self, asked: Strategy) -> Result<(), SourceError> {
-        let order_list = self
-            .order
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
         let (strategy, reason) = match asked {
             Strategy::Keyset if !self.has_unique_order() => {
                 return Err(SourceError::Plan(
@@ -367,10 +306,9 @@ impl SqliteSource {
             Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
             Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
             Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
-            Strategy::Auto if !self.has_unique_order() => (
-                Strategy::Cursor,
-                "no unique key is known, so one statement is stepped".to_string(),
-            ),
+            Strategy::Auto if !self.has_unique_order() => {
+                (Strategy::Cursor, "no unique key is known, so one statement is stepped".to_string())
+            }
             Strategy::Auto => {
                 let probe = self.page_query(Some(&Cursor(vec![CursorValue::Int(0); self.order.len()])), Some(1), None);
                 if self.order_needs_sort(&probe.bound.sql)? {
@@ -391,16 +329,12 @@ impl SqliteSource {
         self.plan.strategy = strategy;
         self.plan.reason = reason;
         let first = match strategy {
-            Strategy::Keyset => {
-                self.page_query(self.start_after.as_ref(), Some(self.batch_size), None)
-            }
+            Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.batch_size), None),
             Strategy::Offset => self.page_query(None, Some(self.batch_size), Some(0)),
             _ => self.page_query(None, None, None),
         };
         // Prepare once now, so a mistake in the spec's SQL fails before the first byte.
-        self.conn
-            .prepare(&first.bound.sql)
-            .map_err(|e| prepare_err(&first.bound.sql, e))?;
+        self.conn.prepare(&first.bound.sql).map_err(|e| prepare_err(&first.bound.sql, e))?;
         self.plan.sql = first.bound.sql;
         Ok(())
     }
@@ -425,31 +359,19 @@ impl SqliteSource {
     fn from_clause(&self) -> String {
         match &self.from_sql {
             Some(sql) => format!("({sql}) AS q"),
-            None => format!(
-                "{}{}",
-                self.table.as_deref().unwrap_or(""),
-                self.joins_sql()
-            ),
+            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
         }
     }
 
     fn select_sql(&self, extra: &[(String, String)], from: &str) -> String {
         let schema = self.schema_ref();
-        let mut cols: Vec<String> = schema
-            .fields()
-            .iter()
-            .zip(&self.exprs)
-            .map(|(f, e)| format!("{e} AS {}", quote_ident(f.name())))
-            .collect();
+        let mut cols: Vec<String> =
+            schema.fields().iter().zip(&self.exprs).map(|(f, e)| format!("{e} AS {}", quote_ident(f.name()))).collect();
         if schema.fields().is_empty() {
             // Before the schema is known: the raw expressions (names come from `columns`).
             cols = self.exprs.iter().map(|e| e.to_string()).collect();
         }
-        cols.extend(
-            extra
-                .iter()
-                .map(|(e, a)| format!("{e} AS {}", quote_ident(a))),
-        );
+        cols.extend(extra.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
         let mut sql = format!("SELECT {} FROM {from}", cols.join(", "));
         if let Some(f) = &self.filter {
             sql.push_str(&format!(" WHERE ({f})"));
@@ -465,27 +387,13 @@ impl SqliteSource {
     }
 
     /// A page: the select, the keyset predicate after `after`, the order, the limit.
-    fn page_query(
-        &self,
-        after: Option<&Cursor>,
-        limit: Option<usize>,
-        offset: Option<u64>,
-    ) -> Query {
+    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
         let mut sql = self.select_sql(&self.hidden, &self.from_clause());
         let mut cursor = Vec::new();
         if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            sql.push_str(if self.filter.is_some() {
-                " AND "
-            } else {
-                " WHERE "
-            });
+            sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
             sql.push_str(&keyset_predicate(&self.order, after));
-            cursor = after
-                .0
-                .iter()
-                .filter(|v| **v != CursorValue::Null)
-                .cloned()
-                .collect();
+            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
         }
         if !self.order.is_empty() {
             let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
@@ -497,10 +405,7 @@ impl SqliteSource {
         if let Some(m) = offset {
             sql.push_str(&format!(" OFFSET {m}"));
         }
-        Query {
-            bound: self.bind_text(&sql),
-            cursor,
-        }
+        Query { bound: self.bind_text(&sql), cursor }
     }
 
     fn schema_ref(&self) -> SchemaRef {
@@ -626,12 +531,7 @@ impl SqliteSource {
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
         last_row: &impl Fn(usize) -> ValueRef<'r>,
     ) -> Result<(Cursor, bool), SourceError> {
-        let cur = Cursor(
-            self.order
-                .iter()
-                .map(|o| cursor_value(last_row(o.select_index)))
-                .collect(),
-        );
+        let cur = Cursor(self.order.iter().map(|o| cursor_value(last_row(o.select_index))).collect());
         let batch = self.finish_batch(builders)?;
         let go_on = emit(batch, Some(&cur));
         Ok((cur, go_on))
@@ -644,12 +544,7 @@ impl SqliteSource {
     fn settle(&self, rows: &[Vec<rusqlite::types::Value>], builders: &mut [ColumnBuilder]) {
         use rusqlite::types::Value as V;
         let mut typing = self.typing.borrow_mut();
-        let mut fields: Vec<Field> = typing
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
+        let mut fields: Vec<Field> = typing.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         for &c in &typing.unsettled {
             let (mut int, mut real, mut text, mut blob) = (false, false, false, false);
             for r in rows {
@@ -694,9 +589,7 @@ impl SqliteSource {
         }
         SourceError::Read {
             sql: sql.to_string(),
-            cursor: cursor
-                .as_ref()
-                .map_or("(start)".to_string(), |c| c.to_string()),
+            cursor: cursor.as_ref().map_or("(start)".to_string(), |c| c.to_string()),
             message: e.to_string(),
         }
     }
@@ -734,10 +627,7 @@ impl SqliteSource {
                 .collect();
             parts.join(", ")
         };
-        let hint = if self.exprs[col].contains('(')
-            || self.exprs[col].contains(' ')
-            || self.from_sql.is_some()
-        {
+        let hint = if self.exprs[col].contains('(') || self.exprs[col].contains(' ') || self.from_sql.is_some() {
             " (declare the column's type in the spec: `columns: {name: {expr: ..., type: ...}}`, or CAST it in SQL)"
         } else {
             ""
@@ -788,11 +678,7 @@ fn keyset_predicate(order: &[OrderCol], after: &Cursor) -> String {
     format!("({})", terms.join(" OR "))
 }
 
-fn bind_all(
-    stmt: &mut rusqlite::Statement<'_>,
-    values: &[Value],
-    cursor: &[CursorValue],
-) -> rusqlite::Result<()> {
+fn bind_all(stmt: &mut rusqlite::Statement<'_>, values: &[Value], cursor: &[CursorValue]) -> rusqlite::Result<()> {
     let mut i = 1;
     for v in values {
         stmt.raw_bind_parameter(i, Bind(v))?;
@@ -807,16 +693,11 @@ fn bind_all(
 
 fn open_read_only(path: &Path, display: &str) -> Result<Connection, SourceError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| SourceError::Open {
-        url: display.to_string(),
-        reason: e.to_string(),
-    })?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| SourceError::Open { url: display.to_string(), reason: e.to_string() })?;
     // Fail here, not mid-run, when the file is not a database.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .map_err(|e| SourceError::Open {
-            url: display.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| SourceError::Open { url: display.to_string(), reason: e.to_string() })?;
     Ok(conn)
 }
 
@@ -833,10 +714,7 @@ impl Source for SqliteSource {
         &self.plan
     }
 
-    fn stream(
-        &mut self,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<(), SourceError> {
+    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
         let mut builders = self.new_builders();
         let bs = self.batch_size;
         let mut total: u64 = 0;
@@ -884,9 +762,7 @@ impl Source for SqliteSource {
             let conn = open_read_only(&path, &display)?;
             let interrupt = conn.get_interrupt_handle();
             cancel.on_cancel(move || interrupt.interrupt());
-            let mut stmt = conn
-                .prepare(&bound.sql)
-                .map_err(|e| prepare_err(&bound.sql, e))?;
+            let mut stmt = conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
             bind_all(&mut stmt, &bound.values, &[]).map_err(|e| prepare_err(&bound.sql, e))?;
             let mut rows = stmt.raw_query();
             let n = match rows.next() {
@@ -915,20 +791,10 @@ mod tests {
         .unwrap();
         let tx = c.unchecked_transaction().unwrap();
         for i in 1..=rows {
-            let grp = if i % 5 == 0 {
-                None
-            } else {
-                Some(format!("g{}", i % 3))
-            };
+            let grp = if i % 5 == 0 { None } else { Some(format!("g{}", i % 3)) };
             tx.execute(
                 "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
-                rusqlite::params![
-                    i,
-                    grp,
-                    (i as f64) / 4.0,
-                    format!("2024-01-{:02}", 1 + i % 28),
-                    format!("n{i}")
-                ],
+                rusqlite::params![i, grp, (i as f64) / 4.0, format!("2024-01-{:02}", 1 + i % 28), format!("n{i}")],
             )
             .unwrap();
         }
@@ -940,11 +806,7 @@ mod tests {
         let mut src = SqliteSource::open(path, "test", req, CancelToken::new()).unwrap();
         let mut ids = Vec::new();
         src.stream(&mut |b, _| {
-            let a = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap();
+            let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
             ids.extend(a.values().iter().copied());
             true
         })
@@ -966,12 +828,7 @@ mod tests {
     fn every_strategy_yields_the_same_rows_across_nulls_in_group_keys() {
         let (_d, p) = db(103);
         let mut expect: Option<Vec<i64>> = None;
-        for strategy in [
-            Strategy::Keyset,
-            Strategy::Cursor,
-            Strategy::Offset,
-            Strategy::Auto,
-        ] {
+        for strategy in [Strategy::Keyset, Strategy::Cursor, Strategy::Offset, Strategy::Auto] {
             for bs in [1, 7, 1000] {
                 let mut req = ReadRequest::table("t");
                 req.order_prefix = vec!["grp".into()];
@@ -995,12 +852,7 @@ mod tests {
         req.order_prefix = vec!["note".into()];
         let (_, plan) = collect(&p, &req);
         assert_eq!(plan.strategy, Strategy::Cursor);
-        assert!(
-            plan.reason
-                .contains("no index serves ORDER BY (note, rowid)"),
-            "{}",
-            plan.reason
-        );
+        assert!(plan.reason.contains("no index serves ORDER BY (note, rowid)"), "{}", plan.reason);
         // With an index on (grp, id), keyset is served.
         let mut req = ReadRequest::table("t");
         req.order_prefix = vec!["grp".into()];
@@ -1025,11 +877,7 @@ mod tests {
             let mut cursor = None;
             let mut pages = 0;
             src.stream(&mut |b, c| {
-                let a = b
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow_array::Int64Array>()
-                    .unwrap();
+                let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
                 first.extend(a.values().iter().copied());
                 cursor = c.cloned();
                 pages += 1;
@@ -1048,15 +896,11 @@ mod tests {
     fn a_value_that_does_not_fit_names_column_key_and_value() {
         let (_d, p) = db(3);
         let c = Connection::open(&p).unwrap();
-        c.execute("UPDATE t SET amount = 0.125 WHERE id = 2", [])
-            .unwrap();
+        c.execute("UPDATE t SET amount = 0.125 WHERE id = 2", []).unwrap();
         let req = ReadRequest::table("t");
         let mut src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
         let err = src.stream(&mut |_, _| true).unwrap_err().to_string();
-        assert!(
-            err.contains("column `amount` (decimal(10,2)) at rowid=2: 0.125 has more decimals"),
-            "{err}"
-        );
+        assert!(err.contains("column `amount` (decimal(10,2)) at rowid=2: 0.125 has more decimals"), "{err}");
     }
 
     #[test]
@@ -1065,20 +909,11 @@ mod tests {
         let mut req = ReadRequest::table("t");
         req.columns = vec![
             ("id".to_string(), ColumnSource::Expr("t.id".into())),
-            (
-                "double".to_string(),
-                ColumnSource::Expr("t.amount * 2".into()),
-            ),
-            (
-                "label".to_string(),
-                ColumnSource::Expr("'#' || t.id".into()),
-            ),
+            ("double".to_string(), ColumnSource::Expr("t.amount * 2".into())),
+            ("label".to_string(), ColumnSource::Expr("'#' || t.id".into())),
             (
                 "whole".to_string(),
-                ColumnSource::Typed(ream_core::spec::TypedColumn {
-                    expr: "t.id * 2".into(),
-                    ty: "float".into(),
-                }),
+                ColumnSource::Typed(ream_core::spec::TypedColumn { expr: "t.id * 2".into(), ty: "float".into() }),
             ),
         ]
         .into_iter()
@@ -1091,20 +926,8 @@ mod tests {
             true
         })
         .unwrap();
-        let types: Vec<_> = schemas[0]
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        assert_eq!(
-            types,
-            vec![
-                DataType::Int64,
-                DataType::Float64,
-                DataType::Utf8,
-                DataType::Float64
-            ]
-        );
+        let types: Vec<_> = schemas[0].fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types, vec![DataType::Int64, DataType::Float64, DataType::Utf8, DataType::Float64]);
         assert!(src.types_settled());
         assert_eq!(src.schema(), schemas[0]);
     }
@@ -1114,20 +937,12 @@ mod tests {
         let (_d, p) = db(5);
         let mut req = ReadRequest::table("t");
         req.filter = Some("note = :n OR note = :m".into());
-        req.params.insert(
-            "n".into(),
-            ream_core::params::ParamValue::One(Value::Str("'; DROP TABLE t; --".into())),
-        );
-        req.params.insert(
-            "m".into(),
-            ream_core::params::ParamValue::One(Value::Str("n3".into())),
-        );
+        req.params.insert("n".into(), ream_core::params::ParamValue::One(Value::Str("'; DROP TABLE t; --".into())));
+        req.params.insert("m".into(), ream_core::params::ParamValue::One(Value::Str("n3".into())));
         let (ids, _) = collect(&p, &req);
         assert_eq!(ids, vec![3]);
         let c = Connection::open(&p).unwrap();
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 5);
     }
 

@@ -62,27 +62,18 @@ impl Accumulate {
                 Some(DataType::Decimal128(_, s)) => NumKind::Decimal(*s),
                 _ => NumKind::Other,
             };
-            let numeric_only = matches!(
-                spec.aggregate,
-                Aggregate::Sum | Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance
-            );
+            let numeric_only =
+                matches!(spec.aggregate, Aggregate::Sum | Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance);
             if numeric_only && kind == NumKind::Other {
-                let field = spec
-                    .field
-                    .map(|i| schema.field(i).name().clone())
-                    .unwrap_or_default();
+                let field = spec.field.map(|i| schema.field(i).name().clone()).unwrap_or_default();
                 return Err(StageError::Config(format!(
                     "{} needs a numeric field, but `{field}` is {}",
                     spec.aggregate.name(),
-                    dt.map(|d| ream_core::types::type_label(&d))
-                        .unwrap_or_default()
+                    dt.map(|d| ream_core::types::type_label(&d)).unwrap_or_default()
                 )));
             }
             if spec.field.is_none() && spec.aggregate != Aggregate::Count {
-                return Err(StageError::Config(format!(
-                    "{} needs a field",
-                    spec.aggregate.name()
-                )));
+                return Err(StageError::Config(format!("{} needs a field", spec.aggregate.name())));
             }
             let state = initial(&spec, kind, dt.as_ref());
             vars.push(Var { spec, kind, state });
@@ -91,11 +82,7 @@ impl Accumulate {
     }
 
     fn values(&self) -> Arc<[Value]> {
-        self.vars
-            .iter()
-            .map(|v| v.value())
-            .collect::<Vec<_>>()
-            .into()
+        self.vars.iter().map(|v| v.value()).collect::<Vec<_>>().into()
     }
 }
 
@@ -105,17 +92,9 @@ fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
         Aggregate::Sum => match kind {
             NumKind::Int => State::SumInt(0, false),
             NumKind::Decimal(_) => State::SumDecimal(0, false),
-            _ => State::SumFloat {
-                sum: 0.0,
-                comp: 0.0,
-                any: false,
-            },
+            _ => State::SumFloat { sum: 0.0, comp: 0.0, any: false },
         },
-        Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance => State::Welford {
-            n: 0,
-            mean: 0.0,
-            m2: 0.0,
-        },
+        Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance => State::Welford { n: 0, mean: 0.0, m2: 0.0 },
         Aggregate::Min | Aggregate::Max => State::MinMax(Value::Null),
         Aggregate::First => State::First(None),
         Aggregate::Last => State::Last(Value::Null),
@@ -236,15 +215,10 @@ impl Var {
     fn value(&self) -> Value {
         match &self.state {
             State::Count(n) => Value::Int(*n as i64),
-            State::SumInt(_, false)
-            | State::SumDecimal(_, false)
-            | State::SumFloat { any: false, .. } => Value::Null,
+            State::SumInt(_, false) | State::SumDecimal(_, false) | State::SumFloat { any: false, .. } => Value::Null,
             State::SumInt(s, true) => match i64::try_from(*s) {
                 Ok(i) => Value::Int(i),
-                Err(_) => Value::Decimal {
-                    units: *s,
-                    scale: 0,
-                },
+                Err(_) => Value::Decimal { units: *s, scale: 0 },
             },
             State::SumDecimal(s, true) => Value::Decimal {
                 units: *s,
@@ -275,17 +249,10 @@ impl Var {
 fn floats(col: &dyn Array) -> Vec<Option<f64>> {
     match col.data_type() {
         DataType::Float64 => col.as_primitive::<Float64Type>().iter().collect(),
-        DataType::Int64 => col
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(|x| x as f64))
-            .collect(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
         DataType::Decimal128(_, s) => {
             let div = 10f64.powi(*s as i32);
-            col.as_primitive::<Decimal128Type>()
-                .iter()
-                .map(|v| v.map(|x| x as f64 / div))
-                .collect()
+            col.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|x| x as f64 / div)).collect()
         }
         _ => vec![],
     }
@@ -301,21 +268,14 @@ impl Stage for Accumulate {
                 out.push(Event::Rows(batch));
             }
             Event::GroupFooter { level, key, .. } => {
-                out.push(Event::GroupFooter {
-                    level,
-                    key,
-                    variables: self.values(),
-                });
+                out.push(Event::GroupFooter { level, key, variables: self.values() });
                 for v in &mut self.vars {
                     if v.spec.reset_level == Some(level) {
                         v.reset();
                     }
                 }
             }
-            Event::End { rows, .. } => out.push(Event::End {
-                variables: self.values(),
-                rows,
-            }),
+            Event::End { rows, .. } => out.push(Event::End { variables: self.values(), rows }),
             other => out.push(other),
         }
         Ok(())
@@ -329,38 +289,20 @@ mod tests {
     use arrow_schema::{Field, Schema};
 
     fn run(aggs: &[(Aggregate, Option<usize>)], batches: &[RecordBatch]) -> Vec<Value> {
-        let specs = aggs
-            .iter()
-            .map(|(a, f)| VariableSpec {
-                aggregate: *a,
-                field: *f,
-                reset_level: None,
-            })
-            .collect();
+        let specs = aggs.iter().map(|(a, f)| VariableSpec { aggregate: *a, field: *f, reset_level: None }).collect();
         let mut acc = Accumulate::new(specs, &batches[0].schema()).unwrap();
         let mut out = Vec::new();
         for b in batches {
             acc.push(Event::Rows(b.clone()), &mut out).unwrap();
         }
-        acc.push(
-            Event::End {
-                variables: Arc::from(vec![]),
-                rows: 0,
-            },
-            &mut out,
-        )
-        .unwrap();
+        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
         match out.pop() {
             Some(Event::End { variables, .. }) => variables.to_vec(),
             _ => unreachable!(),
         }
     }
 
-    fn batch(
-        ints: Vec<Option<i64>>,
-        floats: Vec<Option<f64>>,
-        decs: Vec<Option<i128>>,
-    ) -> RecordBatch {
+    fn batch(ints: Vec<Option<i64>>, floats: Vec<Option<f64>>, decs: Vec<Option<i128>>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("i", DataType::Int64, true),
             Field::new("f", DataType::Float64, true),
@@ -371,11 +313,7 @@ mod tests {
             vec![
                 Arc::new(Int64Array::from(ints)),
                 Arc::new(Float64Array::from(floats)),
-                Arc::new(
-                    Decimal128Array::from(decs)
-                        .with_precision_and_scale(12, 2)
-                        .unwrap(),
-                ),
+                Arc::new(Decimal128Array::from(decs).with_precision_and_scale(12, 2).unwrap()),
             ],
         )
         .unwrap()
@@ -383,16 +321,8 @@ mod tests {
 
     #[test]
     fn every_aggregate_matches_its_definition() {
-        let b1 = batch(
-            vec![Some(2), None, Some(4)],
-            vec![Some(0.1), Some(0.2), None],
-            vec![Some(10), Some(20), None],
-        );
-        let b2 = batch(
-            vec![Some(4), Some(9)],
-            vec![Some(0.3), None],
-            vec![Some(5), None],
-        );
+        let b1 = batch(vec![Some(2), None, Some(4)], vec![Some(0.1), Some(0.2), None], vec![Some(10), Some(20), None]);
+        let b2 = batch(vec![Some(4), Some(9)], vec![Some(0.3), None], vec![Some(5), None]);
         use Aggregate::*;
         let got = run(
             &[
@@ -415,13 +345,7 @@ mod tests {
         // ints 2,4,4,9: mean 4.75, sample variance (2.75²+0.75²+0.75²+4.25²)/3 = 26.75/3
         assert_eq!(got[0], Value::Int(19));
         assert_eq!(got[1], Value::Float(0.6)); // compensated: exactly the nearest double to 0.6
-        assert_eq!(
-            got[2],
-            Value::Decimal {
-                units: 35,
-                scale: 2
-            }
-        );
+        assert_eq!(got[2], Value::Decimal { units: 35, scale: 2 });
         assert_eq!(got[3], Value::Int(4));
         assert_eq!(got[4], Value::Int(5));
         assert_eq!(got[5], Value::Int(3));
@@ -431,13 +355,9 @@ mod tests {
         assert_eq!(got[9], Value::Float(0.1));
         assert_eq!(got[10], Value::Null);
         let var = 26.75 / 3.0;
-        let Value::Float(v) = got[11] else {
-            panic!("{:?}", got[11])
-        };
+        let Value::Float(v) = got[11] else { panic!("{:?}", got[11]) };
         assert!((v - var).abs() < 1e-12, "{v}");
-        let Value::Float(sd) = got[12] else {
-            panic!("{:?}", got[12])
-        };
+        let Value::Float(sd) = got[12] else { panic!("{:?}", got[12]) };
         assert!((sd - var.sqrt()).abs() < 1e-12, "{sd}");
     }
 
@@ -445,58 +365,24 @@ mod tests {
     fn aggregates_of_nothing_are_null_and_counts_zero() {
         let b = batch(vec![None], vec![None], vec![None]);
         use Aggregate::*;
-        let got = run(
-            &[
-                (Sum, Some(0)),
-                (Count, Some(0)),
-                (Avg, Some(1)),
-                (Min, Some(2)),
-                (Stddev, Some(0)),
-            ],
-            &[b],
-        );
-        assert_eq!(
-            got,
-            vec![
-                Value::Null,
-                Value::Int(0),
-                Value::Null,
-                Value::Null,
-                Value::Null
-            ]
-        );
+        let got = run(&[(Sum, Some(0)), (Count, Some(0)), (Avg, Some(1)), (Min, Some(2)), (Stddev, Some(0))], &[b]);
+        assert_eq!(got, vec![Value::Null, Value::Int(0), Value::Null, Value::Null, Value::Null]);
     }
 
     #[test]
     fn a_variable_resets_after_its_groups_footer() {
         let b = batch(vec![Some(1), Some(2)], vec![None, None], vec![None, None]);
         let specs = vec![
-            VariableSpec {
-                aggregate: Aggregate::Sum,
-                field: Some(0),
-                reset_level: Some(0),
-            },
-            VariableSpec {
-                aggregate: Aggregate::Sum,
-                field: Some(0),
-                reset_level: None,
-            },
+            VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: Some(0) },
+            VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: None },
         ];
         let mut acc = Accumulate::new(specs, &b.schema()).unwrap();
         let mut out = Vec::new();
         for e in [
             Event::Rows(b.slice(0, 1)),
-            Event::GroupFooter {
-                level: 0,
-                key: Value::Null,
-                variables: Arc::from(vec![]),
-            },
+            Event::GroupFooter { level: 0, key: Value::Null, variables: Arc::from(vec![]) },
             Event::Rows(b.slice(1, 1)),
-            Event::GroupFooter {
-                level: 0,
-                key: Value::Null,
-                variables: Arc::from(vec![]),
-            },
+            Event::GroupFooter { level: 0, key: Value::Null, variables: Arc::from(vec![]) },
         ] {
             acc.push(e, &mut out).unwrap();
         }
@@ -507,32 +393,18 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            footers,
-            vec![
-                vec![Value::Int(1), Value::Int(1)],
-                vec![Value::Int(2), Value::Int(3)]
-            ]
-        );
+        assert_eq!(footers, vec![vec![Value::Int(1), Value::Int(1)], vec![Value::Int(2), Value::Int(3)]]);
     }
 
     #[test]
     fn sum_of_text_is_a_config_error() {
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
         let err = Accumulate::new(
-            vec![VariableSpec {
-                aggregate: Aggregate::Sum,
-                field: Some(0),
-                reset_level: None,
-            }],
+            vec![VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: None }],
             &schema,
         )
         .err()
         .unwrap();
-        assert!(
-            err.to_string()
-                .contains("sum needs a numeric field, but `s` is string"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("sum needs a numeric field, but `s` is string"), "{err}");
     }
 }

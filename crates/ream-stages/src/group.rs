@@ -15,20 +15,13 @@ pub struct Group {
 
 impl Group {
     pub fn new(fields: Vec<usize>) -> Self {
-        Group {
-            fields,
-            current: None,
-        }
+        Group { fields, current: None }
     }
 
     fn close_from(&mut self, level: usize, out: &mut Vec<Event>) {
         if let Some(keys) = &self.current {
             for l in (level..self.fields.len()).rev() {
-                out.push(Event::GroupFooter {
-                    level: l,
-                    key: keys[l].clone(),
-                    variables: Arc::from(Vec::new()),
-                });
+                out.push(Event::GroupFooter { level: l, key: keys[l].clone(), variables: Arc::from(Vec::new()) });
             }
         }
     }
@@ -52,22 +45,12 @@ impl Stage for Group {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let cols: Vec<ArrayRef> = self
-            .fields
-            .iter()
-            .map(|&i| batch.column(i).clone())
-            .collect();
+        let cols: Vec<ArrayRef> = self.fields.iter().map(|&i| batch.column(i).clone()).collect();
         let ranges = arrow_ord::partition::partition(&cols)
-            .map_err(|e| StageError::Compute {
-                stage: "group",
-                message: e.to_string(),
-            })?
+            .map_err(|e| StageError::Compute { stage: "group", message: e.to_string() })?
             .ranges();
         for r in ranges {
-            let keys: Vec<Value> = cols
-                .iter()
-                .map(|c| Value::from_array(c.as_ref(), r.start))
-                .collect();
+            let keys: Vec<Value> = cols.iter().map(|c| Value::from_array(c.as_ref(), r.start)).collect();
             let changed_at = match &self.current {
                 None => Some(0),
                 Some(cur) => cur.iter().zip(&keys).position(|(a, b)| !same_key(a, b)),
@@ -77,10 +60,7 @@ impl Stage for Group {
                     self.close_from(level, out);
                 }
                 for (l, key) in keys.iter().enumerate().skip(level) {
-                    out.push(Event::GroupHeader {
-                        level: l,
-                        key: key.clone(),
-                    });
+                    out.push(Event::GroupHeader { level: l, key: key.clone() });
                 }
                 self.current = Some(keys);
             }
@@ -140,25 +120,14 @@ mod tests {
         for b in batches(rows, size) {
             g.push(Event::Rows(b), &mut out).unwrap();
         }
-        g.push(
-            Event::End {
-                variables: Arc::from(vec![]),
-                rows: 0,
-            },
-            &mut out,
-        )
-        .unwrap();
+        g.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
         out.iter()
             .map(|e| match e {
                 Event::GroupHeader { level, key } => format!("[{level}{key}"),
                 Event::GroupFooter { level, .. } => format!("]{level}"),
                 Event::Rows(b) => {
                     let v = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-                    v.values()
-                        .iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    v.values().iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
                 }
                 Event::End { .. } => "end".into(),
                 Event::Begin(_) => "begin".into(),
@@ -170,13 +139,7 @@ mod tests {
 
     #[test]
     fn groups_span_batch_boundaries() {
-        let rows = [
-            ("e", "x", 1),
-            ("e", "x", 2),
-            ("e", "y", 3),
-            ("w", "y", 4),
-            ("w", "y", 5),
-        ];
+        let rows = [("e", "x", 1), ("e", "x", 2), ("e", "y", 3), ("w", "y", 4), ("w", "y", 5)];
         let normalise = |s: String| {
             // Row slices split differently with batch size; the group structure must not.
             s.split(' ')

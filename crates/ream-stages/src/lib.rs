@@ -61,10 +61,7 @@ pub enum StageError {
     #[error("{0}")]
     Config(String),
     #[error("{stage}: {message}")]
-    Compute {
-        stage: &'static str,
-        message: String,
-    },
+    Compute { stage: &'static str, message: String },
 }
 
 /// One variable for [`Accumulate`].
@@ -90,19 +87,14 @@ impl StageConfig {
     pub fn build(&self, schema: &SchemaRef) -> Result<Box<dyn Stage>, StageError> {
         Ok(match self {
             StageConfig::Group { fields } => Box::new(Group::new(fields.clone())),
-            StageConfig::Accumulate { variables } => {
-                Box::new(Accumulate::new(variables.clone(), schema)?)
-            }
+            StageConfig::Accumulate { variables } => Box::new(Accumulate::new(variables.clone(), schema)?),
         })
     }
 }
 
 /// Push events through a chain of stages (for tests and simple callers; the engine
 /// does the same one event at a time).
-pub fn run_chain(
-    stages: &mut [Box<dyn Stage>],
-    events: Vec<Event>,
-) -> Result<Vec<Event>, StageError> {
+pub fn run_chain(stages: &mut [Box<dyn Stage>], events: Vec<Event>) -> Result<Vec<Event>, StageError> {
     let mut current = events;
     for stage in stages.iter_mut() {
         let mut next = Vec::new();

@@ -31,36 +31,20 @@ pub fn run_in(dir: Option<&Path>, args: &[&str]) -> Ran {
     if let Some(d) = dir {
         c.current_dir(d);
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("ream runs");
-    Ran {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    let Output { status, stdout, stderr } = c.output().expect("ream runs");
+    Ran { code: status.code().unwrap_or(-1), stdout, stderr: String::from_utf8_lossy(&stderr).into_owned() }
 }
 
 /// A demo database shared by the tests of one binary (made once, read-only afterwards).
 pub fn demo(invoices: u64) -> PathBuf {
-    static DIRS: OnceLock<std::sync::Mutex<std::collections::HashMap<u64, PathBuf>>> =
-        OnceLock::new();
+    static DIRS: OnceLock<std::sync::Mutex<std::collections::HashMap<u64, PathBuf>>> = OnceLock::new();
     let map = DIRS.get_or_init(Default::default);
     let mut map = map.lock().unwrap();
     map.entry(invoices)
         .or_insert_with(|| {
-            let dir = std::env::temp_dir()
-                .join(format!("ream-test-demo-{}-{invoices}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("ream-test-demo-{}-{invoices}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            let r = run(&[
-                "demo",
-                "--dir",
-                dir.to_str().unwrap(),
-                "--rows",
-                &invoices.to_string(),
-            ]);
+            let r = run(&["demo", "--dir", dir.to_str().unwrap(), "--rows", &invoices.to_string()]);
             assert_eq!(r.code, 0, "demo failed: {}", r.stderr);
             dir
         })
@@ -69,10 +53,8 @@ pub fn demo(invoices: u64) -> PathBuf {
 
 /// Files in a directory (to check that nothing, not even a temporary, was left).
 pub fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bench/run.sh DB.sqlite [SECTION...]: time ream against the bare read loop and the peer
+# tools on TPC-H lineitem, in one run on one machine. Prints
+#   name | wall seconds | peak RSS MB | output bytes | rows/s
+# Sections: bare csv ndjson memory first-bytes q1 peers (sqlite3 and DuckDB via
+# ../shared/bench/peers.sh). Build first: cargo build --release -p ream-cli -p ream-bench
+set -uo pipefail
+db=$1; shift
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+ream=$root/target/release/ream
+bare=$root/target/release/bare-sqlite
+peers=${PEERS:-$root/../shared/bench/peers.sh}
+rows=$(sqlite3 "$db" "SELECT count(*) FROM lineitem")
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+measure() { # name command... ; output to $out/o
+  local name=$1; shift; local t; t=$(mktemp)
+  /usr/bin/time -f '%e %M' -o "$t" "$@" >/dev/null 2>"$out/err" || { echo "$name | failed: $(tail -2 "$out/err")"; return; }
+  read -r wall kb <"$t"; rm -f "$t"
+  local bytes; bytes=$(stat -c %s "$out/o" 2>/dev/null || echo 0); rm -f "$out/o"
+  printf '%s | %s s | %s MB | %s bytes | %.0f rows/s\n' "$name" "$wall" "$((kb / 1024))" "$bytes" "$(echo "$rows / $wall" | bc -l)"
+}
+small=$out/lineitem-100k.sqlite
+make_small() {
+  [[ -s $small ]] && return
+  sqlite3 "$small" <"$root/../shared/bench/schema-sqlite.sql" >/dev/null 2>&1 || sqlite3 "$small" "$(sed -n '/CREATE TABLE lineitem/,/;/p' "$root/../shared/bench/schema-sqlite.sql")"
+  sqlite3 "$small" "ATTACH '$db' AS big; INSERT INTO lineitem SELECT * FROM big.lineitem LIMIT 100000;"
+}
+secs=("$@"); [[ ${#secs[@]} -gt 0 ]] || secs=(bare csv ndjson peers memory first-bytes q1)
+for s in "${secs[@]}"; do case $s in
+  bare)   measure "bare rusqlite loop" "$bare" "$db" lineitem ;;
+  csv)    measure "ream csv (file)" "$ream" run --source "sqlite:$db" --table lineitem --format csv -o "$out/o"
+          measure "ream csv (stdout)" sh -c "'$ream' run --source 'sqlite:$db' --table lineitem > '$out/o'" ;;
+  ndjson) measure "ream ndjson" sh -c "'$ream' run --source 'sqlite:$db' --table lineitem --format ndjson > '$out/o'" ;;
+  peers)  "$peers" "$db" none sqlite3-csv sqlite3-json duckdb-csv duckdb-json q1-sqlite ;;
+  memory) make_small
+          measure "ream csv 100k rows" sh -c "'$ream' run --source 'sqlite:$small' --table lineitem > '$out/o'"
+          measure "ream csv 6M rows" sh -c "'$ream' run --source 'sqlite:$db' --table lineitem > '$out/o'" ;;
+  first-bytes) python3 "$here/first_bytes.py" "$ream" run --source "sqlite:$db" --table lineitem ;;
+  q1)     measure "ream q1 report" sh -c "'$ream' run '$here/tpch_q1.yaml' --source 'sqlite:$db' --format csv > '$out/o'"
+          measure "sqlite3 q1" sh -c "sqlite3 '$db' '.read $root/../shared/bench/q1.sql' > '$out/o'" ;;
+  *) echo "unknown section $s" ;;
+esac; done
