@@ -293,20 +293,33 @@ fn fail(e: &EngineError) -> ExitCode {
 
 type Ticker = (indicatif::ProgressBar, std::thread::JoinHandle<()>);
 
-/// Rows and rows/s; percent and ETA once the count query has answered.
+/// Rows and rows/s; percent and ETA once the count query has answered. On a terminal, an
+/// indicatif bar; elsewhere (logs, `--progress always` in a pipe), a plain line a second.
 fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(10));
-    let spinner =
-        indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {elapsed}").expect("template");
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(10))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{} rows/s", indicatif::HumanCount(state.per_sec() as u64));
+    };
+    let spinner = indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {rate}  {elapsed}")
+        .expect("template")
+        .with_key("rate", rate);
     let bounded = indicatif::ProgressStyle::with_template(
-        "{bar:30} {percent:>3}%  {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+        "{bar:30} {percent:>3}%  {human_pos}/{human_len} rows  {rate}  ETA {eta}",
     )
-    .expect("template");
+    .expect("template")
+    .with_key("rate", rate);
     bar.set_style(spinner);
     let b = bar.clone();
     let handle = std::thread::spawn(move || {
         let mut has_total = false;
+        let mut last_line = std::time::Instant::now();
         while !b.is_finished() && !cancel.is_cancelled() {
+            let rows = p.rows.load(Ordering::Relaxed);
             if !has_total {
                 if let Some(t) = p.total() {
                     b.set_length(t);
@@ -314,14 +327,41 @@ fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
                     has_total = true;
                 }
             }
-            b.set_position(p.rows.load(Ordering::Relaxed));
+            b.set_position(rows);
+            if !tty && last_line.elapsed() >= Duration::from_secs(1) {
+                last_line = std::time::Instant::now();
+                eprintln!("ream: {}", progress_line(rows, p.total(), p.started.elapsed()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     });
     (bar, handle)
 }
 
+/// `1200000 rows, 812345 rows/s, 45%, ETA 3s` (percent and ETA when the total is known).
+fn progress_line(rows: u64, total: Option<u64>, elapsed: Duration) -> String {
+    let rate = rows as f64 / elapsed.as_secs_f64().max(1e-3);
+    let mut s = format!("{rows} rows, {rate:.0} rows/s");
+    if let Some(t) = total.filter(|t| *t > 0) {
+        let pct = (rows as f64 / t as f64 * 100.0).min(100.0);
+        let eta = if rate > 0.0 { (t.saturating_sub(rows)) as f64 / rate } else { 0.0 };
+        s.push_str(&format!(", {pct:.0}%, ETA {eta:.0}s"));
+    }
+    s
+}
+
 fn cancel_ticker(bar: &indicatif::ProgressBar, handle: std::thread::JoinHandle<()>) {
     bar.finish_and_clear();
     let _ = handle.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_show_percent_and_eta_once_the_total_is_known() {
+        assert_eq!(progress_line(500, None, Duration::from_secs(1)), "500 rows, 500 rows/s");
+        assert_eq!(progress_line(500, Some(2000), Duration::from_secs(1)), "500 rows, 500 rows/s, 25%, ETA 3s");
+    }
 }

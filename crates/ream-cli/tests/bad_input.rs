@@ -197,3 +197,23 @@ fn schema_prints_the_json_schema() {
     assert!(s["properties"]["source"].is_object());
     assert!(s["required"].as_array().unwrap().iter().any(|v| v == "report"));
 }
+
+#[test]
+fn progress_always_reports_the_strategy_and_the_outcome_on_stderr() {
+    let demo = demo(500);
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("x.csv");
+    let r = run(&[
+        "run",
+        demo.join("reports/invoice_export.yaml").to_str().unwrap(),
+        "--progress",
+        "always",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("ream: invoice_export: keyset (an index serves ORDER BY (id))"), "{}", r.stderr);
+    assert!(r.stderr.contains("ream: 500 rows, "), "{}", r.stderr);
+    let never = run(&["run", demo.join("reports/invoice_export.yaml").to_str().unwrap(), "--progress", "never"]);
+    assert_eq!(never.stderr, "");
+}

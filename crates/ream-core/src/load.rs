@@ -161,10 +161,14 @@ fn offset_to_line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// serde's messages list every expected field; keep them, but say it in our words.
 fn humanize(msg: &str) -> String {
-    msg.replace("invalid type: ", "wrong type: ").replace(
-        "data did not match any variant of untagged enum ColumnSource",
-        "expected an SQL expression, or {expr, type}",
-    )
+    msg.replace("invalid type: ", "wrong type: ")
+        .replace("expected usize", "expected a whole number")
+        .replace("expected u64", "expected a whole number")
+        .replace("expected a boolean", "expected true or false")
+        .replace(
+            "data did not match any variant of untagged enum ColumnSource",
+            "expected an SQL expression, or {expr, type}",
+        )
 }
 
 /// `source.columns.total` from serde_ignored's and serde_path_to_error's renderings
