@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ream_core::load::load_file;
 use ream_core::spec::Strategy;
 use ream_core::CancelToken;
-use ream_engine::{prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions};
+use ream_engine::{explain, prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "ream", version, about = "Stream reports of any size out of databases", propagate_version = true)]
@@ -226,6 +226,27 @@ fn run(args: RunArgs) -> ExitCode {
         None => Job::AdHoc(AdHoc { table: args.table.clone(), sql: args.sql.clone(), key: args.key.clone() }),
     };
 
+    if args.explain {
+        return match explain(&job, &opts) {
+            Ok(plan) => {
+                eprintln!(
+                    "strategy: {} ({})\norder: {}\nsql: {}",
+                    plan.strategy,
+                    plan.reason,
+                    plan.order.join(", "),
+                    plan.sql
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+    }
+    // A file goes through a temporary name beside it: its directory must exist.
+    if let Some(dir) = args.output.as_deref().filter(|_| !to_stdout).and_then(Path::parent) {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return usage(format!("cannot write to {}: no such directory", dir.display()));
+        }
+    }
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
@@ -237,10 +258,6 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let plan = prepared.strategy().clone();
-    if args.explain {
-        eprintln!("strategy: {} ({})\norder: {}\nsql: {}", plan.strategy, plan.reason, plan.order.join(", "), plan.sql);
-        return ExitCode::SUCCESS;
-    }
     if show_progress {
         eprintln!("ream: {}: {} ({})", prepared.meta.report, plan.strategy, plan.reason);
     }

@@ -217,3 +217,23 @@ fn progress_always_reports_the_strategy_and_the_outcome_on_stderr() {
     let never = run(&["run", demo.join("reports/invoice_export.yaml").to_str().unwrap(), "--progress", "never"]);
     assert_eq!(never.stderr, "");
 }
+
+#[test]
+fn an_output_in_a_missing_directory_is_a_usage_error() {
+    let demo = demo(500);
+    let r = run(&["run", demo.join("reports/invoice_export.yaml").to_str().unwrap(), "-o", "/nonexistent/dir/x.csv"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot write to /nonexistent/dir: no such directory"), "{}", r.stderr);
+}
+
+#[test]
+fn explain_prints_the_plan_without_running_the_query() {
+    let demo = demo(500);
+    let src = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    // Sorting 200M generated rows would take minutes: explain must not start it.
+    let sql = "SELECT * FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000000) SELECT i FROM n) ORDER BY i DESC";
+    let r = run(&["run", "--source", &src, "--sql", sql, "--explain"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.starts_with("strategy: cursor (no unique key is known"), "{}", r.stderr);
+    assert!(r.stderr.contains("sql: SELECT q.\"i\" AS \"i\" FROM ("), "{}", r.stderr);
+}

@@ -127,6 +127,17 @@ fn finish(
     Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages, counter, cancel, progress }
 }
 
+/// The plan a run would use (strategy, why, SQL), after the same checks as `prepare`,
+/// without reading a row.
+pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
+    let cancel = CancelToken::new();
+    let source = match job {
+        Job::Spec(spec) => open_spec(spec, opts, &cancel)?.0,
+        Job::AdHoc(adhoc) => open_adhoc(adhoc, opts, &cancel)?,
+    };
+    Ok(source.plan().clone())
+}
+
 /// Validate, bind, connect and resolve the schema.
 pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
     match job {
@@ -139,7 +150,8 @@ fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> 
     SourceUrl::parse(url, base).map_err(|e| EngineError::Source { report: None, source: e })
 }
 
-fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+/// Check an ad-hoc request and open its source (names known, strategy picked).
+fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<Box<dyn Source>, EngineError> {
     let url = opts.source.clone().ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL".into()))?;
     if adhoc.table.is_some() == adhoc.sql.is_some() {
         return Err(EngineError::Usage("give exactly one of --table or --sql".into()));
@@ -155,8 +167,11 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     req.key = adhoc.key.clone();
     apply_options(&mut req, opts, None, None);
     let parsed = source_url(&url, None)?;
-    let source =
-        open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })?;
+    open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })
+}
+
+fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    let source = open_adhoc(&adhoc, opts, &cancel)?;
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
     let plan = source.plan().clone();
     let counter = if opts.count { source.counter() } else { None };
@@ -200,7 +215,12 @@ fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec_strategy: Option
     req.batch_size = opts.batch_size.or(spec_batch).unwrap_or(DEFAULT_BATCH_SIZE);
 }
 
-fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+/// Bind the parameters, open the spec's source and check every field name against it.
+fn open_spec(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
     let spec = &loaded.spec;
     let report = Some(spec.report.clone());
     let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
@@ -245,6 +265,12 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     if !errors.is_empty() {
         return Err(EngineError::Spec(loaded.locate(errors)));
     }
+    Ok((source, params))
+}
+
+fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    let spec = &loaded.spec;
+    let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let plan = source.plan().clone();
     let counter = if opts.count { source.counter() } else { None };
     let progress = Arc::new(Progress::new());
@@ -254,12 +280,13 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     // Templates and formats parsed when the spec was loaded; parse again into the meta.
     let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load"));
     let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
-        names
+        schema
+            .fields()
             .iter()
             .enumerate()
-            .map(|(i, n)| OutputColumn {
-                field: n.clone(),
-                label: n.clone(),
+            .map(|(i, f)| OutputColumn {
+                field: f.name().clone(),
+                label: f.name().clone(),
                 index: i,
                 format: ValueFormat::Raw,
                 align: None,

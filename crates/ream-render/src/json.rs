@@ -43,16 +43,8 @@ impl Renderer for NdjsonRenderer {
             e if self.summary.is_some() => {
                 let meta = self.summary.clone().expect("checked");
                 if let Some(values) = crate::summary_record(&meta, &mut self.keys, e) {
-                    out.push(b'{');
-                    for (i, (name, v)) in meta.summary_fields().into_iter().zip(&values).enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        string(name, out);
-                        out.push(b':');
-                        v.write_json(out);
-                    }
-                    out.extend_from_slice(b"}\n");
+                    object(meta.summary_fields().into_iter().zip(&values), out);
+                    out.push(b'\n');
                 }
             }
             Event::Rows(batch) => {
@@ -87,6 +79,20 @@ pub struct JsonRenderer {
 
 const FORMAT: &str = "json";
 
+/// `{"name":value,…}`.
+fn object<'a>(pairs: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (name, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(name, out);
+        out.push(b':');
+        v.write_json(out);
+    }
+    out.push(b'}');
+}
+
 fn string(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec does not fail");
 }
@@ -102,16 +108,8 @@ impl JsonRenderer {
     }
 
     fn variables(&self, meta: &ReportMeta, values: &[Value], out: &mut Vec<u8>) {
-        out.extend_from_slice(b"\"variables\":{");
-        for (i, (name, v)) in meta.variables.iter().zip(values).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(name, out);
-            out.push(b':');
-            v.write_json(out);
-        }
-        out.push(b'}');
+        out.extend_from_slice(b"\"variables\":");
+        object(meta.variables.iter().map(String::as_str).zip(values), out);
     }
 }
 

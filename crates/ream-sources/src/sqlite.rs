@@ -455,14 +455,8 @@ impl SqliteSource {
                 let get = |i: usize| ValueRef::from(&vals[i]);
                 self.append_row(builders, &get, rows_before + n as u64)?;
                 n += 1;
-                in_batch += 1;
-                if in_batch == self.batch_size {
-                    in_batch = 0;
-                    let (cur, go_on) = self.emit_batch(builders, emit, &get)?;
-                    last_cursor = Some(cur);
-                    if !go_on {
-                        return Ok((n, last_cursor, true));
-                    }
+                if !self.row_done(builders, emit, &get, &mut in_batch, &mut last_cursor)? {
+                    return Ok((n, last_cursor, true));
                 }
             }
         }
@@ -479,14 +473,8 @@ impl SqliteSource {
             let get = |i: usize| row.get_ref(i).unwrap_or(ValueRef::Null);
             self.append_row(builders, &get, rows_before + n as u64)?;
             n += 1;
-            in_batch += 1;
-            if in_batch == self.batch_size {
-                in_batch = 0;
-                let (cur, go_on) = self.emit_batch(builders, emit, &get)?;
-                last_cursor = Some(cur);
-                if !go_on {
-                    return Ok((n, last_cursor, true));
-                }
+            if !self.row_done(builders, emit, &get, &mut in_batch, &mut last_cursor)? {
+                return Ok((n, last_cursor, true));
             }
         }
         if flush_at_end && in_batch > 0 {
@@ -524,17 +512,27 @@ impl SqliteSource {
         Ok(())
     }
 
-    /// Finish the batch at a full row count and emit it with the cursor of its last row.
-    fn emit_batch<'r>(
+    /// Count a row into the batch; at a full batch, emit it with the cursor of its last
+    /// row (`last_row`). Returns false when the consumer asked to stop.
+    #[inline]
+    fn row_done<'r>(
         &self,
         builders: &mut [ColumnBuilder],
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
         last_row: &impl Fn(usize) -> ValueRef<'r>,
-    ) -> Result<(Cursor, bool), SourceError> {
+        in_batch: &mut usize,
+        last_cursor: &mut Option<Cursor>,
+    ) -> Result<bool, SourceError> {
+        *in_batch += 1;
+        if *in_batch < self.batch_size {
+            return Ok(true);
+        }
+        *in_batch = 0;
         let cur = Cursor(self.order.iter().map(|o| cursor_value(last_row(o.select_index))).collect());
         let batch = self.finish_batch(builders)?;
         let go_on = emit(batch, Some(&cur));
-        Ok((cur, go_on))
+        *last_cursor = Some(cur);
+        Ok(go_on)
     }
 
     /// Decide the open types from the held rows: any text makes text, any real makes a
