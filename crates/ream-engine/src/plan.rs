@@ -7,12 +7,13 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 use ream_core::load::LoadedSpec;
 use ream_core::params::{bind, BoundParams};
+use ream_core::spec::Aggregate;
 use ream_core::spec::Strategy;
 use ream_core::template::{Format as ValueFormat, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::Format;
-use ream_sources::{open_url, ReadPlan, ReadRequest, Source, SourceError, SourceUrl, DEFAULT_BATCH_SIZE};
+use ream_sources::{open_url, ReadPlan, ReadRequest, Source, SourceError, SourceUrl, WithinGroups, DEFAULT_BATCH_SIZE};
 
 use crate::run::{spawn_source, Progress, SourceMsg, Started};
 use ream_stages::{StageConfig, VariableSpec};
@@ -206,6 +207,20 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     Ok(finish(meta, opts, plan, source, vec![], counter, cancel, progress))
 }
 
+/// A summary report without `first`/`last` does not care about row order inside groups.
+fn within_groups(spec: &ream_core::Spec) -> WithinGroups {
+    let order_sensitive = spec
+        .variables
+        .values()
+        .flat_map(|v| v.aggregates())
+        .any(|(a, _)| matches!(a, Aggregate::First | Aggregate::Last));
+    if spec.detail || order_sensitive {
+        WithinGroups::KeyOrder
+    } else {
+        WithinGroups::AnyOrder
+    }
+}
+
 fn describe(plan: &ream_sources::ReadPlan) -> String {
     format!("{}: {}", plan.strategy, plan.reason)
 }
@@ -248,6 +263,7 @@ fn open_spec(
         params: params.clone(),
         key: src.key.clone(),
         order_prefix: spec.groups.iter().map(|g| g.by.clone()).collect(),
+        within_groups: within_groups(spec),
         ..Default::default()
     };
     apply_options(&mut req, opts, src.strategy, src.batch_size);

@@ -51,6 +51,19 @@ pub struct ReadRequest {
     pub batch_size: usize,
     /// Start strictly after this position (keyset only).
     pub start_after: Option<Cursor>,
+    /// Whether rows inside a group must come in key order.
+    pub within_groups: WithinGroups,
+}
+
+/// The order of rows that share the group fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WithinGroups {
+    /// By the key (the default): deterministic detail rows, `first`/`last`, resume.
+    #[default]
+    KeyOrder,
+    /// Any order will do (a summary without `first`/`last`). A `cursor` read then sorts by
+    /// the group fields only, a smaller sort; with no groups, it does not sort at all.
+    AnyOrder,
 }
 
 impl ReadRequest {

@@ -26,7 +26,7 @@ use ream_core::value::date_from_days;
 use ream_core::{CancelToken, Value};
 
 use crate::convert::{type_from_decl, ColumnBuilder};
-use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError};
+use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError, WithinGroups};
 
 const ROWID_FIELD: &str = "rowid";
 
@@ -54,6 +54,8 @@ pub struct SqliteSource {
     /// Hidden select columns after the visible ones (e.g. the rowid).
     hidden: Vec<(String, String)>,
     order: Vec<OrderCol>,
+    /// How many of `order` are group fields (the rest is the key).
+    prefix_len: usize,
     /// Select indices of the unique key, to name a row in errors.
     key_cols: Vec<usize>,
     from_sql: Option<String>,
@@ -163,6 +165,7 @@ impl SqliteSource {
             exprs: vec![],
             hidden: vec![],
             order: vec![],
+            prefix_len: 0,
             key_cols: vec![],
             from_sql: req.sql.clone(),
             table: req.table.clone(),
@@ -176,7 +179,7 @@ impl SqliteSource {
         };
         src.resolve_fields(req)?;
         src.resolve_order(req)?;
-        src.choose_strategy(req.strategy)?;
+        src.choose_strategy(req.strategy, req.within_groups)?;
         Ok(src)
     }
 
@@ -263,6 +266,7 @@ impl SqliteSource {
             let i = self.field_index(name)?;
             push(&mut order, name, self.exprs[i].clone(), i);
         }
+        let prefix_len = order.len();
         if !req.key.is_empty() {
             for name in &req.key {
                 let i = self.field_index(name)?;
@@ -275,6 +279,7 @@ impl SqliteSource {
             self.key_cols.push(idx);
             push(&mut order, ROWID_FIELD, rowid, idx);
         }
+        self.prefix_len = prefix_len;
         self.plan.order = order.iter().map(|o| o.name.clone()).collect();
         self.order = order;
         Ok(())
@@ -295,7 +300,7 @@ impl SqliteSource {
         !self.key_cols.is_empty()
     }
 
-    fn choose_strategy(&mut self, asked: Strategy) -> Result<(), SourceError> {
+    fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
         let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
         let (strategy, reason) = match asked {
             Strategy::Keyset if !self.has_unique_order() => {
@@ -328,6 +333,12 @@ impl SqliteSource {
         }
         self.plan.strategy = strategy;
         self.plan.reason = reason;
+        if strategy == Strategy::Cursor && within == WithinGroups::AnyOrder {
+            // One statement, no paging: the key only orders rows inside a group, which
+            // this run does not need. Keep the group fields.
+            self.order.truncate(self.prefix_len);
+            self.plan.order = self.order.iter().map(|o| o.name.clone()).collect();
+        }
         let first = match strategy {
             Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.batch_size), None),
             Strategy::Offset => self.page_query(None, Some(self.batch_size), Some(0)),
@@ -857,6 +868,24 @@ mod tests {
         req.key = vec!["id".into()];
         let (_, plan) = collect(&p, &req);
         assert_eq!(plan.strategy, Strategy::Keyset, "{}", plan.reason);
+    }
+
+    #[test]
+    fn a_cursor_read_in_any_order_sorts_by_the_group_fields_only() {
+        let (_d, p) = db(30);
+        let mut req = ReadRequest::table("t");
+        req.order_prefix = vec!["note".into()];
+        req.within_groups = WithinGroups::AnyOrder;
+        let (ids, plan) = collect(&p, &req);
+        assert_eq!(plan.strategy, Strategy::Cursor);
+        assert!(plan.sql.ends_with("ORDER BY \"t\".\"note\""), "{}", plan.sql);
+        assert_eq!(ids.len(), 30);
+        // Keyset paging still needs the key, whatever the order within groups.
+        req.order_prefix = vec!["grp".into()];
+        req.key = vec!["id".into()];
+        let (_, plan) = collect(&p, &req);
+        assert_eq!(plan.strategy, Strategy::Keyset);
+        assert!(plan.sql.contains("ORDER BY \"t\".\"grp\", \"t\".\"id\""), "{}", plan.sql);
     }
 
     #[test]
