@@ -25,9 +25,13 @@ fn ctrl_c_stops_the_run_and_leaves_no_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    // The temporary file is being written...
-    assert!(files_in(dir.path()).iter().any(|f| f.ends_with(".tmp")), "{:?}", files_in(dir.path()));
+    // Wait until the temporary file is being written (polling: CI machines may be slow)...
+    let waiting = Instant::now();
+    while !files_in(dir.path()).iter().any(|f| f.ends_with(".tmp")) {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "no temporary file: {:?}", files_in(dir.path()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
     let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());

@@ -21,6 +21,8 @@ use ream_stages::{StageConfig, VariableSpec};
 use crate::EngineError;
 
 /// What to run.
+// One Job is made per run; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Job {
     /// A report spec, already loaded and statically checked.
     Spec(LoadedSpec),
@@ -115,19 +117,6 @@ fn settle_schema(
     Ok((schema, SourceState::Started(started)))
 }
 
-fn finish(
-    meta: ReportMeta,
-    opts: &RunOptions,
-    plan: ReadPlan,
-    source: SourceState,
-    stages: Vec<StageConfig>,
-    counter: Option<Counter>,
-    cancel: CancelToken,
-    progress: Arc<Progress>,
-) -> Prepared {
-    Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages, counter, cancel, progress }
-}
-
 /// The plan a run would use (strategy, why, SQL), after the same checks as `prepare`,
 /// without reading a row.
 pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
@@ -204,7 +193,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         page_footer: None,
         strategy: describe(&plan),
     };
-    Ok(finish(meta, opts, plan, source, vec![], counter, cancel, progress))
+    Ok(Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages: vec![], counter, cancel, progress })
 }
 
 /// A summary report without `first`/`last` does not care about row order inside groups.
@@ -394,5 +383,5 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         page_footer: tpl(&spec.page_footer),
         strategy: describe(&plan),
     };
-    Ok(finish(meta, opts, plan, source, stages, counter, cancel, progress))
+    Ok(Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages, counter, cancel, progress })
 }

@@ -213,10 +213,10 @@ impl SqliteSource {
                 decl_from_spec
                     .push(col.declared_type().map(|t| parse_type_name(t).map_err(SourceError::Plan)).transpose()?);
             }
-            let probe = format!("{} LIMIT 0", self.select_sql(&[], &self.from_clause()));
+            let probe = format!("{} LIMIT 0", self.select_sql(&[], &self.table_expr()));
             let bound = self.bind_text(&probe);
             let stmt = self.conn.prepare(&bound.sql).map_err(|e| self.no_table(&bound.sql, e))?;
-            for (c, spec_type) in stmt.columns().into_iter().zip(decl_from_spec) {
+            for (c, spec_type) in stmt.columns().zip(decl_from_spec) {
                 declared.push(spec_type.or_else(|| c.decl_type().and_then(type_from_decl)));
             }
         }
@@ -367,7 +367,7 @@ impl SqliteSource {
         self.joins.iter().map(|j| format!(" {j}")).collect()
     }
 
-    fn from_clause(&self) -> String {
+    fn table_expr(&self) -> String {
         match &self.from_sql {
             Some(sql) => format!("({sql}) AS q"),
             None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
@@ -399,7 +399,7 @@ impl SqliteSource {
 
     /// A page: the select, the keyset predicate after `after`, the order, the limit.
     fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
-        let mut sql = self.select_sql(&self.hidden, &self.from_clause());
+        let mut sql = self.select_sql(&self.hidden, &self.table_expr());
         let mut cursor = Vec::new();
         if let Some(after) = after.filter(|_| !self.order.is_empty()) {
             sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
@@ -662,7 +662,7 @@ impl SqliteSource {
 /// comparisons). With a NULL — SQLite sorts NULLs first — the lexicographic expansion with
 /// `IS`: `(o1 IS ? AND o2 > ?) OR (o1 > ?)`, binding only the non-NULL values.
 fn keyset_predicate(order: &[OrderCol], after: &Cursor) -> String {
-    if !after.0.iter().any(|v| *v == CursorValue::Null) {
+    if !after.0.contains(&CursorValue::Null) {
         let cols: Vec<&str> = order.iter().map(|o| o.expr.as_str()).collect();
         let qs = vec!["?"; cols.len()].join(", ");
         return format!("({}) > ({qs})", cols.join(", "));
@@ -759,7 +759,7 @@ impl Source for SqliteSource {
     }
 
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
-        let mut sql = format!("SELECT count(*) FROM {}", self.from_clause());
+        let mut sql = format!("SELECT count(*) FROM {}", self.table_expr());
         if let Some(f) = &self.filter {
             sql.push_str(&format!(" WHERE ({f})"));
         }
