@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ream_core::load::load_file;
 use ream_core::spec::Strategy;
 use ream_core::CancelToken;
-use ream_engine::{explain, prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions};
+use ream_engine::{
+    check_against_source, explain, prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions,
+};
 
 #[derive(Parser)]
 #[command(name = "ream", version, about = "Stream reports of any size out of databases", propagate_version = true)]
@@ -39,6 +41,12 @@ enum Command {
     Validate {
         #[arg(required = true)]
         specs: Vec<PathBuf>,
+        /// Also open each spec's source (no row is read) and check field names and types.
+        #[arg(long)]
+        connect: bool,
+        /// The source to check against with --connect; overrides the specs' `source.url`.
+        #[arg(long, requires = "connect")]
+        source: Option<String>,
     },
     /// Print the JSON Schema of the spec format.
     Schema,
@@ -117,7 +125,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Demo { dir, rows, seed } => report(demo(&dir, rows, seed)),
         Command::Run(args) => run(args),
-        Command::Validate { specs } => validate(&specs),
+        Command::Validate { specs, connect, source } => validate(&specs, connect, source),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&ream_core::spec::json_schema()).expect("schema serialises"));
             ExitCode::SUCCESS
@@ -153,16 +161,34 @@ fn demo(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(specs: &[PathBuf]) -> ExitCode {
+fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCode {
     let mut bad = false;
     for path in specs {
-        match load_file(path) {
-            Ok(_) => println!("{}: ok", path.display()),
+        let loaded = match load_file(path) {
+            Ok(loaded) => loaded,
             Err(errors) => {
                 bad = true;
                 for e in &errors.0 {
                     println!("{e}");
                 }
+                continue;
+            }
+        };
+        if !connect {
+            println!("{}: ok", path.display());
+            continue;
+        }
+        match check_against_source(&loaded, source.clone()) {
+            Ok(plan) => println!("{}: ok (source checked; it would read with {})", path.display(), plan.strategy),
+            Err(EngineError::Spec(errors)) => {
+                bad = true;
+                for e in &errors.0 {
+                    println!("{e}");
+                }
+            }
+            Err(e) => {
+                bad = true;
+                println!("{}: {e}", path.display());
             }
         }
     }

@@ -237,3 +237,34 @@ fn explain_prints_the_plan_without_running_the_query() {
     assert!(r.stderr.starts_with("strategy: cursor (no unique key is known"), "{}", r.stderr);
     assert!(r.stderr.contains("sql: SELECT q.\"i\" AS \"i\" FROM ("), "{}", r.stderr);
 }
+
+#[test]
+fn validate_connect_checks_field_names_and_types_against_the_source() {
+    let demo = demo(500);
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo.join("demo.sqlite");
+    // Fields come from the table: only the database knows them.
+    let spec = write(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            "report: r\nsource:\n  url: \"sqlite:{}\"\n  table: invoices\ngroups:\n  - by: stauts\nvariables:\n  t: {{sum: note}}\n",
+            db.display()
+        ),
+    );
+    let f = spec.display().to_string();
+    let offline = run(&["validate", &f]);
+    assert_eq!((offline.code, offline.text()), (0, format!("{f}: ok\n")));
+    let r = run(&["validate", "--connect", &f]);
+    assert_eq!(r.code, 2, "{}", r.text());
+    assert!(r.text().starts_with(&format!("{f}:6:5: `groups[0].by`: unknown field `stauts`")), "{}", r.text());
+    // Fixed names: now the type of `note` (text) is the problem.
+    std::fs::write(&spec, std::fs::read_to_string(&spec).unwrap().replace("stauts", "status")).unwrap();
+    let r = run(&["validate", "--connect", &f]);
+    assert_eq!(r.code, 2, "{}", r.text());
+    assert!(r.text().contains("`variables.t`: sum needs a numeric field, but `note` is string"), "{}", r.text());
+    let good = demo.join("reports/sales_by_region.yaml");
+    let r = run(&["validate", "--connect", good.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert!(r.text().ends_with("ok (source checked; it would read with cursor)\n"), "{}", r.text());
+}

@@ -82,6 +82,19 @@ pub fn bind(
     }
 }
 
+/// Every parameter at its default, or NULL (an empty list) where it has none: for checking
+/// a spec against its source without running it.
+pub fn defaults(declared: &IndexMap<String, ParameterConfig>) -> BoundParams {
+    declared
+        .iter()
+        .map(|(name, decl)| {
+            let v = decl.default.as_ref().and_then(|d| bind_one(decl, &json_to_text(d)).ok());
+            let v = v.unwrap_or(if decl.list { ParamValue::List(vec![]) } else { ParamValue::One(Value::Null) });
+            (name.clone(), v)
+        })
+        .collect()
+}
+
 fn json_to_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),

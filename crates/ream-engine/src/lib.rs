@@ -19,7 +19,7 @@
 mod plan;
 mod run;
 
-pub use plan::{explain, prepare, AdHoc, Job, Prepared, RunOptions};
+pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
 pub use ream_render::Format;
 pub use run::{start, temp_path, Progress, Run, Summary, CHUNK_BYTES};
 

@@ -117,6 +117,52 @@ fn settle_schema(
     Ok((schema, SourceState::Started(started)))
 }
 
+/// The variables of a spec against a schema whose field names have been checked.
+fn variable_specs(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<VariableSpec> {
+    let index = |f: &str| schema.index_of(f).expect("fields were checked");
+    spec.variables
+        .values()
+        .map(|v| {
+            let (aggregate, field) = v.aggregates()[0];
+            VariableSpec {
+                aggregate,
+                field: (field != "*").then(|| index(field)),
+                reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
+            }
+        })
+        .collect()
+}
+
+/// Each aggregate must apply to its field's type (`sum` of text is a spec error).
+fn check_variable_types(spec: &ream_core::Spec, variables: &[VariableSpec], schema: &SchemaRef) -> Vec<SpecError> {
+    spec.variables
+        .keys()
+        .zip(variables)
+        .filter_map(|(name, v)| {
+            let one = StageConfig::Accumulate { variables: vec![v.clone()] };
+            one.build(schema).err().map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
+        })
+        .collect()
+}
+
+/// Check a spec against its source without reading a row: open it (parameters bound to
+/// their defaults, or NULL), check every field name, and, where the database declares the
+/// types, every variable's type. Returns the plan a run would use.
+pub fn check_against_source(loaded: &LoadedSpec, source: Option<String>) -> Result<ReadPlan, EngineError> {
+    let spec = &loaded.spec;
+    let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
+    let params = ream_core::params::defaults(&spec.parameters);
+    let (source, _) = open_spec_with(loaded, &opts, &CancelToken::new(), params)?;
+    if source.types_settled() {
+        let schema = source.schema();
+        let errors = check_variable_types(spec, &variable_specs(spec, &schema), &schema);
+        if !errors.is_empty() {
+            return Err(EngineError::Spec(loaded.locate(errors)));
+        }
+    }
+    Ok(source.plan().clone())
+}
+
 /// The plan a run would use (strategy, why, SQL), after the same checks as `prepare`,
 /// without reading a row.
 pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
@@ -225,9 +271,18 @@ fn open_spec(
     opts: &RunOptions,
     cancel: &CancelToken,
 ) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
+    let params: BoundParams = bind(&loaded.spec.parameters, &opts.params).map_err(EngineError::Params)?;
+    open_spec_with(loaded, opts, cancel, params)
+}
+
+fn open_spec_with(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    params: BoundParams,
+) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
     let spec = &loaded.spec;
     let report = Some(spec.report.clone());
-    let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
 
     // The source: --source wins over the spec's url, which is relative to the spec file.
     let (url, base) = match (&opts.source, &spec.source.url) {
@@ -325,33 +380,13 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             page_break: g.page_break,
         })
         .collect();
-    let variables: Vec<VariableSpec> = spec
-        .variables
-        .values()
-        .map(|v| {
-            let (aggregate, field) = v.aggregates()[0];
-            VariableSpec {
-                aggregate,
-                field: (field != "*").then(|| index(field)),
-                reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
-            }
-        })
-        .collect();
+    let variables = variable_specs(spec, &schema);
     let mut stages = Vec::new();
     if !groups.is_empty() {
         stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
     }
     if !variables.is_empty() {
-        // Each aggregate must apply to its field's type: a spec error, located.
-        let errors: Vec<SpecError> = spec
-            .variables
-            .keys()
-            .zip(&variables)
-            .filter_map(|(name, v)| {
-                let one = StageConfig::Accumulate { variables: vec![v.clone()] };
-                one.build(&schema).err().map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
-            })
-            .collect();
+        let errors = check_variable_types(spec, &variables, &schema);
         if !errors.is_empty() {
             cancel.cancel();
             return Err(EngineError::Spec(loaded.locate(errors)));
