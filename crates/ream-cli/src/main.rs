@@ -99,6 +99,7 @@ enum FormatArg {
     Csv,
     Ndjson,
     Json,
+    Html,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -210,6 +211,7 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(FormatArg::Csv), _) => Format::Csv,
         (Some(FormatArg::Ndjson), _) => Format::Ndjson,
         (Some(FormatArg::Json), _) => Format::Json,
+        (Some(FormatArg::Html), _) => Format::Html,
         (None, Some(p)) if !to_stdout => match Format::from_path(p) {
             Some(f) => f,
             None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),

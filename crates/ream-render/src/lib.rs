@@ -6,7 +6,9 @@
 //! - `csv`: RFC 4180, a header row, NULL as an empty field (arrow's CSV writer);
 //! - `ndjson`: one object per row, types kept (arrow's JSON writer);
 //! - `json`: one document with the report meta, parameters, nested groups (key, header,
-//!   rows, variables, footer) and the summary variables.
+//!   rows, variables, footer) and the summary variables;
+//! - `html`: one HTML5 document, banded: title, column headers, group header and footer
+//!   rows, detail rows with the columns' formats, summary; print CSS repeats headers.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,11 +34,13 @@
 //! ```
 
 mod csv;
+mod html;
 mod json;
 
 use ream_core::Event;
 
 pub use crate::csv::CsvRenderer;
+pub use crate::html::{escape as escape_html, HtmlRenderer};
 pub use crate::json::{JsonRenderer, NdjsonRenderer};
 
 /// A renderer: events in, bytes appended to `out`.
@@ -58,16 +62,18 @@ pub enum Format {
     Csv,
     Ndjson,
     Json,
+    Html,
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Format::Csv, Format::Ndjson, Format::Json];
+    pub const ALL: [Format; 4] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Ndjson => "ndjson",
             Format::Json => "json",
+            Format::Html => "html",
         }
     }
 
@@ -79,6 +85,7 @@ impl Format {
     pub fn from_path(p: &std::path::Path) -> Option<Format> {
         match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "jsonl" => Some(Format::Ndjson),
+            "htm" => Some(Format::Html),
             ext => Format::from_name(ext),
         }
     }
@@ -88,6 +95,7 @@ impl Format {
             Format::Csv => "text/csv; charset=utf-8",
             Format::Ndjson => "application/x-ndjson",
             Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
         }
     }
 
@@ -96,6 +104,7 @@ impl Format {
             Format::Csv => Box::new(CsvRenderer::default()),
             Format::Ndjson => Box::new(NdjsonRenderer::default()),
             Format::Json => Box::new(JsonRenderer::default()),
+            Format::Html => Box::new(HtmlRenderer::default()),
         }
     }
 }

@@ -11,15 +11,18 @@ use ream_core::spec::Aggregate;
 use ream_core::{Event, Value};
 use ream_stages::{run_chain, StageConfig, VariableSpec};
 
+type Row = (u8, Option<u8>, Option<i64>);
+type Footer = (usize, Value, Vec<Value>);
+
 /// Rows sorted by (a, b): a and b are small categories (b may be NULL), v a nullable int.
-fn rows() -> impl Strategy<Value = Vec<(u8, Option<u8>, Option<i64>)>> {
+fn rows() -> impl Strategy<Value = Vec<Row>> {
     prop::collection::vec((0u8..3, prop::option::of(0u8..3), prop::option::of(-50i64..50)), 0..120).prop_map(|mut r| {
         r.sort_by_key(|x| (x.0, x.1));
         r
     })
 }
 
-fn batch(schema: &Arc<Schema>, rows: &[(u8, Option<u8>, Option<i64>)]) -> RecordBatch {
+fn batch(schema: &Arc<Schema>, rows: &[Row]) -> RecordBatch {
     RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -30,8 +33,6 @@ fn batch(schema: &Arc<Schema>, rows: &[(u8, Option<u8>, Option<i64>)]) -> Record
     )
     .unwrap()
 }
-
-type Footer = (usize, Value, Vec<Value>);
 
 proptest! {
     #[test]
@@ -68,14 +69,14 @@ proptest! {
 
         // The reference: walk the rows once, with maps.
         let mut want: Vec<Footer> = Vec::new();
-        let mut outer: BTreeMap<u8, Vec<&(u8, Option<u8>, Option<i64>)>> = BTreeMap::new();
+        let mut outer: BTreeMap<u8, Vec<&Row>> = BTreeMap::new();
         for r in &rows { outer.entry(r.0).or_default().push(r); }
         let mut seen = 0i64;
         let int = |x: Option<i64>| x.map(Value::Int).unwrap_or(Value::Null);
         for (a, a_rows) in &outer {
             let mut distinct = HashSet::new();
             let mut max: Option<i64> = None;
-            let mut inner: Vec<(Option<u8>, Vec<&(u8, Option<u8>, Option<i64>)>)> = Vec::new();
+            let mut inner: Vec<(Option<u8>, Vec<&Row>)> = Vec::new();
             for r in a_rows {
                 match inner.last_mut() { Some((b, v)) if *b == r.1 => v.push(r), _ => inner.push((r.1, vec![r])) }
             }
@@ -91,11 +92,9 @@ proptest! {
             want.push((0, Value::Str(format!("a{a}").into()), last));
         }
         // After an inner footer its sum/count reset; the outer footer shows them reset.
-        for i in 0..want.len() {
-            if want[i].0 == 0 {
-                want[i].2[0] = Value::Null;
-                want[i].2[1] = Value::Int(0);
-            }
+        for w in want.iter_mut().filter(|w| w.0 == 0) {
+            w.2[0] = Value::Null;
+            w.2[1] = Value::Int(0);
         }
         prop_assert_eq!(got, want);
     }

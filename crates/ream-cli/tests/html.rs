@@ -1,0 +1,149 @@
+//! HTML: a valid HTML5 document (the Nu checker), banded structure read back with an HTML
+//! parser, subtotals equal to SQL's, and hostile values escaped.
+
+mod common;
+use common::*;
+use scraper::{Html, Selector};
+use std::path::PathBuf;
+
+/// The Nu HTML checker's jar: $VNU_JAR (set by .ci/run). In CI it must be there; a plain
+/// `cargo test` without it skips the validation, loudly.
+fn vnu() -> Option<PathBuf> {
+    match std::env::var_os("VNU_JAR") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("CI").is_some() => panic!("CI must set VNU_JAR (see .ci/run)"),
+        None => {
+            eprintln!(
+                "\n*** VNU_JAR is not set: skipping Nu HTML checker validation (run .ci/run for the full suite) ***\n"
+            );
+            None
+        }
+    }
+}
+
+fn assert_valid_html(file: &std::path::Path) {
+    let Some(jar) = vnu() else { return };
+    let out = std::process::Command::new("java")
+        .arg("-jar")
+        .arg(&jar)
+        .arg("--errors-only")
+        .arg(file)
+        .output()
+        .expect("java runs");
+    assert!(out.status.success(), "Nu checker: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+#[test]
+fn a_grouped_report_is_valid_html_with_sql_subtotals() {
+    let demo = demo(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("statement.html");
+    let spec = demo.join("reports/customer_statement.yaml");
+    let r = run(&["run", spec.to_str().unwrap(), "-p", "region=Europe", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_valid_html(&out);
+
+    let doc = Html::parse_document(&std::fs::read_to_string(&out).unwrap());
+    let headers: Vec<String> = doc.select(&sel("thead th")).map(|e| e.text().collect()).collect();
+    assert_eq!(headers, vec!["Invoice #", "Date", "Status", "Amount"]);
+    // Every group header has its footer, properly nested.
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut customers = Vec::new();
+    for tr in doc.select(&sel("tbody tr")) {
+        let class = tr.value().attr("class").unwrap_or("");
+        let level = tr.value().attr("data-level").unwrap_or("").to_string();
+        let key = tr.value().attr("data-key").unwrap_or("").to_string();
+        if class.starts_with("group-header") {
+            open.push((level, key));
+        } else if class.starts_with("group-footer") {
+            assert_eq!(open.pop(), Some((level.clone(), key.clone())), "footer without its header");
+            if level == "1" {
+                customers.push((
+                    key,
+                    tr.value().attr("data-var-billed").unwrap().to_string(),
+                    tr.value().attr("data-var-invoices").unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    assert!(open.is_empty());
+    // Subtotals per customer equal SQL's.
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    let mut stmt = c
+        .prepare(
+            "SELECT i.customer_id, printf('%.2f', sum(i.total)), count(*) FROM invoices i JOIN customers c ON c.id = i.customer_id
+             JOIN regions r ON r.id = c.region_id WHERE r.name = 'Europe' GROUP BY i.customer_id ORDER BY i.customer_id",
+        )
+        .unwrap();
+    let want: Vec<(String, String, String)> = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?.to_string(), r.get::<_, String>(1)?, r.get::<_, i64>(2)?.to_string()))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(customers, want);
+    // The detail rows are formatted: currency with separators, right-aligned.
+    let amount = doc.select(&sel("tbody tr td:nth-child(4)")).next().unwrap();
+    assert_eq!(amount.value().attr("class"), Some("r"));
+    let text: String = amount.text().collect();
+    assert!(text.starts_with('$') && text.contains('.'), "{text}");
+    let summary = doc.select(&sel("footer.summary")).next().unwrap();
+    assert!(summary.text().collect::<String>().ends_with("billed"));
+}
+
+#[test]
+fn hostile_values_are_escaped_and_the_page_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let hostile = [
+        "<script>alert(1)</script>",
+        "\" onmouseover=\"alert(2)",
+        "a & b < c > d",
+        "bell\u{7}and\u{1b}escape",
+        "'single'",
+        "</td></tr></table>",
+    ];
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT);").unwrap();
+    for (i, h) in hostile.iter().enumerate() {
+        c.execute("INSERT INTO t VALUES (?, ?)", rusqlite::params![i as i64 + 1, h]).unwrap();
+    }
+    let out = dir.path().join("h.html");
+    let r = run(&["run", "--source", &format!("sqlite:{}", db.display()), "--table", "t", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_valid_html(&out);
+    let doc = Html::parse_document(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(doc.select(&sel("script")).count(), 0);
+    let cells: Vec<String> = doc.select(&sel("tbody tr td:nth-child(2)")).map(|e| e.text().collect()).collect();
+    let expect: Vec<String> = hostile.iter().map(|h| h.replace(['\u{7}', '\u{1b}'], "\u{FFFD}")).collect();
+    assert_eq!(cells, expect);
+    assert!(doc.select(&sel("td[onmouseover]")).next().is_none());
+}
+
+#[test]
+fn an_empty_report_shows_its_no_data_band() {
+    let demo = demo(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("empty.html");
+    let spec = demo.join("reports/sales_by_region.yaml");
+    let r = run(&[
+        "run",
+        spec.to_str().unwrap(),
+        "-p",
+        "start_date=1990-01-01",
+        "-p",
+        "end_date=1990-01-02",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_valid_html(&out);
+    let doc = Html::parse_document(&std::fs::read_to_string(&out).unwrap());
+    let p: String = doc.select(&sel("p.no-data")).next().unwrap().text().collect();
+    assert_eq!(p, "No invoices between 1990-01-01 and 1990-01-02.");
+}
