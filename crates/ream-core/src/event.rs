@@ -62,6 +62,26 @@ impl ReportMeta {
 
     /// Look up a name for a template: parameters, then variables, then group keys.
     pub fn lookup(&self, name: &str, variables: Option<&[Value]>, keys: &[Value]) -> Option<Value> {
+        self.lookup_in_row(name, variables, keys, None)
+    }
+
+    /// As [`ReportMeta::lookup`], and then the fields of `row` (a group's first row).
+    pub fn lookup_in_row(
+        &self,
+        name: &str,
+        variables: Option<&[Value]>,
+        keys: &[Value],
+        row: Option<&RecordBatch>,
+    ) -> Option<Value> {
+        if let Some(v) = self.lookup_named(name, variables, keys) {
+            return Some(v);
+        }
+        let row = row.filter(|r| r.num_rows() > 0)?;
+        let i = self.schema.index_of(name).ok()?;
+        Some(Value::from_array(row.column(i).as_ref(), 0))
+    }
+
+    fn lookup_named(&self, name: &str, variables: Option<&[Value]>, keys: &[Value]) -> Option<Value> {
         if let Some(vars) = variables {
             if let Some(i) = self.variables.iter().position(|v| v == name) {
                 return vars.get(i).cloned();
@@ -83,10 +103,12 @@ impl ReportMeta {
 #[derive(Debug, Clone)]
 pub enum Event {
     Begin(Arc<ReportMeta>),
-    /// A group at `level` (0 = outermost) starts; `key` is its field's value.
+    /// A group at `level` (0 = outermost) starts; `key` is its field's value and `first`
+    /// its first row (one row), so a header can show any field of the group.
     GroupHeader {
         level: usize,
         key: Value,
+        first: RecordBatch,
     },
     /// Detail rows, all inside the current innermost group.
     Rows(RecordBatch),

@@ -183,6 +183,9 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
         let Some(text) = text else { continue };
         match Template::parse(text) {
             Err(e) => err(key, e),
+            // A group header may use any field (of the group's first row): checked by
+            // check_fields, once the fields are known.
+            Ok(_) if matches!(band, Band::GroupHeader(_)) => {}
             Ok(t) => {
                 let names = scope(spec, &band);
                 for n in t.names() {
@@ -236,6 +239,18 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     for (i, c) in spec.columns.iter().enumerate() {
         check(format!("columns[{i}].field"), &c.field);
     }
+    // Group headers: parameters, and any field (taken from the group's first row).
+    for (i, g) in spec.groups.iter().enumerate() {
+        let Some(Ok(t)) = g.header.as_deref().map(Template::parse) else { continue };
+        for n in t.names() {
+            if !known.contains(n) && !spec.parameters.contains_key(n) {
+                errs.push(SpecError::new(
+                    format!("groups[{i}].header"),
+                    format!("`{{{n}}}` is neither a field nor a parameter (the source has: {})", list()),
+                ));
+            }
+        }
+    }
     errs
 }
 
@@ -268,9 +283,13 @@ mod tests {
 
     #[test]
     fn templates_may_only_use_names_in_scope() {
-        let e = errors("report: r\nsource: {table: t}\ngroups:\n  - by: a\n    header: \"{total}\"\nvariables:\n  total: {sum: x}\nsummary: \"{total:currency}\"\n");
+        let e = errors("report: r\nsource: {table: t}\ngroups:\n  - by: a\n    footer: \"{nope}\"\nvariables:\n  total: {sum: x}\nsummary: \"{total:currency}\"\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("`groups[0].header`: `{total}` is not available here"), "{e:?}");
+        assert!(e[0].contains("`groups[0].footer`: `{nope}` is not available here"), "{e:?}");
+        // A header may use any field of the group's first row, but not a variable.
+        let e = errors("report: r\nsource: {table: t, columns: {a: t.a, name: t.name, x: t.x}}\ngroups:\n  - by: a\n    header: \"{name} {total}\"\nvariables:\n  total: {sum: x}\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("`groups[0].header`: `{total}` is neither a field nor a parameter"), "{e:?}");
     }
 
     #[test]

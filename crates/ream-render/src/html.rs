@@ -127,13 +127,13 @@ impl Renderer for HtmlRenderer {
                 s.push_str("</tr></thead>\n<tbody>\n");
                 self.meta = Some(meta.clone());
             }
-            Event::GroupHeader { level, key } => {
+            Event::GroupHeader { level, key, first } => {
                 let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
                 let g = &meta.groups[*level];
                 let text = match &g.header {
-                    Some(h) => h.render(|n| meta.lookup(n, None, &self.keys)),
+                    Some(h) => h.render(|n| meta.lookup_in_row(n, None, &self.keys, Some(first))),
                     None => format!("{}: {key}", g.field),
                 };
                 let brk = if g.page_break { " page-break" } else { "" };

@@ -158,7 +158,7 @@ impl Renderer for JsonRenderer {
                 self.has_item = vec![false];
                 self.meta = Some(meta.clone());
             }
-            Event::GroupHeader { level, key } => {
+            Event::GroupHeader { level, key, first } => {
                 let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 self.comma(out);
                 self.keys.truncate(*level);
@@ -170,7 +170,7 @@ impl Renderer for JsonRenderer {
                 key.write_json(out);
                 if let Some(h) = &g.header {
                     out.extend_from_slice(b",\"header\":");
-                    string(&h.render(|n| meta.lookup(n, None, &self.keys)), out);
+                    string(&h.render(|n| meta.lookup_in_row(n, None, &self.keys, Some(first))), out);
                 }
                 let innermost = *level + 1 == meta.groups.len();
                 if !innermost {

@@ -125,7 +125,7 @@ pub(crate) fn summary_record(
 ) -> Option<Vec<ream_core::Value>> {
     use ream_core::Event;
     match event {
-        Event::GroupHeader { level, key } => {
+        Event::GroupHeader { level, key, .. } => {
             keys.truncate(*level);
             keys.push(key.clone());
             None

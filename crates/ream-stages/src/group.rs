@@ -60,7 +60,7 @@ impl Stage for Group {
                     self.close_from(level, out);
                 }
                 for (l, key) in keys.iter().enumerate().skip(level) {
-                    out.push(Event::GroupHeader { level: l, key: key.clone() });
+                    out.push(Event::GroupHeader { level: l, key: key.clone(), first: slice(&batch, r.start, 1) });
                 }
                 self.current = Some(keys);
             }
@@ -123,7 +123,7 @@ mod tests {
         g.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
         out.iter()
             .map(|e| match e {
-                Event::GroupHeader { level, key } => format!("[{level}{key}"),
+                Event::GroupHeader { level, key, .. } => format!("[{level}{key}"),
                 Event::GroupFooter { level, .. } => format!("]{level}"),
                 Event::Rows(b) => {
                     let v = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
