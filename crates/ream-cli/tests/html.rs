@@ -147,3 +147,35 @@ fn an_empty_report_shows_its_no_data_band() {
     let p: String = doc.select(&sel("p.no-data")).next().unwrap().text().collect();
     assert_eq!(p, "No invoices between 1990-01-01 and 1990-01-02.");
 }
+
+#[test]
+fn a_locale_sets_separators_and_currency_placement() {
+    let demo = demo(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(demo.join("reports/customer_statement.yaml"))
+        .unwrap()
+        .replace("report: customer_statement", "report: customer_statement\nlocale: de-DE")
+        .replace("format: currency,", "format: \"currency:EUR\",")
+        .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display()));
+    let path = write(dir.path(), "de.yaml", &spec);
+    let out = dir.path().join("de.html");
+    let r = run(&["run", path.to_str().unwrap(), "-p", "region=Europe", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_valid_html(&out);
+    let doc = Html::parse_document(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(doc.select(&sel("html")).next().unwrap().value().attr("lang"), Some("de-DE"));
+    let amounts: Vec<String> = doc.select(&sel("tbody tr td:nth-child(4)")).map(|e| e.text().collect()).collect();
+    assert!(!amounts.is_empty());
+    for a in &amounts {
+        // 1.234,56 € : dot groups, comma decimals, the symbol after a no-break space.
+        let (num, sym) = a.split_once('\u{A0}').unwrap_or_else(|| panic!("{a:?}"));
+        assert_eq!(sym, "€", "{a:?}");
+        let (int, frac) = num.trim_start_matches('-').split_once(',').unwrap_or_else(|| panic!("{a:?}"));
+        assert_eq!(frac.len(), 2, "{a:?}");
+        assert!(int.split('.').skip(1).all(|g| g.len() == 3), "{a:?}");
+    }
+    let bad = write(dir.path(), "bad.yaml", &spec.replace("locale: de-DE", "locale: xx-YY"));
+    let v = run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(v.code, 2);
+    assert!(v.text().contains(":4:1: `locale`: unknown locale `xx-YY`"), "{}", v.text());
+}

@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 
 use crate::params::ParamValue;
 use crate::spec::Align;
-use crate::template::{Format, Template};
+use crate::template::{Format, Locale, Template};
 use crate::value::Value;
 
 /// What a renderer needs to know before the first row.
@@ -22,6 +22,8 @@ pub struct ReportMeta {
     pub columns: Vec<OutputColumn>,
     /// Whether detail rows are output (`false`: a summary report).
     pub detail: bool,
+    /// Number conventions for banded outputs.
+    pub locale: Locale,
     pub groups: Vec<GroupMeta>,
     /// Variable names, in the order of the values in footers and `End`.
     pub variables: Vec<String>,

@@ -22,6 +22,11 @@ pub struct Spec {
     /// A free description, shown in listings.
     #[serde(default)]
     pub description: Option<String>,
+    /// Number conventions in banded outputs (separators, currency placement): `en-US`
+    /// (default), `en-GB`, `de-DE`, `de-CH`, `fr-FR`, `es-ES`, `it-IT`, `nl-NL`, `pt-BR`,
+    /// `sv-SE`, `ja-JP`. Machine formats are not affected.
+    #[serde(default)]
+    pub locale: Option<String>,
     /// Where the rows come from.
     pub source: SourceConfig,
     /// Typed parameters, always bound, never pasted into SQL. Referenced as `:name` in SQL.

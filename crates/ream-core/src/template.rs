@@ -8,6 +8,64 @@ use chrono::DateTime;
 
 use crate::value::{date_from_days, format_decimal, Value};
 
+/// Number conventions for banded outputs: separators, and where a currency symbol goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locale {
+    pub tag: &'static str,
+    group: &'static str,
+    decimal: char,
+    /// `1.234,56 €` rather than `€1,234.56`.
+    symbol_after: bool,
+    /// `12,5 %` rather than `12.5%`.
+    percent_space: bool,
+}
+
+impl Default for Locale {
+    fn default() -> Self {
+        LOCALES[0]
+    }
+}
+
+/// The locales ream knows (docs/spec.md lists them).
+pub const LOCALES: &[Locale] = &[
+    Locale { tag: "en-US", group: ",", decimal: '.', symbol_after: false, percent_space: false },
+    Locale { tag: "en-GB", group: ",", decimal: '.', symbol_after: false, percent_space: false },
+    Locale { tag: "de-DE", group: ".", decimal: ',', symbol_after: true, percent_space: true },
+    Locale { tag: "de-CH", group: "’", decimal: '.', symbol_after: false, percent_space: false },
+    Locale { tag: "fr-FR", group: "\u{202F}", decimal: ',', symbol_after: true, percent_space: true },
+    Locale { tag: "es-ES", group: ".", decimal: ',', symbol_after: true, percent_space: true },
+    Locale { tag: "it-IT", group: ".", decimal: ',', symbol_after: true, percent_space: false },
+    Locale { tag: "nl-NL", group: ".", decimal: ',', symbol_after: false, percent_space: false },
+    Locale { tag: "pt-BR", group: ".", decimal: ',', symbol_after: false, percent_space: false },
+    Locale { tag: "sv-SE", group: "\u{A0}", decimal: ',', symbol_after: true, percent_space: true },
+    Locale { tag: "ja-JP", group: ",", decimal: '.', symbol_after: false, percent_space: false },
+];
+
+impl Locale {
+    pub fn parse(tag: &str) -> Result<Locale, String> {
+        LOCALES.iter().copied().find(|l| l.tag.eq_ignore_ascii_case(tag)).ok_or_else(|| {
+            let known: Vec<_> = LOCALES.iter().map(|l| l.tag).collect();
+            format!("unknown locale `{tag}` (known: {})", known.join(", "))
+        })
+    }
+
+    /// Rewrite a number written with `,` groups and a `.` decimal point.
+    fn localize(&self, en: &str) -> String {
+        if self.group == "," && self.decimal == '.' {
+            return en.to_string();
+        }
+        let mut out = String::with_capacity(en.len() + 4);
+        for c in en.chars() {
+            match c {
+                ',' => out.push_str(self.group),
+                '.' => out.push(self.decimal),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+}
+
 /// How a value is displayed in banded outputs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Format {
@@ -65,35 +123,52 @@ impl Format {
         }
     }
 
-    /// Display a value. NULL is empty; a format that does not apply to the value's type
-    /// falls back to the raw rendering.
+    /// Display a value in en-US conventions. NULL is empty; a format that does not apply
+    /// to the value's type falls back to the raw rendering.
     pub fn apply(&self, v: &Value) -> String {
+        self.apply_in(v, &Locale::default())
+    }
+
+    /// Display a value with a locale's separators and currency placement.
+    pub fn apply_in(&self, v: &Value, locale: &Locale) -> String {
         if v.is_null() {
             return String::new();
         }
         match self {
             Format::Raw => v.to_string(),
             Format::Int => match v {
-                Value::Int(i) => group_thousands(&i.to_string()),
-                _ => fixed(v, 0),
+                Value::Int(i) => locale.localize(&group_thousands(&i.to_string())),
+                _ => locale.localize(&fixed(v, 0)),
             },
-            Format::Number(n) => fixed(v, *n),
+            Format::Number(n) => locale.localize(&fixed(v, *n)),
             Format::Currency(code) => {
-                let s = fixed(v, if code == "JPY" { 0 } else { 2 });
+                let s = locale.localize(&fixed(v, if code == "JPY" { 0 } else { 2 }));
                 let (neg, s) = match s.strip_prefix('-') {
                     Some(r) => ("-", r.to_string()),
                     None => ("", s),
                 };
-                match code.as_str() {
-                    "USD" => format!("{neg}${s}"),
-                    "EUR" => format!("{neg}€{s}"),
-                    "GBP" => format!("{neg}£{s}"),
-                    "JPY" => format!("{neg}¥{s}"),
-                    other => format!("{neg}{s} {other}"),
+                let symbol = match code.as_str() {
+                    "USD" => "$",
+                    "EUR" => "€",
+                    "GBP" => "£",
+                    "JPY" => "¥",
+                    other => return format!("{neg}{s} {other}"),
+                };
+                if locale.symbol_after {
+                    format!("{neg}{s}\u{A0}{symbol}")
+                } else {
+                    format!("{neg}{symbol}{s}")
                 }
             }
             Format::Percent(n) => match v.as_f64() {
-                Some(f) => format!("{}%", fixed(&Value::Float(f * 100.0), *n)),
+                Some(f) => {
+                    let num = locale.localize(&fixed(&Value::Float(f * 100.0), *n));
+                    if locale.percent_space {
+                        format!("{num}\u{A0}%")
+                    } else {
+                        format!("{num}%")
+                    }
+                }
                 None => v.to_string(),
             },
             Format::Date(p) => match v {
@@ -179,6 +254,7 @@ fn group_thousands(int: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     parts: Vec<Part>,
+    locale: Locale,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +306,13 @@ impl Template {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        Ok(Template { parts })
+        Ok(Template { parts, locale: Locale::default() })
+    }
+
+    /// The same template, formatting numbers for `locale`.
+    pub fn localized(mut self, locale: Locale) -> Template {
+        self.locale = locale;
+        self
     }
 
     /// The names the template refers to.
@@ -250,7 +332,7 @@ impl Template {
                 Part::Text(t) => out.push_str(t),
                 Part::Slot { name, format } => {
                     if let Some(v) = lookup(name) {
-                        out.push_str(&format.apply(&v));
+                        out.push_str(&format.apply_in(&v, &self.locale));
                     }
                 }
             }
@@ -280,6 +362,19 @@ mod tests {
         assert_eq!(Format::Number(1).apply(&Value::Decimal { units: -125, scale: 2 }), "-1.3");
         assert_eq!(Format::Int.apply(&Value::Int(-1234567)), "-1,234,567");
         assert_eq!(Format::Date("%d/%m/%Y".into()).apply(&Value::Date(0)), "01/01/1970");
+    }
+
+    #[test]
+    fn locales_change_separators_and_currency_placement() {
+        let v = Value::Decimal { units: -123456789, scale: 2 };
+        let de = Locale::parse("de-DE").unwrap();
+        assert_eq!(Format::Currency("EUR".into()).apply_in(&v, &de), "-1.234.567,89\u{A0}€");
+        assert_eq!(Format::Number(1).apply_in(&v, &Locale::parse("fr-FR").unwrap()), "-1\u{202F}234\u{202F}567,9");
+        assert_eq!(Format::Currency("USD".into()).apply_in(&v, &Locale::parse("en-us").unwrap()), "-$1,234,567.89");
+        assert_eq!(Format::Percent(1).apply_in(&Value::Float(0.125), &de), "12,5\u{A0}%");
+        let t = Template::parse("{x:number:2}").unwrap().localized(Locale::parse("de-CH").unwrap());
+        assert_eq!(t.render(|_| Some(Value::Int(1234567))), "1’234’567.00");
+        assert!(Locale::parse("xx-XX").unwrap_err().contains("known: en-US"));
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
         err("report".into(), format!("`{}` is not a valid report id: use letters, digits, `_` and `-`", spec.report));
     }
 
+    if let Some(l) = &spec.locale {
+        if let Err(e) = crate::template::Locale::parse(l) {
+            err("locale".into(), e);
+        }
+    }
+
     // Source shape.
     let src = &spec.source;
     match (&src.table, &src.sql) {

@@ -9,7 +9,7 @@ use ream_core::load::LoadedSpec;
 use ream_core::params::{bind, BoundParams};
 use ream_core::spec::Aggregate;
 use ream_core::spec::Strategy;
-use ream_core::template::{Format as ValueFormat, Template};
+use ream_core::template::{Format as ValueFormat, Locale, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::Format;
@@ -231,6 +231,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
             })
             .collect(),
         detail: true,
+        locale: Default::default(),
         groups: vec![],
         variables: vec![],
         summary: None,
@@ -338,7 +339,8 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let index = |f: &str| schema.index_of(f).expect("fields were checked");
 
     // Templates and formats parsed when the spec was loaded; parse again into the meta.
-    let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load"));
+    let locale = spec.locale.as_deref().map(|l| Locale::parse(l).expect("checked at load")).unwrap_or_default();
+    let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load").localized(locale));
     let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
         schema
             .fields()
@@ -410,6 +412,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         schema: schema.clone(),
         columns,
         detail: spec.detail,
+        locale,
         groups,
         variables: spec.variables.keys().cloned().collect(),
         summary: tpl(&spec.summary),

@@ -102,7 +102,10 @@ impl Renderer for HtmlRenderer {
                     })
                     .collect();
                 let title = meta.title.clone().unwrap_or_else(|| meta.report.clone());
-                s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+                s.push_str(&format!(
+                    "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n",
+                    meta.locale.tag
+                ));
                 s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
                 s.push_str("<meta name=\"generator\" content=\"ream\">\n");
                 s.push_str(&format!("<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n", esc(&title)));
@@ -160,7 +163,7 @@ impl Renderer for HtmlRenderer {
                             s.push_str(class);
                             s.push_str("\">");
                         }
-                        escape(&col.format.apply(&v), &mut s);
+                        escape(&col.format.apply_in(&v, &meta.locale), &mut s);
                         s.push_str("</td>");
                     }
                     s.push_str("</tr>\n");
