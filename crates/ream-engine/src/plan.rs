@@ -218,18 +218,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         title: None,
         parameters: vec![],
         schema: schema.clone(),
-        columns: schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| OutputColumn {
-                field: f.name().clone(),
-                label: f.name().clone(),
-                index: i,
-                format: ValueFormat::Raw,
-                align: None,
-            })
-            .collect(),
+        columns: all_columns(&schema),
         detail: true,
         locale: Default::default(),
         groups: vec![],
@@ -255,6 +244,22 @@ fn within_groups(spec: &ream_core::Spec) -> WithinGroups {
     } else {
         WithinGroups::AnyOrder
     }
+}
+
+/// The detail band when a spec names no columns: every field, raw, labelled by its name.
+fn all_columns(schema: &SchemaRef) -> Vec<OutputColumn> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| OutputColumn {
+            field: f.name().clone(),
+            label: f.name().clone(),
+            index: i,
+            format: ValueFormat::Raw,
+            align: None,
+        })
+        .collect()
 }
 
 fn describe(plan: &ream_sources::ReadPlan) -> String {
@@ -342,18 +347,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let locale = spec.locale.as_deref().map(|l| Locale::parse(l).expect("checked at load")).unwrap_or_default();
     let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load").localized(locale));
     let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
-        schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| OutputColumn {
-                field: f.name().clone(),
-                label: f.name().clone(),
-                index: i,
-                format: ValueFormat::Raw,
-                align: None,
-            })
-            .collect()
+        all_columns(&schema)
     } else {
         spec.columns
             .iter()
