@@ -44,8 +44,13 @@ impl Renderer for CsvRenderer {
             Event::Rows(batch) => {
                 let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 let batch = hex_binary(project(batch, indices, FORMAT)?)?;
-                let mut w = arrow_csv::WriterBuilder::new().with_header(false).build(&mut *out);
-                w.write(&batch).map_err(enc)?;
+                if batch.num_columns() > 1 {
+                    crate::csv_rows::write_rows(batch.columns(), out).map_err(enc)?;
+                } else {
+                    // One column: an empty field must be quoted ("") to be a record; arrow-csv knows.
+                    let mut w = arrow_csv::WriterBuilder::new().with_header(false).build(&mut *out);
+                    w.write(&batch).map_err(enc)?;
+                }
             }
             _ => {}
         }

@@ -34,6 +34,7 @@
 //! ```
 
 mod csv;
+mod csv_rows;
 mod html;
 mod json;
 
