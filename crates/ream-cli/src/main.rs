@@ -13,7 +13,8 @@ use ream_core::load::load_file;
 use ream_core::spec::Strategy;
 use ream_core::CancelToken;
 use ream_engine::{
-    check_against_source, explain, prepare, start, AdHoc, EngineError, Format, Job, Progress, RunOptions,
+    check_against_source, explain, prepare, start, AdHoc, CountMode, EngineError, Format, Job, Progress, ResumeLog,
+    RunOptions, Snapshot,
 };
 
 #[derive(Parser)]
@@ -86,9 +87,20 @@ struct RunArgs {
     /// Progress on stderr: auto (when stderr is a terminal), always or never.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     progress: ProgressArg,
-    /// Skip the count query that gives progress its total.
+    /// How progress finds its total: auto (exact on SQLite, the planner's estimate on a
+    /// server), exact (a count query beside the run), estimate, or none.
+    #[arg(long, value_enum, default_value_t = CountArg::Auto)]
+    count: CountArg,
+    /// Same as --count none.
     #[arg(long)]
     no_count: bool,
+    /// Read each statement on a fresh snapshot instead of one snapshot for the whole run
+    /// (no long transaction on the server; see docs/sources.md for the trade-off).
+    #[arg(long)]
+    no_snapshot: bool,
+    /// Retries of a lost database connection, each resuming from the last cursor (default 5).
+    #[arg(long)]
+    retries: Option<u32>,
     /// Print the plan (strategy, why, SQL) to stderr and exit without reading rows.
     #[arg(long)]
     explain: bool,
@@ -100,6 +112,14 @@ enum FormatArg {
     Ndjson,
     Json,
     Html,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CountArg {
+    Auto,
+    Exact,
+    Estimate,
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -241,7 +261,16 @@ fn run(args: RunArgs) -> ExitCode {
             StrategyArg::Cursor => Strategy::Cursor,
             StrategyArg::Offset => Strategy::Offset,
         }),
-        count: show_progress && !args.no_count,
+        count: match args.count {
+            _ if !show_progress || args.no_count => CountMode::None,
+            CountArg::Auto => CountMode::Auto,
+            CountArg::Exact => CountMode::Exact,
+            CountArg::Estimate => CountMode::Estimate,
+            CountArg::None => CountMode::None,
+        },
+        snapshot: args.no_snapshot.then_some(Snapshot::Statement),
+        retries: args.retries,
+        resumes: ResumeLog::default(),
     };
     let job = match &args.spec {
         Some(path) => match load_file(path) {
@@ -300,6 +329,16 @@ fn run(args: RunArgs) -> ExitCode {
     };
     if let Some((bar, handle)) = ticker {
         cancel_ticker(&bar, handle);
+    }
+    // A resumed run is complete, but not one snapshot: say so.
+    for r in opts.resumes.list() {
+        eprintln!(
+            "ream: warning: the connection was lost after {} rows ({}); resumed (attempt {}) on a new snapshot{}",
+            r.after_rows,
+            r.error,
+            r.attempt,
+            r.cursor.map(|c| format!(" after {c}")).unwrap_or_default()
+        );
     }
     match result {
         Ok(Some(summary)) => {

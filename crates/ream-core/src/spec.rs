@@ -99,6 +99,25 @@ pub struct SourceConfig {
     /// Rows per batch (default 4096).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Which snapshot the run reads on a database server: `run` (default, one consistent
+    /// snapshot for the whole run) or `statement` (each page sees the latest data, and no
+    /// long transaction is held). SQLite always reads one snapshot.
+    #[serde(default)]
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Which snapshot a run reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Snapshot {
+    /// One transaction for the whole run: every batch sees the data as it was when the
+    /// run started (PostgreSQL `REPEATABLE READ, READ ONLY`).
+    #[default]
+    Run,
+    /// Each statement (each keyset page) sees the latest committed data, and no long
+    /// transaction holds back the server's cleanup. Rows changed during the run may show
+    /// their old or new version; a row whose key changes may be missed or read twice.
+    Statement,
 }
 
 /// A source column: an SQL expression, optionally with its type declared.

@@ -13,7 +13,10 @@ use ream_core::template::{Format as ValueFormat, Locale, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::Format;
-use ream_sources::{open_url, ReadPlan, ReadRequest, Source, SourceError, SourceUrl, WithinGroups, DEFAULT_BATCH_SIZE};
+use ream_sources::{
+    open_url, CountMode, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, SourceUrl, WithinGroups,
+    DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
+};
 
 use crate::run::{spawn_source, Progress, SourceMsg, Started};
 use ream_stages::{StageConfig, VariableSpec};
@@ -48,13 +51,29 @@ pub struct RunOptions {
     pub params: Vec<(String, String)>,
     pub batch_size: Option<usize>,
     pub strategy: Option<Strategy>,
-    /// Run a count query (beside the stream) for the total, for progress.
-    pub count: bool,
+    /// How to find the total for progress (a count beside the stream, or an estimate).
+    pub count: CountMode,
+    /// Overrides the spec's `source.snapshot`.
+    pub snapshot: Option<Snapshot>,
+    /// Retries of a lost connection (server sources); default 5.
+    pub retries: Option<u32>,
+    /// Filled by the source when it resumes after a lost connection.
+    pub resumes: ResumeLog,
 }
 
 impl RunOptions {
     pub fn new(format: Format) -> Self {
-        RunOptions { source: None, format, params: vec![], batch_size: None, strategy: None, count: false }
+        RunOptions {
+            source: None,
+            format,
+            params: vec![],
+            batch_size: None,
+            strategy: None,
+            count: CountMode::None,
+            snapshot: None,
+            retries: None,
+            resumes: ResumeLog::default(),
+        }
     }
 }
 
@@ -201,7 +220,7 @@ fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<
         _ => unreachable!("checked above"),
     };
     req.key = adhoc.key.clone();
-    apply_options(&mut req, opts, None, None);
+    apply_options(&mut req, opts, None);
     let parsed = source_url(&url, None)?;
     open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })
 }
@@ -210,7 +229,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     let source = open_adhoc(&adhoc, opts, &cancel)?;
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
     let plan = source.plan().clone();
-    let counter = if opts.count { source.counter() } else { None };
+    let counter = if opts.count != CountMode::None { source.counter() } else { None };
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &name)?;
     let meta = ReportMeta {
@@ -266,9 +285,13 @@ fn describe(plan: &ream_sources::ReadPlan) -> String {
     format!("{}: {}", plan.strategy, plan.reason)
 }
 
-fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec_strategy: Option<Strategy>, spec_batch: Option<usize>) {
-    req.strategy = opts.strategy.or(spec_strategy).unwrap_or(Strategy::Auto);
-    req.batch_size = opts.batch_size.or(spec_batch).unwrap_or(DEFAULT_BATCH_SIZE);
+fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec: Option<&ream_core::spec::SourceConfig>) {
+    req.strategy = opts.strategy.or(spec.and_then(|s| s.strategy)).unwrap_or(Strategy::Auto);
+    req.batch_size = opts.batch_size.or(spec.and_then(|s| s.batch_size)).unwrap_or(DEFAULT_BATCH_SIZE);
+    req.snapshot = opts.snapshot.or(spec.and_then(|s| s.snapshot)).unwrap_or_default();
+    req.retries = opts.retries.unwrap_or(DEFAULT_RETRIES);
+    req.count = opts.count;
+    req.resumes = opts.resumes.clone();
 }
 
 /// Bind the parameters, open the spec's source and check every field name against it.
@@ -316,7 +339,7 @@ fn open_spec_with(
         within_groups: within_groups(spec),
         ..Default::default()
     };
-    apply_options(&mut req, opts, src.strategy, src.batch_size);
+    apply_options(&mut req, opts, Some(src));
     let source = match open_url(&parsed, &url, &req, cancel.clone()) {
         Ok(s) => s,
         // A group or key field the source lacks: report every unknown field, located.
@@ -338,7 +361,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let spec = &loaded.spec;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let plan = source.plan().clone();
-    let counter = if opts.count { source.counter() } else { None };
+    let counter = if opts.count != CountMode::None { source.counter() } else { None };
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
     let index = |f: &str| schema.index_of(f).expect("fields were checked");

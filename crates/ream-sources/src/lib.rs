@@ -24,10 +24,15 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use indexmap::IndexMap;
 use ream_core::params::BoundParams;
+pub use ream_core::spec::Snapshot;
 use ream_core::spec::{ColumnSource, Strategy};
 use ream_core::CancelToken;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "postgres")]
+mod pgtypes;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -53,7 +58,74 @@ pub struct ReadRequest {
     pub start_after: Option<Cursor>,
     /// Whether rows inside a group must come in key order.
     pub within_groups: WithinGroups,
+    /// One snapshot for the whole run (the default), or a fresh one per statement.
+    pub snapshot: Snapshot,
+    /// How often a lost connection is retried (resuming from the last cursor) before
+    /// the run fails. Server sources only.
+    pub retries: u32,
+    /// How the total for progress is found.
+    pub count: CountMode,
+    /// Where a source records that it resumed after a lost connection.
+    pub resumes: ResumeLog,
 }
+
+/// How the total row count for progress is found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CountMode {
+    /// Exact on SQLite (a local file), the planner's estimate on servers, where an exact
+    /// count is a second full scan of a production table.
+    #[default]
+    Auto,
+    /// `SELECT count(*)` with the same filter, on a second connection (on PostgreSQL, in
+    /// the run's own snapshot).
+    Exact,
+    /// The planner's estimate (`EXPLAIN`); free, but can be off. SQLite has none and
+    /// counts exactly.
+    Estimate,
+    /// No count: progress shows rows and rate only.
+    None,
+}
+
+impl std::str::FromStr for CountMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => CountMode::Auto,
+            "exact" => CountMode::Exact,
+            "estimate" => CountMode::Estimate,
+            "none" => CountMode::None,
+            _ => return Err(format!("unknown count mode `{s}` (expected auto, exact, estimate or none)")),
+        })
+    }
+}
+
+/// A resume after a lost connection: the run went on from `cursor`, on a new snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resume {
+    pub attempt: u32,
+    /// Rows handed on before the connection was lost (none of them is read again).
+    pub after_rows: u64,
+    pub cursor: Option<Cursor>,
+    pub error: String,
+}
+
+/// The resumes of one run, shared between the source (which writes) and whoever reports
+/// on the run.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeLog(std::sync::Arc<std::sync::Mutex<Vec<Resume>>>);
+
+impl ResumeLog {
+    pub fn push(&self, r: Resume) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+    pub fn list(&self) -> Vec<Resume> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Retries of a lost connection before a run fails.
+pub const DEFAULT_RETRIES: u32 = 5;
 
 /// The order of rows that share the group fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,6 +145,7 @@ impl ReadRequest {
             table: Some(name.to_string()),
             strategy: Strategy::Auto,
             batch_size: DEFAULT_BATCH_SIZE,
+            retries: DEFAULT_RETRIES,
             ..Default::default()
         }
     }
@@ -83,6 +156,7 @@ impl ReadRequest {
             sql: Some(sql.to_string()),
             strategy: Strategy::Auto,
             batch_size: DEFAULT_BATCH_SIZE,
+            retries: DEFAULT_RETRIES,
             ..Default::default()
         }
     }
@@ -103,6 +177,21 @@ pub enum CursorValue {
     Real(f64),
     Text(String),
     Blob(Vec<u8>),
+}
+
+impl std::fmt::Display for CursorValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CursorValue::Null => f.write_str("NULL"),
+            CursorValue::Int(i) => write!(f, "{i}"),
+            CursorValue::Real(r) => write!(f, "{r}"),
+            CursorValue::Text(t) => write!(f, "{t:?}"),
+            CursorValue::Blob(b) => {
+                f.write_str("0x")?;
+                b.iter().try_for_each(|x| write!(f, "{x:02x}"))
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Cursor {
@@ -188,6 +277,8 @@ pub trait Source: Send {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceUrl {
     Sqlite(PathBuf),
+    /// `postgres://` or `postgresql://`, as libpq reads it.
+    Postgres(String),
 }
 
 impl SourceUrl {
@@ -207,10 +298,13 @@ impl SourceUrl {
             };
             return Ok(SourceUrl::Sqlite(p));
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("mysql://") {
-            return Err(bad("PostgreSQL and MySQL sources are not built yet (SQLite only for now)"));
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(SourceUrl::Postgres(url.to_string()));
         }
-        Err(bad("expected sqlite:PATH"))
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            return Err(bad("MySQL sources are not built yet (SQLite and PostgreSQL for now)"));
+        }
+        Err(bad("expected sqlite:PATH or postgres://USER@HOST:PORT/DB"))
     }
 }
 
@@ -232,6 +326,8 @@ pub fn open_url(
     match url {
         #[cfg(feature = "sqlite")]
         SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(path, display, req, cancel)?)),
+        #[cfg(feature = "postgres")]
+        SourceUrl::Postgres(url) => Ok(Box::new(postgres::PgSource::open(url, display, req, cancel)?)),
         #[allow(unreachable_patterns)]
         _ => Err(SourceError::Url { url: display.to_string(), reason: "this build has no driver for it".into() }),
     }
@@ -250,5 +346,6 @@ mod tests {
         );
         assert_eq!(SourceUrl::parse("sqlite:///abs/x.db", Some(base)).unwrap(), SourceUrl::Sqlite("/abs/x.db".into()));
         assert!(SourceUrl::parse("oracle://x", None).unwrap_err().to_string().contains("expected sqlite:PATH"));
+        assert!(matches!(SourceUrl::parse("postgresql://u@h/db", None).unwrap(), SourceUrl::Postgres(_)));
     }
 }

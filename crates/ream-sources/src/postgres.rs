@@ -1,0 +1,1173 @@
+//! PostgreSQL: the binary protocol through `tokio-postgres`, connections from a pool per
+//! URL, one `REPEATABLE READ, READ ONLY` transaction per run (a consistent snapshot), and
+//! resume from the last emitted cursor when the connection is lost.
+//!
+//! Paging strategies:
+//! - `keyset`: `WHERE (k1, k2) > ($n, $m) ORDER BY k1, k2 LIMIT n`, one statement per page;
+//! - `cursor`: one statement whose rows stream with backpressure down to TCP (the driver
+//!   stops reading the socket while we are not taking rows);
+//! - `offset`: `LIMIT n OFFSET m` (last resort; cannot resume);
+//! - `auto`: keyset when a unique key is known, no order column may be NULL and `EXPLAIN`
+//!   shows no Sort (an index serves the order), else cursor.
+//!
+//! The default key of a table is its primary key. Key columns must not be NULL: a NULL key
+//! is an error, because a row after it could otherwise be skipped silently.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema, SchemaRef};
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{Format, FromSql, IsNull, ToSql, Type};
+use postgres::{Client, NoTls, Row, Statement};
+use r2d2_postgres::PostgresConnectionManager;
+
+use ream_core::params::BoundParams;
+use ream_core::spec::Strategy;
+use ream_core::sql::{bind_into, BoundSql, Placeholder};
+use ream_core::types::{parse_type_name, type_label};
+use ream_core::{CancelToken, Value};
+
+use crate::pgtypes::{numeric_dscale, Decode, PgBuilder};
+use crate::{
+    CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, Resume, ResumeLog, Snapshot, Source, SourceError,
+    WithinGroups,
+};
+
+type Manager = PostgresConnectionManager<NoTls>;
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
+
+/// One pool per URL, for the life of the process. The synchronous client drives its
+/// connection on the thread that reads the rows: no hand-off between threads per
+/// network read, which cost a fifth of the CPU of an export with the async client.
+fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
+    static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(url) {
+        return Ok(p.clone());
+    }
+    let mut config: postgres::Config =
+        url.parse().map_err(|e| SourceError::Url { url: display.to_string(), reason: format!("{e}") })?;
+    if config.get_application_name().is_none() {
+        // So a DBA (and our tests) can tell ream's sessions in pg_stat_activity.
+        config.application_name("ream");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    let pool = r2d2::Pool::builder()
+        .max_size(16)
+        // Connect on demand: a run needs one connection (two while it counts).
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(15))
+        .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+    pools.insert(url.to_string(), pool.clone());
+    Ok(pool)
+}
+
+/// The URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else { return url.to_string() };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// A column's raw wire bytes, whatever its type.
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+#[inline]
+fn raw(row: &Row, i: usize) -> Option<&[u8]> {
+    row.try_get::<_, Raw>(i).ok().and_then(|r| r.0)
+}
+
+/// A statement parameter. The spec's parameters go as text, which PostgreSQL parses as
+/// the type it inferred for the placeholder (numeric, date, timestamptz…), so no
+/// conversion of ours can change a value. Cursor values go back exactly as they came: as
+/// the wire bytes of the column's own type.
+#[derive(Debug)]
+enum Param<'a> {
+    Value(&'a Value),
+    Cursor(&'a CursorValue),
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Value(Value::Null) | Param::Cursor(CursorValue::Null) => return Ok(IsNull::Yes),
+            Param::Value(v) => out.extend_from_slice(text_literal(v).as_bytes()),
+            Param::Cursor(CursorValue::Int(i)) => match *ty {
+                Type::INT2 => out.extend_from_slice(&(i16::try_from(*i)?).to_be_bytes()),
+                Type::INT4 => out.extend_from_slice(&(i32::try_from(*i)?).to_be_bytes()),
+                Type::OID => out.extend_from_slice(&(u32::try_from(*i)?).to_be_bytes()),
+                _ => out.extend_from_slice(&i.to_be_bytes()),
+            },
+            Param::Cursor(CursorValue::Real(f)) => match *ty {
+                Type::FLOAT4 => out.extend_from_slice(&(*f as f32).to_be_bytes()),
+                _ => out.extend_from_slice(&f.to_be_bytes()),
+            },
+            Param::Cursor(CursorValue::Text(s)) => out.extend_from_slice(s.as_bytes()),
+            Param::Cursor(CursorValue::Blob(b)) => out.extend_from_slice(b),
+        }
+        Ok(IsNull::No)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _: &Type) -> Format {
+        match self {
+            Param::Value(_) => Format::Text,
+            Param::Cursor(_) => Format::Binary,
+        }
+    }
+    postgres::types::to_sql_checked!();
+}
+
+/// A value as PostgreSQL's input syntax reads it.
+fn text_literal(v: &Value) -> String {
+    match v {
+        Value::Bool(b) => if *b { "true" } else { "false" }.to_string(),
+        Value::Float(f) => ryu::Buffer::new().format(*f).to_string(),
+        Value::Timestamp(us) => chrono::DateTime::from_timestamp_micros(*us)
+            .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
+            .unwrap_or_default(),
+        Value::Binary(b) => format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        other => other.to_string(),
+    }
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The PostgreSQL type a spec's declared column type casts to.
+fn pg_type_for(dt: &arrow_schema::DataType) -> String {
+    use arrow_schema::DataType as D;
+    match dt {
+        D::Int64 => "bigint".into(),
+        D::Float64 => "double precision".into(),
+        D::Boolean => "boolean".into(),
+        D::Date32 => "date".into(),
+        D::Timestamp(..) => "timestamp".into(),
+        D::Binary => "bytea".into(),
+        D::Decimal128(p, s) => format!("numeric({p},{s})"),
+        _ => "text".into(),
+    }
+}
+
+/// Batches per keyset page.
+const PAGE_BATCHES: usize = 8;
+
+struct OrderCol {
+    name: String,
+    expr: String,
+    select_index: usize,
+    /// Known never NULL (a key column, or a NOT NULL column of the base table).
+    not_null: bool,
+}
+
+/// How a read attempt ended.
+enum Flow {
+    Done,
+    Stopped,
+}
+
+/// Why a read attempt failed: a lost connection can be resumed, anything else cannot.
+enum Fail {
+    Lost(String),
+    Other(SourceError),
+}
+
+impl From<SourceError> for Fail {
+    fn from(e: SourceError) -> Self {
+        Fail::Other(e)
+    }
+}
+
+/// Where the run is: the cursor of the last row handed on, and how many rows that was.
+struct Progress {
+    last: Option<Cursor>,
+    emitted: u64,
+}
+
+pub struct PgSource {
+    pool: Pool,
+    display: String,
+    conn: Option<Conn>,
+    /// Statements prepared on `conn` (keyset pages repeat theirs).
+    statements: HashMap<String, Statement>,
+    in_txn: bool,
+    snapshot: Snapshot,
+    exported_snapshot: Option<String>,
+    schema: SchemaRef,
+    /// One per select column: the visible fields, then the hidden ones.
+    decoders: Vec<Decode>,
+    exprs: Vec<String>,
+    hidden: Vec<(String, String)>,
+    order: Vec<OrderCol>,
+    prefix_len: usize,
+    key_cols: Vec<usize>,
+    /// Whether the order is unique, so a cursor names one position (resume is possible).
+    unique_order: bool,
+    from_sql: Option<String>,
+    table: Option<String>,
+    joins: Vec<String>,
+    filter: Option<String>,
+    params: BoundParams,
+    batch_size: usize,
+    start_after: Option<Cursor>,
+    retries: u32,
+    count: CountMode,
+    resumes: ResumeLog,
+    plan: ReadPlan,
+    cancel: CancelToken,
+    /// The server-side cancel handle of the connection in use, while a run uses it.
+    cancel_slot: Arc<Mutex<Option<postgres::CancelToken>>>,
+}
+
+fn is_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || code.code().starts_with("08");
+    }
+    // No SQLSTATE: the socket or the protocol failed, not the statement.
+    e.as_db_error().is_none() && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+fn db_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = db.message().to_string();
+            if let Some(d) = db.detail() {
+                m.push_str(&format!(" ({d})"));
+            }
+            if let Some(h) = db.hint() {
+                m.push_str(&format!("; hint: {h}"));
+            }
+            m
+        }
+        None => e.to_string(),
+    }
+}
+
+fn cancel_in_background(token: postgres::CancelToken) {
+    // The cancel request opens its own connection; do not hold up the caller for it.
+    std::thread::spawn(move || {
+        let _ = token.cancel_query(NoTls);
+    });
+}
+
+impl PgSource {
+    /// Connect, start the snapshot, resolve fields and types, pick the strategy. Nothing
+    /// is streamed yet.
+    pub fn open(url: &str, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
+        let display = redact(display);
+        let pool = pool_for(url, &display)?;
+        let mut src = PgSource {
+            pool,
+            display,
+            conn: None,
+            statements: HashMap::new(),
+            in_txn: false,
+            snapshot: req.snapshot,
+            exported_snapshot: None,
+            schema: Arc::new(Schema::empty()),
+            decoders: vec![],
+            exprs: vec![],
+            hidden: vec![],
+            order: vec![],
+            prefix_len: 0,
+            key_cols: vec![],
+            unique_order: false,
+            from_sql: req.sql.clone(),
+            table: req.table.clone(),
+            joins: req.joins.clone(),
+            filter: req.filter.clone(),
+            params: req.params.clone(),
+            batch_size: req.batch_size,
+            start_after: req.start_after.clone(),
+            retries: req.retries,
+            count: req.count,
+            resumes: req.resumes.clone(),
+            plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
+            cancel,
+            cancel_slot: Arc::new(Mutex::new(None)),
+        };
+        let slot = src.cancel_slot.clone();
+        src.cancel.on_cancel(move || {
+            if let Some(token) = slot.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                cancel_in_background(token);
+            }
+        });
+        src.connect().map_err(|e| match e {
+            Fail::Lost(reason) => SourceError::Open { url: src.display.clone(), reason },
+            Fail::Other(e) => e,
+        })?;
+        src.resolve_fields(req)?;
+        src.resolve_order(req)?;
+        src.choose_strategy(req.strategy, req.within_groups)?;
+        Ok(src)
+    }
+
+    fn conn(&mut self) -> &mut Client {
+        self.conn.as_mut().expect("connected")
+    }
+
+    /// A connection from the pool and, in snapshot mode, the run's transaction.
+    fn connect(&mut self) -> Result<(), Fail> {
+        let mut conn = self.pool.get().map_err(|e| Fail::Lost(e.to_string()))?;
+        *self.cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.cancel_token());
+        self.statements.clear();
+        if self.snapshot == Snapshot::Run {
+            let display = self.display.clone();
+            let lost = |e: postgres::Error| {
+                if is_lost(&e) {
+                    Fail::Lost(db_message(&e))
+                } else {
+                    Fail::Other(SourceError::Open { url: display.clone(), reason: db_message(&e) })
+                }
+            };
+            conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").map_err(lost)?;
+            self.in_txn = true;
+            // The count query (on another connection) reads this same snapshot.
+            let row = conn.query_one("SELECT pg_export_snapshot()", &[]).map_err(lost)?;
+            self.exported_snapshot = row.try_get::<_, String>(0).ok();
+        }
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn prepare_err(&self, sql: &str, e: &postgres::Error) -> SourceError {
+        let mut message = db_message(e);
+        if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
+            message.push_str(&format!(" (in {})", self.display));
+        }
+        SourceError::Prepare { sql: sql.to_string(), message }
+    }
+
+    fn prepare(&mut self, sql: &str) -> Result<Statement, Fail> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        match self.conn().prepare(sql) {
+            Ok(stmt) => {
+                self.statements.insert(sql.to_string(), stmt.clone());
+                Ok(stmt)
+            }
+            Err(e) if is_lost(&e) => Err(Fail::Lost(db_message(&e))),
+            Err(e) => Err(Fail::Other(self.prepare_err(sql, &e))),
+        }
+    }
+
+    /// Prepare while opening: any failure is the run's error.
+    fn prepare_now(&mut self, sql: &str) -> Result<Statement, SourceError> {
+        self.prepare(sql).map_err(|e| match e {
+            Fail::Lost(reason) => SourceError::Open { url: self.display.clone(), reason },
+            Fail::Other(e) => e,
+        })
+    }
+
+    fn resolve_fields(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
+        let mut names = Vec::new();
+        let probe;
+        if let Some(sql) = &self.from_sql {
+            probe = self.bind_text(&format!("SELECT * FROM ({sql}) AS q LIMIT 0"));
+            let stmt = self.prepare_now(&probe.sql)?;
+            for c in stmt.columns() {
+                names.push(c.name().to_string());
+                self.exprs.push(format!("q.{}", quote_ident(c.name())));
+            }
+        } else if req.columns.is_empty() {
+            let table = self.table.clone().unwrap_or_default();
+            probe = BoundSql { sql: format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.joins_sql()), values: vec![] };
+            let stmt = self.prepare_now(&probe.sql)?;
+            for c in stmt.columns() {
+                names.push(c.name().to_string());
+                self.exprs.push(format!("{table}.{}", quote_ident(c.name())));
+            }
+        } else {
+            for (name, col) in &req.columns {
+                names.push(name.clone());
+                // A declared type is a cast in the database: the value arrives as that type.
+                let expr = match col.declared_type() {
+                    Some(t) => {
+                        let dt = parse_type_name(t).map_err(SourceError::Plan)?;
+                        format!("CAST(({}) AS {})", col.expr(), pg_type_for(&dt))
+                    }
+                    None => col.expr().to_string(),
+                };
+                self.exprs.push(expr);
+            }
+            probe = self.bind_text(&format!("{} LIMIT 0", self.select_sql(&names, &[])));
+        }
+        let stmt = self.prepare_now(&probe.sql)?;
+        let mut fields = Vec::new();
+        for (c, name) in stmt.columns().iter().zip(&names) {
+            let d = Decode::for_type(c.type_(), c.type_modifier()).map_err(|reason| SourceError::Value {
+                column: name.clone(),
+                ty: c.type_().name().to_string(),
+                key: "the column's type".into(),
+                message: reason,
+            })?;
+            fields.push(Field::new(name, d.data_type(), true));
+            self.decoders.push(d);
+        }
+        self.schema = Arc::new(Schema::new(fields));
+        Ok(())
+    }
+
+    fn field_index(&self, name: &str) -> Result<usize, SourceError> {
+        self.schema.index_of(name).map_err(|_| SourceError::UnknownField {
+            field: name.to_string(),
+            known: self.schema.fields().iter().map(|f| f.name().clone()).collect(),
+        })
+    }
+
+    /// Text values of a catalog query about the base table.
+    fn catalog(&mut self, sql: &str) -> Result<Vec<String>, SourceError> {
+        let Some(table) = self.table.clone() else { return Ok(vec![]) };
+        let rows = self.conn().query(sql, &[&table]).map_err(|e| SourceError::Prepare {
+            sql: sql.to_string(),
+            message: db_message(&e),
+        })?;
+        Ok(rows.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect())
+    }
+
+    fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
+        let table = self.table.clone().unwrap_or_default();
+        let not_null = self.catalog(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnotnull AND attnum > 0",
+        )?;
+        // A field is a plain column of the base table when its expression is `table."col"`.
+        let base_not_null = |expr: &str| not_null.iter().any(|c| expr == format!("{table}.{}", quote_ident(c)));
+        let mut order: Vec<OrderCol> = Vec::new();
+        for name in &req.order_prefix {
+            let i = self.field_index(name)?;
+            if !order.iter().any(|o| &o.name == name) {
+                let expr = self.exprs[i].clone();
+                order.push(OrderCol { name: name.clone(), not_null: base_not_null(&expr), expr, select_index: i });
+            }
+        }
+        let prefix_len = order.len();
+        let mut key = req.key.clone();
+        if key.is_empty() {
+            // The table's primary key, in index order.
+            key = self.catalog(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisprimary \
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            )?;
+        }
+        for name in &key {
+            let i = match self.schema.index_of(name) {
+                Ok(i) => i,
+                Err(_) if req.key.is_empty() => {
+                    // A primary key column the spec does not select: read it hidden.
+                    let expr = format!("{table}.{}", quote_ident(name));
+                    let sql = format!("SELECT {expr} FROM {table}{} LIMIT 0", self.joins_sql());
+                    let stmt = self.prepare_now(&sql)?;
+                    let c = &stmt.columns()[0];
+                    let d = Decode::for_type(c.type_(), c.type_modifier()).map_err(SourceError::Plan)?;
+                    let idx = self.exprs.len() + self.hidden.len();
+                    self.decoders.push(d);
+                    self.hidden.push((expr, format!("__ream_key_{}", self.hidden.len())));
+                    idx
+                }
+                Err(_) => return Err(self.field_index(name).unwrap_err()),
+            };
+            self.key_cols.push(i);
+            if !order.iter().any(|o| &o.name == name) {
+                let expr =
+                    if i < self.exprs.len() { self.exprs[i].clone() } else { self.hidden.last().unwrap().0.clone() };
+                order.push(OrderCol { name: name.clone(), expr, select_index: i, not_null: true });
+            }
+        }
+        self.unique_order = !self.key_cols.is_empty();
+        self.prefix_len = prefix_len;
+        self.plan.order = order.iter().map(|o| o.name.clone()).collect();
+        self.order = order;
+        Ok(())
+    }
+
+    fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
+        let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+        let nullable: Vec<String> = self.order.iter().filter(|o| !o.not_null).map(|o| o.name.clone()).collect();
+        let (strategy, reason) = match asked {
+            Strategy::Keyset if !self.unique_order => {
+                return Err(SourceError::Plan(
+                    "keyset paging needs a unique key: give `key` (e.g. --key id), or use --strategy cursor".into(),
+                ))
+            }
+            Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
+            Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
+            Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
+            Strategy::Auto if !self.unique_order => (
+                Strategy::Cursor,
+                "no unique key is known (no `key`, no primary key), so one statement streams".to_string(),
+            ),
+            Strategy::Auto if !nullable.is_empty() => (
+                Strategy::Cursor,
+                format!(
+                    "{} may be NULL, so keyset pages could not use an index: one statement streams",
+                    nullable.join(", ")
+                ),
+            ),
+            Strategy::Auto => {
+                let first = self.page_query(None, Some(self.page_rows()), None);
+                if self.order_needs_sort(&first)? {
+                    (
+                        Strategy::Cursor,
+                        format!("no index serves ORDER BY ({order_list}): each keyset page would sort the rows, so one statement streams"),
+                    )
+                } else {
+                    (Strategy::Keyset, format!("an index serves ORDER BY ({order_list})"))
+                }
+            }
+        };
+        let resumable = strategy == Strategy::Keyset || strategy == Strategy::Cursor && self.unique_order;
+        if self.start_after.is_some() && !resumable {
+            return Err(SourceError::Plan(format!(
+                "resuming after a cursor needs a unique key order, but the strategy is {strategy}"
+            )));
+        }
+        self.plan.strategy = strategy;
+        self.plan.reason = reason;
+        if strategy == Strategy::Cursor && within == WithinGroups::AnyOrder {
+            // No paging and no key order inside groups needed: sort by the group fields only.
+            self.order.truncate(self.prefix_len);
+            self.plan.order = self.order.iter().map(|o| o.name.clone()).collect();
+            self.unique_order = false;
+        }
+        let first = match strategy {
+            Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.page_rows()), None),
+            Strategy::Offset => self.page_query(None, Some(self.page_rows()), Some(0)),
+            _ => self.page_query(self.start_after.as_ref(), None, None),
+        };
+        // Prepare now, so a mistake in the spec's SQL fails before the first byte.
+        self.prepare_now(&first.0.sql)?;
+        self.plan.sql = first.0.sql;
+        Ok(())
+    }
+
+    fn order_needs_sort(&mut self, q: &(BoundSql, Vec<CursorValue>)) -> Result<bool, SourceError> {
+        let sql = format!("EXPLAIN (FORMAT JSON) {}", q.0.sql);
+        let text = explain_json(self.conn(), &sql, q).map_err(|e| SourceError::Prepare { sql, message: e })?;
+        let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(has_sort(&plan))
+    }
+
+    fn joins_sql(&self) -> String {
+        self.joins.iter().map(|j| format!(" {j}")).collect()
+    }
+
+    fn from_clause(&self) -> String {
+        match &self.from_sql {
+            Some(sql) => format!("({sql}) AS q"),
+            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
+        }
+    }
+
+    fn select_sql(&self, names: &[String], hidden: &[(String, String)]) -> String {
+        let mut cols: Vec<String> =
+            names.iter().zip(&self.exprs).map(|(n, e)| format!("{e} AS {}", quote_ident(n))).collect();
+        cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
+        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.from_clause());
+        if let Some(f) = &self.filter {
+            sql.push_str(&format!(" WHERE ({f})"));
+        }
+        sql
+    }
+
+    fn field_names(&self) -> Vec<String> {
+        self.schema.fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    fn bind_text(&self, sql: &str) -> BoundSql {
+        let mut out = BoundSql::default();
+        bind_into(&mut out, sql, &self.params, Placeholder::Dollar);
+        out
+    }
+
+    /// A page: the select, the predicate after `after`, the order, the limit. Returns the
+    /// bound SQL and the cursor values its `$n` placeholders take after the parameters.
+    fn page_query(
+        &self,
+        after: Option<&Cursor>,
+        limit: Option<usize>,
+        offset: Option<u64>,
+    ) -> (BoundSql, Vec<CursorValue>) {
+        let mut bound = self.bind_text(&self.select_sql(&self.field_names(), &self.hidden));
+        let mut cursor = Vec::new();
+        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
+            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            let first = bound.values.len() + 1;
+            bound.sql.push_str(&keyset_predicate(&self.order, after, first));
+            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
+        }
+        if !self.order.is_empty() {
+            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
+            bound.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
+        }
+        if let Some(n) = limit {
+            bound.sql.push_str(&format!(" LIMIT {n}"));
+        }
+        if let Some(m) = offset {
+            bound.sql.push_str(&format!(" OFFSET {m}"));
+        }
+        (bound, cursor)
+    }
+
+    /// Rows per keyset or offset page: several batches, because each page costs a round
+    /// trip during which the server waits. The rows still stream through (a page is
+    /// never held), so memory does not grow with it.
+    fn page_rows(&self) -> usize {
+        self.batch_size.saturating_mul(PAGE_BATCHES)
+    }
+
+    fn new_builders(&self) -> Vec<PgBuilder> {
+        let cap = self.batch_size.min(65_536);
+        self.decoders[..self.exprs.len()].iter().map(|d| d.builder(cap)).collect()
+    }
+
+    /// Settle numeric columns without a scale from the held rows: the largest scale seen.
+    fn settle(&mut self, rows: &[Row]) {
+        let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (i, d) in self.decoders.iter_mut().enumerate() {
+            if let Decode::Numeric(p, None) = d {
+                let s = rows.iter().filter_map(|r| raw(r, i)).filter_map(|b| numeric_dscale(b).ok()).max();
+                *d = Decode::Numeric(*p, Some(s.unwrap_or(0).min(*p as u16) as i8));
+                if i < fields.len() {
+                    fields[i] = Field::new(fields[i].name(), d.data_type(), true);
+                }
+            }
+        }
+        self.schema = Arc::new(Schema::new(fields));
+    }
+
+    fn key_text(&self, row: &Row, index: u64) -> String {
+        if self.key_cols.is_empty() {
+            return format!("row {}", index + 1);
+        }
+        self.key_cols
+            .iter()
+            .map(|&k| {
+                let name = self.order.iter().find(|o| o.select_index == k).map_or("key", |o| o.name.as_str());
+                format!("{name}={}", cursor_value(&self.decoders[k], raw(row, k)))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    #[inline]
+    fn append_row(&self, builders: &mut [PgBuilder], row: &Row, index: u64) -> Result<(), SourceError> {
+        for (i, b) in builders.iter_mut().enumerate() {
+            if let Err(message) = self.decoders[i].append(b, raw(row, i)) {
+                let field = self.schema.field(i);
+                return Err(SourceError::Value {
+                    column: field.name().clone(),
+                    ty: type_label(field.data_type()),
+                    key: self.key_text(row, index),
+                    message,
+                });
+            }
+        }
+        if self.unique_order {
+            for &k in &self.key_cols {
+                if raw(row, k).is_none() {
+                    let name = self.order.iter().find(|o| o.select_index == k).map_or("?", |o| o.name.as_str());
+                    return Err(SourceError::Value {
+                        column: name.to_string(),
+                        ty: "key".into(),
+                        key: format!("row {}", index + 1),
+                        message: "a key column is NULL, so the key does not name the row: choose a key without NULLs"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn row_cursor(&self, row: &Row) -> Option<Cursor> {
+        if self.order.is_empty() {
+            return None;
+        }
+        Some(Cursor(
+            self.order.iter().map(|o| cursor_value(&self.decoders[o.select_index], raw(row, o.select_index))).collect(),
+        ))
+    }
+
+    fn finish_batch(&self, builders: &mut [PgBuilder]) -> Result<RecordBatch, SourceError> {
+        let arrays = builders.iter_mut().map(|b| b.finish()).collect();
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SourceError::Read {
+            sql: self.plan.sql.clone(),
+            cursor: String::new(),
+            message: e.to_string(),
+        })
+    }
+
+    fn read_fail(&self, sql: &str, at: &Progress, e: &postgres::Error) -> Fail {
+        if self.cancel.is_cancelled() {
+            return Fail::Other(SourceError::Cancelled);
+        }
+        if is_lost(e) {
+            return Fail::Lost(db_message(e));
+        }
+        Fail::Other(SourceError::Read {
+            sql: sql.to_string(),
+            cursor: at.last.as_ref().map_or("(start)".to_string(), |c| c.to_string()),
+            message: db_message(e),
+        })
+    }
+
+    /// Run one statement, handing on a batch every `batch_size` rows and the rest at the
+    /// end. Returns the rows read.
+    fn run_statement(
+        &mut self,
+        q: &(BoundSql, Vec<CursorValue>),
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(usize, Flow), Fail> {
+        let stmt = self.prepare(&q.0.sql)?;
+        // The rows borrow the connection; the source's other state is used beside them.
+        let mut conn = self.conn.take().expect("connected");
+        let result = self.read_rows(&mut conn, &stmt, q, at, emit);
+        if let Ok((_, Flow::Stopped)) = &result {
+            // Nobody wants the rest: stop the statement on the server, not just here.
+            cancel_in_background(conn.cancel_token());
+        }
+        self.conn = Some(conn);
+        result
+    }
+
+    fn read_rows(
+        &mut self,
+        conn: &mut Client,
+        stmt: &Statement,
+        q: &(BoundSql, Vec<CursorValue>),
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(usize, Flow), Fail> {
+        let sql = &q.0.sql;
+        let params = params_of(q);
+        let mut rows = conn.query_raw(stmt, params.iter()).map_err(|e| self.read_fail(sql, at, &e))?;
+        let mut builders = self.new_builders();
+        let mut n = 0usize;
+        let mut in_batch = 0usize;
+        let mut last_row: Option<Row> = None;
+        let mut held: Vec<Row> = Vec::new();
+        let settling = self.decoders.iter().any(|d| d.unsettled());
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(self.read_fail(sql, at, &e)),
+            };
+            if settling && self.decoders.iter().any(|d| d.unsettled()) {
+                // Hold the first batch to settle the open types, then replay it.
+                held.push(row);
+                if held.len() < self.batch_size {
+                    continue;
+                }
+                self.settle(&held);
+                builders = self.new_builders();
+                for row in std::mem::take(&mut held) {
+                    if let Some(flow) = self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)? {
+                        return Ok((n, flow));
+                    }
+                }
+                continue;
+            }
+            if let Some(flow) = self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)? {
+                return Ok((n, flow));
+            }
+        }
+        if settling && self.decoders.iter().any(|d| d.unsettled()) {
+            self.settle(&held);
+            builders = self.new_builders();
+            for row in std::mem::take(&mut held) {
+                self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)?;
+            }
+        }
+        if in_batch > 0 {
+            let cursor = last_row.as_ref().and_then(|r| self.row_cursor(r));
+            let batch = self.finish_batch(&mut builders)?;
+            let rows_in = batch.num_rows() as u64;
+            if !emit(batch, cursor.as_ref()) {
+                return Ok((n, Flow::Stopped));
+            }
+            at.emitted += rows_in;
+            at.last = cursor;
+        }
+        Ok((n, Flow::Done))
+    }
+
+    /// One row into the builders; at a full batch, hand it on. `Some(Stopped)` when the
+    /// consumer wants no more.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn take_row(
+        &self,
+        builders: &mut [PgBuilder],
+        row: Row,
+        at: &mut Progress,
+        n: &mut usize,
+        in_batch: &mut usize,
+        last_row: &mut Option<Row>,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<Option<Flow>, Fail> {
+        self.append_row(builders, &row, at.emitted + *in_batch as u64)?;
+        *n += 1;
+        *in_batch += 1;
+        if *in_batch < self.batch_size {
+            *last_row = Some(row);
+            return Ok(None);
+        }
+        *in_batch = 0;
+        *last_row = None;
+        if self.cancel.is_cancelled() {
+            return Err(Fail::Other(SourceError::Cancelled));
+        }
+        let cursor = self.row_cursor(&row);
+        let batch = self.finish_batch(builders)?;
+        let rows_in = batch.num_rows() as u64;
+        if !emit(batch, cursor.as_ref()) {
+            return Ok(Some(Flow::Stopped));
+        }
+        at.emitted += rows_in;
+        at.last = cursor;
+        Ok(None)
+    }
+
+    /// Read from `at` to the end with the chosen strategy.
+    fn read_from(
+        &mut self,
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<Flow, Fail> {
+        match self.plan.strategy {
+            Strategy::Keyset => loop {
+                let q = self.page_query(at.last.as_ref(), Some(self.page_rows()), None);
+                let (n, flow) = self.run_statement(&q, at, emit)?;
+                if matches!(flow, Flow::Stopped) || n < self.page_rows() {
+                    return Ok(flow);
+                }
+            },
+            Strategy::Offset => loop {
+                let q = self.page_query(None, Some(self.page_rows()), Some(at.emitted));
+                let (n, flow) = self.run_statement(&q, at, emit)?;
+                if matches!(flow, Flow::Stopped) || n < self.page_rows() {
+                    return Ok(flow);
+                }
+            },
+            _ => {
+                let q = self.page_query(at.last.as_ref(), None, None);
+                Ok(self.run_statement(&q, at, emit)?.1)
+            }
+        }
+    }
+
+    /// End the run's use of the connection: roll back the read-only transaction and give
+    /// the connection back to the pool. A broken one the pool drops by itself.
+    fn release(&mut self) {
+        *self.cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.statements.clear();
+        if let Some(mut conn) = self.conn.take() {
+            if self.in_txn && !conn.is_closed() {
+                let _ = conn.batch_execute("ROLLBACK");
+            }
+        }
+        self.in_txn = false;
+    }
+
+    fn backoff(attempt: u32) -> Duration {
+        let base = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
+        // Jitter from the clock: retries of parallel runs do not land together.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        Duration::from_millis(base / 2 + (nanos as u64 % (base / 2 + 1)))
+    }
+}
+
+/// `EXPLAIN (FORMAT JSON)` of a statement, with its parameters bound, as text.
+fn explain_json(conn: &mut Client, sql: &str, q: &(BoundSql, Vec<CursorValue>)) -> Result<String, String> {
+    let stmt = conn.prepare(sql).map_err(|e| db_message(&e))?;
+    let params = params_of(q);
+    let mut rows = conn.query_raw(&stmt, params.iter()).map_err(|e| db_message(&e))?;
+    let mut text = String::new();
+    while let Some(row) = rows.next().map_err(|e| db_message(&e))? {
+        text.push_str(&String::from_utf8_lossy(raw(&row, 0).unwrap_or_default()));
+    }
+    Ok(text)
+}
+
+/// The cursor value of one column: integers and text as themselves, everything else as
+/// its wire bytes (which bind back as the same type, exactly).
+fn cursor_value(d: &Decode, raw: Option<&[u8]>) -> CursorValue {
+    let Some(b) = raw else { return CursorValue::Null };
+    let int = |b: &[u8]| -> Option<i64> {
+        Some(match b.len() {
+            2 => i16::from_be_bytes(b.try_into().ok()?) as i64,
+            4 if *d == Decode::Oid => u32::from_be_bytes(b.try_into().ok()?) as i64,
+            4 => i32::from_be_bytes(b.try_into().ok()?) as i64,
+            8 => i64::from_be_bytes(b.try_into().ok()?),
+            _ => return None,
+        })
+    };
+    match d {
+        Decode::Int2 | Decode::Int4 | Decode::Int8 | Decode::Oid => int(b).map_or(CursorValue::Blob(b.to_vec()), CursorValue::Int),
+        Decode::Text => CursorValue::Text(String::from_utf8_lossy(b).into_owned()),
+        _ => CursorValue::Blob(b.to_vec()),
+    }
+}
+
+fn params_of(q: &(BoundSql, Vec<CursorValue>)) -> Vec<Param<'_>> {
+    q.0.values.iter().map(Param::Value).chain(q.1.iter().map(Param::Cursor)).collect()
+}
+
+/// Rows strictly after `after` in the order, with placeholders numbered from `first`
+/// for the cursor's non-NULL values. PostgreSQL sorts NULLs last. When no order column
+/// can be NULL, one row comparison `(o1, o2) > ($1, $2)`, which an index serves;
+/// otherwise the lexicographic expansion, with the never-NULL tail kept as one row
+/// comparison.
+fn keyset_predicate(order: &[OrderCol], after: &Cursor, first: usize) -> String {
+    let mut numbers = Vec::new();
+    let mut next = first;
+    for v in &after.0 {
+        if *v == CursorValue::Null {
+            numbers.push(0);
+        } else {
+            numbers.push(next);
+            next += 1;
+        }
+    }
+    // The tail from which on every column is known not NULL (with a non-NULL value).
+    let tail = (0..=order.len())
+        .rev()
+        .take_while(|&i| i == order.len() || order[i].not_null && after.0[i] != CursorValue::Null)
+        .last()
+        .unwrap_or(order.len());
+    let eq = |j: usize| match after.0[j] {
+        CursorValue::Null => format!("{} IS NULL", order[j].expr),
+        _ => format!("{} = ${}", order[j].expr, numbers[j]),
+    };
+    let mut terms = Vec::new();
+    for i in 0..tail {
+        let after_i = match after.0[i] {
+            CursorValue::Null => continue, // NULL sorts last: nothing after it in this column.
+            _ if order[i].not_null => format!("{} > ${}", order[i].expr, numbers[i]),
+            _ => format!("({e} > ${n} OR {e} IS NULL)", e = order[i].expr, n = numbers[i]),
+        };
+        let mut parts: Vec<String> = (0..i).map(eq).collect();
+        parts.push(after_i);
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    if tail < order.len() {
+        let cols: Vec<&str> = order[tail..].iter().map(|o| o.expr.as_str()).collect();
+        let vals: Vec<String> = (tail..order.len()).map(|j| format!("${}", numbers[j])).collect();
+        let mut parts: Vec<String> = (0..tail).map(eq).collect();
+        parts.push(format!("({}) > ({})", cols.join(", "), vals.join(", ")));
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    if terms.is_empty() {
+        return "FALSE".into();
+    }
+    format!("({})", terms.join(" OR "))
+}
+
+/// Whether an `EXPLAIN (FORMAT JSON)` plan sorts (a full Sort node, not an Incremental
+/// Sort over an index that already orders a prefix).
+fn has_sort(plan: &serde_json::Value) -> bool {
+    match plan {
+        serde_json::Value::Object(m) => {
+            m.get("Node Type").and_then(|t| t.as_str()) == Some("Sort") || m.values().any(has_sort)
+        }
+        serde_json::Value::Array(a) => a.iter().any(has_sort),
+        _ => false,
+    }
+}
+
+impl Source for PgSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn types_settled(&self) -> bool {
+        !self.decoders.iter().any(|d| d.unsettled())
+    }
+
+    fn plan(&self) -> &ReadPlan {
+        &self.plan
+    }
+
+    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+        let mut at = Progress { last: self.start_after.clone(), emitted: 0 };
+        let mut attempt = 0u32;
+        loop {
+            let result = match self.conn {
+                Some(_) => self.read_from(&mut at, emit),
+                None => self.connect().and_then(|_| self.read_from(&mut at, emit)),
+            };
+            match result {
+                Ok(_) => {
+                    self.release();
+                    return Ok(());
+                }
+                Err(Fail::Lost(message)) => {
+                    self.release();
+                    let cursor = at.last.as_ref().map_or("(start)".into(), |c| c.to_string());
+                    let resumable = self.unique_order
+                        && matches!(self.plan.strategy, Strategy::Keyset | Strategy::Cursor)
+                        && !self.cancel.is_cancelled();
+                    if !resumable {
+                        return Err(SourceError::Read {
+                            sql: self.plan.sql.clone(),
+                            cursor,
+                            message: format!(
+                                "the connection was lost after {} rows ({message}); this run cannot resume: \
+                                 it has no unique key order (give `key`) or pages by offset",
+                                at.emitted
+                            ),
+                        });
+                    }
+                    if attempt >= self.retries {
+                        return Err(SourceError::Read {
+                            sql: self.plan.sql.clone(),
+                            cursor,
+                            message: format!(
+                                "the connection was lost {} times; gave up after {} retries, {} rows in: {message}",
+                                attempt + 1,
+                                self.retries,
+                                at.emitted
+                            ),
+                        });
+                    }
+                    attempt += 1;
+                    std::thread::sleep(Self::backoff(attempt));
+                    if self.cancel.is_cancelled() {
+                        return Err(SourceError::Cancelled);
+                    }
+                    self.resumes.push(Resume { attempt, after_rows: at.emitted, cursor: at.last.clone(), error: message });
+                }
+                Err(Fail::Other(e)) => {
+                    self.release();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+        let pool = self.pool.clone();
+        let q = self.page_query(None, None, None);
+        let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
+        match self.count {
+            CountMode::None => None,
+            CountMode::Estimate | CountMode::Auto => Some(Box::new(move || {
+                let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
+                let text = explain_json(&mut conn, &format!("EXPLAIN (FORMAT JSON) {}", q.0.sql), &q).map_err(fail)?;
+                let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                plan.pointer("/0/Plan/Plan Rows")
+                    .and_then(|v| v.as_f64())
+                    .map(|r| r as u64)
+                    .ok_or_else(|| fail("EXPLAIN gave no row estimate".into()))
+            })),
+            CountMode::Exact => {
+                let snapshot = self.exported_snapshot.clone();
+                Some(Box::new(move || {
+                    let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
+                    let db = |e: postgres::Error| fail(db_message(&e));
+                    if let Some(id) = &snapshot {
+                        // The run's own snapshot, so the total is exactly the rows it reads.
+                        let id = id.replace('\'', "");
+                        conn.batch_execute(&format!(
+                            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+                        ))
+                        .map_err(db)?;
+                    }
+                    let sql = format!("SELECT count(*) FROM ({}) AS c", q.0.sql);
+                    let params = params_of(&q);
+                    let stmt = conn.prepare(&sql).map_err(db)?;
+                    let row = conn.query_raw(&stmt, params.iter()).and_then(|mut r| r.next());
+                    if snapshot.is_some() {
+                        let _ = conn.batch_execute("ROLLBACK");
+                    }
+                    let row = row.map_err(db)?.ok_or_else(|| fail("no count".into()))?;
+                    let n: i64 = row.try_get(0).map_err(db)?;
+                    Ok(n as u64)
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for PgSource {
+    fn drop(&mut self) {
+        // Never hand a connection back to the pool inside our transaction. On a thread of
+        // its own: this may run inside an async context, where the client cannot block.
+        *self.cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(mut conn) = self.conn.take() {
+            if self.in_txn {
+                std::thread::spawn(move || {
+                    let _ = conn.batch_execute("ROLLBACK");
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, not_null: bool) -> OrderCol {
+        OrderCol { name: name.into(), expr: name.into(), select_index: 0, not_null }
+    }
+
+    #[test]
+    fn keyset_predicates_use_a_row_comparison_when_nothing_can_be_null() {
+        let order = [col("a", true), col("b", true)];
+        let after = Cursor(vec![CursorValue::Int(1), CursorValue::Int(2)]);
+        assert_eq!(keyset_predicate(&order, &after, 3), "(((a, b) > ($3, $4)))");
+    }
+
+    #[test]
+    fn keyset_predicates_put_nulls_last() {
+        let order = [col("g", false), col("k", true)];
+        let after = Cursor(vec![CursorValue::Text("x".into()), CursorValue::Int(2)]);
+        assert_eq!(keyset_predicate(&order, &after, 1), "(((g > $1 OR g IS NULL)) OR (g = $1 AND (k) > ($2)))");
+        let after = Cursor(vec![CursorValue::Null, CursorValue::Int(2)]);
+        assert_eq!(keyset_predicate(&order, &after, 1), "((g IS NULL AND (k) > ($1)))");
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
