@@ -7,7 +7,7 @@
 //! | int2, int4, int8, oid | Int64 |
 //! | float4, float8 | Float64 (float4 through its shortest decimal text, so 1.1 stays 1.1) |
 //! | numeric(p,s) | Decimal128(p,s) (p capped at 38) |
-//! | numeric | Decimal128(38, s), s settled from the first batch |
+//! | numeric (no precision) | Utf8, exactly as PostgreSQL prints it (see below) |
 //! | text, varchar, char(n), name, citext, enums, xml | Utf8 |
 //! | json, jsonb | Utf8 (the JSON text) |
 //! | uuid | Utf8 (hyphenated) |
@@ -15,10 +15,17 @@
 //! | date | Date32 |
 //! | time | Time64(µs) |
 //! | timestamp | Timestamp(µs) |
-//! | timestamptz | Timestamp(µs, UTC) |
+//! | timestamptz | Timestamp(µs, +00:00) |
 //! | interval | Interval(MonthDayNano) |
 //! | bytea | Binary |
 //! | domains | as their base type |
+//!
+//! A numeric without a declared precision and scale (what `sum()`, `avg()` and
+//! arithmetic on numerics return) has no scale until its values arrive, and the values
+//! of one column may differ in scale. Any fixed Arrow decimal would either pad every
+//! value or fail on the first value with more digits, mid-stream and depending on the
+//! batch size. So it is read as its exact text; to compute with it in a spec, give it a
+//! type in SQL (`sum(amount)::numeric(14,2)`) or in the spec's `columns`.
 
 use std::sync::Arc;
 
@@ -42,9 +49,10 @@ pub(crate) enum Decode {
     Oid,
     Float4,
     Float8,
-    /// Precision and scale; scale `None` until settled from the first rows (numeric
-    /// without a type modifier).
-    Numeric(u8, Option<i8>),
+    /// Precision and scale.
+    Numeric(u8, i8),
+    /// Numeric without a declared precision and scale: its exact text.
+    NumericText,
     Text,
     Jsonb,
     Uuid,
@@ -86,9 +94,9 @@ impl Decode {
                 let s = (typmod - 4) & 0xffff;
                 // numeric(p, s) may have p > 38 (up to 1000): keep 38 digits and let a value
                 // that needs more be a clear error, rather than refusing the column.
-                Decode::Numeric(p.clamp(1, 38) as u8, Some(s.min(38) as i8))
+                Decode::Numeric(p.clamp(1, 38) as u8, s.min(38) as i8)
             }
-            Type::NUMERIC => Decode::Numeric(38, None),
+            Type::NUMERIC => Decode::NumericText,
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::CHAR | Type::XML | Type::UNKNOWN => {
                 Decode::Text
             }
@@ -111,20 +119,15 @@ impl Decode {
             Decode::Bool => DataType::Boolean,
             Decode::Int2 | Decode::Int4 | Decode::Int8 | Decode::Oid => DataType::Int64,
             Decode::Float4 | Decode::Float8 => DataType::Float64,
-            Decode::Numeric(p, s) => DataType::Decimal128(*p, s.unwrap_or(0)),
-            Decode::Text | Decode::Jsonb | Decode::Uuid | Decode::Array(_) => DataType::Utf8,
+            Decode::Numeric(p, s) => DataType::Decimal128(*p, *s),
+            Decode::Text | Decode::NumericText | Decode::Jsonb | Decode::Uuid | Decode::Array(_) => DataType::Utf8,
             Decode::Date => DataType::Date32,
             Decode::Time => DataType::Time64(TimeUnit::Microsecond),
             Decode::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            Decode::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Decode::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             Decode::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
             Decode::Bytea => DataType::Binary,
         }
-    }
-
-    /// Whether the Arrow type still depends on the values (numeric without a scale).
-    pub(crate) fn unsettled(&self) -> bool {
-        matches!(self, Decode::Numeric(_, None))
     }
 
     pub(crate) fn builder(&self, capacity: usize) -> PgBuilder {
@@ -161,8 +164,9 @@ impl Decode {
             (Decode::Oid, PgBuilder::Int(b)) => b.append_value(u32::from_be_bytes(fixed(raw)?) as i64),
             (Decode::Float4, PgBuilder::Float(b)) => b.append_value(widen_f32(f32::from_be_bytes(fixed(raw)?))),
             (Decode::Float8, PgBuilder::Float(b)) => b.append_value(f64::from_be_bytes(fixed(raw)?)),
+            (Decode::NumericText, PgBuilder::Text(b, _)) => b.append_value(numeric_text(raw)?),
             (Decode::Numeric(p, s), PgBuilder::Decimal(b)) => {
-                let s = s.unwrap_or(0);
+                let s = *s;
                 let units = numeric_units(raw, s)?;
                 if units.unsigned_abs() >= 10u128.pow(*p as u32) {
                     return Err(format!("{} does not fit decimal({p},{s})", numeric_text(raw)?));
@@ -324,11 +328,6 @@ fn numeric_header(raw: &[u8]) -> Result<NumericHeader<'_>, String> {
     }
 }
 
-/// The digits after the point a numeric value shows.
-pub(crate) fn numeric_dscale(raw: &[u8]) -> Result<u16, String> {
-    Ok(numeric_header(raw)?.dscale)
-}
-
 /// A numeric value as units at `scale` (value × 10^scale), exactly, or an error when a
 /// digit would be lost or the value passes 38 digits.
 pub(crate) fn numeric_units(raw: &[u8], scale: i8) -> Result<i128, String> {
@@ -449,7 +448,7 @@ fn element_json(elem: &Decode, v: &[u8], out: &mut String) -> Result<(), String>
                 quoted(&f.to_string(), out)
             }
         }
-        Decode::Numeric(..) => out.push_str(&numeric_text(v)?),
+        Decode::Numeric(..) | Decode::NumericText => out.push_str(&numeric_text(v)?),
         Decode::Text => quoted(utf8(v)?, out),
         Decode::Jsonb => out.push_str(utf8(v.get(1..).unwrap_or_default())?),
         Decode::Uuid => quoted(&uuid_text(&fixed::<16>(v)?), out),

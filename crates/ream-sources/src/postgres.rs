@@ -32,7 +32,7 @@ use ream_core::sql::{bind_into, BoundSql, Placeholder};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
-use crate::pgtypes::{numeric_dscale, Decode, PgBuilder};
+use crate::pgtypes::{Decode, PgBuilder};
 use crate::{
     CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, Resume, ResumeLog, Snapshot, Source, SourceError,
     WithinGroups,
@@ -655,21 +655,6 @@ impl PgSource {
         self.decoders[..self.exprs.len()].iter().map(|d| d.builder(cap)).collect()
     }
 
-    /// Settle numeric columns without a scale from the held rows: the largest scale seen.
-    fn settle(&mut self, rows: &[Row]) {
-        let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        for (i, d) in self.decoders.iter_mut().enumerate() {
-            if let Decode::Numeric(p, None) = d {
-                let s = rows.iter().filter_map(|r| raw(r, i)).filter_map(|b| numeric_dscale(b).ok()).max();
-                *d = Decode::Numeric(*p, Some(s.unwrap_or(0).min(*p as u16) as i8));
-                if i < fields.len() {
-                    fields[i] = Field::new(fields[i].name(), d.data_type(), true);
-                }
-            }
-        }
-        self.schema = Arc::new(Schema::new(fields));
-    }
-
     fn key_text(&self, row: &Row, index: u64) -> String {
         if self.key_cols.is_empty() {
             return format!("row {}", index + 1);
@@ -781,38 +766,14 @@ impl PgSource {
         let mut n = 0usize;
         let mut in_batch = 0usize;
         let mut last_row: Option<Row> = None;
-        let mut held: Vec<Row> = Vec::new();
-        let settling = self.decoders.iter().any(|d| d.unsettled());
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
                 Ok(None) => break,
                 Err(e) => return Err(self.read_fail(sql, at, &e)),
             };
-            if settling && self.decoders.iter().any(|d| d.unsettled()) {
-                // Hold the first batch to settle the open types, then replay it.
-                held.push(row);
-                if held.len() < self.batch_size {
-                    continue;
-                }
-                self.settle(&held);
-                builders = self.new_builders();
-                for row in std::mem::take(&mut held) {
-                    if let Some(flow) = self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)? {
-                        return Ok((n, flow));
-                    }
-                }
-                continue;
-            }
             if let Some(flow) = self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)? {
                 return Ok((n, flow));
-            }
-        }
-        if settling && self.decoders.iter().any(|d| d.unsettled()) {
-            self.settle(&held);
-            builders = self.new_builders();
-            for row in std::mem::take(&mut held) {
-                self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)?;
             }
         }
         if in_batch > 0 {
@@ -1015,10 +976,6 @@ fn has_sort(plan: &serde_json::Value) -> bool {
 impl Source for PgSource {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
-    }
-
-    fn types_settled(&self) -> bool {
-        !self.decoders.iter().any(|d| d.unsettled())
     }
 
     fn plan(&self) -> &ReadPlan {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod pg;
+
 pub fn ream() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ream"))
 }

@@ -1,0 +1,91 @@
+//! A PostgreSQL database of its own for each test, dropped afterwards. The server is
+//! the machine's (`REAM_TEST_PG`, default postgres://postgres@127.0.0.1:5432). Without a
+//! server a plain `cargo test` skips loudly; under CI (`CI` set) it fails.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct PgDb {
+    pub name: String,
+    /// The database's URL, for `ream --source`.
+    pub url: String,
+    base: String,
+}
+
+fn base_url() -> String {
+    std::env::var("REAM_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+impl PgDb {
+    /// A fresh database (C collation, so text sorts bytewise as in SQLite), or `None`
+    /// when no server is reachable outside CI.
+    pub fn create(tag: &str) -> Option<PgDb> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = base_url();
+        let mut admin = match postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls) {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL at {base} is required in CI: {e}"),
+            Err(e) => {
+                eprintln!("\n*** SKIPPED: no PostgreSQL at {base} ({e}); set REAM_TEST_PG to run the PostgreSQL tests ***\n");
+                return None;
+            }
+        };
+        let name = format!("ream_test_{tag}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+            ))
+            .unwrap();
+        Some(PgDb { url: format!("{base}/{name}"), name, base })
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
+    }
+
+    pub fn exec(&self, sql: &str) {
+        self.client().batch_execute(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    }
+
+    /// `psql -c` on this database; its standard output.
+    pub fn psql(&self, sql: &str) -> Vec<u8> {
+        let out = Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url, "-c", sql]).output().unwrap();
+        assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Statements of ours (application_name ream) still running on the server.
+    pub fn active_ream_queries(&self) -> Vec<String> {
+        self.client()
+            .query(
+                "SELECT query FROM pg_stat_activity WHERE datname = $1 AND application_name = 'ream' AND state = 'active'",
+                &[&self.name],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// Terminate ream's sessions on this database; how many there were.
+    pub fn kill_ream_sessions(&self) -> usize {
+        self.client()
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'ream'",
+                &[&self.name],
+            )
+            .unwrap()
+            .iter()
+            .filter(|r| r.get::<_, bool>(0))
+            .count()
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&format!("{}/postgres", self.base), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}

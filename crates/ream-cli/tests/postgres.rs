@@ -1,0 +1,411 @@
+//! PostgreSQL end to end, against the machine's real server: types against psql's own
+//! COPY, a consistent snapshot while others write, resume after killed connections,
+//! cancel that stops the server's query, counts, and the example specs giving the same
+//! report as on SQLite.
+
+mod common;
+use common::pg::PgDb;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TYPES: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN money2 AS numeric(10,2) CHECK (VALUE > -1000000);
+CREATE TABLE t (
+  id int8 PRIMARY KEY, i2 int2, i4 int4, n numeric(12,2), nu numeric, f4 float4, f8 float8,
+  tx text, vc varchar(10), ch char(5), b bool, d date, tm time, ts timestamp, tz timestamptz,
+  iv interval, u uuid, j json, jb jsonb, by bytea, e mood, dm money2, ai int4[], at text[]);
+INSERT INTO t VALUES
+ (1, 1, 100, 12.34, 1.5, 1.1, 0.1, 'plain', 'v', 'ab', true, '2024-02-29', '12:34:56.5',
+  '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05+02', '1 year 2 mons 3 days 04:05:06.5',
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2]}', '{"b": {"c": null}}', '\x00ff10', 'happy', 5.5,
+  '{1,2,NULL}', '{"x","y,z","q\"uote"}'),
+ (2, -32768, -2147483648, -0.05, 123456789.123456789, -3.4e38, -1.7976931348623157e308,
+  'comma, "quote" and
+newline', 'Ωμέγα', 'x', false, '0001-01-01', '00:00:00', '1970-01-01 00:00:00', '1999-12-31 23:59:59.999999+00',
+  '-1 days -00:00:01', '00000000-0000-0000-0000-000000000000', '[]', '[1, "two"]', '\x', 'sad', -999999.99,
+  '{}', '{}'),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL),
+ (4, 32767, 2147483647, 9999999999.99, 0, 1e-30, 5e-324, '<script>alert(1)</script>', 'Дмитрий', 'Øver', true,
+  '9999-12-31', '23:59:59.999999', '2262-04-11 23:47:16', '2024-06-30 12:00:00-07', '00:00:00.000001',
+  'ffffffff-ffff-ffff-ffff-ffffffffffff', 'null', '"s"', '\xdeadbeef', 'ok', 0, '{-7}', '{NULL}');
+INSERT INTO t (id, i4, tx, n) SELECT g, g, 'row ' || g, g / 100.0 FROM generate_series(5, 2000) g;
+"#;
+
+fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::ReaderBuilder::new().from_reader(bytes);
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
+    (header, rows)
+}
+
+/// A decimal's value without its display scale: `1.50` and `1.5` are the same number.
+fn number(s: &str) -> String {
+    if !s.contains('.') {
+        return s.to_string();
+    }
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// psql and arrow print some types differently; compare the values, not the spelling.
+fn same_value(column: &str, ours: &str, theirs: &str) -> bool {
+    if ours == theirs {
+        return true;
+    }
+    match column {
+        "nu" => number(ours) == number(theirs),
+        "f4" | "f8" => ours.parse::<f64>().ok() == theirs.parse::<f64>().ok(),
+        "b" => (ours == "true" && theirs == "t") || (ours == "false" && theirs == "f"),
+        "by" => theirs.strip_prefix("\\x") == Some(ours),
+        "tm" => number(ours) == number(theirs),
+        "ts" => number(&ours.replace('T', " ")) == number(theirs),
+        "tz" => instant(ours).is_some() && instant(ours) == instant(theirs),
+        "iv" => interval_micros(ours).is_some() && interval_micros(ours) == interval_micros(theirs),
+        "ai" | "at" => serde_json::from_str::<serde_json::Value>(ours).ok() == Some(pg_array_json(column, theirs)),
+        _ => false,
+    }
+}
+
+/// A timestamp with an offset (`…Z`, `…+02`, `…+02:00`) as UTC.
+fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let mut s = s.replace('T', " ");
+    if let Some(x) = s.strip_suffix('Z') {
+        s = format!("{x}+00:00");
+    }
+    let tail = &s[s.len().saturating_sub(3)..];
+    if tail.starts_with('+') || tail.starts_with('-') {
+        s.push_str(":00");
+    }
+    chrono::DateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f%:z").ok()
+}
+
+/// (months, days, microseconds) of an interval as arrow prints it (`14 mons 3 days 4 hours
+/// 5 mins 6.500000000 secs`) or as PostgreSQL does with IntervalStyle iso_8601
+/// (`P1Y2M3DT4H5M6.5S`).
+fn interval_micros(s: &str) -> Option<(i64, i64, i64)> {
+    let secs = |x: &str| -> Option<i64> { Some((x.parse::<f64>().ok()? * 1e6).round() as i64) };
+    let (mut m, mut d, mut us) = (0i64, 0i64, 0i64);
+    if let Some(iso) = s.strip_prefix('P') {
+        let (date, time) = iso.split_once('T').unwrap_or((iso, ""));
+        let mut num = String::new();
+        for c in date.chars() {
+            match c {
+                'Y' => m += 12 * num.parse::<i64>().ok()?,
+                'M' => m += num.parse::<i64>().ok()?,
+                'D' => d += num.parse::<i64>().ok()?,
+                _ => {
+                    num.push(c);
+                    continue;
+                }
+            }
+            num.clear();
+        }
+        for c in time.chars() {
+            match c {
+                'H' => us += num.parse::<i64>().ok()? * 3_600_000_000,
+                'M' => us += num.parse::<i64>().ok()? * 60_000_000,
+                'S' => us += secs(&num)?,
+                _ => {
+                    num.push(c);
+                    continue;
+                }
+            }
+            num.clear();
+        }
+        return Some((m, d, us));
+    }
+    let words: Vec<&str> = s.split_whitespace().collect();
+    for pair in words.chunks(2) {
+        let [n, unit] = pair else { return None };
+        match *unit {
+            "mons" | "mon" => m += n.parse::<i64>().ok()?,
+            "days" | "day" => d += n.parse::<i64>().ok()?,
+            "hours" | "hour" => us += n.parse::<i64>().ok()? * 3_600_000_000,
+            "mins" | "min" => us += n.parse::<i64>().ok()? * 60_000_000,
+            "secs" | "sec" => us += secs(n)?,
+            _ => return None,
+        }
+    }
+    Some((m, d, us))
+}
+
+/// A one-dimensional PostgreSQL array literal (`{1,"a,b",NULL}`) as JSON.
+fn pg_array_json(column: &str, s: &str) -> serde_json::Value {
+    let inner = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).expect("an array literal");
+    let mut items = Vec::new();
+    let mut chars = inner.chars().peekable();
+    while chars.peek().is_some() {
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => item.push(chars.next().unwrap()),
+                    '"' => break,
+                    c => item.push(c),
+                }
+            }
+        }
+        for c in chars.by_ref() {
+            if c == ',' {
+                break;
+            }
+            item.push(c);
+        }
+        items.push(match (quoted, item.as_str(), column) {
+            (false, "NULL", _) => serde_json::Value::Null,
+            (_, x, "ai") => serde_json::Value::from(x.parse::<i64>().unwrap()),
+            (_, x, _) => serde_json::Value::from(x),
+        });
+    }
+    serde_json::Value::Array(items)
+}
+
+#[test]
+fn every_type_reads_as_psql_copy_writes_it() {
+    let Some(db) = PgDb::create("types") else { return };
+    db.exec(TYPES);
+    let theirs = db.psql("SET intervalstyle = iso_8601; COPY (SELECT * FROM t ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
+    let (their_header, their_rows) = parse_csv(&theirs);
+    let mut first: Option<Vec<u8>> = None;
+    for batch in ["1", "7", "1000"] {
+        let r = run(&["run", "--source", &db.url, "--table", "t", "-f", "csv", "--batch-size", batch]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        match &first {
+            None => first = Some(r.stdout.clone()),
+            Some(f) => assert_eq!(f, &r.stdout, "batch size {batch} changed the output"),
+        }
+    }
+    let (header, rows) = parse_csv(first.as_ref().unwrap());
+    assert_eq!(header, their_header);
+    assert_eq!(rows.len(), their_rows.len());
+    let mut mismatches = Vec::new();
+    for (ours, theirs) in rows.iter().zip(&their_rows) {
+        for ((col, o), t) in header.iter().zip(ours).zip(theirs) {
+            if !same_value(col, o, t) {
+                mismatches.push(format!("id {}: {col}: ours {o:?}, psql {t:?}", ours[0]));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// A table of `n` rows: id, a value, a label.
+fn numbers(db: &PgDb, n: u64) {
+    db.exec(&format!(
+        "CREATE TABLE nums (id int8 PRIMARY KEY, v int8 NOT NULL, label text);
+         INSERT INTO nums SELECT g, g * 7 % 1000, 'n' || g FROM generate_series(1, {n}) g; ANALYZE nums;"
+    ));
+}
+
+/// Start `ream run` with its standard output piped; returns once the first line is out
+/// (the snapshot is open and rows flow), with a reader for the rest.
+fn start(args: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = ream().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    (child, out, first)
+}
+
+fn finish(child: std::process::Child, mut out: BufReader<std::process::ChildStdout>, first: String) -> (i32, String, String) {
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let (code, err) = wait(child);
+    (code, first + &rest, err)
+}
+
+/// The exit code and standard error of a finished run.
+fn wait(mut child: std::process::Child) -> (i32, String) {
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn a_run_reads_one_snapshot_while_others_write() {
+    let Some(db) = PgDb::create("snapshot") else { return };
+    numbers(&db, 1_000_000);
+    let mut before = Vec::new();
+    for strategy in ["keyset", "cursor"] {
+        // The table as it is now: nobody writes until the run has its snapshot.
+        before = db.psql("COPY (SELECT * FROM nums ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
+        let (child, out, first) =
+            start(&["run", "--source", &db.url, "--table", "nums", "--strategy", strategy, "--batch-size", "500"]);
+        // Others write all through the run: updates, deletes and inserts, committed.
+        let done = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (done, commits, url) = (done.clone(), commits.clone(), db.url.clone());
+            std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let mut k = 0i64;
+                while !done.load(Ordering::Relaxed) {
+                    k += 1;
+                    c.batch_execute(&format!(
+                        "UPDATE nums SET v = v + 1, label = 'changed' WHERE id % 1000 = {m};
+                         DELETE FROM nums WHERE id = {d};
+                         INSERT INTO nums VALUES ({i}, 0, 'new') ON CONFLICT DO NOTHING;",
+                        m = k % 1000,
+                        d = (k * 7919) % 1_000_000 + 1,
+                        i = 2_000_000 + k
+                    ))
+                    .unwrap();
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let (code, text, err) = finish(child, out, first);
+        done.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(code, 0, "{err}");
+        assert!(commits.load(Ordering::Relaxed) >= 5, "the writers did not get to write during the run");
+        assert!(text.as_bytes() == before.as_slice(), "{strategy}: the output is not the table as it was at the start");
+    }
+    let after = db.psql("COPY (SELECT * FROM nums ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
+    assert_ne!(after, before, "the table did not change, so the test proved nothing");
+}
+
+#[test]
+fn killed_connections_resume_and_every_row_comes_once() {
+    let Some(db) = PgDb::create("resume") else { return };
+    numbers(&db, 400_000);
+    let expected = db.psql("COPY (SELECT * FROM nums ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
+    for strategy in ["keyset", "cursor"] {
+        let (child, out, first) =
+            start(&["run", "--source", &db.url, "--table", "nums", "--strategy", strategy, "--batch-size", "100"]);
+        // The reader is slow on purpose, so the run lasts long enough to be killed 3 times.
+        let reader = std::thread::spawn(move || {
+            let mut out = out;
+            let mut text = first;
+            let mut line = String::new();
+            let mut n = 0u64;
+            while out.read_line(&mut line).unwrap() > 0 {
+                text.push_str(&line);
+                line.clear();
+                n += 1;
+                if n % 20_000 == 0 {
+                    std::thread::sleep(Duration::from_millis(60));
+                }
+            }
+            text
+        });
+        let mut kills = 0;
+        let started = Instant::now();
+        while kills < 3 && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(300));
+            kills += db.kill_ream_sessions().min(1);
+        }
+        let text = reader.join().unwrap();
+        let (code, err) = wait(child);
+        assert_eq!(kills, 3, "{strategy}: the run ended before it was killed 3 times");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(err.matches("resumed (attempt").count(), 3, "{err}");
+        assert!(text.as_bytes() == expected.as_slice(), "{strategy}: rows lost or repeated across resumes");
+    }
+}
+
+/// A query that streams for hours: a triple cross join of 2,000 rows.
+fn endless(db: &PgDb) -> &'static str {
+    numbers(db, 2_000);
+    "SELECT a.id AS a, b.id AS b, c.id AS c FROM nums a, nums b, nums c"
+}
+
+/// Wait up to `limit` for no query of ours to be running on the server.
+fn server_quiet_within(db: &PgDb, limit: Duration) -> Result<Duration, Vec<String>> {
+    let t = Instant::now();
+    loop {
+        let active = db.active_ream_queries();
+        if active.is_empty() {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > limit {
+            return Err(active);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_query_on_the_server() {
+    let Some(db) = PgDb::create("cancel") else { return };
+    let sql = endless(&db);
+    let (child, out, _) = start(&["run", "--source", &db.url, "--sql", sql]);
+    assert_eq!(db.active_ream_queries().len(), 1, "the query should be running");
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    drop(out);
+    let (code, err) = wait(child);
+    assert_eq!(code, 130, "{err}");
+    server_quiet_within(&db, Duration::from_secs(1)).expect("our query still runs on the server 1 s after the cancel");
+}
+
+#[test]
+fn a_reader_that_goes_away_stops_the_query_on_the_server() {
+    let Some(db) = PgDb::create("drop") else { return };
+    let sql = endless(&db);
+    let (child, out, _) = start(&["run", "--source", &db.url, "--sql", sql]);
+    drop(out);
+    let (code, err) = wait(child);
+    assert_eq!(code, 0, "a reader going away is a clean exit: {err}");
+    server_quiet_within(&db, Duration::from_secs(1)).expect("our query still runs on the server 1 s after the reader left");
+}
+
+#[test]
+fn a_spent_retry_budget_fails_loudly_and_leaves_no_file() {
+    let Some(db) = PgDb::create("budget") else { return };
+    let sql = endless(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.csv");
+    let child = ream()
+        .args(["run", "--source", &db.url, "--sql", sql, "--key", "a,b,c", "--retries", "0", "-o"])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !files_in(dir.path()).iter().any(|f| f.ends_with(".tmp")) {
+        assert!(t.elapsed() < Duration::from_secs(30), "the run never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(db.kill_ream_sessions(), 1);
+    let (code, err) = wait(child);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("gave up after 0 retries"), "{err}");
+    assert!(files_in(dir.path()).is_empty(), "a failed run left {:?}", files_in(dir.path()));
+}
+
+#[test]
+fn progress_totals_are_exact_estimated_or_absent() {
+    use ream_engine::{prepare, start as start_run, AdHoc, CountMode, Format, Job, RunOptions};
+    let Some(db) = PgDb::create("count") else { return };
+    numbers(&db, 50_000);
+    let total = |count: CountMode| {
+        let mut opts = RunOptions::new(Format::Csv);
+        opts.source = Some(db.url.clone());
+        opts.count = count;
+        let job = Job::AdHoc(AdHoc { sql: Some("SELECT * FROM nums WHERE v < 500".into()), ..Default::default() });
+        let run = start_run(prepare(job, &opts, ream_core::CancelToken::new()).unwrap());
+        let progress = run.progress();
+        run.write_to(&mut std::io::sink()).unwrap();
+        let t = Instant::now();
+        while progress.total().is_none() && count != CountMode::None && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (progress.total(), progress.rows.load(Ordering::Relaxed))
+    };
+    let (exact, rows) = total(CountMode::Exact);
+    assert_eq!(rows, 25_000);
+    assert_eq!(exact, Some(25_000));
+    let (estimate, _) = total(CountMode::Estimate);
+    let estimate = estimate.expect("an estimate");
+    assert!((12_500..=50_000).contains(&estimate), "estimate {estimate} is far from 25,000");
+    assert_eq!(total(CountMode::None).0, None);
+}
