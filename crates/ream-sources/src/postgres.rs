@@ -60,6 +60,11 @@ fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // The pool retries a refused connection until its timeout and then reports only
+    // that it timed out; one direct attempt first fails fast with the real reason.
+    config
+        .connect(NoTls)
+        .map_err(|e| SourceError::Open { url: display.to_string(), reason: db_message(&e) })?;
     let pool = r2d2::Pool::builder()
         .max_size(16)
         // Connect on demand: a run needs one connection (two while it counts).
