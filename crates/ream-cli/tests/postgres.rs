@@ -341,9 +341,14 @@ fn ctrl_c_stops_the_query_on_the_server() {
     let sql = endless(&db);
     let (child, out, _) = start(&["run", "--source", &db.url, "--sql", sql]);
     assert_eq!(db.active_ream_queries().len(), 1, "the query should be running");
+    // Keep reading, so the only thing that stops the run is the signal.
+    let drain = std::thread::spawn(move || {
+        let mut out = out;
+        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    });
     std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    drop(out);
     let (code, err) = wait(child);
+    drain.join().unwrap();
     assert_eq!(code, 130, "{err}");
     server_quiet_within(&db, Duration::from_secs(1)).expect("our query still runs on the server 1 s after the cancel");
 }

@@ -7,8 +7,11 @@
 //! - `cursor`: one statement whose rows stream with backpressure down to TCP (the driver
 //!   stops reading the socket while we are not taking rows);
 //! - `offset`: `LIMIT n OFFSET m` (last resort; cannot resume);
-//! - `auto`: keyset when a unique key is known, no order column may be NULL and `EXPLAIN`
-//!   shows no Sort (an index serves the order), else cursor.
+//! - `auto`: cursor in the default one-snapshot mode (one statement in key order is as
+//!   consistent as pages and resumes by the key all the same, without a round trip per
+//!   page). With a fresh snapshot per statement: keyset when a unique key is known, no
+//!   order column may be NULL and `EXPLAIN` shows no Sort (an index serves the order),
+//!   else cursor.
 //!
 //! The default key of a table is its primary key. Key columns must not be NULL: a NULL key
 //! is an error, because a row after it could otherwise be skipped silently.
@@ -542,6 +545,13 @@ impl PgSource {
                     "{} may be NULL, so keyset pages could not use an index: one statement streams",
                     nullable.join(", ")
                 ),
+            ),
+            // One snapshot for the run either way: one streaming statement in key order
+            // is as consistent as pages, resumes by the key all the same, and skips a
+            // round trip and a plan per page (9.5 s against 11.4 s for lineitem).
+            Strategy::Auto if self.snapshot == Snapshot::Run => (
+                Strategy::Cursor,
+                format!("one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"),
             ),
             Strategy::Auto => {
                 let first = self.page_query(None, Some(self.page_rows()), None);
