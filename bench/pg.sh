@@ -23,10 +23,16 @@ psql -Xq -d "$db" -c "DROP TABLE IF EXISTS lineitem_100k; CREATE TABLE lineitem_
 for r in $(seq "$rounds"); do
   echo "# round $r"
   measure "psql COPY csv" psql -Xqc "COPY lineitem TO STDOUT (FORMAT csv, HEADER)" "$db"
-  measure "ream csv (auto)" "$ream" run --source "$url" --table lineitem -f csv
-  measure "ream csv (cursor)" "$ream" run --source "$url" --table lineitem -f csv --strategy cursor
-  measure "ream csv (auto, --no-snapshot)" "$ream" run --source "$url" --table lineitem -f csv --no-snapshot
+  measure "ream csv (auto: cursor, one snapshot)" "$ream" run --source "$url" --table lineitem -f csv
+  measure "ream csv (cursor, --no-snapshot)" "$ream" run --source "$url" --table lineitem -f csv --strategy cursor --no-snapshot
+  measure "ream csv (keyset, one snapshot)" "$ream" run --source "$url" --table lineitem -f csv --strategy keyset
+  measure "ream csv (keyset, --no-snapshot)" "$ream" run --source "$url" --table lineitem -f csv --strategy keyset --no-snapshot
   measure "psql COPY row_to_json" psql -Xqc "COPY (SELECT row_to_json(l) FROM lineitem l) TO STDOUT" "$db"
-  measure "ream ndjson (cursor)" "$ream" run --source "$url" --table lineitem -f ndjson --strategy cursor
+  measure "ream ndjson" "$ream" run --source "$url" --table lineitem -f ndjson
   measure "ream csv 100k rows (RSS)" "$ream" run --source "$url" --table lineitem_100k -f csv
+  measure "psql TPC-H Q1" psql -Xq -f "$root/../shared/bench/q1.sql" "$db"
+  measure "ream TPC-H Q1 report (csv)" "$ream" run "$root/bench/tpch_q1.yaml" --source "$url" -f csv
 done
+echo "# first bytes (median of 5)"
+echo "ream: $(python3 "$root/bench/first_bytes.py" "$ream" run --source "$url" --table lineitem -f csv)"
+echo "psql: $(python3 "$root/bench/first_bytes.py" psql -Xqc "COPY lineitem TO STDOUT (FORMAT csv)" "$db")"

@@ -175,12 +175,15 @@ fn every_type_reads_as_psql_copy_writes_it() {
     let theirs = db.psql("SET intervalstyle = iso_8601; COPY (SELECT * FROM t ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
     let (their_header, their_rows) = parse_csv(&theirs);
     let mut first: Option<Vec<u8>> = None;
-    for batch in ["1", "7", "1000"] {
-        let r = run(&["run", "--source", &db.url, "--table", "t", "-f", "csv", "--batch-size", batch]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        match &first {
-            None => first = Some(r.stdout.clone()),
-            Some(f) => assert_eq!(f, &r.stdout, "batch size {batch} changed the output"),
+    for strategy in ["auto", "keyset", "cursor", "offset"] {
+        for batch in ["1", "7", "1000"] {
+            let args = ["run", "--source", &db.url, "--table", "t", "-f", "csv", "--batch-size", batch, "--strategy", strategy];
+            let r = run(&args);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            match &first {
+                None => first = Some(r.stdout.clone()),
+                Some(f) => assert!(f == &r.stdout, "{strategy} with batch size {batch} changed the output"),
+            }
         }
     }
     let (header, rows) = parse_csv(first.as_ref().unwrap());
@@ -523,4 +526,32 @@ fn bad_requests_fail_before_the_first_byte_with_exit_code_2() {
     assert!(r.stderr.contains("cannot open postgres://postgres@127.0.0.1:1/none"), "{}", r.stderr);
     let r = run(&["run", "--source", "postgres://u:hunter2@127.0.0.1:1/none", "--table", "t"]);
     assert!(!r.stderr.contains("hunter2"), "the password leaked: {}", r.stderr);
+}
+
+#[test]
+fn connections_serve_the_next_run_after_a_cancel_or_an_early_stop() {
+    use ream_engine::{prepare, start as start_run, AdHoc, Format, Job, RunOptions};
+    let Some(db) = PgDb::create("reuse") else { return };
+    numbers(&db, 200_000);
+    let mut opts = RunOptions::new(Format::Csv);
+    opts.source = Some(db.url.clone());
+    opts.batch_size = Some(100);
+    let job = || Job::AdHoc(AdHoc { table: Some("nums".into()), ..Default::default() });
+    // One process, one pool: a run cancelled mid-way, one dropped after its first chunk...
+    let cancel = ream_core::CancelToken::new();
+    let mut run = start_run(prepare(job(), &opts, cancel.clone()).unwrap());
+    assert!(run.next_chunk().unwrap().is_some());
+    cancel.cancel();
+    assert!(run.write_to(&mut std::io::sink()).is_err(), "a cancelled run must fail, not end short");
+    let mut run = start_run(prepare(job(), &opts, ream_core::CancelToken::new()).unwrap());
+    assert!(run.next_chunk().unwrap().is_some());
+    drop(run);
+    server_quiet_within(&db, Duration::from_secs(1)).expect("a stopped run left its query running");
+    // ...and the next runs on the same pool read every row.
+    for _ in 0..3 {
+        let mut out = Vec::new();
+        let run = start_run(prepare(job(), &opts, ream_core::CancelToken::new()).unwrap());
+        run.write_to(&mut out).unwrap();
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 200_001);
+    }
 }

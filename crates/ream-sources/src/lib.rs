@@ -31,6 +31,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "postgres")]
 mod pgtypes;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -279,6 +283,8 @@ pub enum SourceUrl {
     Sqlite(PathBuf),
     /// `postgres://` or `postgresql://`, as libpq reads it.
     Postgres(String),
+    /// `mysql://` or `mariadb://`.
+    Mysql(String),
 }
 
 impl SourceUrl {
@@ -302,9 +308,20 @@ impl SourceUrl {
             return Ok(SourceUrl::Postgres(url.to_string()));
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            return Err(bad("MySQL sources are not built yet (SQLite and PostgreSQL for now)"));
+            return Ok(SourceUrl::Mysql(url.to_string()));
         }
-        Err(bad("expected sqlite:PATH or postgres://USER@HOST:PORT/DB"))
+        Err(bad("expected sqlite:PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB"))
+    }
+}
+
+/// The URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else { return url.to_string() };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -328,6 +345,8 @@ pub fn open_url(
         SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(path, display, req, cancel)?)),
         #[cfg(feature = "postgres")]
         SourceUrl::Postgres(url) => Ok(Box::new(postgres::PgSource::open(url, display, req, cancel)?)),
+        #[cfg(feature = "mysql")]
+        SourceUrl::Mysql(url) => Ok(Box::new(mysql::MySource::open(url, display, req, cancel)?)),
         #[allow(unreachable_patterns)]
         _ => Err(SourceError::Url { url: display.to_string(), reason: "this build has no driver for it".into() }),
     }
@@ -336,6 +355,12 @@ pub fn open_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
+    }
 
     #[test]
     fn sqlite_urls_parse_relative_to_a_base() {

@@ -36,10 +36,8 @@ use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
 use crate::pgtypes::{Decode, PgBuilder};
-use crate::{
-    CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, Resume, ResumeLog, Snapshot, Source, SourceError,
-    WithinGroups,
-};
+use crate::server::{stream_resuming, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES};
+use crate::{CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups};
 
 type Manager = PostgresConnectionManager<NoTls>;
 type Pool = r2d2::Pool<Manager>;
@@ -76,17 +74,6 @@ fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
         .build_unchecked(PostgresConnectionManager::new(config, NoTls));
     pools.insert(url.to_string(), pool.clone());
     Ok(pool)
-}
-
-/// The URL with its password hidden, for messages.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else { return url.to_string() };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-        None => url.to_string(),
-    }
 }
 
 /// A column's raw wire bytes, whatever its type.
@@ -183,41 +170,6 @@ fn pg_type_for(dt: &arrow_schema::DataType) -> String {
     }
 }
 
-/// Batches per keyset page.
-const PAGE_BATCHES: usize = 8;
-
-struct OrderCol {
-    name: String,
-    expr: String,
-    select_index: usize,
-    /// Known never NULL (a key column, or a NOT NULL column of the base table).
-    not_null: bool,
-}
-
-/// How a read attempt ended.
-enum Flow {
-    Done,
-    Stopped,
-}
-
-/// Why a read attempt failed: a lost connection can be resumed, anything else cannot.
-enum Fail {
-    Lost(String),
-    Other(SourceError),
-}
-
-impl From<SourceError> for Fail {
-    fn from(e: SourceError) -> Self {
-        Fail::Other(e)
-    }
-}
-
-/// Where the run is: the cursor of the last row handed on, and how many rows that was.
-struct Progress {
-    last: Option<Cursor>,
-    emitted: u64,
-}
-
 pub struct PgSource {
     pool: Pool,
     display: String,
@@ -294,7 +246,7 @@ impl PgSource {
     /// Connect, start the snapshot, resolve fields and types, pick the strategy. Nothing
     /// is streamed yet.
     pub fn open(url: &str, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
-        let display = redact(display);
+        let display = crate::redact(display);
         let pool = pool_for(url, &display)?;
         let mut src = PgSource {
             pool,
@@ -881,13 +833,6 @@ impl PgSource {
         }
         self.in_txn = false;
     }
-
-    fn backoff(attempt: u32) -> Duration {
-        let base = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
-        // Jitter from the clock: retries of parallel runs do not land together.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        Duration::from_millis(base / 2 + (nanos as u64 % (base / 2 + 1)))
-    }
 }
 
 /// `EXPLAIN (FORMAT JSON)` of a statement, with its parameters bound, as text.
@@ -998,60 +943,8 @@ impl Source for PgSource {
     }
 
     fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
-        let mut at = Progress { last: self.start_after.clone(), emitted: 0 };
-        let mut attempt = 0u32;
-        loop {
-            let result = match self.conn {
-                Some(_) => self.read_from(&mut at, emit),
-                None => self.connect().and_then(|_| self.read_from(&mut at, emit)),
-            };
-            match result {
-                Ok(_) => {
-                    self.release();
-                    return Ok(());
-                }
-                Err(Fail::Lost(message)) => {
-                    self.release();
-                    let cursor = at.last.as_ref().map_or("(start)".into(), |c| c.to_string());
-                    let resumable = self.unique_order
-                        && matches!(self.plan.strategy, Strategy::Keyset | Strategy::Cursor)
-                        && !self.cancel.is_cancelled();
-                    if !resumable {
-                        return Err(SourceError::Read {
-                            sql: self.plan.sql.clone(),
-                            cursor,
-                            message: format!(
-                                "the connection was lost after {} rows ({message}); this run cannot resume: \
-                                 it has no unique key order (give `key`) or pages by offset",
-                                at.emitted
-                            ),
-                        });
-                    }
-                    if attempt >= self.retries {
-                        return Err(SourceError::Read {
-                            sql: self.plan.sql.clone(),
-                            cursor,
-                            message: format!(
-                                "the connection was lost {} times; gave up after {} retries, {} rows in: {message}",
-                                attempt + 1,
-                                self.retries,
-                                at.emitted
-                            ),
-                        });
-                    }
-                    attempt += 1;
-                    std::thread::sleep(Self::backoff(attempt));
-                    if self.cancel.is_cancelled() {
-                        return Err(SourceError::Cancelled);
-                    }
-                    self.resumes.push(Resume { attempt, after_rows: at.emitted, cursor: at.last.clone(), error: message });
-                }
-                Err(Fail::Other(e)) => {
-                    self.release();
-                    return Err(e);
-                }
-            }
-        }
+        let start = self.start_after.clone();
+        stream_resuming(self, start, emit)
     }
 
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
@@ -1098,6 +991,43 @@ impl Source for PgSource {
     }
 }
 
+impl Resumable for PgSource {
+    fn connected(&self) -> bool {
+        self.conn.is_some()
+    }
+    fn connect(&mut self) -> Result<(), Fail> {
+        PgSource::connect(self)
+    }
+    fn read_from(
+        &mut self,
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<Flow, Fail> {
+        PgSource::read_from(self, at, emit)
+    }
+    fn release(&mut self) {
+        PgSource::release(self)
+    }
+    fn unique_order(&self) -> bool {
+        self.unique_order
+    }
+    fn strategy(&self) -> Strategy {
+        self.plan.strategy
+    }
+    fn sql(&self) -> &str {
+        &self.plan.sql
+    }
+    fn retries(&self) -> u32 {
+        self.retries
+    }
+    fn cancel(&self) -> &CancelToken {
+        &self.cancel
+    }
+    fn resumes(&self) -> &ResumeLog {
+        &self.resumes
+    }
+}
+
 impl Drop for PgSource {
     fn drop(&mut self) {
         // Never hand a connection back to the pool inside our transaction. On a thread of
@@ -1137,9 +1067,4 @@ mod tests {
         assert_eq!(keyset_predicate(&order, &after, 1), "((g IS NULL AND (k) > ($1)))");
     }
 
-    #[test]
-    fn passwords_are_hidden_in_messages() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-    }
 }

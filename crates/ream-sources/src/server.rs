@@ -1,0 +1,136 @@
+//! What the database-server sources (PostgreSQL, MySQL) share: the order columns, where a
+//! run is, and the loop that resumes a run from its last cursor after a lost connection.
+
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use ream_core::spec::Strategy;
+use ream_core::CancelToken;
+
+use crate::{Cursor, Resume, ResumeLog, SourceError};
+
+/// Batches per keyset page: each page costs a round trip and a plan, while its rows
+/// stream through (a page is never held), so memory does not grow with it.
+pub(crate) const PAGE_BATCHES: usize = 8;
+
+pub(crate) struct OrderCol {
+    pub name: String,
+    pub expr: String,
+    pub select_index: usize,
+    /// Known never NULL (a key column, or a NOT NULL column of the base table).
+    pub not_null: bool,
+}
+
+/// How a read attempt ended.
+pub(crate) enum Flow {
+    Done,
+    Stopped,
+}
+
+/// Why a read attempt failed: a lost connection can be resumed, anything else cannot.
+pub(crate) enum Fail {
+    Lost(String),
+    Other(SourceError),
+}
+
+impl From<SourceError> for Fail {
+    fn from(e: SourceError) -> Self {
+        Fail::Other(e)
+    }
+}
+
+/// Where the run is: the cursor of the last row handed on, and how many rows that was.
+pub(crate) struct Progress {
+    pub last: Option<Cursor>,
+    pub emitted: u64,
+}
+
+/// A server source, seen by the resume loop.
+pub(crate) trait Resumable {
+    fn connected(&self) -> bool;
+    /// A connection and, in snapshot mode, a new snapshot.
+    fn connect(&mut self) -> Result<(), Fail>;
+    /// Read from `at` to the end, updating `at` as batches are handed on.
+    fn read_from(&mut self, at: &mut Progress, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool)
+        -> Result<Flow, Fail>;
+    /// End the run's use of the connection (back to the pool, or dropped when broken).
+    fn release(&mut self);
+    /// Whether a unique key orders the rows, so a cursor names one position.
+    fn unique_order(&self) -> bool;
+    fn strategy(&self) -> Strategy;
+    fn sql(&self) -> &str;
+    fn retries(&self) -> u32;
+    fn cancel(&self) -> &CancelToken;
+    fn resumes(&self) -> &ResumeLog;
+}
+
+/// Stream every row once: on a lost connection, back off, reconnect and go on from the
+/// cursor of the last batch handed on, up to the retry budget.
+pub(crate) fn stream_resuming<S: Resumable>(
+    s: &mut S,
+    start_after: Option<Cursor>,
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> Result<(), SourceError> {
+    let mut at = Progress { last: start_after, emitted: 0 };
+    let mut attempt = 0u32;
+    loop {
+        let result = match s.connected() {
+            true => s.read_from(&mut at, emit),
+            false => s.connect().and_then(|_| s.read_from(&mut at, emit)),
+        };
+        let message = match result {
+            Ok(_) => {
+                s.release();
+                return Ok(());
+            }
+            Err(Fail::Other(e)) => {
+                s.release();
+                return Err(e);
+            }
+            Err(Fail::Lost(message)) => {
+                s.release();
+                message
+            }
+        };
+        let cursor = at.last.as_ref().map_or("(start)".into(), |c| c.to_string());
+        let resumable =
+            s.unique_order() && matches!(s.strategy(), Strategy::Keyset | Strategy::Cursor) && !s.cancel().is_cancelled();
+        if !resumable {
+            return Err(SourceError::Read {
+                sql: s.sql().to_string(),
+                cursor,
+                message: format!(
+                    "the connection was lost after {} rows ({message}); this run cannot resume: \
+                     it has no unique key order (give `key`) or pages by offset",
+                    at.emitted
+                ),
+            });
+        }
+        if attempt >= s.retries() {
+            return Err(SourceError::Read {
+                sql: s.sql().to_string(),
+                cursor,
+                message: format!(
+                    "the connection was lost {} times; gave up after {} retries, {} rows in: {message}",
+                    attempt + 1,
+                    s.retries(),
+                    at.emitted
+                ),
+            });
+        }
+        attempt += 1;
+        std::thread::sleep(backoff(attempt));
+        if s.cancel().is_cancelled() {
+            return Err(SourceError::Cancelled);
+        }
+        s.resumes().push(Resume { attempt, after_rows: at.emitted, cursor: at.last.clone(), error: message });
+    }
+}
+
+/// Exponential backoff with jitter: 0.2 s, 0.4 s, 0.8 s… up to 5 s, each between half
+/// and all of it, so the retries of parallel runs do not land together.
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(base / 2 + (nanos as u64 % (base / 2 + 1)))
+}
