@@ -37,7 +37,7 @@ impl Value {
         matches!(self, Value::Null)
     }
 
-    /// The value at `row` of an Arrow array. Types outside ream's set read as text.
+    /// The value at `row` of an Arrow array. Types outside ream's set read as their text.
     pub fn from_array(array: &dyn Array, row: usize) -> Value {
         if array.is_null(row) {
             return Value::Null;
@@ -63,7 +63,15 @@ impl Value {
                 Value::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
             }
             DataType::Binary => Value::Binary(array.as_binary::<i32>().value(row).into()),
-            _ => Value::Str(arrow_array::array::Array::to_data(array).data_type().to_string().into()),
+            // Times, durations, intervals, zoned timestamps in other units…: as arrow
+            // writes them in CSV and JSON, so every format shows the same text.
+            _ => {
+                let options = arrow_cast::display::FormatOptions::default();
+                match arrow_cast::display::ArrayFormatter::try_new(array, &options) {
+                    Ok(f) => Value::Str(f.value(row).to_string().into()),
+                    Err(_) => Value::Str(array.data_type().to_string().into()),
+                }
+            }
         }
     }
 
@@ -193,5 +201,7 @@ mod tests {
         assert_eq!(Value::Decimal { units: 1005, scale: 2 }.to_json_string(), "10.05");
         assert_eq!(Value::Str("a\"b\n".into()).to_json_string(), "\"a\\\"b\\n\"");
         assert_eq!(Value::Timestamp(1_500_000).to_json_string(), "\"1970-01-01T00:00:01.500\"");
+        let t = arrow_array::Time64MicrosecondArray::from(vec![43_201_000_000]);
+        assert_eq!(Value::from_array(&t, 0), Value::Str("12:00:01".into()));
     }
 }
