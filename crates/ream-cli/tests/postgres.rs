@@ -555,3 +555,19 @@ fn connections_serve_the_next_run_after_a_cancel_or_an_early_stop() {
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 200_001);
     }
 }
+
+#[test]
+fn a_value_ream_cannot_hold_fails_the_run_naming_column_and_key_and_leaves_no_file() {
+    let Some(db) = PgDb::create("badvalue") else { return };
+    db.exec(
+        "CREATE TABLE d (id int8 PRIMARY KEY, day date);
+         INSERT INTO d SELECT g, DATE '2024-01-01' + g::int FROM generate_series(1, 20000) g;
+         UPDATE d SET day = 'infinity' WHERE id = 15000;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.csv");
+    let r = run(&["run", "--source", &db.url, "--table", "d", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("column `day` (date) at id=15000: infinity is not a date"), "{}", r.stderr);
+    assert!(files_in(dir.path()).is_empty(), "a failed run left {:?}", files_in(dir.path()));
+}
