@@ -218,7 +218,7 @@ fn killed_connections_resume_and_every_row_comes_once() {
                 text.push_str(&line);
                 line.clear();
                 n += 1;
-                if n % 10_000 == 0 {
+                if n.is_multiple_of(10_000) {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }

@@ -58,13 +58,12 @@ pub(crate) fn write_rows(columns: &[ArrayRef], out: &mut Vec<u8>) -> Result<(), 
                 Col::F64(a) if a.is_valid(row) => out.extend_from_slice(floats.format(a.value(row)).as_bytes()),
                 Col::Dec(a, s) if a.is_valid(row) => decimal(a.value(row), *s as usize, out),
                 Col::Str(a) if a.is_valid(row) => field(a.value(row).as_bytes(), out),
-                Col::Date(a) if a.is_valid(row) => {
-                    if !date(a.value(row), out) {
-                        scratch.clear();
-                        let f = ArrayFormatter::try_new(*a as &dyn Array, &options)?;
-                        f.value(row).write(&mut scratch)?;
-                        field(scratch.as_bytes(), out);
-                    }
+                // Years outside 0..=9999: arrow's formatter writes them with a sign.
+                Col::Date(a) if a.is_valid(row) && !date(a.value(row), out) => {
+                    scratch.clear();
+                    let f = ArrayFormatter::try_new(*a as &dyn Array, &options)?;
+                    f.value(row).write(&mut scratch)?;
+                    field(scratch.as_bytes(), out);
                 }
                 Col::Bool(a) if a.is_valid(row) => {
                     out.extend_from_slice(if a.value(row) { b"true" } else { b"false" })

@@ -503,7 +503,7 @@ impl MySource {
         self.joins.iter().map(|j| format!(" {j}")).collect()
     }
 
-    fn from_clause(&self) -> String {
+    fn source_clause(&self) -> String {
         match &self.from_sql {
             Some(sql) => format!("({sql}) AS q"),
             None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
@@ -514,7 +514,7 @@ impl MySource {
         let mut cols: Vec<String> =
             names.iter().zip(&self.exprs).map(|(n, e)| format!("{e} AS {}", quote_ident(n))).collect();
         cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
-        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.from_clause());
+        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.source_clause());
         if let Some(f) = &self.filter {
             sql.push_str(&format!(" WHERE ({f})"));
         }
