@@ -403,3 +403,29 @@ fn progress_totals_are_exact_estimated_or_absent() {
     assert!((25_000..=100_000).contains(&estimate), "estimate {estimate}");
     assert_eq!(total(CountMode::None).0, None);
 }
+
+#[test]
+fn connections_serve_the_next_run_after_a_cancel_or_an_early_stop() {
+    use ream_engine::{prepare, start as start_run, AdHoc, Format, Job, RunOptions};
+    let Some(db) = MyDb::create("reuse") else { return };
+    numbers(&db, 200_000);
+    let mut opts = RunOptions::new(Format::Csv);
+    opts.source = Some(db.url.clone());
+    opts.batch_size = Some(100);
+    let job = || Job::AdHoc(AdHoc { table: Some("nums".into()), ..Default::default() });
+    let cancel = ream_core::CancelToken::new();
+    let mut run = start_run(prepare(job(), &opts, cancel.clone()).unwrap());
+    assert!(run.next_chunk().unwrap().is_some());
+    cancel.cancel();
+    assert!(run.write_to(&mut std::io::sink()).is_err(), "a cancelled run must fail, not end short");
+    let mut run = start_run(prepare(job(), &opts, ream_core::CancelToken::new()).unwrap());
+    assert!(run.next_chunk().unwrap().is_some());
+    drop(run);
+    quiet_within(&db, Duration::from_secs(1)).expect("a stopped run left its query running");
+    for _ in 0..3 {
+        let mut out = Vec::new();
+        let run = start_run(prepare(job(), &opts, ream_core::CancelToken::new()).unwrap());
+        run.write_to(&mut out).unwrap();
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 200_001);
+    }
+}
