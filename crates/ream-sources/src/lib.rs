@@ -43,7 +43,7 @@ pub mod sqlite;
 mod convert;
 
 /// What to read: a table with joins and computed columns, or a whole SELECT.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReadRequest {
     pub table: Option<String>,
     pub sql: Option<String>,
@@ -142,27 +142,40 @@ pub enum WithinGroups {
     AnyOrder,
 }
 
+/// Nothing to read yet, with the defaults a run uses: `auto`, 4096-row batches, one
+/// snapshot, 5 retries.
+impl Default for ReadRequest {
+    fn default() -> Self {
+        ReadRequest {
+            table: None,
+            sql: None,
+            joins: vec![],
+            columns: IndexMap::new(),
+            filter: None,
+            params: BoundParams::default(),
+            key: vec![],
+            order_prefix: vec![],
+            strategy: Strategy::Auto,
+            batch_size: DEFAULT_BATCH_SIZE,
+            start_after: None,
+            within_groups: WithinGroups::default(),
+            snapshot: Snapshot::default(),
+            retries: DEFAULT_RETRIES,
+            count: CountMode::default(),
+            resumes: ResumeLog::default(),
+        }
+    }
+}
+
 impl ReadRequest {
     /// Read a whole table, every column, in its natural key order.
     pub fn table(name: &str) -> Self {
-        ReadRequest {
-            table: Some(name.to_string()),
-            strategy: Strategy::Auto,
-            batch_size: DEFAULT_BATCH_SIZE,
-            retries: DEFAULT_RETRIES,
-            ..Default::default()
-        }
+        ReadRequest { table: Some(name.to_string()), ..Default::default() }
     }
 
     /// Read the rows of a SELECT.
     pub fn sql(sql: &str) -> Self {
-        ReadRequest {
-            sql: Some(sql.to_string()),
-            strategy: Strategy::Auto,
-            batch_size: DEFAULT_BATCH_SIZE,
-            retries: DEFAULT_RETRIES,
-            ..Default::default()
-        }
+        ReadRequest { sql: Some(sql.to_string()), ..Default::default() }
     }
 }
 
