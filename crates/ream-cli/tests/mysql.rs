@@ -79,7 +79,11 @@ fn same_value(column: &str, ours: &str, theirs: Option<&str>) -> bool {
         "ts" | "tz" => {
             let norm = |s: &str| {
                 let s = s.replace('T', " ").trim_end_matches('Z').to_string();
-                if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+                if s.contains('.') {
+                    s.trim_end_matches('0').trim_end_matches('.').to_string()
+                } else {
+                    s
+                }
             };
             norm(ours) == norm(theirs)
         }
@@ -101,7 +105,19 @@ fn every_type_reads_as_the_mariadb_client_prints_it() {
     let mut first: Option<Vec<u8>> = None;
     for strategy in ["auto", "keyset", "cursor", "offset"] {
         for batch in ["1", "7", "1000"] {
-            let r = run(&["run", "--source", &db.url, "--table", "t", "-f", "csv", "--batch-size", batch, "--strategy", strategy]);
+            let r = run(&[
+                "run",
+                "--source",
+                &db.url,
+                "--table",
+                "t",
+                "-f",
+                "csv",
+                "--batch-size",
+                batch,
+                "--strategy",
+                strategy,
+            ]);
             assert_eq!(r.code, 0, "{}", r.stderr);
             match &first {
                 None => first = Some(r.stdout.clone()),

@@ -172,12 +172,25 @@ fn pg_array_json(column: &str, s: &str) -> serde_json::Value {
 fn every_type_reads_as_psql_copy_writes_it() {
     let Some(db) = PgDb::create("types") else { return };
     db.exec(TYPES);
-    let theirs = db.psql("SET intervalstyle = iso_8601; COPY (SELECT * FROM t ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
+    let theirs =
+        db.psql("SET intervalstyle = iso_8601; COPY (SELECT * FROM t ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
     let (their_header, their_rows) = parse_csv(&theirs);
     let mut first: Option<Vec<u8>> = None;
     for strategy in ["auto", "keyset", "cursor", "offset"] {
         for batch in ["1", "7", "1000"] {
-            let args = ["run", "--source", &db.url, "--table", "t", "-f", "csv", "--batch-size", batch, "--strategy", strategy];
+            let args = [
+                "run",
+                "--source",
+                &db.url,
+                "--table",
+                "t",
+                "-f",
+                "csv",
+                "--batch-size",
+                batch,
+                "--strategy",
+                strategy,
+            ];
             let r = run(&args);
             assert_eq!(r.code, 0, "{}", r.stderr);
             match &first {
@@ -218,7 +231,11 @@ fn start(args: &[&str]) -> (std::process::Child, BufReader<std::process::ChildSt
     (child, out, first)
 }
 
-fn finish(child: std::process::Child, mut out: BufReader<std::process::ChildStdout>, first: String) -> (i32, String, String) {
+fn finish(
+    child: std::process::Child,
+    mut out: BufReader<std::process::ChildStdout>,
+    first: String,
+) -> (i32, String, String) {
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let (code, err) = wait(child);
@@ -364,7 +381,8 @@ fn a_reader_that_goes_away_stops_the_query_on_the_server() {
     drop(out);
     let (code, err) = wait(child);
     assert_eq!(code, 0, "a reader going away is a clean exit: {err}");
-    server_quiet_within(&db, Duration::from_secs(1)).expect("our query still runs on the server 1 s after the reader left");
+    server_quiet_within(&db, Duration::from_secs(1))
+        .expect("our query still runs on the server 1 s after the reader left");
 }
 
 #[test]

@@ -65,9 +65,7 @@ pub(crate) fn write_rows(columns: &[ArrayRef], out: &mut Vec<u8>) -> Result<(), 
                     f.value(row).write(&mut scratch)?;
                     field(scratch.as_bytes(), out);
                 }
-                Col::Bool(a) if a.is_valid(row) => {
-                    out.extend_from_slice(if a.value(row) { b"true" } else { b"false" })
-                }
+                Col::Bool(a) if a.is_valid(row) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
                 Col::Other(a, f) if a.is_valid(row) => {
                     scratch.clear();
                     let _ = write!(scratch, "{}", f.value(row));
@@ -175,12 +173,39 @@ mod tests {
             vec![Some(0), Some(-1), Some(19_000), Some(-719_528), Some(2_932_896), Some(3_000_000), None, Some(11_016)];
         let n = days.len();
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(vec![Some(0), Some(-5), Some(i64::MAX), Some(i64::MIN), None, Some(7), Some(1), Some(2)])),
-            Arc::new(Float64Array::from(vec![Some(0.1), Some(-2.5), Some(1e21), Some(f64::NAN), None, Some(3.0), Some(1e-7), Some(-0.0)])),
+            Arc::new(Int64Array::from(vec![
+                Some(0),
+                Some(-5),
+                Some(i64::MAX),
+                Some(i64::MIN),
+                None,
+                Some(7),
+                Some(1),
+                Some(2),
+            ])),
+            Arc::new(Float64Array::from(vec![
+                Some(0.1),
+                Some(-2.5),
+                Some(1e21),
+                Some(f64::NAN),
+                None,
+                Some(3.0),
+                Some(1e-7),
+                Some(-0.0),
+            ])),
             Arc::new(
-                Decimal128Array::from(vec![Some(-5), Some(1234), Some(0), Some(100), None, Some(-123_456), Some(7), Some(10)])
-                    .with_precision_and_scale(12, 2)
-                    .unwrap(),
+                Decimal128Array::from(vec![
+                    Some(-5),
+                    Some(1234),
+                    Some(0),
+                    Some(100),
+                    None,
+                    Some(-123_456),
+                    Some(7),
+                    Some(10),
+                ])
+                .with_precision_and_scale(12, 2)
+                .unwrap(),
             ),
             Arc::new(StringArray::from(vec![
                 Some("plain"),
@@ -193,7 +218,16 @@ mod tests {
                 Some("cr\r"),
             ])),
             Arc::new(Date32Array::from(days)),
-            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true), None, None, Some(false), Some(true)])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+                Some(true),
+                None,
+                None,
+                Some(false),
+                Some(true),
+            ])),
             Arc::new(TimestampMicrosecondArray::from(vec![Some(1_500_000); n])),
             Arc::new(Decimal128Array::from(vec![Some(5); n]).with_precision_and_scale(5, 0).unwrap()),
         ];

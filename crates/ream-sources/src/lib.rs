@@ -29,14 +29,14 @@ use ream_core::spec::{ColumnSource, Strategy};
 use ream_core::CancelToken;
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "postgres")]
-mod pgtypes;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod server;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
+mod pgtypes;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

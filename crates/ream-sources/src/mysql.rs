@@ -28,7 +28,9 @@ use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
 use crate::server::{stream_resuming, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES};
-use crate::{CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups};
+use crate::{
+    CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
+};
 
 /// The runtime the pools live on (they keep background tasks). Sources block on it
 /// from their own threads, one statement's rows per `block_on`.
@@ -277,7 +279,8 @@ impl Decode {
                 b.append_value(secs * 1_000_000 + *us as i64)
             }
             (Decode::Time, Builder::Duration(b), My::Time(neg, d, h, mi, s, us)) => {
-                let micros = ((*d as i64 * 24 + *h as i64) * 3600 + *mi as i64 * 60 + *s as i64) * 1_000_000 + *us as i64;
+                let micros =
+                    ((*d as i64 * 24 + *h as i64) * 3600 + *mi as i64 * 60 + *s as i64) * 1_000_000 + *us as i64;
                 b.append_value(if *neg { -micros } else { micros })
             }
             (d, _, v) => return Err(format!("{v:?} in a column read as {d:?}")),
@@ -533,7 +536,8 @@ impl MySource {
             }
         } else if req.columns.is_empty() {
             let table = self.table.clone().unwrap_or_default();
-            probe = BoundSql { sql: format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.joins_sql()), values: vec![] };
+            probe =
+                BoundSql { sql: format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.joins_sql()), values: vec![] };
             let stmt = self.prepare_now(&probe.sql)?;
             for c in stmt.columns().iter() {
                 names.push(c.name_str().to_string());
@@ -655,7 +659,9 @@ impl MySource {
             ),
             Strategy::Auto if self.snapshot == Snapshot::Run => (
                 Strategy::Cursor,
-                format!("one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"),
+                format!(
+                    "one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"
+                ),
             ),
             Strategy::Auto => {
                 let first = self.page_query(None, Some(self.page_rows()), None);
@@ -700,9 +706,11 @@ impl MySource {
             .block_on(conn.exec(&sql, params))
             .map_err(|e| SourceError::Prepare { sql: sql.clone(), message: message(&e) })?;
         Ok(rows.iter().any(|r| {
-            r.columns_ref().iter().position(|c| c.name_str() == "Extra").and_then(|i| r.as_ref(i)).is_some_and(
-                |v| matches!(v, My::Bytes(b) if String::from_utf8_lossy(b).contains("filesort")),
-            )
+            r.columns_ref()
+                .iter()
+                .position(|c| c.name_str() == "Extra")
+                .and_then(|i| r.as_ref(i))
+                .is_some_and(|v| matches!(v, My::Bytes(b) if String::from_utf8_lossy(b).contains("filesort")))
         }))
     }
 

@@ -110,7 +110,9 @@ impl Decode {
             Type::INTERVAL => Decode::Interval,
             Type::BYTEA => Decode::Bytea,
             _ if ty.name() == "citext" => Decode::Text,
-            _ => return Err(format!("type {} is not read yet: CAST it to text (or another type) in the SQL", ty.name())),
+            _ => {
+                return Err(format!("type {} is not read yet: CAST it to text (or another type) in the SQL", ty.name()))
+            }
         })
     }
 
@@ -332,7 +334,8 @@ fn numeric_header(raw: &[u8]) -> Result<NumericHeader<'_>, String> {
 /// digit would be lost or the value passes 38 digits.
 pub(crate) fn numeric_units(raw: &[u8], scale: i8) -> Result<i128, String> {
     let h = numeric_header(raw)?;
-    let too_big = || format!("a number of about 10^{} has more than the 38 digits ream holds", 4 * (h.weight as i32 + 1));
+    let too_big =
+        || format!("a number of about 10^{} has more than the 38 digits ream holds", 4 * (h.weight as i32 + 1));
     let n = h.digits.len() / 2;
     let exp = 4 * (h.weight as i32 - n as i32 + 1) + scale as i32;
     // Fast path, most money: up to 16 digits and a shift of at most 10^±18 fit in i64.

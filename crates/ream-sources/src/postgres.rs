@@ -37,7 +37,9 @@ use ream_core::{CancelToken, Value};
 
 use crate::pgtypes::{Decode, PgBuilder};
 use crate::server::{stream_resuming, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES};
-use crate::{CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups};
+use crate::{
+    CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
+};
 
 type Manager = PostgresConnectionManager<NoTls>;
 type Pool = r2d2::Pool<Manager>;
@@ -63,9 +65,7 @@ fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
     }
     // The pool retries a refused connection until its timeout and then reports only
     // that it timed out; one direct attempt first fails fast with the real reason.
-    config
-        .connect(NoTls)
-        .map_err(|e| SourceError::Open { url: display.to_string(), reason: db_message(&e) })?;
+    config.connect(NoTls).map_err(|e| SourceError::Open { url: display.to_string(), reason: db_message(&e) })?;
     let pool = r2d2::Pool::builder()
         .max_size(16)
         // Connect on demand: a run needs one connection (two while it counts).
@@ -364,7 +364,8 @@ impl PgSource {
             }
         } else if req.columns.is_empty() {
             let table = self.table.clone().unwrap_or_default();
-            probe = BoundSql { sql: format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.joins_sql()), values: vec![] };
+            probe =
+                BoundSql { sql: format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.joins_sql()), values: vec![] };
             let stmt = self.prepare_now(&probe.sql)?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
@@ -411,10 +412,10 @@ impl PgSource {
     /// Text values of a catalog query about the base table.
     fn catalog(&mut self, sql: &str) -> Result<Vec<String>, SourceError> {
         let Some(table) = self.table.clone() else { return Ok(vec![]) };
-        let rows = self.conn().query(sql, &[&table]).map_err(|e| SourceError::Prepare {
-            sql: sql.to_string(),
-            message: db_message(&e),
-        })?;
+        let rows = self
+            .conn()
+            .query(sql, &[&table])
+            .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: db_message(&e) })?;
         Ok(rows.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect())
     }
 
@@ -503,7 +504,9 @@ impl PgSource {
             // round trip and a plan per page (9.5 s against 11.4 s for lineitem).
             Strategy::Auto if self.snapshot == Snapshot::Run => (
                 Strategy::Cursor,
-                format!("one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"),
+                format!(
+                    "one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"
+                ),
             ),
             Strategy::Auto => {
                 let first = self.page_query(None, Some(self.page_rows()), None);
@@ -861,7 +864,9 @@ fn cursor_value(d: &Decode, raw: Option<&[u8]>) -> CursorValue {
         })
     };
     match d {
-        Decode::Int2 | Decode::Int4 | Decode::Int8 | Decode::Oid => int(b).map_or(CursorValue::Blob(b.to_vec()), CursorValue::Int),
+        Decode::Int2 | Decode::Int4 | Decode::Int8 | Decode::Oid => {
+            int(b).map_or(CursorValue::Blob(b.to_vec()), CursorValue::Int)
+        }
         Decode::Text => CursorValue::Text(String::from_utf8_lossy(b).into_owned()),
         _ => CursorValue::Blob(b.to_vec()),
     }
@@ -1066,5 +1071,4 @@ mod tests {
         let after = Cursor(vec![CursorValue::Null, CursorValue::Int(2)]);
         assert_eq!(keyset_predicate(&order, &after, 1), "((g IS NULL AND (k) > ($1)))");
     }
-
 }

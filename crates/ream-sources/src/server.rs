@@ -51,8 +51,11 @@ pub(crate) trait Resumable {
     /// A connection and, in snapshot mode, a new snapshot.
     fn connect(&mut self) -> Result<(), Fail>;
     /// Read from `at` to the end, updating `at` as batches are handed on.
-    fn read_from(&mut self, at: &mut Progress, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool)
-        -> Result<Flow, Fail>;
+    fn read_from(
+        &mut self,
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<Flow, Fail>;
     /// End the run's use of the connection (back to the pool, or dropped when broken).
     fn release(&mut self);
     /// Whether a unique key orders the rows, so a cursor names one position.
@@ -93,8 +96,9 @@ pub(crate) fn stream_resuming<S: Resumable>(
             }
         };
         let cursor = at.last.as_ref().map_or("(start)".into(), |c| c.to_string());
-        let resumable =
-            s.unique_order() && matches!(s.strategy(), Strategy::Keyset | Strategy::Cursor) && !s.cancel().is_cancelled();
+        let resumable = s.unique_order()
+            && matches!(s.strategy(), Strategy::Keyset | Strategy::Cursor)
+            && !s.cancel().is_cancelled();
         if !resumable {
             return Err(SourceError::Read {
                 sql: s.sql().to_string(),

@@ -53,7 +53,10 @@ impl MyDb {
         let port = std::env::var("REAM_TEST_MYSQL_PORT").unwrap_or_else(|_| "3306".into());
         let user = std::env::var("REAM_TEST_MYSQL_USER").unwrap_or_else(|_| "root".into());
         let db = MyDb { url: format!("mysql://{user}@{host}:{port}/{name}"), name };
-        db.admin(&format!("DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", db.name));
+        db.admin(&format!(
+            "DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            db.name
+        ));
         Some(db)
     }
 

@@ -26,7 +26,9 @@ impl PgDb {
             Ok(c) => c,
             Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL at {base} is required in CI: {e}"),
             Err(e) => {
-                eprintln!("\n*** SKIPPED: no PostgreSQL at {base} ({e}); set REAM_TEST_PG to run the PostgreSQL tests ***\n");
+                eprintln!(
+                    "\n*** SKIPPED: no PostgreSQL at {base} ({e}); set REAM_TEST_PG to run the PostgreSQL tests ***\n"
+                );
                 return None;
             }
         };
@@ -50,7 +52,10 @@ impl PgDb {
 
     /// `psql -c` on this database; its standard output.
     pub fn psql(&self, sql: &str) -> Vec<u8> {
-        let out = Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url, "-c", sql]).output().unwrap();
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url, "-c", sql])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     }
