@@ -27,7 +27,9 @@ use ream_core::sql::{bind_into, BoundSql, Placeholder};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
-use crate::server::{stream_resuming, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES};
+use crate::server::{
+    choose, hand_on, stream_resuming, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
+};
 use crate::{
     CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
 };
@@ -643,44 +645,16 @@ impl MySource {
     }
 
     fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
-        let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
-        let (strategy, reason) = match asked {
-            Strategy::Keyset if !self.unique_order => {
-                return Err(SourceError::Plan(
-                    "keyset paging needs a unique key: give `key` (e.g. --key id), or use --strategy cursor".into(),
-                ))
-            }
-            Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
-            Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
-            Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
-            Strategy::Auto if !self.unique_order => (
-                Strategy::Cursor,
-                "no unique key is known (no `key`, no primary key), so one statement streams".to_string(),
-            ),
-            Strategy::Auto if self.snapshot == Snapshot::Run => (
-                Strategy::Cursor,
-                format!(
-                    "one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"
-                ),
-            ),
-            Strategy::Auto => {
-                let first = self.page_query(None, Some(self.page_rows()), None);
-                if self.order_needs_sort(&first)? {
-                    (
-                        Strategy::Cursor,
-                        format!("no index serves ORDER BY ({order_list}) (EXPLAIN: filesort): each keyset page would sort the rows, so one statement streams"),
-                    )
-                } else {
-                    (Strategy::Keyset, format!("an index serves ORDER BY ({order_list})"))
-                }
-            }
+        let first = self.page_query(None, Some(self.page_rows()), None);
+        let choice = Choice {
+            asked,
+            order: self.plan.order.join(", "),
+            unique_order: self.unique_order,
+            snapshot: self.snapshot,
+            nullable: &[],
+            resuming: self.start_after.is_some(),
         };
-        let resumable = strategy == Strategy::Keyset || strategy == Strategy::Cursor && self.unique_order;
-        if self.start_after.is_some() && !resumable {
-            return Err(SourceError::Plan(format!(
-                "resuming after a cursor needs a unique key order, but the strategy is {strategy}"
-            )));
-        }
+        let (strategy, reason) = choose(choice, || self.order_needs_sort(&first))?;
         self.plan.strategy = strategy;
         self.plan.reason = reason;
         if strategy == Strategy::Cursor && within == WithinGroups::AnyOrder {
@@ -863,23 +837,15 @@ impl MySource {
                 return Err(Fail::Other(SourceError::Cancelled));
             }
             let cursor = self.row_cursor(&row);
-            let batch = self.finish_batch(&mut builders)?;
-            let rows = batch.num_rows() as u64;
-            if !emit(batch, cursor.as_ref()) {
+            if !hand_on(self.finish_batch(&mut builders)?, cursor, at, emit) {
                 return Ok((n, Flow::Stopped));
             }
-            at.emitted += rows;
-            at.last = cursor;
         }
         if in_batch > 0 {
             let cursor = last.as_ref().and_then(|r| self.row_cursor(r));
-            let batch = self.finish_batch(&mut builders)?;
-            let rows = batch.num_rows() as u64;
-            if !emit(batch, cursor.as_ref()) {
+            if !hand_on(self.finish_batch(&mut builders)?, cursor, at, emit) {
                 return Ok((n, Flow::Stopped));
             }
-            at.emitted += rows;
-            at.last = cursor;
         }
         Ok((n, Flow::Done))
     }

@@ -138,3 +138,80 @@ fn backoff(attempt: u32) -> Duration {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     Duration::from_millis(base / 2 + (nanos as u64 % (base / 2 + 1)))
 }
+
+/// What the strategy choice depends on.
+pub(crate) struct Choice<'a> {
+    pub asked: Strategy,
+    /// The order fields, comma-separated, for the reasons.
+    pub order: String,
+    pub unique_order: bool,
+    pub snapshot: crate::Snapshot,
+    /// Order fields whose NULLs keep an index from serving keyset pages (PostgreSQL).
+    pub nullable: &'a [String],
+    pub resuming: bool,
+}
+
+/// The strategy and why. `needs_sort` reads the plan of a first page, only when it
+/// decides.
+pub(crate) fn choose(
+    c: Choice<'_>,
+    needs_sort: impl FnOnce() -> Result<bool, SourceError>,
+) -> Result<(Strategy, String), SourceError> {
+    let order_list = &c.order;
+    let (strategy, reason) = match c.asked {
+        Strategy::Keyset if !c.unique_order => {
+            return Err(SourceError::Plan(
+                "keyset paging needs a unique key: give `key` (e.g. --key id), or use --strategy cursor".into(),
+            ))
+        }
+        Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
+        Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
+        Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
+        Strategy::Auto if !c.unique_order => (
+            Strategy::Cursor,
+            "no unique key is known (no `key`, no primary key), so one statement streams".to_string(),
+        ),
+        // One snapshot for the run either way: one streaming statement in key order is as
+        // consistent as pages, resumes by the key all the same, and skips a round trip and
+        // a plan per page (9.5 s against 11.4 s for lineitem on PostgreSQL).
+        Strategy::Auto if c.snapshot == crate::Snapshot::Run => (
+            Strategy::Cursor,
+            format!("one snapshot for the run, so one statement streams in ({order_list}) order, resumable by the key"),
+        ),
+        Strategy::Auto if !c.nullable.is_empty() => (
+            Strategy::Cursor,
+            format!("{} may be NULL, so keyset pages could not use an index: one statement streams", c.nullable.join(", ")),
+        ),
+        Strategy::Auto if needs_sort()? => (
+            Strategy::Cursor,
+            format!(
+                "no index serves ORDER BY ({order_list}): each keyset page would sort the rows, so one statement streams"
+            ),
+        ),
+        Strategy::Auto => (Strategy::Keyset, format!("an index serves ORDER BY ({order_list})")),
+    };
+    let resumable = strategy == Strategy::Keyset || strategy == Strategy::Cursor && c.unique_order;
+    if c.resuming && !resumable {
+        return Err(SourceError::Plan(format!(
+            "resuming after a cursor needs a unique key order, but the strategy is {strategy}"
+        )));
+    }
+    Ok((strategy, reason))
+}
+
+/// Hand a batch on with the cursor after its last row, and move `at` past it. False
+/// when the consumer wants no more (then `at` stays: the batch was not taken).
+pub(crate) fn hand_on(
+    batch: RecordBatch,
+    cursor: Option<Cursor>,
+    at: &mut Progress,
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> bool {
+    let rows = batch.num_rows() as u64;
+    if !emit(batch, cursor.as_ref()) {
+        return false;
+    }
+    at.emitted += rows;
+    at.last = cursor;
+    true
+}
