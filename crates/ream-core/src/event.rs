@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use crate::chart::ChartData;
 use crate::params::ParamValue;
 use crate::spec::Align;
 use crate::template::{Format, Locale, Template};
@@ -120,9 +121,11 @@ pub enum Event {
         key: Value,
         variables: Arc<[Value]>,
     },
-    /// The report ends; final variable values and the row count.
+    /// The report ends; final variable values, the row count, and the charts (filled by
+    /// the chart stage).
     End {
         variables: Arc<[Value]>,
         rows: u64,
+        charts: Arc<[ChartData]>,
     },
 }

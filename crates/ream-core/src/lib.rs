@@ -16,6 +16,7 @@
 //! ```
 
 pub mod cancel;
+pub mod chart;
 pub mod error;
 pub mod event;
 pub mod load;
@@ -28,6 +29,7 @@ pub mod validate;
 pub mod value;
 
 pub use cancel::CancelToken;
+pub use chart::ChartData;
 pub use error::{ParamError, ParamErrors, SpecError, SpecErrors};
 pub use event::{Event, GroupMeta, OutputColumn, ReportMeta};
 pub use spec::Spec;

@@ -59,6 +59,10 @@ pub struct Spec {
     /// Shown instead of the detail when no row matches.
     #[serde(default)]
     pub no_data: Option<String>,
+    /// Charts, aggregated in the same pass over the rows as the report (never a second
+    /// read). HTML shows them as inline SVG after the table; JSON carries their series.
+    #[serde(default)]
+    pub charts: Vec<ChartConfig>,
 }
 
 fn yes() -> bool {
@@ -379,6 +383,183 @@ pub enum Align {
     Left,
     Right,
     Center,
+}
+
+/// A chart: what to plot, and how the rows are reduced to points in one pass.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ChartConfig {
+    /// The chart's id: letters, digits, `_` and `-`; unique in the spec.
+    pub id: String,
+    /// The caption (default: the id).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// `line`, `bar`, `area`, `scatter`, `pie` or `histogram`.
+    pub kind: ChartKind,
+    /// The horizontal axis: a field, bucketed by time, binned, or taken as categories.
+    pub x: ChartX,
+    /// The value plotted: one of `sum`, `count`, `avg`, `min`, `max` naming a field
+    /// (`count: "*"` counts rows), or `field` for raw points (line, area, scatter with an
+    /// unbucketed x). Default: `count: "*"`.
+    #[serde(default)]
+    pub y: ChartY,
+    /// Split into one series per value of this field. The `max_series` largest are kept;
+    /// the rest are summed up as `other`.
+    #[serde(default)]
+    pub series: Option<String>,
+    /// Bar and area charts: stack the series rather than group (bar) or overlay (area) them.
+    #[serde(default)]
+    pub stacked: bool,
+    /// Raw points (and line/area buckets) beyond this many per series are downsampled
+    /// with M4, which keeps each column's first, last, smallest and largest point.
+    /// Default 500.
+    #[serde(default)]
+    pub max_points: Option<usize>,
+    /// Most series drawn; the rest become `other` (default 10).
+    #[serde(default)]
+    pub max_series: Option<usize>,
+    /// Most buckets a chart may hold while it aggregates (default 100000). A run whose
+    /// chart would need more fails with an error naming the chart: choose a coarser bucket.
+    #[serde(default)]
+    pub max_buckets: Option<usize>,
+}
+
+/// Chart kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartKind {
+    Line,
+    Bar,
+    Area,
+    Scatter,
+    Pie,
+    Histogram,
+}
+
+impl ChartKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChartKind::Line => "line",
+            ChartKind::Bar => "bar",
+            ChartKind::Area => "area",
+            ChartKind::Scatter => "scatter",
+            ChartKind::Pie => "pie",
+            ChartKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// The x axis of a chart. At most one of `bucket`, `bins`/`bin_width` and `top`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ChartX {
+    /// The field on the axis.
+    pub field: String,
+    /// Time buckets of a date or timestamp field.
+    #[serde(default)]
+    pub bucket: Option<TimeBucket>,
+    /// Numeric bins: about this many, of a round width (1, 2, 10, 20, 100… × 10^k) that
+    /// widens as the values' range grows. A histogram defaults to 20.
+    #[serde(default)]
+    pub bins: Option<usize>,
+    /// Numeric bins of exactly this width, starting at multiples of it.
+    #[serde(default)]
+    pub bin_width: Option<f64>,
+    /// Categories: the `top` largest by y, the rest summed up as `other`. A text or bool
+    /// field is always categories (default top 20).
+    #[serde(default)]
+    pub top: Option<usize>,
+}
+
+/// Time buckets. Weeks start on Monday; timestamps are taken as UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeBucket {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl TimeBucket {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeBucket::Minute => "minute",
+            TimeBucket::Hour => "hour",
+            TimeBucket::Day => "day",
+            TimeBucket::Week => "week",
+            TimeBucket::Month => "month",
+            TimeBucket::Quarter => "quarter",
+            TimeBucket::Year => "year",
+        }
+    }
+}
+
+/// The y of a chart: exactly one key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ChartY {
+    #[serde(default)]
+    pub sum: Option<String>,
+    #[serde(default)]
+    pub count: Option<String>,
+    #[serde(default)]
+    pub avg: Option<String>,
+    #[serde(default)]
+    pub min: Option<String>,
+    #[serde(default)]
+    pub max: Option<String>,
+    /// Raw points: the field's value, no aggregation.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// How a chart reduces y.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartAggregate {
+    Sum,
+    Count,
+    Avg,
+    Min,
+    Max,
+    /// Raw points.
+    Value,
+}
+
+impl ChartAggregate {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChartAggregate::Sum => "sum",
+            ChartAggregate::Count => "count",
+            ChartAggregate::Avg => "avg",
+            ChartAggregate::Min => "min",
+            ChartAggregate::Max => "max",
+            ChartAggregate::Value => "field",
+        }
+    }
+}
+
+impl ChartY {
+    /// Every (aggregate, field) pair that is set; a valid y has at most one (none: count rows).
+    pub fn aggregates(&self) -> Vec<(ChartAggregate, &str)> {
+        let all = [
+            (ChartAggregate::Sum, &self.sum),
+            (ChartAggregate::Count, &self.count),
+            (ChartAggregate::Avg, &self.avg),
+            (ChartAggregate::Min, &self.min),
+            (ChartAggregate::Max, &self.max),
+            (ChartAggregate::Value, &self.field),
+        ];
+        all.into_iter().filter_map(|(a, f)| f.as_deref().map(|f| (a, f))).collect()
+    }
+
+    /// The one aggregate (count of rows when none is set).
+    pub fn aggregate(&self) -> (ChartAggregate, &str) {
+        self.aggregates().first().copied().unwrap_or((ChartAggregate::Count, "*"))
+    }
 }
 
 /// The JSON Schema of the spec format, as `ream schema` prints it.

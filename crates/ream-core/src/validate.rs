@@ -173,6 +173,8 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
         }
     }
 
+    check_charts(spec, &mut err);
+
     // Templates: syntax and the names each band may use.
     let mut bands: Vec<(String, &Option<String>, Band)> = vec![
         ("title".into(), &spec.title, Band::Title),
@@ -218,6 +220,81 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     errs
 }
 
+/// Chart shapes: what can be seen without the source's types.
+fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
+    use crate::spec::{ChartAggregate, ChartKind};
+    let mut ids = HashSet::new();
+    for (i, c) in spec.charts.iter().enumerate() {
+        let key = format!("charts[{i}]");
+        if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            err(format!("{key}.id"), format!("`{}` is not a valid chart id: use letters, digits, `_` and `-`", c.id));
+        } else if !ids.insert(c.id.as_str()) {
+            err(format!("{key}.id"), format!("chart id `{}` is used twice", c.id));
+        }
+        let x = &c.x;
+        let ways = [x.bucket.is_some(), x.bins.is_some() || x.bin_width.is_some(), x.top.is_some()];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            err(format!("{key}.x"), "give at most one of `bucket`, `bins`/`bin_width` and `top`".into());
+        }
+        if x.bins.is_some() && x.bin_width.is_some() {
+            err(format!("{key}.x.bins"), "`bins` and `bin_width` are exclusive: use one".into());
+        }
+        if x.bins == Some(0) {
+            err(format!("{key}.x.bins"), "must be at least 1".into());
+        }
+        if x.top == Some(0) {
+            err(format!("{key}.x.top"), "must be at least 1".into());
+        }
+        if let Some(w) = x.bin_width {
+            if !(w.is_finite() && w > 0.0) {
+                err(format!("{key}.x.bin_width"), format!("must be a positive number, not {w}"));
+            }
+        }
+        let ys = c.y.aggregates();
+        if ys.len() > 1 {
+            err(format!("{key}.y"), "has more than one of sum, count, avg, min, max, field: use one".into());
+        }
+        let (agg, _) = c.y.aggregate();
+        let bucketed = ways.iter().any(|w| *w);
+        if agg == ChartAggregate::Value {
+            if bucketed {
+                err(
+                    format!("{key}.y.field"),
+                    "raw points need an unbucketed x; with `bucket`, `bins` or `top`, aggregate y (sum, count, avg, min, max)"
+                        .into(),
+                );
+            }
+            if !matches!(c.kind, ChartKind::Line | ChartKind::Area | ChartKind::Scatter) {
+                err(
+                    format!("{key}.y.field"),
+                    format!("a {} chart aggregates: use sum, count, avg, min or max", c.kind.name()),
+                );
+            }
+        }
+        match c.kind {
+            ChartKind::Histogram if x.bucket.is_some() || x.top.is_some() => {
+                err(format!("{key}.x"), "a histogram bins a number: use `bins` or `bin_width`".into())
+            }
+            ChartKind::Pie if c.series.is_some() => {
+                err(format!("{key}.series"), "a pie has one series: drop `series` or use a bar chart".into())
+            }
+            _ => {}
+        }
+        if c.stacked && !matches!(c.kind, ChartKind::Bar | ChartKind::Area) {
+            err(format!("{key}.stacked"), format!("only bar and area charts stack, not {}", c.kind.name()));
+        }
+        if matches!(c.max_points, Some(n) if n < 8) {
+            err(format!("{key}.max_points"), "must be at least 8".into());
+        }
+        if c.max_series == Some(0) {
+            err(format!("{key}.max_series"), "must be at least 1".into());
+        }
+        if c.max_buckets == Some(0) {
+            err(format!("{key}.max_buckets"), "must be at least 1".into());
+        }
+    }
+}
+
 /// Every reference to a field that the source does not produce.
 pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     let known: HashSet<&str> = fields.iter().map(String::as_str).collect();
@@ -244,6 +321,17 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     }
     for (i, c) in spec.columns.iter().enumerate() {
         check(format!("columns[{i}].field"), &c.field);
+    }
+    for (i, c) in spec.charts.iter().enumerate() {
+        check(format!("charts[{i}].x.field"), &c.x.field);
+        for (agg, field) in c.y.aggregates() {
+            if !(field == "*" && agg == crate::spec::ChartAggregate::Count) {
+                check(format!("charts[{i}].y.{}", agg.name()), field);
+            }
+        }
+        if let Some(s) = &c.series {
+            check(format!("charts[{i}].series"), s);
+        }
     }
     // Group headers: parameters, and any field (taken from the group's first row).
     for (i, g) in spec.groups.iter().enumerate() {

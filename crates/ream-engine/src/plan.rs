@@ -164,6 +164,18 @@ fn check_variable_types(spec: &ream_core::Spec, variables: &[VariableSpec], sche
         .collect()
 }
 
+/// Each chart's axes must suit their fields' types (time buckets of a date, bins of a number).
+fn check_chart_types(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<SpecError> {
+    spec.charts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let one = StageConfig::Chart { charts: vec![c.clone()] };
+            one.build(schema).err().map(|e| SpecError::new(format!("charts[{i}]"), e.to_string()))
+        })
+        .collect()
+}
+
 /// Check a spec against its source without reading a row: open it (parameters bound to
 /// their defaults, or NULL), check every field name, and, where the database declares the
 /// types, every variable's type. Returns the plan a run would use.
@@ -174,7 +186,8 @@ pub fn check_against_source(loaded: &LoadedSpec, source: Option<String>) -> Resu
     let (source, _) = open_spec_with(loaded, &opts, &CancelToken::new(), params)?;
     if source.types_settled() {
         let schema = source.schema();
-        let errors = check_variable_types(spec, &variable_specs(spec, &schema), &schema);
+        let mut errors = check_variable_types(spec, &variable_specs(spec, &schema), &schema);
+        errors.extend(check_chart_types(spec, &schema));
         if !errors.is_empty() {
             return Err(EngineError::Spec(loaded.locate(errors)));
         }
@@ -412,6 +425,14 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         }
         let check = StageConfig::Accumulate { variables };
         stages.push(check);
+    }
+    if !spec.charts.is_empty() {
+        let errors = check_chart_types(spec, &schema);
+        if !errors.is_empty() {
+            cancel.cancel();
+            return Err(EngineError::Spec(loaded.locate(errors)));
+        }
+        stages.push(StageConfig::Chart { charts: spec.charts.clone() });
     }
     let meta = ReportMeta {
         report: spec.report.clone(),

@@ -379,7 +379,7 @@ fn process(
     if !ended {
         return Err(EngineError::Internal("the source stopped without finishing (its thread died)".into()));
     }
-    run_event(Event::End { variables: Arc::from(Vec::new()), rows }, &mut buf)?;
+    run_event(Event::End { variables: Arc::from(Vec::new()), rows, charts: Arc::from(Vec::new()) }, &mut buf)?;
     if !buf.is_empty() {
         send(&mut buf)?;
     }

@@ -33,8 +33,11 @@ tr.group-header.level-2 th{background:#fafcff;padding-left:2.5rem}\
 tr.group-footer td{font-weight:600;border-bottom:2px solid #b9c9e4}\
 .summary{margin-top:1rem;font-weight:600}.no-data{color:#666;font-style:italic}\
 .page-header,.page-footer{color:#666;font-size:.85rem;margin:.5rem 0}\
+.charts{display:flex;flex-wrap:wrap;gap:1.5rem;margin-top:1.5rem}\
+figure.chart{margin:0;max-width:100%}figure.chart svg{max-width:100%;height:auto;font-family:inherit}\
+figcaption{font-weight:600;margin-bottom:.4rem}.chart-note{color:#666;font-size:.8rem;margin:.3rem 0 0}\
 @media print{body{margin:0}thead{display:table-header-group}thead th{position:static}\
-tr{break-inside:avoid}tr.group-header{break-after:avoid}tr.page-break{break-before:page}}";
+tr,figure.chart{break-inside:avoid}tr.group-header{break-after:avoid}tr.page-break{break-before:page}}";
 
 /// Escape text for HTML content and attribute values.
 pub fn escape(s: &str, out: &mut String) {
@@ -184,7 +187,7 @@ impl Renderer for HtmlRenderer {
                 s.push_str(&format!("><td colspan=\"{}\">{}</td></tr>\n", self.colspan(), esc(&text)));
                 self.keys.truncate(*level);
             }
-            Event::End { variables, rows } => {
+            Event::End { variables, rows, charts } => {
                 let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 s.push_str("</tbody>\n</table>\n");
                 if *rows == 0 {
@@ -202,6 +205,13 @@ impl Renderer for HtmlRenderer {
                     escape(&sm.render(|n| meta.lookup(n, Some(variables), &[])), &mut s);
                 }
                 s.push_str("</footer>\n");
+                if !charts.is_empty() {
+                    s.push_str("<section class=\"charts\">\n");
+                    for c in charts.iter() {
+                        chart_figure(c, &meta.locale, &mut s);
+                    }
+                    s.push_str("</section>\n");
+                }
                 if let Some(f) = &meta.page_footer {
                     s.push_str(&format!(
                         "<div class=\"page-footer\">{}</div>\n",
@@ -214,6 +224,35 @@ impl Renderer for HtmlRenderer {
         out.extend_from_slice(s.as_bytes());
         Ok(())
     }
+}
+
+/// One chart: a figure with its caption, the SVG, and a note when points were reduced.
+fn chart_figure(c: &ream_core::ChartData, locale: &ream_core::template::Locale, s: &mut String) {
+    s.push_str(&format!(
+        "<figure class=\"chart\" id=\"chart-{}\" data-chart=\"{}\" data-kind=\"{}\">\n<figcaption>{}</figcaption>\n",
+        var_attr(&c.id),
+        esc(&c.id),
+        c.kind.name(),
+        esc(&c.title)
+    ));
+    s.push_str(&crate::svg::chart_svg(c, locale));
+    s.push('\n');
+    let mut notes = Vec::new();
+    if let Some(d) = &c.downsampled {
+        notes.push(format!(
+            "{} points reduced to {} with {} (each column keeps its first, last, lowest and highest point)",
+            ream_core::template::Format::Int.apply_in(&Value::Int(d.points_in as i64), locale),
+            ream_core::template::Format::Int.apply_in(&Value::Int(d.points_out as i64), locale),
+            d.method.to_uppercase()
+        ));
+    }
+    if c.skipped > 0 {
+        notes.push(format!("{} rows without an x value are not shown", c.skipped));
+    }
+    if !notes.is_empty() {
+        s.push_str(&format!("<p class=\"chart-note\">{}.</p>\n", esc(&notes.join("; "))));
+    }
+    s.push_str("</figure>\n");
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ impl Renderer for JsonRenderer {
                 out.push(b'}');
                 self.keys.truncate(*level);
             }
-            Event::End { variables, rows } => {
+            Event::End { variables, rows, charts } => {
                 let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
                 out.extend_from_slice(if meta.groups.is_empty() && !meta.detail { b"," } else { b"]," });
                 self.variables(&meta, variables, out);
@@ -223,9 +223,85 @@ impl Renderer for JsonRenderer {
                         string(&nd.render(|n| meta.lookup(n, None, &[])), out);
                     }
                 }
+                if !charts.is_empty() {
+                    out.extend_from_slice(b",\"charts\":[");
+                    for (i, c) in charts.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        chart_json(c, out);
+                    }
+                    out.push(b']');
+                }
                 out.extend_from_slice(format!(",\"row_count\":{rows}}}\n").as_bytes());
             }
         }
         Ok(())
     }
+}
+
+/// A chart for D3 or Vega: its axes, and each series' points as `{"x":…,"y":…}`.
+///
+/// ```text
+/// {"id":…,"title":…,"kind":"line","stacked":false,
+///  "x":{"field":"date","scale":"time","bucket":"day"},   (or "bins" with "width",
+///       "categories" with "top" and "other", or "raw")
+///  "y":{"aggregate":"sum","field":"total"},"series_field":null,
+///  "series":[{"name":null,"points":[{"x":"2024-01-01","y":1234.5},…]}],
+///  "rows":N,"skipped":N,"downsampled":null or {"method":"m4","points_in":N,"points_out":N}}
+/// ```
+fn chart_json(c: &ream_core::ChartData, out: &mut Vec<u8>) {
+    use ream_core::chart::XScale;
+    let mut v = serde_json::Map::new();
+    let x = match &c.x {
+        XScale::Time(b) => serde_json::json!({"field": c.x_field, "scale": "time", "bucket": b.name()}),
+        XScale::Bins { width } => serde_json::json!({"field": c.x_field, "scale": "bins", "width": width}),
+        XScale::Categories { top, other } => {
+            serde_json::json!({"field": c.x_field, "scale": "categories", "top": top, "other": other})
+        }
+        XScale::Raw => serde_json::json!({"field": c.x_field, "scale": "raw"}),
+    };
+    v.insert("id".into(), c.id.clone().into());
+    v.insert("title".into(), c.title.clone().into());
+    v.insert("kind".into(), c.kind.name().into());
+    v.insert("stacked".into(), c.stacked.into());
+    v.insert("x".into(), x);
+    v.insert("y".into(), serde_json::json!({"aggregate": c.y_aggregate.name(), "field": c.y_field}));
+    v.insert("series_field".into(), c.series_field.clone().into());
+    let head = serde_json::Value::Object(v).to_string();
+    // Points are written by hand so decimals keep their exact digits.
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"series\":[");
+    for (i, s) in c.series.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        match &s.name {
+            Some(n) => string(n, out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"points\":[");
+        for (j, p) in s.points.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"x\":");
+            p.x.write_json(out);
+            out.extend_from_slice(b",\"y\":");
+            p.y.write_json(out);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(format!("],\"rows\":{},\"skipped\":{},\"downsampled\":", c.rows, c.skipped).as_bytes());
+    match &c.downsampled {
+        Some(d) => out.extend_from_slice(
+            serde_json::json!({"method": d.method, "points_in": d.points_in, "points_out": d.points_out})
+                .to_string()
+                .as_bytes(),
+        ),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
 }

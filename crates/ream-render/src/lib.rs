@@ -8,7 +8,9 @@
 //! - `json`: one document with the report meta, parameters, nested groups (key, header,
 //!   rows, variables, footer) and the summary variables;
 //! - `html`: one HTML5 document, banded: title, column headers, group header and footer
-//!   rows, detail rows with the columns' formats, summary; print CSS repeats headers.
+//!   rows, detail rows with the columns' formats, summary; print CSS repeats headers;
+//!   the spec's charts as inline SVG after the summary (they need every row);
+//! - charts also appear in `json`, as series of `{"x","y"}` points.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,7 +28,7 @@
 //! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();
 //! let mut r = Format::Csv.renderer();
 //! let mut out = Vec::new();
-//! for e in [Event::Begin(Arc::new(meta)), Event::Rows(batch), Event::End { variables: Arc::from(vec![]), rows: 2 }] {
+//! for e in [Event::Begin(Arc::new(meta)), Event::Rows(batch), Event::End { variables: Arc::from(vec![]), rows: 2, charts: Arc::from(vec![]) }] {
 //!     r.push(&e, &mut out).unwrap();
 //! }
 //! // A record whose only field is empty is quoted, so readers do not skip it as a blank line.
@@ -37,12 +39,14 @@ mod csv;
 mod csv_rows;
 mod html;
 mod json;
+mod svg;
 
 use ream_core::Event;
 
 pub use crate::csv::CsvRenderer;
 pub use crate::html::{escape as escape_html, HtmlRenderer};
 pub use crate::json::{JsonRenderer, NdjsonRenderer};
+pub use crate::svg::chart_svg;
 
 /// A renderer: events in, bytes appended to `out`.
 pub trait Renderer: Send {

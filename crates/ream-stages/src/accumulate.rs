@@ -275,7 +275,7 @@ impl Stage for Accumulate {
                     }
                 }
             }
-            Event::End { rows, .. } => out.push(Event::End { variables: self.values(), rows }),
+            Event::End { rows, charts, .. } => out.push(Event::End { variables: self.values(), rows, charts }),
             other => out.push(other),
         }
         Ok(())
@@ -295,7 +295,7 @@ mod tests {
         for b in batches {
             acc.push(Event::Rows(b.clone()), &mut out).unwrap();
         }
-        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
+        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0, charts: Arc::from(vec![]) }, &mut out).unwrap();
         match out.pop() {
             Some(Event::End { variables, .. }) => variables.to_vec(),
             _ => unreachable!(),

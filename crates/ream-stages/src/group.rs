@@ -120,7 +120,7 @@ mod tests {
         for b in batches(rows, size) {
             g.push(Event::Rows(b), &mut out).unwrap();
         }
-        g.push(Event::End { variables: Arc::from(vec![]), rows: 0 }, &mut out).unwrap();
+        g.push(Event::End { variables: Arc::from(vec![]), rows: 0, charts: Arc::from(vec![]) }, &mut out).unwrap();
         out.iter()
             .map(|e| match e {
                 Event::GroupHeader { level, key, .. } => format!("[{level}{key}"),

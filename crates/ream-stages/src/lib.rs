@@ -8,6 +8,8 @@
 //! - [`Accumulate`] computes variables (sum, count, count_distinct, avg, min, max, first,
 //!   last, stddev, variance) and fills them into footers and `End`, resetting each
 //!   variable after its group's footer.
+//! - [`Chart`] aggregates the spec's charts as the rows go by (time buckets, bins,
+//!   categories, series; M4 downsampling of raw points) and hands their data to `End`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -31,7 +33,7 @@
 //!     Arc::new(Int64Array::from(vec![1, 2, 10])),
 //! ]).unwrap();
 //! let events = ream_stages::run_chain(&mut stages, vec![
-//!     Event::Rows(batch), Event::End { variables: Arc::from(vec![]), rows: 0 }]).unwrap();
+//!     Event::Rows(batch), Event::End { variables: Arc::from(vec![]), rows: 0, charts: Arc::from(vec![]) }]).unwrap();
 //! let footers: Vec<_> = events.iter().filter_map(|e| match e {
 //!     Event::GroupFooter { key, variables, .. } => Some((key.clone(), variables[0].clone())),
 //!     _ => None,
@@ -41,13 +43,16 @@
 //! ```
 
 mod accumulate;
+mod chart;
+pub mod downsample;
 mod group;
 
 use arrow_schema::SchemaRef;
-use ream_core::spec::Aggregate;
+use ream_core::spec::{Aggregate, ChartConfig};
 use ream_core::Event;
 
 pub use accumulate::Accumulate;
+pub use chart::{position_of, Chart};
 pub use group::Group;
 
 /// A stage: takes events, appends the events it produces.
@@ -81,6 +86,8 @@ pub enum StageConfig {
     Group { fields: Vec<usize> },
     /// Variables, in the order of the values they produce.
     Accumulate { variables: Vec<VariableSpec> },
+    /// Charts, as the spec declares them (fields are resolved against the schema).
+    Chart { charts: Vec<ChartConfig> },
 }
 
 impl StageConfig {
@@ -88,6 +95,7 @@ impl StageConfig {
         Ok(match self {
             StageConfig::Group { fields } => Box::new(Group::new(fields.clone())),
             StageConfig::Accumulate { variables } => Box::new(Accumulate::new(variables.clone(), schema)?),
+            StageConfig::Chart { charts } => Box::new(Chart::new(charts.clone(), schema)?),
         })
     }
 }

@@ -61,7 +61,7 @@ proptest! {
             i += n;
             c += 1;
         }
-        events.push(Event::End { variables: Arc::from(vec![]), rows: rows.len() as u64 });
+        events.push(Event::End { variables: Arc::from(vec![]), rows: rows.len() as u64, charts: Arc::from(vec![]) });
         let got: Vec<Footer> = run_chain(&mut stages, events).unwrap().into_iter().filter_map(|e| match e {
             Event::GroupFooter { level, key, variables } => Some((level, key, variables.to_vec())),
             _ => None,
