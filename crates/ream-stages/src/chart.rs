@@ -105,6 +105,31 @@ impl YItem {
     }
 }
 
+/// A batch's y column, typed.
+enum YCol<'a> {
+    /// `count: "*"`.
+    Rows,
+    Int(&'a arrow_array::Int64Array),
+    Decimal(&'a arrow_array::Decimal128Array),
+    Float(&'a arrow_array::Float64Array),
+    /// `count: field` of a non-numeric field: only NULL or not matters.
+    Any(&'a dyn Array),
+}
+
+impl YCol<'_> {
+    #[inline]
+    fn at(&self, row: usize) -> YItem {
+        match self {
+            YCol::Rows => YItem::Null,
+            YCol::Int(a) if a.is_valid(row) => YItem::I(a.value(row) as i128),
+            YCol::Decimal(a) if a.is_valid(row) => YItem::I(a.value(row)),
+            YCol::Float(a) if a.is_valid(row) => YItem::F(a.value(row)),
+            YCol::Any(a) if a.is_valid(row) => YItem::F(0.0),
+            _ => YItem::Null,
+        }
+    }
+}
+
 /// One (bucket, series) aggregate. Mergeable, so bins can widen and the tail of a
 /// ranking can become `other` exactly.
 #[derive(Debug, Clone, Copy, Default)]
@@ -211,12 +236,136 @@ impl Cell {
     }
 }
 
+/// Cells by (key, series). The hash map holds only 16-byte entries pointing into a dense
+/// vector, and a float chart's cells are 48 bytes (no exact i128 parts): a chart over
+/// random dates probes a table small enough to stay in cache, then touches one small
+/// cell. (A map of whole 112-byte cells missed the cache twice per row; `perf` showed it.)
+struct CellMap {
+    index: FxHashMap<(i64, u32), u32>,
+    keys: Vec<(i64, u32)>,
+    store: Store,
+}
+
+enum Store {
+    /// Float and count charts.
+    Float(Vec<FloatCell>),
+    /// Charts of integers and decimals, summed exactly.
+    Exact(Vec<Cell>),
+}
+
+/// A [`Cell`] without the exact parts.
+#[derive(Debug, Clone, Copy, Default)]
+struct FloatCell {
+    rows: u64,
+    n: u64,
+    sum: f64,
+    comp: f64,
+    min: f64,
+    max: f64,
+}
+
+impl FloatCell {
+    #[inline]
+    fn add(&mut self, y: YItem) {
+        self.rows += 1;
+        if let YItem::F(v) = y {
+            if self.n == 0 {
+                self.min = v;
+                self.max = v;
+            } else {
+                self.min = self.min.min(v);
+                self.max = self.max.max(v);
+            }
+            self.n += 1;
+            neumaier(&mut self.sum, &mut self.comp, v);
+        }
+    }
+
+    fn full(self) -> Cell {
+        Cell {
+            rows: self.rows,
+            n: self.n,
+            sum_f: self.sum,
+            comp: self.comp,
+            min_f: self.min,
+            max_f: self.max,
+            ..Cell::default()
+        }
+    }
+
+    fn from_full(c: &Cell) -> FloatCell {
+        FloatCell { rows: c.rows, n: c.n, sum: c.sum_f, comp: c.comp, min: c.min_f, max: c.max_f }
+    }
+}
+
+impl CellMap {
+    fn new(exact: bool) -> CellMap {
+        let store = if exact { Store::Exact(Vec::new()) } else { Store::Float(Vec::new()) };
+        CellMap { index: FxHashMap::default(), keys: Vec::new(), store }
+    }
+
+    /// Add to the cell at `key`; `false` when there is no such cell yet.
+    #[inline]
+    fn add(&mut self, key: &(i64, u32), y: YItem) -> bool {
+        let Some(&i) = self.index.get(key) else { return false };
+        match &mut self.store {
+            Store::Float(v) => v[i as usize].add(y),
+            Store::Exact(v) => v[i as usize].add(y),
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn insert(&mut self, key: (i64, u32), c: Cell) {
+        self.index.insert(key, self.keys.len() as u32);
+        self.keys.push(key);
+        match &mut self.store {
+            Store::Float(v) => v.push(FloatCell::from_full(&c)),
+            Store::Exact(v) => v.push(c),
+        }
+    }
+
+    fn merge_into(&mut self, key: (i64, u32), c: &Cell) {
+        match self.index.get(&key) {
+            Some(&i) => match &mut self.store {
+                Store::Float(v) => {
+                    let mut full = v[i as usize].full();
+                    full.merge(c);
+                    v[i as usize] = FloatCell::from_full(&full);
+                }
+                Store::Exact(v) => v[i as usize].merge(c),
+            },
+            None => self.insert(key, *c),
+        }
+    }
+
+    /// Re-key every cell, merging those that land on the same key.
+    fn rekey(&mut self, f: impl Fn((i64, u32)) -> (i64, u32)) {
+        let exact = matches!(self.store, Store::Exact(_));
+        let old = std::mem::replace(self, CellMap::new(exact)).into_vec();
+        for (k, c) in old {
+            self.merge_into(f(k), &c);
+        }
+    }
+
+    fn into_vec(self) -> Vec<((i64, u32), Cell)> {
+        match self.store {
+            Store::Float(v) => self.keys.into_iter().zip(v.into_iter().map(FloatCell::full)).collect(),
+            Store::Exact(v) => self.keys.into_iter().zip(v).collect(),
+        }
+    }
+}
+
 /// Distinct text values (series names, categories) to small ids.
 #[derive(Default)]
 struct Names {
     ids: FxHashMap<Box<str>, u32>,
     names: Vec<Option<Box<str>>>,
     null: Option<u32>,
+    last: Option<u32>,
 }
 
 impl Names {
@@ -228,7 +377,14 @@ impl Names {
                 (self.names.len() - 1) as u32
             }),
             Some(s) => {
+                // Runs of one value (sorted or clustered data) skip the hash.
+                if let Some(last) = self.last {
+                    if self.names[last as usize].as_deref() == Some(s) {
+                        return last;
+                    }
+                }
                 if let Some(id) = self.ids.get(s) {
+                    self.last = Some(*id);
                     return *id;
                 }
                 let id = self.names.len() as u32;
@@ -244,59 +400,64 @@ impl Names {
     }
 }
 
-/// Bin widths: `mant × 10^exp` with `mant` 1 or 2, or a fixed width from the spec.
+/// Bin widths: `mant × 10^exp` (mant 1, 2 or 5), or a fixed width from the spec. The
+/// bin of x is `floor(x × mul / div)`, with the two factors worked out once per width.
 #[derive(Debug, Clone, Copy)]
-enum Width {
-    Nice { mant: i64, exp: i32 },
-    Fixed(f64),
+struct Width {
+    nice: Option<(i64, i32)>,
+    mul: f64,
+    div: f64,
 }
 
 impl Width {
-    fn value(self) -> f64 {
-        match self {
-            Width::Nice { mant, exp } => mant as f64 * 10f64.powi(exp),
-            Width::Fixed(w) => w,
+    fn nice(mant: i64, exp: i32) -> Width {
+        // Divide by the power of ten last: 0.6 / 0.2 in floats is 2.9999…, 6 / 2 is 3.
+        if exp < 0 {
+            Width { nice: Some((mant, exp)), mul: 10f64.powi(-exp), div: mant as f64 }
+        } else {
+            Width { nice: Some((mant, exp)), mul: 1.0, div: mant as f64 * 10f64.powi(exp) }
         }
+    }
+
+    fn fixed(w: f64) -> Width {
+        Width { nice: None, mul: 1.0, div: w }
+    }
+
+    fn value(self) -> f64 {
+        self.div / self.mul
     }
 
     #[inline]
     fn bin(self, x: f64) -> i64 {
-        match self {
-            // Divide by the power of ten last: 0.6 / 0.2 in floats is 2.9999…, 6 / 2 is 3.
-            Width::Nice { mant, exp } if exp < 0 => (x * 10f64.powi(-exp) / mant as f64).floor() as i64,
-            w => (x / w.value()).floor() as i64,
-        }
+        (x * self.mul / self.div).floor() as i64
     }
 
     /// The lower edge of bin `k`, written the short way (0.6, not 0.6000000000000001).
     fn edge(self, k: i64) -> f64 {
-        match self {
-            Width::Nice { mant, exp } if exp < 0 => (k * mant) as f64 / 10f64.powi(-exp),
-            w => k as f64 * w.value(),
-        }
+        k as f64 * self.div / self.mul
     }
 
     /// `factor` bins of this width as one, written with the smallest mantissa.
     fn times(self, factor: i64) -> Width {
-        match self {
-            Width::Nice { mant, mut exp } => {
+        match self.nice {
+            Some((mant, mut exp)) => {
                 let mut m = mant * factor;
                 while m % 10 == 0 {
                     m /= 10;
                     exp += 1;
                 }
-                Width::Nice { mant: m, exp }
+                Width::nice(m, exp)
             }
-            Width::Fixed(w) => Width::Fixed(w * factor as f64),
+            None => Width::fixed(self.div * factor as f64),
         }
     }
 
     /// The next round width and how many current bins each new bin holds.
     fn wider(self) -> (Width, i64) {
-        match self {
-            Width::Nice { mant: 1, exp } => (Width::Nice { mant: 2, exp }, 2),
-            Width::Nice { exp, .. } => (Width::Nice { mant: 1, exp: exp + 1 }, 5),
-            Width::Fixed(w) => (Width::Fixed(w), 1),
+        match self.nice {
+            Some((1, exp)) => (Width::nice(2, exp), 2),
+            Some((_, exp)) => (Width::nice(1, exp + 1), 5),
+            None => (self, 1),
         }
     }
 
@@ -304,7 +465,7 @@ impl Width {
     fn fitting(lo: f64, hi: f64, target: usize) -> Width {
         let range = hi - lo;
         let exp = if range > 0.0 { (range / target as f64).log10().floor() as i32 } else { 0 };
-        let mut w = Width::Nice { mant: 1, exp };
+        let mut w = Width::nice(1, exp);
         while (w.bin(hi) - w.bin(lo) + 1) as usize > target {
             w = w.wider().0;
         }
@@ -352,7 +513,7 @@ struct ChartAcc {
     max_series: usize,
     max_buckets: usize,
     max_points: usize,
-    cells: FxHashMap<(i64, u32), Cell>,
+    cells: CellMap,
     /// The smallest and largest bin key, for widening bins.
     bin_span: Option<(i64, i64)>,
     /// Raw points: one M4 per series id (the first `max_series`), then one for the rest.
@@ -416,7 +577,7 @@ impl ChartAcc {
             XRead::Bins {
                 index: xi,
                 target: cfg.x.bins.unwrap_or(DEFAULT_HISTOGRAM_BINS) * BIN_RESOLUTION,
-                width: cfg.x.bin_width.map(Width::Fixed),
+                width: cfg.x.bin_width.map(Width::fixed),
                 pending: Vec::new(),
             }
         } else if cfg.x.top.is_some() || raw_kind(&xt).is_none() {
@@ -465,7 +626,7 @@ impl ChartAcc {
             y_index,
             num,
             series,
-            cells: FxHashMap::default(),
+            cells: CellMap::new(matches!(num, Num::Exact(_))),
             bin_span: None,
             m4: Vec::new(),
             m4_other: None,
@@ -518,19 +679,17 @@ impl ChartAcc {
         }
         self.rows += n as u64;
         let y = self.y_column(batch)?;
-        let y_at = |row: usize| -> YItem {
-            let Some(y) = &y else { return YItem::Null };
-            if y.is_null(row) {
-                return YItem::Null;
-            }
-            match y.data_type() {
-                DataType::Int64 => YItem::I(y.as_primitive::<Int64Type>().value(row) as i128),
-                DataType::Decimal128(_, _) => YItem::I(y.as_primitive::<Decimal128Type>().value(row)),
-                DataType::Float64 => YItem::F(y.as_primitive::<Float64Type>().value(row)),
-                // count(field) of a non-numeric field: any non-NULL counts.
-                _ => YItem::F(0.0),
-            }
+        // Typed once per batch, so the per-row read is a plain index.
+        let ycol = match &y {
+            None => YCol::Rows,
+            Some(a) => match a.data_type() {
+                DataType::Int64 => YCol::Int(a.as_primitive::<Int64Type>()),
+                DataType::Decimal128(_, _) => YCol::Decimal(a.as_primitive::<Decimal128Type>()),
+                DataType::Float64 => YCol::Float(a.as_primitive::<Float64Type>()),
+                _ => YCol::Any(a.as_ref()),
+            },
         };
+        let y_at = |row: usize| -> YItem { ycol.at(row) };
         let series: Option<Vec<u32>> = match &mut self.series {
             None => None,
             Some((i, names)) => {
@@ -573,17 +732,22 @@ impl ChartAcc {
                     }
                     _ => unreachable!("checked when built"),
                 };
-                for row in 0..n {
-                    let key = match (&days, &micros) {
-                        (Some(d), _) if d.is_valid(row) => {
-                            Some(self.time_key(bucket, d.as_primitive::<Date32Type>().value(row) as i64, None))
-                        }
-                        (_, Some(t)) if t.is_valid(row) => {
-                            let us = t.as_primitive::<TimestampMicrosecondType>().value(row);
-                            Some(self.time_key(bucket, us.div_euclid(US_PER_DAY), Some(us)))
-                        }
-                        _ => None,
-                    };
+                // Keys first, in a tight loop over the typed array; then the cells.
+                let mut keys: Vec<Option<i64>> = Vec::with_capacity(n);
+                let XRead::Time { memo, .. } = &mut self.x else { unreachable!() };
+                if let Some(d) = &days {
+                    let d = d.as_primitive::<Date32Type>();
+                    keys.extend((0..n).map(|r| d.is_valid(r).then(|| time_key(bucket, d.value(r) as i64, None, memo))));
+                } else if let Some(t) = &micros {
+                    let t = t.as_primitive::<TimestampMicrosecondType>();
+                    keys.extend((0..n).map(|r| {
+                        t.is_valid(r).then(|| {
+                            let us = t.value(r);
+                            time_key(bucket, us.div_euclid(US_PER_DAY), Some(us), memo)
+                        })
+                    }));
+                }
+                for (row, key) in keys.into_iter().enumerate() {
                     match key {
                         Some(k) => self.add(k, s_at(row), y_at(row))?,
                         None => self.skipped += 1,
@@ -647,46 +811,24 @@ impl ChartAcc {
         Ok(())
     }
 
-    /// The bucket key of a day (and, for timestamps, the exact microsecond).
-    #[inline]
-    fn time_key(&mut self, bucket: TimeBucket, day: i64, us: Option<i64>) -> i64 {
-        match bucket {
-            TimeBucket::Minute => return us.unwrap_or(day * US_PER_DAY).div_euclid(US_PER_MINUTE),
-            TimeBucket::Hour => return us.unwrap_or(day * US_PER_DAY).div_euclid(US_PER_HOUR),
-            TimeBucket::Day => return day,
-            // 1970-01-01 was a Thursday: Monday-based weeks start 3 days before it.
-            TimeBucket::Week => return day - (day + 3).rem_euclid(7),
-            _ => {}
-        }
-        let XRead::Time { memo, .. } = &mut self.x else { unreachable!() };
-        if memo.0 == day {
-            return memo.1;
-        }
-        use chrono::Datelike;
-        let d = date_from_days(day as i32).unwrap_or_default();
-        let (y, m) = (d.year() as i64, d.month0() as i64);
-        let key = match bucket {
-            TimeBucket::Month => y * 12 + m,
-            TimeBucket::Quarter => y * 4 + m / 3,
-            _ => y,
-        };
-        *memo = (day, key);
-        key
-    }
-
     #[inline]
     fn add(&mut self, key: i64, s: u32, y: YItem) -> Result<(), StageError> {
-        match self.cells.get_mut(&(key, s)) {
-            Some(c) => c.add(y),
-            None => {
-                if self.cells.len() >= self.max_buckets {
-                    return Err(self.too_many());
-                }
-                let mut c = Cell::default();
-                c.add(y);
-                self.cells.insert((key, s), c);
-            }
+        if self.cells.add(&(key, s), y) {
+            return Ok(());
         }
+        self.add_cell(key, s, y)
+    }
+
+    // Once per cell, not per row: kept out of the row loop.
+    #[cold]
+    #[inline(never)]
+    fn add_cell(&mut self, key: i64, s: u32, y: YItem) -> Result<(), StageError> {
+        if self.cells.len() >= self.max_buckets {
+            return Err(self.too_many());
+        }
+        let mut c = Cell::default();
+        c.add(y);
+        self.cells.insert((key, s), c);
         Ok(())
     }
 
@@ -721,7 +863,7 @@ impl ChartAcc {
         self.add(k, s, y)?;
         let (lo, hi) = self.bin_span.map_or((k, k), |(lo, hi)| (lo.min(k), hi.max(k)));
         self.bin_span = Some((lo, hi));
-        if matches!(w, Width::Nice { .. }) && (hi - lo + 1) as usize > target {
+        if w.nice.is_some() && (hi - lo + 1) as usize > target {
             self.widen_bins(target);
         }
         Ok(())
@@ -735,7 +877,7 @@ impl ChartAcc {
         }
         let lo = pending.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
         let hi = pending.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-        *width = Some(if lo.is_finite() { Width::fitting(lo, hi, *target) } else { Width::Nice { mant: 1, exp: 0 } });
+        *width = Some(if lo.is_finite() { Width::fitting(lo, hi, *target) } else { Width::nice(1, 0) });
         for (x, s, y) in std::mem::take(pending) {
             self.add_binned(x, s, y)?;
         }
@@ -750,10 +892,7 @@ impl ChartAcc {
             }
             let (wider, factor) = w.wider();
             *w = wider;
-            let old = std::mem::take(&mut self.cells);
-            for ((k, s), c) in old {
-                self.cells.entry((k.div_euclid(factor), s)).or_default().merge(&c);
-            }
+            self.cells.rekey(|(k, s)| (k.div_euclid(factor), s));
             self.bin_span = Some((lo.div_euclid(factor), hi.div_euclid(factor)));
         }
     }
@@ -782,7 +921,7 @@ impl ChartAcc {
     /// 1, 2 and 5 × 10^k (those that are multiples of the current width).
     fn final_bins(&mut self) {
         let XRead::Bins { target, width: Some(w), .. } = &mut self.x else { return };
-        let Width::Nice { mant, .. } = *w else { return };
+        let Some((mant, _)) = w.nice else { return };
         let Some((lo, hi)) = self.bin_span else { return };
         let asked = (*target / BIN_RESOLUTION).max(1) as i64;
         let steps: &[i64] = if mant == 1 { &[1, 2, 5] } else { &[1, 5] };
@@ -799,10 +938,7 @@ impl ChartAcc {
             return;
         }
         *w = w.times(factor);
-        let old = std::mem::take(&mut self.cells);
-        for ((k, s), c) in old {
-            self.cells.entry((k.div_euclid(factor), s)).or_default().merge(&c);
-        }
+        self.cells.rekey(|(k, s)| (k.div_euclid(factor), s));
         self.bin_span = Some((lo.div_euclid(factor), hi.div_euclid(factor)));
     }
 
@@ -873,7 +1009,8 @@ impl ChartAcc {
         counts_rows: bool,
         downsampled: &mut Option<Downsampled>,
     ) -> (XScale, Vec<(Option<String>, Vec<Point>)>) {
-        let mut cells: Vec<((i64, u32), Cell)> = std::mem::take(&mut self.cells).into_iter().collect();
+        let exact = matches!(self.num, Num::Exact(_));
+        let mut cells: Vec<((i64, u32), Cell)> = std::mem::replace(&mut self.cells, CellMap::new(exact)).into_vec();
         let rank_value = |c: &Cell| c.value(agg, num, counts_rows).as_f64().unwrap_or(f64::NEG_INFINITY);
 
         // Series beyond max_series become `other`.
@@ -992,6 +1129,33 @@ impl ChartAcc {
     }
 }
 
+/// The bucket key of a day (and, for timestamps, the exact microsecond). `memo` holds
+/// the last day's key: rows often share their day, and the calendar math is the cost.
+#[inline]
+fn time_key(bucket: TimeBucket, day: i64, us: Option<i64>, memo: &mut (i64, i64)) -> i64 {
+    match bucket {
+        TimeBucket::Minute => return us.unwrap_or(day * US_PER_DAY).div_euclid(US_PER_MINUTE),
+        TimeBucket::Hour => return us.unwrap_or(day * US_PER_DAY).div_euclid(US_PER_HOUR),
+        TimeBucket::Day => return day,
+        // 1970-01-01 was a Thursday: Monday-based weeks start 3 days before it.
+        TimeBucket::Week => return day - (day + 3).rem_euclid(7),
+        _ => {}
+    }
+    if memo.0 == day {
+        return memo.1;
+    }
+    use chrono::Datelike;
+    let d = date_from_days(day as i32).unwrap_or_default();
+    let (y, m) = (d.year() as i64, d.month0() as i64);
+    let key = match bucket {
+        TimeBucket::Month => y * 12 + m,
+        TimeBucket::Quarter => y * 4 + m / 3,
+        _ => y,
+    };
+    *memo = (day, key);
+    key
+}
+
 const OTHER_ID: u32 = u32::MAX;
 const OTHER_KEY: i64 = i64::MAX;
 
@@ -1077,14 +1241,14 @@ mod tests {
 
     #[test]
     fn round_widths_bin_decimals_on_their_edges() {
-        let w = Width::Nice { mant: 2, exp: -1 };
+        let w = Width::nice(2, -1);
         assert_eq!(w.bin(0.6), 3);
         assert_eq!(w.edge(3), 0.6);
         assert_eq!(Width::fitting(0.0, 99.0, 20).value(), 10.0);
         assert_eq!(Width::fitting(3.0, 7.0, 20).value(), 1.0);
-        let (w2, f) = Width::Nice { mant: 2, exp: 0 }.wider();
+        let (w2, f) = Width::nice(2, 0).wider();
         assert_eq!((w2.value(), f), (10.0, 5));
-        assert_eq!(Width::Nice { mant: 1, exp: 3 }.times(5).value(), 5000.0);
-        assert_eq!(Width::Nice { mant: 2, exp: -1 }.times(5).value(), 1.0);
+        assert_eq!(Width::nice(1, 3).times(5).value(), 5000.0);
+        assert_eq!(Width::nice(2, -1).times(5).value(), 1.0);
     }
 }

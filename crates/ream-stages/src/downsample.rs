@@ -70,8 +70,13 @@ pub struct M4 {
     columns: i64,
     /// Columns are `2^exp` wide; `None` while the first points are kept as they are.
     exp: Option<i32>,
+    /// `2^-exp`, kept beside `exp` so a point's column is one multiplication.
+    scale: f64,
     pending: Vec<Pt>,
     cells: BTreeMap<i64, Cell>,
+    /// The column the last point fell in, kept out of the map: points that arrive in x
+    /// order (a time series, a key) hit it again and again.
+    hot: Option<(i64, Cell)>,
     seen: u64,
 }
 
@@ -83,8 +88,10 @@ impl M4 {
             max_points,
             columns: (max_points / 4) as i64,
             exp: None,
+            scale: 1.0,
             pending: Vec::new(),
             cells: BTreeMap::new(),
+            hot: None,
             seen: 0,
         }
     }
@@ -114,29 +121,55 @@ impl M4 {
         let hi = self.pending.iter().map(|p| p.x).fold(f64::NEG_INFINITY, f64::max);
         let range = hi - lo;
         let mut exp = if range > 0.0 { (range / self.columns as f64).log2().floor() as i32 } else { 0 };
-        while column(hi, exp) - column(lo, exp) + 1 > self.columns {
+        while column(hi, exp) - column(lo, exp) >= self.columns {
             exp += 1;
         }
-        self.exp = Some(exp);
+        self.set_exp(exp);
         for p in std::mem::take(&mut self.pending) {
             self.insert(p);
         }
     }
 
+    fn set_exp(&mut self, exp: i32) {
+        self.exp = Some(exp);
+        self.scale = (-exp as f64).exp2();
+    }
+
+    #[inline]
     fn insert(&mut self, p: Pt) {
-        let exp = self.exp.expect("columns started");
-        self.cells.entry(column(p.x, exp)).and_modify(|c| c.add(p)).or_insert_with(|| Cell::new(p));
+        // Scaling by a power of two is exact, so a column is the same however it is computed.
+        let k = (p.x * self.scale).floor() as i64;
+        match &mut self.hot {
+            Some((hk, c)) if *hk == k => c.add(p),
+            _ => {
+                self.cool();
+                self.hot = Some((k, Cell::new(p)));
+                self.fit();
+            }
+        }
+    }
+
+    /// Put the hot column back into the map.
+    fn cool(&mut self) {
+        if let Some((k, c)) = self.hot.take() {
+            self.cells.entry(k).and_modify(|m| m.merge(c)).or_insert(c);
+        }
+    }
+
+    /// Widen the columns until the points span at most `columns` of them.
+    fn fit(&mut self) {
         loop {
-            let (lo, hi) = match (self.cells.first_key_value(), self.cells.last_key_value()) {
-                (Some((lo, _)), Some((hi, _))) => (*lo, *hi),
-                _ => return,
-            };
+            let hot = self.hot.map(|(k, _)| k);
+            let lo = self.cells.first_key_value().map(|(k, _)| *k).into_iter().chain(hot).min();
+            let hi = self.cells.last_key_value().map(|(k, _)| *k).into_iter().chain(hot).max();
+            let (Some(lo), Some(hi)) = (lo, hi) else { return };
             if hi - lo < self.columns {
                 return;
             }
             // Twice as wide: column k becomes k div 2.
-            let exp = self.exp.as_mut().expect("started");
-            *exp += 1;
+            self.cool();
+            let exp = self.exp.expect("started") + 1;
+            self.set_exp(exp);
             let old = std::mem::take(&mut self.cells);
             for (k, c) in old {
                 self.cells.entry(k.div_euclid(2)).and_modify(|m| m.merge(c)).or_insert(c);
@@ -150,7 +183,8 @@ impl M4 {
     }
 
     /// The kept points, in x order (arrival breaks ties).
-    pub fn finish(self) -> Vec<Pt> {
+    pub fn finish(mut self) -> Vec<Pt> {
+        self.cool();
         let mut out: Vec<Pt> = if self.exp.is_none() {
             self.pending
         } else {
@@ -200,6 +234,11 @@ mod tests {
         let pts: Vec<(f64, f64)> = (0..1_000_000).map(|i| (i as f64, ((i as f64) / 1000.0).sin())).collect();
         let out = run(&pts, 500);
         assert!(out.len() <= 500 && out.len() > 300, "{}", out.len());
+        // In x order (the hot column's path): the ends and both extremes survive.
+        assert_eq!((out[0].x, out[out.len() - 1].x), (0.0, 999_999.0));
+        let max = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let min = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        assert!(out.iter().any(|p| p.y == max) && out.iter().any(|p| p.y == min));
     }
 
     proptest! {
