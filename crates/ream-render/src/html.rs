@@ -122,15 +122,20 @@ impl Renderer for HtmlRenderer {
                         esc(&h.render(|n| meta.lookup(n, None, &[])))
                     ));
                 }
-                s.push_str(&format!("<table class=\"report\" data-report=\"{}\">\n<thead><tr>", esc(&meta.report)));
-                if meta.columns.is_empty() {
-                    s.push_str("<th scope=\"col\"></th>");
+                s.push_str(&format!("<table class=\"report\" data-report=\"{}\">\n", esc(&meta.report)));
+                // A summary report shows no detail rows, so no column headers either.
+                if meta.detail {
+                    s.push_str("<thead><tr>");
+                    if meta.columns.is_empty() {
+                        s.push_str("<th scope=\"col\"></th>");
+                    }
+                    for (c, (_, class)) in meta.columns.iter().zip(&self.cells) {
+                        let cls = if class.is_empty() { String::new() } else { format!(" class=\"{class}\"") };
+                        s.push_str(&format!("<th scope=\"col\"{cls}>{}</th>", esc(&c.label)));
+                    }
+                    s.push_str("</tr></thead>\n");
                 }
-                for (c, (_, class)) in meta.columns.iter().zip(&self.cells) {
-                    let cls = if class.is_empty() { String::new() } else { format!(" class=\"{class}\"") };
-                    s.push_str(&format!("<th scope=\"col\"{cls}>{}</th>", esc(&c.label)));
-                }
-                s.push_str("</tr></thead>\n<tbody>\n");
+                s.push_str("<tbody>\n");
                 self.meta = Some(meta.clone());
             }
             Event::GroupHeader { level, key, first } => {
