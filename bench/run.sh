@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh DB.sqlite [SECTION...]: time ream against the bare read loop and the peer
 # tools on TPC-H lineitem, in one run on one machine. Prints
-#   name | wall seconds | peak RSS MB | output bytes | rows/s
-# Sections: bare csv ndjson memory first-bytes q1 peers (sqlite3 and DuckDB via
+#   name | wall seconds | peak RSS MB | output bytes | rows/s | CPU seconds (user + sys)
+# Sections: bare csv ndjson memory first-bytes q1 charts peers (sqlite3 and DuckDB via
 # ../shared/bench/peers.sh). Build first: cargo build --release -p ream-cli -p ream-bench
 set -uo pipefail
 db=$1; shift
@@ -15,10 +15,11 @@ rows=$(sqlite3 "$db" "SELECT count(*) FROM lineitem")
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 measure() { # name command... ; output to $out/o
   local name=$1; shift; local t; t=$(mktemp)
-  /usr/bin/time -f '%e %M' -o "$t" "$@" >/dev/null 2>"$out/err" || { echo "$name | failed: $(tail -2 "$out/err")"; return; }
-  read -r wall kb <"$t"; rm -f "$t"
+  /usr/bin/time -f '%e %M %U %S' -o "$t" "$@" >/dev/null 2>"$out/err" || { echo "$name | failed: $(tail -2 "$out/err")"; return; }
+  read -r wall kb user sys <"$t"; rm -f "$t"
   local bytes; bytes=$(stat -c %s "$out/o" 2>/dev/null || echo 0); rm -f "$out/o"
-  printf '%s | %s s | %s MB | %s bytes | %.0f rows/s\n' "$name" "$wall" "$((kb / 1024))" "$bytes" "$(echo "$rows / $wall" | bc -l)"
+  printf '%s | %s s | %s MB | %s bytes | %.0f rows/s | cpu %.2f s\n' "$name" "$wall" "$((kb / 1024))" "$bytes" \
+    "$(echo "$rows / $wall" | bc -l)" "$(echo "$user + $sys" | bc -l)"
 }
 small=$out/lineitem-100k.sqlite
 make_small() {
@@ -39,5 +40,14 @@ for s in "${secs[@]}"; do case $s in
   first-bytes) python3 "$here/first_bytes.py" "$ream" run --source "sqlite:$db" --table lineitem ;;
   q1)     measure "ream q1 report" sh -c "'$ream' run '$here/tpch_q1.yaml' --source 'sqlite:$db' --format csv > '$out/o'"
           measure "sqlite3 q1" sh -c "sqlite3 '$db' '.read $root/../shared/bench/q1.sql' > '$out/o'" ;;
+  charts) # The same summary report with and without its four charts, alternating, then
+          # the same on one core (taskset), where the chart work cannot overlap the read.
+          sed '/^charts:/,$d' "$here/lineitem_charts.yaml" >"$out/plain.yaml"
+          sed '/^  - id: quantity_by_flag/,$d' "$here/lineitem_charts.yaml" >"$out/one.yaml"
+          for pin in "" "taskset -c 0"; do for round in 1 2 3; do
+            measure "ream no chart ${pin:+(1 core) }#$round" $pin "$ream" run "$out/plain.yaml" --source "sqlite:$db" --format json -o "$out/o"
+            measure "ream 1 chart ${pin:+(1 core) }#$round" $pin "$ream" run "$out/one.yaml" --source "sqlite:$db" --format json -o "$out/o"
+            measure "ream 4 charts ${pin:+(1 core) }#$round" $pin "$ream" run "$here/lineitem_charts.yaml" --source "sqlite:$db" --format json -o "$out/o"
+          done; done ;;
   *) echo "unknown section $s" ;;
 esac; done
