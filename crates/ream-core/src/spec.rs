@@ -458,8 +458,8 @@ pub struct ChartX {
     /// Time buckets of a date or timestamp field.
     #[serde(default)]
     pub bucket: Option<TimeBucket>,
-    /// Numeric bins: about this many, of a round width (1, 2, 10, 20, 100… × 10^k) that
-    /// widens as the values' range grows. A histogram defaults to 20.
+    /// Numeric bins: at most this many, of a round width (1, 2 or 5 × 10^k) that widens
+    /// as the values' range grows. A histogram defaults to 20.
     #[serde(default)]
     pub bins: Option<usize>,
     /// Numeric bins of exactly this width, starting at multiples of it.
