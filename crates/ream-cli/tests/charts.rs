@@ -370,5 +370,9 @@ fn chart_specs_that_cannot_work_fail_before_the_first_byte() {
     let (code, err) = case("  - { id: a, kind: line, x: { field: date, bucket: day }, max_buckets: 10 }\n");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("chart `a`: more than 10 cells (day buckets of `date`)"), "{err}");
+    let (code, err) =
+        case("  - { id: a, kind: scatter, x: { field: id }, y: { field: total }, series: id, max_buckets: 50 }\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("chart `a`: more than 50 series values of `id`"), "{err}");
     assert_eq!(files_in(dir.path()), vec!["bad.yaml"]);
 }

@@ -703,7 +703,21 @@ impl ChartAcc {
                     })?
                 };
                 let text = text.as_string::<i32>();
-                Some((0..n).map(|r| names.id(text.is_valid(r).then(|| text.value(r)))).collect())
+                let ids: Vec<u32> = (0..n).map(|r| names.id(text.is_valid(r).then(|| text.value(r)))).collect();
+                // Raw points keep max_series M4s, but every distinct name is remembered:
+                // bound the names too.
+                if names.names.len() > self.max_buckets {
+                    return Err(StageError::Compute {
+                        stage: "chart",
+                        message: format!(
+                            "chart `{}`: more than {} series values of `{}`: split by a coarser field, or raise max_buckets",
+                            self.cfg.id,
+                            self.max_buckets,
+                            self.cfg.series.as_deref().unwrap_or_default()
+                        ),
+                    });
+                }
+                Some(ids)
             }
         };
         let s_at = |row: usize| series.as_ref().map_or(0, |s| s[row]);
