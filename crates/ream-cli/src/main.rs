@@ -104,6 +104,10 @@ struct RunArgs {
     /// Print the plan (strategy, why, SQL) to stderr and exit without reading rows.
     #[arg(long)]
     explain: bool,
+    /// xlsx: a plain table for data export (the header row and the rows; no title,
+    /// group bands or summary).
+    #[arg(long)]
+    xlsx_flat: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,6 +116,7 @@ enum FormatArg {
     Ndjson,
     Json,
     Html,
+    Xlsx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -232,6 +237,7 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(FormatArg::Ndjson), _) => Format::Ndjson,
         (Some(FormatArg::Json), _) => Format::Json,
         (Some(FormatArg::Html), _) => Format::Html,
+        (Some(FormatArg::Xlsx), _) => Format::Xlsx,
         (None, Some(p)) if !to_stdout => match Format::from_path(p) {
             Some(f) => f,
             None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),
@@ -271,6 +277,7 @@ fn run(args: RunArgs) -> ExitCode {
         snapshot: args.no_snapshot.then_some(Snapshot::Statement),
         retries: args.retries,
         resumes: ResumeLog::default(),
+        render: ream_engine::RenderOptions { xlsx_flat: args.xlsx_flat },
     };
     let job = match &args.spec {
         Some(path) => match load_file(path) {

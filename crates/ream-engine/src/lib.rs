@@ -20,7 +20,7 @@ mod plan;
 mod run;
 
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
-pub use ream_render::Format;
+pub use ream_render::{Format, RenderOptions};
 pub use ream_sources::{CountMode, Resume, ResumeLog, Snapshot};
 pub use run::{start, temp_path, Progress, Run, Summary, CHUNK_BYTES};
 

@@ -12,7 +12,7 @@ use ream_core::spec::Strategy;
 use ream_core::template::{Format as ValueFormat, Locale, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
-use ream_render::Format;
+use ream_render::{Format, RenderOptions};
 use ream_sources::{
     open_url, CountMode, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, SourceUrl, WithinGroups,
     DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub retries: Option<u32>,
     /// Filled by the source when it resumes after a lost connection.
     pub resumes: ResumeLog,
+    /// Renderer options (`--xlsx-flat`).
+    pub render: RenderOptions,
 }
 
 impl RunOptions {
@@ -73,6 +75,7 @@ impl RunOptions {
             snapshot: None,
             retries: None,
             resumes: ResumeLog::default(),
+            render: RenderOptions::default(),
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct Prepared {
     pub(crate) counter: Option<Counter>,
     pub(crate) cancel: CancelToken,
     pub(crate) progress: Arc<Progress>,
+    pub(crate) render: RenderOptions,
 }
 
 pub(crate) type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
@@ -208,6 +212,12 @@ pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
 
 /// Validate, bind, connect and resolve the schema.
 pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    if !opts.format.available() {
+        return Err(EngineError::Usage(format!(
+            "this build of ream cannot write {0}: build it with the `{0}` feature",
+            opts.format
+        )));
+    }
     match job {
         Job::Spec(spec) => prepare_spec(spec, opts, cancel),
         Job::AdHoc(adhoc) => prepare_adhoc(adhoc, opts, cancel),
@@ -261,7 +271,17 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         page_footer: None,
         strategy: describe(&plan),
     };
-    Ok(Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages: vec![], counter, cancel, progress })
+    Ok(Prepared {
+        meta: Arc::new(meta),
+        format: opts.format,
+        plan,
+        source,
+        stages: vec![],
+        counter,
+        cancel,
+        progress,
+        render: opts.render.clone(),
+    })
 }
 
 /// A summary report without `first`/`last` does not care about row order inside groups.
@@ -459,5 +479,15 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         page_footer: tpl(&spec.page_footer),
         strategy: describe(&plan),
     };
-    Ok(Prepared { meta: Arc::new(meta), format: opts.format, plan, source, stages, counter, cancel, progress })
+    Ok(Prepared {
+        meta: Arc::new(meta),
+        format: opts.format,
+        plan,
+        source,
+        stages,
+        counter,
+        cancel,
+        progress,
+        render: opts.render.clone(),
+    })
 }

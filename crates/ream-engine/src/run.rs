@@ -255,7 +255,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 
 /// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
-    let Prepared { meta, format, source, stages, counter, cancel, progress, .. } = prepared;
+    let Prepared { meta, format, source, stages, counter, cancel, progress, render, .. } = prepared;
     let strategy = meta.strategy.clone();
     let report = meta.report.clone();
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
@@ -287,7 +287,7 @@ pub fn start(prepared: Prepared) -> Run {
                 .name("ream-process".into())
                 .spawn(move || {
                     let messages = first.into_iter().chain(rx.iter());
-                    let outcome = process(meta, format, stages, messages, &chunk_tx, &progress, &cancel);
+                    let outcome = process(meta, format, &render, stages, messages, &chunk_tx, &progress, &cancel);
                     let last = match outcome {
                         Ok(()) => Chunk::Done,
                         Err(e) => Chunk::Failed(e),
@@ -303,9 +303,11 @@ pub fn start(prepared: Prepared) -> Run {
     Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process(
     meta: Arc<ream_core::ReportMeta>,
     format: ream_render::Format,
+    render: &ream_render::RenderOptions,
     stage_configs: Vec<ream_stages::StageConfig>,
     messages: impl Iterator<Item = SourceMsg>,
     chunks: &Sender<Chunk>,
@@ -316,7 +318,7 @@ fn process(
     let stage_err = |e: ream_stages::StageError| EngineError::Stage { report: report.clone(), message: e.to_string() };
     let mut stages: Vec<Box<dyn Stage>> =
         stage_configs.iter().map(|c| c.build(&meta.schema)).collect::<Result<_, _>>().map_err(stage_err)?;
-    let mut renderer = format.renderer();
+    let mut renderer = format.renderer_with(render);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut rows: u64 = 0;
     let mut first = true;
@@ -368,7 +370,8 @@ fn process(
         progress.rows.store(rows, Ordering::Relaxed);
         progress.process_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         // The first rows leave at once; after that, in chunks of CHUNK_BYTES.
-        if first || buf.len() >= CHUNK_BYTES {
+        // (A renderer that writes its file at the end has nothing to send yet.)
+        if (first && !buf.is_empty()) || buf.len() >= CHUNK_BYTES {
             first = false;
             send(&mut buf)?;
         }
@@ -383,5 +386,47 @@ fn process(
     if !buf.is_empty() {
         send(&mut buf)?;
     }
+    // A renderer that assembles its file at the end writes it through chunks too.
+    let mut sink = ChunkSink { buf, send: &send, failed: None };
+    let finished = renderer.finish(&mut sink);
+    if let Some(e) = sink.failed.take() {
+        return Err(e);
+    }
+    finished.map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
+    sink.flush_chunk()?;
     Ok(())
+}
+
+/// A `Write` that hands its bytes on in chunks of CHUNK_BYTES.
+struct ChunkSink<'a> {
+    buf: Vec<u8>,
+    send: &'a (dyn Fn(&mut Vec<u8>) -> Result<(), EngineError> + Sync),
+    /// Why sending stopped (a cancelled run): the renderer only sees an I/O error.
+    failed: Option<EngineError>,
+}
+
+impl ChunkSink<'_> {
+    fn flush_chunk(&mut self) -> Result<(), EngineError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        (self.send)(&mut self.buf)
+    }
+}
+
+impl Write for ChunkSink<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            if let Err(e) = self.flush_chunk() {
+                self.failed = Some(e);
+                return Err(std::io::Error::other("the run stopped"));
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -40,6 +40,8 @@ mod csv_rows;
 mod html;
 mod json;
 mod svg;
+#[cfg(feature = "xlsx")]
+mod xlsx;
 
 use ream_core::Event;
 
@@ -47,10 +49,26 @@ pub use crate::csv::CsvRenderer;
 pub use crate::html::{escape as escape_html, HtmlRenderer};
 pub use crate::json::{JsonRenderer, NdjsonRenderer};
 pub use crate::svg::chart_svg;
+#[cfg(feature = "xlsx")]
+pub use crate::xlsx::{XlsxRenderer, SHEET_ROWS};
 
 /// A renderer: events in, bytes appended to `out`.
 pub trait Renderer: Send {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError>;
+
+    /// Called once after `End`. A renderer whose file is assembled at the end (xlsx: a
+    /// zip of parts kept in temporary files) writes it to `sink`, which hands it on in
+    /// chunks as it fills, so the finished file is never held in memory.
+    fn finish(&mut self, _sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
+        Ok(())
+    }
+}
+
+/// Options of the renderers that have any.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// xlsx: a plain table (the header row and the rows), no title, bands or summary.
+    pub xlsx_flat: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +86,12 @@ pub enum Format {
     Ndjson,
     Json,
     Html,
+    /// Needs the `xlsx` feature (on in the `ream` binary).
+    Xlsx,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html];
+    pub const ALL: [Format; 5] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html, Format::Xlsx];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -79,6 +99,7 @@ impl Format {
             Format::Ndjson => "ndjson",
             Format::Json => "json",
             Format::Html => "html",
+            Format::Xlsx => "xlsx",
         }
     }
 
@@ -101,16 +122,45 @@ impl Format {
             Format::Ndjson => "application/x-ndjson",
             Format::Json => "application/json",
             Format::Html => "text/html; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         }
     }
 
     pub fn renderer(self) -> Box<dyn Renderer> {
+        self.renderer_with(&RenderOptions::default())
+    }
+
+    pub fn renderer_with(self, opts: &RenderOptions) -> Box<dyn Renderer> {
+        let _ = opts;
         match self {
             Format::Csv => Box::new(CsvRenderer::default()),
             Format::Ndjson => Box::new(NdjsonRenderer::default()),
             Format::Json => Box::new(JsonRenderer::default()),
             Format::Html => Box::new(HtmlRenderer::default()),
+            #[cfg(feature = "xlsx")]
+            Format::Xlsx => Box::new(XlsxRenderer::new(opts.clone())),
+            #[cfg(not(feature = "xlsx"))]
+            Format::Xlsx => Box::new(Unavailable("xlsx")),
         }
+    }
+
+    /// Whether this build can write the format.
+    pub fn available(self) -> bool {
+        cfg!(feature = "xlsx") || self != Format::Xlsx
+    }
+}
+
+/// A format left out of this build: fails before the first byte.
+#[cfg(not(feature = "xlsx"))]
+struct Unavailable(&'static str);
+
+#[cfg(not(feature = "xlsx"))]
+impl Renderer for Unavailable {
+    fn push(&mut self, _event: &Event, _out: &mut Vec<u8>) -> Result<(), RenderError> {
+        Err(RenderError::Encode {
+            format: self.0,
+            message: format!("this build has no {} (cargo feature `{}`)", self.0, self.0),
+        })
     }
 }
 
