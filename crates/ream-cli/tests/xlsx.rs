@@ -27,6 +27,18 @@ fn read(path: &Path) -> Vec<(String, Vec<Vec<Data>>)> {
         .collect()
 }
 
+/// The demo's sales_by_region report between two dates, as XLSX in `dir`.
+fn sales_xlsx(demo: &Path, dir: &Path, start: &str, end: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = dir.join("sales.xlsx");
+    let spec = demo.join("reports/sales_by_region.yaml");
+    let (start, end) = (format!("start_date={start}"), format!("end_date={end}"));
+    let mut args = vec!["run", spec.to_str().unwrap(), "-p", &start, "-p", &end, "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let r = run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
 fn typed_db(dir: &Path) -> std::path::PathBuf {
     let db = dir.join("t.sqlite");
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -84,19 +96,7 @@ fn cells_keep_their_types_and_text_is_never_a_formula() {
 fn a_grouped_report_has_its_title_header_bands_and_sql_totals() {
     let demo = demo(2000);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("sales.xlsx");
-    let spec = demo.join("reports/sales_by_region.yaml");
-    let r = run(&[
-        "run",
-        spec.to_str().unwrap(),
-        "-p",
-        "start_date=2023-01-01",
-        "-p",
-        "end_date=2025-12-31",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = sales_xlsx(&demo, dir.path(), "2023-01-01", "2025-12-31", &[]);
     let sheets = read(&out);
     let rows = &sheets[0].1;
     assert_eq!(rows[0][0], Data::String("Sales by region, 2023-01-01 to 2025-12-31".into()));
@@ -161,20 +161,7 @@ fn a_full_sheet_continues_on_the_next_with_the_header_repeated() {
 fn flat_output_is_the_header_and_the_rows_only() {
     let demo = demo(2000);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("flat.xlsx");
-    let spec = demo.join("reports/sales_by_region.yaml");
-    let r = run(&[
-        "run",
-        spec.to_str().unwrap(),
-        "-p",
-        "start_date=2024-01-01",
-        "-p",
-        "end_date=2024-06-30",
-        "--xlsx-flat",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = sales_xlsx(&demo, dir.path(), "2024-01-01", "2024-06-30", &["--xlsx-flat"]);
     let rows = &read(&out)[0].1;
     assert_eq!(rows[0][0], Data::String("Region".into()));
     // Every other row is a detail row: a number in the Amount column.
@@ -234,19 +221,7 @@ fn openpyxl_reads_types_formats_and_the_frozen_filtered_header() {
     }
     let demo = demo(2000);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("sales.xlsx");
-    let spec = demo.join("reports/sales_by_region.yaml");
-    let r = run(&[
-        "run",
-        spec.to_str().unwrap(),
-        "-p",
-        "start_date=2024-01-01",
-        "-p",
-        "end_date=2024-12-31",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = sales_xlsx(&demo, dir.path(), "2024-01-01", "2024-12-31", &[]);
     let script = r#"
 import sys, openpyxl, datetime
 wb = openpyxl.load_workbook(sys.argv[1])
