@@ -235,7 +235,7 @@ impl Renderer for HtmlRenderer {
 fn chart_figure(c: &ream_core::ChartData, locale: &ream_core::template::Locale, s: &mut String) {
     s.push_str(&format!(
         "<figure class=\"chart\" id=\"chart-{}\" data-chart=\"{}\" data-kind=\"{}\">\n<figcaption>{}</figcaption>\n",
-        var_attr(&c.id),
+        esc(&c.id),
         esc(&c.id),
         c.kind.name(),
         esc(&c.title)

@@ -71,7 +71,10 @@ pub fn compact(v: f64, locale: &Locale) -> String {
 
 /// About `count` round ticks covering `lo..hi` (steps of 1, 2 or 5 × 10^k).
 fn nice_ticks(lo: f64, hi: f64, count: usize) -> (f64, f64, Vec<f64>) {
-    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (0.0, 1.0, vec![0.0, 1.0]);
+    }
+    if hi <= lo {
         let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
         return nice_ticks(lo - pad, hi + pad, count);
     }
@@ -80,12 +83,19 @@ fn nice_ticks(lo: f64, hi: f64, count: usize) -> (f64, f64, Vec<f64>) {
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     let start = (lo / step).floor() * step;
     let end = (hi / step).ceil() * step;
-    let mut ticks = Vec::new();
-    let mut t = start;
-    while t <= end + step * 1e-9 {
-        ticks.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
-        t += step;
-    }
+    // Ticks by index, not by adding up steps: near 1e18 a step can be below the floats'
+    // resolution, and `t += step` would never reach the end.
+    let n = ((end - start) / step).round().clamp(1.0, 50.0) as usize;
+    let ticks = (0..=n)
+        .map(|i| {
+            let t = start + i as f64 * step;
+            if t.abs() < step * 1e-9 {
+                0.0
+            } else {
+                t
+            }
+        })
+        .collect();
     (start, end, ticks)
 }
 
@@ -93,6 +103,11 @@ fn nice_ticks(lo: f64, hi: f64, count: usize) -> (f64, f64, Vec<f64>) {
 enum XAxis {
     Linear { lo: f64, hi: f64, time: bool },
     Bands { labels: Vec<String>, keys: Vec<String> },
+}
+
+/// A point's y, when it can be drawn (NULL, NaN and infinities cannot).
+fn y_of(v: &Value) -> Option<f64> {
+    v.as_f64().filter(|y| y.is_finite())
 }
 
 /// A value's position on a continuous x axis: numbers as they are; dates and timestamps
@@ -348,7 +363,7 @@ fn cartesian(chart: &ChartData, locale: &Locale, s: &mut String) {
     if stacked {
         let mut pos_sum: std::collections::HashMap<String, (f64, f64)> = Default::default();
         for p in chart.series.iter().flat_map(|s| &s.points) {
-            if let Some(y) = p.y.as_f64() {
+            if let Some(y) = y_of(&p.y) {
                 let e = pos_sum.entry(p.x.to_string()).or_default();
                 if y >= 0.0 {
                     e.0 += y
@@ -362,7 +377,7 @@ fn cartesian(chart: &ChartData, locale: &Locale, s: &mut String) {
             ylo = ylo.min(*m);
         }
     } else {
-        for y in chart.series.iter().flat_map(|s| &s.points).filter_map(|p| p.y.as_f64()) {
+        for y in chart.series.iter().flat_map(|s| &s.points).filter_map(|p| y_of(&p.y)) {
             ylo = ylo.min(y);
             yhi = yhi.max(y);
         }
@@ -504,7 +519,7 @@ fn cartesian(chart: &ChartData, locale: &Locale, s: &mut String) {
                     esc(se.name.as_deref().unwrap_or(""))
                 ));
                 for p in &se.points {
-                    let Some(y) = p.y.as_f64() else { continue };
+                    let Some(y) = y_of(&p.y) else { continue };
                     let (bx, bw) = if interval_bars {
                         let XAxis::Linear { lo, hi, .. } = &axis else { continue };
                         let Some((x, end)) = span(&p.x) else { continue };
@@ -564,7 +579,7 @@ fn cartesian(chart: &ChartData, locale: &Locale, s: &mut String) {
                     .iter()
                     .filter_map(|p| {
                         let x = sx(&p.x)?;
-                        let mut y = p.y.as_f64()?;
+                        let mut y = y_of(&p.y)?;
                         if stacked {
                             let e = below.entry(p.x.to_string()).or_default();
                             *e += y;
@@ -621,7 +636,7 @@ fn cartesian(chart: &ChartData, locale: &Locale, s: &mut String) {
 fn pie(chart: &ChartData, locale: &Locale, s: &mut String) {
     let Some(series) = chart.series.first() else { return };
     let slices: Vec<(&Value, f64)> =
-        series.points.iter().filter_map(|p| p.y.as_f64().filter(|y| *y > 0.0).map(|y| (&p.x, y))).collect();
+        series.points.iter().filter_map(|p| y_of(&p.y).filter(|y| *y > 0.0).map(|y| (&p.x, y))).collect();
     let total: f64 = slices.iter().map(|s| s.1).sum();
     let (cx, cy, r) = (H / 2.0, H / 2.0, H / 2.0 - 24.0);
     if total <= 0.0 {
@@ -700,6 +715,14 @@ mod tests {
         assert_eq!(compact(1_250_000.0, &Locale::default()), "1.25M");
         assert_eq!(compact(2500.0, &Locale::default()), "2,500");
         assert_eq!(compact(0.5, &Locale::parse("de-DE").unwrap()), "0,5");
+    }
+
+    #[test]
+    fn ticks_end_where_a_step_is_below_the_floats_resolution() {
+        // Around 9e18 one ulp is 2048: adding a step of 20 would never move.
+        let (_, _, t) = nice_ticks(9.0e18, 9.0e18 + 100.0, 6);
+        assert!(!t.is_empty() && t.len() <= 51, "{}", t.len());
+        assert_eq!(nice_ticks(f64::NAN, 1.0, 5).2, vec![0.0, 1.0]);
     }
 
     #[test]
