@@ -376,3 +376,32 @@ fn chart_specs_that_cannot_work_fail_before_the_first_byte() {
     assert!(err.contains("chart `a`: more than 50 series values of `id`"), "{err}");
     assert_eq!(files_in(dir.path()), vec!["bad.yaml"]);
 }
+
+#[test]
+fn float_x_values_group_exactly_however_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE f (id INTEGER PRIMARY KEY, x REAL);
+         INSERT INTO f (x) VALUES (1e100), (-2.5), (1e100), (NULL), (0.0), (-2.5), (1e100);",
+    )
+    .unwrap();
+    let spec = write(
+        dir.path(),
+        "f.yaml",
+        "report: f\nsource:\n  table: f\ndetail: false\ncharts:\n  - { id: xs, kind: bar, x: { field: x } }\n",
+    );
+    let r = run(&["run", spec.to_str().unwrap(), "--source", &format!("sqlite:{}", db.display()), "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: J = serde_json::from_slice(&r.stdout).unwrap();
+    let c = chart(&doc, "xs");
+    let pts: Vec<(f64, i64)> = c["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["x"].as_f64().unwrap(), p["y"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(pts, vec![(-2.5, 2), (0.0, 1), (1e100, 3)]);
+    assert_eq!(c["skipped"], 1);
+}

@@ -771,34 +771,34 @@ impl ChartAcc {
             XRead::Exact { index, kind } => {
                 let kind = *kind;
                 let col = batch.column(*index);
+                // Floats key by their ordered bits; everything else is an i64 already.
+                if kind == RawKind::Float {
+                    let xs = self.cast(col, &DataType::Float64)?;
+                    let xs = xs.as_primitive::<Float64Type>();
+                    for row in 0..n {
+                        match xs.is_valid(row).then(|| xs.value(row)).filter(|f| !f.is_nan()) {
+                            Some(f) => self.add(float_key(f), s_at(row), y_at(row))?,
+                            None => self.skipped += 1,
+                        }
+                    }
+                    return Ok(());
+                }
                 let keys: ArrayRef = match kind {
-                    RawKind::Int => self.cast(col, &DataType::Int64)?,
-                    RawKind::Float => self.cast(col, &DataType::Float64)?,
                     RawKind::Date => self.cast(&self.cast(col, &DataType::Date32)?, &DataType::Int32)?,
                     RawKind::Timestamp => {
                         let DataType::Timestamp(_, tz) = col.data_type() else { unreachable!() };
-                        let t = self.cast(col, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))?;
-                        self.cast(&t, &DataType::Int64)?
+                        self.cast(col, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))?
                     }
+                    _ => col.clone(),
                 };
-                let keys = self.cast(&keys, &DataType::Int64).map(|k| (k, keys.clone()))?;
+                let keys = self.cast(&keys, &DataType::Int64)?;
+                let keys = keys.as_primitive::<Int64Type>();
                 for row in 0..n {
-                    if keys.1.is_null(row) {
+                    if keys.is_valid(row) {
+                        self.add(keys.value(row), s_at(row), y_at(row))?;
+                    } else {
                         self.skipped += 1;
-                        continue;
                     }
-                    let k = match kind {
-                        RawKind::Float => {
-                            let f = keys.1.as_primitive::<Float64Type>().value(row);
-                            if f.is_nan() {
-                                self.skipped += 1;
-                                continue;
-                            }
-                            float_key(f)
-                        }
-                        _ => keys.0.as_primitive::<Int64Type>().value(row),
-                    };
-                    self.add(k, s_at(row), y_at(row))?;
                 }
             }
             XRead::Bins { index, .. } => {
@@ -1131,10 +1131,7 @@ impl ChartAcc {
                 RawKind::Timestamp => Value::Timestamp(k),
             },
             XRead::Bins { width, .. } => Value::Float(width.map_or(k as f64, |w| w.edge(k))),
-            XRead::Categories { names, .. } if k == OTHER_KEY => {
-                let _ = names;
-                Value::Str(OTHER.into())
-            }
+            XRead::Categories { .. } if k == OTHER_KEY => Value::Str(OTHER.into()),
             XRead::Categories { names, .. } => {
                 names.name(k as u32).map(|n| Value::Str(n.into())).unwrap_or(Value::Null)
             }
