@@ -2,7 +2,7 @@
 # bench/run.sh DB.sqlite [SECTION...]: time ream against the bare read loop and the peer
 # tools on TPC-H lineitem, in one run on one machine. Prints
 #   name | wall seconds | peak RSS MB | output bytes | rows/s | CPU seconds (user + sys)
-# Sections: bare csv ndjson memory first-bytes q1 charts peers (sqlite3 and DuckDB via
+# Sections: bare csv ndjson memory first-bytes q1 charts xlsx peers (sqlite3 and DuckDB via
 # ../shared/bench/peers.sh). Build first: cargo build --release -p ream-cli -p ream-bench
 set -uo pipefail
 db=$1; shift
@@ -49,5 +49,19 @@ for s in "${secs[@]}"; do case $s in
             measure "ream 1 chart ${pin:+(1 core) }#$round" $pin "$ream" run "$out/one.yaml" --source "sqlite:$db" --format json -o "$out/o"
             measure "ream 4 charts ${pin:+(1 core) }#$round" $pin "$ream" run "$here/lineitem_charts.yaml" --source "sqlite:$db" --format json -o "$out/o"
           done; done ;;
+  xlsx)   # 1M rows as XLSX, ream then XlsxWriter (constant_memory) then ream again, on the
+          # same 1M-row copy of lineitem, with the same cell types (bench/lineitem_xlsx.yaml
+          # reads the three dates as dates, as peer_xlsxwriter.py writes them).
+          m=$out/lineitem-1m.sqlite
+          sqlite3 "$m" "$(sed -n '/CREATE TABLE lineitem/,/;/p' "$root/../shared/bench/schema-sqlite.sql")"
+          sqlite3 "$m" "ATTACH '$db' AS big; INSERT INTO lineitem SELECT * FROM big.lineitem LIMIT 1000000;"
+          make_small; rows=100000
+          measure "ream xlsx 100k rows" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$small" --xlsx-flat --format xlsx -o "$out/o"
+          rows=1000000
+          measure "ream xlsx 1M rows" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$m" --xlsx-flat --format xlsx -o "$out/o"
+          measure "XlsxWriter 1M rows" "${PY:-$root/../bench-data/venv/bin/python}" "$root/../shared/bench/peer_xlsxwriter.py" "$m" 1000000 "$out/o"
+          measure "ream xlsx 1M rows (again)" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$m" --xlsx-flat --format xlsx -o "$out/o"
+          rows=$(sqlite3 "$db" "SELECT count(*) FROM lineitem")
+          measure "ream xlsx 6M rows" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$db" --xlsx-flat --format xlsx -o "$out/o" ;;
   *) echo "unknown section $s" ;;
 esac; done

@@ -108,6 +108,10 @@ struct RunArgs {
     /// group bands or summary).
     #[arg(long)]
     xlsx_flat: bool,
+    /// xlsx: outline levels per group, so each group collapses to its header and footer
+    /// rows (Excel's +/- buttons beside the rows).
+    #[arg(long, conflicts_with = "xlsx_flat")]
+    xlsx_outline: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -277,7 +281,7 @@ fn run(args: RunArgs) -> ExitCode {
         snapshot: args.no_snapshot.then_some(Snapshot::Statement),
         retries: args.retries,
         resumes: ResumeLog::default(),
-        render: ream_engine::RenderOptions { xlsx_flat: args.xlsx_flat },
+        render: ream_engine::RenderOptions { xlsx_flat: args.xlsx_flat, xlsx_outline: args.xlsx_outline },
     };
     let job = match &args.spec {
         Some(path) => match load_file(path) {

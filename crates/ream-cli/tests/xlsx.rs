@@ -117,12 +117,87 @@ fn a_grouped_report_has_its_title_header_bands_and_sql_totals() {
         )
         .unwrap();
     assert_eq!((headers as i64, footers as i64), (regions, regions));
+    let band = |r: &Vec<Data>| ["Region: ", "Subtotal ", "Grand total"].iter().any(|p| text(r).starts_with(p));
     // Detail rows: the Amount column holds numbers; they add up to SQL's total.
-    let amounts: Vec<f64> =
-        rows[3..].iter().filter_map(|r| if let Data::Float(x) = r[5] { Some(x) } else { None }).collect();
+    let amounts: Vec<f64> = rows[3..]
+        .iter()
+        .filter(|r| !band(r))
+        .filter_map(|r| if let Data::Float(x) = r[5] { Some(x) } else { None })
+        .collect();
     assert_eq!(amounts.len() as i64, n);
     assert!((amounts.iter().sum::<f64>() - total).abs() < 0.005, "{} vs {total}", amounts.iter().sum::<f64>());
-    assert!(text(rows.last().unwrap()).starts_with("Grand total: $"), "{:?}", rows.last());
+    // Each footer has its subtotal as a number under Amount, equal to SQL's per region,
+    // and the summary row the grand total: a spreadsheet user can add them up.
+    let mut by_region = c
+        .prepare(
+            "SELECT r.name, sum(i.total) FROM invoices i JOIN customers c ON c.id = i.customer_id
+             JOIN regions r ON r.id = c.region_id GROUP BY r.name ORDER BY r.name",
+        )
+        .unwrap();
+    let sql: Vec<(String, f64)> =
+        by_region.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let subtotals: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| text(r).starts_with("Subtotal "))
+        .map(|r| {
+            let region = text(r).trim_start_matches("Subtotal ").split(':').next().unwrap().to_string();
+            (region, r[5].as_f64().expect("the subtotal is a number"))
+        })
+        .collect();
+    assert_eq!(subtotals.len(), sql.len());
+    for ((name, x), (sql_name, sql_x)) in subtotals.iter().zip(&sql) {
+        assert_eq!(name, sql_name);
+        assert!((x - sql_x).abs() < 0.005, "{name}: {x} vs {sql_x}");
+    }
+    let last = rows.last().unwrap();
+    assert!(text(last).starts_with("Grand total: $"), "{last:?}");
+    assert!((last[5].as_f64().expect("the grand total is a number") - total).abs() < 0.005);
+    // The count variables stay in the band text: they have no column of their own.
+    assert!(rows.iter().filter(|r| band(r)).all(|r| r[1..5].iter().all(|d| *d == Data::Empty)));
+}
+
+/// Text that XML cannot carry as is, and dates around Excel's 1900 oddities, read back as
+/// they were written.
+#[test]
+fn awkward_text_and_early_dates_read_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("odd.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, day DATE)").unwrap();
+    let texts = [
+        "a<b & c>d \"quoted\" 'single'",
+        "  padded both sides  ",
+        "line\nbreak and\ttab",
+        "carriage\r\nreturn",
+        "émoji 📈 and CJK 漢字",
+        "bell\u{7} and escape \u{1b}",
+        "_x0041_ is not an A",
+    ];
+    let days = ["1900-01-15", "1900-02-28", "1900-03-01", "1899-12-31", "9999-12-31", "2024-02-29", "1970-01-01"];
+    for (i, (s, d)) in texts.iter().zip(days).enumerate() {
+        c.execute("INSERT INTO t VALUES (?, ?, ?)", rusqlite::params![i as i64 + 1, s, d]).unwrap();
+    }
+    let out = dir.path().join("odd.xlsx");
+    let r = run(&["run", "--source", &format!("sqlite:{}", db.display()), "--table", "t", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows = &read(&out)[0].1;
+    let got: Vec<String> = rows[1..].iter().map(|r| r[1].to_string()).collect();
+    assert_eq!(got[..5], texts[..5], "XML's specials, edge spaces, CR LF and non-ASCII are kept");
+    // Control characters XML cannot carry, and a literal `_xHHHH_`, are written the way
+    // Excel escapes them (Excel and LibreOffice decode them; calamine shows them as is).
+    assert_eq!(got[5..], ["bell_x0007_ and escape _x001B_", "_x005F_x0041_ is not an A"]);
+    let got_days: Vec<String> = rows[1..]
+        .iter()
+        .map(|r| match &r[2] {
+            d if d.is_datetime() => d.as_datetime().unwrap().date().to_string(),
+            other => format!("text {other}"),
+        })
+        .collect();
+    // Before 1900 Excel has no date: the value is kept as text rather than shown as ####.
+    assert_eq!(
+        got_days,
+        ["1900-01-15", "1900-02-28", "1900-03-01", "text 1899-12-31", "9999-12-31", "2024-02-29", "1970-01-01"]
+    );
 }
 
 #[test]
@@ -233,4 +308,84 @@ print(type(row[1].value).__name__, row[1].number_format, type(row[3].value).__na
     let o = std::process::Command::new("python3").args(["-c", script]).arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "A4 A3 True\ndatetime yyyy-mm-dd int $#,##0.00\n");
+}
+
+/// `--xlsx-outline`: each group's rows sit one outline level below its header and footer,
+/// so Excel's buttons collapse a group to those two rows. Read with openpyxl.
+#[test]
+fn outline_levels_make_groups_collapsible() {
+    let probe = std::process::Command::new("python3").args(["-c", "import openpyxl"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        assert!(std::env::var_os("CI").is_none(), "CI must install openpyxl (see .ci/run)");
+        eprintln!("\n*** python3 openpyxl is not installed: skipping the outline read-back ***\n");
+        return;
+    }
+    let demo = demo(500);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("two_levels.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"report: two_levels
+source:
+  url: "sqlite:{}"
+  table: invoices
+  key: [id]
+  joins: ["JOIN customers c ON c.id = invoices.customer_id", "JOIN regions r ON r.id = c.region_id"]
+  columns: {{ id: invoices.id, region: r.name, status: invoices.status, total: invoices.total }}
+groups:
+  - {{ by: region, header: "Region {{region}}", footer: "Region total" }}
+  - {{ by: status, header: "Status {{status}}", footer: "Status total" }}
+variables:
+  status_total: {{ sum: total, reset: status }}
+  region_total: {{ sum: total, reset: region }}
+columns: [{{ field: region }}, {{ field: status }}, {{ field: id }}, {{ field: total }}]
+"#,
+            demo.join("demo.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("outline.xlsx");
+    let r = run(&["run", spec.to_str().unwrap(), "--xlsx-outline", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let script = r#"
+import sys, openpyxl
+wb = openpyxl.load_workbook(sys.argv[1])
+ws = wb.active
+print(ws.sheet_format.outlineLevelRow)
+for row in ws.iter_rows(min_row=2):
+    a = row[0].value
+    kind = 'header' if str(a).startswith(('Region ', 'Status ')) and 'total' not in str(a) else ('footer' if 'total' in str(a) else 'detail')
+    print(kind, str(a).split(' ')[0] if kind != 'detail' else '-', ws.row_dimensions[row[0].row].outline_level, row[3].value)
+"#;
+    let o = std::process::Command::new("python3").args(["-c", script]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("2"), "two levels of groups");
+    let (mut details, mut status_sum, mut region_sum) = (0, 0.0, 0.0);
+    for line in lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        let level: u32 = f[2].parse().unwrap();
+        match (f[0], f[1]) {
+            ("header", "Region") | ("footer", "Region") => assert_eq!(level, 0, "{line}"),
+            ("header", "Status") | ("footer", "Status") => assert_eq!(level, 1, "{line}"),
+            ("detail", _) => {
+                assert_eq!(level, 2, "{line}");
+                details += 1;
+                let x: f64 = f[3].parse().unwrap();
+                status_sum += x;
+                region_sum += x;
+            }
+            _ => panic!("unexpected row {line}"),
+        }
+        // Footers carry their own group's subtotal under the total column.
+        if f[0] == "footer" {
+            let x: f64 = f[3].parse().unwrap();
+            let want = if f[1] == "Status" { &mut status_sum } else { &mut region_sum };
+            assert!((x - *want).abs() < 0.005, "{line}: {want}");
+            *want = 0.0;
+        }
+    }
+    assert_eq!(details, 500);
 }

@@ -28,12 +28,25 @@ pub struct ReportMeta {
     pub groups: Vec<GroupMeta>,
     /// Variable names, in the order of the values in footers and `End`.
     pub variables: Vec<String>,
+    /// What each variable aggregates, in the same order (renderers that place a
+    /// subtotal under its column use it).
+    pub variable_specs: Vec<VariableSpec>,
     pub summary: Option<Template>,
     pub no_data: Option<Template>,
     pub page_header: Option<Template>,
     pub page_footer: Option<Template>,
     /// The paging strategy the source uses, and why.
     pub strategy: String,
+}
+
+/// One variable: its aggregate, the field it reads and its reset scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableSpec {
+    pub aggregate: crate::spec::Aggregate,
+    /// Index of the field in the batches; `None` counts rows (`count: "*"`).
+    pub field: Option<usize>,
+    /// Reset after the footer of this group level; `None` never resets (report scope).
+    pub reset_level: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

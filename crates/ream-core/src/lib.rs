@@ -31,6 +31,6 @@ pub mod value;
 pub use cancel::CancelToken;
 pub use chart::ChartData;
 pub use error::{ParamError, ParamErrors, SpecError, SpecErrors};
-pub use event::{Event, GroupMeta, OutputColumn, ReportMeta};
+pub use event::{Event, GroupMeta, OutputColumn, ReportMeta, VariableSpec};
 pub use spec::Spec;
 pub use value::Value;

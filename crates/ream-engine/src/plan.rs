@@ -59,7 +59,7 @@ pub struct RunOptions {
     pub retries: Option<u32>,
     /// Filled by the source when it resumes after a lost connection.
     pub resumes: ResumeLog,
-    /// Renderer options (`--xlsx-flat`).
+    /// Renderer options (`--xlsx-flat`, `--xlsx-outline`).
     pub render: RenderOptions,
 }
 
@@ -265,6 +265,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         locale: Default::default(),
         groups: vec![],
         variables: vec![],
+        variable_specs: vec![],
         summary: None,
         no_data: None,
         page_header: None,
@@ -443,8 +444,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             cancel.cancel();
             return Err(EngineError::Spec(loaded.locate(errors)));
         }
-        let check = StageConfig::Accumulate { variables };
-        stages.push(check);
+        stages.push(StageConfig::Accumulate { variables: variables.clone() });
     }
     if !spec.charts.is_empty() {
         let errors = check_chart_types(spec, &schema);
@@ -473,6 +473,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         locale,
         groups,
         variables: spec.variables.keys().cloned().collect(),
+        variable_specs: variables,
         summary: tpl(&spec.summary),
         no_data: tpl(&spec.no_data),
         page_header: tpl(&spec.page_header),

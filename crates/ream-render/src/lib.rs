@@ -10,6 +10,9 @@
 //! - `html`: one HTML5 document, banded: title, column headers, group header and footer
 //!   rows, detail rows with the columns' formats, summary; print CSS repeats headers;
 //!   the spec's charts as inline SVG after the summary (they need every row);
+//! - `xlsx` (feature `xlsx`): a workbook streamed as rows arrive: typed cells, a frozen
+//!   header, bands with subtotals under their columns, optional outline levels, a new
+//!   sheet every 1,048,576 rows;
 //! - charts also appear in `json`, as series of `{"x","y"}` points.
 //!
 //! ```
@@ -23,7 +26,7 @@
 //! let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
 //! let meta = ReportMeta { report: "r".into(), title: None, parameters: vec![], schema: schema.clone(),
 //!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None }],
-//!     detail: true, locale: Default::default(), groups: vec![], variables: vec![], summary: None, no_data: None, page_header: None,
+//!     detail: true, locale: Default::default(), groups: vec![], variables: vec![], variable_specs: vec![], summary: None, no_data: None, page_header: None,
 //!     page_footer: None, strategy: "cursor".into() };
 //! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();
 //! let mut r = Format::Csv.renderer();
@@ -56,9 +59,9 @@ pub use crate::xlsx::{XlsxRenderer, SHEET_ROWS};
 pub trait Renderer: Send {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError>;
 
-    /// Called once after `End`. A renderer whose file is assembled at the end (xlsx: a
-    /// zip of parts kept in temporary files) writes it to `sink`, which hands it on in
-    /// chunks as it fills, so the finished file is never held in memory.
+    /// Called once after `End`. A renderer with a trailer to write (xlsx: the workbook
+    /// parts that list the sheets, and the zip's central directory) writes it to `sink`,
+    /// which hands it on in chunks as it fills.
     fn finish(&mut self, _sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
         Ok(())
     }
@@ -69,6 +72,8 @@ pub trait Renderer: Send {
 pub struct RenderOptions {
     /// xlsx: a plain table (the header row and the rows), no title, bands or summary.
     pub xlsx_flat: bool,
+    /// xlsx: row outline levels per group, so groups collapse to their header and footer.
+    pub xlsx_outline: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -48,7 +48,7 @@ pub mod downsample;
 mod group;
 
 use arrow_schema::SchemaRef;
-use ream_core::spec::{Aggregate, ChartConfig};
+use ream_core::spec::ChartConfig;
 use ream_core::Event;
 
 pub use accumulate::Accumulate;
@@ -69,15 +69,8 @@ pub enum StageError {
     Compute { stage: &'static str, message: String },
 }
 
-/// One variable for [`Accumulate`].
-#[derive(Debug, Clone)]
-pub struct VariableSpec {
-    pub aggregate: Aggregate,
-    /// Index of the field in the batches; `None` counts rows (`count: "*"`).
-    pub field: Option<usize>,
-    /// Reset after the footer of this group level; `None` never resets (report scope).
-    pub reset_level: Option<usize>,
-}
+/// One variable for [`Accumulate`] (defined in ream-core: renderers read it too).
+pub use ream_core::VariableSpec;
 
 /// The closed set of stages, each built from its config against the batch schema.
 #[derive(Debug, Clone)]
