@@ -51,6 +51,47 @@ enum Command {
     },
     /// Print the JSON Schema of the spec format.
     Schema,
+    /// Serve the reports in a directory over HTTP (streamed outputs, async runs, a run
+    /// registry with progress and cancellation, metrics, a dashboard at /).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The directory of report specs.
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+    /// A source URL for every report, overriding the specs' `source.url`.
+    #[arg(long)]
+    source: Option<String>,
+    /// Runs at once (sync and async); past it requests get 429 with Retry-After.
+    #[arg(long, default_value_t = 8)]
+    max_runs: usize,
+    /// Rows per batch, overriding the specs'.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Where async runs' outputs are stored (default: ream-outputs in the temp dir).
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Stored outputs older than this many seconds are removed.
+    #[arg(long, default_value_t = 86_400)]
+    retention_secs: u64,
+    /// Stored outputs past this many bytes in all are removed, oldest first.
+    #[arg(long, default_value_t = 10 << 30)]
+    retention_bytes: u64,
+    /// Finished runs kept in the registry.
+    #[arg(long, default_value_t = 200)]
+    keep_runs: usize,
+    /// Seconds running runs get to finish on shutdown (SIGTERM, Ctrl-C) before they are
+    /// cancelled.
+    #[arg(long, default_value_t = 30)]
+    grace_secs: u64,
+    /// A run that reads no rows for this many seconds is flagged as stalled.
+    #[arg(long, default_value_t = 60)]
+    stall_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +197,10 @@ fn main() -> ExitCode {
         Command::Demo { dir, rows, seed } => report(demo(&dir, rows, seed)),
         Command::Run(args) => run(args),
         Command::Validate { specs, connect, source } => validate(&specs, connect, source),
+        Command::Serve(args) => serve(args).unwrap_or_else(|e| {
+            eprintln!("ream: error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&ream_core::spec::json_schema()).expect("schema serialises"));
             ExitCode::SUCCESS
@@ -171,6 +216,51 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let defaults = ream_server::ServerConfig::default();
+    let config = ream_server::ServerConfig {
+        reports: args.reports,
+        source: args.source,
+        max_runs: args.max_runs.max(1),
+        batch_size: args.batch_size,
+        output_dir: args.output_dir.unwrap_or(defaults.output_dir),
+        retention: ream_server::storage::Retention {
+            max_age: std::time::Duration::from_secs(args.retention_secs),
+            max_bytes: args.retention_bytes,
+        },
+        keep_finished: args.keep_runs,
+        grace: std::time::Duration::from_secs(args.grace_secs),
+        stall_after: std::time::Duration::from_secs(args.stall_secs),
+        ..defaults
+    };
+    let state = match ream_server::AppState::new(config) {
+        Ok(s) => s,
+        Err(ream_server::ServerError::Reports(e)) => {
+            eprintln!("ream: error: invalid reports\n{e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            eprintln!("ream: shutting down: no new runs; running runs get the grace period");
+        };
+        eprintln!("ream: listening on http://{addr}");
+        ream_server::serve_state(state, listener, shutdown).await.context("serving")?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn demo(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {

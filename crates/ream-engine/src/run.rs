@@ -51,6 +51,8 @@ pub struct Progress {
     pub process_ns: AtomicU64,
     /// Microseconds from start to the first chunk; -1 until then.
     pub first_chunk_us: AtomicI64,
+    /// Memory of the last batch read (Arrow buffers), for a run's memory estimate.
+    pub batch_bytes: AtomicU64,
 }
 
 impl Progress {
@@ -64,7 +66,15 @@ impl Progress {
             source_ns: AtomicU64::new(0),
             process_ns: AtomicU64::new(0),
             first_chunk_us: AtomicI64::new(-1),
+            batch_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// A bound on the memory the run holds now: the batches its queue and stages can
+    /// hold (the queue, one being read, one being rendered) and its queued output chunks.
+    pub fn memory_estimate(&self) -> u64 {
+        let batch = self.batch_bytes.load(Ordering::Relaxed);
+        batch * (BATCH_QUEUE as u64 + 2) + (CHUNK_BYTES * (CHUNK_QUEUE + 1)) as u64
     }
 
     pub fn total(&self) -> Option<u64> {
@@ -113,6 +123,7 @@ pub(crate) fn spawn_source(
             let result = source.stream(&mut |batch, _cursor| {
                 progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 progress.read_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                progress.batch_bytes.store(batch.get_array_memory_size() as u64, Ordering::Relaxed);
                 let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
                 mark = Instant::now();
                 ok

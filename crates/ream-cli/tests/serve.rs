@@ -1,0 +1,449 @@
+//! `ream serve` over real HTTP on loopback: status codes and JSON errors, streamed outputs
+//! equal to the CLI's, async runs with stored outputs and Range, Server-Sent Events,
+//! cancellation and disconnects that stop the PostgreSQL query, the concurrency limit,
+//! a failure mid-stream, and a graceful shutdown.
+
+mod common;
+use common::pg::PgDb;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+struct Server {
+    child: Child,
+    addr: String,
+    agent: ureq::Agent,
+    _outputs: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(reports: &Path, extra: &[&str]) -> Server {
+        Server::start_env(reports, extra, &[])
+    }
+
+    fn start_env(reports: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let outputs = tempfile::tempdir().unwrap();
+        let mut child = ream()
+            .args(["serve", "--listen", "127.0.0.1:0", "--reports"])
+            .arg(reports)
+            .arg("--output-dir")
+            .arg(outputs.path())
+            .args(extra)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("the server printed its address").unwrap();
+            if let Some(a) = line.strip_prefix("ream: listening on http://") {
+                break a.to_string();
+            }
+        };
+        // Keep reading so the server never blocks on a full stderr pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Server { child, addr, agent, _outputs: outputs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET: status, the response's headers, body.
+    fn get(&self, path: &str) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        self.get_with(path, &[])
+    }
+
+    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        let mut req = self.agent.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut r = req.call().unwrap();
+        let body = r.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
+        (r.status().as_u16(), r.headers().clone(), body)
+    }
+
+    fn json(&self, path: &str) -> (u16, Json) {
+        let (status, _, body) = self.get(path);
+        (status, serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body))))
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, ureq::http::HeaderMap, Json) {
+        let mut r = self.agent.post(self.url(path)).header("content-type", "application/json").send(body).unwrap();
+        let body = r.body_mut().read_to_vec().unwrap();
+        (r.status().as_u16(), r.headers().clone(), serde_json::from_slice(&body).unwrap())
+    }
+
+    fn delete(&self, path: &str) -> (u16, Json) {
+        let mut r = self.agent.delete(self.url(path)).call().unwrap();
+        let body = r.body_mut().read_to_vec().unwrap();
+        (r.status().as_u16(), serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Poll a run until `done` holds for it; its last state.
+    fn wait_run(&self, id: &str, done: impl Fn(&Json) -> bool) -> Json {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, run) = self.json(&format!("/runs/{id}"));
+            assert_eq!(status, 200, "{run}");
+            if done(&run) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} never got there: {run}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finished(&self, id: &str) -> Json {
+        self.wait_run(id, |r| ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SALES: &str = "/reports/sales_by_region";
+const RANGE: &str = "start_date=2023-01-01&end_date=2025-12-31";
+
+fn cli_output(demo: &Path, format: &str, env: &[(&str, &str)]) -> Vec<u8> {
+    let spec = demo.join("reports/sales_by_region.yaml");
+    let out = ream()
+        .args(["run", spec.to_str().unwrap(), "-p", "start_date=2023-01-01", "-p", "end_date=2025-12-31"])
+        .args(["--format", format, "-o", "-"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn reports_are_listed_and_bad_requests_get_json_errors_with_their_status() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let (status, list) = s.json("/reports");
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list["reports"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"sales_by_region") && ids.contains(&"invoice_export"), "{ids:?}");
+    let (status, one) = s.json(SALES);
+    assert_eq!(status, 200);
+    assert_eq!(one["parameters"]["start_date"]["type"], "date");
+    assert_eq!(one["links"]["outputs"]["csv"], "/reports/sales_by_region.csv");
+
+    let (status, e) = s.json("/reports/nope.csv");
+    assert_eq!((status, e["error"]["kind"].as_str()), (404, Some("unknown_report")), "{e}");
+    let (status, e) = s.json(&format!("{SALES}.csv?start_date=2024-13-01&end_date=2024-12-31"));
+    assert_eq!((status, e["error"]["kind"].as_str()), (400, Some("bad_parameter")), "{e}");
+    assert_eq!(e["error"]["parameters"][0]["name"], "start_date");
+    let (status, e) = s.json(&format!("{SALES}.csv?start_date=2024-01-01"));
+    assert_eq!(status, 400);
+    assert_eq!(e["error"]["parameters"][0]["name"], "end_date", "a missing required parameter is named: {e}");
+    let (status, e) = s.json(&format!("{SALES}.docx?{RANGE}"));
+    assert_eq!(status, 400);
+    assert!(e["error"]["message"].as_str().unwrap().contains("unknown format `docx`"), "{e}");
+    let (status, e) = s.json("/runs/no-such-run");
+    assert_eq!((status, e["error"]["kind"].as_str()), (404, Some("unknown_run")));
+    let (status, _, e) = s.post("/runs", "{not json");
+    assert_eq!(status, 400, "{e}");
+    let (status, _, e) =
+        s.post("/runs", r#"{"report": "sales_by_region", "format": "csv", "parameters": {"start_date": "x"}}"#);
+    assert_eq!((status, e["error"]["kind"].as_str()), (400, Some("bad_parameter")), "{e}");
+    // Failed checks are runs too: the registry shows them with their error.
+    let (_, runs) = s.json("/runs");
+    assert!(runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["status"] == "failed" && r["error"].as_str().unwrap().contains("start_date")));
+    let (status, health) = s.json("/healthz");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = s.json("/readyz");
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")), "{ready}");
+}
+
+#[test]
+fn streamed_outputs_equal_the_cli_byte_for_byte() {
+    let demo = demo(2000);
+    // A fixed date makes the XLSX reproducible (its document properties and zip times).
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let s = Server::start_env(&demo.join("reports"), &[], &env);
+    for format in ["csv", "ndjson", "json", "html", "xlsx"] {
+        let (status, headers, body) = s.get(&format!("{SALES}.{format}?{RANGE}"));
+        assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
+        let cli = cli_output(&demo, format, &env);
+        assert!(
+            body == cli,
+            "{format}: the server's output differs from the CLI's ({} vs {} bytes)",
+            body.len(),
+            cli.len()
+        );
+        let ct = headers.get("content-type").unwrap().to_str().unwrap();
+        assert!(ct.starts_with(match format {
+            "csv" => "text/csv",
+            "ndjson" => "application/x-ndjson",
+            "json" => "application/json",
+            "html" => "text/html",
+            _ => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }));
+        let disposition = headers.get("content-disposition").unwrap().to_str().unwrap();
+        assert!(disposition.ends_with(&format!("filename=\"sales_by_region.{format}\"")), "{disposition}");
+        let run = headers.get("x-ream-run").unwrap().to_str().unwrap();
+        let done = s.finished(run);
+        assert_eq!(done["status"], "succeeded");
+        assert_eq!(done["mode"], "sync");
+        assert_eq!(done["bytes"].as_u64().unwrap(), body.len() as u64, "{done}");
+    }
+}
+
+#[test]
+fn async_runs_store_their_output_and_serve_ranges_of_it() {
+    let demo = demo(2000);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let (status, headers, run) = s.post(
+        "/runs",
+        r#"{"report": "sales_by_region", "format": "csv", "parameters": {"start_date": "2023-01-01", "end_date": "2025-12-31"}}"#,
+    );
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(headers.get("location").unwrap().to_str().unwrap(), format!("/runs/{id}"));
+    assert_eq!(run["links"]["output"], format!("/runs/{id}/output"));
+    let done = s.finished(&id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["percent"], 100.0);
+    let cli = cli_output(&demo, "csv", &[]);
+    assert_eq!(done["rows"].as_u64().unwrap(), done["total"].as_u64().unwrap());
+    assert_eq!(done["output_bytes"].as_u64().unwrap(), cli.len() as u64);
+    let (status, headers, whole) = s.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 200);
+    assert!(whole == cli, "the stored output equals the CLI's");
+    assert_eq!(headers.get("accept-ranges").unwrap(), "bytes");
+    let (status, headers, part) = s.get_with(&format!("/runs/{id}/output"), &[("range", "bytes=10-109")]);
+    assert_eq!(status, 206);
+    assert_eq!(part, &cli[10..110]);
+    assert_eq!(headers.get("content-range").unwrap().to_str().unwrap(), format!("bytes 10-109/{}", cli.len()));
+    let (status, _, tail) = s.get_with(&format!("/runs/{id}/output"), &[("range", "bytes=-7")]);
+    assert_eq!((status, &tail[..]), (206, &cli[cli.len() - 7..]));
+    let (status, _, _) = s.get_with(&format!("/runs/{id}/output"), &[("range", &format!("bytes={}-", cli.len() + 5))]);
+    assert_eq!(status, 416);
+    // A finished run cannot be cancelled; a sync run has no stored output.
+    let (status, _) = s.delete(&format!("/runs/{id}"));
+    assert_eq!(status, 409);
+}
+
+/// A PostgreSQL table whose rows the database produces slowly (2 ms each), and a
+/// reports directory with a spec reading it.
+fn slow_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
+    let db = PgDb::create(tag)?;
+    db.exec(&format!("CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows});"));
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "slow.yaml",
+        &format!(
+            "report: slow\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: 20\n  columns:\n    id: id\n    pause: \"pg_sleep(0.002)::text\"\n",
+            db.url
+        ),
+    );
+    Some((db, dir))
+}
+
+/// Wait until PostgreSQL runs (or no longer runs) a statement of ours.
+fn wait_pg(db: &PgDb, active: bool) -> Duration {
+    let t = Instant::now();
+    while db.active_ream_queries().is_empty() == active {
+        assert!(t.elapsed() < Duration::from_secs(30), "PostgreSQL never got there (active: {active})");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn events_report_progress_then_one_end() {
+    let Some((_db, reports)) = slow_pg("sse", 600) else { return };
+    let s = Server::start(reports.path(), &[]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let r = s.agent.get(s.url(&format!("/runs/{id}/events"))).call().unwrap();
+    assert_eq!(r.headers().get("content-type").unwrap(), "text/event-stream");
+    let mut events: Vec<(String, Json)> = Vec::new();
+    let mut name = String::new();
+    for line in BufReader::new(r.into_body().into_reader()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            events.push((name.clone(), serde_json::from_str(d).unwrap()));
+        }
+    }
+    let (last, rest) = events.split_last().expect("events");
+    assert_eq!(last.0, "end", "the stream ends with one end event");
+    assert_eq!(last.1["status"], "succeeded");
+    assert_eq!(last.1["rows"], 600);
+    assert!(rest.iter().all(|e| e.0 == "progress"), "only progress before the end");
+    // 600 rows at 2 ms each take over a second: progress comes at least twice a second.
+    assert!(rest.len() >= 3, "{} progress events", rest.len());
+    let rows: Vec<u64> = rest.iter().map(|e| e.1["rows"].as_u64().unwrap()).collect();
+    assert!(rows.windows(2).all(|w| w[0] <= w[1]), "rows never go back: {rows:?}");
+    assert!(rest.iter().any(|e| e.1["rows"].as_u64().unwrap() > 0 && e.1["rows"].as_u64().unwrap() < 600));
+}
+
+#[test]
+fn cancelling_a_run_stops_its_postgres_query() {
+    let Some((db, reports)) = slow_pg("cancel", 100_000) else { return };
+    let s = Server::start(reports.path(), &[]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    wait_pg(&db, true);
+    s.wait_run(id, |r| r["rows"].as_u64().unwrap() > 0);
+    let (status, _) = s.delete(&format!("/runs/{id}"));
+    assert_eq!(status, 202);
+    let stopped = wait_pg(&db, false);
+    eprintln!("the query stopped {stopped:?} after DELETE");
+    let done = s.finished(id);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let (status, e) = s.json(&format!("/runs/{id}/output"));
+    assert_eq!(status, 409, "a cancelled run has no output: {e}");
+}
+
+#[test]
+fn a_client_that_disconnects_stops_the_query() {
+    let Some((db, reports)) = slow_pg("disconnect", 100_000) else { return };
+    let s = Server::start(reports.path(), &[]);
+    let mut tcp = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(tcp, "GET /reports/slow.csv HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = tcp.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    wait_pg(&db, true);
+    drop(tcp);
+    let stopped = wait_pg(&db, false);
+    eprintln!("the query stopped {stopped:?} after the client went away");
+    let (_, runs) = s.json("/runs");
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_string();
+    let done = s.finished(&id);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["error"], "the client disconnected");
+}
+
+#[test]
+fn runs_past_the_limit_get_429_with_retry_after() {
+    let Some((db, reports)) = slow_pg("limit", 100_000) else { return };
+    let s = Server::start(reports.path(), &["--max-runs", "1"]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202);
+    let id = run["id"].as_str().unwrap();
+    let (status, headers, body) = s.get("/reports/slow.csv");
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.get("retry-after").unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let e: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!(e["error"]["kind"], "too_many_runs");
+    let (status, _, _) = s.post("/runs", r#"{"report": "slow", "format": "json"}"#);
+    assert_eq!(status, 429);
+    s.delete(&format!("/runs/{id}"));
+    s.finished(id);
+    wait_pg(&db, false);
+    // The slot is free again.
+    let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    s.delete(&format!("/runs/{}", run["id"].as_str().unwrap()));
+}
+
+#[test]
+fn a_failure_mid_stream_aborts_the_body_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bad.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 5000) INSERT INTO t SELECT i, i FROM s;
+         UPDATE t SET n = 'not a number' WHERE id = 4000;",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    write(
+        &reports,
+        "bad.yaml",
+        &format!("report: bad\nsource:\n  url: \"sqlite:{}\"\n  table: t\n  batch_size: 100\n", db.display()),
+    );
+    let s = Server::start(&reports, &[]);
+    let mut r = s.agent.get(s.url("/reports/bad.csv")).call().unwrap();
+    assert_eq!(r.status(), 200, "the first rows are fine, so the response starts");
+    let read = r.body_mut().with_config().limit(u64::MAX).read_to_vec();
+    assert!(read.is_err(), "the body must not end cleanly after a failure");
+    let (_, runs) = s.json("/runs");
+    let run = &runs["runs"][0];
+    let done = s.finished(run["id"].as_str().unwrap());
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("not a number"), "{done}");
+}
+
+#[test]
+fn metrics_count_runs_rows_and_bytes() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let (status, _, body) = s.get(&format!("{SALES}.csv?{RANGE}"));
+    assert_eq!(status, 200);
+    s.finished(s.json("/runs").1["runs"][0]["id"].as_str().unwrap());
+    let (status, headers, text) = s.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(text).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(value("ream_runs_total{status=\"succeeded\"}"), 1.0);
+    assert_eq!(value("ream_bytes_total"), body.len() as f64);
+    assert!(value("ream_rows_total") > 0.0);
+    assert_eq!(value("ream_active_runs"), 0.0);
+    assert!(value("ream_process_resident_memory_bytes") > 1e6);
+    for name in
+        ["ream_run_duration_seconds_bucket", "ream_time_to_first_byte_seconds_count", "ream_source_query_seconds_count"]
+    {
+        value(name);
+    }
+}
+
+#[test]
+fn shutdown_refuses_new_runs_then_cancels_what_outlives_the_grace_period() {
+    let Some((db, reports)) = slow_pg("shutdown", 100_000) else { return };
+    let mut s = Server::start(reports.path(), &["--grace-secs", "1"]);
+    let (status, _, _) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202);
+    wait_pg(&db, true);
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let code = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "the server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    assert!(t.elapsed() >= Duration::from_millis(900), "the run got its grace period");
+    wait_pg(&db, false);
+    assert!(std::net::TcpStream::connect(&s.addr).is_err(), "no longer listening");
+}

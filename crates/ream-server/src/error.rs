@@ -1,0 +1,91 @@
+//! The one place where errors become HTTP status codes and JSON bodies.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ream_engine::EngineError;
+use ream_sources::SourceError;
+use serde_json::json;
+
+/// An error answered to a client: a status and a JSON body
+/// `{"error": {"status", "kind", "message", "parameters"?}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no report `{0}`")]
+    UnknownReport(String),
+    #[error("no run `{0}`")]
+    UnknownRun(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{limit} runs are already running; try again shortly")]
+    TooManyRuns { limit: usize, retry_after_secs: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownReport(_) | ApiError::UnknownRun(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Engine(e) => engine_status(e),
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::UnknownReport(_) => "unknown_report",
+            ApiError::UnknownRun(_) => "unknown_run",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooManyRuns { .. } => "too_many_runs",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Engine(EngineError::Params(_)) => "bad_parameter",
+            ApiError::Engine(EngineError::Spec(_)) => "bad_spec",
+            ApiError::Engine(EngineError::Source { .. }) => "source",
+            ApiError::Engine(EngineError::Cancelled) => "cancelled",
+            ApiError::Engine(_) => "run_failed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// How a run's failure reads over HTTP. A bad parameter or request is the client's
+/// (400); a spec that does not fit its database is the server's configuration (500); a
+/// database that cannot be reached is 503; a value that does not fit its column is 422.
+pub fn engine_status(e: &EngineError) -> StatusCode {
+    match e {
+        EngineError::Params(_) | EngineError::Usage(_) => StatusCode::BAD_REQUEST,
+        EngineError::Source { source: SourceError::Url { .. } | SourceError::Open { .. }, .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        EngineError::Source { source: SourceError::Value { .. }, .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "status": status.as_u16(), "kind": self.kind(), "message": self.to_string() });
+        if let ApiError::Engine(EngineError::Params(ps)) = &self {
+            body["parameters"] =
+                ps.0.iter().map(|p| json!({ "name": p.name, "message": p.message })).collect::<Vec<_>>().into();
+        }
+        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        if let ApiError::TooManyRuns { retry_after_secs, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}

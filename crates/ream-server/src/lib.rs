@@ -1,0 +1,471 @@
+//! ream-server: reports over HTTP. Outputs stream in the response
+//! (`GET /reports/{id}.{format}`) or run in the background and are stored
+//! (`POST /runs`); every run is in a registry with live progress (`GET /runs/{id}`,
+//! Server-Sent Events at `/runs/{id}/events`) and can be cancelled (`DELETE /runs/{id}`),
+//! which stops its database query too. `/metrics` is Prometheus text; `/healthz` and
+//! `/readyz` are for orchestrators; `/` is a dashboard.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ream_server::{serve, ServerConfig};
+//! let config = ServerConfig { reports: "examples".into(), ..ServerConfig::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(config, listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod catalog;
+mod dashboard;
+mod error;
+pub mod metrics;
+mod registry;
+mod runs;
+pub mod storage;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use ream_engine::Format;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+pub use crate::catalog::Catalog;
+pub use crate::error::ApiError;
+pub use crate::registry::{Mode, RunEntry, Status};
+use crate::registry::{Registry, RunRequest};
+use crate::storage::{LocalStore, OutputStore, Retention};
+
+/// How a server runs. Every field has a default suited to one machine.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The directory of report specs (`.yaml`, `.yml`, `.toml`, `.json`).
+    pub reports: PathBuf,
+    /// A source URL for every report, overriding the specs' `source.url`.
+    pub source: Option<String>,
+    /// Runs at once, sync and async together; past it requests get 429 (default 8).
+    pub max_runs: usize,
+    /// Rows per batch, overriding the specs' (default: the spec's).
+    pub batch_size: Option<usize>,
+    /// Where async runs' outputs are stored (default: `ream-outputs` in the temp dir).
+    pub output_dir: PathBuf,
+    /// Finished outputs are removed past this age or total size (oldest first).
+    pub retention: Retention,
+    /// Finished runs kept in the registry (default 200).
+    pub keep_finished: usize,
+    /// On shutdown, running runs get this long to finish before they are cancelled.
+    pub grace: Duration,
+    /// A running run that reads no rows for this long is flagged as stalled.
+    pub stall_after: Duration,
+    /// Largest request body accepted (`POST /runs`), in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            reports: PathBuf::from("reports"),
+            source: None,
+            max_runs: 8,
+            batch_size: None,
+            output_dir: std::env::temp_dir().join("ream-outputs"),
+            retention: Retention { max_age: Duration::from_secs(24 * 3600), max_bytes: 10 << 30 },
+            keep_finished: 200,
+            grace: Duration::from_secs(30),
+            stall_after: Duration::from_secs(60),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("reports: {0}")]
+    Reports(String),
+    #[error("output directory {path}: {source}")]
+    OutputDir { path: PathBuf, source: std::io::Error },
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Who makes a request. Every request resolves one; runs record it. Anonymous until
+/// authentication comes: a resolver can then read headers and refuse a request.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// Turns a request into an [`Actor`] (the seam for authentication).
+pub trait ActorResolver: Send + Sync {
+    fn resolve(&self, parts: &Parts) -> Result<Actor, ApiError>;
+}
+
+/// Everyone is `anonymous`.
+pub struct Anonymous;
+
+impl ActorResolver for Anonymous {
+    fn resolve(&self, _parts: &Parts) -> Result<Actor, ApiError> {
+        Ok(Actor("anonymous".into()))
+    }
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        state.actors.resolve(parts)
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: ServerConfig,
+    pub catalog: Catalog,
+    pub registry: Registry,
+    pub store: Box<dyn OutputStore>,
+    pub limit: Arc<Semaphore>,
+    pub actors: Box<dyn ActorResolver>,
+    draining: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: ServerConfig) -> Result<AppState, ServerError> {
+        let catalog = Catalog::load_dir(&config.reports).map_err(ServerError::Reports)?;
+        let store = LocalStore::new(&config.output_dir)
+            .map_err(|source| ServerError::OutputDir { path: config.output_dir.clone(), source })?;
+        Ok(AppState(Arc::new(Inner {
+            registry: Registry::new(config.keep_finished),
+            limit: Arc::new(Semaphore::new(config.max_runs)),
+            store: Box::new(store),
+            actors: Box::new(Anonymous),
+            draining: AtomicBool::new(false),
+            catalog,
+            config,
+        })))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Apply the retention limits to stored outputs.
+    pub fn retain(&self) {
+        for name in storage::apply_retention(self.store.as_ref(), self.config.retention) {
+            if let Some(entry) = self.registry.list().into_iter().find(|r| r.output().is_some_and(|o| o.0 == name)) {
+                entry.expire_output();
+            }
+        }
+    }
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/reports", get(list_reports))
+        .route("/reports/{file}", get(report_or_output))
+        .route("/runs", get(list_runs).post(create_run))
+        .route("/runs/{id}", get(get_run).delete(cancel_run))
+        .route("/runs/{id}/events", get(run_events))
+        .route("/runs/{id}/output", get(run_output))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves, then drain: no new runs (503), running runs get the
+/// grace period to finish and are cancelled after it; returns when all have ended.
+pub async fn serve(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    serve_state(AppState::new(config)?, listener, shutdown).await
+}
+
+/// [`serve`] with the state already built (its reports loaded and checked).
+pub async fn serve_state(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    metrics::handle();
+    state.retain();
+    let monitor = tokio::spawn(monitor(state.clone()));
+    let drain_state = state.clone();
+    let signal = async move {
+        shutdown.await;
+        drain_state.draining.store(true, Ordering::Relaxed);
+        let grace = drain_state.config.grace;
+        let s = drain_state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            for run in s.registry.active() {
+                run.cancel.cancel();
+            }
+        });
+    };
+    axum::serve(listener, router(state.clone())).with_graceful_shutdown(signal).await?;
+    // Connections are closed; async runs may still be writing their outputs.
+    let deadline = tokio::time::Instant::now() + state.config.grace + Duration::from_secs(5);
+    while !state.registry.active().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    monitor.abort();
+    Ok(())
+}
+
+/// Once a second: flag stalled runs, sample process memory.
+async fn monitor(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let stalled = state.registry.active().iter().filter(|r| r.check_stall(state.config.stall_after)).count();
+        ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
+        n += 1;
+        if n.is_multiple_of(60) {
+            state.retain();
+        }
+    }
+}
+
+async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let reports: Vec<_> = state.catalog.iter().map(|(id, s)| catalog::describe(id, s)).collect();
+    Json(json!({ "reports": reports }))
+}
+
+/// `/reports/{id}` (the report) or `/reports/{id}.{format}` (run it, streaming).
+async fn report_or_output(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    actor: Actor,
+) -> Result<Response, ApiError> {
+    let (id, format) = match file.rsplit_once('.') {
+        Some((id, ext)) if state.catalog.get(&file).is_none() => {
+            let format = Format::from_name(ext).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown format `{ext}`: one of {}",
+                    Format::ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            (id.to_string(), Some(format))
+        }
+        _ => (file, None),
+    };
+    let Some(format) = format else {
+        let spec = state.catalog.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
+        return Ok(Json(catalog::describe(&id, spec)).into_response());
+    };
+    let ready = runs::prepare_run(&state, runs::sync_request(id.clone(), format, query, actor.0)).await?;
+    let run_id = ready.entry.id.clone();
+    let rx = runs::stream(ready);
+    let body =
+        Body::from_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        ));
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let disposition = if format == Format::Html { "inline" } else { "attachment" };
+    if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{id}.{}\"", format.name())) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&run_id) {
+        h.insert("x-ream-run", v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRun {
+    report: String,
+    format: String,
+    #[serde(default)]
+    parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn create_run(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateRun = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("request body: {e} (expected {{\"report\", \"format\", \"parameters\"}})"))
+    })?;
+    let format = Format::from_name(&req.format)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown format `{}`", req.format)))?;
+    let mut parameters = Vec::new();
+    for (k, v) in req.parameters {
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        parameters.push((k, text));
+    }
+    let ready = runs::prepare_run(
+        &state,
+        RunRequest { report: req.report, format, parameters, actor: actor.0, mode: Mode::Async },
+    )
+    .await?;
+    let snapshot = ready.entry.snapshot();
+    let location = format!("/runs/{}", ready.entry.id);
+    runs::store(state.clone(), ready);
+    let mut response = (StatusCode::ACCEPTED, Json(snapshot)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+async fn list_runs(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let runs: Vec<_> = state.registry.list().iter().map(|r| r.snapshot()).collect();
+    Json(json!({ "runs": runs }))
+}
+
+fn find(state: &AppState, id: &str) -> Result<Arc<RunEntry>, ApiError> {
+    state.registry.get(id).ok_or_else(|| ApiError::UnknownRun(id.to_string()))
+}
+
+async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(find(&state, &id)?.snapshot()))
+}
+
+async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let run = find(&state, &id)?;
+    if run.status().is_finished() {
+        return Err(ApiError::Conflict(format!("run `{id}` has already {}", run.status().name())));
+    }
+    run.cancel.cancel();
+    Ok((StatusCode::ACCEPTED, Json(run.snapshot())).into_response())
+}
+
+/// Progress four times a second while the run is live, then one `end` event.
+async fn run_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let run = find(&state, &id)?;
+    let events = futures_util::stream::unfold((run, false, true), |(run, ended, first)| async move {
+        if ended {
+            return None;
+        }
+        if !first {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let finished = run.status().is_finished();
+        let snapshot = run.snapshot();
+        let event = SseEvent::default().event(if finished { "end" } else { "progress" }).data(snapshot.to_string());
+        Some((Ok(event), (run, finished, false)))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The stored output of an async run, with `Range` support.
+async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let run = find(&state, &id)?;
+    let status = run.status();
+    let Some((name, _)) = run.output() else {
+        return Err(match status {
+            Status::Succeeded => {
+                ApiError::Conflict(format!("run `{id}`: its output was removed by the retention policy"))
+            }
+            s if s.is_finished() => ApiError::Conflict(format!("run `{id}` {} and has no output", s.name())),
+            _ if run.mode == Mode::Sync => {
+                ApiError::Conflict(format!("run `{id}` streams to its client; nothing is stored"))
+            }
+            s => ApiError::Conflict(format!("run `{id}` is {}; its output is not ready", s.name())),
+        });
+    };
+    let path =
+        state.store.local_path(&name).ok_or_else(|| ApiError::Conflict(format!("run `{id}`: its output is gone")))?;
+    let mut response = tower_http::services::ServeFile::new(path)
+        .oneshot(req)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Body::new);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type()));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.{}\"", run.report, run.format.name())) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+async fn metrics_text() -> Response {
+    if let Some(rss) = metrics::resident_bytes() {
+        ::metrics::gauge!(metrics::RESIDENT_MEMORY).set(rss as f64);
+    }
+    let mut response = metrics::handle().render().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+/// Ready when not draining and every distinct source answers a plan of one of its
+/// reports (each probe bounded to 5 s).
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" }))).into_response();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut checks = Vec::new();
+    for (id, spec) in state.catalog.iter() {
+        let url = state.config.source.clone().or_else(|| spec.spec.source.url.clone()).unwrap_or_default();
+        if !seen.insert(url.clone()) {
+            continue;
+        }
+        let (spec, source) = (spec.clone(), state.config.source.clone());
+        let probe = tokio::task::spawn_blocking(move || ream_engine::check_against_source(&spec, source));
+        let result = match tokio::time::timeout(Duration::from_secs(5), probe).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 5 s".to_string()),
+        };
+        checks.push((id.clone(), result));
+    }
+    let ok = checks.iter().all(|c| c.1.is_ok());
+    let body = json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "sources": checks.iter().map(|(id, r)| json!({ "report": id, "ok": r.is_ok(), "error": r.as_ref().err() })).collect::<Vec<_>>(),
+    });
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+}

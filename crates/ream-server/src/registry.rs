@@ -1,0 +1,294 @@
+//! The run registry: every run, sync or async, from the request to its outcome, with
+//! live counters; finished runs are kept up to a bound.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ream_core::CancelToken;
+use ream_engine::{Format, Progress};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::metrics as m;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Checking parameters, connecting, running the query until its first batch.
+    Preparing,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Preparing => "preparing",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How the output is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Streamed in the response to `GET /reports/{id}.{format}`.
+    Sync,
+    /// Stored, then fetched from `GET /runs/{id}/output`.
+    Async,
+}
+
+/// What a new run is.
+pub struct RunRequest {
+    pub report: String,
+    pub format: Format,
+    pub parameters: Vec<(String, String)>,
+    pub actor: String,
+    pub mode: Mode,
+}
+
+#[derive(Debug)]
+struct State {
+    status: Status,
+    finished_at: Option<DateTime<Utc>>,
+    elapsed: Option<Duration>,
+    error: Option<String>,
+    /// The stored output's name and size (async runs that succeeded).
+    output: Option<(String, u64)>,
+    progress: Option<Arc<Progress>>,
+    /// For the stall monitor: the rows at the last change, and when.
+    last_rows: u64,
+    last_change: Instant,
+    stalled: bool,
+}
+
+/// One run.
+#[derive(Debug)]
+pub struct RunEntry {
+    pub id: String,
+    pub report: String,
+    pub format: Format,
+    pub parameters: Vec<(String, String)>,
+    pub actor: String,
+    pub mode: Mode,
+    pub cancel: CancelToken,
+    pub created_at: DateTime<Utc>,
+    pub created: Instant,
+    state: Mutex<State>,
+}
+
+impl RunEntry {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> Status {
+        self.state().status
+    }
+
+    /// The run has started streaming: its live counters.
+    pub fn running(&self, progress: Arc<Progress>) {
+        let mut s = self.state();
+        if s.status == Status::Preparing {
+            s.status = Status::Running;
+        }
+        s.progress = Some(progress);
+        s.last_change = Instant::now();
+    }
+
+    /// The outcome (only the first call counts). Updates the metrics.
+    pub fn finish(&self, status: Status, error: Option<String>, output: Option<(String, u64)>) {
+        let mut s = self.state();
+        if s.status.is_finished() {
+            return;
+        }
+        s.status = status;
+        s.error = error;
+        s.output = output;
+        s.finished_at = Some(Utc::now());
+        let elapsed = self.created.elapsed();
+        s.elapsed = Some(elapsed);
+        s.stalled = false;
+        metrics::counter!(m::RUNS_TOTAL, "status" => status.name()).increment(1);
+        metrics::histogram!(m::RUN_DURATION, "status" => status.name()).record(elapsed.as_secs_f64());
+        metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
+        if let Some(p) = &s.progress {
+            metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
+            metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
+        }
+    }
+
+    /// The stored output (name, bytes) of a finished async run.
+    pub fn output(&self) -> Option<(String, u64)> {
+        self.state().output.clone()
+    }
+
+    /// The output is gone (retention): the run keeps its record.
+    pub fn expire_output(&self) {
+        let mut s = self.state();
+        s.output = None;
+        if s.error.is_none() {
+            s.error = Some("the output was removed by the retention policy".into());
+        }
+    }
+
+    /// Check for progress; returns whether the run is stalled (running, no new rows for
+    /// longer than `after`).
+    pub fn check_stall(&self, after: Duration) -> bool {
+        let mut s = self.state();
+        if s.status.is_finished() {
+            return false;
+        }
+        let rows = s.progress.as_ref().map_or(0, |p| p.read_rows.load(Ordering::Relaxed));
+        if rows != s.last_rows {
+            s.last_rows = rows;
+            s.last_change = Instant::now();
+        }
+        s.stalled = s.last_change.elapsed() > after;
+        s.stalled
+    }
+
+    /// The run as the API shows it.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let s = self.state();
+        let (rows, bytes, total, memory) = match &s.progress {
+            Some(p) => (
+                p.rows.load(Ordering::Relaxed),
+                p.bytes.load(Ordering::Relaxed),
+                p.total(),
+                if s.status.is_finished() { 0 } else { p.memory_estimate() },
+            ),
+            None => (0, 0, None, 0),
+        };
+        let elapsed = s.elapsed.unwrap_or_else(|| self.created.elapsed()).as_secs_f64();
+        let percent = match (total, s.status) {
+            (_, Status::Succeeded) => Some(100.0),
+            (Some(t), _) if t > 0 => Some((rows as f64 * 100.0 / t as f64).min(100.0)),
+            (Some(_), _) => Some(0.0),
+            _ => None,
+        };
+        let rate = if elapsed > 0.0 { rows as f64 / elapsed } else { 0.0 };
+        let links = match self.mode {
+            Mode::Async => json!({
+                "self": format!("/runs/{}", self.id),
+                "events": format!("/runs/{}/events", self.id),
+                "output": format!("/runs/{}/output", self.id),
+            }),
+            Mode::Sync => {
+                json!({ "self": format!("/runs/{}", self.id), "events": format!("/runs/{}/events", self.id) })
+            }
+        };
+        json!({
+            "id": self.id,
+            "report": self.report,
+            "format": self.format.name(),
+            "parameters": self.parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "mode": self.mode,
+            "actor": self.actor,
+            "status": s.status,
+            "rows": rows,
+            "bytes": bytes,
+            "total": total,
+            "percent": percent.map(|p| (p * 10.0).round() / 10.0),
+            "rows_per_second": rate.round(),
+            "memory_bytes": memory,
+            "stalled": s.stalled,
+            "started_at": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "finished_at": s.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
+            "error": s.error,
+            "output_bytes": s.output.as_ref().map(|o| o.1),
+            "links": links,
+        })
+    }
+}
+
+/// Every active run and the most recent finished ones.
+pub struct Registry {
+    runs: Mutex<Vec<Arc<RunEntry>>>,
+    keep_finished: usize,
+    next: std::sync::atomic::AtomicU64,
+    /// Distinguishes this server's ids from an earlier one's (stored outputs outlive it).
+    epoch: u64,
+}
+
+impl Registry {
+    pub fn new(keep_finished: usize) -> Registry {
+        let epoch =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Registry { runs: Mutex::new(Vec::new()), keep_finished, next: 1.into(), epoch }
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<RunEntry>>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, req: RunRequest) -> Arc<RunEntry> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(RunEntry {
+            id: format!("{:x}-{n}", self.epoch),
+            report: req.report,
+            format: req.format,
+            parameters: req.parameters,
+            actor: req.actor,
+            mode: req.mode,
+            cancel: CancelToken::new(),
+            created_at: Utc::now(),
+            created: Instant::now(),
+            state: Mutex::new(State {
+                status: Status::Preparing,
+                finished_at: None,
+                elapsed: None,
+                error: None,
+                output: None,
+                progress: None,
+                last_rows: 0,
+                last_change: Instant::now(),
+                stalled: false,
+            }),
+        });
+        metrics::gauge!(m::ACTIVE_RUNS).increment(1.0);
+        let mut runs = self.runs();
+        runs.push(entry.clone());
+        // Keep every active run and the newest `keep_finished` finished ones.
+        let finished = runs.iter().filter(|r| r.status().is_finished()).count();
+        if finished > self.keep_finished {
+            let mut drop = finished - self.keep_finished;
+            runs.retain(|r| {
+                if drop > 0 && r.status().is_finished() {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        entry
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<RunEntry>> {
+        self.runs().iter().find(|r| r.id == id).cloned()
+    }
+
+    /// Newest first.
+    pub fn list(&self) -> Vec<Arc<RunEntry>> {
+        self.runs().iter().rev().cloned().collect()
+    }
+
+    pub fn active(&self) -> Vec<Arc<RunEntry>> {
+        self.runs().iter().filter(|r| !r.status().is_finished()).cloned().collect()
+    }
+}

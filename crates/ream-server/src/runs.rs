@@ -1,0 +1,172 @@
+//! Starting runs and moving their output: the only part of the server that touches the
+//! engine's blocking world (prepare on a blocking thread, one pump thread per run).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ream_core::load::LoadedSpec;
+use ream_engine::{prepare, start, CountMode, EngineError, Format, Job, Run, RunOptions};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use crate::error::ApiError;
+use crate::metrics as m;
+use crate::registry::{Mode, RunEntry, RunRequest, Status};
+use crate::AppState;
+
+/// A run past every check: connected, its first batch read, no byte sent yet.
+pub struct Ready {
+    pub entry: Arc<RunEntry>,
+    pub run: Run,
+    permit: OwnedSemaphorePermit,
+    /// When the request came in (for the time to first byte).
+    requested: Instant,
+}
+
+/// Check, register and prepare a run. Every failure here comes before the first byte.
+pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, ApiError> {
+    let requested = Instant::now();
+    if state.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let spec: LoadedSpec =
+        state.catalog.get(&req.report).cloned().ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
+    if !req.format.available() {
+        return Err(ApiError::BadRequest(format!("this server has no {} output", req.format)));
+    }
+    let permit = state.limit.clone().try_acquire_owned().map_err(|_| {
+        metrics::counter!(m::REJECTED_TOTAL).increment(1);
+        ApiError::TooManyRuns { limit: state.config.max_runs, retry_after_secs: 2 }
+    })?;
+    let entry = state.registry.add(req);
+    let mut opts = RunOptions::new(entry.format);
+    opts.source = state.config.source.clone();
+    opts.params = entry.parameters.clone();
+    // A count beside the stream gives the registry its total and percent.
+    opts.count = CountMode::Auto;
+    opts.batch_size = state.config.batch_size;
+    let cancel = entry.cancel.clone();
+    let started = Instant::now();
+    let prepared = tokio::task::spawn_blocking(move || prepare(Job::Spec(spec), &opts, cancel))
+        .await
+        .map_err(|e| ApiError::Internal(format!("prepare: {e}")))
+        .and_then(|r| r.map_err(ApiError::Engine));
+    metrics::histogram!(m::SOURCE_QUERY).record(started.elapsed().as_secs_f64());
+    match prepared {
+        Ok(prepared) => {
+            let run = start(prepared);
+            entry.running(run.progress());
+            Ok(Ready { entry, run, permit, requested })
+        }
+        Err(e) => {
+            let status =
+                if matches!(e, ApiError::Engine(EngineError::Cancelled)) { Status::Cancelled } else { Status::Failed };
+            entry.finish(status, Some(e.to_string()), None);
+            Err(e)
+        }
+    }
+}
+
+fn outcome(e: &EngineError) -> Status {
+    if matches!(e, EngineError::Cancelled) {
+        Status::Cancelled
+    } else {
+        Status::Failed
+    }
+}
+
+/// Stream a run into a response body. The body ends cleanly only when the run
+/// completes; a failure ends it with an error, so the client sees an incomplete
+/// transfer. A client that goes away cancels the run (and its query) at once, even while
+/// the run waits on the database.
+pub fn stream(ready: Ready) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let Ready { entry, mut run, permit, requested } = ready;
+    // Watch for the client going away while the pump may be blocked on the database. The
+    // watcher's sender would keep the body open, so it lets go when the pump is done.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    {
+        let (tx, cancel) = (tx.clone(), entry.cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tx.closed() => cancel.cancel(),
+                _ = done_rx => {}
+            }
+        });
+    }
+    std::thread::Builder::new()
+        .name(format!("ream-run-{}", entry.id))
+        .spawn(move || {
+            let _permit = permit;
+            let _done = done_tx;
+            let mut first = true;
+            loop {
+                match run.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        if std::mem::take(&mut first) {
+                            metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
+                        }
+                        if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                            drop(run);
+                            entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        entry.finish(Status::Succeeded, None, None);
+                        return;
+                    }
+                    Err(e) => {
+                        let message = if entry.cancel.is_cancelled() && tx.is_closed() {
+                            "the client disconnected".to_string()
+                        } else {
+                            e.to_string()
+                        };
+                        entry.finish(outcome(&e), Some(message.clone()), None);
+                        let _ = tx.blocking_send(Err(std::io::Error::other(message)));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawning a thread");
+    rx
+}
+
+/// Run to the store: the output appears under its name only when complete.
+pub fn store(state: AppState, ready: Ready) {
+    let Ready { entry, mut run, permit, requested } = ready;
+    std::thread::Builder::new()
+        .name(format!("ream-run-{}", entry.id))
+        .spawn(move || {
+            let _permit = permit;
+            let name = output_name(&entry.id, entry.format);
+            let result = (|| -> Result<u64, EngineError> {
+                let mut out = state.store.begin(&name).map_err(|e| EngineError::Output(e.to_string()))?;
+                let mut first = true;
+                while let Some(chunk) = run.next_chunk()? {
+                    if std::mem::take(&mut first) {
+                        metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
+                    }
+                    out.write_all(&chunk).map_err(|e| EngineError::Output(e.to_string()))?;
+                }
+                out.commit().map_err(|e| EngineError::Output(e.to_string()))
+            })();
+            match result {
+                Ok(bytes) => entry.finish(Status::Succeeded, None, Some((name, bytes))),
+                Err(e) => entry.finish(outcome(&e), Some(e.to_string()), None),
+            }
+            state.retain();
+        })
+        .expect("spawning a thread");
+}
+
+/// The stored output's file name: the run id and the format's extension.
+pub fn output_name(id: &str, format: Format) -> String {
+    format!("{id}.{}", format.name())
+}
+
+pub fn sync_request(report: String, format: Format, parameters: Vec<(String, String)>, actor: String) -> RunRequest {
+    RunRequest { report, format, parameters, actor, mode: Mode::Sync }
+}
