@@ -159,6 +159,10 @@ fn reports_are_listed_and_bad_requests_get_json_errors_with_their_status() {
     let (status, _, e) =
         s.post("/runs", r#"{"report": "sales_by_region", "format": "csv", "parameters": {"start_date": "x"}}"#);
     assert_eq!((status, e["error"]["kind"].as_str()), (400, Some("bad_parameter")), "{e}");
+    let big =
+        format!(r#"{{"report": "sales_by_region", "format": "csv", "parameters": {{"x": "{}"}}}}"#, "y".repeat(70_000));
+    let (status, _, e) = s.post("/runs", &big);
+    assert_eq!((status, e["error"]["kind"].as_str()), (413, Some("too_large")), "{e}");
     // Failed checks are runs too: the registry shows them with their error.
     let (_, runs) = s.json("/runs");
     assert!(runs["runs"]

@@ -20,6 +20,8 @@ pub enum ApiError {
     TooManyRuns { limit: usize, retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("the request body is over {0} bytes")]
+    TooLarge(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -35,6 +37,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Engine(e) => engine_status(e),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooManyRuns { .. } => "too_many_runs",
             ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Engine(EngineError::Params(_)) => "bad_parameter",
             ApiError::Engine(EngineError::Spec(_)) => "bad_spec",

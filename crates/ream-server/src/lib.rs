@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -263,9 +263,11 @@ async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> 
 async fn report_or_output(
     State(state): State<AppState>,
     Path(file): Path<String>,
-    Query(query): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
     actor: Actor,
 ) -> Result<Response, ApiError> {
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
     let (id, format) = match file.rsplit_once('.') {
         Some((id, ext)) if state.catalog.get(&file).is_none() => {
             let format = Format::from_name(ext).ok_or_else(|| {
@@ -316,8 +318,12 @@ struct CreateRun {
 async fn create_run(
     State(state): State<AppState>,
     actor: Actor,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(state.config.max_body_bytes),
+        _ => ApiError::BadRequest(format!("request body: {e}")),
+    })?;
     let req: CreateRun = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!("request body: {e} (expected {{\"report\", \"format\", \"parameters\"}})"))
     })?;
