@@ -249,7 +249,7 @@ fn async_runs_store_their_output_and_serve_ranges_of_it() {
 /// reports directory with a spec reading it.
 fn slow_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
     let db = PgDb::create(tag)?;
-    db.exec(&format!("CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows});"));
+    db.exec(&format!("CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"));
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -450,4 +450,65 @@ fn shutdown_refuses_new_runs_then_cancels_what_outlives_the_grace_period() {
     assert!(t.elapsed() >= Duration::from_millis(900), "the run got its grace period");
     wait_pg(&db, false);
     assert!(std::net::TcpStream::connect(&s.addr).is_err(), "no longer listening");
+}
+
+/// The dashboard in a real browser (Debian's chromium driven by playwright-core): start a
+/// long run from the report's form, see its progress bar move, cancel it, see it marked
+/// cancelled. CI installs both (see .ci/run); elsewhere the test skips loudly without them.
+#[test]
+fn the_dashboard_shows_live_progress_and_cancels_a_run_in_a_browser() {
+    let tools = std::env::var("REAM_CI_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/ream-ci"));
+    let playwright = tools.join("node_modules/playwright-core");
+    let chromium = Path::new("/usr/bin/chromium");
+    if !playwright.is_dir() || !chromium.exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install chromium and playwright-core (see .ci/run)");
+        eprintln!("\n*** chromium or playwright-core is not installed: skipping the dashboard test ***\n");
+        return;
+    }
+    let Some((db, reports)) = slow_pg("dashboard", 100_000) else { return };
+    let s = Server::start(reports.path(), &[]);
+    let script = r#"
+const { chromium } = require(process.env.PLAYWRIGHT_CORE);
+(async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox',
+    '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'] });
+  const page = await browser.newPage();
+  await page.goto(process.argv[2]);
+  await page.selectOption('form[data-report="slow"] select[name="_format"]', 'csv');
+  await page.click('form[data-report="slow"] button[type="submit"]');
+  const row = page.locator('#runs tbody tr').first();
+  await row.locator('.status', { hasText: 'running' }).waitFor({ timeout: 20000 });
+  const value = async () => Number(await row.locator('progress').evaluate(p => p.value));
+  const rows = async () => Number((await row.locator('.rows').textContent()).replace(/[^0-9]/g, ''));
+  await page.waitForFunction(() => Number(document.querySelector('#runs tbody tr .rows').textContent.replace(/[^0-9]/g, '')) > 0);
+  const first = [await rows(), await value()];
+  await page.waitForFunction(n => Number(document.querySelector('#runs tbody tr .rows').textContent.replace(/[^0-9]/g, '')) > n, first[0]);
+  const second = [await rows(), await value()];
+  await row.locator('button.cancel').click();
+  await row.locator('.status', { hasText: 'cancelled' }).waitFor({ timeout: 20000 });
+  console.log(JSON.stringify({ id: await row.getAttribute('data-run'), first, second,
+    status: await row.locator('.status').textContent() }));
+  await browser.close();
+})().catch(e => { console.error(e); process.exit(1); });
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "dashboard.cjs", script);
+    let out = std::process::Command::new("node")
+        .arg(&path)
+        .arg(s.url("/"))
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let seen: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let (r1, p1) = (seen["first"][0].as_f64().unwrap(), seen["first"][1].as_f64().unwrap());
+    let (r2, p2) = (seen["second"][0].as_f64().unwrap(), seen["second"][1].as_f64().unwrap());
+    assert!(r2 > r1 && p2 >= p1 && p2 > 0.0, "the progress bar moved: {seen}");
+    assert_eq!(seen["status"], "cancelled");
+    let done = s.finished(seen["id"].as_str().unwrap());
+    assert_eq!(done["status"], "cancelled");
+    wait_pg(&db, false);
 }
