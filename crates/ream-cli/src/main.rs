@@ -56,42 +56,50 @@ enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(clap::Args)]
+/// `ream serve`'s settings. Each can come from a flag or from `--config FILE` (TOML, the
+/// same names with `_`); a flag wins over the file, the file over the default.
+#[derive(clap::Args, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// The directory of report specs.
-    #[arg(long, default_value = "reports")]
-    reports: PathBuf,
+    /// A TOML file of these settings, e.g. `listen = "0.0.0.0:8080"`, `max_runs = 16`.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port; the
+    /// address is printed).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The directory of report specs (default `reports`).
+    #[arg(long)]
+    reports: Option<PathBuf>,
     /// A source URL for every report, overriding the specs' `source.url`.
     #[arg(long)]
     source: Option<String>,
-    /// Runs at once (sync and async); past it requests get 429 with Retry-After.
-    #[arg(long, default_value_t = 8)]
-    max_runs: usize,
+    /// Runs at once, sync and async (default 8); past it requests get 429 with Retry-After.
+    #[arg(long)]
+    max_runs: Option<usize>,
     /// Rows per batch, overriding the specs'.
     #[arg(long)]
     batch_size: Option<usize>,
     /// Where async runs' outputs are stored (default: ream-outputs in the temp dir).
     #[arg(long)]
     output_dir: Option<PathBuf>,
-    /// Stored outputs older than this many seconds are removed.
-    #[arg(long, default_value_t = 86_400)]
-    retention_secs: u64,
-    /// Stored outputs past this many bytes in all are removed, oldest first.
-    #[arg(long, default_value_t = 10 << 30)]
-    retention_bytes: u64,
-    /// Finished runs kept in the registry.
-    #[arg(long, default_value_t = 200)]
-    keep_runs: usize,
+    /// Stored outputs older than this many seconds are removed (default 86400).
+    #[arg(long)]
+    retention_secs: Option<u64>,
+    /// Stored outputs past this many bytes in all are removed, oldest first (default 10 GiB).
+    #[arg(long)]
+    retention_bytes: Option<u64>,
+    /// Finished runs kept in the registry (default 200).
+    #[arg(long)]
+    keep_runs: Option<usize>,
     /// Seconds running runs get to finish on shutdown (SIGTERM, Ctrl-C) before they are
-    /// cancelled.
-    #[arg(long, default_value_t = 30)]
-    grace_secs: u64,
-    /// A run that reads no rows for this many seconds is flagged as stalled.
-    #[arg(long, default_value_t = 60)]
-    stall_secs: u64,
+    /// cancelled (default 30).
+    #[arg(long)]
+    grace_secs: Option<u64>,
+    /// A run that reads no rows for this many seconds is flagged as stalled (default 60).
+    #[arg(long)]
+    stall_secs: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -218,23 +226,47 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    let defaults = ream_server::ServerConfig::default();
+    let file = match &flags.config {
+        None => ServeArgs::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            match toml::from_str::<ServeArgs>(&text) {
+                Ok(mut f) => {
+                    // Paths in the file are relative to the file, as a spec's are.
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    f.reports = f.reports.map(|p| base.join(p));
+                    f.output_dir = f.output_dir.map(|p| base.join(p));
+                    f
+                }
+                Err(e) => {
+                    eprintln!("ream: error: {}: {}", path.display(), e.to_string().trim_end());
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            }
+        }
+    };
+    let d = ream_server::ServerConfig::default();
+    let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
     let config = ream_server::ServerConfig {
-        reports: args.reports,
-        source: args.source,
-        max_runs: args.max_runs.max(1),
-        batch_size: args.batch_size,
-        output_dir: args.output_dir.unwrap_or(defaults.output_dir),
+        reports: flags.reports.or(file.reports).unwrap_or(d.reports),
+        source: flags.source.or(file.source),
+        max_runs: flags.max_runs.or(file.max_runs).unwrap_or(d.max_runs).max(1),
+        batch_size: flags.batch_size.or(file.batch_size),
+        output_dir: flags.output_dir.or(file.output_dir).unwrap_or(d.output_dir),
         retention: ream_server::storage::Retention {
-            max_age: std::time::Duration::from_secs(args.retention_secs),
-            max_bytes: args.retention_bytes,
+            max_age: flags
+                .retention_secs
+                .or(file.retention_secs)
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(d.retention.max_age),
+            max_bytes: flags.retention_bytes.or(file.retention_bytes).unwrap_or(d.retention.max_bytes),
         },
-        keep_finished: args.keep_runs,
-        grace: std::time::Duration::from_secs(args.grace_secs),
-        stall_after: std::time::Duration::from_secs(args.stall_secs),
-        ..defaults
+        keep_finished: flags.keep_runs.or(file.keep_runs).unwrap_or(d.keep_finished),
+        grace: flags.grace_secs.or(file.grace_secs).map(std::time::Duration::from_secs).unwrap_or(d.grace),
+        stall_after: flags.stall_secs.or(file.stall_secs).map(std::time::Duration::from_secs).unwrap_or(d.stall_after),
+        ..d
     };
     let state = match ream_server::AppState::new(config) {
         Ok(s) => s,
@@ -247,7 +279,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener =
-            tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -27,13 +27,18 @@ impl Server {
     }
 
     fn start_env(reports: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Server::start_args(&args, env)
+    }
+
+    fn start_args(args: &[&str], env: &[(&str, &str)]) -> Server {
         let outputs = tempfile::tempdir().unwrap();
         let mut child = ream()
-            .args(["serve", "--listen", "127.0.0.1:0", "--reports"])
-            .arg(reports)
+            .arg("serve")
+            .args(args)
             .arg("--output-dir")
             .arg(outputs.path())
-            .args(extra)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
@@ -249,7 +254,9 @@ fn async_runs_store_their_output_and_serve_ranges_of_it() {
 /// reports directory with a spec reading it.
 fn slow_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
     let db = PgDb::create(tag)?;
-    db.exec(&format!("CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"));
+    db.exec(&format!(
+        "CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"
+    ));
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -511,4 +518,74 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
     let done = s.finished(seen["id"].as_str().unwrap());
     assert_eq!(done["status"], "cancelled");
     wait_pg(&db, false);
+}
+
+#[test]
+fn a_run_without_progress_is_flagged_stalled() {
+    let Some(db) = PgDb::create("stall") else { return };
+    db.exec("CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100); ANALYZE t;");
+    let dir = tempfile::tempdir().unwrap();
+    // Row 30 takes 4 s: the first batch (20 rows) leaves, then nothing for 4 s.
+    write(
+        dir.path(),
+        "stuck.yaml",
+        &format!(
+            "report: stuck\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: 20\n  columns:\n    id: id\n    pause: \"pg_sleep(CASE WHEN id = 30 THEN 4 ELSE 0 END)::text\"\n",
+            db.url
+        ),
+    );
+    let s = Server::start(dir.path(), &["--stall-secs", "1"]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "stuck", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let stalled = s.wait_run(id, |r| r["stalled"] == true);
+    assert_eq!(stalled["status"], "running");
+    let (_, _, text) = s.get("/metrics");
+    assert!(String::from_utf8(text).unwrap().contains("ream_stalled_runs 1"), "the gauge counts it");
+    let done = s.finished(id);
+    assert_eq!((done["status"].as_str(), done["stalled"].as_bool()), (Some("succeeded"), Some(false)), "{done}");
+    assert_eq!(done["rows"], 100);
+}
+
+#[test]
+fn outputs_past_the_retention_limit_are_removed_oldest_first() {
+    let demo = demo(2000);
+    // Room for one output of this report, not two.
+    let size = cli_output(&demo, "csv", &[]).len();
+    let s = Server::start(&demo.join("reports"), &["--retention-bytes", &(size + size / 2).to_string()]);
+    let body = r#"{"report": "sales_by_region", "format": "csv", "parameters": {"start_date": "2023-01-01", "end_date": "2025-12-31"}}"#;
+    let first = s.post("/runs", body).2["id"].as_str().unwrap().to_string();
+    assert_eq!(s.finished(&first)["status"], "succeeded");
+    // Output files' times have a resolution; make the order unambiguous.
+    std::thread::sleep(Duration::from_millis(20));
+    let second = s.post("/runs", body).2["id"].as_str().unwrap().to_string();
+    assert_eq!(s.finished(&second)["status"], "succeeded");
+    let (status, _, _) = s.get(&format!("/runs/{second}/output"));
+    assert_eq!(status, 200, "the newest output is kept");
+    let (status, e) = s.json(&format!("/runs/{first}/output"));
+    assert_eq!(status, 409, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("retention"), "{e}");
+    let (_, run) = s.json(&format!("/runs/{first}"));
+    assert_eq!(run["status"], "succeeded", "the run keeps its record");
+}
+
+#[test]
+fn settings_come_from_a_config_file_and_unknown_keys_are_errors() {
+    let demo = demo(300);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "serve.toml",
+        "listen = \"127.0.0.1:0\"\nreports = \"demo/reports\"\nmax_runs = 1\nkeep_runs = 5\n",
+    );
+    // `reports` is relative to the file.
+    std::os::unix::fs::symlink(&demo, dir.path().join("demo")).unwrap();
+    let s = Server::start_args(&["--config", config.to_str().unwrap()], &[]);
+    let (status, list) = s.json("/reports");
+    assert_eq!(status, 200);
+    assert!(list["reports"].as_array().unwrap().len() >= 4, "the reports directory came from the file");
+    let bad = write(dir.path(), "bad.toml", "listen = \"127.0.0.1:0\"\nmax_run = 3\n");
+    let r = run(&["serve", "--config", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("bad.toml") && r.stderr.contains("unknown field `max_run`"), "{}", r.stderr);
 }

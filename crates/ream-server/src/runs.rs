@@ -154,10 +154,19 @@ pub fn store(state: AppState, ready: Ready) {
                 out.commit().map_err(|e| EngineError::Output(e.to_string()))
             })();
             match result {
-                Ok(bytes) => entry.finish(Status::Succeeded, None, Some((name, bytes))),
+                Ok(bytes) => {
+                    // Make room first, so that once the run shows `succeeded` the older
+                    // outputs past the limits are already gone.
+                    state.retain();
+                    if state.store.local_path(&name).is_some() {
+                        entry.finish(Status::Succeeded, None, Some((name, bytes)));
+                    } else {
+                        let why = format!("the output ({bytes} bytes) was removed at once by the retention policy");
+                        entry.finish(Status::Succeeded, Some(why), None);
+                    }
+                }
                 Err(e) => entry.finish(outcome(&e), Some(e.to_string()), None),
             }
-            state.retain();
         })
         .expect("spawning a thread");
 }
