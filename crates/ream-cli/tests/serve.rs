@@ -589,3 +589,41 @@ fn settings_come_from_a_config_file_and_unknown_keys_are_errors() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("bad.toml") && r.stderr.contains("unknown field `max_run`"), "{}", r.stderr);
 }
+
+#[test]
+fn a_client_that_leaves_while_the_run_prepares_cancels_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.sqlite");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE x (id INTEGER PRIMARY KEY)").unwrap();
+    // A query SQLite needs many seconds for, whose column has no declared type: the run
+    // waits for its first row to know the type, so it is still preparing when the client
+    // hangs up.
+    write(
+        dir.path(),
+        "late.yaml",
+        &format!(
+            "report: late\nsource:\n  url: \"sqlite:{}\"\n  sql: \"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT max(n) AS m FROM c\"\n",
+            db.display()
+        ),
+    );
+    let s = Server::start(dir.path(), &[]);
+    let mut tcp = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(tcp, "GET /reports/late.csv HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let id = loop {
+        let (_, runs) = s.json("/runs");
+        if let Some(r) = runs["runs"].as_array().unwrap().first() {
+            assert_eq!(r["status"], "preparing", "{r}");
+            break r["id"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    drop(tcp);
+    // Without the cancel the query would run on for a long time, and the run would never
+    // leave `preparing`.
+    let done = s.finished(&id);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["error"], "the client went away before the first byte");
+    let (_, _, text) = s.get("/metrics");
+    assert!(String::from_utf8(text).unwrap().contains("ream_active_runs 0"));
+}

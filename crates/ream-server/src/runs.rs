@@ -40,6 +40,9 @@ pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, Api
         ApiError::TooManyRuns { limit: state.config.max_runs, retry_after_secs: 2 }
     })?;
     let entry = state.registry.add(req);
+    // If the request goes away while the run prepares (this future is dropped), the run
+    // must still end: cancel it and record why.
+    let mut guard = PrepareGuard(Some(entry.clone()));
     let mut opts = RunOptions::new(entry.format);
     opts.source = state.config.source.clone();
     opts.params = entry.parameters.clone();
@@ -53,6 +56,7 @@ pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, Api
         .map_err(|e| ApiError::Internal(format!("prepare: {e}")))
         .and_then(|r| r.map_err(ApiError::Engine));
     metrics::histogram!(m::SOURCE_QUERY).record(started.elapsed().as_secs_f64());
+    guard.0 = None;
     match prepared {
         Ok(prepared) => {
             let run = start(prepared);
@@ -64,6 +68,17 @@ pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, Api
                 if matches!(e, ApiError::Engine(EngineError::Cancelled)) { Status::Cancelled } else { Status::Failed };
             entry.finish(status, Some(e.to_string()), None);
             Err(e)
+        }
+    }
+}
+
+struct PrepareGuard(Option<Arc<RunEntry>>);
+
+impl Drop for PrepareGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.take() {
+            entry.cancel.cancel();
+            entry.finish(Status::Cancelled, Some("the client went away before the first byte".into()), None);
         }
     }
 }
