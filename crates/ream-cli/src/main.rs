@@ -100,6 +100,10 @@ struct ServeArgs {
     /// A run that reads no rows for this many seconds is flagged as stalled (default 60).
     #[arg(long)]
     stall_secs: Option<u64>,
+    /// Memory one run may hold (default 256 MiB): over it the run's batches get smaller,
+    /// and at 16 rows per batch still over, the run fails saying so.
+    #[arg(long)]
+    run_memory_bytes: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -266,6 +270,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         keep_finished: flags.keep_runs.or(file.keep_runs).unwrap_or(d.keep_finished),
         grace: flags.grace_secs.or(file.grace_secs).map(std::time::Duration::from_secs).unwrap_or(d.grace),
         stall_after: flags.stall_secs.or(file.stall_secs).map(std::time::Duration::from_secs).unwrap_or(d.stall_after),
+        run_memory_bytes: flags.run_memory_bytes.or(file.run_memory_bytes).unwrap_or(d.run_memory_bytes),
         ..d
     };
     let state = match ream_server::AppState::new(config) {
@@ -403,6 +408,7 @@ fn run(args: RunArgs) -> ExitCode {
         snapshot: args.no_snapshot.then_some(Snapshot::Statement),
         retries: args.retries,
         resumes: ResumeLog::default(),
+        batch_limit: Default::default(),
         render: ream_engine::RenderOptions { xlsx_flat: args.xlsx_flat, xlsx_outline: args.xlsx_outline },
     };
     let job = match &args.spec {

@@ -627,3 +627,63 @@ fn a_client_that_leaves_while_the_run_prepares_cancels_it() {
     let (_, _, text) = s.get("/metrics");
     assert!(String::from_utf8(text).unwrap().contains("ream_active_runs 0"));
 }
+
+/// A PostgreSQL report of wide rows (4 KB each) that come slowly, in batches of 200.
+fn wide_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
+    let db = PgDb::create(tag)?;
+    db.exec(&format!(
+        "CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "wide.yaml",
+        &format!(
+            "report: wide\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: 200\n  columns:\n    id: id\n    pad: \"repeat('x', 4000) || pg_sleep(0.0005)::text\"\n",
+            db.url
+        ),
+    );
+    Some((db, dir))
+}
+
+#[test]
+fn a_run_over_its_memory_budget_gets_smaller_batches_and_completes() {
+    let Some((_db, reports)) = wide_pg("budget", 3000) else { return };
+    // 200 rows of 4 KB are about 0.8 MB a batch, 3.5 MB held; the budget is 2 MB.
+    let s = Server::start(reports.path(), &["--run-memory-bytes", "2000000"]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "wide", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let done = s.finished(id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let limit = done["batch_rows_limit"].as_u64().expect("the batches were made smaller");
+    assert!((16..=100).contains(&limit), "{done}");
+    let (_, _, out) = s.get(&format!("/runs/{id}/output"));
+    let ids: Vec<u64> = csv::Reader::from_reader(&out[..]).records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert_eq!(ids, (1..=3000).collect::<Vec<_>>(), "every row once, in order, across the change of batch size");
+}
+
+#[test]
+fn a_run_that_cannot_fit_its_budget_fails_saying_so_and_the_server_serves_on() {
+    let Some((_db, reports)) = wide_pg("overbudget", 3000) else { return };
+    let demo = demo(300);
+    std::fs::copy(demo.join("reports/sales_by_region.yaml"), reports.path().join("sales.yaml")).unwrap();
+    std::fs::write(
+        reports.path().join("sales.yaml"),
+        std::fs::read_to_string(reports.path().join("sales.yaml"))
+            .unwrap()
+            .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display())),
+    )
+    .unwrap();
+    // Under what even the output chunks need: no batch size fits.
+    let s = Server::start(reports.path(), &["--run-memory-bytes", "200000"]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "wide", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let done = s.finished(run["id"].as_str().unwrap());
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("over its memory budget of 195 KiB") && error.contains("batches of 16 rows"), "{error}");
+    // Small runs still go through.
+    let (status, _, body) = s.get(&format!("/reports/sales_by_region.csv?{RANGE}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}

@@ -21,7 +21,7 @@ mod run;
 
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
 pub use ream_render::{Format, RenderOptions};
-pub use ream_sources::{CountMode, Resume, ResumeLog, Snapshot};
+pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};
 pub use run::{start, temp_path, Progress, Run, Summary, CHUNK_BYTES};
 
 use ream_core::{ParamErrors, SpecErrors};

@@ -14,8 +14,8 @@ use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::{Format, RenderOptions};
 use ream_sources::{
-    open_url, CountMode, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, SourceUrl, WithinGroups,
-    DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
+    open_url, BatchLimit, CountMode, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, SourceUrl,
+    WithinGroups, DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
 };
 
 use crate::run::{spawn_source, Progress, SourceMsg, Started};
@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub retries: Option<u32>,
     /// Filled by the source when it resumes after a lost connection.
     pub resumes: ResumeLog,
+    /// Lowers the rows per batch while the run goes on (a server's memory budget).
+    pub batch_limit: BatchLimit,
     /// Renderer options (`--xlsx-flat`, `--xlsx-outline`).
     pub render: RenderOptions,
 }
@@ -75,6 +77,7 @@ impl RunOptions {
             snapshot: None,
             retries: None,
             resumes: ResumeLog::default(),
+            batch_limit: BatchLimit::default(),
             render: RenderOptions::default(),
         }
     }
@@ -326,6 +329,7 @@ fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec: Option<&ream_co
     req.retries = opts.retries.unwrap_or(DEFAULT_RETRIES);
     req.count = opts.count;
     req.resumes = opts.resumes.clone();
+    req.batch_limit = opts.batch_limit.clone();
 }
 
 /// Bind the parameters, open the spec's source and check every field name against it.

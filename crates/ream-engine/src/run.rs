@@ -53,6 +53,8 @@ pub struct Progress {
     pub first_chunk_us: AtomicI64,
     /// Memory of the last batch read (Arrow buffers), for a run's memory estimate.
     pub batch_bytes: AtomicU64,
+    /// Rows of the last batch read.
+    pub batch_rows: AtomicU64,
 }
 
 impl Progress {
@@ -67,6 +69,7 @@ impl Progress {
             process_ns: AtomicU64::new(0),
             first_chunk_us: AtomicI64::new(-1),
             batch_bytes: AtomicU64::new(0),
+            batch_rows: AtomicU64::new(0),
         }
     }
 
@@ -74,7 +77,20 @@ impl Progress {
     /// hold (the queue, one being read, one being rendered) and its queued output chunks.
     pub fn memory_estimate(&self) -> u64 {
         let batch = self.batch_bytes.load(Ordering::Relaxed);
-        batch * (BATCH_QUEUE as u64 + 2) + (CHUNK_BYTES * (CHUNK_QUEUE + 1)) as u64
+        batch * BATCHES_HELD + FIXED_BYTES
+    }
+}
+
+/// Batches a run can hold at once: its queue, one being read, one being processed.
+pub const BATCHES_HELD: u64 = BATCH_QUEUE as u64 + 2;
+/// The output a run can hold whatever its batches: its queued chunks and the one filling.
+pub const FIXED_BYTES: u64 = (CHUNK_BYTES * (CHUNK_QUEUE + 1)) as u64;
+
+impl Progress {
+    /// The batch memory a run may use to stay under `budget` bytes in all (0 if even
+    /// its output chunks do not fit).
+    pub fn batch_budget(budget: u64) -> u64 {
+        budget.saturating_sub(FIXED_BYTES) / BATCHES_HELD
     }
 
     pub fn total(&self) -> Option<u64> {
@@ -124,6 +140,7 @@ pub(crate) fn spawn_source(
                 progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 progress.read_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 progress.batch_bytes.store(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+                progress.batch_rows.store(batch.num_rows() as u64, Ordering::Relaxed);
                 let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
                 mark = Instant::now();
                 ok

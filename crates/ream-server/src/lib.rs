@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub stall_after: Duration,
     /// Largest request body accepted (`POST /runs`), in bytes.
     pub max_body_bytes: usize,
+    /// Memory one run may hold (its batches and output chunks, estimated). Over it, the
+    /// run's batches get smaller; at the smallest batches still over, the run fails.
+    pub run_memory_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             grace: Duration::from_secs(30),
             stall_after: Duration::from_secs(60),
             max_body_bytes: 64 * 1024,
+            run_memory_bytes: 256 << 20,
         }
     }
 }
@@ -239,16 +243,26 @@ pub async fn serve_state(
     Ok(())
 }
 
-/// Once a second: flag stalled runs, sample process memory.
+/// The smallest batches the memory budget lowers a run to.
+const MIN_BATCH_ROWS: usize = 16;
+
+/// Four times a second: hold runs to their memory budget; once a second: flag stalled
+/// runs; once a minute: apply the retention limits.
 async fn monitor(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        let stalled = state.registry.active().iter().filter(|r| r.check_stall(state.config.stall_after)).count();
-        ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
+        let active = state.registry.active();
+        for run in &active {
+            run.enforce_budget(state.config.run_memory_bytes, MIN_BATCH_ROWS);
+        }
         n += 1;
-        if n.is_multiple_of(60) {
+        if n.is_multiple_of(4) {
+            let stalled = active.iter().filter(|r| r.check_stall(state.config.stall_after)).count();
+            ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
+        }
+        if n.is_multiple_of(240) {
             state.retain();
         }
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ream_core::CancelToken;
-use ream_engine::{Format, Progress};
+use ream_engine::{BatchLimit, Format, Progress};
 use serde::Serialize;
 use serde_json::json;
 
@@ -73,6 +73,9 @@ struct State {
     last_rows: u64,
     last_change: Instant,
     stalled: bool,
+    /// Why the server stopped the run (its memory budget), to report instead of a
+    /// plain cancel.
+    abort_reason: Option<String>,
 }
 
 /// One run.
@@ -85,6 +88,8 @@ pub struct RunEntry {
     pub actor: String,
     pub mode: Mode,
     pub cancel: CancelToken,
+    /// Rows per batch, lowered under memory pressure (0: the spec's).
+    pub batch_limit: BatchLimit,
     pub created_at: DateTime<Utc>,
     pub created: Instant,
     state: Mutex<State>,
@@ -115,8 +120,17 @@ impl RunEntry {
         if s.status.is_finished() {
             return;
         }
-        s.status = status;
-        s.error = error;
+        match s.abort_reason.take() {
+            Some(reason) => {
+                s.status = Status::Failed;
+                s.error = Some(reason);
+            }
+            None => {
+                s.status = status;
+                s.error = error;
+            }
+        }
+        let status = s.status;
         s.output = output;
         s.finished_at = Some(Utc::now());
         let elapsed = self.created.elapsed();
@@ -128,6 +142,36 @@ impl RunEntry {
         if let Some(p) = &s.progress {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Hold the run to `budget` bytes: lower its rows per batch when its memory estimate
+    /// is over; when batches are already at `min_rows` and it is still over, stop it
+    /// with an error saying so. Acts only once the last lowering has reached the batches.
+    pub fn enforce_budget(&self, budget: u64, min_rows: usize) {
+        let Some(p) = self.state().progress.clone() else { return };
+        if self.status() != Status::Running {
+            return;
+        }
+        let rows = p.batch_rows.load(Ordering::Relaxed) as usize;
+        let limit = self.batch_limit.get();
+        let estimate = p.memory_estimate();
+        if rows == 0 || estimate <= budget || (limit != 0 && rows > limit) {
+            return;
+        }
+        if rows > min_rows {
+            // Rows that fit the budget at the last batch's bytes per row, at most half.
+            let per_row = (p.batch_bytes.load(Ordering::Relaxed) / rows as u64).max(1);
+            let fit = (Progress::batch_budget(budget) / per_row) as usize;
+            self.batch_limit.set(fit.min(rows / 2).max(min_rows));
+        } else {
+            let reason = format!(
+                "the run needs about {} KiB with batches of {rows} rows, over its memory budget of {} KiB",
+                estimate / 1024,
+                budget / 1024
+            );
+            self.state().abort_reason = Some(reason);
+            self.cancel.cancel();
         }
     }
 
@@ -205,6 +249,7 @@ impl RunEntry {
             "percent": percent.map(|p| (p * 10.0).round() / 10.0),
             "rows_per_second": rate.round(),
             "memory_bytes": memory,
+            "batch_rows_limit": match self.batch_limit.get() { 0 => None, n => Some(n) },
             "stalled": s.stalled,
             "started_at": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "finished_at": s.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
@@ -246,6 +291,7 @@ impl Registry {
             actor: req.actor,
             mode: req.mode,
             cancel: CancelToken::new(),
+            batch_limit: BatchLimit::default(),
             created_at: Utc::now(),
             created: Instant::now(),
             state: Mutex::new(State {
@@ -258,6 +304,7 @@ impl Registry {
                 last_rows: 0,
                 last_change: Instant::now(),
                 stalled: false,
+                abort_reason: None,
             }),
         });
         metrics::gauge!(m::ACTIVE_RUNS).increment(1.0);

@@ -71,6 +71,32 @@ pub struct ReadRequest {
     pub count: CountMode,
     /// Where a source records that it resumed after a lost connection.
     pub resumes: ResumeLog,
+    /// A lower row count per batch that the run's owner may set while it runs (a
+    /// server under a memory budget); sources read it at each batch boundary.
+    pub batch_limit: BatchLimit,
+}
+
+/// Rows per batch, lowered while a run goes on: 0 means no limit beyond `batch_size`.
+/// Cloned handles share one value.
+#[derive(Debug, Clone, Default)]
+pub struct BatchLimit(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl BatchLimit {
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set(&self, rows: usize) {
+        self.0.store(rows, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The rows a batch holds now, given the request's `batch_size`.
+    pub fn rows(&self, batch_size: usize) -> usize {
+        match self.get() {
+            0 => batch_size,
+            limit => limit.min(batch_size).max(1),
+        }
+    }
 }
 
 /// How the total row count for progress is found.
@@ -163,6 +189,7 @@ impl Default for ReadRequest {
             retries: DEFAULT_RETRIES,
             count: CountMode::default(),
             resumes: ResumeLog::default(),
+            batch_limit: BatchLimit::default(),
         }
     }
 }

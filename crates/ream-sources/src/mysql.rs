@@ -379,6 +379,7 @@ pub struct MySource {
     filter: Option<String>,
     params: BoundParams,
     batch_size: usize,
+    batch_limit: crate::BatchLimit,
     start_after: Option<Cursor>,
     retries: u32,
     count: CountMode,
@@ -424,6 +425,7 @@ impl MySource {
             filter: req.filter.clone(),
             params: req.params.clone(),
             batch_size: req.batch_size,
+            batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
             retries: req.retries,
             count: req.count,
@@ -827,7 +829,7 @@ impl MySource {
             self.append_row(&mut builders, &row, at.emitted + in_batch as u64)?;
             n += 1;
             in_batch += 1;
-            if in_batch < self.batch_size {
+            if in_batch < self.batch_limit.rows(self.batch_size) {
                 last = Some(row);
                 continue;
             }

@@ -197,6 +197,7 @@ pub struct PgSource {
     filter: Option<String>,
     params: BoundParams,
     batch_size: usize,
+    batch_limit: crate::BatchLimit,
     start_after: Option<Cursor>,
     retries: u32,
     count: CountMode,
@@ -272,6 +273,7 @@ impl PgSource {
             filter: req.filter.clone(),
             params: req.params.clone(),
             batch_size: req.batch_size,
+            batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
             retries: req.retries,
             count: req.count,
@@ -736,7 +738,7 @@ impl PgSource {
         self.append_row(builders, &row, at.emitted + *in_batch as u64)?;
         *n += 1;
         *in_batch += 1;
-        if *in_batch < self.batch_size {
+        if *in_batch < self.batch_limit.rows(self.batch_size) {
             *last_row = Some(row);
             return Ok(None);
         }

@@ -64,6 +64,7 @@ pub struct SqliteSource {
     filter: Option<String>,
     params: BoundParams,
     batch_size: usize,
+    batch_limit: crate::BatchLimit,
     start_after: Option<Cursor>,
     plan: ReadPlan,
     cancel: CancelToken,
@@ -173,6 +174,7 @@ impl SqliteSource {
             filter: req.filter.clone(),
             params: req.params.clone(),
             batch_size: req.batch_size,
+            batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
             plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
             cancel,
@@ -535,7 +537,7 @@ impl SqliteSource {
         last_cursor: &mut Option<Cursor>,
     ) -> Result<bool, SourceError> {
         *in_batch += 1;
-        if *in_batch < self.batch_size {
+        if *in_batch < self.batch_limit.rows(self.batch_size) {
             return Ok(true);
         }
         *in_batch = 0;
