@@ -104,6 +104,10 @@ struct ServeArgs {
     /// and at 16 rows per batch still over, the run fails saying so.
     #[arg(long)]
     run_memory_bytes: Option<u64>,
+    /// Seconds a response may take to start (default 60): a run still preparing then is
+    /// cancelled and the client gets 408. Downloads and event streams are not limited.
+    #[arg(long)]
+    request_timeout_secs: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -271,6 +275,11 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         grace: flags.grace_secs.or(file.grace_secs).map(std::time::Duration::from_secs).unwrap_or(d.grace),
         stall_after: flags.stall_secs.or(file.stall_secs).map(std::time::Duration::from_secs).unwrap_or(d.stall_after),
         run_memory_bytes: flags.run_memory_bytes.or(file.run_memory_bytes).unwrap_or(d.run_memory_bytes),
+        request_timeout: flags
+            .request_timeout_secs
+            .or(file.request_timeout_secs)
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(d.request_timeout),
         ..d
     };
     let state = match ream_server::AppState::new(config) {

@@ -687,3 +687,24 @@ fn a_run_that_cannot_fit_its_budget_fails_saying_so_and_the_server_serves_on() {
     let (status, _, body) = s.get(&format!("/reports/sales_by_region.csv?{RANGE}"));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn a_response_that_does_not_start_in_time_is_a_408_and_its_run_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.sqlite");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE x (id INTEGER PRIMARY KEY)").unwrap();
+    write(
+        dir.path(),
+        "late.yaml",
+        &format!(
+            "report: late\nsource:\n  url: \"sqlite:{}\"\n  sql: \"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT max(n) AS m FROM c\"\n",
+            db.display()
+        ),
+    );
+    let s = Server::start(dir.path(), &["--request-timeout-secs", "1"]);
+    let (status, e) = s.json("/reports/late.csv");
+    assert_eq!((status, e["error"]["kind"].as_str()), (408, Some("timeout")), "{e}");
+    let (_, runs) = s.json("/runs");
+    let done = s.finished(runs["runs"][0]["id"].as_str().unwrap());
+    assert_eq!(done["status"], "cancelled", "{done}");
+}

@@ -22,6 +22,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is over {0} bytes")]
     TooLarge(usize),
+    #[error("no response within {0:?}: the run was cancelled")]
+    Timeout(std::time::Duration),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Engine(e) => engine_status(e),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::TooManyRuns { .. } => "too_many_runs",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Engine(EngineError::Params(_)) => "bad_parameter",
             ApiError::Engine(EngineError::Spec(_)) => "bad_spec",

@@ -76,6 +76,10 @@ pub struct ServerConfig {
     /// Memory one run may hold (its batches and output chunks, estimated). Over it, the
     /// run's batches get smaller; at the smallest batches still over, the run fails.
     pub run_memory_bytes: u64,
+    /// Longest wait for a response to start (its headers): a run that is still
+    /// preparing then is cancelled and the client gets 408. Streaming bodies (downloads,
+    /// events) are not limited.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             stall_after: Duration::from_secs(60),
             max_body_bytes: 64 * 1024,
             run_memory_bytes: 256 << 20,
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -198,7 +203,17 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         .with_state(state)
+}
+
+/// A response that has not started within the limit is a 408; dropping the handler
+/// cancels what it was preparing.
+async fn request_timeout(State(state): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(state.config.request_timeout).into_response(),
+    }
 }
 
 /// Serve until `shutdown` resolves, then drain: no new runs (503), running runs get the
