@@ -708,3 +708,27 @@ fn a_response_that_does_not_start_in_time_is_a_408_and_its_run_is_cancelled() {
     let done = s.finished(runs["runs"][0]["id"].as_str().unwrap());
     assert_eq!(done["status"], "cancelled", "{done}");
 }
+
+#[test]
+fn shutdown_lets_a_run_that_ends_within_the_grace_period_finish() {
+    let Some((db, reports)) = slow_pg("drain", 500) else { return };
+    let mut s = Server::start(reports.path(), &["--grace-secs", "60"]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    wait_pg(&db, true);
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let code = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(t.elapsed() < Duration::from_secs(50), "the server did not stop after its run ended");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    // The run finished its output before the server went: it is in the output directory.
+    let stored = std::fs::read(s._outputs.path().join(format!("{id}.csv"))).expect("the output was stored");
+    assert_eq!(csv::Reader::from_reader(&stored[..]).records().count(), 500);
+}
