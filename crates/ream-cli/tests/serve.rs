@@ -732,3 +732,45 @@ fn shutdown_lets_a_run_that_ends_within_the_grace_period_finish() {
     let stored = std::fs::read(s._outputs.path().join(format!("{id}.csv"))).expect("the output was stored");
     assert_eq!(csv::Reader::from_reader(&stored[..]).records().count(), 500);
 }
+
+#[test]
+fn reports_reload_when_their_directory_changes_and_a_bad_spec_keeps_the_old_ones() {
+    let demo = demo(300);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |name: &str| {
+        std::fs::read_to_string(demo.join("reports").join(name))
+            .unwrap()
+            .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display()))
+    };
+    write(dir.path(), "sales.yaml", &spec("sales_by_region.yaml"));
+    let s = Server::start(dir.path(), &[]);
+    let ids = |s: &Server| -> Vec<String> {
+        s.json("/reports").1["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let wait = |what: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !what() {
+            assert!(t.elapsed() < Duration::from_secs(30), "the server never reloaded");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(ids(&s), ["sales_by_region"]);
+    write(dir.path(), "export.yaml", &spec("invoice_export.yaml"));
+    wait(&|| ids(&s).len() == 2);
+    let (status, _, _) = s.get("/reports/invoice_export.csv?status=paid");
+    assert_eq!(status, 200, "the new report runs");
+    // A broken spec: the reports stay as they were, and /readyz says why.
+    write(dir.path(), "broken.yaml", "report: broken\nsource: {table: [oops\n");
+    wait(&|| !s.json("/readyz").1["reports_reload_error"].is_null());
+    assert_eq!(ids(&s), ["invoice_export", "sales_by_region"]);
+    assert!(s.json("/readyz").1["reports_reload_error"].as_str().unwrap().contains("broken.yaml"));
+    std::fs::remove_file(dir.path().join("broken.yaml")).unwrap();
+    std::fs::remove_file(dir.path().join("export.yaml")).unwrap();
+    wait(&|| ids(&s) == ["sales_by_region"]);
+    assert!(s.json("/readyz").1["reports_reload_error"].is_null());
+}

@@ -1,7 +1,7 @@
 //! The reports a server offers: every spec in `--reports DIR`, checked at load.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ream_core::load::{load_file, LoadedSpec};
 use ream_engine::Format;
@@ -18,13 +18,7 @@ impl Catalog {
     /// two specs with one id, fails the load with every problem listed.
     pub fn load_dir(dir: &Path) -> Result<Catalog, String> {
         let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        let mut paths: Vec<_> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "toml" | "json"))
-            })
-            .collect();
+        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| is_spec(p)).collect();
         paths.sort();
         let mut catalog = Catalog::default();
         let mut problems = Vec::new();
@@ -67,6 +61,27 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.reports.is_empty()
     }
+}
+
+fn is_spec(p: &Path) -> bool {
+    p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "toml" | "json"))
+}
+
+/// What identifies the directory's specs now: each file's path, modification time and
+/// size, sorted. A change in it means a reload.
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_spec(p))
+        .filter_map(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            Some((p, m.modified().ok()?, m.len()))
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// A report as `GET /reports` lists it.

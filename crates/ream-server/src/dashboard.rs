@@ -14,7 +14,7 @@ fn esc(s: &str) -> String {
 
 pub async fn page(State(state): State<AppState>) -> Html<String> {
     let mut reports = String::new();
-    for (id, spec) in state.catalog.iter() {
+    for (id, spec) in state.catalog().iter() {
         let s = &spec.spec;
         let title = s.title.clone().unwrap_or_else(|| id.clone());
         reports.push_str(&format!("<li class=\"report\" data-report=\"{id}\"><h3>{}</h3>", esc(&title), id = esc(id)));

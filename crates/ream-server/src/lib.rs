@@ -144,7 +144,10 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: ServerConfig,
-    pub catalog: Catalog,
+    /// The reports, replaced whole when the directory changes and loads cleanly.
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Why the last reload of the reports directory was refused, if it was.
+    reload_error: std::sync::Mutex<Option<String>>,
     pub registry: Registry,
     pub store: Box<dyn OutputStore>,
     pub limit: Arc<Semaphore>,
@@ -170,9 +173,38 @@ impl AppState {
             store: Box::new(store),
             actors: Box::new(Anonymous),
             draining: AtomicBool::new(false),
-            catalog,
+            catalog: std::sync::RwLock::new(Arc::new(catalog)),
+            reload_error: std::sync::Mutex::new(None),
             config,
         })))
+    }
+
+    /// The reports now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reload the reports directory if a spec file was added, removed or changed. A
+    /// directory that does not load keeps the reports as they were; the error is kept
+    /// for `/readyz` and logged.
+    fn reload_if_changed(&self, seen: &mut Vec<(PathBuf, std::time::SystemTime, u64)>) {
+        let now = catalog::fingerprint(&self.config.reports);
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        let error = match Catalog::load_dir(&self.config.reports) {
+            Ok(c) => {
+                eprintln!("ream: reloaded {} reports from {}", c.len(), self.config.reports.display());
+                *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+                None
+            }
+            Err(e) => {
+                eprintln!("ream: reports not reloaded (the previous ones stay):\n{e}");
+                Some(e)
+            }
+        };
+        *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
 
     pub fn is_draining(&self) -> bool {
@@ -266,6 +298,7 @@ const MIN_BATCH_ROWS: usize = 16;
 async fn monitor(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut n: u64 = 0;
+    let mut seen = catalog::fingerprint(&state.config.reports);
     loop {
         tick.tick().await;
         let active = state.registry.active();
@@ -277,6 +310,16 @@ async fn monitor(state: AppState) {
             let stalled = active.iter().filter(|r| r.check_stall(state.config.stall_after)).count();
             ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
         }
+        if n.is_multiple_of(8) {
+            let s = state.clone();
+            let mut fp = std::mem::take(&mut seen);
+            seen = tokio::task::spawn_blocking(move || {
+                s.reload_if_changed(&mut fp);
+                fp
+            })
+            .await
+            .unwrap_or_default();
+        }
         if n.is_multiple_of(240) {
             state.retain();
         }
@@ -284,7 +327,7 @@ async fn monitor(state: AppState) {
 }
 
 async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let reports: Vec<_> = state.catalog.iter().map(|(id, s)| catalog::describe(id, s)).collect();
+    let reports: Vec<_> = state.catalog().iter().map(|(id, s)| catalog::describe(id, s)).collect();
     Json(json!({ "reports": reports }))
 }
 
@@ -298,7 +341,7 @@ async fn report_or_output(
     let query: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
     let (id, format) = match file.rsplit_once('.') {
-        Some((id, ext)) if state.catalog.get(&file).is_none() => {
+        Some((id, ext)) if state.catalog().get(&file).is_none() => {
             let format = Format::from_name(ext).ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "unknown format `{ext}`: one of {}",
@@ -310,7 +353,8 @@ async fn report_or_output(
         _ => (file, None),
     };
     let Some(format) = format else {
-        let spec = state.catalog.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
+        let reports = state.catalog();
+        let spec = reports.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
         return Ok(Json(catalog::describe(&id, spec)).into_response());
     };
     let ready = runs::prepare_run(&state, runs::sync_request(id.clone(), format, query, actor.0)).await?;
@@ -482,7 +526,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut checks = Vec::new();
-    for (id, spec) in state.catalog.iter() {
+    for (id, spec) in state.catalog().iter() {
         let url = state.config.source.clone().or_else(|| spec.spec.source.url.clone()).unwrap_or_default();
         if !seen.insert(url.clone()) {
             continue;
@@ -498,8 +542,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         checks.push((id.clone(), result));
     }
     let ok = checks.iter().all(|c| c.1.is_ok());
+    let reload_error = state.reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let body = json!({
         "status": if ok { "ready" } else { "unavailable" },
+        "reports_reload_error": reload_error,
         "sources": checks.iter().map(|(id, r)| json!({ "report": id, "ok": r.is_ok(), "error": r.as_ref().err() })).collect::<Vec<_>>(),
     });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()

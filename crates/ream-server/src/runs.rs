@@ -31,7 +31,7 @@ pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, Api
         return Err(ApiError::ShuttingDown);
     }
     let spec: LoadedSpec =
-        state.catalog.get(&req.report).cloned().ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
+        state.catalog().get(&req.report).cloned().ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
     if !req.format.available() {
         return Err(ApiError::BadRequest(format!("this server has no {} output", req.format)));
     }
