@@ -250,9 +250,10 @@ fn async_runs_store_their_output_and_serve_ranges_of_it() {
     assert_eq!(status, 409);
 }
 
-/// A PostgreSQL table whose rows the database produces slowly (2 ms each), and a
-/// reports directory with a spec reading it.
-fn slow_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
+/// A PostgreSQL database with a table `t(id)` of `rows` rows, and a reports directory
+/// holding one spec that reads it: `report: NAME`, batches of `batch` rows, and a column
+/// `pad` computed by the database from `pad` (an SQL expression; it may sleep).
+fn pg_report(tag: &str, rows: u32, name: &str, batch: usize, pad: &str) -> Option<(PgDb, tempfile::TempDir)> {
     let db = PgDb::create(tag)?;
     db.exec(&format!(
         "CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"
@@ -260,13 +261,58 @@ fn slow_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
-        "slow.yaml",
+        &format!("{name}.yaml"),
         &format!(
-            "report: slow\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: 20\n  columns:\n    id: id\n    pause: \"pg_sleep(0.002)::text\"\n",
+            "report: {name}\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: {batch}\n  columns:\n    id: id\n    pad: \"{pad}\"\n",
             db.url
         ),
     );
     Some((db, dir))
+}
+
+/// Rows the database produces slowly (2 ms each), in batches of 20.
+fn slow_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
+    pg_report(tag, rows, "slow", 20, "pg_sleep(0.002)::text")
+}
+
+/// A demo spec, its SQLite path made absolute so it can be served from any directory.
+fn demo_spec(demo: &Path, name: &str) -> String {
+    std::fs::read_to_string(demo.join("reports").join(name))
+        .unwrap()
+        .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display()))
+}
+
+/// A reports directory with `late`: a query SQLite needs many seconds for, whose column
+/// has no declared type, so a run waits for its first row to know the type and stays
+/// preparing (no response started) all that time.
+fn late_report() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.sqlite");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE x (id INTEGER PRIMARY KEY)").unwrap();
+    write(
+        dir.path(),
+        "late.yaml",
+        &format!(
+            "report: late\nsource:\n  url: \"sqlite:{}\"\n  sql: \"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT max(n) AS m FROM c\"\n",
+            db.display()
+        ),
+    );
+    dir
+}
+
+/// SIGTERM the server and wait for it to exit (at most `limit`); its exit code and how
+/// long it took.
+fn terminate(s: &mut Server, limit: Duration) -> (Option<i32>, Duration) {
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            return (status.code(), t.elapsed());
+        }
+        assert!(t.elapsed() < limit, "the server did not stop within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Wait until PostgreSQL runs (or no longer runs) a statement of ours.
@@ -443,18 +489,9 @@ fn shutdown_refuses_new_runs_then_cancels_what_outlives_the_grace_period() {
     let (status, _, _) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
     assert_eq!(status, 202);
     wait_pg(&db, true);
-    let pid = s.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let t = Instant::now();
-    let code = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "the server did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (code, took) = terminate(&mut s, Duration::from_secs(20));
     assert_eq!(code, Some(0));
-    assert!(t.elapsed() >= Duration::from_millis(900), "the run got its grace period");
+    assert!(took >= Duration::from_millis(900), "the run got its grace period");
     wait_pg(&db, false);
     assert!(std::net::TcpStream::connect(&s.addr).is_err(), "no longer listening");
 }
@@ -522,18 +559,11 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 
 #[test]
 fn a_run_without_progress_is_flagged_stalled() {
-    let Some(db) = PgDb::create("stall") else { return };
-    db.exec("CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100); ANALYZE t;");
-    let dir = tempfile::tempdir().unwrap();
     // Row 30 takes 4 s: the first batch (20 rows) leaves, then nothing for 4 s.
-    write(
-        dir.path(),
-        "stuck.yaml",
-        &format!(
-            "report: stuck\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: 20\n  columns:\n    id: id\n    pause: \"pg_sleep(CASE WHEN id = 30 THEN 4 ELSE 0 END)::text\"\n",
-            db.url
-        ),
-    );
+    let Some((_db, dir)) = pg_report("stall", 100, "stuck", 20, "pg_sleep(CASE WHEN id = 30 THEN 4 ELSE 0 END)::text")
+    else {
+        return;
+    };
     let s = Server::start(dir.path(), &["--stall-secs", "1"]);
     let (status, _, run) = s.post("/runs", r#"{"report": "stuck", "format": "csv"}"#);
     assert_eq!(status, 202, "{run}");
@@ -592,20 +622,7 @@ fn settings_come_from_a_config_file_and_unknown_keys_are_errors() {
 
 #[test]
 fn a_client_that_leaves_while_the_run_prepares_cancels_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("empty.sqlite");
-    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE x (id INTEGER PRIMARY KEY)").unwrap();
-    // A query SQLite needs many seconds for, whose column has no declared type: the run
-    // waits for its first row to know the type, so it is still preparing when the client
-    // hangs up.
-    write(
-        dir.path(),
-        "late.yaml",
-        &format!(
-            "report: late\nsource:\n  url: \"sqlite:{}\"\n  sql: \"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT max(n) AS m FROM c\"\n",
-            db.display()
-        ),
-    );
+    let dir = late_report();
     let s = Server::start(dir.path(), &[]);
     let mut tcp = std::net::TcpStream::connect(&s.addr).unwrap();
     write!(tcp, "GET /reports/late.csv HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
@@ -628,22 +645,9 @@ fn a_client_that_leaves_while_the_run_prepares_cancels_it() {
     assert!(String::from_utf8(text).unwrap().contains("ream_active_runs 0"));
 }
 
-/// A PostgreSQL report of wide rows (4 KB each) that come slowly, in batches of 200.
+/// Wide rows (4 KB each) that come slowly, in batches of 200.
 fn wide_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
-    let db = PgDb::create(tag)?;
-    db.exec(&format!(
-        "CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "wide.yaml",
-        &format!(
-            "report: wide\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: 200\n  columns:\n    id: id\n    pad: \"repeat('x', 4000) || pg_sleep(0.0005)::text\"\n",
-            db.url
-        ),
-    );
-    Some((db, dir))
+    pg_report(tag, rows, "wide", 200, "repeat('x', 4000) || pg_sleep(0.0005)::text")
 }
 
 #[test]
@@ -667,14 +671,7 @@ fn a_run_over_its_memory_budget_gets_smaller_batches_and_completes() {
 fn a_run_that_cannot_fit_its_budget_fails_saying_so_and_the_server_serves_on() {
     let Some((_db, reports)) = wide_pg("overbudget", 3000) else { return };
     let demo = demo(300);
-    std::fs::copy(demo.join("reports/sales_by_region.yaml"), reports.path().join("sales.yaml")).unwrap();
-    std::fs::write(
-        reports.path().join("sales.yaml"),
-        std::fs::read_to_string(reports.path().join("sales.yaml"))
-            .unwrap()
-            .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display())),
-    )
-    .unwrap();
+    write(reports.path(), "sales.yaml", &demo_spec(&demo, "sales_by_region.yaml"));
     // Under what even the output chunks need: no batch size fits.
     let s = Server::start(reports.path(), &["--run-memory-bytes", "200000"]);
     let (status, _, run) = s.post("/runs", r#"{"report": "wide", "format": "csv"}"#);
@@ -690,17 +687,7 @@ fn a_run_that_cannot_fit_its_budget_fails_saying_so_and_the_server_serves_on() {
 
 #[test]
 fn a_response_that_does_not_start_in_time_is_a_408_and_its_run_is_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("empty.sqlite");
-    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE x (id INTEGER PRIMARY KEY)").unwrap();
-    write(
-        dir.path(),
-        "late.yaml",
-        &format!(
-            "report: late\nsource:\n  url: \"sqlite:{}\"\n  sql: \"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT max(n) AS m FROM c\"\n",
-            db.display()
-        ),
-    );
+    let dir = late_report();
     let s = Server::start(dir.path(), &["--request-timeout-secs", "1"]);
     let (status, e) = s.json("/reports/late.csv");
     assert_eq!((status, e["error"]["kind"].as_str()), (408, Some("timeout")), "{e}");
@@ -717,16 +704,7 @@ fn shutdown_lets_a_run_that_ends_within_the_grace_period_finish() {
     assert_eq!(status, 202, "{run}");
     let id = run["id"].as_str().unwrap().to_string();
     wait_pg(&db, true);
-    let pid = s.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let t = Instant::now();
-    let code = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(t.elapsed() < Duration::from_secs(50), "the server did not stop after its run ended");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (code, _) = terminate(&mut s, Duration::from_secs(50));
     assert_eq!(code, Some(0));
     // The run finished its output before the server went: it is in the output directory.
     let stored = std::fs::read(s._outputs.path().join(format!("{id}.csv"))).expect("the output was stored");
@@ -737,11 +715,7 @@ fn shutdown_lets_a_run_that_ends_within_the_grace_period_finish() {
 fn reports_reload_when_their_directory_changes_and_a_bad_spec_keeps_the_old_ones() {
     let demo = demo(300);
     let dir = tempfile::tempdir().unwrap();
-    let spec = |name: &str| {
-        std::fs::read_to_string(demo.join("reports").join(name))
-            .unwrap()
-            .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display()))
-    };
+    let spec = |name: &str| demo_spec(&demo, name);
     write(dir.path(), "sales.yaml", &spec("sales_by_region.yaml"));
     let s = Server::start(dir.path(), &[]);
     let ids = |s: &Server| -> Vec<String> {

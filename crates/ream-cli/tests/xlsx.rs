@@ -27,6 +27,18 @@ fn read(path: &Path) -> Vec<(String, Vec<Vec<Data>>)> {
         .collect()
 }
 
+/// Whether Python's openpyxl is there (CI must install it, see .ci/run); elsewhere the
+/// test that needs it (`what`) skips loudly.
+fn openpyxl(what: &str) -> bool {
+    let probe = std::process::Command::new("python3").args(["-c", "import openpyxl"]).output();
+    if probe.map(|o| o.status.success()).unwrap_or(false) {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must install openpyxl (see .ci/run)");
+    eprintln!("\n*** python3 openpyxl is not installed: skipping {what} ***\n");
+    false
+}
+
 /// The demo's sales_by_region report between two dates, as XLSX in `dir`.
 fn sales_xlsx(demo: &Path, dir: &Path, start: &str, end: &str, extra: &[&str]) -> std::path::PathBuf {
     let out = dir.join("sales.xlsx");
@@ -288,10 +300,7 @@ fn a_value_that_cannot_fit_fails_the_run_and_leaves_no_file() {
 /// autofilter a spreadsheet user sees. In CI it must be installed (see .ci/run).
 #[test]
 fn openpyxl_reads_types_formats_and_the_frozen_filtered_header() {
-    let probe = std::process::Command::new("python3").args(["-c", "import openpyxl"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        assert!(std::env::var_os("CI").is_none(), "CI must install openpyxl (see .ci/run)");
-        eprintln!("\n*** python3 openpyxl is not installed: skipping the openpyxl read-back ***\n");
+    if !openpyxl("the openpyxl read-back") {
         return;
     }
     let demo = demo(2000);
@@ -314,10 +323,7 @@ print(type(row[1].value).__name__, row[1].number_format, type(row[3].value).__na
 /// so Excel's buttons collapse a group to those two rows. Read with openpyxl.
 #[test]
 fn outline_levels_make_groups_collapsible() {
-    let probe = std::process::Command::new("python3").args(["-c", "import openpyxl"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        assert!(std::env::var_os("CI").is_none(), "CI must install openpyxl (see .ci/run)");
-        eprintln!("\n*** python3 openpyxl is not installed: skipping the outline read-back ***\n");
+    if !openpyxl("the outline read-back") {
         return;
     }
     let demo = demo(500);
