@@ -23,11 +23,7 @@ pub async fn page(State(state): State<AppState>) -> Html<String> {
         }
         reports.push_str(&format!("<form class=\"run-form\" data-report=\"{}\">", esc(id)));
         for (name, p) in &s.parameters {
-            let input = match p.ty {
-                ParamType::Date => "date",
-                ParamType::Int | ParamType::Float | ParamType::Decimal => "text",
-                _ => "text",
-            };
+            let input = if p.ty == ParamType::Date { "date" } else { "text" };
             let value = p
                 .default
                 .as_ref()

@@ -357,7 +357,11 @@ async fn report_or_output(
         let spec = reports.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
         return Ok(Json(catalog::describe(&id, spec)).into_response());
     };
-    let ready = runs::prepare_run(&state, runs::sync_request(id.clone(), format, query, actor.0)).await?;
+    let ready = runs::prepare_run(
+        &state,
+        RunRequest { report: id.clone(), format, parameters: query, actor: actor.0, mode: Mode::Sync },
+    )
+    .await?;
     let run_id = ready.entry.id.clone();
     let rx = runs::stream(ready);
     let body =

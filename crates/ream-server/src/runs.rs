@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::error::ApiError;
 use crate::metrics as m;
-use crate::registry::{Mode, RunEntry, RunRequest, Status};
+use crate::registry::{RunEntry, RunRequest, Status};
 use crate::AppState;
 
 /// A run past every check: connected, its first batch read, no byte sent yet.
@@ -190,8 +190,4 @@ pub fn store(state: AppState, ready: Ready) {
 /// The stored output's file name: the run id and the format's extension.
 pub fn output_name(id: &str, format: Format) -> String {
     format!("{id}.{}", format.name())
-}
-
-pub fn sync_request(report: String, format: Format, parameters: Vec<(String, String)>, actor: String) -> RunRequest {
-    RunRequest { report, format, parameters, actor, mode: Mode::Sync }
 }

@@ -106,6 +106,32 @@ pub(super) fn float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// An exact decimal, `units × 10^-scale`, as its digits (no allocation: this is every
+/// cell of a numeric column from PostgreSQL or MySQL).
+pub(super) fn decimal(out: &mut Vec<u8>, units: i128, scale: i8) {
+    if scale <= 0 {
+        out.extend_from_slice(itoa::Buffer::new().format(units).as_bytes());
+        out.extend(std::iter::repeat_n(b'0', scale.unsigned_abs() as usize));
+        return;
+    }
+    if units < 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(units.unsigned_abs()).as_bytes();
+    let scale = scale as usize;
+    if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+        out.extend_from_slice(digits);
+    }
+}
+
 /// `A`, `B`, … `Z`, `AA`, … for a 0-based column.
 pub(super) fn column_letters(mut col: usize) -> String {
     let mut s = Vec::new();
@@ -138,6 +164,20 @@ mod tests {
         assert_eq!(esc("_x0041_ stays literal"), "_x005F_x0041_ stays literal");
         assert_eq!(esc("snake_case_x"), "snake_case_x");
         assert_eq!(esc("\u{FFFF}\u{FFFE}"), "_xFFFF__xFFFE_");
+    }
+
+    #[test]
+    fn decimals_are_written_as_the_core_formats_them() {
+        for (units, scale) in [(12345, 2), (-5, 2), (-12345, 2), (0, 3), (7, 0), (42, -2), (-1, 1), (i128::MIN + 1, 10)]
+        {
+            let mut out = Vec::new();
+            decimal(&mut out, units, scale);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                ream_core::value::format_decimal(units, scale),
+                "{units}e-{scale}"
+            );
+        }
     }
 
     #[test]

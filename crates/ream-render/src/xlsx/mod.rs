@@ -378,16 +378,13 @@ impl XlsxRenderer {
         widths.into_iter().map(|w| w.clamp(6, 60) as f64).collect()
     }
 
-    fn detail_level(&self) -> usize {
-        self.outline
-    }
-
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), RenderError> {
         if self.widths.is_none() {
             self.widths = Some(self.widths_from(batch));
         }
         let data: Vec<Data> = self.columns.iter().map(|c| Data::of(batch.column(c.index).as_ref())).collect();
-        let level = self.detail_level();
+        // Detail rows sit one level below the innermost group's header and footer.
+        let level = self.outline;
         let mut digits = itoa::Buffer::new();
         for r in 0..batch.num_rows() {
             let row = self.next_row()?;
@@ -582,8 +579,7 @@ impl<'a> Data<'a> {
             Data::Int32(a) if a.is_valid(r) => number_cell(out, pre, rd, style, |o| cells::int(o, a.value(r).into())),
             Data::Float64(a) if a.is_valid(r) => float_cell(out, pre, rd, style, a.value(r)),
             Data::Decimal(a, scale) if a.is_valid(r) => {
-                let v = Value::Decimal { units: a.value(r), scale: *scale };
-                number_cell(out, pre, rd, style, |o| v.write_json(o))
+                number_cell(out, pre, rd, style, |o| cells::decimal(o, a.value(r), *scale))
             }
             Data::Date(a) if a.is_valid(r) => date_cell(out, pre, rd, style, a.value(r)),
             Data::TimestampUs(a) if a.is_valid(r) => timestamp_cell(out, pre, rd, style, a.value(r)),
@@ -663,7 +659,7 @@ fn write_value(out: &mut Vec<u8>, pre: &[u8], rd: &[u8], style: &[u8], v: &Value
         Value::Bool(b) => bool_cell(out, pre, rd, style, *b),
         Value::Int(i) => number_cell(out, pre, rd, style, |o| cells::int(o, *i)),
         Value::Float(x) => float_cell(out, pre, rd, style, *x),
-        Value::Decimal { .. } => number_cell(out, pre, rd, style, |o| v.write_json(o)),
+        Value::Decimal { units, scale } => number_cell(out, pre, rd, style, |o| cells::decimal(o, *units, *scale)),
         Value::Date(d) => date_cell(out, pre, rd, if style.is_empty() { date } else { style }, *d),
         Value::Timestamp(us) => timestamp_cell(out, pre, rd, if style.is_empty() { ts } else { style }, *us),
         Value::Str(s) => text_cell(out, pre, rd, style, clip_text(s)),
