@@ -35,6 +35,8 @@ pub struct ReportMeta {
     pub no_data: Option<Template>,
     pub page_header: Option<Template>,
     pub page_footer: Option<Template>,
+    /// Page setup of paged outputs.
+    pub page: crate::page::PageSetup,
     /// The paging strategy the source uses, and why.
     pub strategy: String,
 }
@@ -57,6 +59,9 @@ pub struct OutputColumn {
     pub index: usize,
     pub format: Format,
     pub align: Option<Align>,
+    /// Paged outputs: the column's width, and whether its text wraps.
+    pub width: crate::page::ColumnWidth,
+    pub wrap: bool,
 }
 
 #[derive(Debug, Clone)]

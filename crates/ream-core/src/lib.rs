@@ -20,6 +20,7 @@ pub mod chart;
 pub mod error;
 pub mod event;
 pub mod load;
+pub mod page;
 pub mod params;
 pub mod spec;
 pub mod sql;

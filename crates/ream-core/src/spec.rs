@@ -59,6 +59,10 @@ pub struct Spec {
     /// Shown instead of the detail when no row matches.
     #[serde(default)]
     pub no_data: Option<String>,
+    /// Page setup of paged outputs (PDF): size, orientation, margins, font size, zebra
+    /// rows and rules.
+    #[serde(default)]
+    pub page: crate::page::PageConfig,
     /// Charts, aggregated in the same pass over the rows as the report (never a second
     /// read). HTML shows them as inline SVG after the table; JSON carries their series.
     #[serde(default)]
@@ -368,6 +372,15 @@ pub struct ColumnConfig {
     /// `left`, `right` or `center` in banded outputs.
     #[serde(default)]
     pub align: Option<Align>,
+    /// Paged outputs (PDF): `auto` (default: from the header and the first page's
+    /// values), a length (`30mm`), a percentage of the table (`25%`) or shares of what the
+    /// other columns leave (`2fr`).
+    #[serde(default)]
+    pub width: Option<crate::page::LengthValue>,
+    /// Paged outputs (PDF): wrap text that does not fit onto more lines (default: clip it
+    /// with an ellipsis).
+    #[serde(default)]
+    pub wrap: bool,
 }
 
 impl ColumnConfig {

@@ -315,6 +315,16 @@ impl Template {
         self
     }
 
+    /// Split at the first `{name}`: the text before it, the placeholder's format, and
+    /// the text after it. Paged outputs use it for `{pages}`, which is drawn from an
+    /// object written at the end.
+    pub fn split_at_slot(&self, name: &str) -> Option<(Template, Format, Template)> {
+        let i = self.parts.iter().position(|p| matches!(p, Part::Slot { name: n, .. } if n == name))?;
+        let Part::Slot { format, .. } = &self.parts[i] else { unreachable!("found a slot") };
+        let part = |parts: &[Part]| Template { parts: parts.to_vec(), locale: self.locale };
+        Some((part(&self.parts[..i]), format.clone(), part(&self.parts[i + 1..])))
+    }
+
     /// The names the template refers to.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {

@@ -171,6 +171,14 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
                 err(format!("columns[{i}].format"), e);
             }
         }
+        if let Some(Err(e)) = c.width.as_ref().map(crate::page::ColumnWidth::parse) {
+            err(format!("columns[{i}].width"), e);
+        }
+    }
+    if let Err(problems) = spec.page.resolve() {
+        for (key, msg) in problems {
+            err(format!("page.{key}"), msg);
+        }
     }
 
     check_charts(spec, &mut err);

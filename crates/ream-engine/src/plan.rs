@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 use ream_core::load::LoadedSpec;
+use ream_core::page::ColumnWidth;
 use ream_core::params::{bind, BoundParams};
 use ream_core::spec::Aggregate;
 use ream_core::spec::Strategy;
@@ -273,6 +274,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         no_data: None,
         page_header: None,
         page_footer: None,
+        page: Default::default(),
         strategy: describe(&plan),
     };
     Ok(Prepared {
@@ -314,6 +316,8 @@ fn all_columns(schema: &SchemaRef) -> Vec<OutputColumn> {
             index: i,
             format: ValueFormat::Raw,
             align: None,
+            width: Default::default(),
+            wrap: false,
         })
         .collect()
 }
@@ -422,6 +426,8 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
                     .map(|f| ValueFormat::parse(f).expect("checked at load"))
                     .unwrap_or(ValueFormat::Raw),
                 align: c.align,
+                width: c.width.as_ref().map(|w| ColumnWidth::parse(w).expect("checked at load")).unwrap_or_default(),
+                wrap: c.wrap,
             })
             .collect()
     };
@@ -482,6 +488,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         no_data: tpl(&spec.no_data),
         page_header: tpl(&spec.page_header),
         page_footer: tpl(&spec.page_footer),
+        page: spec.page.resolve().expect("checked at load"),
         strategy: describe(&plan),
     };
     Ok(Prepared {
