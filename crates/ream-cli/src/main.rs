@@ -178,6 +178,7 @@ enum FormatArg {
     Json,
     Html,
     Xlsx,
+    Pdf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -378,6 +379,7 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(FormatArg::Json), _) => Format::Json,
         (Some(FormatArg::Html), _) => Format::Html,
         (Some(FormatArg::Xlsx), _) => Format::Xlsx,
+        (Some(FormatArg::Pdf), _) => Format::Pdf,
         (None, Some(p)) if !to_stdout => match Format::from_path(p) {
             Some(f) => f,
             None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),

@@ -13,6 +13,9 @@
 //! - `xlsx` (feature `xlsx`): a workbook streamed as rows arrive: typed cells, a frozen
 //!   header, bands with subtotals under their columns, optional outline levels, a new
 //!   sheet every 1,048,576 rows;
+//! - `pdf` (feature `pdf`): paginated and banded, written page by page: the page setup
+//!   of the spec, column headers on every page, groups kept with their first row,
+//!   `{page}`/`{pages}`, the charts as vector graphics, an embedded font subset;
 //! - charts also appear in `json`, as series of `{"x","y"}` points.
 //!
 //! ```
@@ -25,9 +28,9 @@
 //!
 //! let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
 //! let meta = ReportMeta { report: "r".into(), title: None, parameters: vec![], schema: schema.clone(),
-//!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None }],
+//!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None, width: Default::default(), wrap: false }],
 //!     detail: true, locale: Default::default(), groups: vec![], variables: vec![], variable_specs: vec![], summary: None, no_data: None, page_header: None,
-//!     page_footer: None, strategy: "cursor".into() };
+//!     page_footer: None, page: Default::default(), strategy: "cursor".into() };
 //! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();
 //! let mut r = Format::Csv.renderer();
 //! let mut out = Vec::new();
@@ -42,6 +45,8 @@ mod csv;
 mod csv_rows;
 mod html;
 mod json;
+#[cfg(feature = "pdf")]
+mod pdf;
 mod svg;
 #[cfg(feature = "xlsx")]
 mod xlsx;
@@ -51,6 +56,8 @@ use ream_core::Event;
 pub use crate::csv::CsvRenderer;
 pub use crate::html::{escape as escape_html, HtmlRenderer};
 pub use crate::json::{JsonRenderer, NdjsonRenderer};
+#[cfg(feature = "pdf")]
+pub use crate::pdf::PdfRenderer;
 pub use crate::svg::chart_svg;
 #[cfg(feature = "xlsx")]
 pub use crate::xlsx::{XlsxRenderer, SHEET_ROWS};
@@ -93,10 +100,12 @@ pub enum Format {
     Html,
     /// Needs the `xlsx` feature (on in the `ream` binary).
     Xlsx,
+    /// Needs the `pdf` feature (on in the `ream` binary).
+    Pdf,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html, Format::Xlsx];
+    pub const ALL: [Format; 6] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html, Format::Xlsx, Format::Pdf];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -105,6 +114,7 @@ impl Format {
             Format::Json => "json",
             Format::Html => "html",
             Format::Xlsx => "xlsx",
+            Format::Pdf => "pdf",
         }
     }
 
@@ -128,6 +138,7 @@ impl Format {
             Format::Json => "application/json",
             Format::Html => "text/html; charset=utf-8",
             Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Pdf => "application/pdf",
         }
     }
 
@@ -146,20 +157,26 @@ impl Format {
             Format::Xlsx => Box::new(XlsxRenderer::new(opts.clone())),
             #[cfg(not(feature = "xlsx"))]
             Format::Xlsx => Box::new(Unavailable("xlsx")),
+            #[cfg(feature = "pdf")]
+            Format::Pdf => Box::new(PdfRenderer::default()),
+            #[cfg(not(feature = "pdf"))]
+            Format::Pdf => Box::new(Unavailable("pdf")),
         }
     }
 
     /// Whether this build can write the format.
     pub fn available(self) -> bool {
-        cfg!(feature = "xlsx") || self != Format::Xlsx
+        let missing =
+            (self == Format::Xlsx && !cfg!(feature = "xlsx")) || (self == Format::Pdf && !cfg!(feature = "pdf"));
+        !missing
     }
 }
 
 /// A format left out of this build: fails before the first byte.
-#[cfg(not(feature = "xlsx"))]
+#[cfg(not(all(feature = "xlsx", feature = "pdf")))]
 struct Unavailable(&'static str);
 
-#[cfg(not(feature = "xlsx"))]
+#[cfg(not(all(feature = "xlsx", feature = "pdf")))]
 impl Renderer for Unavailable {
     fn push(&mut self, _event: &Event, _out: &mut Vec<u8>) -> Result<(), RenderError> {
         Err(RenderError::Encode {

@@ -1,0 +1,995 @@
+//! PDF, written page by page. Each page's content stream and page object leave with the
+//! batch that completes them; what stays in memory is the open page, one offset per
+//! object and the glyphs used so far. At the end come what only the end knows: the font
+//! subsets, the `{pages}` total (one form XObject that every page header or footer
+//! shows), the page tree's root, and the cross-reference table.
+//!
+//! Layout: the title on the first page; on every page the page header, the column
+//! headers and the page footer; group headers kept with the row after them; group
+//! footers; the summary, `no_data` and the charts at the end. Column widths are fixed,
+//! shares or automatic, measured on the header and the first page's rows (held back
+//! until a page is full, so the first page is never laid out twice).
+
+mod chart;
+mod font;
+mod writer;
+
+use std::sync::Arc;
+
+use pdf_writer::writers::{Catalog, DocumentInfo, Resources};
+use pdf_writer::{Chunk, Content, Filter, Finish, Name, Rect, Ref, Str, TextStr};
+use ream_core::page::{ColumnWidth, PageSetup};
+use ream_core::spec::Align;
+use ream_core::template::{Format as ValueFormat, Template};
+use ream_core::{Event, ReportMeta, Value};
+
+use self::font::Font;
+use self::writer::ObjWriter;
+use crate::{RenderError, Renderer};
+
+const FORMAT: &str = "pdf";
+/// Pages per node of the page tree: a node is written as soon as it is full.
+const PAGES_PER_NODE: usize = 256;
+
+fn err(message: impl Into<String>) -> RenderError {
+    RenderError::Encode { format: FORMAT, message: message.into() }
+}
+
+pub(crate) fn deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 3), flate2::Compression::fast());
+    e.write_all(data).expect("writing to a Vec");
+    e.finish().expect("writing to a Vec")
+}
+
+/// The PDF renderer. See the module docs.
+#[derive(Default)]
+pub struct PdfRenderer {
+    doc: Option<Box<Doc>>,
+}
+
+/// A band before it is placed on a page.
+enum Band {
+    GroupHeader { level: usize, text: String, page_break: bool },
+    Detail(Vec<String>),
+    GroupFooter { text: String },
+}
+
+/// `{page}`/`{pages}` in a page header or footer.
+struct PageBand {
+    /// The text up to `{pages}` (all of it when there is none).
+    before: Template,
+    /// `{pages}` and what follows it, drawn from one form XObject written at the end.
+    total: Option<PagesTotal>,
+}
+
+struct PagesTotal {
+    xobject: Ref,
+    name: &'static [u8],
+    format: ValueFormat,
+    /// What follows `{pages}`: in the XObject when it does not change per page, else
+    /// drawn on each page after a slot as wide as six digits.
+    after: Template,
+    after_varies: bool,
+}
+
+struct OpenPage {
+    content: Content,
+    /// Distance from the top of the page to the free space.
+    y: f32,
+    /// Whether a band other than the title and column headers is on it.
+    has_body: bool,
+    /// The font set in the content stream: 0 none, 1 regular, 2 bold.
+    font: (u8, f32),
+}
+
+struct Geometry {
+    page: PageSetup,
+    /// Line height and the padding above and below a row's text.
+    line: f32,
+    pad: f32,
+    /// Horizontal padding in a cell.
+    px: f32,
+    body_top: f32,
+    body_bottom: f32,
+}
+
+struct Doc {
+    meta: Arc<ReportMeta>,
+    g: Geometry,
+    w: ObjWriter,
+    regular: Font,
+    bold: Font,
+    catalog: Ref,
+    root: Ref,
+    resources: Ref,
+    info: Ref,
+    header: Option<PageBand>,
+    footer: Option<PageBand>,
+    /// Column widths, once measured; until then bands wait in `pending`.
+    widths: Option<Vec<f32>>,
+    /// Per column: right-aligned.
+    right: Vec<bool>,
+    pending: Vec<Band>,
+    pending_rows: usize,
+    /// Group headers waiting for the band after them.
+    held: Vec<Band>,
+    open: Option<OpenPage>,
+    pages: usize,
+    /// The page-tree node the open page goes in, and the pages in it so far.
+    node: Ref,
+    node_kids: Vec<Ref>,
+    /// Written nodes of the page tree: (node, pages in it).
+    nodes: Vec<(Ref, usize)>,
+    /// Chart XObjects, by resource name.
+    charts: Vec<(String, Ref)>,
+    zebra: usize,
+    keys: Vec<Value>,
+    rows: u64,
+    /// After the last row: later pages (summary, charts) have no column headers.
+    table_done: bool,
+}
+
+impl Renderer for PdfRenderer {
+    fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        if let Event::Begin(meta) = event {
+            self.doc = Some(Box::new(Doc::new(meta.clone(), out)?));
+            return Ok(());
+        }
+        let doc = self.doc.as_mut().ok_or(RenderError::NotStarted { format: FORMAT })?;
+        doc.event(event, out)
+    }
+
+    fn finish(&mut self, sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
+        let Some(doc) = self.doc.as_mut() else { return Ok(()) };
+        doc.write_trailer(sink)
+    }
+}
+
+fn page_band(t: &Option<Template>, w: &mut ObjWriter, name: &'static [u8]) -> Option<PageBand> {
+    let t = t.as_ref()?;
+    Some(match t.split_at_slot("pages") {
+        None => PageBand { before: t.clone(), total: None },
+        Some((before, format, after)) => {
+            let after_varies = after.names().any(|n| n == "page");
+            PageBand { before, total: Some(PagesTotal { xobject: w.alloc(), name, format, after, after_varies }) }
+        }
+    })
+}
+
+impl Doc {
+    fn new(meta: Arc<ReportMeta>, out: &mut Vec<u8>) -> Result<Doc, RenderError> {
+        let mut w = ObjWriter::new();
+        w.header(out);
+        let catalog = w.alloc();
+        let root = w.alloc();
+        let resources = w.alloc();
+        let info = w.alloc();
+        let regular = Font::new(dejavu::sans_condensed::regular(), &mut w).map_err(err)?;
+        let bold = Font::new(dejavu::sans_condensed::bold(), &mut w).map_err(err)?;
+        let header = page_band(&meta.page_header, &mut w, b"PH");
+        let footer = page_band(&meta.page_footer, &mut w, b"PF");
+        let page = meta.page.clone();
+        let fs = page.font_size;
+        let line = fs * 1.25;
+        let pad = fs * 0.2;
+        let band_h = |b: &Option<PageBand>| if b.is_some() { line + pad * 2.0 + fs * 0.5 } else { 0.0 };
+        let g = Geometry {
+            body_top: page.top + band_h(&header),
+            body_bottom: page.height - page.bottom - band_h(&footer),
+            line,
+            pad,
+            px: fs * 0.4,
+            page,
+        };
+        let right = meta
+            .columns
+            .iter()
+            .map(|c| match c.align {
+                Some(Align::Right) => true,
+                Some(_) => false,
+                None => meta.schema.field(c.index).data_type().is_numeric(),
+            })
+            .collect();
+        let node = w.alloc();
+        Ok(Doc {
+            meta,
+            g,
+            w,
+            regular,
+            bold,
+            catalog,
+            root,
+            resources,
+            info,
+            header,
+            footer,
+            widths: None,
+            right,
+            pending: Vec::new(),
+            pending_rows: 0,
+            held: Vec::new(),
+            open: None,
+            pages: 0,
+            node,
+            node_kids: Vec::new(),
+            nodes: Vec::new(),
+            charts: Vec::new(),
+            zebra: 0,
+            keys: Vec::new(),
+            rows: 0,
+            table_done: false,
+        })
+    }
+
+    fn fs(&self) -> f32 {
+        self.g.page.font_size
+    }
+
+    fn body_width(&self) -> f32 {
+        self.g.page.width - self.g.page.left - self.g.page.right
+    }
+
+    fn row_height(&self, lines: usize) -> f32 {
+        lines as f32 * self.g.line + self.g.pad * 2.0
+    }
+
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        match event {
+            Event::Begin(_) => {}
+            Event::GroupHeader { level, key, first } => {
+                let meta = self.meta.clone();
+                self.keys.truncate(*level);
+                self.keys.push(key.clone());
+                let g = &meta.groups[*level];
+                let text = match &g.header {
+                    Some(h) => h.render(|n| meta.lookup_in_row(n, None, &self.keys, Some(first))),
+                    None => format!("{}: {key}", g.field),
+                };
+                self.band(Band::GroupHeader { level: *level, text, page_break: g.page_break }, out)?;
+            }
+            Event::Rows(batch) => {
+                let meta = self.meta.clone();
+                self.rows += batch.num_rows() as u64;
+                if !meta.detail {
+                    return Ok(());
+                }
+                let cols: Vec<_> = meta.columns.iter().map(|c| batch.column(c.index)).collect();
+                for row in 0..batch.num_rows() {
+                    let cells = meta
+                        .columns
+                        .iter()
+                        .zip(&cols)
+                        .map(|(c, a)| c.format.apply_in(&Value::from_array(a.as_ref(), row), &meta.locale))
+                        .collect();
+                    self.band(Band::Detail(cells), out)?;
+                }
+            }
+            Event::GroupFooter { level, variables, .. } => {
+                let meta = self.meta.clone();
+                let g = &meta.groups[*level];
+                let text = match &g.footer {
+                    Some(f) => f.render(|n| meta.lookup(n, Some(variables), &self.keys)),
+                    None => String::new(),
+                };
+                self.keys.truncate(*level);
+                if !text.is_empty() || !self.held.is_empty() {
+                    self.band(Band::GroupFooter { text }, out)?;
+                }
+            }
+            Event::End { variables, rows, charts } => {
+                let meta = self.meta.clone();
+                self.measure();
+                for b in std::mem::take(&mut self.pending) {
+                    self.place(b, out)?;
+                }
+                self.release_held(out)?;
+                if self.open.is_none() {
+                    self.new_page(out)?;
+                }
+                self.table_done = true;
+                if *rows == 0 {
+                    if let Some(nd) = &meta.no_data {
+                        let text = nd.render(|n| meta.lookup(n, None, &[]));
+                        self.text_block(&text, false, 0.35, out)?;
+                    }
+                }
+                if let Some(sm) = &meta.summary {
+                    let text = sm.render(|n| meta.lookup(n, Some(variables), &[]));
+                    self.rule_if(0.5);
+                    self.text_block(&text, true, 0.0, out)?;
+                }
+                for (i, c) in charts.iter().enumerate() {
+                    self.chart(i, c, out)?;
+                }
+                self.close_page(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A band in stream order: held while the widths are not known yet.
+    fn band(&mut self, band: Band, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        if self.widths.is_some() {
+            return self.place(band, out);
+        }
+        if matches!(band, Band::Detail(_)) {
+            self.pending_rows += 1;
+        }
+        self.pending.push(band);
+        // Enough rows to fill the first page: measure them and lay them out.
+        let first_page = ((self.g.body_bottom - self.g.body_top) / self.row_height(1)) as usize;
+        if self.pending_rows >= first_page.max(1) || self.pending.len() >= first_page.max(1) * 4 {
+            self.measure();
+            for b in std::mem::take(&mut self.pending) {
+                self.place(b, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Column widths from the spec and, for `auto`, the header and the held rows.
+    fn measure(&mut self) {
+        if self.widths.is_some() {
+            return;
+        }
+        let meta = self.meta.clone();
+        let fs = self.fs();
+        let px = self.g.px;
+        let mut natural: Vec<f32> = meta.columns.iter().map(|c| self.bold.width(&c.label, fs) + 2.0 * px).collect();
+        for b in &self.pending {
+            if let Band::Detail(cells) = b {
+                for (i, text) in cells.iter().enumerate() {
+                    let w = self.regular.width(text, fs) + 2.0 * px;
+                    if w > natural[i] {
+                        natural[i] = w;
+                    }
+                }
+            }
+        }
+        let specs: Vec<ColumnWidth> = meta.columns.iter().map(|c| c.width).collect();
+        self.widths = Some(resolve_widths(&specs, &natural, self.body_width(), fs * 3.0));
+    }
+
+    /// Place a band on the current page (a new one when it does not fit).
+    fn place(&mut self, band: Band, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        match band {
+            Band::GroupHeader { page_break, .. } => {
+                if page_break && self.held.is_empty() && self.open.as_ref().is_some_and(|p| p.has_body) {
+                    self.close_page(out)?;
+                }
+                // Kept with the band that follows.
+                self.held.push(band);
+                Ok(())
+            }
+            Band::Detail(cells) => self.detail(&cells, out),
+            Band::GroupFooter { text } => {
+                self.release_held(out)?;
+                if text.is_empty() {
+                    return Ok(());
+                }
+                let h = self.row_height(1);
+                self.ensure(h, out)?;
+                self.rule_if(0.4);
+                self.band_row(&text, true, 0.0, None, out);
+                Ok(())
+            }
+        }
+    }
+
+    fn held_height(&self) -> f32 {
+        self.held.len() as f32 * self.row_height(1)
+    }
+
+    /// Draw the held group headers (there is room: the caller made sure).
+    fn draw_held(&mut self, out: &mut Vec<u8>) {
+        for b in std::mem::take(&mut self.held) {
+            if let Band::GroupHeader { level, text, .. } = b {
+                let shade = [(0.918, 0.945, 0.984), (0.957, 0.973, 0.992), (0.98, 0.988, 1.0)];
+                let fill = shade[level.min(2)];
+                self.band_row(&text, true, level as f32 * self.fs(), Some(fill), out);
+                self.zebra = 0;
+            }
+        }
+        let _ = out;
+    }
+
+    /// Held headers with nothing after them (a summary report's groups): place alone.
+    fn release_held(&mut self, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let h = self.held_height() + self.row_height(1);
+        self.ensure(h, out)?;
+        self.draw_held(out);
+        Ok(())
+    }
+
+    /// Room for `h` more points on the open page, opening one if needed.
+    fn ensure(&mut self, h: f32, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let fits = self.open.as_ref().is_some_and(|p| p.y + h <= self.g.body_bottom + 0.01 || !p.has_body);
+        if !fits {
+            if self.open.is_some() {
+                self.close_page(out)?;
+            }
+            self.new_page(out)?;
+        }
+        Ok(())
+    }
+
+    fn detail(&mut self, cells: &[String], out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let widths = self.widths.clone().unwrap_or_default();
+        let fs = self.fs();
+        let px = self.g.px;
+        // Lines per cell: one, or the wrapped lines of a wrapping column, at most what
+        // fits on an empty page.
+        let max_lines = (((self.g.body_bottom - self.g.body_top) - self.row_height(1) * (2 + self.held.len()) as f32)
+            / self.g.line)
+            .floor()
+            .max(1.0) as usize;
+        let mut wrapped: Vec<Option<Vec<String>>> = Vec::with_capacity(cells.len());
+        let mut lines = 1;
+        for (i, text) in cells.iter().enumerate() {
+            if self.meta.columns[i].wrap {
+                let mut ls = wrap(&mut self.regular, text, widths[i] - 2.0 * px, fs);
+                if ls.len() > max_lines {
+                    ls.truncate(max_lines);
+                    let last = ls.pop().unwrap_or_default();
+                    let room = widths[i] - 2.0 * px;
+                    ls.push(ellipsize(&mut self.regular, &format!("{last}…"), room, fs));
+                }
+                lines = lines.max(ls.len());
+                wrapped.push(Some(ls));
+            } else {
+                wrapped.push(None);
+            }
+        }
+        let h = self.row_height(lines);
+        self.ensure(self.held_height() + h, out)?;
+        self.draw_held(out);
+        let page = self.open.as_mut().expect("ensure opened a page");
+        let top = page.y;
+        let (pw, ph, left) = (self.g.page.width, self.g.page.height, self.g.page.left);
+        let _ = pw;
+        if self.g.page.zebra && self.zebra % 2 == 1 {
+            let bw: f32 = widths.iter().sum();
+            page.content.set_fill_gray(0.95).rect(left, ph - top - h, bw, h).fill_nonzero().set_fill_gray(0.0);
+        }
+        self.zebra += 1;
+        let (asc, _) = self.regular.metrics(fs);
+        let mut x = left;
+        let mut bytes = Vec::with_capacity(64);
+        page.content.begin_text();
+        if page.font != (1, fs) {
+            page.content.set_font(Name(b"F1"), fs);
+            page.font = (1, fs);
+        }
+        for (i, text) in cells.iter().enumerate() {
+            let room = widths[i] - 2.0 * px;
+            let one;
+            let ls: &[String] = match &wrapped[i] {
+                Some(ls) => ls,
+                None => {
+                    one = [fit(&mut self.regular, text, room, fs)];
+                    &one
+                }
+            };
+            for (li, line) in ls.iter().enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                let tw = if self.right[i] { self.regular.width(line, fs) } else { 0.0 };
+                let tx = if self.right[i] { x + widths[i] - px - tw } else { x + px };
+                let baseline = top + self.g.pad + asc + li as f32 * self.g.line;
+                bytes.clear();
+                self.regular.encode(line, &mut bytes);
+                page.content.set_text_matrix([1.0, 0.0, 0.0, 1.0, tx, ph - baseline]).show(Str(&bytes));
+            }
+            x += widths[i];
+        }
+        page.content.end_text();
+        page.y += h;
+        page.has_body = true;
+        Ok(())
+    }
+
+    /// A full-width row of text (group header or footer): bold or regular, indented,
+    /// optionally shaded. The caller made room for one line.
+    fn band_row(&mut self, text: &str, bold: bool, indent: f32, fill: Option<(f32, f32, f32)>, out: &mut Vec<u8>) {
+        let _ = out;
+        let fs = self.fs();
+        let h = self.row_height(1);
+        let width: f32 = self.widths.as_ref().map(|w| w.iter().sum()).unwrap_or_else(|| self.body_width());
+        let width = if width > 0.0 { width } else { self.body_width() };
+        let (left, ph) = (self.g.page.left, self.g.page.height);
+        let (pad, px) = (self.g.pad, self.g.px);
+        let font = if bold { &mut self.bold } else { &mut self.regular };
+        let shown = fit(font, text, width - 2.0 * px - indent, fs);
+        let (asc, _) = font.metrics(fs);
+        let mut bytes = Vec::new();
+        font.encode(&shown, &mut bytes);
+        let page = self.open.as_mut().expect("a page is open");
+        if let Some((r, g, b)) = fill {
+            page.content.set_fill_rgb(r, g, b).rect(left, ph - page.y - h, width, h).fill_nonzero().set_fill_gray(0.0);
+        }
+        let id: (u8, f32) = (if bold { 2 } else { 1 }, fs);
+        page.content.begin_text();
+        if page.font != id {
+            page.content.set_font(Name(if bold { b"F2" } else { b"F1" }), fs);
+            page.font = id;
+        }
+        page.content
+            .set_text_matrix([1.0, 0.0, 0.0, 1.0, left + px + indent, ph - (page.y + pad + asc)])
+            .show(Str(&bytes))
+            .end_text();
+        page.y += h;
+        page.has_body = true;
+    }
+
+    /// A paragraph after the table (summary, no data): wrapped to the body width.
+    fn text_block(&mut self, text: &str, bold: bool, gray: f32, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let fs = self.fs();
+        let room = self.body_width() - 2.0 * self.g.px;
+        let font = if bold { &mut self.bold } else { &mut self.regular };
+        let lines = wrap(font, text, room, fs);
+        for line in lines {
+            let h = self.row_height(1);
+            self.ensure(h, out)?;
+            if gray > 0.0 {
+                self.open.as_mut().expect("open").content.set_fill_gray(gray);
+            }
+            self.band_row(&line, bold, 0.0, None, out);
+            if gray > 0.0 {
+                self.open.as_mut().expect("open").content.set_fill_gray(0.0);
+            }
+        }
+        Ok(())
+    }
+
+    /// A thin rule across the table at the current position.
+    fn rule_if(&mut self, gray: f32) {
+        if !self.g.page.rules {
+            return;
+        }
+        let width: f32 = self
+            .widths
+            .as_ref()
+            .map(|w| w.iter().sum())
+            .filter(|w: &f32| *w > 0.0)
+            .unwrap_or_else(|| self.body_width());
+        let (left, ph) = (self.g.page.left, self.g.page.height);
+        if let Some(p) = self.open.as_mut() {
+            let y = ph - p.y;
+            p.content.set_stroke_gray(gray).set_line_width(0.5).move_to(left, y).line_to(left + width, y).stroke();
+        }
+    }
+
+    fn new_page(&mut self, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let _ = out;
+        self.pages += 1;
+        let mut page = OpenPage { content: Content::new(), y: self.g.body_top, has_body: false, font: (0, 0.0) };
+        let fs = self.fs();
+        let (left, ph) = (self.g.page.left, self.g.page.height);
+        if self.header.is_some() {
+            let y = self.g.page.top;
+            self.page_band(&mut page, true, y);
+        }
+        if self.pages == 1 {
+            if let Some(title) = self.meta.title.clone() {
+                let size = fs * 1.6;
+                let room = self.body_width();
+                let shown = fit(&mut self.bold, &title, room, size);
+                let (asc, desc) = self.bold.metrics(size);
+                let mut bytes = Vec::new();
+                self.bold.encode(&shown, &mut bytes);
+                page.content
+                    .begin_text()
+                    .set_font(Name(b"F2"), size)
+                    .set_text_matrix([1.0, 0.0, 0.0, 1.0, left, ph - (page.y + asc)])
+                    .show(Str(&bytes))
+                    .end_text();
+                page.font = (2, size);
+                page.y += asc - desc + fs;
+            }
+        }
+        self.open = Some(page);
+        if self.meta.detail && !self.meta.columns.is_empty() && !self.table_done {
+            self.measure();
+            self.column_headers();
+        }
+        Ok(())
+    }
+
+    fn column_headers(&mut self) {
+        let widths = self.widths.clone().unwrap_or_default();
+        let fs = self.fs();
+        let (left, ph) = (self.g.page.left, self.g.page.height);
+        let (pad, px) = (self.g.pad, self.g.px);
+        let h = self.row_height(1);
+        let (asc, _) = self.bold.metrics(fs);
+        let meta = self.meta.clone();
+        let page = self.open.as_mut().expect("open");
+        let total: f32 = widths.iter().sum();
+        page.content.set_fill_gray(0.9).rect(left, ph - page.y - h, total, h).fill_nonzero().set_fill_gray(0.0);
+        page.content.begin_text().set_font(Name(b"F2"), fs);
+        page.font = (2, fs);
+        let mut x = left;
+        let mut bytes = Vec::new();
+        for (i, c) in meta.columns.iter().enumerate() {
+            let shown = fit(&mut self.bold, &c.label, widths[i] - 2.0 * px, fs);
+            let tx = if self.right[i] { x + widths[i] - px - self.bold.width(&shown, fs) } else { x + px };
+            bytes.clear();
+            self.bold.encode(&shown, &mut bytes);
+            page.content.set_text_matrix([1.0, 0.0, 0.0, 1.0, tx, ph - (page.y + pad + asc)]).show(Str(&bytes));
+            x += widths[i];
+        }
+        page.content.end_text();
+        page.y += h;
+        if self.g.page.rules {
+            let y = ph - page.y;
+            page.content.set_stroke_gray(0.35).set_line_width(0.6).move_to(left, y).line_to(left + total, y).stroke();
+        }
+    }
+
+    /// The page header (at the top margin) or footer (its baseline at the bottom margin).
+    fn page_band(&mut self, page: &mut OpenPage, header: bool, top: f32) {
+        let Some(band) = (if header { self.header.as_ref() } else { self.footer.as_ref() }) else { return };
+        let meta = self.meta.clone();
+        let number = self.pages;
+        let lookup = |n: &str| match n {
+            "page" => Some(Value::Int(number as i64)),
+            n => meta.lookup(n, None, &[]),
+        };
+        let text = band.before.render(lookup);
+        let total = band.total.as_ref().map(|t| (t.name, t.after_varies.then(|| t.after.render(lookup))));
+        let fs = self.fs() * 0.9;
+        let (left, ph) = (self.g.page.left, self.g.page.height);
+        let (asc, _) = self.regular.metrics(fs);
+        let baseline = ph - (top + asc);
+        let mut bytes = Vec::new();
+        self.regular.encode(&text, &mut bytes);
+        let before_w = self.regular.width(&text, fs);
+        page.content
+            .set_fill_gray(0.35)
+            .begin_text()
+            .set_font(Name(b"F1"), fs)
+            .set_text_matrix([1.0, 0.0, 0.0, 1.0, left, baseline])
+            .show(Str(&bytes));
+        page.font = (1, fs);
+        if let Some((_, Some(after))) = &total {
+            // Text after `{pages}` that changes per page follows a six-digit slot.
+            let slot = self.regular.width("000000", fs);
+            bytes.clear();
+            self.regular.encode(after, &mut bytes);
+            page.content.set_text_matrix([1.0, 0.0, 0.0, 1.0, left + before_w + slot, baseline]).show(Str(&bytes));
+        }
+        page.content.end_text();
+        if let Some((name, _)) = total {
+            page.content
+                .save_state()
+                .transform([1.0, 0.0, 0.0, 1.0, left + before_w, baseline])
+                .x_object(Name(name))
+                .restore_state();
+        }
+        page.content.set_fill_gray(0.0);
+        if self.g.page.rules {
+            let width = self.body_width();
+            let y = if header { baseline - fs * 0.5 } else { ph - top + fs * 0.1 };
+            page.content.set_stroke_gray(0.75).set_line_width(0.4).move_to(left, y).line_to(left + width, y).stroke();
+        }
+    }
+
+    /// Finish the open page: the page footer, then its content stream and page object
+    /// leave; a full page-tree node leaves too.
+    fn close_page(&mut self, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let Some(mut page) = self.open.take() else { return Ok(()) };
+        if self.footer.is_some() {
+            let (_, desc) = self.regular.metrics(self.fs() * 0.9);
+            let top = self.g.page.height - self.g.page.bottom - self.g.line + desc;
+            self.page_band(&mut page, false, top);
+        }
+        let data = deflate(&page.content.finish());
+        let content_ref = self.w.alloc();
+        let mut c = Chunk::new();
+        c.stream(content_ref, &data).filter(Filter::FlateDecode);
+        self.w.put(&c, out);
+        let page_ref = self.w.alloc();
+        let mut c = Chunk::new();
+        c.page(page_ref)
+            .parent(self.node)
+            .media_box(Rect::new(0.0, 0.0, self.g.page.width, self.g.page.height))
+            .contents(content_ref)
+            .pair(Name(b"Resources"), self.resources);
+        self.w.put(&c, out);
+        self.node_kids.push(page_ref);
+        if self.node_kids.len() == PAGES_PER_NODE {
+            self.write_node(out);
+            self.node = self.w.alloc();
+        }
+        Ok(())
+    }
+
+    fn write_node(&mut self, out: &mut Vec<u8>) {
+        let mut c = Chunk::new();
+        c.pages(self.node).parent(self.root).kids(self.node_kids.iter().copied()).count(self.node_kids.len() as i32);
+        self.w.put(&c, out);
+        self.nodes.push((self.node, self.node_kids.len()));
+        self.node_kids.clear();
+    }
+
+    /// A chart after the summary: its caption, then the SVG drawn as vector graphics
+    /// (a form XObject from svg2pdf), scaled to the body width.
+    fn chart(&mut self, i: usize, c: &ream_core::ChartData, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let svg = crate::svg::chart_svg(c, &self.meta.locale);
+        let (chunk, xobject) = chart::to_xobject(&svg, &mut self.w).map_err(err)?;
+        self.w.put(&chunk, out);
+        let name = format!("C{i}");
+        self.charts.push((name.clone(), xobject));
+        let width = self.body_width().min(chart::WIDTH);
+        let height = width * chart::HEIGHT / chart::WIDTH;
+        let caption = self.row_height(1);
+        self.ensure(caption + height + self.fs(), out)?;
+        self.open.as_mut().expect("open").y += self.fs();
+        self.band_row(&c.title, true, 0.0, None, out);
+        let (left, ph) = (self.g.page.left, self.g.page.height);
+        let page = self.open.as_mut().expect("open");
+        page.content
+            .save_state()
+            .transform([width, 0.0, 0.0, height, left, ph - page.y - height])
+            .x_object(Name(name.as_bytes()))
+            .restore_state();
+        page.y += height;
+        Ok(())
+    }
+
+    fn write_trailer(&mut self, sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
+        let io = |e: std::io::Error| err(format!("writing: {e}"));
+        let mut out = Vec::with_capacity(256 * 1024);
+        // `{pages}`: the total, and what follows it when that is the same on every page.
+        let pages = self.pages;
+        let meta = self.meta.clone();
+        let totals: Vec<(Ref, bool, String)> = [&self.header, &self.footer]
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.total.as_ref())
+            .map(|t| {
+                let mut text = t.format.apply_in(&Value::Int(pages as i64), &meta.locale);
+                // What follows `{pages}` is in the XObject when it is the same on every
+                // page; else the number sits flush right in a six-digit slot.
+                if !t.after_varies {
+                    text.push_str(&t.after.render(|n| match n {
+                        "pages" => Some(Value::Int(pages as i64)),
+                        n => meta.lookup(n, None, &[]),
+                    }));
+                }
+                (t.xobject, t.after_varies, text)
+            })
+            .collect();
+        for (xobject, slot, text) in totals {
+            let fs = self.fs() * 0.9;
+            let mut bytes = Vec::new();
+            self.regular.encode(&text, &mut bytes);
+            let tw = self.regular.width(&text, fs);
+            let x = if slot { (self.regular.width("000000", fs) - tw).max(0.0) } else { 0.0 };
+            let mut content = Content::new();
+            content
+                .set_fill_gray(0.35)
+                .begin_text()
+                .set_font(Name(b"F1"), fs)
+                .set_text_matrix([1.0, 0.0, 0.0, 1.0, x, 0.0])
+                .show(Str(&bytes))
+                .end_text();
+            let data = content.finish();
+            let mut c = Chunk::new();
+            let width = self.body_width();
+            c.form_xobject(xobject, &data)
+                .bbox(Rect::new(0.0, -fs, width, fs * 2.0))
+                .pair(Name(b"Resources"), self.resources);
+            self.w.put(&c, &mut out);
+        }
+        self.regular.write(&mut self.w, &mut out).map_err(err)?;
+        self.bold.write(&mut self.w, &mut out).map_err(err)?;
+
+        let mut c = Chunk::new();
+        let mut res = c.indirect(self.resources).start::<Resources>();
+        let mut fonts = res.fonts();
+        fonts.pair(Name(b"F1"), self.regular.refs.type0);
+        fonts.pair(Name(b"F2"), self.bold.refs.type0);
+        fonts.finish();
+        let mut xo = res.x_objects();
+        for band in [&self.header, &self.footer].into_iter().flatten() {
+            if let Some(t) = &band.total {
+                xo.pair(Name(t.name), t.xobject);
+            }
+        }
+        for (name, r) in &self.charts {
+            xo.pair(Name(name.as_bytes()), *r);
+        }
+        xo.finish();
+        res.finish();
+        self.w.put(&c, &mut out);
+
+        if !self.node_kids.is_empty() {
+            self.write_node(&mut out);
+        }
+        let mut c = Chunk::new();
+        c.pages(self.root).kids(self.nodes.iter().map(|n| n.0)).count(pages as i32);
+        self.w.put(&c, &mut out);
+        let mut c = Chunk::new();
+        c.indirect(self.catalog).start::<Catalog>().pages(self.root);
+        self.w.put(&c, &mut out);
+
+        let mut c = Chunk::new();
+        let mut info = c.indirect(self.info).start::<DocumentInfo>();
+        let title = meta.title.clone().unwrap_or_else(|| meta.report.clone());
+        info.title(TextStr(&title));
+        info.producer(TextStr(concat!("ream ", env!("CARGO_PKG_VERSION"))));
+        info.creator(TextStr("ream"));
+        info.creation_date(creation_date());
+        info.finish();
+        self.w.put(&c, &mut out);
+        sink.write_all(&out).map_err(io)?;
+        self.w.trailer(self.catalog, self.info, sink).map_err(io)
+    }
+}
+
+/// Now, or `SOURCE_DATE_EPOCH` (seconds) for a reproducible file.
+fn creation_date() -> pdf_writer::Date {
+    use chrono::{Datelike, Timelike};
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    pdf_writer::Date::new(now.year().clamp(0, 9999) as u16)
+        .month(now.month() as u8)
+        .day(now.day() as u8)
+        .hour(now.hour() as u8)
+        .minute(now.minute() as u8)
+        .second(now.second() as u8)
+        .utc_offset_hour(0)
+}
+
+/// Widths in points: fixed and percentage columns as given, `auto` at its natural width,
+/// shares splitting what is left. Extra room goes to `auto` columns (when no column
+/// takes shares); a table too wide narrows its `auto` columns, then everything.
+fn resolve_widths(specs: &[ColumnWidth], natural: &[f32], total: f32, min: f32) -> Vec<f32> {
+    let mut w: Vec<f32> = specs
+        .iter()
+        .zip(natural)
+        .map(|(s, n)| match s {
+            ColumnWidth::Fixed(p) => *p,
+            ColumnWidth::Percent(p) => total * p / 100.0,
+            ColumnWidth::Fraction(_) => 0.0,
+            ColumnWidth::Auto => *n,
+        })
+        .collect();
+    let shares: f32 = specs.iter().map(|s| if let ColumnWidth::Fraction(f) = s { *f } else { 0.0 }).sum();
+    let is_auto = |i: usize| specs[i] == ColumnWidth::Auto;
+    let used: f32 = w.iter().sum();
+    let rest = total - used;
+    if shares > 0.0 {
+        for (i, s) in specs.iter().enumerate() {
+            if let ColumnWidth::Fraction(f) = s {
+                w[i] = (rest * f / shares).max(min);
+            }
+        }
+    } else if rest > 0.0 {
+        let autos: f32 = (0..w.len()).filter(|i| is_auto(*i)).map(|i| w[i]).sum();
+        if autos > 0.0 {
+            for i in (0..w.len()).filter(|i| is_auto(*i)) {
+                w[i] += rest * w[i] / autos;
+            }
+        }
+    }
+    let sum: f32 = w.iter().sum();
+    if sum > total {
+        // Narrow the auto columns (not below `min`), then scale all.
+        let autos: f32 = (0..w.len()).filter(|i| is_auto(*i)).map(|i| w[i]).sum();
+        let over = sum - total;
+        if autos > 0.0 {
+            for i in (0..w.len()).filter(|i| is_auto(*i)) {
+                w[i] = (w[i] - over * w[i] / autos).max(min);
+            }
+        }
+        let sum: f32 = w.iter().sum();
+        if sum > total {
+            for x in &mut w {
+                *x *= total / sum;
+            }
+        }
+    }
+    w
+}
+
+/// `text` if it fits in `room`, else as much as fits followed by an ellipsis.
+fn fit(font: &mut Font, text: &str, room: f32, size: f32) -> String {
+    if font.width(text, size) <= room {
+        return text.to_string();
+    }
+    ellipsize(font, text, room, size)
+}
+
+fn ellipsize(font: &mut Font, text: &str, room: f32, size: f32) -> String {
+    let budget = room - font.char_width('…', size);
+    let mut used = 0.0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        let w = font.char_width(c, size);
+        if used + w > budget {
+            break;
+        }
+        used += w;
+        end = i + c.len_utf8();
+    }
+    let mut s = text[..end].trim_end().to_string();
+    s.push('…');
+    s
+}
+
+/// Break `text` into lines of at most `room`: at spaces, or inside a word longer than a
+/// line; explicit line breaks are kept.
+fn wrap(font: &mut Font, text: &str, room: f32, size: f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for para in text.split('\n') {
+        let mut line = String::new();
+        let mut line_w = 0.0;
+        for word in para.split(' ') {
+            let ww = font.width(word, size);
+            let space = if line.is_empty() { 0.0 } else { font.char_width(' ', size) };
+            if line_w + space + ww <= room {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                line_w += space + ww;
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+                line_w = 0.0;
+            }
+            // A word longer than a line is split where it reaches the edge.
+            for c in word.chars() {
+                let cw = font.char_width(c, size);
+                if line_w + cw > room && !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                    line_w = 0.0;
+                }
+                line.push(c);
+                line_w += cw;
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_share_the_table() {
+        let auto = ColumnWidth::Auto;
+        // Autos widen in proportion to fill the table.
+        let w = resolve_widths(&[auto, auto], &[100.0, 50.0], 300.0, 10.0);
+        assert_eq!(w, vec![200.0, 100.0]);
+        // Fixed and percentage as given; shares split the rest.
+        let w = resolve_widths(
+            &[
+                ColumnWidth::Fixed(100.0),
+                ColumnWidth::Percent(20.0),
+                ColumnWidth::Fraction(1.0),
+                ColumnWidth::Fraction(3.0),
+            ],
+            &[0.0; 4],
+            500.0,
+            10.0,
+        );
+        assert_eq!(w, vec![100.0, 100.0, 75.0, 225.0]);
+        // Too wide: the autos give way first.
+        let w = resolve_widths(&[ColumnWidth::Fixed(100.0), auto], &[0.0, 400.0], 300.0, 10.0);
+        assert_eq!(w, vec![100.0, 200.0]);
+    }
+}
