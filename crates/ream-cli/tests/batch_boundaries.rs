@@ -1,5 +1,6 @@
 //! Batch sizes 1, 7 and 1000 give byte-identical outputs in every format, for every
-//! example report; and the outputs match the golden files under tests/golden/.
+//! example report; and the outputs match the golden files under tests/golden/ (PDF by
+//! its SHA-256: a layout change shows up as a changed hash).
 //! Regenerate the golden files with `REAM_BLESS=1 cargo test --test batch_boundaries`.
 
 mod common;
@@ -14,6 +15,9 @@ const REPORTS: &[(&str, &[&str])] = &[
 ];
 
 fn output(spec: &std::path::Path, params: &[&str], format: &str, batch: &str, strategy: Option<&str>) -> Vec<u8> {
+    let mut c = ream();
+    // A fixed creation date, so PDFs of the same report are the same bytes.
+    c.env("SOURCE_DATE_EPOCH", "1700000000");
     let mut args = vec!["run", spec.to_str().unwrap(), "--format", format, "--batch-size", batch];
     for p in params {
         args.extend(["-p", p]);
@@ -21,9 +25,9 @@ fn output(spec: &std::path::Path, params: &[&str], format: &str, batch: &str, st
     if let Some(s) = strategy {
         args.extend(["--strategy", s]);
     }
-    let r = run(&args);
-    assert_eq!(r.code, 0, "{} {format} {batch}: {}", spec.display(), r.stderr);
-    r.stdout
+    let o = c.args(&args).output().unwrap();
+    assert!(o.status.success(), "{} {format} {batch}: {}", spec.display(), String::from_utf8_lossy(&o.stderr));
+    o.stdout
 }
 
 #[test]
@@ -31,7 +35,7 @@ fn batch_sizes_1_7_and_1000_give_identical_bytes_in_every_format() {
     let demo = demo(1500);
     for (name, params) in REPORTS {
         let spec = demo.join("reports").join(name);
-        for format in ["csv", "ndjson", "json", "html"] {
+        for format in ["csv", "ndjson", "json", "html", "pdf"] {
             let base = output(&spec, params, format, "1000", None);
             assert!(base.len() > 100, "{name} {format} is suspiciously small");
             for batch in ["1", "7"] {
@@ -101,9 +105,15 @@ fn outputs_match_the_golden_files() {
     let bless = std::env::var_os("REAM_BLESS").is_some();
     for (name, params) in REPORTS {
         let spec = demo.join("reports").join(name);
-        for format in ["csv", "json"] {
-            let got = output(&spec, params, format, "1000", None);
-            let file = golden.join(format!("{}.{format}", name.trim_end_matches(".yaml")));
+        for format in ["csv", "json", "pdf"] {
+            let mut got = output(&spec, params, format, "1000", None);
+            let mut file = golden.join(format!("{}.{format}", name.trim_end_matches(".yaml")));
+            if format == "pdf" {
+                use sha2::Digest;
+                let hex: String = sha2::Sha256::digest(&got).iter().map(|b| format!("{b:02x}")).collect();
+                got = format!("{hex}\n").into_bytes();
+                file.set_extension("pdf.sha256");
+            }
             if bless {
                 std::fs::write(&file, &got).unwrap();
                 continue;

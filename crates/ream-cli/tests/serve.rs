@@ -184,10 +184,10 @@ fn reports_are_listed_and_bad_requests_get_json_errors_with_their_status() {
 #[test]
 fn streamed_outputs_equal_the_cli_byte_for_byte() {
     let demo = demo(2000);
-    // A fixed date makes the XLSX reproducible (its document properties and zip times).
+    // A fixed date makes XLSX and PDF reproducible (document properties, zip times).
     let env = [("SOURCE_DATE_EPOCH", "1700000000")];
     let s = Server::start_env(&demo.join("reports"), &[], &env);
-    for format in ["csv", "ndjson", "json", "html", "xlsx"] {
+    for format in ["csv", "ndjson", "json", "html", "xlsx", "pdf"] {
         let (status, headers, body) = s.get(&format!("{SALES}.{format}?{RANGE}"));
         assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
         let cli = cli_output(&demo, format, &env);
@@ -203,6 +203,7 @@ fn streamed_outputs_equal_the_cli_byte_for_byte() {
             "ndjson" => "application/x-ndjson",
             "json" => "application/json",
             "html" => "text/html",
+            "pdf" => "application/pdf",
             _ => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         }));
         let disposition = headers.get("content-disposition").unwrap().to_str().unwrap();

@@ -247,9 +247,9 @@ impl ColumnWidth {
         if let Some(f) = t.strip_suffix("fr") {
             return share(f, 1000.0).map(ColumnWidth::Fraction);
         }
-        parse_length(t)
-            .map(ColumnWidth::Fixed)
-            .map_err(|e| format!("{e}; a width may also be auto, a percentage (`25%`) or shares (`2fr`)"))
+        parse_length(t).map(ColumnWidth::Fixed).map_err(|_| {
+            format!("`{t}` is not a width: use auto, a length (`30mm`), a percentage (`25%`) or shares (`2fr`)")
+        })
     }
 }
 

@@ -299,7 +299,8 @@ impl Doc {
                     self.rule_if(0.5);
                     self.text_block(&text, true, 0.0, out)?;
                 }
-                for (i, c) in charts.iter().enumerate() {
+                // With no rows, the no_data text says it all: no empty charts.
+                for (i, c) in charts.iter().enumerate().filter(|_| *rows > 0) {
                     self.chart(i, c, out)?;
                 }
                 self.close_page(out)?;

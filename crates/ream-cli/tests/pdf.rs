@@ -1,0 +1,388 @@
+//! PDF: checked with the tools people use on PDFs. qpdf finds the file valid; pdftotext
+//! gets every value back in order; pdfinfo/pdffonts see the title, the date and the
+//! embedded subset; pdftoppm renders the first and last pages. Pages show "page X of
+//! Y" from one shared object, group headers stay with their first row, page breaks per
+//! group, wrapped rows stay on one page, and bad page setups fail before any output.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether the PDF tools are installed (CI installs qpdf and poppler-utils, see .ci/run);
+/// elsewhere a test that needs them skips loudly.
+fn tools(what: &str) -> bool {
+    let ok = ["qpdf", "pdftotext", "pdftoppm", "pdfinfo", "pdffonts"]
+        .iter()
+        .all(|t| Command::new(t).arg("-v").output().is_ok());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "CI must install qpdf and poppler-utils (see .ci/run)");
+        eprintln!("\n*** qpdf/poppler-utils are not installed: skipping {what} ***\n");
+    }
+    ok
+}
+
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap();
+    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The text of one page (1-based), laid out as on the page.
+fn page_text(pdf: &Path, page: usize) -> String {
+    let p = page.to_string();
+    tool("pdftotext", &["-layout", "-f", &p, "-l", &p, pdf.to_str().unwrap(), "-"])
+}
+
+fn pages(pdf: &Path) -> usize {
+    let info = tool("pdfinfo", &[pdf.to_str().unwrap()]);
+    let line = info.lines().find(|l| l.starts_with("Pages:")).unwrap();
+    line[6..].trim().parse().unwrap()
+}
+
+fn qpdf_check(pdf: &Path) {
+    let o = Command::new("qpdf").args(["--check", pdf.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("No syntax or stream encoding errors"), "qpdf --check: {text}");
+}
+
+/// Run ream with a fixed creation date; the output file.
+fn pdf(args: &[&str], out: &Path) -> PathBuf {
+    let o = ream()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(args)
+        .args(["--format", "pdf", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.to_path_buf()
+}
+
+/// A report on the demo database: invoices by region, with page header and footer.
+fn sales_spec(dir: &Path, demo: &Path, extra: &str) -> PathBuf {
+    let db = demo.join("demo.sqlite");
+    write(
+        dir,
+        "sales.yaml",
+        &format!(
+            r#"report: pdf_sales
+title: "Invoices by region"
+source:
+  url: "sqlite:{}"
+  table: invoices
+  key: [id]
+  joins:
+    - "JOIN customers c ON c.id = invoices.customer_id"
+    - "JOIN regions r ON r.id = c.region_id"
+  columns: {{ id: invoices.id, date: invoices.date, region: r.name, customer: c.name, status: invoices.status, total: invoices.total }}
+groups:
+  - by: region
+    header: "Region: {{region}}"
+    footer: "Subtotal {{region}}: {{region_total:number:2}}"
+variables:
+  region_total: {{ sum: total, reset: region }}
+  grand_total: {{ sum: total }}
+columns:
+  - {{ field: id, label: "Invoice #" }}
+  - {{ field: date, label: Date }}
+  - {{ field: customer, label: Customer }}
+  - {{ field: status, label: Status }}
+  - {{ field: total, label: Amount, format: "number:2" }}
+page_header: "Invoices by region"
+page_footer: "Page {{page}} of {{pages}}"
+summary: "Grand total: {{grand_total:number:2}}"
+{extra}
+"#,
+            db.display()
+        ),
+    )
+}
+
+/// The same report as HTML: its cells, in order, are what the PDF must show.
+fn html_cells(spec: &Path) -> Vec<String> {
+    let r = run(&["run", spec.to_str().unwrap(), "--format", "html"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = scraper::Html::parse_document(&r.text());
+    let sel = scraper::Selector::parse("tbody td, tbody th").unwrap();
+    doc.select(&sel).map(|e| e.text().collect::<String>()).filter(|t| !t.is_empty()).collect()
+}
+
+/// Each of `values` in `text`, in this order.
+fn assert_in_order(text: &str, values: &[String]) {
+    let mut at = 0;
+    for (i, v) in values.iter().enumerate() {
+        match text[at..].find(v.as_str()) {
+            Some(p) => at += p + v.len(),
+            None => panic!("value #{i} `{v}` is missing or out of order after byte {at}"),
+        }
+    }
+}
+
+#[test]
+fn every_value_comes_back_in_order_and_qpdf_finds_the_file_valid() {
+    if !tools("pdf values") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "");
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+    qpdf_check(&out);
+    let text = tool("pdftotext", &["-layout", out.to_str().unwrap(), "-"]);
+    let cells = html_cells(&spec);
+    assert!(cells.len() > 600 * 5, "{} cells", cells.len());
+    assert_in_order(&text, &cells);
+    // The grand total equals the database's.
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    let total: f64 = c.query_row("SELECT sum(total) FROM invoices", [], |r| r.get(0)).unwrap();
+    let shown = ream_core_number(total);
+    assert!(text.contains(&format!("Grand total: {shown}")), "no grand total {shown}");
+    // Names in Greek, Cyrillic and accented Latin come back as written.
+    for name in ["Παπαδόπουλος", "Дмитрий", "Ольга", "Øvergård", "Lefèvre"] {
+        assert!(text.contains(name), "{name} is missing");
+    }
+}
+
+/// `number:2` as ream shows it: two decimals, comma thousands.
+fn ream_core_number(v: f64) -> String {
+    let s = format!("{:.2}", v);
+    let (int, frac) = s.split_once('.').unwrap();
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{out}.{frac}")
+}
+
+#[test]
+fn every_page_says_page_x_of_y_from_one_shared_object() {
+    if !tools("page x of y") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "");
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+    let n = pages(&out);
+    assert!(n >= 10, "only {n} pages");
+    for p in 1..=n {
+        let t = page_text(&out, p);
+        assert!(t.contains(&format!("Page {p} of {n}")), "page {p}: {t}");
+        assert!(t.contains("Invoices by region"), "page {p} has no page header");
+        // Column headers on every page but the ones after the table.
+        if p < n {
+            assert!(t.contains("Invoice #") && t.contains("Amount"), "page {p} has no column headers");
+        }
+    }
+    // The total is one form XObject, drawn by every page's footer.
+    // (qpdf's QDF form writes every object uncompressed, one per line group.)
+    let qdf = dir.path().join("s.qdf");
+    tool("qpdf", &["--qdf", "--object-streams=disable", out.to_str().unwrap(), qdf.to_str().unwrap()]);
+    let qdf = String::from_utf8_lossy(&std::fs::read(&qdf).unwrap()).into_owned();
+    assert_eq!(qdf.matches("/Subtype /Form").count(), 1, "one {{pages}} object, not one per page");
+    assert_eq!(qdf.matches("/PF Do").count(), n, "every page draws it");
+}
+
+#[test]
+fn group_headers_stay_with_their_first_row() {
+    if !tools("group headers") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    // A small page makes many page ends, so some fall right after a group header.
+    let spec = sales_spec(dir.path(), &demo, "page: { size: \"120mm x 100mm\", margin: 8mm }");
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+    qpdf_check(&out);
+    let n = pages(&out);
+    assert!(n > 30, "{n} pages");
+    for p in 1..=n {
+        let t = page_text(&out, p);
+        let body: Vec<&str> = t.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Page ")).collect();
+        let last = body.last().copied().unwrap_or("");
+        assert!(!last.starts_with("Region:"), "page {p} ends with a group header: {last}");
+    }
+}
+
+#[test]
+fn page_break_starts_each_group_on_a_new_page() {
+    if !tools("page breaks") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("header: \"Region: {region}\"", "header: \"Region: {region}\"\n    page_break: true");
+    std::fs::write(&spec, text).unwrap();
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    let regions: i64 = c
+        .query_row(
+            "SELECT count(DISTINCT r.name) FROM invoices JOIN customers c ON c.id = invoices.customer_id JOIN regions r ON r.id = c.region_id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut starts = 0;
+    for p in 1..=pages(&out) {
+        let t = page_text(&out, p);
+        let headers: Vec<&str> = t.lines().map(str::trim).filter(|l| l.starts_with("Region:")).collect();
+        assert!(headers.len() <= 1, "page {p} holds two groups: {headers:?}");
+        if let Some(h) = headers.first() {
+            // A group starts right under the column headers.
+            let after_columns = t.lines().map(str::trim).skip_while(|l| !l.starts_with("Invoice #")).nth(1).unwrap();
+            assert_eq!(after_columns, *h, "page {p}");
+            starts += 1;
+        }
+    }
+    assert_eq!(starts, regions);
+}
+
+#[test]
+fn wrapped_rows_span_lines_never_pages_and_clipped_text_ends_in_an_ellipsis() {
+    if !tools("wrapping") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT, tail TEXT)").unwrap();
+    for i in 1..=300 {
+        let words = 3 + (i * 7) % 40;
+        let note: Vec<String> = (0..words).map(|w| format!("r{i}w{w}")).collect();
+        c.execute("INSERT INTO t VALUES (?1, ?2, ?3)", rusqlite::params![i, note.join(" "), "x".repeat(200)]).unwrap();
+    }
+    let spec = write(
+        dir.path(),
+        "w.yaml",
+        &format!(
+            "report: wrap\nsource: {{ url: \"sqlite:{}\", table: t, key: [id] }}\ncolumns:\n  - {{ field: id, width: 20mm }}\n  - {{ field: note, width: 2fr, wrap: true }}\n  - {{ field: tail, width: 1fr }}\npage: {{ size: A5 }}\n",
+            db.display()
+        ),
+    );
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("w.pdf"));
+    qpdf_check(&out);
+    let n = pages(&out);
+    let texts: Vec<String> = (1..=n).map(|p| page_text(&out, p)).collect();
+    for i in 1..=300 {
+        let words = 3 + (i * 7) % 40;
+        let on: Vec<usize> = (0..words)
+            .map(|w| {
+                let word = format!("r{i}w{w}");
+                let found: Vec<usize> = (0..n).filter(|p| texts[*p].split_whitespace().any(|t| t == word)).collect();
+                assert_eq!(found.len(), 1, "{word} is on pages {found:?}");
+                found[0]
+            })
+            .collect();
+        assert!(on.iter().all(|p| *p == on[0]), "row {i} spans pages {on:?}");
+    }
+    // The long text is clipped to its column, with an ellipsis.
+    assert!(texts[0].contains("xxx…"), "{}", texts[0]);
+    assert!(!texts[0].contains(&"x".repeat(200)));
+}
+
+#[test]
+fn metadata_fonts_and_reproducible_bytes() {
+    if !tools("metadata") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "");
+    let a = std::fs::read(pdf(&["run", spec.to_str().unwrap()], &dir.path().join("a.pdf"))).unwrap();
+    let b = pdf(&["run", spec.to_str().unwrap(), "--batch-size", "7"], &dir.path().join("b.pdf"));
+    assert!(a == std::fs::read(&b).unwrap(), "same report, same date: same bytes");
+    let info = tool("pdfinfo", &[b.to_str().unwrap()]);
+    assert!(info.contains("Title:           Invoices by region"), "{info}");
+    assert!(info.contains("CreationDate:    Tue Nov 14 22:13:20 2023"), "{info}");
+    // Two embedded subsets (regular and bold), with ToUnicode maps.
+    let fonts = tool("pdffonts", &[b.to_str().unwrap()]);
+    let rows: Vec<&str> = fonts.lines().skip(2).collect();
+    assert_eq!(rows.len(), 2, "{fonts}");
+    for r in rows {
+        assert!(r.contains("DejaVuSansCondensed") && r.contains("CID TrueType"), "{r}");
+        assert!(r.contains("yes yes yes"), "embedded, subset, unicode: {r}");
+    }
+}
+
+#[test]
+fn first_and_last_pages_render_and_charts_are_vectors() {
+    if !tools("rendering") {
+        return;
+    }
+    let demo = demo(600);
+    let spec = demo.join("reports/sales_by_region.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = pdf(
+        &["run", spec.to_str().unwrap(), "-p", "start_date=2023-01-01", "-p", "end_date=2024-12-31"],
+        &dir.path().join("s.pdf"),
+    );
+    qpdf_check(&out);
+    let n = pages(&out);
+    for p in [1, n] {
+        let prefix = dir.path().join(format!("p{p}"));
+        let ps = p.to_string();
+        tool("pdftoppm", &["-r", "40", "-gray", "-f", &ps, "-l", &ps, out.to_str().unwrap(), prefix.to_str().unwrap()]);
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|f| f.file_name().unwrap().to_string_lossy().starts_with(&format!("p{p}-")))
+            .unwrap();
+        let pgm = std::fs::read(&file).unwrap();
+        // Binary PGM: header `P5 W H 255`, then one byte per pixel; a page with content
+        // has a fair share of dark pixels.
+        let dark = pgm.iter().rev().take(pgm.len() - 20).filter(|b| **b < 128).count();
+        assert!(dark > 500, "page {p} looks blank ({dark} dark pixels)");
+    }
+    // The charts: captions and axis labels are text; no raster images.
+    let last = tool("pdftotext", &[out.to_str().unwrap(), "-"]);
+    for caption in ["Sales by week", "Sales by region and status", "Invoice sizes", "count(*)"] {
+        assert!(last.contains(caption), "{caption} is missing");
+    }
+    let images = tool("pdfimages", &["-list", out.to_str().unwrap()]);
+    assert_eq!(images.lines().count(), 2, "no raster images: {images}");
+}
+
+#[test]
+fn no_data_gives_one_page_with_the_message() {
+    if !tools("no data") {
+        return;
+    }
+    let demo = demo(600);
+    let spec = demo.join("reports/sales_by_region.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = pdf(
+        &["run", spec.to_str().unwrap(), "-p", "start_date=1990-01-01", "-p", "end_date=1990-12-31"],
+        &dir.path().join("s.pdf"),
+    );
+    qpdf_check(&out);
+    assert_eq!(pages(&out), 1);
+    assert!(page_text(&out, 1).contains("No invoices between 1990-01-01 and 1990-12-31."));
+}
+
+#[test]
+fn bad_page_setups_fail_before_any_output() {
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "page: { size: B12, margin: 3furlongs }");
+    let out = dir.path().join("bad.pdf");
+    let r = run(&["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("page.size") && r.stderr.contains("`B12` is not a page size"), "{}", r.stderr);
+    assert!(r.stderr.contains("page.margin") && r.stderr.contains("unknown unit `furlongs`"), "{}", r.stderr);
+    let text = std::fs::read_to_string(&spec).unwrap().replace("page: { size: B12, margin: 3furlongs }", "");
+    std::fs::write(
+        &spec,
+        text.replace("{ field: status, label: Status }", "{ field: status, label: Status, width: wide }"),
+    )
+    .unwrap();
+    let r = run(&["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("columns[3].width") && r.stderr.contains("`wide` is not a width"), "{}", r.stderr);
+    assert!(files_in(dir.path()).iter().all(|f| !f.contains("bad")), "{:?}", files_in(dir.path()));
+}
