@@ -2,7 +2,7 @@
 # bench/run.sh DB.sqlite [SECTION...]: time ream against the bare read loop and the peer
 # tools on TPC-H lineitem, in one run on one machine. Prints
 #   name | wall seconds | peak RSS MB | output bytes | rows/s | CPU seconds (user + sys)
-# Sections: bare csv ndjson memory first-bytes q1 charts xlsx peers (sqlite3 and DuckDB via
+# Sections: bare csv ndjson memory first-bytes q1 charts xlsx pdf peers (sqlite3 and DuckDB via
 # ../shared/bench/peers.sh). Build first: cargo build --release -p ream-cli -p ream-bench
 set -uo pipefail
 db=$1; shift
@@ -20,6 +20,16 @@ measure() { # name command... ; output to $out/o
   local bytes; bytes=$(stat -c %s "$out/o" 2>/dev/null || echo 0); rm -f "$out/o"
   printf '%s | %s s | %s MB | %s bytes | %.0f rows/s | cpu %.2f s\n' "$name" "$wall" "$((kb / 1024))" "$bytes" \
     "$(echo "$rows / $wall" | bc -l)" "$(echo "$user + $sys" | bc -l)"
+}
+measure_pdf() { # name source: bench/lineitem_pdf.yaml as PDF, with its pages and pages/s
+  local t; t=$(mktemp)
+  /usr/bin/time -f '%e %M %U %S' -o "$t" "$ream" run "$here/lineitem_pdf.yaml" --source "$2" -o "$out/o.pdf" 2>"$out/err" \
+    || { echo "$1 | failed: $(tail -2 "$out/err")"; return; }
+  read -r wall kb user sys <"$t"; rm -f "$t"
+  local pages; pages=$(pdfinfo "$out/o.pdf" | awk '/^Pages:/ {print $2}')
+  printf '%s | %s s | %s MB | %s bytes | %.0f rows/s | %s pages | %.0f pages/s | cpu %.2f s\n' "$1" "$wall" "$((kb / 1024))" \
+    "$(stat -c %s "$out/o.pdf")" "$(echo "$rows / $wall" | bc -l)" "$pages" "$(echo "$pages / $wall" | bc -l)" "$(echo "$user + $sys" | bc -l)"
+  rm -f "$out/o.pdf"
 }
 small=$out/lineitem-100k.sqlite
 make_small() {
@@ -63,5 +73,18 @@ for s in "${secs[@]}"; do case $s in
           measure "ream xlsx 1M rows (again)" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$m" --xlsx-flat --format xlsx -o "$out/o"
           rows=$(sqlite3 "$db" "SELECT count(*) FROM lineitem")
           measure "ream xlsx 6M rows" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$db" --xlsx-flat --format xlsx -o "$out/o" ;;
+  pdf)    # A PDF table of lineitem (bench/lineitem_pdf.yaml, the columns and formats of
+          # peer_reportlab.py): ream, ReportLab, ream again on the same 100k rows; then
+          # ream alone on 1M and 6M rows, with pages per second.
+          make_small; rows=100000
+          measure_pdf "ream pdf 100k rows" "sqlite:$small"
+          measure "ReportLab 100k rows" "${PY:-$root/../bench-data/venv/bin/python}" "$root/../shared/bench/peer_reportlab.py" "$db" 100000 "$out/o"
+          measure_pdf "ream pdf 100k rows (again)" "sqlite:$small"
+          m=$out/lineitem-1m.sqlite; rows=1000000
+          [[ -s $m ]] || { sqlite3 "$m" "$(sed -n '/CREATE TABLE lineitem/,/;/p' "$root/../shared/bench/schema-sqlite.sql")"
+                           sqlite3 "$m" "ATTACH '$db' AS big; INSERT INTO lineitem SELECT * FROM big.lineitem LIMIT 1000000;"; }
+          measure_pdf "ream pdf 1M rows" "sqlite:$m"
+          rows=$(sqlite3 "$db" "SELECT count(*) FROM lineitem")
+          measure_pdf "ream pdf 6M rows" "sqlite:$db" ;;
   *) echo "unknown section $s" ;;
 esac; done

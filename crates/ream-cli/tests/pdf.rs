@@ -386,3 +386,36 @@ fn bad_page_setups_fail_before_any_output() {
     assert!(r.stderr.contains("columns[3].width") && r.stderr.contains("`wide` is not a width"), "{}", r.stderr);
     assert!(files_in(dir.path()).iter().all(|f| !f.contains("bad")), "{:?}", files_in(dir.path()));
 }
+
+#[test]
+fn zebra_shades_every_other_row_and_rules_can_be_turned_off() {
+    if !tools("zebra") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("z.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE z (id INTEGER PRIMARY KEY, name TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 301)
+         INSERT INTO z SELECT i, 'name ' || i FROM n;",
+    )
+    .unwrap();
+    let content = |page: &str| {
+        let spec = write(
+            dir.path(),
+            "z.yaml",
+            &format!("report: z\nsource: {{ url: \"sqlite:{}\", table: z }}\npage: {page}\n", db.display()),
+        );
+        let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("z.pdf"));
+        let qdf = dir.path().join("z.qdf");
+        tool("qpdf", &["--qdf", "--object-streams=disable", out.to_str().unwrap(), qdf.to_str().unwrap()]);
+        String::from_utf8_lossy(&std::fs::read(&qdf).unwrap()).into_owned()
+    };
+    // Rows 2, 4, …, 300 are shaded: 150 rectangles in the zebra's gray.
+    let zebra = content("{ zebra: true }");
+    assert_eq!(zebra.matches("0.95 g").count(), 150);
+    let plain = content("{ rules: false }");
+    assert_eq!(plain.matches("0.95 g").count(), 0);
+    assert!(zebra.contains("0.35 G") && !plain.contains(" G\n"), "column-header rule only with rules on");
+}

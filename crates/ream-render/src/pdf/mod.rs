@@ -108,8 +108,8 @@ struct Doc {
     footer: Option<PageBand>,
     /// Column widths, once measured; until then bands wait in `pending`.
     widths: Option<Vec<f32>>,
-    /// Per column: right-aligned.
-    right: Vec<bool>,
+    /// Per column: how text sits in the cell (as in HTML: numbers right by default).
+    align: Vec<Align>,
     pending: Vec<Band>,
     pending_rows: usize,
     /// Group headers waiting for the band after them.
@@ -182,13 +182,13 @@ impl Doc {
             px: fs * 0.4,
             page,
         };
-        let right = meta
+        let align = meta
             .columns
             .iter()
             .map(|c| match c.align {
-                Some(Align::Right) => true,
-                Some(_) => false,
-                None => meta.schema.field(c.index).data_type().is_numeric(),
+                Some(a) => a,
+                None if meta.schema.field(c.index).data_type().is_numeric() => Align::Right,
+                None => Align::Left,
             })
             .collect();
         let node = w.alloc();
@@ -205,7 +205,7 @@ impl Doc {
             header,
             footer,
             widths: None,
-            right,
+            align,
             pending: Vec::new(),
             pending_rows: 0,
             held: Vec::new(),
@@ -479,8 +479,7 @@ impl Doc {
                 if line.is_empty() {
                     continue;
                 }
-                let tw = if self.right[i] { self.regular.width(line, fs) } else { 0.0 };
-                let tx = if self.right[i] { x + widths[i] - px - tw } else { x + px };
+                let tx = place(self.align[i], x, widths[i], px, || self.regular.width(line, fs));
                 let baseline = top + self.g.pad + asc + li as f32 * self.g.line;
                 bytes.clear();
                 self.regular.encode(line, &mut bytes);
@@ -618,7 +617,7 @@ impl Doc {
         let mut bytes = Vec::new();
         for (i, c) in meta.columns.iter().enumerate() {
             let shown = fit(&mut self.bold, &c.label, widths[i] - 2.0 * px, fs);
-            let tx = if self.right[i] { x + widths[i] - px - self.bold.width(&shown, fs) } else { x + px };
+            let tx = place(self.align[i], x, widths[i], px, || self.bold.width(&shown, fs));
             bytes.clear();
             self.bold.encode(&shown, &mut bytes);
             page.content.set_text_matrix([1.0, 0.0, 0.0, 1.0, tx, ph - (page.y + pad + asc)]).show(Str(&bytes));
@@ -901,6 +900,15 @@ fn resolve_widths(specs: &[ColumnWidth], natural: &[f32], total: f32, min: f32) 
         }
     }
     w
+}
+
+/// Where text of width `tw` starts in a cell at `x`, `w` wide, padded by `px`.
+fn place(align: Align, x: f32, w: f32, px: f32, mut tw: impl FnMut() -> f32) -> f32 {
+    match align {
+        Align::Left => x + px,
+        Align::Right => x + w - px - tw(),
+        Align::Center => x + (w - tw()) / 2.0,
+    }
 }
 
 /// `text` if it fits in `room`, else as much as fits followed by an ellipsis.
