@@ -8,7 +8,7 @@ set -uo pipefail
 db=$1; shift
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-ream=$root/target/release/ream
+ream=${REAM:-$root/target/release/ream}
 bare=$root/target/release/bare-sqlite
 peers=${PEERS:-$root/../shared/bench/peers.sh}
 rows=$(sqlite3 "$db" "SELECT count(*) FROM lineitem")
@@ -23,7 +23,7 @@ measure() { # name command... ; output to $out/o
 }
 measure_pdf() { # name source: bench/lineitem_pdf.yaml as PDF, with its pages and pages/s
   local t; t=$(mktemp)
-  /usr/bin/time -f '%e %M %U %S' -o "$t" "$ream" run "$here/lineitem_pdf.yaml" --source "$2" -o "$out/o.pdf" 2>"$out/err" \
+  /usr/bin/time -f '%e %M %U %S' -o "$t" ${PIN:-} "$ream" run "$here/lineitem_pdf.yaml" --source "$2" -o "$out/o.pdf" 2>"$out/err" \
     || { echo "$1 | failed: $(tail -2 "$out/err")"; return; }
   read -r wall kb user sys <"$t"; rm -f "$t"
   local pages; pages=$(pdfinfo "$out/o.pdf" | awk '/^Pages:/ {print $2}')
@@ -75,10 +75,11 @@ for s in "${secs[@]}"; do case $s in
           measure "ream xlsx 6M rows" "$ream" run "$here/lineitem_xlsx.yaml" --source "sqlite:$db" --xlsx-flat --format xlsx -o "$out/o" ;;
   pdf)    # A PDF table of lineitem (bench/lineitem_pdf.yaml, the columns and formats of
           # peer_reportlab.py): ream, ReportLab, ream again on the same 100k rows; then
-          # ream alone on 1M and 6M rows, with pages per second.
+          # ream alone on 1M and 6M rows, with pages per second. PIN="taskset -c 0" runs
+          # them all on one core (so other work can use the other).
           make_small; rows=100000
           measure_pdf "ream pdf 100k rows" "sqlite:$small"
-          measure "ReportLab 100k rows" "${PY:-$root/../bench-data/venv/bin/python}" "$root/../shared/bench/peer_reportlab.py" "$db" 100000 "$out/o"
+          measure "ReportLab 100k rows" ${PIN:-} "${PY:-$root/../bench-data/venv/bin/python}" "$root/../shared/bench/peer_reportlab.py" "$db" 100000 "$out/o"
           measure_pdf "ream pdf 100k rows (again)" "sqlite:$small"
           m=$out/lineitem-1m.sqlite; rows=1000000
           [[ -s $m ]] || { sqlite3 "$m" "$(sed -n '/CREATE TABLE lineitem/,/;/p' "$root/../shared/bench/schema-sqlite.sql")"

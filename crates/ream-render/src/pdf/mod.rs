@@ -48,6 +48,13 @@ pub struct PdfRenderer {
     doc: Option<Box<Doc>>,
 }
 
+/// Which of the two fonts a band is set in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Weight {
+    Regular,
+    Bold,
+}
+
 /// A band before it is placed on a page.
 enum Band {
     GroupHeader { level: usize, text: String, page_break: bool },
@@ -285,19 +292,19 @@ impl Doc {
                 }
                 self.release_held(out)?;
                 if self.open.is_none() {
-                    self.new_page(out)?;
+                    self.new_page();
                 }
                 self.table_done = true;
                 if *rows == 0 {
                     if let Some(nd) = &meta.no_data {
                         let text = nd.render(|n| meta.lookup(n, None, &[]));
-                        self.text_block(&text, false, 0.35, out)?;
+                        self.text_block(&text, Weight::Regular, 0.35, out)?;
                     }
                 }
                 if let Some(sm) = &meta.summary {
                     let text = sm.render(|n| meta.lookup(n, Some(variables), &[]));
                     self.rule_if(0.5);
-                    self.text_block(&text, true, 0.0, out)?;
+                    self.text_block(&text, Weight::Bold, 0.0, out)?;
                 }
                 // With no rows, the no_data text says it all: no empty charts.
                 for (i, c) in charts.iter().enumerate().filter(|_| *rows > 0) {
@@ -372,7 +379,7 @@ impl Doc {
                 let h = self.row_height(1);
                 self.ensure(h, out)?;
                 self.rule_if(0.4);
-                self.band_row(&text, true, 0.0, None, out);
+                self.band_row(&text, Weight::Bold, 0.0, None);
                 Ok(())
             }
         }
@@ -383,16 +390,15 @@ impl Doc {
     }
 
     /// Draw the held group headers (there is room: the caller made sure).
-    fn draw_held(&mut self, out: &mut Vec<u8>) {
+    fn draw_held(&mut self) {
         for b in std::mem::take(&mut self.held) {
             if let Band::GroupHeader { level, text, .. } = b {
                 let shade = [(0.918, 0.945, 0.984), (0.957, 0.973, 0.992), (0.98, 0.988, 1.0)];
                 let fill = shade[level.min(2)];
-                self.band_row(&text, true, level as f32 * self.fs(), Some(fill), out);
+                self.band_row(&text, Weight::Bold, level as f32 * self.fs(), Some(fill));
                 self.zebra = 0;
             }
         }
-        let _ = out;
     }
 
     /// Held headers with nothing after them (a summary report's groups): place alone.
@@ -402,7 +408,7 @@ impl Doc {
         }
         let h = self.held_height() + self.row_height(1);
         self.ensure(h, out)?;
-        self.draw_held(out);
+        self.draw_held();
         Ok(())
     }
 
@@ -413,7 +419,7 @@ impl Doc {
             if self.open.is_some() {
                 self.close_page(out)?;
             }
-            self.new_page(out)?;
+            self.new_page();
         }
         Ok(())
     }
@@ -447,11 +453,10 @@ impl Doc {
         }
         let h = self.row_height(lines);
         self.ensure(self.held_height() + h, out)?;
-        self.draw_held(out);
+        self.draw_held();
         let page = self.open.as_mut().expect("ensure opened a page");
         let top = page.y;
-        let (pw, ph, left) = (self.g.page.width, self.g.page.height, self.g.page.left);
-        let _ = pw;
+        let (ph, left) = (self.g.page.height, self.g.page.left);
         if self.g.page.zebra && self.zebra % 2 == 1 {
             let bw: f32 = widths.iter().sum();
             page.content.set_fill_gray(0.95).rect(left, ph - top - h, bw, h).fill_nonzero().set_fill_gray(0.0);
@@ -495,8 +500,8 @@ impl Doc {
 
     /// A full-width row of text (group header or footer): bold or regular, indented,
     /// optionally shaded. The caller made room for one line.
-    fn band_row(&mut self, text: &str, bold: bool, indent: f32, fill: Option<(f32, f32, f32)>, out: &mut Vec<u8>) {
-        let _ = out;
+    fn band_row(&mut self, text: &str, weight: Weight, indent: f32, fill: Option<(f32, f32, f32)>) {
+        let bold = weight == Weight::Bold;
         let fs = self.fs();
         let h = self.row_height(1);
         let width: f32 = self.widths.as_ref().map(|w| w.iter().sum()).unwrap_or_else(|| self.body_width());
@@ -527,10 +532,10 @@ impl Doc {
     }
 
     /// A paragraph after the table (summary, no data): wrapped to the body width.
-    fn text_block(&mut self, text: &str, bold: bool, gray: f32, out: &mut Vec<u8>) -> Result<(), RenderError> {
+    fn text_block(&mut self, text: &str, weight: Weight, gray: f32, out: &mut Vec<u8>) -> Result<(), RenderError> {
         let fs = self.fs();
         let room = self.body_width() - 2.0 * self.g.px;
-        let font = if bold { &mut self.bold } else { &mut self.regular };
+        let font = if weight == Weight::Bold { &mut self.bold } else { &mut self.regular };
         let lines = wrap(font, text, room, fs);
         for line in lines {
             let h = self.row_height(1);
@@ -538,7 +543,7 @@ impl Doc {
             if gray > 0.0 {
                 self.open.as_mut().expect("open").content.set_fill_gray(gray);
             }
-            self.band_row(&line, bold, 0.0, None, out);
+            self.band_row(&line, weight, 0.0, None);
             if gray > 0.0 {
                 self.open.as_mut().expect("open").content.set_fill_gray(0.0);
             }
@@ -564,8 +569,7 @@ impl Doc {
         }
     }
 
-    fn new_page(&mut self, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let _ = out;
+    fn new_page(&mut self) {
         self.pages += 1;
         let mut page = OpenPage { content: Content::new(), y: self.g.body_top, has_body: false, font: (0, 0.0) };
         let fs = self.fs();
@@ -597,7 +601,6 @@ impl Doc {
             self.measure();
             self.column_headers();
         }
-        Ok(())
     }
 
     fn column_headers(&mut self) {
@@ -730,7 +733,7 @@ impl Doc {
         let caption = self.row_height(1);
         self.ensure(caption + height + self.fs(), out)?;
         self.open.as_mut().expect("open").y += self.fs();
-        self.band_row(&c.title, true, 0.0, None, out);
+        self.band_row(&c.title, Weight::Bold, 0.0, None);
         let (left, ph) = (self.g.page.left, self.g.page.height);
         let page = self.open.as_mut().expect("open");
         page.content
