@@ -393,6 +393,9 @@ fn run(args: RunArgs) -> ExitCode {
             _ => return usage(format!("parameter `{p}`: expected NAME=VALUE")),
         }
     }
+    if to_stdout && format.is_binary() && std::io::stdout().is_terminal() {
+        return usage(format!("{format} is binary and stdout is a terminal: give -o FILE, or redirect stdout"));
+    }
     let show_progress = match args.progress {
         ProgressArg::Always => true,
         ProgressArg::Never => false,

@@ -419,3 +419,19 @@ fn zebra_shades_every_other_row_and_rules_can_be_turned_off() {
     assert_eq!(plain.matches("0.95 g").count(), 0);
     assert!(zebra.contains("0.35 G") && !plain.contains(" G\n"), "column-header rule only with rules on");
 }
+
+#[test]
+fn a_pdf_is_never_written_to_a_terminal() {
+    // `script` gives the command a pseudo-terminal as stdout (util-linux, always there).
+    let demo = demo(600);
+    let cmd = format!(
+        "{} run --source sqlite:{} --table regions --format pdf",
+        env!("CARGO_BIN_EXE_ream"),
+        demo.join("demo.sqlite").display()
+    );
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("pdf is binary and stdout is a terminal"), "{text}");
+    assert!(!text.contains("%PDF"), "{text}");
+}

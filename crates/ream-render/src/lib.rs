@@ -164,6 +164,11 @@ impl Format {
         }
     }
 
+    /// Zip (xlsx) or PDF bytes, not text: never written to a terminal.
+    pub fn is_binary(self) -> bool {
+        matches!(self, Format::Xlsx | Format::Pdf)
+    }
+
     /// Whether this build can write the format.
     pub fn available(self) -> bool {
         let missing =
