@@ -980,6 +980,79 @@ fn wrap(font: &mut Font, text: &str, room: f32, size: f32) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use ream_core::OutputColumn;
+
+    fn meta() -> Arc<ReportMeta> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let column = |field: &str, index| OutputColumn {
+            field: field.into(),
+            label: field.into(),
+            index,
+            format: ValueFormat::Raw,
+            align: None,
+            width: ColumnWidth::Auto,
+            wrap: false,
+        };
+        Arc::new(ReportMeta {
+            report: "r".into(),
+            title: Some("T".into()),
+            parameters: vec![],
+            schema,
+            columns: vec![column("n", 0), column("s", 1)],
+            detail: true,
+            locale: Default::default(),
+            groups: vec![],
+            variables: vec![],
+            variable_specs: vec![],
+            summary: None,
+            no_data: None,
+            page_header: None,
+            page_footer: Some(Template::parse("Page {page} of {pages}").unwrap()),
+            page: PageSetup::default(),
+            strategy: "cursor".into(),
+        })
+    }
+
+    fn batch(meta: &ReportMeta, from: i64, n: i64) -> RecordBatch {
+        let ns: Vec<i64> = (from..from + n).collect();
+        let ss: Vec<String> = ns.iter().map(|i| format!("row {i}")).collect();
+        RecordBatch::try_new(meta.schema.clone(), vec![Arc::new(Int64Array::from(ns)), Arc::new(StringArray::from(ss))])
+            .unwrap()
+    }
+
+    #[test]
+    fn pages_leave_with_the_batch_that_fills_them() {
+        let meta = meta();
+        let mut r = PdfRenderer::default();
+        let mut out = Vec::new();
+        r.push(&Event::Begin(meta.clone()), &mut out).unwrap();
+        let pages = |b: &[u8]| b.windows(12).filter(|w| w == b"/Type /Page\n").count();
+        let mut total = 0;
+        for i in 0..20 {
+            let mut chunk = Vec::new();
+            r.push(&Event::Rows(batch(&meta, i * 1000, 1000)), &mut chunk).unwrap();
+            // A batch of 1,000 rows completes about 16 pages, and they are in its output.
+            let n = pages(&chunk);
+            assert!((14..=18).contains(&n), "batch {i}: {n} pages");
+            total += n;
+            out.extend_from_slice(&chunk);
+        }
+        let mut end = Vec::new();
+        r.push(&Event::End { variables: Arc::from(vec![]), rows: 20_000, charts: Arc::from(vec![]) }, &mut end)
+            .unwrap();
+        Renderer::finish(&mut r, &mut end).unwrap();
+        assert!(pages(&end) <= 1, "only the last page waits for the end");
+        total += pages(&end);
+        out.extend_from_slice(&end);
+        assert!(out.starts_with(b"%PDF-1.7") && out.ends_with(b"%%EOF\n"));
+        let count = format!("/Count {total}");
+        assert!(out.windows(count.len()).any(|w| w == count.as_bytes()), "the root counts {total} pages");
+    }
 
     #[test]
     fn widths_share_the_table() {
