@@ -366,7 +366,9 @@ impl Doc {
     fn place(&mut self, band: Band, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match band {
             Band::GroupHeader { page_break, .. } => {
-                if page_break && self.held.is_empty() && self.open.as_ref().is_some_and(|p| p.has_body) {
+                // Headers held above this one (outer groups that just started) move to
+                // the new page with it: they are drawn when their first row is.
+                if page_break && self.open.as_ref().is_some_and(|p| p.has_body) {
                     self.close_page(out)?;
                 }
                 // Kept with the band that follows.
