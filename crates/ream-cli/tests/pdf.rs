@@ -435,3 +435,42 @@ fn a_pdf_is_never_written_to_a_terminal() {
     assert!(text.contains("pdf is binary and stdout is a terminal"), "{text}");
     assert!(!text.contains("%PDF"), "{text}");
 }
+
+#[test]
+fn a_spec_can_bring_its_own_truetype_font() {
+    if !tools("page.font") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("serif.ttf"), dejavu::serif::regular()).unwrap();
+    std::fs::write(dir.path().join("serif-bold.ttf"), dejavu::serif::bold()).unwrap();
+    // Relative to the spec file, not to where ream runs.
+    let spec = sales_spec(dir.path(), &demo, "page: { font: serif.ttf, font_bold: serif-bold.ttf }");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = ream()
+        .current_dir(elsewhere.path())
+        .args(["run", spec.to_str().unwrap(), "--format", "pdf", "-o", "s.pdf"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = elsewhere.path().join("s.pdf");
+    qpdf_check(&out);
+    let fonts = tool("pdffonts", &[out.to_str().unwrap()]);
+    let names: Vec<&str> = fonts.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names.len(), 2, "{fonts}");
+    assert!(names[0].ends_with("+DejaVuSerif") && names[1].ends_with("+DejaVuSerif-Bold"), "{fonts}");
+    assert!(tool("pdftotext", &[out.to_str().unwrap(), "-"]).contains("Παπαδόπουλος"));
+
+    // A file that is not a TrueType font, or is missing: exit 2 naming the key, no output.
+    std::fs::write(dir.path().join("fake.ttf"), "not a font").unwrap();
+    for (font, says) in [("fake.ttf", "is not a TrueType font"), ("missing.ttf", "cannot read font")] {
+        let text = std::fs::read_to_string(&spec).unwrap();
+        let text = text.replace("font: serif.ttf, font_bold: serif-bold.ttf", &format!("font: {font}"));
+        let bad = write(dir.path(), "bad.yaml", &text);
+        let r = run(&["run", bad.to_str().unwrap(), "-o", dir.path().join("bad.pdf").to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("page.font") && r.stderr.contains(says), "{}", r.stderr);
+        assert!(!dir.path().join("bad.pdf").exists());
+    }
+}

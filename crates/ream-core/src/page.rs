@@ -98,6 +98,20 @@ pub struct PageConfig {
     /// (default `true`).
     #[serde(default)]
     pub rules: Option<bool>,
+    /// A TrueType font file (`.ttf`) for the text instead of the built-in DejaVu Sans
+    /// Condensed, e.g. for Chinese, Japanese or Korean; relative to the spec file.
+    #[serde(default)]
+    pub font: Option<String>,
+    /// Its bold face (headers, bands); default: `font` itself.
+    #[serde(default)]
+    pub font_bold: Option<String>,
+}
+
+/// Font files a spec names (`page.font`, `page.font_bold`), read by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserFonts {
+    pub regular: std::sync::Arc<[u8]>,
+    pub bold: std::sync::Arc<[u8]>,
 }
 
 /// A resolved page setup, in points.
@@ -112,6 +126,8 @@ pub struct PageSetup {
     pub font_size: f32,
     pub zebra: bool,
     pub rules: bool,
+    /// The spec's own fonts, when it names any (filled in by the engine, which reads files).
+    pub fonts: Option<UserFonts>,
 }
 
 const DEFAULT_MARGIN: f32 = 12.0 * 72.0 / 25.4;
@@ -196,6 +212,9 @@ impl PageConfig {
                 ),
             ));
         }
+        if self.font.is_none() && self.font_bold.is_some() {
+            errs.push(("font_bold".into(), "needs `font` (the regular face) too".into()));
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -209,6 +228,7 @@ impl PageConfig {
             font_size,
             zebra: self.zebra,
             rules: self.rules.unwrap_or(true),
+            fonts: None,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 use ream_core::load::LoadedSpec;
-use ream_core::page::ColumnWidth;
+use ream_core::page::{ColumnWidth, PageSetup, UserFonts};
 use ream_core::params::{bind, BoundParams};
 use ream_core::spec::Aggregate;
 use ream_core::spec::Strategy;
@@ -399,8 +399,38 @@ fn open_spec_with(
     Ok((source, params))
 }
 
+/// The font files a spec's `page` names, relative to the spec file. Checked here, before
+/// the database is opened: a file that cannot be read, or is not a TrueType font, is a spec
+/// error naming the key.
+fn user_fonts(loaded: &LoadedSpec) -> Result<Option<UserFonts>, EngineError> {
+    let page = &loaded.spec.page;
+    let Some(regular) = &page.font else { return Ok(None) };
+    let dir = loaded.path.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    let read = |key: &str, file: &str| -> Result<Arc<[u8]>, EngineError> {
+        let path = dir.join(file);
+        let fail = |msg: String| EngineError::Spec(loaded.locate(vec![SpecError::new(key, msg)]));
+        let data = std::fs::read(&path).map_err(|e| fail(format!("cannot read font `{}`: {e}", path.display())))?;
+        match data.get(..4) {
+            Some([0, 1, 0, 0]) | Some(b"true") => Ok(data.into()),
+            Some(b"OTTO") => Err(fail(format!(
+                "`{}` has CFF (PostScript) outlines: ream embeds TrueType fonts (.ttf)",
+                path.display()
+            ))),
+            Some(b"ttcf") => Err(fail(format!("`{}` is a font collection (.ttc): give one .ttf", path.display()))),
+            _ => Err(fail(format!("`{}` is not a TrueType font (.ttf)", path.display()))),
+        }
+    };
+    let regular = read("page.font", regular)?;
+    let bold = match &page.font_bold {
+        Some(b) => read("page.font_bold", b)?,
+        None => regular.clone(),
+    };
+    Ok(Some(UserFonts { regular, bold }))
+}
+
 fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
     let spec = &loaded.spec;
+    let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let plan = source.plan().clone();
     let counter = if opts.count != CountMode::None { source.counter() } else { None };
@@ -488,7 +518,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         no_data: tpl(&spec.no_data),
         page_header: tpl(&spec.page_header),
         page_footer: tpl(&spec.page_footer),
-        page: spec.page.resolve().expect("checked at load"),
+        page: PageSetup { fonts, ..spec.page.resolve().expect("checked at load") },
         strategy: describe(&plan),
     };
     Ok(Prepared {

@@ -7,6 +7,7 @@
 //! text can be copied and extracted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo};
 use pdf_writer::{Chunk, Filter, Name, Rect, Ref, Str};
@@ -23,11 +24,16 @@ struct Glyph {
 }
 
 pub(crate) struct Font {
-    data: &'static [u8],
-    face: ttf_parser::Face<'static>,
+    /// The font file. Its `Face` is parsed again when a character is first seen (the
+    /// face borrows the data), which is cheap next to the cache it fills.
+    data: Arc<[u8]>,
     /// PostScript name, as in the font.
     name: String,
     units: f32,
+    ascender: f32,
+    descender: f32,
+    cap_height: f32,
+    bbox: [f32; 4],
     ascii: [Glyph; 128],
     other: HashMap<char, Glyph>,
     remapper: GlyphRemapper,
@@ -57,8 +63,8 @@ fn shown(c: char) -> char {
 }
 
 impl Font {
-    pub fn new(data: &'static [u8], w: &mut ObjWriter) -> Result<Font, String> {
-        let face = ttf_parser::Face::parse(data, 0).map_err(|e| format!("font: {e}"))?;
+    pub fn new(data: Arc<[u8]>, w: &mut ObjWriter) -> Result<Font, String> {
+        let face = ttf_parser::Face::parse(&data, 0).map_err(|e| format!("font: {e}"))?;
         let name = face
             .names()
             .into_iter()
@@ -68,10 +74,15 @@ impl Font {
             })
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or_else(|| "Font".into());
+        let b = face.global_bounding_box();
+        let notdef = face.glyph_hor_advance(ttf_parser::GlyphId(0)).unwrap_or(0);
         let mut font = Font {
-            data,
+            data: data.clone(),
             units: face.units_per_em() as f32,
-            face,
+            ascender: face.ascender() as f32,
+            descender: face.descender() as f32,
+            cap_height: face.capital_height().unwrap_or(face.ascender()) as f32,
+            bbox: [b.x_min as f32, b.y_min as f32, b.x_max as f32, b.y_max as f32],
             name,
             ascii: [Glyph::default(); 128],
             other: HashMap::new(),
@@ -86,18 +97,19 @@ impl Font {
             },
         };
         for c in 0..128u8 {
-            font.ascii[c as usize] = font.lookup(shown(c as char));
+            font.ascii[c as usize] = lookup(&face, shown(c as char));
         }
         // Code 0 is .notdef, always in the subset.
         font.remapper.remap(0);
-        font.used.push(('\u{FFFD}', font.face.glyph_hor_advance(ttf_parser::GlyphId(0)).unwrap_or(0)));
+        font.used.push(('\u{FFFD}', notdef));
         Ok(font)
     }
 
     fn lookup(&self, c: char) -> Glyph {
-        let gid = self.face.glyph_index(c).map(|g| g.0).unwrap_or(0);
-        let advance = self.face.glyph_hor_advance(ttf_parser::GlyphId(gid)).unwrap_or(0);
-        Glyph { gid, advance, code: None }
+        match ttf_parser::Face::parse(&self.data, 0) {
+            Ok(face) => lookup(&face, c),
+            Err(_) => Glyph::default(),
+        }
     }
 
     fn glyph(&mut self, c: char) -> &mut Glyph {
@@ -148,12 +160,12 @@ impl Font {
     /// The font's vertical metrics at `size`: ascent and descent (negative).
     pub fn metrics(&self, size: f32) -> (f32, f32) {
         let k = size / self.units;
-        (self.face.ascender() as f32 * k, self.face.descender() as f32 * k)
+        (self.ascender * k, self.descender * k)
     }
 
     /// Write the subset and the objects that describe it.
     pub fn write(&self, w: &mut ObjWriter, out: &mut Vec<u8>) -> Result<(), String> {
-        let subset = subsetter::subset(self.data, 0, &self.remapper).map_err(|e| format!("font subset: {e}"))?;
+        let subset = subsetter::subset(&self.data, 0, &self.remapper).map_err(|e| format!("font subset: {e}"))?;
         // A subset's name carries a tag of six capitals, here derived from its glyphs so
         // the same report gives the same file.
         let mut h: u64 = 0xcbf29ce484222325;
@@ -186,16 +198,16 @@ impl Font {
         drop(cid);
         w.put(&c, out);
 
-        let bbox = self.face.global_bounding_box();
+        let [x0, y0, x1, y1] = self.bbox;
         let mut c = Chunk::new();
         c.font_descriptor(self.refs.descriptor)
             .name(base)
             .flags(FontFlags::NON_SYMBOLIC)
-            .bbox(Rect::new(bbox.x_min as f32 * k, bbox.y_min as f32 * k, bbox.x_max as f32 * k, bbox.y_max as f32 * k))
+            .bbox(Rect::new(x0 * k, y0 * k, x1 * k, y1 * k))
             .italic_angle(0.0)
-            .ascent(self.face.ascender() as f32 * k)
-            .descent(self.face.descender() as f32 * k)
-            .cap_height(self.face.capital_height().unwrap_or(self.face.ascender()) as f32 * k)
+            .ascent(self.ascender * k)
+            .descent(self.descender * k)
+            .cap_height(self.cap_height * k)
             .stem_v(80.0)
             .font_file2(self.refs.file);
         w.put(&c, out);
@@ -214,4 +226,10 @@ impl Font {
         w.put(&c, out);
         Ok(())
     }
+}
+
+fn lookup(face: &ttf_parser::Face, c: char) -> Glyph {
+    let gid = face.glyph_index(c).map(|g| g.0).unwrap_or(0);
+    let advance = face.glyph_hor_advance(ttf_parser::GlyphId(gid)).unwrap_or(0);
+    Glyph { gid, advance, code: None }
 }

@@ -175,8 +175,14 @@ impl Doc {
         let root = w.alloc();
         let resources = w.alloc();
         let info = w.alloc();
-        let regular = Font::new(dejavu::sans_condensed::regular(), &mut w).map_err(err)?;
-        let bold = Font::new(dejavu::sans_condensed::bold(), &mut w).map_err(err)?;
+        // The spec's own font, else DejaVu Sans Condensed (copied once per run, 0.7 MB
+        // each, so both kinds are held the same way).
+        let (regular, bold): (Arc<[u8]>, Arc<[u8]>) = match &meta.page.fonts {
+            Some(f) => (f.regular.clone(), f.bold.clone()),
+            None => (dejavu::sans_condensed::regular().into(), dejavu::sans_condensed::bold().into()),
+        };
+        let regular = Font::new(regular, &mut w).map_err(err)?;
+        let bold = Font::new(bold, &mut w).map_err(err)?;
         let header = page_band(&meta.page_header, &mut w, b"PH");
         let footer = page_band(&meta.page_footer, &mut w, b"PF");
         let page = meta.page.clone();
