@@ -58,6 +58,13 @@ enum Weight {
     Bold,
 }
 
+/// The page header or the page footer.
+#[derive(Clone, Copy)]
+enum Edge {
+    Header,
+    Footer,
+}
+
 /// A band before it is placed on a page.
 enum Band {
     GroupHeader { level: usize, text: String, page_break: bool },
@@ -89,8 +96,8 @@ struct OpenPage {
     y: f32,
     /// Whether a band other than the title and column headers is on it.
     has_body: bool,
-    /// The font set in the content stream: 0 none, 1 regular, 2 bold.
-    font: (u8, f32),
+    /// The font and size set in the content stream.
+    font: Option<(Weight, f32)>,
 }
 
 struct Geometry {
@@ -477,9 +484,9 @@ impl Doc {
         let mut x = left;
         let mut bytes = Vec::with_capacity(64);
         page.content.begin_text();
-        if page.font != (1, fs) {
+        if page.font != Some((Weight::Regular, fs)) {
             page.content.set_font(Name(b"F1"), fs);
-            page.font = (1, fs);
+            page.font = Some((Weight::Regular, fs));
         }
         for (i, text) in cells.iter().enumerate() {
             let room = widths[i] - 2.0 * px;
@@ -528,11 +535,10 @@ impl Doc {
         if let Some((r, g, b)) = fill {
             page.content.set_fill_rgb(r, g, b).rect(left, ph - page.y - h, width, h).fill_nonzero().set_fill_gray(0.0);
         }
-        let id: (u8, f32) = (if bold { 2 } else { 1 }, fs);
         page.content.begin_text();
-        if page.font != id {
+        if page.font != Some((weight, fs)) {
             page.content.set_font(Name(if bold { b"F2" } else { b"F1" }), fs);
-            page.font = id;
+            page.font = Some((weight, fs));
         }
         page.content.set_text_matrix(at(left + px + indent, ph - (page.y + pad + asc))).show(Str(&bytes)).end_text();
         page.y += h;
@@ -579,12 +585,12 @@ impl Doc {
 
     fn new_page(&mut self) {
         self.pages += 1;
-        let mut page = OpenPage { content: Content::new(), y: self.g.body_top, has_body: false, font: (0, 0.0) };
+        let mut page = OpenPage { content: Content::new(), y: self.g.body_top, has_body: false, font: None };
         let fs = self.fs();
         let (left, ph) = (self.g.page.left, self.g.page.height);
         if self.header.is_some() {
             let y = self.g.page.top;
-            self.page_band(&mut page, true, y);
+            self.page_band(&mut page, Edge::Header, y);
         }
         if self.pages == 1 {
             if let Some(title) = self.meta.title.clone() {
@@ -600,7 +606,7 @@ impl Doc {
                     .set_text_matrix(at(left, ph - (page.y + asc)))
                     .show(Str(&bytes))
                     .end_text();
-                page.font = (2, size);
+                page.font = Some((Weight::Bold, size));
                 page.y += asc - desc + fs;
             }
         }
@@ -623,7 +629,7 @@ impl Doc {
         let total: f32 = widths.iter().sum();
         page.content.set_fill_gray(0.9).rect(left, ph - page.y - h, total, h).fill_nonzero().set_fill_gray(0.0);
         page.content.begin_text().set_font(Name(b"F2"), fs);
-        page.font = (2, fs);
+        page.font = Some((Weight::Bold, fs));
         let mut x = left;
         let mut bytes = Vec::new();
         for (i, c) in meta.columns.iter().enumerate() {
@@ -643,8 +649,12 @@ impl Doc {
     }
 
     /// The page header (at the top margin) or footer (its baseline at the bottom margin).
-    fn page_band(&mut self, page: &mut OpenPage, header: bool, top: f32) {
-        let Some(band) = (if header { self.header.as_ref() } else { self.footer.as_ref() }) else { return };
+    fn page_band(&mut self, page: &mut OpenPage, edge: Edge, top: f32) {
+        let band = match edge {
+            Edge::Header => self.header.as_ref(),
+            Edge::Footer => self.footer.as_ref(),
+        };
+        let Some(band) = band else { return };
         let meta = self.meta.clone();
         let number = self.pages;
         let lookup = |n: &str| match n {
@@ -666,7 +676,7 @@ impl Doc {
             .set_font(Name(b"F1"), fs)
             .set_text_matrix(at(left, baseline))
             .show(Str(&bytes));
-        page.font = (1, fs);
+        page.font = Some((Weight::Regular, fs));
         if let Some((_, Some(after))) = &total {
             // Text after `{pages}` that changes per page follows a six-digit slot.
             let slot = self.regular.width("000000", fs);
@@ -685,7 +695,10 @@ impl Doc {
         page.content.set_fill_gray(0.0);
         if self.g.page.rules {
             let width = self.body_width();
-            let y = if header { baseline - fs * 0.5 } else { ph - top + fs * 0.1 };
+            let y = match edge {
+                Edge::Header => baseline - fs * 0.5,
+                Edge::Footer => ph - top + fs * 0.1,
+            };
             page.content.set_stroke_gray(0.75).set_line_width(0.4).move_to(left, y).line_to(left + width, y).stroke();
         }
     }
@@ -697,7 +710,7 @@ impl Doc {
         if self.footer.is_some() {
             let (_, desc) = self.regular.metrics(self.fs() * 0.9);
             let top = self.g.page.height - self.g.page.bottom - self.g.line + desc;
-            self.page_band(&mut page, false, top);
+            self.page_band(&mut page, Edge::Footer, top);
         }
         let data = deflate(&page.content.finish());
         let content_ref = self.w.alloc();
