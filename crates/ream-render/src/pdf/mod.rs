@@ -142,7 +142,6 @@ struct Doc {
     charts: Vec<(String, Ref)>,
     zebra: usize,
     keys: Vec<Value>,
-    rows: u64,
     /// After the last row: later pages (summary, charts) have no column headers.
     table_done: bool,
 }
@@ -240,7 +239,6 @@ impl Doc {
             charts: Vec::new(),
             zebra: 0,
             keys: Vec::new(),
-            rows: 0,
             table_done: false,
         })
     }
@@ -273,7 +271,6 @@ impl Doc {
             }
             Event::Rows(batch) => {
                 let meta = self.meta.clone();
-                self.rows += batch.num_rows() as u64;
                 if !meta.detail {
                     return Ok(());
                 }
