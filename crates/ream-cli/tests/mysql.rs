@@ -204,6 +204,9 @@ fn a_run_reads_one_snapshot_while_others_write() {
                 }
             })
         };
+        // ream's output fills the pipe, so it waits mid-run with its snapshot open until
+        // the writers have committed: the run cannot end first, however fast it is.
+        wait_for(&commits, 3);
         let mut text = first;
         out.read_to_string(&mut text).unwrap();
         let (code, err) = wait(child);

@@ -283,6 +283,9 @@ fn a_run_reads_one_snapshot_while_others_write() {
                 }
             })
         };
+        // ream's output fills the pipe, so it waits mid-run with its snapshot open until
+        // the writers have committed: the run cannot end first, however fast it is.
+        wait_for(&commits, 5);
         let (code, text, err) = finish(child, out, first);
         done.store(true, Ordering::Relaxed);
         writer.join().unwrap();

@@ -67,3 +67,13 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// Wait until `count` reaches `n` (writers in another thread); a guard against a hang,
+/// not a timing check: two minutes is far beyond any healthy run.
+pub fn wait_for(count: &std::sync::atomic::AtomicUsize, n: usize) {
+    let start = std::time::Instant::now();
+    while count.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the writers made no progress in two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
