@@ -81,6 +81,22 @@ impl ReportMeta {
         self.groups.iter().map(|g| g.field.as_str()).chain(self.variables.iter().map(String::as_str)).collect()
     }
 
+    /// A group header's text: its template filled from the open groups' `keys` (this
+    /// group's last) and the group's `first` row, or `field: key` without one.
+    pub fn group_header_text(&self, level: usize, keys: &[Value], first: &RecordBatch) -> String {
+        let g = &self.groups[level];
+        match &g.header {
+            Some(h) => h.render(|n| self.lookup_in_row(n, None, keys, Some(first))),
+            None => format!("{}: {}", g.field, keys.get(level).unwrap_or(&Value::Null)),
+        }
+    }
+
+    /// A group footer's text with the variables at its end; `None` without a template.
+    pub fn group_footer_text(&self, level: usize, variables: &[Value], keys: &[Value]) -> Option<String> {
+        let f = self.groups[level].footer.as_ref()?;
+        Some(f.render(|n| self.lookup(n, Some(variables), keys)))
+    }
+
     /// Look up a name for a template: parameters, then variables, then group keys.
     pub fn lookup(&self, name: &str, variables: Option<&[Value]>, keys: &[Value]) -> Option<Value> {
         self.lookup_in_row(name, variables, keys, None)

@@ -143,10 +143,7 @@ impl Renderer for HtmlRenderer {
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
                 let g = &meta.groups[*level];
-                let text = match &g.header {
-                    Some(h) => h.render(|n| meta.lookup_in_row(n, None, &self.keys, Some(first))),
-                    None => format!("{}: {key}", g.field),
-                };
+                let text = meta.group_header_text(*level, &self.keys, first);
                 let brk = if g.page_break { " page-break" } else { "" };
                 s.push_str(&format!(
                     "<tr class=\"group-header level-{level}{brk}\" data-level=\"{level}\" data-key=\"{}\"><th colspan=\"{}\" scope=\"rowgroup\">{}</th></tr>\n",
@@ -179,11 +176,7 @@ impl Renderer for HtmlRenderer {
             }
             Event::GroupFooter { level, key, variables } => {
                 let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
-                let g = &meta.groups[*level];
-                let text = match &g.footer {
-                    Some(f) => f.render(|n| meta.lookup(n, Some(variables), &self.keys)),
-                    None => String::new(),
-                };
+                let text = meta.group_footer_text(*level, variables, &self.keys).unwrap_or_default();
                 s.push_str(&format!(
                     "<tr class=\"group-footer level-{level}\" data-level=\"{level}\" data-key=\"{}\"",
                     esc(&key.to_string())

@@ -202,9 +202,9 @@ impl Renderer for JsonRenderer {
                 let innermost = *level + 1 == meta.groups.len();
                 out.extend_from_slice(if innermost && !meta.detail { b"," } else { b"]," });
                 self.variables(&meta, variables, out);
-                if let Some(f) = &meta.groups[*level].footer {
+                if let Some(text) = meta.group_footer_text(*level, variables, &self.keys) {
                     out.extend_from_slice(b",\"footer\":");
-                    string(&f.render(|n| meta.lookup(n, Some(variables), &self.keys)), out);
+                    string(&text, out);
                 }
                 out.push(b'}');
                 self.keys.truncate(*level);

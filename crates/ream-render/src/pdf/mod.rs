@@ -263,10 +263,7 @@ impl Doc {
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
                 let g = &meta.groups[*level];
-                let text = match &g.header {
-                    Some(h) => h.render(|n| meta.lookup_in_row(n, None, &self.keys, Some(first))),
-                    None => format!("{}: {key}", g.field),
-                };
+                let text = meta.group_header_text(*level, &self.keys, first);
                 self.band(Band::GroupHeader { level: *level, text, page_break: g.page_break }, out)?;
             }
             Event::Rows(batch) => {
@@ -287,11 +284,7 @@ impl Doc {
             }
             Event::GroupFooter { level, variables, .. } => {
                 let meta = self.meta.clone();
-                let g = &meta.groups[*level];
-                let text = match &g.footer {
-                    Some(f) => f.render(|n| meta.lookup(n, Some(variables), &self.keys)),
-                    None => String::new(),
-                };
+                let text = meta.group_footer_text(*level, variables, &self.keys).unwrap_or_default();
                 self.keys.truncate(*level);
                 if !text.is_empty() || !self.held.is_empty() {
                     self.band(Band::GroupFooter { text }, out)?;

@@ -479,11 +479,7 @@ impl XlsxRenderer {
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
                 if self.banded() {
-                    let g = &meta.groups[*level];
-                    let text = match &g.header {
-                        Some(h) => h.render(|n| meta.lookup_in_row(n, None, &self.keys, Some(first))),
-                        None => format!("{}: {key}", g.field),
-                    };
+                    let text = meta.group_header_text(*level, &self.keys, first);
                     let (style, level) = (self.bold.clone(), self.band_level(*level));
                     self.text_row(level, &text, &style)?;
                 }
@@ -491,8 +487,7 @@ impl XlsxRenderer {
             Event::GroupFooter { level, variables, .. } => {
                 let meta = self.meta()?;
                 if self.banded() {
-                    if let Some(f) = &meta.groups[*level].footer {
-                        let text = f.render(|n| meta.lookup(n, Some(variables), &self.keys));
+                    if let Some(text) = meta.group_footer_text(*level, variables, &self.keys) {
                         let numbers = self.subtotal_values(*level, variables);
                         let (style, band_level) = (self.bold.clone(), self.band_level(*level));
                         self.band(band_level, &text, &style, &numbers)?;
