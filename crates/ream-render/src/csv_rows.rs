@@ -56,7 +56,7 @@ pub(crate) fn write_rows(columns: &[ArrayRef], out: &mut Vec<u8>) -> Result<(), 
                 Col::I64(a) if a.is_valid(row) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
                 Col::I32(a) if a.is_valid(row) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
                 Col::F64(a) if a.is_valid(row) => out.extend_from_slice(floats.format(a.value(row)).as_bytes()),
-                Col::Dec(a, s) if a.is_valid(row) => decimal(a.value(row), *s as usize, out),
+                Col::Dec(a, s) if a.is_valid(row) => decimal(out, a.value(row), *s),
                 Col::Str(a) if a.is_valid(row) => field(a.value(row).as_bytes(), out),
                 // Years outside 0..=9999: arrow's formatter writes them with a sign.
                 Col::Date(a) if a.is_valid(row) && !date(a.value(row), out) => {
@@ -97,19 +97,25 @@ fn field(v: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// `units × 10^-scale` as arrow prints a decimal: `-0.05`, `12.30`, `7`.
+/// An exact decimal, `units × 10^-scale`, as its digits, as arrow prints it (`-0.05`,
+/// `12.30`, `7`; a negative scale appends zeros). No allocation: csv and xlsx write every
+/// cell of a numeric column from PostgreSQL or MySQL with it.
 #[inline]
-fn decimal(units: i128, scale: usize, out: &mut Vec<u8>) {
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(units.unsigned_abs()).as_bytes();
+pub(crate) fn decimal(out: &mut Vec<u8>, units: i128, scale: i8) {
+    if scale <= 0 {
+        out.extend_from_slice(itoa::Buffer::new().format(units).as_bytes());
+        out.extend(std::iter::repeat_n(b'0', scale.unsigned_abs() as usize));
+        return;
+    }
     if units < 0 {
         out.push(b'-');
     }
-    if scale == 0 {
-        out.extend_from_slice(digits);
-    } else if digits.len() > scale {
-        let (whole, frac) = digits.split_at(digits.len() - scale);
-        out.extend_from_slice(whole);
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(units.unsigned_abs()).as_bytes();
+    let scale = scale as usize;
+    if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
         out.push(b'.');
         out.extend_from_slice(frac);
     } else {

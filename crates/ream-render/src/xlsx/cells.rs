@@ -106,31 +106,7 @@ pub(super) fn float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
-/// An exact decimal, `units × 10^-scale`, as its digits (no allocation: this is every
-/// cell of a numeric column from PostgreSQL or MySQL).
-pub(super) fn decimal(out: &mut Vec<u8>, units: i128, scale: i8) {
-    if scale <= 0 {
-        out.extend_from_slice(itoa::Buffer::new().format(units).as_bytes());
-        out.extend(std::iter::repeat_n(b'0', scale.unsigned_abs() as usize));
-        return;
-    }
-    if units < 0 {
-        out.push(b'-');
-    }
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(units.unsigned_abs()).as_bytes();
-    let scale = scale as usize;
-    if digits.len() > scale {
-        let (int, frac) = digits.split_at(digits.len() - scale);
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
-        out.extend_from_slice(digits);
-    }
-}
+pub(super) use crate::csv_rows::decimal;
 
 /// `A`, `B`, … `Z`, `AA`, … for a 0-based column.
 pub(super) fn column_letters(mut col: usize) -> String {
