@@ -124,7 +124,7 @@ struct Doc {
     header: Option<PageBand>,
     footer: Option<PageBand>,
     /// Column widths, once measured; until then bands wait in `pending`.
-    widths: Option<Vec<f32>>,
+    widths: Option<Arc<[f32]>>,
     /// Per column: how text sits in the cell (as in HTML: numbers right by default).
     align: Vec<Align>,
     pending: Vec<Band>,
@@ -362,7 +362,7 @@ impl Doc {
             }
         }
         let specs: Vec<ColumnWidth> = meta.columns.iter().map(|c| c.width).collect();
-        self.widths = Some(resolve_widths(&specs, &natural, self.body_width(), fs * 3.0));
+        self.widths = Some(resolve_widths(&specs, &natural, self.body_width(), fs * 3.0).into());
     }
 
     /// Place a band on the current page (a new one when it does not fit).
@@ -442,7 +442,9 @@ impl Doc {
             / self.g.line)
             .floor()
             .max(1.0) as usize;
-        let mut wrapped: Vec<Option<Vec<String>>> = Vec::with_capacity(cells.len());
+        // (column, lines) of the wrapping columns only: most reports have none, and their
+        // rows then allocate nothing here.
+        let mut wrapped: Vec<(usize, Vec<String>)> = Vec::new();
         let mut lines = 1;
         for (i, text) in cells.iter().enumerate() {
             if self.meta.columns[i].wrap {
@@ -454,9 +456,7 @@ impl Doc {
                     ls.push(ellipsize(&mut self.regular, &format!("{last}…"), room, fs));
                 }
                 lines = lines.max(ls.len());
-                wrapped.push(Some(ls));
-            } else {
-                wrapped.push(None);
+                wrapped.push((i, ls));
             }
         }
         let h = self.row_height(lines);
@@ -478,27 +478,27 @@ impl Doc {
             page.content.set_font(Name(b"F1"), fs);
             page.font = Some((Weight::Regular, fs));
         }
+        let (pad, line_h) = (self.g.pad, self.g.line);
         for (i, text) in cells.iter().enumerate() {
-            let room = widths[i] - 2.0 * px;
-            let one;
-            let ls: &[String] = match &wrapped[i] {
-                Some(ls) => ls,
-                None => {
-                    one = [fit(&mut self.regular, text, room, fs)];
-                    &one
-                }
-            };
-            for (li, line) in ls.iter().enumerate() {
+            let (w, align) = (widths[i], self.align[i]);
+            let mut put = |font: &mut Font, line: &str, li: usize| {
                 if line.is_empty() {
-                    continue;
+                    return;
                 }
-                let tx = place(self.align[i], x, widths[i], px, || self.regular.width(line, fs));
-                let baseline = top + self.g.pad + asc + li as f32 * self.g.line;
+                let tx = place(align, x, w, px, || font.width(line, fs));
                 bytes.clear();
-                self.regular.encode(line, &mut bytes);
+                font.encode(line, &mut bytes);
+                let baseline = top + pad + asc + li as f32 * line_h;
                 page.content.set_text_matrix(at(tx, ph - baseline)).show(Str(&bytes));
+            };
+            match wrapped.iter().find(|(c, _)| *c == i) {
+                Some((_, ls)) => ls.iter().enumerate().for_each(|(li, line)| put(&mut self.regular, line, li)),
+                None => {
+                    let shown = fit(&mut self.regular, text, w - 2.0 * px, fs);
+                    put(&mut self.regular, &shown, 0);
+                }
             }
-            x += widths[i];
+            x += w;
         }
         page.content.end_text();
         page.y += h;
@@ -933,11 +933,11 @@ fn place(align: Align, x: f32, w: f32, px: f32, mut tw: impl FnMut() -> f32) -> 
 }
 
 /// `text` if it fits in `room`, else as much as fits followed by an ellipsis.
-fn fit(font: &mut Font, text: &str, room: f32, size: f32) -> String {
+fn fit<'a>(font: &mut Font, text: &'a str, room: f32, size: f32) -> std::borrow::Cow<'a, str> {
     if font.width(text, size) <= room {
-        return text.to_string();
+        return text.into();
     }
-    ellipsize(font, text, room, size)
+    ellipsize(font, text, room, size).into()
 }
 
 fn ellipsize(font: &mut Font, text: &str, room: f32, size: f32) -> String {
