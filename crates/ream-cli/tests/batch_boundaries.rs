@@ -53,6 +53,15 @@ fn keyset_cursor_and_offset_yield_the_same_report() {
         let spec = demo.join("reports").join(name);
         let base = output(&spec, params, "json", "64", Some("cursor"));
         for strategy in ["keyset", "offset", "auto"] {
+            if name == &"category_months.yaml" && strategy != "auto" {
+                // A query's key has no catalogue to prove it unique: paging is refused.
+                let mut args = vec!["run", spec.to_str().unwrap(), "--strategy", strategy];
+                params.iter().for_each(|p| args.extend(["-p", p]));
+                let r = run(&args);
+                assert_eq!(r.code, 2, "{}", r.stderr);
+                assert!(r.stderr.contains("`key: [category, month]`"), "{}", r.stderr);
+                continue;
+            }
             let other = output(&spec, params, "json", "64", Some(strategy));
             // The document names its strategy; everything else must be equal.
             let strip = |b: &[u8]| {

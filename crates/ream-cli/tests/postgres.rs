@@ -391,11 +391,23 @@ fn a_reader_that_goes_away_stops_the_query_on_the_server() {
 #[test]
 fn a_spent_retry_budget_fails_loudly_and_leaves_no_file() {
     let Some(db) = PgDb::create("budget") else { return };
-    let sql = endless(&db);
+    endless(&db);
+    // The same endless rows, from the table whose primary key proves (a, b, c) unique, so
+    // the run could resume: only its budget of 0 retries stops it.
+    let specs = tempfile::tempdir().unwrap();
+    let spec = write(
+        specs.path(),
+        "endless.yaml",
+        &format!(
+            "report: endless\nsource:\n  url: \"{}\"\n  table: nums\n  joins: [\"CROSS JOIN nums b\", \"CROSS JOIN nums c\"]\n  \
+             columns: {{a: nums.id, b: b.id, c: c.id}}\n  key: [a, b, c]\n",
+            db.url
+        ),
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.csv");
     let child = ream()
-        .args(["run", "--source", &db.url, "--sql", sql, "--key", "a,b,c", "--retries", "0", "-o"])
+        .args(["run", spec.to_str().unwrap(), "--retries", "0", "-o"])
         .arg(&out)
         .stderr(Stdio::piped())
         .spawn()
@@ -591,4 +603,21 @@ fn a_value_ream_cannot_hold_fails_the_run_naming_column_and_key_and_leaves_no_fi
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("column `day` (date) at id=15000: infinity is not a date"), "{}", r.stderr);
     assert!(files_in(dir.path()).is_empty(), "a failed run left {:?}", files_in(dir.path()));
+}
+
+#[test]
+fn a_select_that_would_write_fails_read_only_with_or_without_a_snapshot() {
+    let Some(db) = PgDb::create("read_only") else { return };
+    db.exec(
+        "CREATE TABLE victim (id int PRIMARY KEY); INSERT INTO victim VALUES (1), (2);
+         CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql AS 'DELETE FROM victim WHERE id = 1 RETURNING id';",
+    );
+    for extra in [&[][..], &["--no-snapshot"][..]] {
+        let args = [&["run", "--source", &db.url, "--sql", "SELECT sneaky() AS x"][..], extra].concat();
+        let r = run(&args);
+        assert_ne!(r.code, 0, "{extra:?}: the statement ran");
+        assert!(r.stderr.contains("read-only transaction"), "{extra:?}: {}", r.stderr);
+    }
+    let left = db.client().query_one("SELECT count(*) FROM victim", &[]).unwrap().get::<_, i64>(0);
+    assert_eq!(left, 2, "a row was deleted");
 }

@@ -41,6 +41,7 @@ mod server;
 pub mod sqlite;
 
 mod convert;
+mod keys;
 
 /// What to read: a table with joins and computed columns, or a whole SELECT.
 #[derive(Debug, Clone)]

@@ -27,6 +27,7 @@ use ream_core::sql::{bind_into, BoundSql, Placeholder};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
+use crate::keys::{base_column, group_sets, proves_unique, NameCase};
 use crate::server::{
     choose, hand_on, stream_resuming, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
 };
@@ -373,6 +374,8 @@ pub struct MySource {
     prefix_len: usize,
     key_cols: Vec<usize>,
     unique_order: bool,
+    /// The key the request declared (empty: the primary key, or none).
+    declared_key: Vec<String>,
     from_sql: Option<String>,
     table: Option<String>,
     joins: Vec<String>,
@@ -419,6 +422,7 @@ impl MySource {
             prefix_len: 0,
             key_cols: vec![],
             unique_order: false,
+            declared_key: req.key.clone(),
             from_sql: req.sql.clone(),
             table: req.table.clone(),
             joins: req.joins.clone(),
@@ -455,6 +459,9 @@ impl MySource {
         let pool = self.pool.clone();
         let conn = runtime().block_on(async move {
             let mut conn = pool.get_conn().await.map_err(|e| Fail::Lost(message(&e)))?;
+            // Every transaction read-only, each statement's own under `--no-snapshot` too:
+            // a SELECT that calls a function which writes fails instead of writing.
+            conn.query_drop("SET SESSION TRANSACTION READ ONLY").await.map_err(|e| Fail::Lost(message(&e)))?;
             if snapshot == Snapshot::Run {
                 conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     .await
@@ -594,6 +601,35 @@ impl MySource {
         Ok(rows)
     }
 
+    /// Whether the catalogue proves `key` unique (see [`crate::keys`]).
+    fn key_is_unique(&mut self, key: &[String]) -> Result<bool, SourceError> {
+        let Some(table) = self.table.clone().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
+        let case = NameCase::Insensitive;
+        let joined = !self.joins.is_empty();
+        let cols: Vec<Option<String>> = key
+            .iter()
+            .map(|k| self.field_index(k).map(|i| base_column(&self.exprs[i], &table, joined, case)))
+            .collect::<Result<_, _>>()?;
+        let rows = self.catalog_pairs(
+            "SELECT s.index_name, s.column_name FROM information_schema.statistics s \
+             WHERE s.table_schema = DATABASE() AND s.table_name = ? AND s.non_unique = 0 \
+               AND NOT EXISTS (SELECT 1 FROM information_schema.statistics e \
+                 WHERE e.table_schema = s.table_schema AND e.table_name = s.table_name \
+                   AND e.index_name = s.index_name AND (e.column_name IS NULL OR e.sub_part IS NOT NULL)) \
+             ORDER BY s.index_name, s.seq_in_index",
+        )?;
+        Ok(proves_unique(&cols, &group_sets(rows, case)))
+    }
+
+    /// Catalogue rows of two text columns, with the base table as the one parameter.
+    fn catalog_pairs(&mut self, sql: &str) -> Result<Vec<(String, String)>, SourceError> {
+        let Some(table) = self.table.clone() else { return Ok(vec![]) };
+        let conn = self.conn.as_mut().expect("connected");
+        runtime()
+            .block_on(conn.exec(sql, (table,)))
+            .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: message(&e) })
+    }
+
     fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
         let table = self.table.clone().unwrap_or_default();
         let not_null = self.catalog(
@@ -639,7 +675,8 @@ impl MySource {
                 order.push(OrderCol { name: name.clone(), expr, select_index: i, not_null: true });
             }
         }
-        self.unique_order = !self.key_cols.is_empty();
+        // The primary key is unique by definition; a declared key needs the catalogue's proof.
+        self.unique_order = !self.key_cols.is_empty() && (req.key.is_empty() || self.key_is_unique(&req.key)?);
         self.prefix_len = prefix_len;
         self.plan.order = order.iter().map(|o| o.name.clone()).collect();
         self.order = order;
@@ -648,10 +685,12 @@ impl MySource {
 
     fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
         let first = self.page_query(None, Some(self.page_rows()), None);
+        let declared_key = self.declared_key.clone();
         let choice = Choice {
             asked,
             order: self.plan.order.join(", "),
             unique_order: self.unique_order,
+            declared_key: &declared_key,
             snapshot: self.snapshot,
             nullable: &[],
             resuming: self.start_after.is_some(),
@@ -748,7 +787,8 @@ impl MySource {
                 });
             }
         }
-        if self.unique_order {
+        // Every key column, proven unique or not: a NULL key names no row.
+        {
             for &k in &self.key_cols {
                 if matches!(row.as_ref(k), None | Some(My::NULL)) {
                     let name = self.order.iter().find(|o| o.select_index == k).map_or("?", |o| o.name.as_str());

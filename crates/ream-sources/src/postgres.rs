@@ -35,6 +35,7 @@ use ream_core::sql::{bind_into, BoundSql, Placeholder};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
+use crate::keys::{base_column, group_sets, proves_unique, NameCase};
 use crate::pgtypes::{Decode, PgBuilder};
 use crate::server::{
     choose, hand_on, stream_resuming, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
@@ -65,6 +66,11 @@ fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // Every transaction of every connection is read-only, with one snapshot per run or a
+    // fresh one per statement (`--no-snapshot`), counts and plans included: a report's
+    // SELECT that calls a function which writes fails instead of writing.
+    let options = config.get_options().map(|o| format!("{o} ")).unwrap_or_default();
+    config.options(&format!("{options}-c default_transaction_read_only=on"));
     // The pool retries a refused connection until its timeout and then reports only
     // that it timed out; one direct attempt first fails fast with the real reason.
     config.connect(NoTls).map_err(|e| SourceError::Open { url: display.to_string(), reason: db_message(&e) })?;
@@ -191,6 +197,8 @@ pub struct PgSource {
     key_cols: Vec<usize>,
     /// Whether the order is unique, so a cursor names one position (resume is possible).
     unique_order: bool,
+    /// The key the request declared (empty: the primary key, or none).
+    declared_key: Vec<String>,
     from_sql: Option<String>,
     table: Option<String>,
     joins: Vec<String>,
@@ -267,6 +275,7 @@ impl PgSource {
             prefix_len: 0,
             key_cols: vec![],
             unique_order: false,
+            declared_key: req.key.clone(),
             from_sql: req.sql.clone(),
             table: req.table.clone(),
             joins: req.joins.clone(),
@@ -423,6 +432,39 @@ impl PgSource {
         Ok(rows.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect())
     }
 
+    /// Whether the catalogue proves `key` unique (see [`crate::keys`]).
+    fn key_is_unique(&mut self, key: &[String]) -> Result<bool, SourceError> {
+        let Some(table) = self.table.clone().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
+        let case = NameCase::FoldUnquoted;
+        let joined = !self.joins.is_empty();
+        let cols: Vec<Option<String>> = key
+            .iter()
+            .map(|k| self.field_index(k).map(|i| base_column(&self.exprs[i], &table, joined, case)))
+            .collect::<Result<_, _>>()?;
+        let rows = self.catalog_pairs(
+            "SELECT i.indexrelid::text, a.attname::text FROM pg_index i \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate \
+               AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts \
+             ORDER BY i.indexrelid, k.ord",
+        )?;
+        Ok(proves_unique(&cols, &group_sets(rows, case)))
+    }
+
+    /// Catalogue rows of two text columns, with the base table as the one parameter.
+    fn catalog_pairs(&mut self, sql: &str) -> Result<Vec<(String, String)>, SourceError> {
+        let Some(table) = self.table.clone() else { return Ok(vec![]) };
+        let rows = self
+            .conn()
+            .query(sql, &[&table])
+            .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: db_message(&e) })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.try_get::<_, String>(0).ok()?, r.try_get::<_, String>(1).ok()?)))
+            .collect())
+    }
+
     fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
         let table = self.table.clone().unwrap_or_default();
         let not_null = self.catalog(
@@ -470,10 +512,15 @@ impl PgSource {
             if !order.iter().any(|o| &o.name == name) {
                 let expr =
                     if i < self.exprs.len() { self.exprs[i].clone() } else { self.hidden.last().unwrap().0.clone() };
-                order.push(OrderCol { name: name.clone(), expr, select_index: i, not_null: true });
+                // NULLs sort last here, so only a column the catalogue says is NOT NULL may be
+                // left out of the NULL-aware predicate: otherwise keyset pages would pass
+                // over the rows whose key is NULL instead of failing on them.
+                let not_null = base_not_null(&expr);
+                order.push(OrderCol { name: name.clone(), expr, select_index: i, not_null });
             }
         }
-        self.unique_order = !self.key_cols.is_empty();
+        // The primary key is unique by definition; a declared key needs the catalogue's proof.
+        self.unique_order = !self.key_cols.is_empty() && (req.key.is_empty() || self.key_is_unique(&req.key)?);
         self.prefix_len = prefix_len;
         self.plan.order = order.iter().map(|o| o.name.clone()).collect();
         self.order = order;
@@ -483,10 +530,12 @@ impl PgSource {
     fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
         let nullable: Vec<String> = self.order.iter().filter(|o| !o.not_null).map(|o| o.name.clone()).collect();
         let first = self.page_query(None, Some(self.page_rows()), None);
+        let declared_key = self.declared_key.clone();
         let choice = Choice {
             asked,
             order: self.plan.order.join(", "),
             unique_order: self.unique_order,
+            declared_key: &declared_key,
             snapshot: self.snapshot,
             nullable: &nullable,
             resuming: self.start_after.is_some(),
@@ -618,7 +667,8 @@ impl PgSource {
                 });
             }
         }
-        if self.unique_order {
+        // Every key column, proven unique or not: a NULL key names no row.
+        {
             for &k in &self.key_cols {
                 if raw(row, k).is_none() {
                     let name = self.order.iter().find(|o| o.select_index == k).map_or("?", |o| o.name.as_str());

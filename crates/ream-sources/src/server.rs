@@ -105,7 +105,8 @@ pub(crate) fn stream_resuming<S: Resumable>(
                 cursor,
                 message: format!(
                     "the connection was lost after {} rows ({message}); this run cannot resume: \
-                     it has no unique key order (give `key`) or pages by offset",
+                     it has no key the database guarantees unique (a primary key or unique index of \
+                     the base table), or pages by offset",
                     at.emitted
                 ),
             });
@@ -145,6 +146,8 @@ pub(crate) struct Choice<'a> {
     /// The order fields, comma-separated, for the reasons.
     pub order: String,
     pub unique_order: bool,
+    /// The key the request declared (empty: the primary key was used, or none exists).
+    pub declared_key: &'a [String],
     pub snapshot: crate::Snapshot,
     /// Order fields whose NULLs keep an index from serving keyset pages (PostgreSQL).
     pub nullable: &'a [String],
@@ -159,6 +162,12 @@ pub(crate) fn choose(
 ) -> Result<(Strategy, String), SourceError> {
     let order_list = &c.order;
     let (strategy, reason) = match c.asked {
+        Strategy::Keyset | Strategy::Offset if !c.unique_order && !c.declared_key.is_empty() => {
+            return Err(SourceError::Plan(crate::keys::unproven_paging(c.asked, c.declared_key)))
+        }
+        Strategy::Offset if !c.unique_order => {
+            return Err(SourceError::Plan(crate::keys::OFFSET_NEEDS_AN_ORDER.into()))
+        }
         Strategy::Keyset if !c.unique_order => {
             return Err(SourceError::Plan(
                 "keyset paging needs a unique key: give `key` (e.g. --key id), or use --strategy cursor".into(),
@@ -167,6 +176,13 @@ pub(crate) fn choose(
         Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
         Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
         Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
+        Strategy::Auto if !c.unique_order && !c.declared_key.is_empty() => (
+            Strategy::Cursor,
+            format!(
+                "the key ({}) is not a primary key or unique index of the base table, so one statement streams",
+                c.declared_key.join(", ")
+            ),
+        ),
         Strategy::Auto if !c.unique_order => (
             Strategy::Cursor,
             "no unique key is known (no `key`, no primary key), so one statement streams".to_string(),

@@ -26,6 +26,7 @@ use ream_core::value::date_from_days;
 use ream_core::{CancelToken, Value};
 
 use crate::convert::{type_from_decl, ColumnBuilder};
+use crate::keys::{base_column, proves_unique, unproven_paging, NameCase};
 use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError, WithinGroups};
 
 const ROWID_FIELD: &str = "rowid";
@@ -35,6 +36,12 @@ struct OrderCol {
     expr: String,
     /// Index of the column in the select list.
     select_index: usize,
+}
+
+fn push_order(order: &mut Vec<OrderCol>, name: &str, expr: String, select_index: usize) {
+    if !order.iter().any(|o| o.name == name) {
+        order.push(OrderCol { name: name.to_string(), expr, select_index });
+    }
 }
 
 /// The schema, and the columns whose type is still to be settled from the first rows
@@ -56,8 +63,12 @@ pub struct SqliteSource {
     order: Vec<OrderCol>,
     /// How many of `order` are group fields (the rest is the key).
     prefix_len: usize,
-    /// Select indices of the unique key, to name a row in errors.
+    /// Select indices of the key, to name a row in errors.
     key_cols: Vec<usize>,
+    /// Select indices of the key the request declared: never NULL.
+    declared_key: Vec<usize>,
+    /// Whether the order is provably unique, so a cursor names one position.
+    unique_order: bool,
     from_sql: Option<String>,
     table: Option<String>,
     joins: Vec<String>,
@@ -125,6 +136,28 @@ impl rusqlite::ToSql for CursorValue {
     }
 }
 
+/// Where one statement's rows stand: rows read, rows in the open batch, the order values
+/// of the last row, and the cursor of the last batch handed on.
+struct Batch {
+    rows: usize,
+    in_batch: usize,
+    key: Vec<CursorValue>,
+    last: Option<Cursor>,
+}
+
+/// `cursor_value` into an existing slot, reusing its text buffer: this runs per row.
+#[inline]
+fn set_cursor_value(slot: &mut CursorValue, v: ValueRef<'_>) {
+    match (slot, v) {
+        (CursorValue::Int(i), ValueRef::Integer(x)) => *i = x,
+        (CursorValue::Text(s), ValueRef::Text(t)) => {
+            s.clear();
+            s.push_str(&String::from_utf8_lossy(t));
+        }
+        (slot, v) => *slot = cursor_value(v),
+    }
+}
+
 fn cursor_value(v: ValueRef<'_>) -> CursorValue {
     match v {
         ValueRef::Null => CursorValue::Null,
@@ -168,6 +201,8 @@ impl SqliteSource {
             order: vec![],
             prefix_len: 0,
             key_cols: vec![],
+            declared_key: vec![],
+            unique_order: false,
             from_sql: req.sql.clone(),
             table: req.table.clone(),
             joins: req.joins.clone(),
@@ -258,33 +293,76 @@ impl SqliteSource {
     }
 
     fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
-        let push = |order: &mut Vec<OrderCol>, name: &str, expr: String, idx: usize| {
-            if !order.iter().any(|o| o.name == name) {
-                order.push(OrderCol { name: name.to_string(), expr, select_index: idx });
-            }
-        };
         let mut order = Vec::new();
         for name in &req.order_prefix {
             let i = self.field_index(name)?;
-            push(&mut order, name, self.exprs[i].clone(), i);
+            push_order(&mut order, name, self.exprs[i].clone(), i);
         }
         let prefix_len = order.len();
-        if !req.key.is_empty() {
-            for name in &req.key {
-                let i = self.field_index(name)?;
-                self.key_cols.push(i);
-                push(&mut order, name, self.exprs[i].clone(), i);
+        for name in &req.key {
+            let i = self.field_index(name)?;
+            self.key_cols.push(i);
+            self.declared_key.push(i);
+            push_order(&mut order, name, self.exprs[i].clone(), i);
+        }
+        self.unique_order = !req.key.is_empty() && self.key_is_unique(&req.key)?;
+        if !self.unique_order {
+            // No key, or one the catalogue does not prove unique: the rowid, where the
+            // base table has one, makes the order unique (as the key or its tiebreaker).
+            if let Some(rowid) = self.rowid_expr() {
+                let idx = self.schema_ref().fields().len() + self.hidden.len();
+                self.hidden.push((rowid.clone(), "__ream_rowid".into()));
+                self.key_cols.push(idx);
+                push_order(&mut order, ROWID_FIELD, rowid, idx);
+                self.unique_order = true;
             }
-        } else if let Some(rowid) = self.rowid_expr() {
-            let idx = self.schema_ref().fields().len() + self.hidden.len();
-            self.hidden.push((rowid.clone(), "__ream_rowid".into()));
-            self.key_cols.push(idx);
-            push(&mut order, ROWID_FIELD, rowid, idx);
         }
         self.prefix_len = prefix_len;
         self.plan.order = order.iter().map(|o| o.name.clone()).collect();
         self.order = order;
         Ok(())
+    }
+
+    /// Whether the catalogue proves `key` unique: its fields are base-table columns that
+    /// hold the INTEGER PRIMARY KEY or every column of a unique, non-partial index.
+    fn key_is_unique(&self, key: &[String]) -> Result<bool, SourceError> {
+        let Some(table) = self.table.as_deref().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
+        let case = NameCase::Insensitive;
+        let cols: Vec<Option<String>> = key
+            .iter()
+            .map(|k| self.field_index(k).map(|i| base_column(&self.exprs[i], table, !self.joins.is_empty(), case)))
+            .collect::<Result<_, _>>()?;
+        Ok(proves_unique(&cols, &self.unique_sets(table)))
+    }
+
+    /// The base table's unique column sets, lower-cased: its INTEGER PRIMARY KEY (the
+    /// rowid) and the columns of each unique index that is neither partial nor on
+    /// expressions (a WITHOUT ROWID primary key is such an index).
+    fn unique_sets(&self, table: &str) -> Vec<Vec<String>> {
+        let catalogue = |sql: &str, arg: &str| -> Vec<(String, i64, i64)> {
+            let Ok(mut stmt) = self.conn.prepare(sql) else { return vec![] };
+            stmt.query_map([arg], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect())
+                .unwrap_or_default()
+        };
+        let table = table.trim_matches(|c| c == '"' || c == '`');
+        let mut sets = Vec::new();
+        let pk = catalogue("SELECT name, pk, upper(type) = 'INTEGER' FROM pragma_table_info(?1) WHERE pk > 0", table);
+        if let [(col, _, 1)] = pk.as_slice() {
+            sets.push(vec![col.to_ascii_lowercase()]);
+        }
+        for (index, unique, partial) in catalogue("SELECT name, \"unique\", partial FROM pragma_index_list(?1)", table)
+        {
+            if unique != 1 || partial != 0 {
+                continue;
+            }
+            // cid -2 is an expression; its name is NULL (read as "").
+            let cols = catalogue("SELECT name, cid, 0 FROM pragma_index_info(?1)", &index);
+            if cols.iter().all(|(name, cid, _)| *cid >= 0 && !name.is_empty()) {
+                sets.push(cols.into_iter().map(|(name, ..)| name.to_ascii_lowercase()).collect());
+            }
+        }
+        sets
     }
 
     /// The base table's rowid, when it has one and no field shadows the name.
@@ -298,13 +376,23 @@ impl SqliteSource {
         self.conn.prepare(&probe).ok().map(|_| expr)
     }
 
+    fn declared_key_names(&self) -> Vec<String> {
+        self.declared_key.iter().map(|&i| self.schema_ref().field(i).name().clone()).collect()
+    }
+
     fn has_unique_order(&self) -> bool {
-        !self.key_cols.is_empty()
+        self.unique_order
     }
 
     fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
         let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
         let (strategy, reason) = match asked {
+            Strategy::Keyset | Strategy::Offset if !self.has_unique_order() && !self.declared_key.is_empty() => {
+                return Err(SourceError::Plan(unproven_paging(asked, &self.declared_key_names())))
+            }
+            Strategy::Offset if !self.has_unique_order() => {
+                return Err(SourceError::Plan(crate::keys::OFFSET_NEEDS_AN_ORDER.into()))
+            }
             Strategy::Keyset if !self.has_unique_order() => {
                 return Err(SourceError::Plan(
                     "keyset paging needs a unique key: give `key` (e.g. --key id), or use --strategy cursor".into(),
@@ -313,6 +401,13 @@ impl SqliteSource {
             Strategy::Keyset => (Strategy::Keyset, format!("asked for; pages by ({order_list})")),
             Strategy::Cursor => (Strategy::Cursor, "asked for".to_string()),
             Strategy::Offset => (Strategy::Offset, "asked for".to_string()),
+            Strategy::Auto if !self.has_unique_order() && !self.declared_key.is_empty() => (
+                Strategy::Cursor,
+                format!(
+                    "the key ({}) is not a primary key or unique index of the base table, so one statement is stepped",
+                    self.declared_key_names().join(", ")
+                ),
+            ),
             Strategy::Auto if !self.has_unique_order() => {
                 (Strategy::Cursor, "no unique key is known, so one statement is stepped".to_string())
             }
@@ -401,47 +496,46 @@ impl SqliteSource {
 
     /// A page: the select, the keyset predicate after `after`, the order, the limit.
     fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
-        let mut sql = self.select_sql(&self.hidden, &self.table_expr());
+        let select = self.select_sql(&self.hidden, &self.table_expr());
+        let mut bound = self.bind_text(&select);
         let mut cursor = Vec::new();
         if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
-            sql.push_str(&keyset_predicate(&self.order, after));
+            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            bound.sql.push_str(&keyset_predicate(&self.order, after, bound.values.len() + 1));
             cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
         }
         if !self.order.is_empty() {
             let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
-            sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
+            bound.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
         }
         if let Some(n) = limit {
-            sql.push_str(&format!(" LIMIT {n}"));
+            bound.sql.push_str(&format!(" LIMIT {n}"));
         }
         if let Some(m) = offset {
-            sql.push_str(&format!(" OFFSET {m}"));
+            bound.sql.push_str(&format!(" OFFSET {m}"));
         }
-        Query { bound: self.bind_text(&sql), cursor }
+        Query { bound, cursor }
     }
 
     fn schema_ref(&self) -> SchemaRef {
         self.typing.borrow().schema.clone()
     }
 
-    /// Run one statement, pushing full batches to `emit`. Returns the rows read, the
-    /// cursor after the last full batch, and whether the consumer asked to stop.
+    /// Run one statement, pushing a batch to `emit` at every `BatchLimit` rows and the
+    /// rest at the end, each with the cursor of its last row. Returns the rows read, the
+    /// cursor of the last batch handed on, and whether the consumer asked to stop.
     fn read(
         &self,
         q: &Query,
         builders: &mut [ColumnBuilder],
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
         rows_before: u64,
-        flush_at_end: bool,
     ) -> Result<(usize, Option<Cursor>, bool), SourceError> {
         let sql = &q.bound.sql;
         let mut stmt = self.conn.prepare(sql).map_err(|e| prepare_err(sql, e))?;
         bind_all(&mut stmt, &q.bound.values, &q.cursor).map_err(|e| prepare_err(sql, e))?;
         let mut rows = stmt.raw_query();
-        let mut n = 0usize;
-        let mut in_batch = 0usize;
-        let mut last_cursor = None;
+        let mut batch = Batch { rows: 0, in_batch: 0, key: vec![CursorValue::Null; self.order.len()], last: None };
 
         // Types still open: hold the first batch's rows, settle the types, replay them.
         if !self.typing.borrow().unsettled.is_empty() {
@@ -460,16 +554,14 @@ impl SqliteSource {
                             .collect(),
                     ),
                     Ok(None) => break,
-                    Err(e) => return Err(self.read_err(sql, &last_cursor, e)),
+                    Err(e) => return Err(self.read_err(sql, &batch.last, e)),
                 }
             }
             self.settle(&pending, builders);
             for vals in &pending {
                 let get = |i: usize| ValueRef::from(&vals[i]);
-                self.append_row(builders, &get, rows_before + n as u64)?;
-                n += 1;
-                if !self.row_done(builders, emit, &get, &mut in_batch, &mut last_cursor)? {
-                    return Ok((n, last_cursor, true));
+                if !self.take_row(builders, emit, &get, &mut batch, rows_before)? {
+                    return Ok((batch.rows, batch.last, true));
                 }
             }
         }
@@ -478,25 +570,71 @@ impl SqliteSource {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
                 Ok(None) => break,
-                Err(e) => return Err(self.read_err(sql, &last_cursor, e)),
+                Err(e) => return Err(self.read_err(sql, &batch.last, e)),
             };
             if self.cancel.is_cancelled() {
                 return Err(SourceError::Cancelled);
             }
             let get = |i: usize| row.get_ref(i).unwrap_or(ValueRef::Null);
-            self.append_row(builders, &get, rows_before + n as u64)?;
-            n += 1;
-            if !self.row_done(builders, emit, &get, &mut in_batch, &mut last_cursor)? {
-                return Ok((n, last_cursor, true));
+            if !self.take_row(builders, emit, &get, &mut batch, rows_before)? {
+                return Ok((batch.rows, batch.last, true));
             }
         }
-        if flush_at_end && in_batch > 0 {
-            let batch = self.finish_batch(builders)?;
-            if !emit(batch, None) {
-                return Ok((n, last_cursor, true));
-            }
+        if batch.in_batch > 0 && !self.hand_on(builders, emit, &mut batch)? {
+            return Ok((batch.rows, batch.last, true));
         }
-        Ok((n, last_cursor, false))
+        Ok((batch.rows, batch.last, false))
+    }
+
+    /// One row into the builders and its order values into `batch.key`; at a full batch
+    /// (the run's `BatchLimit`, which may change between batches), hand the batch on.
+    /// False when the consumer asked to stop.
+    #[inline]
+    fn take_row<'r>(
+        &self,
+        builders: &mut [ColumnBuilder],
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+        get: &impl Fn(usize) -> ValueRef<'r>,
+        batch: &mut Batch,
+        rows_before: u64,
+    ) -> Result<bool, SourceError> {
+        let index = rows_before + batch.rows as u64;
+        self.append_row(builders, get, index)?;
+        for (slot, o) in batch.key.iter_mut().zip(&self.order) {
+            set_cursor_value(slot, get(o.select_index));
+        }
+        if let Some(&k) = self.declared_key.iter().find(|&&k| matches!(get(k), ValueRef::Null)) {
+            return Err(self.null_key_err(k, index));
+        }
+        batch.rows += 1;
+        batch.in_batch += 1;
+        if batch.in_batch < self.batch_limit.rows(self.batch_size) {
+            return Ok(true);
+        }
+        self.hand_on(builders, emit, batch)
+    }
+
+    /// Emit the rows in the builders with the cursor of the last of them.
+    fn hand_on(
+        &self,
+        builders: &mut [ColumnBuilder],
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+        batch: &mut Batch,
+    ) -> Result<bool, SourceError> {
+        batch.in_batch = 0;
+        let cursor = (!self.order.is_empty()).then(|| Cursor(batch.key.clone()));
+        let go_on = emit(self.finish_batch(builders)?, cursor.as_ref());
+        batch.last = cursor;
+        Ok(go_on)
+    }
+
+    fn null_key_err(&self, col: usize, index: u64) -> SourceError {
+        SourceError::Value {
+            column: self.schema_ref().field(col).name().clone(),
+            ty: "key".into(),
+            key: format!("row {}", index + 1),
+            message: "a key column is NULL, so the key does not name the row: choose a key without NULLs".into(),
+        }
     }
 
     /// One row into the builders; `get` reads a select column of the current row.
@@ -523,29 +661,6 @@ impl SqliteSource {
             }
         }
         Ok(())
-    }
-
-    /// Count a row into the batch; at a full batch, emit it with the cursor of its last
-    /// row (`last_row`). Returns false when the consumer asked to stop.
-    #[inline]
-    fn row_done<'r>(
-        &self,
-        builders: &mut [ColumnBuilder],
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-        last_row: &impl Fn(usize) -> ValueRef<'r>,
-        in_batch: &mut usize,
-        last_cursor: &mut Option<Cursor>,
-    ) -> Result<bool, SourceError> {
-        *in_batch += 1;
-        if *in_batch < self.batch_limit.rows(self.batch_size) {
-            return Ok(true);
-        }
-        *in_batch = 0;
-        let cur = Cursor(self.order.iter().map(|o| cursor_value(last_row(o.select_index))).collect());
-        let batch = self.finish_batch(builders)?;
-        let go_on = emit(batch, Some(&cur));
-        *last_cursor = Some(cur);
-        Ok(go_on)
     }
 
     /// Decide the open types from the held rows: any text makes text, any real makes a
@@ -660,29 +775,37 @@ impl SqliteSource {
     }
 }
 
-/// `(o1, o2) > (?, ?)` when the cursor has no NULL (an index serves row-value
+/// `(o1, o2) > (?N, ?M)` when the cursor has no NULL (an index serves row-value
 /// comparisons). With a NULL — SQLite sorts NULLs first — the lexicographic expansion with
-/// `IS`: `(o1 IS ? AND o2 > ?) OR (o1 > ?)`, binding only the non-NULL values.
-fn keyset_predicate(order: &[OrderCol], after: &Cursor) -> String {
+/// `IS`: `(o1 IS NULL AND o2 > ?N) OR (o1 IS NOT NULL)`. The cursor's non-NULL values bind
+/// once each, as numbered parameters from `first`, since the expansion names a value in
+/// several terms.
+fn keyset_predicate(order: &[OrderCol], after: &Cursor, first: usize) -> String {
+    let mut numbers = Vec::with_capacity(after.0.len());
+    let mut next = first;
+    for v in &after.0 {
+        numbers.push(next);
+        if *v != CursorValue::Null {
+            next += 1;
+        }
+    }
     if !after.0.contains(&CursorValue::Null) {
         let cols: Vec<&str> = order.iter().map(|o| o.expr.as_str()).collect();
-        let qs = vec!["?"; cols.len()].join(", ");
-        return format!("({}) > ({qs})", cols.join(", "));
+        let qs: Vec<String> = numbers.iter().map(|n| format!("?{n}")).collect();
+        return format!("({}) > ({})", cols.join(", "), qs.join(", "));
     }
-    // Placeholders are bound in the order of the non-NULL cursor values, so each term of
-    // the expansion must reference them in that order: build it column by column.
     let mut terms = Vec::new();
     for i in 0..order.len() {
         let mut parts = Vec::new();
-        for (o, v) in order.iter().zip(&after.0).take(i) {
+        for (j, (o, v)) in order.iter().zip(&after.0).enumerate().take(i) {
             parts.push(match v {
                 CursorValue::Null => format!("{} IS NULL", o.expr),
-                _ => format!("{} = ?", o.expr),
+                _ => format!("{} = ?{}", o.expr, numbers[j]),
             });
         }
         parts.push(match &after.0[i] {
             CursorValue::Null => format!("{} IS NOT NULL", order[i].expr),
-            _ => format!("{} > ?", order[i].expr),
+            _ => format!("{} > ?{}", order[i].expr, numbers[i]),
         });
         terms.push(format!("({})", parts.join(" AND ")));
     }
@@ -734,7 +857,7 @@ impl Source for SqliteSource {
                 let mut after = self.start_after.clone();
                 loop {
                     let q = self.page_query(after.as_ref(), Some(bs), None);
-                    let (n, cur, stopped) = self.read(&q, &mut builders, emit, total, true)?;
+                    let (n, cur, stopped) = self.read(&q, &mut builders, emit, total)?;
                     total += n as u64;
                     if stopped || n < bs {
                         break;
@@ -744,7 +867,7 @@ impl Source for SqliteSource {
             }
             Strategy::Offset => loop {
                 let q = self.page_query(None, Some(bs), Some(total));
-                let (n, _, stopped) = self.read(&q, &mut builders, emit, total, true)?;
+                let (n, _, stopped) = self.read(&q, &mut builders, emit, total)?;
                 total += n as u64;
                 if stopped || n < bs {
                     break;
@@ -752,7 +875,7 @@ impl Source for SqliteSource {
             },
             Strategy::Cursor | Strategy::Auto => {
                 let q = self.page_query(None, None, None);
-                self.read(&q, &mut builders, emit, 0, true)?;
+                self.read(&q, &mut builders, emit, 0)?;
             }
         }
         // End the read transaction; the connection closes with the source.
