@@ -44,6 +44,8 @@ pub struct ReportMeta {
 /// One variable: its aggregate, the field it reads and its reset scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariableSpec {
+    /// The variable's name in the spec, for messages.
+    pub name: String,
     pub aggregate: crate::spec::Aggregate,
     /// Index of the field in the batches; `None` counts rows (`count: "*"`).
     pub field: Option<usize>,

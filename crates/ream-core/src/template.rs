@@ -172,14 +172,41 @@ impl Format {
                 None => v.to_string(),
             },
             Format::Date(p) => match v {
-                Value::Date(d) => date_from_days(*d).map(|d| d.format(p).to_string()).unwrap_or_else(|| v.to_string()),
-                Value::Timestamp(us) => DateTime::from_timestamp_micros(*us)
-                    .map(|t| t.naive_utc().format(p).to_string())
-                    .unwrap_or_else(|| v.to_string()),
-                _ => v.to_string(),
-            },
+                Value::Date(d) => date_from_days(*d).and_then(|d| strftime(d.format(p))),
+                Value::Timestamp(us) => {
+                    DateTime::from_timestamp_micros(*us).and_then(|t| strftime(t.naive_utc().format(p)))
+                }
+                _ => None,
+            }
+            .unwrap_or_else(|| v.to_string()),
         }
     }
+
+    /// Whether the format can display values of this type: a `date:` pattern with time
+    /// fields (`%H`) cannot show a date. Checked once the schema is known, so a spec that
+    /// asks for it is a located error rather than a raw value in the output.
+    pub fn fits(&self, dt: &arrow_schema::DataType) -> Result<(), String> {
+        match (self, dt) {
+            (Format::Date(p), arrow_schema::DataType::Date32) => {
+                let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default();
+                match strftime(day.format(p)) {
+                    Some(_) => Ok(()),
+                    None => Err(format!(
+                        "`date:{p}` shows a time, but the field is a date: use date fields only (%Y, %m, %d, %b, %A…)"
+                    )),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A chrono pattern applied, or `None` where the value lacks a field the pattern shows
+/// (chrono's `to_string` would panic there).
+fn strftime(shown: impl std::fmt::Display) -> Option<String> {
+    let mut out = String::new();
+    write!(out, "{shown}").ok()?;
+    Some(out)
 }
 
 /// Round to `n` decimals (half away from zero; exact for integers and decimals) and group
@@ -372,6 +399,17 @@ mod tests {
         assert_eq!(Format::Number(1).apply(&Value::Decimal { units: -125, scale: 2 }), "-1.3");
         assert_eq!(Format::Int.apply(&Value::Int(-1234567)), "-1,234,567");
         assert_eq!(Format::Date("%d/%m/%Y".into()).apply(&Value::Date(0)), "01/01/1970");
+    }
+
+    #[test]
+    fn a_time_pattern_does_not_fit_a_date_and_never_panics_on_one() {
+        let f = Format::parse("date:%H:%M").unwrap();
+        let err = f.fits(&arrow_schema::DataType::Date32).unwrap_err();
+        assert!(err.contains("`date:%H:%M` shows a time, but the field is a date"), "{err}");
+        assert!(f.fits(&arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None)).is_ok());
+        assert!(Format::parse("date:%d.%m.%Y").unwrap().fits(&arrow_schema::DataType::Date32).is_ok());
+        // Where it is applied anyway (a template over a value of unknown type): raw.
+        assert_eq!(f.apply(&Value::Date(0)), "1970-01-01");
     }
 
     #[test]

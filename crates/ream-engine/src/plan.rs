@@ -148,10 +148,11 @@ fn settle_schema(
 fn variable_specs(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<VariableSpec> {
     let index = |f: &str| schema.index_of(f).expect("fields were checked");
     spec.variables
-        .values()
-        .map(|v| {
+        .iter()
+        .map(|(name, v)| {
             let (aggregate, field) = v.aggregates()[0];
             VariableSpec {
+                name: name.clone(),
                 aggregate,
                 field: (field != "*").then(|| index(field)),
                 reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
@@ -168,6 +169,20 @@ fn check_variable_types(spec: &ream_core::Spec, variables: &[VariableSpec], sche
         .filter_map(|(name, v)| {
             let one = StageConfig::Accumulate { variables: vec![v.clone()] };
             one.build(schema).err().map(|e| SpecError::new(format!("variables.{name}"), e.to_string()))
+        })
+        .collect()
+}
+
+/// Each column's display format must suit its field's type (no time pattern on a date).
+fn check_column_formats(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<SpecError> {
+    spec.columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let format = ValueFormat::parse(c.format.as_deref()?).ok()?;
+            let field = schema.field_with_name(&c.field).ok()?;
+            let e = format.fits(field.data_type()).err()?;
+            Some(SpecError::new(format!("columns[{i}].format"), format!("`{}`: {e}", c.field)))
         })
         .collect()
 }
@@ -196,6 +211,7 @@ pub fn check_against_source(loaded: &LoadedSpec, source: Option<String>) -> Resu
         let schema = source.schema();
         let mut errors = check_variable_types(spec, &variable_specs(spec, &schema), &schema);
         errors.extend(check_chart_types(spec, &schema));
+        errors.extend(check_column_formats(spec, &schema));
         if !errors.is_empty() {
             return Err(EngineError::Spec(loaded.locate(errors)));
         }
@@ -437,6 +453,11 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
     let index = |f: &str| schema.index_of(f).expect("fields were checked");
+    let errors = check_column_formats(spec, &schema);
+    if !errors.is_empty() {
+        cancel.cancel();
+        return Err(EngineError::Spec(loaded.locate(errors)));
+    }
 
     // Templates and formats parsed when the spec was loaded; parse again into the meta.
     let locale = spec.locale.as_deref().map(|l| Locale::parse(l).expect("checked at load")).unwrap_or_default();

@@ -4,13 +4,16 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
+use arrow_buffer::i256;
 use arrow_schema::{DataType, SchemaRef};
 use ream_core::spec::Aggregate;
 use ream_core::{Event, Value};
 
 use crate::{Stage, StageError, VariableSpec};
 
-/// Variables. Integers and decimals sum exactly (i128); floats sum with Neumaier's
+/// Variables. Integers and decimals sum exactly: integers in i128, decimals in i256, so no
+/// sum can wrap (a 38-digit decimal column would pass i128 after two rows); a decimal sum
+/// beyond 38 digits, which no output type holds, fails the run naming the variable. Floats sum with Neumaier's
 /// compensation; avg, stddev and variance use Welford's method. `stddev` and `variance`
 /// are the sample statistics (n − 1), as SQL's `stddev`/`variance`; NULL below two
 /// values. Like SQL, aggregates skip NULLs, and `sum`/`avg`/`min`/`max` of no values is
@@ -36,7 +39,7 @@ enum NumKind {
 enum State {
     Count(u64),
     SumInt(i128, bool),
-    SumDecimal(i128, bool),
+    SumDecimal(i256, bool),
     SumFloat { sum: f64, comp: f64, any: bool },
     Welford { n: u64, mean: f64, m2: f64 },
     MinMax(Value),
@@ -81,8 +84,8 @@ impl Accumulate {
         Ok(Accumulate { vars })
     }
 
-    fn values(&self) -> Arc<[Value]> {
-        self.vars.iter().map(|v| v.value()).collect::<Vec<_>>().into()
+    fn values(&self) -> Result<Arc<[Value]>, StageError> {
+        Ok(self.vars.iter().map(|v| v.value()).collect::<Result<Vec<_>, _>>()?.into())
     }
 }
 
@@ -91,7 +94,7 @@ fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
         Aggregate::Count => State::Count(0),
         Aggregate::Sum => match kind {
             NumKind::Int => State::SumInt(0, false),
-            NumKind::Decimal(_) => State::SumDecimal(0, false),
+            NumKind::Decimal(_) => State::SumDecimal(i256::ZERO, false),
             _ => State::SumFloat { sum: 0.0, comp: 0.0, any: false },
         },
         Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance => State::Welford { n: 0, mean: 0.0, m2: 0.0 },
@@ -141,7 +144,7 @@ impl Var {
                 if a.null_count() < a.len() {
                     *any = true;
                 }
-                *s += a.iter().flatten().sum::<i128>();
+                *s = a.iter().flatten().fold(*s, |acc, v| acc.wrapping_add(i256::from_i128(v)));
             }
             State::SumFloat { sum, comp, any } => {
                 for x in floats(col).into_iter().flatten() {
@@ -212,21 +215,15 @@ impl Var {
         }
     }
 
-    fn value(&self) -> Value {
-        match &self.state {
+    fn value(&self) -> Result<Value, StageError> {
+        Ok(match &self.state {
             State::Count(n) => Value::Int(*n as i64),
             State::SumInt(_, false) | State::SumDecimal(_, false) | State::SumFloat { any: false, .. } => Value::Null,
             State::SumInt(s, true) => match i64::try_from(*s) {
                 Ok(i) => Value::Int(i),
                 Err(_) => Value::Decimal { units: *s, scale: 0 },
             },
-            State::SumDecimal(s, true) => Value::Decimal {
-                units: *s,
-                scale: match self.kind {
-                    NumKind::Decimal(sc) => sc,
-                    _ => 0,
-                },
-            },
+            State::SumDecimal(s, true) => return decimal_sum(&self.spec.name, *s, self.kind),
             State::SumFloat { sum, comp, .. } => Value::Float(sum + comp),
             State::Welford { n, mean, m2 } => match self.spec.aggregate {
                 Aggregate::Avg if *n > 0 => Value::Float(*mean),
@@ -241,7 +238,23 @@ impl Var {
                 DistinctSet::Text(s) => s.len(),
                 DistinctSet::Other(s) => s.len(),
             } as i64),
-        }
+        })
+    }
+}
+
+/// A decimal sum as a value, or an error naming the variable when it has more than the
+/// 38 digits a decimal holds.
+fn decimal_sum(name: &str, sum: i256, kind: NumKind) -> Result<Value, StageError> {
+    let scale = if let NumKind::Decimal(s) = kind { s } else { 0 };
+    match sum.to_i128().filter(|u| u.unsigned_abs() < 10u128.pow(38)) {
+        Some(units) => Ok(Value::Decimal { units, scale }),
+        None => Err(StageError::Compute {
+            stage: "variables",
+            message: format!(
+                "`{name}`: the sum has {} digits, more than the 38 a decimal holds",
+                sum.to_string().trim_start_matches('-').len()
+            ),
+        }),
     }
 }
 
@@ -268,14 +281,14 @@ impl Stage for Accumulate {
                 out.push(Event::Rows(batch));
             }
             Event::GroupFooter { level, key, .. } => {
-                out.push(Event::GroupFooter { level, key, variables: self.values() });
+                out.push(Event::GroupFooter { level, key, variables: self.values()? });
                 for v in &mut self.vars {
                     if v.spec.reset_level == Some(level) {
                         v.reset();
                     }
                 }
             }
-            Event::End { rows, charts, .. } => out.push(Event::End { variables: self.values(), rows, charts }),
+            Event::End { rows, charts, .. } => out.push(Event::End { variables: self.values()?, rows, charts }),
             other => out.push(other),
         }
         Ok(())
@@ -289,7 +302,10 @@ mod tests {
     use arrow_schema::{Field, Schema};
 
     fn run(aggs: &[(Aggregate, Option<usize>)], batches: &[RecordBatch]) -> Vec<Value> {
-        let specs = aggs.iter().map(|(a, f)| VariableSpec { aggregate: *a, field: *f, reset_level: None }).collect();
+        let specs = aggs
+            .iter()
+            .map(|(a, f)| VariableSpec { name: "v".into(), aggregate: *a, field: *f, reset_level: None })
+            .collect();
         let mut acc = Accumulate::new(specs, &batches[0].schema()).unwrap();
         let mut out = Vec::new();
         for b in batches {
@@ -373,8 +389,8 @@ mod tests {
     fn a_variable_resets_after_its_groups_footer() {
         let b = batch(vec![Some(1), Some(2)], vec![None, None], vec![None, None]);
         let specs = vec![
-            VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: Some(0) },
-            VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: None },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::Sum, field: Some(0), reset_level: Some(0) },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::Sum, field: Some(0), reset_level: None },
         ];
         let mut acc = Accumulate::new(specs, &b.schema()).unwrap();
         let mut out = Vec::new();
@@ -400,11 +416,47 @@ mod tests {
     fn sum_of_text_is_a_config_error() {
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
         let err = Accumulate::new(
-            vec![VariableSpec { aggregate: Aggregate::Sum, field: Some(0), reset_level: None }],
+            vec![VariableSpec { name: "v".into(), aggregate: Aggregate::Sum, field: Some(0), reset_level: None }],
             &schema,
         )
         .err()
         .unwrap();
         assert!(err.to_string().contains("sum needs a numeric field, but `s` is string"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod wide_sums {
+    use super::*;
+    use arrow_array::Decimal128Array;
+    use arrow_schema::{Field, Schema};
+
+    fn sum_of(values: Vec<i128>) -> Result<Vec<Event>, StageError> {
+        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Decimal128(38, 2), true)]));
+        let col = Decimal128Array::from(values).with_precision_and_scale(38, 2).unwrap();
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(col)]).unwrap();
+        let spec =
+            VariableSpec { name: "grand_total".into(), aggregate: Aggregate::Sum, field: Some(0), reset_level: None };
+        let mut acc = Accumulate::new(vec![spec], &schema).unwrap();
+        let mut out = Vec::new();
+        acc.push(Event::Rows(b), &mut out)?;
+        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0, charts: Arc::from(vec![]) }, &mut out)?;
+        Ok(out)
+    }
+
+    const NINES: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999; // 38 digits
+
+    #[test]
+    fn a_decimal_sum_past_i128_on_the_way_is_still_exact() {
+        // 2 × (10^38 − 1) passes i128's 1.7e38; the final sum is back within 38 digits.
+        let out = sum_of(vec![NINES, NINES, -NINES, -NINES, 5]).unwrap();
+        let Some(Event::End { variables, .. }) = out.last() else { panic!() };
+        assert_eq!(variables[0], Value::Decimal { units: 5, scale: 2 });
+    }
+
+    #[test]
+    fn a_decimal_sum_of_more_than_38_digits_fails_naming_the_variable() {
+        let err = sum_of(vec![NINES, NINES]).unwrap_err().to_string();
+        assert!(err.contains("`grand_total`: the sum has 39 digits, more than the 38 a decimal holds"), "{err}");
     }
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::i256;
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use ream_core::chart::{ChartData, Downsampled, Point, Series, XScale, OTHER};
 use ream_core::spec::{ChartAggregate, ChartConfig, ChartKind, TimeBucket};
@@ -136,13 +137,19 @@ impl YCol<'_> {
 struct Cell {
     rows: u64,
     n: u64,
-    sum_i: i128,
+    /// i256: a 38-digit decimal column would pass i128 after two rows.
+    sum_i: i256,
     min_i: i128,
     max_i: i128,
     sum_f: f64,
     comp: f64,
     min_f: f64,
     max_f: f64,
+}
+
+/// An exact sum in units of `10^-scale`, as the nearest float.
+fn wide_f64(units: i256, scale: i8) -> f64 {
+    units.to_string().parse::<f64>().unwrap_or(f64::NAN) / 10f64.powi(scale as i32)
 }
 
 /// Neumaier's compensated sum step.
@@ -171,7 +178,7 @@ impl Cell {
                     self.max_i = self.max_i.max(v);
                 }
                 self.n += 1;
-                self.sum_i += v;
+                self.sum_i = self.sum_i.wrapping_add(i256::from_i128(v));
             }
             YItem::F(v) => {
                 if self.n == 0 {
@@ -201,7 +208,7 @@ impl Cell {
             self.max_f = self.max_f.max(o.max_f);
         }
         self.n += o.n;
-        self.sum_i += o.sum_i;
+        self.sum_i = self.sum_i.wrapping_add(o.sum_i);
         neumaier(&mut self.sum_f, &mut self.comp, o.sum_f);
         self.comp += o.comp;
     }
@@ -221,11 +228,13 @@ impl Cell {
             return Value::Null;
         }
         match (agg, num) {
-            (ChartAggregate::Sum, Num::Exact(s)) => exact(self.sum_i, s),
+            // A sum beyond 38 digits has no exact value type: a chart draws it as a float.
+            (ChartAggregate::Sum, Num::Exact(s)) => match self.sum_i.to_i128() {
+                Some(units) => exact(units, s),
+                None => Value::Float(wide_f64(self.sum_i, s)),
+            },
             (ChartAggregate::Sum, _) => Value::Float(self.sum_f + self.comp),
-            (ChartAggregate::Avg, Num::Exact(s)) => {
-                Value::Float(self.sum_i as f64 / 10f64.powi(s as i32) / self.n as f64)
-            }
+            (ChartAggregate::Avg, Num::Exact(s)) => Value::Float(wide_f64(self.sum_i, s) / self.n as f64),
             (ChartAggregate::Avg, _) => Value::Float((self.sum_f + self.comp) / self.n as f64),
             (ChartAggregate::Min, Num::Exact(s)) => exact(self.min_i, s),
             (ChartAggregate::Max, Num::Exact(s)) => exact(self.max_i, s),

@@ -26,7 +26,7 @@
 //! let mut stages: Vec<_> = [
 //!     StageConfig::Group { fields: vec![0] },
 //!     StageConfig::Accumulate { variables: vec![VariableSpec {
-//!         aggregate: Aggregate::Sum, field: Some(1), reset_level: Some(0) }] },
+//!         name: "total".into(), aggregate: Aggregate::Sum, field: Some(1), reset_level: Some(0) }] },
 //! ].iter().map(|c| c.build(&schema).unwrap()).collect();
 //! let batch = RecordBatch::try_new(schema.clone(), vec![
 //!     Arc::new(StringArray::from(vec!["East", "East", "West"])),

@@ -44,11 +44,11 @@ proptest! {
         ]));
         // Variables: sum and count per inner group, count_distinct and max per outer group, rows overall.
         let vars = vec![
-            VariableSpec { aggregate: Aggregate::Sum, field: Some(2), reset_level: Some(1) },
-            VariableSpec { aggregate: Aggregate::Count, field: Some(2), reset_level: Some(1) },
-            VariableSpec { aggregate: Aggregate::CountDistinct, field: Some(2), reset_level: Some(0) },
-            VariableSpec { aggregate: Aggregate::Max, field: Some(2), reset_level: Some(0) },
-            VariableSpec { aggregate: Aggregate::Count, field: None, reset_level: None },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::Sum, field: Some(2), reset_level: Some(1) },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::Count, field: Some(2), reset_level: Some(1) },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::CountDistinct, field: Some(2), reset_level: Some(0) },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::Max, field: Some(2), reset_level: Some(0) },
+            VariableSpec { name: "v".into(), aggregate: Aggregate::Count, field: None, reset_level: None },
         ];
         let mut stages: Vec<_> = [StageConfig::Group { fields: vec![0, 1] }, StageConfig::Accumulate { variables: vars }]
             .iter().map(|c| c.build(&schema).unwrap()).collect();
