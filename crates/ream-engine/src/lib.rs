@@ -16,13 +16,15 @@
 //! # Ok::<(), ream_engine::EngineError>(())
 //! ```
 
+pub mod output;
 mod plan;
 mod run;
 
+pub use output::OutputFile;
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
 pub use ream_render::{Format, RenderOptions};
 pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};
-pub use run::{start, temp_path, Progress, Run, Summary, CHUNK_BYTES};
+pub use run::{start, Progress, Run, Summary, CHUNK_BYTES};
 
 use ream_core::{ParamErrors, SpecErrors};
 use ream_sources::SourceError;

@@ -12,7 +12,7 @@
 //! interrupted and both threads stop.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -135,27 +135,64 @@ pub(crate) fn spawn_source(
     let thread = std::thread::Builder::new()
         .name("ream-source".into())
         .spawn(move || {
-            let mut mark = Instant::now();
-            let result = source.stream(&mut |batch, _cursor| {
-                progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                progress.read_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                progress.batch_bytes.store(batch.get_array_memory_size() as u64, Ordering::Relaxed);
-                progress.batch_rows.store(batch.num_rows() as u64, Ordering::Relaxed);
-                let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
-                mark = Instant::now();
-                ok
-            });
-            progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            let last = match result {
-                Ok(()) if cancel.is_cancelled() => SourceMsg::Failed(EngineError::Cancelled),
-                Ok(()) => SourceMsg::End(source.schema()),
-                Err(SourceError::Cancelled) => SourceMsg::Failed(EngineError::Cancelled),
-                Err(e) => SourceMsg::Failed(EngineError::Source { report: Some(report), source: e }),
-            };
-            let _ = tx.send(last);
+            let last = contained(|| read_all(source.as_mut(), &tx, &cancel, &progress, report));
+            let _ = tx.send(last.unwrap_or_else(SourceMsg::Failed));
         })
         .expect("spawning a thread");
     Started { rx, first: None, thread }
+}
+
+/// Stream the source into the queue; the message that ends it.
+fn read_all(
+    source: &mut dyn Source,
+    tx: &Sender<SourceMsg>,
+    cancel: &CancelToken,
+    progress: &Progress,
+    report: String,
+) -> SourceMsg {
+    let mut mark = Instant::now();
+    let result = source.stream(&mut |batch, _cursor| {
+        progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        progress.read_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        progress.batch_bytes.store(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        progress.batch_rows.store(batch.num_rows() as u64, Ordering::Relaxed);
+        let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
+        mark = Instant::now();
+        ok
+    });
+    progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    match result {
+        Ok(()) if cancel.is_cancelled() => SourceMsg::Failed(EngineError::Cancelled),
+        Ok(()) => SourceMsg::End(source.schema()),
+        Err(SourceError::Cancelled) => SourceMsg::Failed(EngineError::Cancelled),
+        Err(e) => SourceMsg::Failed(EngineError::Source { report: Some(report), source: e }),
+    }
+}
+
+/// Run a thread's work, turning a panic into a failed run: the run's other thread and
+/// every other run go on. The message asks for a bug report, since a panic is one.
+pub(crate) fn contained<T>(work: impl FnOnce() -> T) -> Result<T, EngineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a worker thread panicked".into());
+        EngineError::Internal(format!(
+            "{message}\n  This is a bug in ream: please report it, with the spec and the command that ran it."
+        ))
+    })
+}
+
+/// Test builds only: `REAM_TEST_PANIC=REPORT` makes that report's process thread panic
+/// at its first batch, so tests can show that a panic fails one run and nothing else.
+fn injected_panic(report: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("REAM_TEST_PANIC").is_ok_and(|r| r == report) {
+        panic!("injected panic in report `{report}`");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = report;
 }
 
 enum Chunk {
@@ -240,29 +277,28 @@ impl Run {
         Ok(Some(self.summary()))
     }
 
-    /// Write the output to a file through a temporary name in the same directory,
-    /// renamed into place only when the run completes. On any failure the temporary file
-    /// is removed and nothing is left at `path`.
+    /// Write the output to a file so that it appears only when complete (see
+    /// [`crate::output`]: a temporary in the same directory, renamed into place; FIFOs and
+    /// devices written directly). On any failure nothing is left at `path`.
     pub fn write_file(mut self, path: &Path) -> Result<Summary, EngineError> {
-        let tmp = temp_path(path);
+        let mut out = crate::output::OutputFile::create(path)
+            .map_err(|e| EngineError::Output(format!("cannot write {}: {e}", path.display())))?;
         let result = (|| {
-            let file = std::fs::File::create(&tmp)
-                .map_err(|e| EngineError::Output(format!("cannot create {}: {e}", tmp.display())))?;
-            let mut w = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
             while let Some(chunk) = self.next_chunk()? {
-                w.write_all(&chunk).map_err(|e| EngineError::Output(format!("{}: {e}", tmp.display())))?;
+                out.write_all(&chunk).map_err(|e| EngineError::Output(format!("{}: {e}", path.display())))?;
             }
-            let file = w.into_inner().map_err(|e| EngineError::Output(e.to_string()))?;
-            file.sync_all().map_err(|e| EngineError::Output(e.to_string()))?;
-            std::fs::rename(&tmp, path)
-                .map_err(|e| EngineError::Output(format!("cannot rename to {}: {e}", path.display())))?;
-            Ok(self.summary())
+            Ok(())
         })();
-        if result.is_err() {
-            self.cancel.cancel();
-            let _ = std::fs::remove_file(&tmp);
+        match result {
+            Ok(()) => {
+                out.commit().map_err(|e| EngineError::Output(format!("cannot write {}: {e}", path.display())))?;
+                Ok(self.summary())
+            }
+            Err(e) => {
+                self.cancel.cancel();
+                Err(e)
+            }
         }
-        result
     }
 }
 
@@ -273,12 +309,6 @@ impl Drop for Run {
             self.cancel.cancel();
         }
     }
-}
-
-/// `dir/.name.ream-PID.tmp`: hidden, in the same directory so the rename is atomic.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    path.with_file_name(format!(".{name}.ream-{}.tmp", std::process::id()))
 }
 
 /// Start the threads of a prepared run.
@@ -315,8 +345,9 @@ pub fn start(prepared: Prepared) -> Run {
                 .name("ream-process".into())
                 .spawn(move || {
                     let messages = first.into_iter().chain(rx.iter());
-                    let outcome = process(meta, format, &render, stages, messages, &chunk_tx, &progress, &cancel);
-                    let last = match outcome {
+                    let outcome =
+                        contained(|| process(meta, format, &render, stages, messages, &chunk_tx, &progress, &cancel));
+                    let last = match outcome.and_then(|r| r) {
                         Ok(()) => Chunk::Done,
                         Err(e) => Chunk::Failed(e),
                     };
@@ -393,6 +424,7 @@ fn process(
         };
         let t = Instant::now();
         let n = batch.num_rows() as u64;
+        injected_panic(&report);
         run_event(Event::Rows(batch), &mut buf)?;
         rows += n;
         progress.rows.store(rows, Ordering::Relaxed);

@@ -1,8 +1,7 @@
 //! Where async runs keep their outputs. A small trait, so object storage can come later;
 //! the local filesystem for now.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -40,46 +39,29 @@ impl LocalStore {
     }
 }
 
-struct LocalPending {
-    tmp: PathBuf,
-    dest: PathBuf,
-    file: Option<BufWriter<File>>,
-}
+/// An output file of the store: the one atomic writer the CLI uses too.
+struct LocalPending(ream_engine::OutputFile);
 
 impl Write for LocalPending {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("open until commit").write(buf)
+        self.0.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("open until commit").flush()
+        self.0.flush()
     }
 }
 
 impl PendingOutput for LocalPending {
-    fn commit(mut self: Box<Self>) -> io::Result<u64> {
-        let file = self.file.take().expect("committed once").into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        let len = file.metadata()?.len();
-        std::fs::rename(&self.tmp, &self.dest)?;
-        Ok(len)
-    }
-}
-
-impl Drop for LocalPending {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+    fn commit(self: Box<Self>) -> io::Result<u64> {
+        self.0.commit()
     }
 }
 
 impl OutputStore for LocalStore {
     fn begin(&self, name: &str) -> io::Result<Box<dyn PendingOutput>> {
         let dest = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let file = BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
-        Ok(Box::new(LocalPending { tmp, dest, file: Some(file) }))
+        Ok(Box::new(LocalPending(ream_engine::OutputFile::create(&dest)?)))
     }
 
     fn local_path(&self, name: &str) -> Option<PathBuf> {
