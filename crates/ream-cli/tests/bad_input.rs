@@ -268,3 +268,77 @@ fn validate_connect_checks_field_names_and_types_against_the_source() {
     assert_eq!(r.code, 0, "{}", r.text());
     assert!(r.text().ends_with("ok (source checked; it would read with cursor)\n"), "{}", r.text());
 }
+
+#[test]
+fn a_time_pattern_on_a_date_column_is_a_located_spec_error_not_a_panic() {
+    let body = "  key: [id]\ncolumns:\n  - field: id\n  - {field: date, format: \"date:%H:%M\"}\n";
+    let e = fails(
+        body,
+        &[],
+        &["spec.yaml:8:", "`columns[1].format`", "`date:%H:%M` shows a time, but the field is a date"],
+    );
+    assert!(!e.contains("internal error"), "{e}");
+    // `validate --connect` finds it too, before any run.
+    let (_dir, spec) = spec_dir(body);
+    let r = run(&["validate", "--connect", spec.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.text().contains("spec.yaml:8:19: `columns[1].format`"), "{}", r.text());
+}
+
+#[test]
+fn explicit_keyset_on_a_key_that_is_not_unique_is_refused_naming_the_key() {
+    let db = demo(500).join("demo.sqlite");
+    let src = format!("sqlite:{}", db.display());
+    // A query's rows have no catalogue to prove customer_id unique (it repeats): keyset
+    // pages would skip every row that repeats the last key of a page.
+    let sql = "SELECT customer_id, id FROM invoices";
+    for strategy in ["keyset", "offset"] {
+        let r = run(&["run", "--source", &src, "--sql", sql, "--key", "customer_id", "--strategy", strategy]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("{strategy} paging needs a key the database guarantees unique")),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("`key: [customer_id]`"), "{}", r.stderr);
+        assert!(r.stdout.is_empty());
+    }
+    // `auto` streams it in one statement instead, and every row comes once.
+    let r = run(&["run", "--source", &src, "--sql", sql, "--key", "customer_id", "--batch-size", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.text().lines().count(), 1 + 500);
+}
+
+#[test]
+fn a_repeating_key_on_a_rowid_table_pages_by_the_rowid_as_a_tiebreaker() {
+    let db = demo(500).join("demo.sqlite");
+    let src = format!("sqlite:{}", db.display());
+    let out = std::process::Command::new("sqlite3")
+        .args([db.to_str().unwrap(), "SELECT id FROM invoices ORDER BY customer_id, rowid"])
+        .output()
+        .unwrap();
+    let want: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+    assert_eq!(want.len(), 500);
+    for batch in ["1", "7", "1000"] {
+        let args = ["run", "--source", &src, "--table", "invoices", "--key", "customer_id", "--strategy", "keyset"];
+        let r = run(&[&args[..], &["--batch-size", batch]].concat());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let ids: Vec<String> =
+            csv::Reader::from_reader(&r.stdout[..]).records().map(|rec| rec.unwrap()[0].to_string()).collect();
+        assert_eq!(ids, want, "batch {batch}: not every row once in (customer_id, rowid) order");
+    }
+}
+
+#[test]
+fn a_panic_fails_the_run_with_an_internal_error_and_leaves_no_file() {
+    let (dir, spec) = spec_dir("  key: [id]\n");
+    let out = dir.path().join("out.csv");
+    let mut c = ream();
+    c.args(["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]).env("REAM_TEST_PANIC", "r");
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("internal error: injected panic in report `r`"), "{stderr}");
+    assert!(stderr.contains("please report it"), "{stderr}");
+    assert_eq!(files_in(dir.path()), vec!["spec.yaml"], "output left behind");
+}

@@ -749,3 +749,65 @@ fn reports_reload_when_their_directory_changes_and_a_bad_spec_keeps_the_old_ones
     wait(&|| ids(&s) == ["sales_by_region"]);
     assert!(s.json("/readyz").1["reports_reload_error"].is_null());
 }
+
+/// A SQLite table of `rows` rows of about 3 KB (two 1,500-character texts) read by keyset.
+fn wide_sqlite(rows: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wide.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(&format!(
+        "CREATE TABLE wide (id INTEGER PRIMARY KEY, a TEXT, b TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+         INSERT INTO wide SELECT i, printf('%.1500c', 'a'), printf('%.1500c', 'b') FROM n;"
+    ))
+    .unwrap();
+    let spec = format!(
+        "report: wide\nsource:\n  url: \"sqlite:{}\"\n  table: wide\n  key: [id]\n  strategy: keyset\n",
+        db.display()
+    );
+    write(dir.path(), "wide.yaml", &spec);
+    dir
+}
+
+#[test]
+fn a_memory_budget_that_does_not_divide_the_page_duplicates_no_sqlite_row() {
+    // The first round's report: under this budget the batch limit drops to a size that
+    // does not divide SQLite's keyset page; the page's last partial batch then left
+    // without its cursor and the next page re-read it (61,580 rows of 60,000, "succeeded").
+    let dir = wide_sqlite(20_000);
+    let s = Server::start(dir.path(), &["--run-memory-bytes", "6000000"]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "wide", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let done = s.finished(id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["batch_rows_limit"].as_u64().is_some(), "the budget never lowered the batches: {done}");
+    let (_, _, out) = s.get(&format!("/runs/{id}/output"));
+    let ids: Vec<u64> = csv::Reader::from_reader(&out[..]).records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert_eq!(ids.len(), 20_000, "rows: {}", ids.len());
+    assert_eq!(ids, (1..=20_000).collect::<Vec<_>>(), "every row once, in order");
+    assert_eq!(done["rows"], 20_000, "{done}");
+}
+
+#[test]
+fn a_panic_in_one_run_fails_that_run_and_the_server_serves_on() {
+    let demo = demo(300);
+    let reports = tempfile::tempdir().unwrap();
+    write(reports.path(), "sales.yaml", &demo_spec(&demo, "sales_by_region.yaml"));
+    let panicky = demo_spec(&demo, "invoice_export.yaml").replace("report: invoice_export", "report: panicky");
+    write(reports.path(), "panicky.yaml", &panicky);
+    let s = Server::start_env(reports.path(), &[], &[("REAM_TEST_PANIC", "panicky")]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "panicky", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let done = s.finished(run["id"].as_str().unwrap());
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("internal error: injected panic in report `panicky`"), "{error}");
+    assert!(error.contains("This is a bug in ream: please report it"), "{error}");
+    // Other runs, before and after, and the server itself go on.
+    let (status, _, body) = s.get(&format!("/reports/sales_by_region.csv?{RANGE}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body.len() > 100);
+    let (status, _, _) = s.get("/healthz");
+    assert_eq!(status, 200);
+}
