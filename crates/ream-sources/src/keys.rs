@@ -104,6 +104,19 @@ pub(crate) fn base_column(expr: &str, table: &str, joined: bool, case: NameCase)
     }
 }
 
+/// The base column each of `key`'s fields names (see [`base_column`]), given each
+/// field's index in `exprs`.
+pub(crate) fn key_base_columns<E>(
+    key: &[String],
+    field_index: impl Fn(&str) -> Result<usize, E>,
+    exprs: &[String],
+    table: &str,
+    joined: bool,
+    case: NameCase,
+) -> Result<Vec<Option<String>>, E> {
+    key.iter().map(|k| field_index(k).map(|i| base_column(&exprs[i], table, joined, case))).collect()
+}
+
 /// Whether a key whose fields name these base columns (`None`: not a base column) is
 /// unique: some unique column set is made of its columns only.
 pub(crate) fn proves_unique(key: &[Option<String>], unique_sets: &[Vec<String>]) -> bool {

@@ -27,7 +27,7 @@ use ream_core::sql::{bind_into, BoundSql, Placeholder};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
-use crate::keys::{base_column, group_sets, proves_unique, NameCase};
+use crate::keys::{group_sets, key_base_columns, proves_unique, NameCase};
 use crate::server::{
     choose, hand_on, stream_resuming, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
 };
@@ -604,12 +604,8 @@ impl MySource {
     /// Whether the catalogue proves `key` unique (see [`crate::keys`]).
     fn key_is_unique(&mut self, key: &[String]) -> Result<bool, SourceError> {
         let Some(table) = self.table.clone().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
-        let case = NameCase::Insensitive;
-        let joined = !self.joins.is_empty();
-        let cols: Vec<Option<String>> = key
-            .iter()
-            .map(|k| self.field_index(k).map(|i| base_column(&self.exprs[i], &table, joined, case)))
-            .collect::<Result<_, _>>()?;
+        let (case, joined) = (NameCase::Insensitive, !self.joins.is_empty());
+        let cols = key_base_columns(key, |k| self.field_index(k), &self.exprs, &table, joined, case)?;
         let rows = self.catalog_pairs(
             "SELECT s.index_name, s.column_name FROM information_schema.statistics s \
              WHERE s.table_schema = DATABASE() AND s.table_name = ? AND s.non_unique = 0 \

@@ -26,7 +26,7 @@ use ream_core::value::date_from_days;
 use ream_core::{CancelToken, Value};
 
 use crate::convert::{type_from_decl, ColumnBuilder};
-use crate::keys::{base_column, proves_unique, unproven_paging, NameCase};
+use crate::keys::{key_base_columns, proves_unique, unproven_paging, NameCase};
 use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError, WithinGroups};
 
 const ROWID_FIELD: &str = "rowid";
@@ -328,10 +328,8 @@ impl SqliteSource {
     fn key_is_unique(&self, key: &[String]) -> Result<bool, SourceError> {
         let Some(table) = self.table.as_deref().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
         let case = NameCase::Insensitive;
-        let cols: Vec<Option<String>> = key
-            .iter()
-            .map(|k| self.field_index(k).map(|i| base_column(&self.exprs[i], table, !self.joins.is_empty(), case)))
-            .collect::<Result<_, _>>()?;
+        let joined = !self.joins.is_empty();
+        let cols = key_base_columns(key, |k| self.field_index(k), &self.exprs, table, joined, case)?;
         Ok(proves_unique(&cols, &self.unique_sets(table)))
     }
 
