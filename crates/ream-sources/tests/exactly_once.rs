@@ -29,8 +29,11 @@ const CASES: u64 = 40;
 /// `k` a key with repeats (and NULLs in some tables) and no index; `u` unique where not
 /// NULL (NULLs in some tables).
 struct Table {
-    rows: Vec<(i64, Option<&'static str>, Option<i64>, Option<i64>)>,
+    rows: Vec<Row>,
 }
+
+/// rid, g, k, u.
+type Row = (i64, Option<&'static str>, Option<i64>, Option<i64>);
 
 impl Table {
     fn random(rng: &mut ChaCha8Rng) -> Table {
