@@ -342,3 +342,19 @@ fn a_panic_fails_the_run_with_an_internal_error_and_leaves_no_file() {
     assert!(stderr.contains("please report it"), "{stderr}");
     assert_eq!(files_in(dir.path()), vec!["spec.yaml"], "output left behind");
 }
+
+#[test]
+fn sql_ending_in_a_comment_or_a_semicolon_still_runs() {
+    let db = demo(500).join("demo.sqlite");
+    let src = format!("sqlite:{}", db.display());
+    for sql in ["SELECT count(*) AS n FROM invoices -- all of them", "SELECT count(*) AS n FROM invoices;"] {
+        let r = run(&["run", "--source", &src, "--sql", sql]);
+        assert_eq!(r.code, 0, "{sql}: {}", r.stderr);
+        assert_eq!(r.text(), "n\n500\n", "{sql}");
+    }
+    // A filter that ends in a comment, in a spec.
+    let (_dir, spec) = spec_dir("  key: [id]\n  where: \"status = 'paid' -- only paid\"\ncolumns: [{field: id}]\n");
+    let r = run(&["run", spec.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.text().lines().count() > 100, "{}", r.text());
+}

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::error::SpecError;
 use crate::params::bind_one;
 use crate::spec::Spec;
-use crate::sql::placeholders;
+use crate::sql::{placeholders, Dialect};
 use crate::template::Template;
 
 fn is_ident(s: &str) -> bool {
@@ -117,7 +117,9 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
     }
     for (key, sql) in [("source.where", &src.filter), ("source.sql", &src.sql)] {
         if let Some(sql) = sql {
-            for name in placeholders(sql) {
+            // The run rescans with the driver's own dialect; the spec's URL names it here.
+            let dialect = src.url.as_deref().and_then(Dialect::from_url).unwrap_or(Dialect::Sqlite);
+            for name in placeholders(sql, dialect) {
                 if !spec.parameters.contains_key(&name) {
                     err(key.into(), format!("`:{name}` is not a declared parameter"));
                 }

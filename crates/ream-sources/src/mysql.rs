@@ -23,7 +23,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Pool, Row, Statement, Value as My};
 
 use ream_core::params::BoundParams;
 use ream_core::spec::Strategy;
-use ream_core::sql::{bind_into, BoundSql, Placeholder};
+use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
@@ -509,7 +509,7 @@ impl MySource {
 
     fn bind_text(&self, sql: &str) -> BoundSql {
         let mut out = BoundSql::default();
-        bind_into(&mut out, sql, &self.params, Placeholder::Question);
+        bind_into(&mut out, sql, &self.params, Dialect::Mysql);
         out
     }
 
@@ -519,7 +519,7 @@ impl MySource {
 
     fn source_clause(&self) -> String {
         match &self.from_sql {
-            Some(sql) => format!("({sql}) AS q"),
+            Some(sql) => format!("{} AS q", enclose(sql)),
             None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
         }
     }
@@ -530,7 +530,7 @@ impl MySource {
         cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
         let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.source_clause());
         if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE ({f})"));
+            sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
         sql
     }
@@ -539,7 +539,7 @@ impl MySource {
         let mut names = Vec::new();
         let probe;
         if let Some(sql) = &self.from_sql {
-            probe = self.bind_text(&format!("SELECT * FROM ({sql}) AS q LIMIT 0"));
+            probe = self.bind_text(&format!("SELECT * FROM {} AS q LIMIT 0", enclose(sql)));
             let stmt = self.prepare_now(&probe.sql)?;
             for c in stmt.columns().iter() {
                 names.push(c.name_str().to_string());
@@ -1028,7 +1028,7 @@ impl Source for MySource {
             runtime().block_on(async move {
                 let mut conn = pool.get_conn().await.map_err(|e| fail(message(&e)))?;
                 if exact {
-                    let sql = format!("SELECT count(*) FROM ({}) AS c", q.sql);
+                    let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.sql));
                     let n: Option<u64> = conn.exec_first(sql, q.params()).await.map_err(|e| fail(message(&e)))?;
                     return n.ok_or_else(|| fail("no count".into()));
                 }

@@ -31,7 +31,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use ream_core::params::BoundParams;
 use ream_core::spec::Strategy;
-use ream_core::sql::{bind_into, BoundSql, Placeholder};
+use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::{CancelToken, Value};
 
@@ -369,7 +369,7 @@ impl PgSource {
         let mut names = Vec::new();
         let probe;
         if let Some(sql) = &self.from_sql {
-            probe = self.bind_text(&format!("SELECT * FROM ({sql}) AS q LIMIT 0"));
+            probe = self.bind_text(&format!("SELECT * FROM {} AS q LIMIT 0", enclose(sql)));
             let stmt = self.prepare_now(&probe.sql)?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
@@ -569,7 +569,7 @@ impl PgSource {
 
     fn source_clause(&self) -> String {
         match &self.from_sql {
-            Some(sql) => format!("({sql}) AS q"),
+            Some(sql) => format!("{} AS q", enclose(sql)),
             None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
         }
     }
@@ -580,7 +580,7 @@ impl PgSource {
         cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
         let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.source_clause());
         if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE ({f})"));
+            sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
         sql
     }
@@ -591,7 +591,7 @@ impl PgSource {
 
     fn bind_text(&self, sql: &str) -> BoundSql {
         let mut out = BoundSql::default();
-        bind_into(&mut out, sql, &self.params, Placeholder::Dollar);
+        bind_into(&mut out, sql, &self.params, Dialect::Postgres);
         out
     }
 
@@ -984,7 +984,7 @@ impl Source for PgSource {
                         ))
                         .map_err(db)?;
                     }
-                    let sql = format!("SELECT count(*) FROM ({}) AS c", q.0.sql);
+                    let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.0.sql));
                     let params = params_of(&q);
                     let stmt = conn.prepare(&sql).map_err(db)?;
                     let row = conn.query_raw(&stmt, params.iter()).and_then(|mut r| r.next());

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use ream_core::params::BoundParams;
 use ream_core::spec::Strategy;
-use ream_core::sql::{bind_into, BoundSql, Placeholder};
+use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::value::date_from_days;
 use ream_core::{CancelToken, Value};
@@ -225,7 +225,7 @@ impl SqliteSource {
         let mut names = Vec::new();
         let mut declared: Vec<Option<DataType>> = Vec::new();
         if let Some(sql) = &self.from_sql {
-            let probe = format!("SELECT * FROM ({sql}) AS q LIMIT 0");
+            let probe = format!("SELECT * FROM {} AS q LIMIT 0", enclose(sql));
             let bound = self.bind_text(&probe);
             let stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
             for c in stmt.columns() {
@@ -464,7 +464,7 @@ impl SqliteSource {
 
     fn table_expr(&self) -> String {
         match &self.from_sql {
-            Some(sql) => format!("({sql}) AS q"),
+            Some(sql) => format!("{} AS q", enclose(sql)),
             None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
         }
     }
@@ -480,7 +480,7 @@ impl SqliteSource {
         cols.extend(extra.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
         let mut sql = format!("SELECT {} FROM {from}", cols.join(", "));
         if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE ({f})"));
+            sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
         sql
     }
@@ -488,7 +488,7 @@ impl SqliteSource {
     /// Replace `:name` placeholders by `?`, collecting values.
     fn bind_text(&self, sql: &str) -> BoundSql {
         let mut out = BoundSql::default();
-        bind_into(&mut out, sql, &self.params, Placeholder::Question);
+        bind_into(&mut out, sql, &self.params, Dialect::Sqlite);
         out
     }
 
@@ -884,7 +884,7 @@ impl Source for SqliteSource {
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
         let mut sql = format!("SELECT count(*) FROM {}", self.table_expr());
         if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE ({f})"));
+            sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
         let bound = self.bind_text(&sql);
         let path = self.path.clone();
