@@ -389,7 +389,7 @@ fn run(args: RunArgs) -> ExitCode {
     let mut params = Vec::new();
     for p in &args.params {
         match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => params.push((k.trim().to_string(), v.to_string())),
+            Some((k, v)) if !k.trim().is_empty() => params.push((k.trim().to_string(), v.into())),
             _ => return usage(format!("parameter `{p}`: expected NAME=VALUE")),
         }
     }

@@ -811,3 +811,53 @@ fn a_panic_in_one_run_fails_that_run_and_the_server_serves_on() {
     let (status, _, _) = s.get("/healthz");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn list_parameters_stay_lists_of_items_from_json_and_repeated_query_keys() {
+    let demo = demo(300);
+    let db = demo.join("demo.sqlite");
+    let reports = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "report: by_name\nsource:\n  url: \"sqlite:{}\"\n  table: invoices\n  key: [id]\n  \
+         joins: [\"JOIN customers c ON c.id = invoices.customer_id\"]\n  \
+         columns: {{id: invoices.id, customer: c.name}}\n  where: \"c.name IN (:names)\"\n\
+         parameters:\n  names: {{type: string, list: true}}\n",
+        db.display()
+    );
+    write(reports.path(), "by_name.yaml", &spec);
+    // Customer names with commas in them: joined and split again, each became two.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let names: Vec<String> = c
+        .prepare("SELECT DISTINCT c.name FROM invoices JOIN customers c ON c.id = invoices.customer_id WHERE c.name LIKE '%,%' ORDER BY 1 LIMIT 2")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "the demo has customers with commas in their names");
+    let want: i64 = c
+        .query_row(
+            "SELECT count(*) FROM invoices JOIN customers c ON c.id = invoices.customer_id WHERE c.name IN (?1, ?2)",
+            [&names[0], &names[1]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let customers = |csv: &[u8]| -> Vec<String> {
+        csv::Reader::from_reader(csv).records().map(|r| r.unwrap()[1].to_string()).collect()
+    };
+    let s = Server::start(reports.path(), &[]);
+    let body = serde_json::json!({"report": "by_name", "format": "csv", "parameters": {"names": names}});
+    let (status, _, run) = s.post("/runs", &body.to_string());
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    assert_eq!(s.finished(id)["status"], "succeeded");
+    let (_, _, out) = s.get(&format!("/runs/{id}/output"));
+    let got = customers(&out);
+    assert_eq!(got.len() as i64, want);
+    assert!(got.iter().all(|n| names.contains(n)), "{got:?}");
+    // The same through a repeated query key.
+    let q = |n: &str| n.replace('&', "%26").replace(' ', "%20").replace(',', "%2C");
+    let (status, _, out) = s.get(&format!("/reports/by_name.csv?names={}&names={}", q(&names[0]), q(&names[1])));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(customers(&out).len() as i64, want);
+}

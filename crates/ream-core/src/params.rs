@@ -27,6 +27,28 @@ impl ParamValue {
     }
 }
 
+/// A parameter as given, before binding: text (the CLI's `-p`, a query string), which a
+/// list parameter splits at commas; or items (a JSON array, a repeated query key), each
+/// one value whatever it holds, commas included.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Given {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl From<&str> for Given {
+    fn from(s: &str) -> Given {
+        Given::Text(s.to_string())
+    }
+}
+
+impl From<String> for Given {
+    fn from(s: String) -> Given {
+        Given::Text(s)
+    }
+}
+
 /// Parameters after binding, in the spec's declaration order.
 pub type BoundParams = IndexMap<String, ParamValue>;
 
@@ -35,11 +57,11 @@ pub type BoundParams = IndexMap<String, ParamValue>;
 /// parse or fall outside `one_of`, `min` and `max`.
 pub fn bind(
     declared: &IndexMap<String, ParameterConfig>,
-    given: &[(String, String)],
+    given: &[(String, Given)],
 ) -> Result<BoundParams, ParamErrors> {
     let mut errors = Vec::new();
     let err = |name: &str, message: String| ParamError { name: name.to_string(), message };
-    let mut seen: IndexMap<&str, &str> = IndexMap::new();
+    let mut seen: IndexMap<&str, &Given> = IndexMap::new();
     for (name, text) in given {
         if !declared.contains_key(name) {
             let known: Vec<_> = declared.keys().map(String::as_str).collect();
@@ -55,11 +77,11 @@ pub fn bind(
     }
     let mut bound = BoundParams::new();
     for (name, decl) in declared {
-        let text: Option<String> = match seen.get(name.as_str()) {
-            Some(t) => Some((*t).to_string()),
-            None => decl.default.as_ref().map(json_to_text),
+        let given: Option<Given> = match seen.get(name.as_str()) {
+            Some(g) => Some((*g).clone()),
+            None => decl.default.as_ref().map(json_to_given),
         };
-        let Some(text) = text else {
+        let Some(given) = given else {
             if decl.required {
                 errors.push(err(name, format!("required, expected a {}", type_name(decl.ty))));
             } else {
@@ -68,7 +90,7 @@ pub fn bind(
             }
             continue;
         };
-        match bind_one(decl, &text) {
+        match bind_given(decl, &given) {
             Ok(v) => {
                 bound.insert(name.clone(), v);
             }
@@ -88,7 +110,7 @@ pub fn defaults(declared: &IndexMap<String, ParameterConfig>) -> BoundParams {
     declared
         .iter()
         .map(|(name, decl)| {
-            let v = decl.default.as_ref().and_then(|d| bind_one(decl, &json_to_text(d)).ok());
+            let v = decl.default.as_ref().and_then(|d| bind_given(decl, &json_to_given(d)).ok());
             let v = v.unwrap_or(if decl.list { ParamValue::List(vec![]) } else { ParamValue::One(Value::Null) });
             (name.clone(), v)
         })
@@ -100,6 +122,30 @@ fn json_to_text(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(items) => items.iter().map(json_to_text).collect::<Vec<_>>().join(","),
         other => other.to_string(),
+    }
+}
+
+/// A default as it would be given: an array is items, anything else text.
+pub fn json_to_given(v: &serde_json::Value) -> Given {
+    match v {
+        serde_json::Value::Array(items) => Given::List(items.iter().map(json_to_text).collect()),
+        other => Given::Text(json_to_text(other)),
+    }
+}
+
+/// Bind one declared parameter as given. Items stay items: `["Smith, John"]` is one
+/// value of a list parameter; a single-valued parameter takes exactly one item.
+pub fn bind_given(decl: &ParameterConfig, given: &Given) -> Result<ParamValue, String> {
+    match given {
+        Given::Text(text) => bind_one(decl, text),
+        Given::List(items) if decl.list => {
+            let values = items.iter().map(|i| check(decl, parse_typed(decl.ty, i)?, i));
+            Ok(ParamValue::List(values.collect::<Result<_, _>>()?))
+        }
+        Given::List(items) => match items.as_slice() {
+            [one] => bind_one(decl, one),
+            _ => Err(format!("takes one value, but {} were given (declare `list: true` for several)", items.len())),
+        },
     }
 }
 
@@ -256,6 +302,23 @@ mod tests {
         let b = bind(&d, &[("n".into(), "42".into()), ("day".into(), "2025-01-31".into())]).unwrap();
         assert_eq!(b["n"], ParamValue::One(Value::Int(42)));
         assert_eq!(b["amt"], ParamValue::One(Value::Decimal { units: 0, scale: 0 }));
+    }
+
+    #[test]
+    fn given_items_stay_items_with_their_commas() {
+        let mut d = IndexMap::new();
+        d.insert("names".to_string(), ParameterConfig { list: true, ..decl(ParamType::String) });
+        d.insert("one".to_string(), decl(ParamType::Int));
+        let items = Given::List(vec!["Smith, John".into(), "Doe".into()]);
+        let b = bind(&d, &[("names".into(), items), ("one".into(), Given::List(vec!["7".into()]))]).unwrap();
+        let want = vec![Value::Str("Smith, John".into()), Value::Str("Doe".into())];
+        assert_eq!(b["names"], ParamValue::List(want));
+        assert_eq!(b["one"], ParamValue::One(Value::Int(7)));
+        let e = bind(&d, &[("one".into(), Given::List(vec!["1".into(), "2".into()]))]).unwrap_err();
+        assert!(e.to_string().contains("takes one value, but 2 were given"), "{e}");
+        // Text still splits at commas for a list parameter.
+        let b = bind(&d, &[("names".into(), "a,b".into())]).unwrap();
+        assert_eq!(b["names"], ParamValue::List(vec![Value::Str("a".into()), Value::Str("b".into())]));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use crate::error::SpecError;
-use crate::params::bind_one;
+use crate::params::{bind_given, json_to_given};
 use crate::spec::Spec;
 use crate::sql::{placeholders, Dialect};
 use crate::template::Template;
@@ -103,11 +103,7 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
             err(key.clone(), format!("`{name}` is not a valid parameter name: use letters, digits and `_`"));
         }
         if let Some(d) = &p.default {
-            let text = match d {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if let Err(e) = bind_one(p, &text) {
+            if let Err(e) = bind_given(p, &json_to_given(d)) {
                 err(format!("{key}.default"), e);
             }
         }

@@ -49,7 +49,7 @@ pub struct RunOptions {
     pub source: Option<String>,
     pub format: Format,
     /// `name=value` parameters, as given.
-    pub params: Vec<(String, String)>,
+    pub params: Vec<(String, ream_core::params::Given)>,
     pub batch_size: Option<usize>,
     pub strategy: Option<Strategy>,
     /// How to find the total for progress (a count beside the stream, or an estimate).

@@ -38,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
+use ream_core::params::Given;
 use ream_engine::Format;
 use serde::Deserialize;
 use serde_json::json;
@@ -332,6 +333,28 @@ async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> 
 }
 
 /// `/reports/{id}` (the report) or `/reports/{id}.{format}` (run it, streaming).
+/// Query parameters as given: a key repeated (`?status=paid&status=open`) gives items, as
+/// a JSON array does; a key given once is text (`status=paid,open` splits at commas).
+fn given_from_query(pairs: Vec<(String, String)>) -> Vec<(String, Given)> {
+    let mut given: Vec<(String, Given)> = Vec::new();
+    for (k, v) in pairs {
+        match given.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, g)) => {
+                let items = match std::mem::replace(g, Given::List(vec![])) {
+                    Given::Text(first) => vec![first, v],
+                    Given::List(mut items) => {
+                        items.push(v);
+                        items
+                    }
+                };
+                *g = Given::List(items);
+            }
+            None => given.push((k, Given::Text(v))),
+        }
+    }
+    given
+}
+
 async fn report_or_output(
     State(state): State<AppState>,
     Path(file): Path<String>,
@@ -359,7 +382,13 @@ async fn report_or_output(
     };
     let ready = runs::prepare_run(
         &state,
-        RunRequest { report: id.clone(), format, parameters: query, actor: actor.0, mode: Mode::Sync },
+        RunRequest {
+            report: id.clone(),
+            format,
+            parameters: given_from_query(query),
+            actor: actor.0,
+            mode: Mode::Sync,
+        },
     )
     .await?;
     let run_id = ready.entry.id.clone();
@@ -406,22 +435,19 @@ async fn create_run(
     })?;
     let format = Format::from_name(&req.format)
         .ok_or_else(|| ApiError::BadRequest(format!("unknown format `{}`", req.format)))?;
-    let mut parameters = Vec::new();
-    for (k, v) in req.parameters {
-        let text = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Array(items) => items
-                .iter()
-                .map(|i| match i {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.to_string(),
-        };
-        parameters.push((k, text));
-    }
+    // A JSON array stays a list of items, each one value ("Smith, John" included).
+    let text = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let parameters = req
+        .parameters
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::Array(items) => (k, Given::List(items.into_iter().map(text).collect())),
+            other => (k, Given::Text(text(other))),
+        })
+        .collect();
     let ready = runs::prepare_run(
         &state,
         RunRequest { report: req.report, format, parameters, actor: actor.0, mode: Mode::Async },

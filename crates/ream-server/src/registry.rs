@@ -55,7 +55,7 @@ pub enum Mode {
 pub struct RunRequest {
     pub report: String,
     pub format: Format,
-    pub parameters: Vec<(String, String)>,
+    pub parameters: Vec<(String, ream_core::params::Given)>,
     pub actor: String,
     pub mode: Mode,
 }
@@ -84,7 +84,7 @@ pub struct RunEntry {
     pub id: String,
     pub report: String,
     pub format: Format,
-    pub parameters: Vec<(String, String)>,
+    pub parameters: Vec<(String, ream_core::params::Given)>,
     pub actor: String,
     pub mode: Mode,
     pub cancel: CancelToken,
