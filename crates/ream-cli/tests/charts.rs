@@ -405,3 +405,66 @@ fn float_x_values_group_exactly_however_large() {
     assert_eq!(pts, vec![(-2.5, 2), (0.0, 1), (1e100, 3)]);
     assert_eq!(c["skipped"], 1);
 }
+
+#[test]
+fn histogram_bins_survive_outliers_of_1e300() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.sqlite");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    // 2,000 ordinary values first (they pick a fine first width), then the outliers.
+    c.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, x REAL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t SELECT i, i % 100 FROM n;
+         INSERT INTO t VALUES (3001, 1e300), (3002, -1e300), (3003, 1.5e300);",
+    )
+    .unwrap();
+    let spec = format!(
+        "report: h\nsource:\n  url: \"sqlite:{}\"\n  table: t\ndetail: false\n\
+         charts:\n  - {{ id: h, kind: histogram, x: {{ field: x, bins: 10 }} }}\n",
+        db.display()
+    );
+    let spec = write(dir.path(), "h.yaml", &spec);
+    for batch in ["1", "1000"] {
+        let r = run(&["run", spec.to_str().unwrap(), "--format", "json", "--batch-size", batch]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let doc: J = serde_json::from_slice(&r.stdout).unwrap();
+        let h = chart(&doc, "h");
+        let pts = h["series"][0]["points"].as_array().unwrap();
+        let count: i64 = pts.iter().map(|p| p["y"].as_i64().unwrap()).sum();
+        assert_eq!(count, 2003, "every row in a bin: {h}");
+        assert!(pts.len() <= 10, "{} bins", pts.len());
+        let edges: Vec<f64> = pts.iter().map(|p| p["x"].as_f64().unwrap()).collect();
+        assert!(edges.iter().all(|e| e.is_finite()), "{edges:?}");
+        // The outliers sit in the bins at the ends, where they belong.
+        let width = h["x"]["width"].as_f64().unwrap();
+        assert!(edges[0] <= -1e300 && -1e300 < edges[0] + width, "{edges:?} width {width}");
+        let last = *edges.last().unwrap();
+        assert!(last <= 1.5e300 && 1.5e300 < last + width, "{edges:?} width {width}");
+    }
+}
+
+#[test]
+fn chart_sizes_beyond_what_can_be_drawn_are_spec_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo(300).join("demo.sqlite");
+    for (chart, key) in [
+        (
+            "{ id: h, kind: histogram, x: { field: total, bins: 4611686018427387904 } }",
+            "`charts[0].x.bins`: must be from 1 to 10000",
+        ),
+        (
+            "{ id: p, kind: scatter, x: { field: id }, y: { field: total }, max_points: 100000000 }",
+            "`charts[0].max_points`: must be from 8 to 1000000",
+        ),
+    ] {
+        let spec = format!(
+            "report: b\nsource:\n  url: \"sqlite:{}\"\n  table: invoices\ncharts:\n  - {chart}\n",
+            db.display()
+        );
+        let spec = write(dir.path(), "b.yaml", &spec);
+        let r = run(&["validate", spec.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{}", r.text());
+        assert!(r.text().contains(key), "{}", r.text());
+    }
+}

@@ -9,6 +9,15 @@ use crate::error::SpecError;
 use crate::params::{bind_given, json_to_given};
 use crate::spec::Spec;
 use crate::sql::{placeholders, Dialect};
+
+/// The most a chart may ask for: histogram bins, top-N categories, raw points kept,
+/// series, and cells. A drawing cannot show more, and an unbounded value (`bins: 2^62`)
+/// made the chart stage loop for ever.
+pub const MAX_BINS: usize = 10_000;
+pub const MAX_TOP: usize = 10_000;
+pub const MAX_POINTS: usize = 1_000_000;
+pub const MAX_SERIES: usize = 1_000;
+pub const MAX_BUCKETS: usize = 10_000_000;
 use crate::template::Template;
 
 fn is_ident(s: &str) -> bool {
@@ -245,12 +254,16 @@ fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
         if x.bins.is_some() && x.bin_width.is_some() {
             err(format!("{key}.x.bins"), "`bins` and `bin_width` are exclusive: use one".into());
         }
-        if x.bins == Some(0) {
-            err(format!("{key}.x.bins"), "must be at least 1".into());
-        }
-        if x.top == Some(0) {
-            err(format!("{key}.x.top"), "must be at least 1".into());
-        }
+        let mut within = |name: &str, v: Option<usize>, lo: usize, hi: usize| match v {
+            Some(n) if n < lo || n > hi => err(format!("{key}.{name}"), format!("must be from {lo} to {hi}, not {n}")),
+            _ => {}
+        };
+        // Upper bounds: a chart cannot draw more, and each costs memory and time per row.
+        within("x.bins", x.bins, 1, MAX_BINS);
+        within("x.top", x.top, 1, MAX_TOP);
+        within("max_points", c.max_points, 8, MAX_POINTS);
+        within("max_series", c.max_series, 1, MAX_SERIES);
+        within("max_buckets", c.max_buckets, 1, MAX_BUCKETS);
         if let Some(w) = x.bin_width {
             if !(w.is_finite() && w > 0.0) {
                 err(format!("{key}.x.bin_width"), format!("must be a positive number, not {w}"));
@@ -288,15 +301,6 @@ fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
         }
         if c.stacked && !matches!(c.kind, ChartKind::Bar | ChartKind::Area) {
             err(format!("{key}.stacked"), format!("only bar and area charts stack, not {}", c.kind.name()));
-        }
-        if matches!(c.max_points, Some(n) if n < 8) {
-            err(format!("{key}.max_points"), "must be at least 8".into());
-        }
-        if c.max_series == Some(0) {
-            err(format!("{key}.max_series"), "must be at least 1".into());
-        }
-        if c.max_buckets == Some(0) {
-            err(format!("{key}.max_buckets"), "must be at least 1".into());
         }
     }
 }

@@ -422,6 +422,10 @@ fn process(
             }
             SourceMsg::Failed(e) => return Err(e),
         };
+        // Per batch, so no stage can keep a cancelled run going (Ctrl-C, DELETE, SIGTERM).
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         let t = Instant::now();
         let n = batch.num_rows() as u64;
         injected_panic(&report);

@@ -409,6 +409,9 @@ impl Names {
     }
 }
 
+/// The largest bin key: keys stay exact in f64 and their spans far from overflow.
+const MAX_BIN_KEY: f64 = (1u64 << 52) as f64;
+
 /// Bin widths: `mant × 10^exp` (mant 1, 2 or 5), or a fixed width from the spec. The
 /// bin of x is `floor(x × mul / div)`, with the two factors worked out once per width.
 #[derive(Debug, Clone, Copy)]
@@ -473,7 +476,8 @@ impl Width {
     /// The narrowest round width that spans `lo..=hi` in at most `target` bins.
     fn fitting(lo: f64, hi: f64, target: usize) -> Width {
         let range = hi - lo;
-        let exp = if range > 0.0 { (range / target as f64).log10().floor() as i32 } else { 0 };
+        // Capped so the width stays finite when lo..hi spans most of the f64 range.
+        let exp = if range > 0.0 { ((range / target as f64).log10().floor() as i32).min(300) } else { 0 };
         let mut w = Width::nice(1, exp);
         while (w.bin(hi) - w.bin(lo) + 1) as usize > target {
             w = w.wider().0;
@@ -882,6 +886,7 @@ impl ChartAcc {
             }
         };
         let target = *target;
+        let w = self.fit_outlier(w, x)?;
         let k = w.bin(x);
         self.add(k, s, y)?;
         let (lo, hi) = self.bin_span.map_or((k, k), |(lo, hi)| (lo.min(k), hi.max(k)));
@@ -908,16 +913,41 @@ impl ChartAcc {
     }
 
     fn widen_bins(&mut self, target: usize) {
-        let XRead::Bins { width: Some(w), .. } = &mut self.x else { return };
         while let Some((lo, hi)) = self.bin_span {
-            if ((hi - lo + 1) as usize) <= target {
+            if ((hi - lo + 1) as usize) <= target || !self.widen_once() {
                 break;
             }
-            let (wider, factor) = w.wider();
-            *w = wider;
-            self.cells.rekey(|(k, s)| (k.div_euclid(factor), s));
-            self.bin_span = Some((lo.div_euclid(factor), hi.div_euclid(factor)));
         }
+    }
+
+    /// The next round width, the cells and the span rekeyed to it; false for a fixed width.
+    fn widen_once(&mut self) -> bool {
+        let XRead::Bins { width: Some(w), .. } = &mut self.x else { return false };
+        let (wider, factor) = w.wider();
+        if factor == 1 {
+            return false;
+        }
+        *w = wider;
+        self.cells.rekey(|(k, s)| (k.div_euclid(factor), s));
+        self.bin_span = self.bin_span.map(|(lo, hi)| (lo.div_euclid(factor), hi.div_euclid(factor)));
+        true
+    }
+
+    /// A width at which `x` has a bin key well inside i64 (an outlier such as 1e300 in
+    /// unit bins would saturate it, and the spans of keys would overflow): round widths
+    /// widen until it fits; a fixed `bin_width` that cannot is an error naming the chart.
+    fn fit_outlier(&mut self, mut w: Width, x: f64) -> Result<Width, StageError> {
+        while (x * w.mul / w.div).abs() >= MAX_BIN_KEY {
+            if !self.widen_once() {
+                return Err(self.compute_err(format!(
+                    "x = {x} is more than 2^52 bins of width {} from 0: give a wider bin_width, or bins",
+                    w.value()
+                )));
+            }
+            let XRead::Bins { width: Some(wider), .. } = &self.x else { break };
+            w = *wider;
+        }
+        Ok(w)
     }
 
     fn push_point(&mut self, s: u32, x: f64, y: f64) {
