@@ -40,18 +40,42 @@ enum State {
     Count(u64),
     SumInt(i128, bool),
     SumDecimal(i256, bool),
-    SumFloat { sum: f64, comp: f64, any: bool },
-    Welford { n: u64, mean: f64, m2: f64 },
+    SumFloat {
+        sum: f64,
+        comp: f64,
+        any: bool,
+    },
+    Welford {
+        n: u64,
+        mean: f64,
+        m2: f64,
+    },
     MinMax(Value),
     First(Option<Value>),
     Last(Value),
-    Distinct(DistinctSet),
+    /// The set and the bytes of its text values.
+    Distinct(DistinctSet, usize),
 }
 
 enum DistinctSet {
     Int(HashSet<i64>),
     Text(HashSet<String>),
     Other(HashSet<String>),
+}
+
+/// `count_distinct` keeps every distinct value: at most this many per variable (about
+/// 40 MB of integers; text is bounded by `MAX_DISTINCT_TEXT_BYTES` too), so one report
+/// cannot take the server's memory, which the run's budget does not see.
+pub const MAX_DISTINCT: usize = 1_000_000;
+pub const MAX_DISTINCT_TEXT_BYTES: usize = 64 << 20;
+
+impl DistinctSet {
+    fn len(&self) -> usize {
+        match self {
+            DistinctSet::Int(s) => s.len(),
+            DistinctSet::Text(s) | DistinctSet::Other(s) => s.len(),
+        }
+    }
 }
 
 impl Accumulate {
@@ -101,18 +125,21 @@ fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
         Aggregate::Min | Aggregate::Max => State::MinMax(Value::Null),
         Aggregate::First => State::First(None),
         Aggregate::Last => State::Last(Value::Null),
-        Aggregate::CountDistinct => State::Distinct(match dt {
-            Some(DataType::Int64) => DistinctSet::Int(HashSet::new()),
-            Some(DataType::Utf8) => DistinctSet::Text(HashSet::new()),
-            _ => DistinctSet::Other(HashSet::new()),
-        }),
+        Aggregate::CountDistinct => State::Distinct(
+            match dt {
+                Some(DataType::Int64) => DistinctSet::Int(HashSet::new()),
+                Some(DataType::Utf8) => DistinctSet::Text(HashSet::new()),
+                _ => DistinctSet::Other(HashSet::new()),
+            },
+            0,
+        ),
     }
 }
 
 impl Var {
     fn reset(&mut self) {
         self.state = initial(&self.spec, self.kind, None);
-        if let State::Distinct(d) = &mut self.state {
+        if let State::Distinct(d, _) = &mut self.state {
             // Keep the set's kind (initial() without a type makes `Other`).
             *d = match self.kind {
                 NumKind::Int => DistinctSet::Int(HashSet::new()),
@@ -121,13 +148,13 @@ impl Var {
         }
     }
 
-    fn update(&mut self, batch: &RecordBatch) {
+    fn update(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
         let rows = batch.num_rows();
         let Some(col) = self.spec.field.map(|i| batch.column(i)) else {
             if let State::Count(n) = &mut self.state {
                 *n += rows as u64;
             }
-            return;
+            return Ok(());
         };
         let col = col.as_ref();
         match &mut self.state {
@@ -195,24 +222,42 @@ impl Var {
                     *l = Value::from_array(col, rows - 1);
                 }
             }
-            State::Distinct(set) => match set {
-                DistinctSet::Int(s) => s.extend(col.as_primitive::<Int64Type>().iter().flatten()),
-                DistinctSet::Text(s) => {
-                    for v in col.as_string::<i32>().iter().flatten() {
-                        if !s.contains(v) {
-                            s.insert(v.to_string());
+            State::Distinct(set, bytes) => {
+                match set {
+                    DistinctSet::Int(s) => s.extend(col.as_primitive::<Int64Type>().iter().flatten()),
+                    DistinctSet::Text(s) => {
+                        for v in col.as_string::<i32>().iter().flatten() {
+                            if !s.contains(v) {
+                                *bytes += v.len();
+                                s.insert(v.to_string());
+                            }
+                        }
+                    }
+                    DistinctSet::Other(s) => {
+                        for i in 0..col.len() {
+                            if !col.is_null(i) {
+                                let v = Value::from_array(col, i).to_string();
+                                *bytes += v.len();
+                                s.insert(v);
+                            }
                         }
                     }
                 }
-                DistinctSet::Other(s) => {
-                    for i in 0..col.len() {
-                        if !col.is_null(i) {
-                            s.insert(Value::from_array(col, i).to_string());
-                        }
-                    }
+                if set.len() > MAX_DISTINCT || *bytes > MAX_DISTINCT_TEXT_BYTES {
+                    return Err(StageError::Compute {
+                        stage: "variables",
+                        message: format!(
+                            "`{}`: count_distinct keeps every distinct value, and there are more than {} of them \
+                             (or {} MiB of text): count them in the database instead (COUNT(DISTINCT …) in a `sql:` source)",
+                            self.spec.name,
+                            MAX_DISTINCT,
+                            MAX_DISTINCT_TEXT_BYTES >> 20
+                        ),
+                    });
                 }
-            },
+            }
         }
+        Ok(())
     }
 
     fn value(&self) -> Result<Value, StageError> {
@@ -233,11 +278,7 @@ impl Var {
             },
             State::MinMax(v) | State::Last(v) => v.clone(),
             State::First(v) => v.clone().unwrap_or(Value::Null),
-            State::Distinct(set) => Value::Int(match set {
-                DistinctSet::Int(s) => s.len(),
-                DistinctSet::Text(s) => s.len(),
-                DistinctSet::Other(s) => s.len(),
-            } as i64),
+            State::Distinct(set, _) => Value::Int(set.len() as i64),
         })
     }
 }
@@ -276,7 +317,7 @@ impl Stage for Accumulate {
         match event {
             Event::Rows(batch) => {
                 for v in &mut self.vars {
-                    v.update(&batch);
+                    v.update(&batch)?;
                 }
                 out.push(Event::Rows(batch));
             }
@@ -458,5 +499,33 @@ mod wide_sums {
     fn a_decimal_sum_of_more_than_38_digits_fails_naming_the_variable() {
         let err = sum_of(vec![NINES, NINES]).unwrap_err().to_string();
         assert!(err.contains("`grand_total`: the sum has 39 digits, more than the 38 a decimal holds"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod distinct_bound {
+    use super::*;
+    use arrow_array::Int64Array;
+    use arrow_schema::{Field, Schema};
+
+    #[test]
+    fn count_distinct_past_its_bound_fails_naming_the_variable() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let spec = VariableSpec {
+            name: "customers".into(),
+            aggregate: Aggregate::CountDistinct,
+            field: Some(0),
+            reset_level: None,
+        };
+        let mut acc = Accumulate::new(vec![spec], &schema).unwrap();
+        let batch = |from: i64, n: i64| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(from..from + n))]).unwrap()
+        };
+        let mut out = Vec::new();
+        acc.push(Event::Rows(batch(0, MAX_DISTINCT as i64)), &mut out).unwrap();
+        // Values already seen do not count again.
+        acc.push(Event::Rows(batch(0, 1000)), &mut out).unwrap();
+        let err = acc.push(Event::Rows(batch(MAX_DISTINCT as i64, 1)), &mut out).unwrap_err().to_string();
+        assert!(err.contains("`customers`: count_distinct keeps every distinct value"), "{err}");
     }
 }
