@@ -94,6 +94,10 @@ pub struct XlsxRenderer {
     /// Whether the current sheet's zip entry has started (it waits for the widths).
     started: bool,
     widths: Option<Vec<f64>>,
+    /// Widths measured so far (characters) and the rows they cover, until
+    /// `WIDTH_SAMPLE_ROWS` rows have been seen: then `widths` is set. The rows wait in
+    /// `xml` meanwhile, so the widths do not depend on how the rows came in batches.
+    sampled: Option<(Vec<usize>, usize)>,
     /// Whether sheet entries get ZIP64 sizes; decided from the first rows.
     large: Option<bool>,
     /// Detail rows written so far (for error messages).
@@ -147,6 +151,7 @@ impl XlsxRenderer {
             rows_in_xml: 0,
             started: false,
             widths: None,
+            sampled: None,
             large: None,
             done: 0,
             outline: 0,
@@ -324,7 +329,11 @@ impl XlsxRenderer {
     /// Close the current sheet: its rows end, the autofilter covers the table.
     fn close_sheet(&mut self) -> Result<(), RenderError> {
         if self.widths.is_none() {
-            self.widths = Some(self.label_widths());
+            // Fewer rows than the sample: what was measured, or the labels alone.
+            self.widths = Some(match self.sampled.take() {
+                Some((widths, _)) => final_widths(widths),
+                None => self.label_widths(),
+            });
         }
         self.start_entry_if_ready()?;
         let last = self.row.saturating_sub(1).max(self.header_row) + 1;
@@ -357,16 +366,19 @@ impl XlsxRenderer {
     }
 
     fn label_widths(&self) -> Vec<f64> {
-        self.labels().iter().map(|l| (l.chars().count() + 2).clamp(6, 60) as f64).collect()
+        final_widths(self.labels().iter().map(|l| l.chars().count() + 2).collect())
     }
 
-    /// Column widths from the header and the first batch (no full scan).
-    fn widths_from(&self, batch: &RecordBatch) -> Vec<f64> {
+    /// Measure the first rows of `batch` that the sample still needs (no full scan);
+    /// once `WIDTH_SAMPLE_ROWS` rows are measured, the widths are final.
+    fn sample_widths(&mut self, batch: &RecordBatch) {
         let meta = self.meta.as_ref().expect("started");
-        let mut widths: Vec<usize> = self.labels().iter().map(|l| l.chars().count() + 2).collect();
+        let (mut widths, mut seen) =
+            self.sampled.take().unwrap_or_else(|| (self.labels().iter().map(|l| l.chars().count() + 2).collect(), 0));
+        let take = batch.num_rows().min(WIDTH_SAMPLE_ROWS - seen);
         for (i, c) in self.columns.iter().enumerate() {
             let a = batch.column(c.index);
-            let sample = (0..a.len().min(200)).map(|r| match a.data_type() {
+            let sample = (0..take).map(|r| match a.data_type() {
                 DataType::Date32 | DataType::Date64 => 10,
                 DataType::Timestamp(_, _) => 19,
                 _ => meta.columns[i].format.apply_in(&Value::from_array(a.as_ref(), r), &meta.locale).chars().count(),
@@ -375,12 +387,17 @@ impl XlsxRenderer {
                 widths[i] = widths[i].max(w + 2);
             }
         }
-        widths.into_iter().map(|w| w.clamp(6, 60) as f64).collect()
+        seen += take;
+        if seen >= WIDTH_SAMPLE_ROWS {
+            self.widths = Some(final_widths(widths));
+        } else {
+            self.sampled = Some((widths, seen));
+        }
     }
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), RenderError> {
         if self.widths.is_none() {
-            self.widths = Some(self.widths_from(batch));
+            self.sample_widths(batch);
         }
         let data: Vec<Data> = self.columns.iter().map(|c| Data::of(batch.column(c.index).as_ref())).collect();
         // Detail rows sit one level below the innermost group's header and footer.
@@ -757,4 +774,12 @@ mod tests {
         assert_eq!(sheet_name("a_very_long_report_name_indeed_yes", 3), "a_very_long_report_name_ (3)");
         assert_eq!(sheet_name("[]", 1), "Report");
     }
+}
+
+/// Rows measured for the column widths, however they arrive in batches.
+const WIDTH_SAMPLE_ROWS: usize = 200;
+
+/// Measured widths (characters) as Excel column widths, within reason.
+fn final_widths(widths: Vec<usize>) -> Vec<f64> {
+    widths.into_iter().map(|w| w.clamp(6, 60) as f64).collect()
 }
