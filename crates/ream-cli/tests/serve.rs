@@ -861,3 +861,25 @@ fn list_parameters_stay_lists_of_items_from_json_and_repeated_query_keys() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
     assert_eq!(customers(&out).len() as i64, want);
 }
+
+#[test]
+fn a_resumed_run_shows_its_resumes_and_the_metric_counts_them() {
+    let Some((db, reports)) = slow_pg("resumes", 1500) else { return };
+    let s = Server::start(reports.path(), &[]);
+    let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    s.wait_run(&id, |r| r["rows"].as_u64().unwrap_or(0) >= 100);
+    assert!(db.kill_ream_sessions() >= 1, "the run's session (and an idle one of the pool)");
+    let done = s.finished(&id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let resumes = done["resumes"].as_array().unwrap();
+    assert_eq!(resumes.len(), 1, "{done}");
+    assert_eq!(resumes[0]["attempt"], 1);
+    assert!(resumes[0]["after_rows"].as_u64().unwrap() >= 100, "{done}");
+    let (_, _, out) = s.get(&format!("/runs/{id}/output"));
+    let ids: Vec<u64> = csv::Reader::from_reader(&out[..]).records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert_eq!(ids, (1..=1500).collect::<Vec<_>>(), "every row once across the resume");
+    let (_, _, metrics) = s.get("/metrics");
+    assert!(String::from_utf8(metrics).unwrap().contains("ream_resumes_total 1"));
+}

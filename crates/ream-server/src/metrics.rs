@@ -22,6 +22,8 @@ pub const SOURCE_QUERY: &str = "ream_source_query_seconds";
 pub const REJECTED_TOTAL: &str = "ream_runs_rejected_total";
 /// The process's resident memory, read at each scrape.
 pub const RESIDENT_MEMORY: &str = "ream_process_resident_memory_bytes";
+/// Resumes after a lost database connection, counted when their run ends.
+pub const RESUMES_TOTAL: &str = "ream_resumes_total";
 /// Runs that made no progress for longer than the stall threshold, now.
 pub const STALLED_RUNS: &str = "ream_stalled_runs";
 
@@ -55,6 +57,7 @@ fn describe() {
     metrics::describe_histogram!(SOURCE_QUERY, metrics::Unit::Seconds, "Opening the source until the first batch");
     metrics::describe_counter!(REJECTED_TOTAL, "Runs refused at the concurrency limit");
     metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident memory of the process");
+    metrics::describe_counter!(RESUMES_TOTAL, "Resumes after a lost database connection");
     metrics::describe_gauge!(STALLED_RUNS, "Runs without progress for longer than the stall threshold");
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ream_core::CancelToken;
-use ream_engine::{BatchLimit, Format, Progress};
+use ream_engine::{BatchLimit, Format, Progress, ResumeLog};
 use serde::Serialize;
 use serde_json::json;
 
@@ -90,6 +90,8 @@ pub struct RunEntry {
     pub cancel: CancelToken,
     /// Rows per batch, lowered under memory pressure (0: the spec's).
     pub batch_limit: BatchLimit,
+    /// Where the source records each resume after a lost connection.
+    pub resumes: ResumeLog,
     pub created_at: DateTime<Utc>,
     pub created: Instant,
     state: Mutex<State>,
@@ -139,6 +141,7 @@ impl RunEntry {
         metrics::counter!(m::RUNS_TOTAL, "status" => status.name()).increment(1);
         metrics::histogram!(m::RUN_DURATION, "status" => status.name()).record(elapsed.as_secs_f64());
         metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
+        metrics::counter!(m::RESUMES_TOTAL).increment(self.resumes.list().len() as u64);
         if let Some(p) = &s.progress {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
@@ -251,6 +254,7 @@ impl RunEntry {
             "memory_bytes": memory,
             "batch_rows_limit": match self.batch_limit.get() { 0 => None, n => Some(n) },
             "stalled": s.stalled,
+            "resumes": self.resumes.list(),
             "started_at": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "finished_at": s.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
@@ -292,6 +296,7 @@ impl Registry {
             mode: req.mode,
             cancel: CancelToken::new(),
             batch_limit: BatchLimit::default(),
+            resumes: ResumeLog::default(),
             created_at: Utc::now(),
             created: Instant::now(),
             state: Mutex::new(State {

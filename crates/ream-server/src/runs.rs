@@ -50,6 +50,7 @@ pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, Api
     opts.count = CountMode::Auto;
     opts.batch_size = state.config.batch_size;
     opts.batch_limit = entry.batch_limit.clone();
+    opts.resumes = entry.resumes.clone();
     let cancel = entry.cancel.clone();
     let started = Instant::now();
     let prepared = tokio::task::spawn_blocking(move || prepare(Job::Spec(spec), &opts, cancel))

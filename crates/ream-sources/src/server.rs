@@ -76,6 +76,11 @@ pub(crate) fn stream_resuming<S: Resumable>(
 ) -> Result<(), SourceError> {
     let mut at = Progress { last: start_after, emitted: 0 };
     let mut attempt = 0u32;
+    // Rows handed on when the connection was last lost: a read that got further since
+    // has made progress, and its retry budget starts again (a long export on a network
+    // that drops a connection an hour is not a run that keeps failing).
+    let mut progress_mark = 0u64;
+    let mut resumes = 0u32;
     loop {
         let result = match s.connected() {
             true => s.read_from(&mut at, emit),
@@ -111,12 +116,16 @@ pub(crate) fn stream_resuming<S: Resumable>(
                 ),
             });
         }
+        if at.emitted > progress_mark {
+            attempt = 0;
+            progress_mark = at.emitted;
+        }
         if attempt >= s.retries() {
             return Err(SourceError::Read {
                 sql: s.sql().to_string(),
                 cursor,
                 message: format!(
-                    "the connection was lost {} times; gave up after {} retries, {} rows in: {message}",
+                    "the connection was lost {} times in a row without progress; gave up after {} retries, {} rows in: {message}",
                     attempt + 1,
                     s.retries(),
                     at.emitted
@@ -124,11 +133,12 @@ pub(crate) fn stream_resuming<S: Resumable>(
             });
         }
         attempt += 1;
+        resumes += 1;
         std::thread::sleep(backoff(attempt));
         if s.cancel().is_cancelled() {
             return Err(SourceError::Cancelled);
         }
-        s.resumes().push(Resume { attempt, after_rows: at.emitted, cursor: at.last.clone(), error: message });
+        s.resumes().push(Resume { attempt: resumes, after_rows: at.emitted, cursor: at.last.clone(), error: message });
     }
 }
 
@@ -230,4 +240,104 @@ pub(crate) fn hand_on(
     at.emitted += rows;
     at.last = cursor;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, RecordBatch};
+    use std::sync::Arc;
+
+    /// A source whose connection drops after `rows_per_connection` rows, `losses` times.
+    struct Flaky {
+        connected: bool,
+        losses: u32,
+        rows_per_connection: u64,
+        total: u64,
+        cancel: CancelToken,
+        log: ResumeLog,
+    }
+
+    impl Resumable for Flaky {
+        fn connected(&self) -> bool {
+            self.connected
+        }
+        fn connect(&mut self) -> Result<(), Fail> {
+            self.connected = true;
+            Ok(())
+        }
+        fn read_from(
+            &mut self,
+            at: &mut Progress,
+            emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+        ) -> Result<Flow, Fail> {
+            let mut this_connection = 0;
+            while at.emitted < self.total {
+                if self.losses > 0 && this_connection == self.rows_per_connection {
+                    self.losses -= 1;
+                    return Err(Fail::Lost("connection reset".into()));
+                }
+                let next = at.emitted as i64 + 1;
+                let batch = RecordBatch::try_from_iter([("k", Arc::new(Int64Array::from(vec![next])) as _)]).unwrap();
+                let cursor = Some(Cursor(vec![crate::CursorValue::Int(next)]));
+                hand_on(batch, cursor, at, emit);
+                this_connection += 1;
+            }
+            Ok(Flow::Done)
+        }
+        fn release(&mut self) {
+            self.connected = false;
+        }
+        fn unique_order(&self) -> bool {
+            true
+        }
+        fn strategy(&self) -> Strategy {
+            Strategy::Cursor
+        }
+        fn sql(&self) -> &str {
+            "SELECT k"
+        }
+        fn retries(&self) -> u32 {
+            1
+        }
+        fn cancel(&self) -> &CancelToken {
+            &self.cancel
+        }
+        fn resumes(&self) -> &ResumeLog {
+            &self.log
+        }
+    }
+
+    fn flaky(losses: u32, rows_per_connection: u64) -> Flaky {
+        Flaky {
+            connected: false,
+            losses,
+            rows_per_connection,
+            total: 5,
+            cancel: CancelToken::new(),
+            log: ResumeLog::default(),
+        }
+    }
+
+    #[test]
+    fn the_retry_budget_starts_again_after_progress() {
+        // One retry allowed, three losses, each after a row of progress: every row once.
+        let mut s = flaky(3, 1);
+        let mut keys = Vec::new();
+        stream_resuming(&mut s, None, &mut |b, _| {
+            keys.push(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0));
+            true
+        })
+        .unwrap();
+        assert_eq!(keys, vec![1, 2, 3, 4, 5]);
+        let attempts: Vec<u32> = s.log.list().iter().map(|r| r.attempt).collect();
+        assert_eq!(attempts, vec![1, 2, 3], "every resume is logged");
+    }
+
+    #[test]
+    fn losses_without_progress_spend_the_budget() {
+        let mut s = flaky(3, 0);
+        let err = stream_resuming(&mut s, None, &mut |_, _| true).unwrap_err().to_string();
+        assert!(err.contains("lost 2 times in a row without progress; gave up after 1 retries"), "{err}");
+    }
 }
