@@ -750,6 +750,14 @@ impl Renderer for XlsxRenderer {
     }
 }
 
+/// Rows measured for the column widths, however they arrive in batches.
+const WIDTH_SAMPLE_ROWS: usize = 200;
+
+/// Measured widths (characters) as Excel column widths, within reason.
+fn final_widths(widths: Vec<usize>) -> Vec<f64> {
+    widths.into_iter().map(|w| w.clamp(6, 60) as f64).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,12 +782,4 @@ mod tests {
         assert_eq!(sheet_name("a_very_long_report_name_indeed_yes", 3), "a_very_long_report_name_ (3)");
         assert_eq!(sheet_name("[]", 1), "Report");
     }
-}
-
-/// Rows measured for the column widths, however they arrive in batches.
-const WIDTH_SAMPLE_ROWS: usize = 200;
-
-/// Measured widths (characters) as Excel column widths, within reason.
-fn final_widths(widths: Vec<usize>) -> Vec<f64> {
-    widths.into_iter().map(|w| w.clamp(6, 60) as f64).collect()
 }
