@@ -448,3 +448,26 @@ fn connections_serve_the_next_run_after_a_cancel_or_an_early_stop() {
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 200_001);
     }
 }
+
+#[test]
+fn ctrl_c_stops_the_exact_count_on_the_server_too() {
+    let Some(db) = MyDb::create("count_cancel") else { return };
+    numbers(&db, 2_000);
+    let (child, out, _) =
+        start(&["run", "--source", &db.url, "--sql", ENDLESS, "--count", "exact", "--progress", "always"]);
+    // Keep reading, so the only thing that stops the run is the signal.
+    let drain = std::thread::spawn(move || {
+        let mut out = out;
+        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    });
+    let t = Instant::now();
+    while db.active_queries().len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the count never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let (code, err) = wait(child);
+    drain.join().unwrap();
+    assert_eq!(code, 130, "{err}");
+    quiet_within(&db, Duration::from_secs(2)).expect("the count still runs 2 s after the cancel");
+}

@@ -621,3 +621,27 @@ fn a_select_that_would_write_fails_read_only_with_or_without_a_snapshot() {
     let left = db.client().query_one("SELECT count(*) FROM victim", &[]).unwrap().get::<_, i64>(0);
     assert_eq!(left, 2, "a row was deleted");
 }
+
+#[test]
+fn ctrl_c_stops_the_exact_count_on_the_server_too() {
+    let Some(db) = PgDb::create("count_cancel") else { return };
+    let sql = endless(&db);
+    let (child, out, _) =
+        start(&["run", "--source", &db.url, "--sql", sql, "--count", "exact", "--progress", "always"]);
+    // Keep reading, so the only thing that stops the run is the signal.
+    let drain = std::thread::spawn(move || {
+        let mut out = out;
+        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    });
+    let t = Instant::now();
+    while db.active_ream_queries().len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the count never started: {:?}", db.active_ream_queries());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let (code, err) = wait(child);
+    drain.join().unwrap();
+    assert_eq!(code, 130, "{err}");
+    // The count (a full scan of a billion rows) ran on after the process was gone.
+    server_quiet_within(&db, Duration::from_secs(2)).expect("the count still runs on the server 2 s after the cancel");
+}

@@ -29,7 +29,7 @@ use ream_core::{CancelToken, Value};
 
 use crate::keys::{group_sets, key_base_columns, proves_unique, NameCase};
 use crate::server::{
-    choose, hand_on, stream_resuming, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
+    choose, hand_on, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
 };
 use crate::{
     CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
@@ -1017,6 +1017,7 @@ impl Source for MySource {
 
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
         let pool = self.pool.clone();
+        let cancel = self.cancel.clone();
         let q = self.page_query(None, None, None);
         let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
         let exact = match self.count {
@@ -1027,24 +1028,39 @@ impl Source for MySource {
         Some(Box::new(move || {
             runtime().block_on(async move {
                 let mut conn = pool.get_conn().await.map_err(|e| fail(message(&e)))?;
-                if exact {
-                    let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.sql));
-                    let n: Option<u64> = conn.exec_first(sql, q.params()).await.map_err(|e| fail(message(&e)))?;
-                    return n.ok_or_else(|| fail("no count".into()));
+                // Registered with the run's cancel while it counts: a cancelled run's
+                // count is KILLed too (cleared before the connection goes back).
+                let kill_pool = pool.clone();
+                let slot = CancelSlot::on(&cancel, move |id| kill_query(&kill_pool, id));
+                slot.set(conn.id());
+                if cancel.is_cancelled() {
+                    return Err(SourceError::Cancelled);
                 }
-                // The planner's estimate: the rows EXPLAIN expects from the first table.
-                let rows: Vec<Row> =
-                    conn.exec(format!("EXPLAIN {}", q.sql), q.params()).await.map_err(|e| fail(message(&e)))?;
-                let first = rows.first().ok_or_else(|| fail("EXPLAIN gave no rows".into()))?;
-                let i = first.columns_ref().iter().position(|c| c.name_str() == "rows");
-                match i.and_then(|i| first.as_ref(i)) {
-                    Some(My::Int(n)) => Ok(*n as u64),
-                    Some(My::UInt(n)) => Ok(*n),
-                    Some(My::Bytes(b)) => String::from_utf8_lossy(b).parse().map_err(|_| fail("no estimate".into())),
-                    _ => Err(fail("EXPLAIN gave no row estimate".into())),
-                }
+                let n = count_rows(&mut conn, &q, exact).await;
+                slot.clear();
+                n
             })
         }))
+    }
+}
+
+/// The count for progress: `SELECT count(*)`, or the planner's estimate.
+async fn count_rows(conn: &mut Conn, q: &Query, exact: bool) -> Result<u64, SourceError> {
+    let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
+    if exact {
+        let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.sql));
+        let n: Option<u64> = conn.exec_first(sql, q.params()).await.map_err(|e| fail(message(&e)))?;
+        return n.ok_or_else(|| fail("no count".into()));
+    }
+    // The planner's estimate: the rows EXPLAIN expects from the first table.
+    let rows: Vec<Row> = conn.exec(format!("EXPLAIN {}", q.sql), q.params()).await.map_err(|e| fail(message(&e)))?;
+    let first = rows.first().ok_or_else(|| fail("EXPLAIN gave no rows".into()))?;
+    let i = first.columns_ref().iter().position(|c| c.name_str() == "rows");
+    match i.and_then(|i| first.as_ref(i)) {
+        Some(My::Int(n)) => Ok(*n as u64),
+        Some(My::UInt(n)) => Ok(*n),
+        Some(My::Bytes(b)) => String::from_utf8_lossy(b).parse().map_err(|_| fail("no estimate".into())),
+        _ => Err(fail("EXPLAIN gave no row estimate".into())),
     }
 }
 

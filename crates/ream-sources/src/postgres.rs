@@ -38,7 +38,7 @@ use ream_core::{CancelToken, Value};
 use crate::keys::{group_sets, key_base_columns, proves_unique, NameCase};
 use crate::pgtypes::{Decode, PgBuilder};
 use crate::server::{
-    choose, hand_on, stream_resuming, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
+    choose, hand_on, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
 };
 use crate::{
     CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
@@ -243,6 +243,25 @@ fn db_message(e: &postgres::Error) -> String {
             m
         }
         None => e.to_string(),
+    }
+}
+
+/// A count's connection, registered with the run's cancel token while the count runs
+/// (the guard clears it): a cancelled run's count stops on the server too.
+fn counting(cancel: &CancelToken, conn: &Conn) -> Result<CountGuard, SourceError> {
+    let slot = CancelSlot::on(cancel, cancel_in_background);
+    slot.set(conn.cancel_token());
+    if cancel.is_cancelled() {
+        return Err(SourceError::Cancelled);
+    }
+    Ok(CountGuard(slot))
+}
+
+struct CountGuard(CancelSlot<postgres::CancelToken>);
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -958,12 +977,14 @@ impl Source for PgSource {
 
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
         let pool = self.pool.clone();
+        let cancel = self.cancel.clone();
         let q = self.page_query(None, None, None);
         let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
         match self.count {
             CountMode::None => None,
             CountMode::Estimate | CountMode::Auto => Some(Box::new(move || {
                 let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
+                let _slot = counting(&cancel, &conn)?;
                 let text = explain_json(&mut conn, &format!("EXPLAIN (FORMAT JSON) {}", q.0.sql), &q).map_err(fail)?;
                 let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 plan.pointer("/0/Plan/Plan Rows")
@@ -975,6 +996,7 @@ impl Source for PgSource {
                 let snapshot = self.exported_snapshot.clone();
                 Some(Box::new(move || {
                     let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
+                    let _slot = counting(&cancel, &conn)?;
                     let db = |e: postgres::Error| fail(db_message(&e));
                     if let Some(id) = &snapshot {
                         // The run's own snapshot, so the total is exactly the rows it reads.

@@ -21,6 +21,33 @@ pub(crate) struct OrderCol {
     pub not_null: bool,
 }
 
+/// What a cancel must stop: set while a statement runs on a connection, cleared when it
+/// ends, so a cancel never reaches a connection that has gone back to the pool (and
+/// another run's statement). For the statements beside the stream, such as counts.
+pub(crate) struct CancelSlot<T>(std::sync::Arc<std::sync::Mutex<Option<T>>>);
+
+impl<T: Send + 'static> CancelSlot<T> {
+    /// A slot whose value `stop` receives when `cancel` fires.
+    pub fn on(cancel: &CancelToken, stop: impl FnOnce(T) + Send + 'static) -> Self {
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let held = slot.clone();
+        cancel.on_cancel(move || {
+            if let Some(v) = held.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                stop(v);
+            }
+        });
+        CancelSlot(slot)
+    }
+
+    pub fn set(&self, v: T) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
 /// How a read attempt ended.
 pub(crate) enum Flow {
     Done,
