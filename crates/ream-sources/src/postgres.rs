@@ -53,10 +53,12 @@ type Conn = r2d2::PooledConnection<Manager>;
 /// network read, which cost a fifth of the CPU of an export with the async client.
 fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
     static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = pools.get(url) {
+    let pools = || POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools().get(url) {
         return Ok(p.clone());
     }
+    // Connect without the lock: a database that takes its 10 s to refuse (or never
+    // answers) must not hold up the runs of every other database.
     let mut config: postgres::Config =
         url.parse().map_err(|e| SourceError::Url { url: display.to_string(), reason: format!("{e}") })?;
     if config.get_application_name().is_none() {
@@ -80,8 +82,8 @@ fn pool_for(url: &str, display: &str) -> Result<Pool, SourceError> {
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(15))
         .build_unchecked(PostgresConnectionManager::new(config, NoTls));
-    pools.insert(url.to_string(), pool.clone());
-    Ok(pool)
+    // Two first runs of one URL may both get here; the first pool in is the one kept.
+    Ok(pools().entry(url.to_string()).or_insert(pool).clone())
 }
 
 /// A column's raw wire bytes, whatever its type.
