@@ -645,3 +645,23 @@ fn ctrl_c_stops_the_exact_count_on_the_server_too() {
     // The count (a full scan of a billion rows) ran on after the process was gone.
     server_quiet_within(&db, Duration::from_secs(2)).expect("the count still runs on the server 2 s after the cancel");
 }
+
+#[test]
+fn a_parameter_beyond_its_columns_type_exits_2_and_leaves_no_file() {
+    let Some(db) = PgDb::create("rejected_cli") else { return };
+    db.exec("CREATE TABLE t (id int4 PRIMARY KEY); INSERT INTO t VALUES (1);");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "r.yaml",
+        &format!(
+            "report: r\nsource:\n  url: \"{}\"\n  table: t\n  where: \"id = :n\"\nparameters:\n  n: {{type: int}}\n",
+            db.url
+        ),
+    );
+    let out = dir.path().join("out.csv");
+    let r = run(&["run", spec.to_str().unwrap(), "-p", "n=3000000000", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("the database rejected a value") && r.stderr.contains("out of range"), "{}", r.stderr);
+    assert_eq!(files_in(dir.path()), vec!["r.yaml"]);
+}

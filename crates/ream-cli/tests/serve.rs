@@ -883,3 +883,29 @@ fn a_resumed_run_shows_its_resumes_and_the_metric_counts_them() {
     let (_, _, metrics) = s.get("/metrics");
     assert!(String::from_utf8(metrics).unwrap().contains("ream_resumes_total 1"));
 }
+
+#[test]
+fn parameter_values_the_database_rejects_are_4xx_before_any_byte() {
+    let Some(db) = PgDb::create("rejected") else { return };
+    db.exec("CREATE TABLE t (id int4 PRIMARY KEY, name text); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+    let reports = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "report: r\nsource:\n  url: \"{}\"\n  table: t\n  where: \"id <> :n AND name <> :s\"\n\
+         parameters:\n  n: {{type: int, default: 0}}\n  s: {{type: string, default: x}}\n",
+        db.url
+    );
+    write(reports.path(), "r.yaml", &spec);
+    let s = Server::start(reports.path(), &[]);
+    // Beyond int4: PostgreSQL refuses the bound value when the statement runs.
+    let (status, e) = s.json("/reports/r.csv?n=3000000000");
+    assert_eq!(status, 422, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("the database rejected a value"), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("out of range"), "{e}");
+    // A NUL byte no database stores: a bad parameter, named.
+    let (status, e) = s.json("/reports/r.csv?s=a%00b");
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["parameters"][0]["name"], "s", "{e}");
+    // And the report itself is fine.
+    let (status, _, body) = s.get("/reports/r.csv");
+    assert_eq!((status, String::from_utf8(body).unwrap()), (200, "id,name\n1,a\n2,b\n".to_string()));
+}

@@ -224,6 +224,10 @@ pub fn type_name(t: ParamType) -> &'static str {
 pub fn parse_typed(t: ParamType, text: &str) -> Result<Value, String> {
     let bad = || format!("`{text}` is not a valid {}", type_name(t));
     let s = text.trim();
+    if text.contains('\0') {
+        // PostgreSQL refuses NUL in text, and a C string ends there: never a valid value.
+        return Err(format!("`{}` contains a NUL byte, which no database stores in text", text.escape_debug()));
+    }
     match t {
         ParamType::String => Ok(Value::Str(text.into())),
         ParamType::Int => s.parse::<i64>().map(Value::Int).map_err(|_| bad()),
@@ -237,11 +241,21 @@ pub fn parse_typed(t: ParamType, text: &str) -> Result<Value, String> {
             "false" | "0" | "no" | "off" => Ok(Value::Bool(false)),
             _ => Err(bad()),
         },
-        ParamType::Date => {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| Value::Date(days_from_date(d))).map_err(|_| bad())
-        }
-        ParamType::Timestamp => parse_timestamp(s).map(Value::Timestamp).ok_or_else(bad),
+        ParamType::Date => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .filter(in_sql_years)
+            .map(|d| Value::Date(days_from_date(d)))
+            .ok_or_else(|| bad() + YEARS),
+        ParamType::Timestamp => parse_timestamp(s).map(Value::Timestamp).ok_or_else(|| bad() + YEARS),
     }
+}
+
+const YEARS: &str = " (a date from 0001-01-01 to 9999-12-31)";
+
+/// Years every database takes: PostgreSQL has no year 0, MySQL none past 9999.
+fn in_sql_years(d: &NaiveDate) -> bool {
+    use chrono::Datelike;
+    (1..=9999).contains(&d.year())
 }
 
 /// `-12.345` -> units -12345 at scale 3. Exact; no float on the way.
@@ -264,15 +278,15 @@ pub fn parse_decimal(s: &str) -> Option<Value> {
 
 /// Timestamps as `YYYY-MM-DD[T ]HH:MM[:SS[.fff]]`, or with a zone (converted to UTC).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
-    }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros())
+    let utc = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        t.naive_utc()
+    } else {
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?
+    };
+    in_sql_years(&utc.date()).then(|| utc.and_utc().timestamp_micros())
 }
 
 #[cfg(test)]
@@ -319,6 +333,18 @@ mod tests {
         // Text still splits at commas for a list parameter.
         let b = bind(&d, &[("names".into(), "a,b".into())]).unwrap();
         assert_eq!(b["names"], ParamValue::List(vec![Value::Str("a".into()), Value::Str("b".into())]));
+    }
+
+    #[test]
+    fn values_no_database_takes_are_parameter_errors() {
+        let e = parse_typed(ParamType::String, "a\0b").unwrap_err();
+        assert!(e.contains("contains a NUL byte"), "{e}");
+        for (t, text) in [(ParamType::Date, "0000-01-01"), (ParamType::Timestamp, "0000-06-01 12:00")] {
+            let e = parse_typed(t, text).unwrap_err();
+            assert!(e.contains("from 0001-01-01 to 9999-12-31"), "{e}");
+        }
+        assert!(parse_typed(ParamType::Date, "0001-01-01").is_ok());
+        assert!(parse_typed(ParamType::Timestamp, "9999-12-31T23:59:59.999999").is_ok());
     }
 
     #[test]

@@ -128,20 +128,37 @@ fn settle_schema(
     if source.types_settled() {
         return Ok((source.schema(), SourceState::Ready(source)));
     }
-    let mut started = spawn_source(source, cancel.clone(), progress.clone(), report.to_string());
+    let started = first_message(SourceState::Ready(source), cancel, progress, report)?;
+    let schema = match &started {
+        SourceState::Started(Started { first: Some(SourceMsg::Batch(b)), .. }) => b.schema(),
+        SourceState::Started(Started { first: Some(SourceMsg::End(s)), .. }) => s.clone(),
+        _ => return Err(EngineError::Internal("the source settled no schema".into())),
+    };
+    Ok((schema, started))
+}
+
+/// Start reading and wait for the source's first message, so that everything the first
+/// batch can raise (a parameter value the database rejects, a value that does not fit
+/// its column, an error in the SQL that shows only when it runs) is reported before the
+/// first byte: exit 2 on the CLI, a 4xx status over HTTP, never a cut-off body.
+fn first_message(
+    state: SourceState,
+    cancel: &CancelToken,
+    progress: &Arc<Progress>,
+    report: &str,
+) -> Result<SourceState, EngineError> {
+    let mut started = match state {
+        SourceState::Started(started) => return Ok(SourceState::Started(started)),
+        SourceState::Ready(source) => spawn_source(source, cancel.clone(), progress.clone(), report.to_string()),
+    };
     let first =
         started.rx.recv().map_err(|_| EngineError::Internal("the source stopped before its first batch".into()))?;
-    let schema = match &first {
-        SourceMsg::Batch(b) => b.schema(),
-        SourceMsg::End(s) => s.clone(),
-        SourceMsg::Failed(_) => {
-            let SourceMsg::Failed(e) = first else { unreachable!() };
-            let _ = started.thread.join();
-            return Err(e);
-        }
-    };
+    if let SourceMsg::Failed(e) = first {
+        let _ = started.thread.join();
+        return Err(e);
+    }
     started.first = Some(first);
-    Ok((schema, SourceState::Started(started)))
+    Ok(SourceState::Started(started))
 }
 
 /// The variables of a spec against a schema whose field names have been checked.
@@ -293,6 +310,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         page: Default::default(),
         strategy: describe(&plan),
     };
+    let source = first_message(source, &cancel, &progress, &meta.report)?;
     Ok(Prepared {
         meta: Arc::new(meta),
         format: opts.format,
@@ -542,6 +560,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         page: PageSetup { fonts, ..spec.page.resolve().expect("checked at load") },
         strategy: describe(&plan),
     };
+    let source = first_message(source, &cancel, &progress, &meta.report)?;
     Ok(Prepared {
         meta: Arc::new(meta),
         format: opts.format,

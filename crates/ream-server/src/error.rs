@@ -76,7 +76,9 @@ pub fn engine_status(e: &EngineError) -> StatusCode {
         EngineError::Source { source: SourceError::Url { .. } | SourceError::Open { .. }, .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        EngineError::Source { source: SourceError::Value { .. }, .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::Source { source: SourceError::Value { .. } | SourceError::Rejected { .. }, .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         EngineError::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -278,6 +278,11 @@ pub enum SourceError {
     /// A value that does not fit its column's type.
     #[error("column `{column}` ({ty}) at {key}: {message}")]
     Value { column: String, ty: String, key: String, message: String },
+    /// The database rejected a value while running the statement (SQLSTATE class 22, a
+    /// data exception): a parameter outside its column's type (an int past `int4`), or
+    /// data the SQL cannot compute (a division by zero). The user's input, not a failure.
+    #[error("the database rejected a value: {message}\n  in SQL: {sql}")]
+    Rejected { sql: String, message: String },
     #[error("cancelled")]
     Cancelled,
 }
@@ -293,6 +298,7 @@ impl SourceError {
                 | SourceError::UnknownField { .. }
                 | SourceError::Prepare { .. }
                 | SourceError::Value { .. }
+                | SourceError::Rejected { .. }
         )
     }
 }

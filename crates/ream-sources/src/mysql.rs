@@ -817,6 +817,9 @@ impl MySource {
         if is_lost(e) {
             return Fail::Lost(message(e));
         }
+        if matches!(e, mysql_async::Error::Server(s) if s.state.starts_with("22")) {
+            return Fail::Other(SourceError::Rejected { sql: sql.to_string(), message: message(e) });
+        }
         Fail::Other(SourceError::Read {
             sql: sql.to_string(),
             cursor: at.last.as_ref().map_or("(start)".to_string(), |c| c.to_string()),

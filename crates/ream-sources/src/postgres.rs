@@ -727,6 +727,9 @@ impl PgSource {
         if is_lost(e) {
             return Fail::Lost(db_message(e));
         }
+        if e.code().is_some_and(|c| c.code().starts_with("22")) {
+            return Fail::Other(SourceError::Rejected { sql: sql.to_string(), message: db_message(e) });
+        }
         Fail::Other(SourceError::Read {
             sql: sql.to_string(),
             cursor: at.last.as_ref().map_or("(start)".to_string(), |c| c.to_string()),
