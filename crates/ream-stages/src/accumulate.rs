@@ -9,7 +9,7 @@ use arrow_schema::{DataType, SchemaRef};
 use ream_core::spec::Aggregate;
 use ream_core::{Event, Value};
 
-use crate::{Stage, StageError, VariableSpec};
+use crate::{compensated, neumaier, Stage, StageError, VariableSpec};
 
 /// Variables. Integers and decimals sum exactly: integers in i128, decimals in i256, so no
 /// sum can wrap (a 38-digit decimal column would pass i128 after two rows); a decimal sum
@@ -176,14 +176,7 @@ impl Var {
             State::SumFloat { sum, comp, any } => {
                 for x in floats(col).into_iter().flatten() {
                     *any = true;
-                    // Neumaier: keep the low-order bits a plain sum would drop.
-                    let t = *sum + x;
-                    if sum.abs() >= x.abs() {
-                        *comp += (*sum - t) + x;
-                    } else {
-                        *comp += (x - t) + *sum;
-                    }
-                    *sum = t;
+                    neumaier(sum, comp, x);
                 }
             }
             State::Welford { n, mean, m2 } => {
@@ -269,7 +262,7 @@ impl Var {
                 Err(_) => Value::Decimal { units: *s, scale: 0 },
             },
             State::SumDecimal(s, true) => return decimal_sum(&self.spec.name, *s, self.kind),
-            State::SumFloat { sum, comp, .. } => Value::Float(sum + comp),
+            State::SumFloat { sum, comp, .. } => Value::Float(compensated(*sum, *comp)),
             State::Welford { n, mean, m2 } => match self.spec.aggregate {
                 Aggregate::Avg if *n > 0 => Value::Float(*mean),
                 Aggregate::Variance if *n > 1 => Value::Float(m2 / (*n - 1) as f64),
@@ -527,5 +520,32 @@ mod distinct_bound {
         acc.push(Event::Rows(batch(0, 1000)), &mut out).unwrap();
         let err = acc.push(Event::Rows(batch(MAX_DISTINCT as i64, 1)), &mut out).unwrap_err().to_string();
         assert!(err.contains("`customers`: count_distinct keeps every distinct value"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod float_sums {
+    use super::*;
+    use arrow_array::Float64Array;
+    use arrow_schema::{Field, Schema};
+
+    fn sum(values: Vec<f64>) -> Value {
+        let schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(values))]).unwrap();
+        let spec = VariableSpec { name: "s".into(), aggregate: Aggregate::Sum, field: Some(0), reset_level: None };
+        let mut acc = Accumulate::new(vec![spec], &schema).unwrap();
+        let mut out = Vec::new();
+        acc.push(Event::Rows(b), &mut out).unwrap();
+        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0, charts: Arc::from(vec![]) }, &mut out).unwrap();
+        let Some(Event::End { variables, .. }) = out.pop() else { panic!() };
+        variables[0].clone()
+    }
+
+    #[test]
+    fn a_float_sum_with_infinity_is_infinity_as_in_sql() {
+        assert_eq!(sum(vec![1.5, f64::INFINITY, 2.0]), Value::Float(f64::INFINITY));
+        assert_eq!(sum(vec![f64::NEG_INFINITY, 1.0]), Value::Float(f64::NEG_INFINITY));
+        let Value::Float(nan) = sum(vec![f64::INFINITY, f64::NEG_INFINITY]) else { panic!() };
+        assert!(nan.is_nan(), "∞ + −∞ is NaN, as in SQL");
     }
 }

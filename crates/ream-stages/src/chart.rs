@@ -12,7 +12,7 @@ use ream_core::{Event, Value};
 use rustc_hash::FxHashMap;
 
 use crate::downsample::M4;
-use crate::{Stage, StageError};
+use crate::{compensated, neumaier, Stage, StageError};
 
 /// Rows buffered before a histogram with `bins: N` picks its first width.
 const BIN_SAMPLE: usize = 1024;
@@ -152,17 +152,6 @@ fn wide_f64(units: i256, scale: i8) -> f64 {
     units.to_string().parse::<f64>().unwrap_or(f64::NAN) / 10f64.powi(scale as i32)
 }
 
-/// Neumaier's compensated sum step.
-fn neumaier(sum: &mut f64, comp: &mut f64, v: f64) {
-    let t = *sum + v;
-    if sum.abs() >= v.abs() {
-        *comp += (*sum - t) + v;
-    } else {
-        *comp += (v - t) + *sum;
-    }
-    *sum = t;
-}
-
 impl Cell {
     #[inline]
     fn add(&mut self, y: YItem) {
@@ -233,9 +222,9 @@ impl Cell {
                 Some(units) => exact(units, s),
                 None => Value::Float(wide_f64(self.sum_i, s)),
             },
-            (ChartAggregate::Sum, _) => Value::Float(self.sum_f + self.comp),
+            (ChartAggregate::Sum, _) => Value::Float(compensated(self.sum_f, self.comp)),
             (ChartAggregate::Avg, Num::Exact(s)) => Value::Float(wide_f64(self.sum_i, s) / self.n as f64),
-            (ChartAggregate::Avg, _) => Value::Float((self.sum_f + self.comp) / self.n as f64),
+            (ChartAggregate::Avg, _) => Value::Float(compensated(self.sum_f, self.comp) / self.n as f64),
             (ChartAggregate::Min, Num::Exact(s)) => exact(self.min_i, s),
             (ChartAggregate::Max, Num::Exact(s)) => exact(self.max_i, s),
             (ChartAggregate::Min, _) => Value::Float(self.min_f),

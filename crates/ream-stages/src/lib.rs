@@ -69,6 +69,28 @@ pub enum StageError {
     Compute { stage: &'static str, message: String },
 }
 
+/// Neumaier's compensated sum step: `comp` keeps the low-order bits a plain sum drops.
+#[inline]
+pub(crate) fn neumaier(sum: &mut f64, comp: &mut f64, v: f64) {
+    let t = *sum + v;
+    if sum.abs() >= v.abs() {
+        *comp += (*sum - t) + v;
+    } else {
+        *comp += (v - t) + *sum;
+    }
+    *sum = t;
+}
+
+/// A compensated sum's value. An infinite (or NaN) sum stands as it is, as SQL's `sum`
+/// gives Infinity: its compensation is NaN (∞ − ∞), which made the sum NaN.
+pub(crate) fn compensated(sum: f64, comp: f64) -> f64 {
+    if sum.is_finite() {
+        sum + comp
+    } else {
+        sum
+    }
+}
+
 /// One variable for [`Accumulate`] (defined in ream-core: renderers read it too).
 pub use ream_core::VariableSpec;
 
