@@ -656,7 +656,11 @@ fn timestamp_cell(out: &mut Vec<u8>, pre: &[u8], rd: &[u8], style: &[u8], us: i6
     let day = us.div_euclid(86_400_000_000);
     match excel_day(day) {
         Some(serial) => {
-            let x = serial as f64 + us.rem_euclid(86_400_000_000) as f64 / US_PER_DAY;
+            // The sum rounds to the next midnight for times close to it (at 9999-12-31 a
+            // day's last 40 µs): keep the value inside its own day, which for the last
+            // day Excel has means inside Excel's range.
+            let x = (serial as f64 + us.rem_euclid(86_400_000_000) as f64 / US_PER_DAY)
+                .min(((serial + 1) as f64).next_down());
             number_cell(out, pre, rd, style, |o| cells::float(o, x))
         }
         None => text_cell(out, pre, rd, style, &Value::Timestamp(us).to_string()),
@@ -760,6 +764,21 @@ fn final_widths(widths: Vec<usize>) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_last_microsecond_excel_can_show_stays_on_its_day() {
+        let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 999_999)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        let mut out = Vec::new();
+        super::timestamp_cell(&mut out, b"", b"1", b"", last);
+        let text = String::from_utf8(out).unwrap();
+        let v: f64 = text.split("<v>").nth(1).and_then(|t| t.split("</v>").next()).unwrap().parse().unwrap();
+        assert!(v < 2_958_466.0 && v > 2_958_465.999, "{text}: past Excel's last day (serial 2958465)");
+    }
+
     use super::*;
 
     #[test]
