@@ -464,7 +464,17 @@ fn a_spec_can_bring_its_own_truetype_font() {
 
     // A file that is not a TrueType font, or is missing: exit 2 naming the key, no output.
     std::fs::write(dir.path().join("fake.ttf"), "not a font").unwrap();
-    for (font, says) in [("fake.ttf", "is not a TrueType font"), ("missing.ttf", "cannot read font")] {
+    // Not a regular file: /dev/zero never ends (it took 16.8 GB), a FIFO never answers.
+    let fifo = dir.path().join("fifo.ttf");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    std::fs::File::create(dir.path().join("huge.ttf")).unwrap().set_len(65 << 20).unwrap();
+    for (font, says) in [
+        ("fake.ttf", "is not a TrueType font"),
+        ("missing.ttf", "cannot read font"),
+        ("/dev/zero", "not a regular file"),
+        ("fifo.ttf", "not a regular file"),
+        ("huge.ttf", "65 MB, over the 64 MB a font may have"),
+    ] {
         let text = std::fs::read_to_string(&spec).unwrap();
         let text = text.replace("font: serif.ttf, font_bold: serif-bold.ttf", &format!("font: {font}"));
         let bad = write(dir.path(), "bad.yaml", &text);

@@ -443,7 +443,7 @@ fn user_fonts(loaded: &LoadedSpec) -> Result<Option<UserFonts>, EngineError> {
     let read = |key: &str, file: &str| -> Result<Arc<[u8]>, EngineError> {
         let path = dir.join(file);
         let fail = |msg: String| EngineError::Spec(loaded.locate(vec![SpecError::new(key, msg)]));
-        let data = std::fs::read(&path).map_err(|e| fail(format!("cannot read font `{}`: {e}", path.display())))?;
+        let data = read_font(&path).map_err(|e| fail(format!("cannot read font `{}`: {e}", path.display())))?;
         match data.get(..4) {
             Some([0, 1, 0, 0]) | Some(b"true") => Ok(data.into()),
             Some(b"OTTO") => Err(fail(format!(
@@ -460,6 +460,32 @@ fn user_fonts(loaded: &LoadedSpec) -> Result<Option<UserFonts>, EngineError> {
         None => regular.clone(),
     };
     Ok(Some(UserFonts { regular, bold }))
+}
+
+/// The largest font file ream reads (Noto Sans CJK as one .ttf is about 17 MB).
+const MAX_FONT_BYTES: u64 = 64 << 20;
+
+/// A font file's bytes: a regular file (a FIFO would hang, `/dev/zero` never ends) of at
+/// most `MAX_FONT_BYTES`.
+fn read_font(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_FONT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} MB, over the {} MB a font may have",
+            meta.len() >> 20,
+            MAX_FONT_BYTES >> 20
+        )));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?.take(MAX_FONT_BYTES + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_FONT_BYTES {
+        return Err(std::io::Error::other("it grew past the size a font may have while it was read"));
+    }
+    Ok(data)
 }
 
 fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
