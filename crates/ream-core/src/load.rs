@@ -76,11 +76,20 @@ pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
 
 /// Parse and check a spec given as text.
 pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors> {
-    let value = parse_value(text, format).map_err(|e| SpecErrors(vec![e]))?;
-    let locator = match format {
+    let mut value = parse_value(text, format).map_err(|e| SpecErrors(vec![e]))?;
+    let (locator, literals) = match format {
         SpecFormat::Yaml | SpecFormat::Json => Locator::from_yaml(text),
-        SpecFormat::Toml => Locator::from_toml(text),
+        SpecFormat::Toml => (Locator::from_toml(text), vec![]),
     };
+    // Plain scalars whose number would not read back as written stay text.
+    for (path, text) in literals {
+        if let Some(v) = value_at(&mut value, &path) {
+            *v = serde_json::Value::String(text);
+        }
+    }
+    if format == SpecFormat::Toml {
+        untag_toml_datetimes(&mut value);
+    }
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
@@ -117,7 +126,13 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
 
 fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, SpecError> {
     match format {
-        SpecFormat::Yaml => serde_saphyr::from_str::<serde_json::Value>(text).map_err(|e| {
+        // YAML 1.2 booleans: only true and false (`NO`, `off`, `y` stay text); `1_000` is
+        // text too, as in YAML 1.2.
+        SpecFormat::Yaml => serde_saphyr::from_str_with_options::<serde_json::Value>(
+            text,
+            serde_saphyr::options! { strict_booleans: true, underscored_numbers_as_strings: true },
+        )
+        .map_err(|e| {
             let msg = e.to_string();
             let (line, col) = first_line_col(&msg);
             SpecError { line, col, ..SpecError::new("", format!("malformed YAML: {}", first_line(&msg))) }
@@ -135,6 +150,49 @@ fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, Spec
                 .unwrap_or((None, None));
             SpecError { line, col, ..SpecError::new("", format!("malformed TOML: {}", e.message())) }
         }),
+    }
+}
+
+/// Whether a plain scalar reads as a number that would not write back as it was
+/// written: a leading zero (`01234`, a code, became 1234.0) or a leading `+`.
+fn is_lossy_number(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let leading_zero = digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit();
+    let numeric = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.');
+    numeric && (leading_zero || text.starts_with('+'))
+}
+
+/// The value at a located key path (`parameters.code.default`, `columns[1].format`).
+fn value_at<'v>(value: &'v mut serde_json::Value, path: &str) -> Option<&'v mut serde_json::Value> {
+    let mut v = value;
+    for part in path.split('.') {
+        let (key, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            v = v.get_mut(key)?;
+        }
+        for index in indices.split(']').filter(|s| !s.is_empty()) {
+            v = v.get_mut(index.trim_start_matches('[').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
+/// TOML's native dates and times arrive as `{"$__toml_private_datetime": "…"}`; a spec
+/// takes them as the text they are (`default = 2024-01-01` is a date parameter's value).
+fn untag_toml_datetimes(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let (1, Some(serde_json::Value::String(s))) = (m.len(), m.get("$__toml_private_datetime")) {
+                *v = serde_json::Value::String(s.clone());
+                return;
+            }
+            m.values_mut().for_each(untag_toml_datetimes);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(untag_toml_datetimes),
+        _ => {}
     }
 }
 
@@ -210,12 +268,13 @@ impl Locator {
         }
     }
 
-    fn from_yaml(text: &str) -> Self {
+    /// The places of every key, and the plain scalars to keep as text (path, text).
+    fn from_yaml(text: &str) -> (Self, Vec<(String, String)>) {
         let mut walker = YamlWalker::default();
         let mut parser = Parser::new_from_str(text);
         // A document that does not parse has already been reported; positions are best effort.
         let _ = parser.load(&mut walker, false);
-        Locator { places: walker.places }
+        (Locator { places: walker.places }, walker.literals)
     }
 
     /// TOML: find each `key =` line and `[table]` header. Keys are matched by their last
@@ -257,6 +316,7 @@ enum Frame {
 struct YamlWalker {
     stack: Vec<Frame>,
     places: HashMap<String, (usize, usize)>,
+    literals: Vec<(String, String)>,
 }
 
 impl YamlWalker {
@@ -290,7 +350,7 @@ impl<'i> SpannedEventReceiver<'i> for YamlWalker {
     fn on_event(&mut self, ev: Event<'i>, span: Span) {
         let here = (span.start.line(), span.start.col() + 1);
         match ev {
-            Event::Scalar(value, ..) => {
+            Event::Scalar(value, style, ..) => {
                 if self.is_key_position() {
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
                         let full = join(path, &value);
@@ -298,6 +358,9 @@ impl<'i> SpannedEventReceiver<'i> for YamlWalker {
                         *key = Some(value.into_owned());
                     }
                 } else if let Some(p) = self.next_node_path() {
+                    if style == saphyr_parser::ScalarStyle::Plain && is_lossy_number(&value) {
+                        self.literals.push((p.clone(), value.into_owned()));
+                    }
                     self.places.entry(p).or_insert(here);
                 }
             }
@@ -328,6 +391,29 @@ mod tests {
 
     const GOOD: &str =
         "report: r\nsource:\n  table: t\n  columns:\n    id: t.id\n    total: t.total\ngroups:\n  - by: id\n";
+
+    #[test]
+    fn yaml_reads_as_1_2_and_never_changes_what_was_written() {
+        let text = "report: r\ntitle: NO\nsource:\n  table: t\nparameters:\n  code: { type: string, default: 01234 }\n  \
+                    flag: { type: string, default: off }\n  n: { type: int, default: 7 }\n  signed: { type: string, default: +5 }\n";
+        let spec = load_str(text, SpecFormat::Yaml).unwrap().spec;
+        assert_eq!(spec.title.as_deref(), Some("NO"));
+        let default = |p: &str| spec.parameters[p].default.clone().unwrap();
+        assert_eq!(default("code"), serde_json::json!("01234"));
+        assert_eq!(default("flag"), serde_json::json!("off"));
+        assert_eq!(default("n"), serde_json::json!(7));
+        assert_eq!(default("signed"), serde_json::json!("+5"));
+    }
+
+    #[test]
+    fn toml_native_dates_are_dates() {
+        let text =
+            "report = \"r\"\n[source]\ntable = \"t\"\n[parameters.since]\ntype = \"date\"\ndefault = 2024-01-31\n";
+        let spec = load_str(text, SpecFormat::Toml).unwrap().spec;
+        assert_eq!(spec.parameters["since"].default, Some(serde_json::json!("2024-01-31")));
+        let bound = crate::params::bind(&spec.parameters, &[]).unwrap();
+        assert_eq!(bound["since"], crate::params::ParamValue::One(crate::Value::Date(19753)));
+    }
 
     #[test]
     fn a_good_yaml_spec_loads() {
