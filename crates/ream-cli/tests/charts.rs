@@ -495,3 +495,25 @@ fn a_bar_chart_of_100k_bars_renders() {
     let bars = html.matches("<rect").count();
     assert!(bars >= 100_000, "{bars} rects");
 }
+
+#[test]
+fn a_format_that_shows_no_chart_does_not_compute_them() {
+    let demo = demo(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "report: c\nsource:\n  url: \"sqlite:{}\"\n  table: invoices\n  columns: {{id: invoices.id, date: invoices.date}}\n\
+         charts:\n  - {{ id: a, kind: line, x: {{ field: date, bucket: day }}, max_buckets: 10 }}\n",
+        demo.join("demo.sqlite").display()
+    );
+    let spec = write(dir.path(), "c.yaml", &text);
+    // HTML draws it, and its 10-cell limit fails the run …
+    let r = run(&["run", spec.to_str().unwrap(), "--format", "html"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("more than 10 cells"), "{}", r.stderr);
+    // … while CSV, NDJSON and XLSX never build the chart.
+    for format in ["csv", "ndjson", "xlsx"] {
+        let out = dir.path().join(format!("c.{format}"));
+        let r = run(&["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+    }
+}

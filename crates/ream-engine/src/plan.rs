@@ -557,7 +557,11 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             cancel.cancel();
             return Err(EngineError::Spec(loaded.locate(errors)));
         }
-        stages.push(StageConfig::Chart { charts: spec.charts.clone() });
+        // A format that shows no chart does not compute them: a chart's limits (its
+        // max_buckets) cannot fail a CSV export.
+        if opts.format.shows_charts() {
+            stages.push(StageConfig::Chart { charts: spec.charts.clone() });
+        }
     }
     let meta = ReportMeta {
         report: spec.report.clone(),

@@ -107,6 +107,12 @@ pub enum Format {
 impl Format {
     pub const ALL: [Format; 6] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html, Format::Xlsx, Format::Pdf];
 
+    /// Whether the format shows charts (HTML and PDF draw them, JSON writes their
+    /// series): the others skip computing them.
+    pub fn shows_charts(self) -> bool {
+        matches!(self, Format::Json | Format::Html | Format::Pdf)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
