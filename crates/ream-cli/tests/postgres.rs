@@ -665,3 +665,20 @@ fn a_parameter_beyond_its_columns_type_exits_2_and_leaves_no_file() {
     assert!(r.stderr.contains("the database rejected a value") && r.stderr.contains("out of range"), "{}", r.stderr);
     assert_eq!(files_in(dir.path()), vec!["r.yaml"]);
 }
+
+#[test]
+fn numerics_at_the_edges_of_their_precision_and_negative_scales_read_exactly() {
+    let Some(db) = PgDb::create("numeric_edges") else { return };
+    db.exec(
+        "CREATE TABLE n (id int PRIMARY KEY, a numeric(38,38), b numeric(38,37), c numeric(5,-2));
+         INSERT INTO n VALUES (1, 0.12345678901234567890123456789012345678, -1.2345678901234567890123456789012345678, 12345),
+                              (2, -0.99999999999999999999999999999999999999, 9.9999999999999999999999999999999999999, -9999949);",
+    );
+    let r = run(&["run", "--source", &db.url, "--table", "n"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.text(),
+        "id,a,b,c\n1,0.12345678901234567890123456789012345678,-1.2345678901234567890123456789012345678,12300\n\
+         2,-0.99999999999999999999999999999999999999,9.9999999999999999999999999999999999999,-9999900\n"
+    );
+}

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNano;
 use arrow_array::ArrayRef;
+use arrow_buffer::i256;
 use arrow_schema::{DataType, IntervalUnit, TimeUnit};
 use postgres::types::{Kind, Type};
 
@@ -91,10 +92,12 @@ impl Decode {
             Type::FLOAT8 => Decode::Float8,
             Type::NUMERIC if typmod >= 4 => {
                 let p = ((typmod - 4) >> 16) & 0xffff;
-                let s = (typmod - 4) & 0xffff;
+                // The scale is 11 bits, signed since PostgreSQL 15 (numeric(5,-2) rounds
+                // to hundreds): read as unsigned, -2 became 2046, clamped to 38.
+                let s = (((typmod - 4) & 0x7ff) ^ 1024) - 1024;
                 // numeric(p, s) may have p > 38 (up to 1000): keep 38 digits and let a value
                 // that needs more be a clear error, rather than refusing the column.
-                Decode::Numeric(p.clamp(1, 38) as u8, s.min(38) as i8)
+                Decode::Numeric(p.clamp(1, 38) as u8, s.clamp(-38, 38) as i8)
             }
             Type::NUMERIC => Decode::NumericText,
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::CHAR | Type::XML | Type::UNKNOWN => {
@@ -356,21 +359,24 @@ pub(crate) fn numeric_units(raw: &[u8], scale: i8) -> Result<i128, String> {
             return Ok(if h.sign == 0x4000 { -u } else { u });
         }
     }
-    // The digits are base 10000, the first worth 10000^weight.
-    let mut acc: i128 = 0;
+    // The digits are base 10000, the first worth 10000^weight. In i256: a value that fits
+    // 38 digits may need more on the way (numeric(38,38) has ten groups, 40 digits, the
+    // last ones zeros).
+    let ten = i256::from_i128(10);
+    let mut acc = i256::ZERO;
     for i in 0..n {
-        let d = u16::from_be_bytes([h.digits[2 * i], h.digits[2 * i + 1]]) as i128;
-        acc = acc.checked_mul(10_000).and_then(|a| a.checked_add(d)).ok_or_else(too_big)?;
+        let d = i256::from_i128(u16::from_be_bytes([h.digits[2 * i], h.digits[2 * i + 1]]) as i128);
+        acc = acc.checked_mul(i256::from_i128(10_000)).and_then(|a| a.checked_add(d)).ok_or_else(too_big)?;
     }
     // acc × 10^(4 × (weight − n + 1)) is the value; units are that × 10^scale.
-    let units = if acc == 0 {
-        0
+    let units = if acc == i256::ZERO {
+        i256::ZERO
     } else if exp >= 0 {
-        10i128.checked_pow(exp as u32).and_then(|m| acc.checked_mul(m)).ok_or_else(too_big)?
+        ten.checked_pow(exp as u32).and_then(|m| acc.checked_mul(m)).ok_or_else(too_big)?
     } else {
-        let d = 10i128.checked_pow((-exp) as u32);
-        match d {
-            Some(d) if acc % d == 0 => acc / d,
+        match ten.checked_pow((-exp) as u32) {
+            Some(d) if acc.checked_rem(d) == Some(i256::ZERO) => acc.checked_div(d).ok_or_else(too_big)?,
+            // More decimals than the scale, or a divisor past 10^76: only zeros divide it.
             _ => {
                 return Err(format!(
                     "{} has more decimals than the column's scale {scale} holds",
@@ -379,6 +385,7 @@ pub(crate) fn numeric_units(raw: &[u8], scale: i8) -> Result<i128, String> {
             }
         }
     };
+    let units = units.to_i128().ok_or_else(too_big)?;
     Ok(if h.sign == 0x4000 { -units } else { units })
 }
 
@@ -521,6 +528,26 @@ mod tests {
         assert!(numeric_units(&nan, 2).unwrap_err().contains("NaN"));
         let huge = numeric(20, false, 0, &[1]);
         assert!(numeric_units(&huge, 0).unwrap_err().contains("more than the 38 digits"));
+    }
+
+    #[test]
+    fn numerics_of_38_digits_after_the_point_fit() {
+        // 0.12345678901234567890123456789012345678: ten groups, the last 5678 → 5678|00.
+        let digits = [1234, 5678, 9012, 3456, 7890, 1234, 5678, 9012, 3456, 7800];
+        let raw = numeric(-1, false, 38, &digits);
+        assert_eq!(numeric_units(&raw, 38), Ok(12_345_678_901_234_567_890_123_456_789_012_345_678));
+        assert_eq!(numeric_text(&raw).unwrap(), "0.12345678901234567890123456789012345678");
+        // 1.2345678901234567890123456789012345678 in numeric(38,37).
+        let raw = numeric(0, true, 37, &[1, 2345, 6789, 123, 4567, 8901, 2345, 6789, 123, 4567, 8000]);
+        assert_eq!(numeric_units(&raw, 37), Ok(-12_345_678_901_234_567_890_123_456_789_012_345_678));
+    }
+
+    #[test]
+    fn a_negative_scale_is_read_as_one() {
+        let typmod = ((5 << 16) | (-2i32 & 0x7ff)) + 4;
+        assert_eq!(Decode::for_type(&Type::NUMERIC, typmod), Ok(Decode::Numeric(5, -2)));
+        // 12300 in numeric(5,-2) is 123 hundreds.
+        assert_eq!(numeric_units(&numeric(1, false, 0, &[1, 2300]), -2), Ok(123));
     }
 
     #[test]
