@@ -138,6 +138,10 @@ struct RunArgs {
     /// Rows per batch (default 4096).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// A batch also ends once its values hold this many bytes (default 8 MiB = 8388608):
+    /// memory stays bounded however wide the rows.
+    #[arg(long)]
+    batch_bytes: Option<usize>,
     /// How the source pages (default auto).
     #[arg(long, value_enum)]
     strategy: Option<StrategyArg>,
@@ -406,6 +410,7 @@ fn run(args: RunArgs) -> ExitCode {
         format,
         params,
         batch_size: args.batch_size,
+        batch_bytes: args.batch_bytes,
         strategy: args.strategy.map(|s| match s {
             StrategyArg::Auto => Strategy::Auto,
             StrategyArg::Keyset => Strategy::Keyset,

@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// `name=value` parameters, as given.
     pub params: Vec<(String, ream_core::params::Given)>,
     pub batch_size: Option<usize>,
+    /// Bytes of values after which a batch ends (default 8 MiB).
+    pub batch_bytes: Option<usize>,
     pub strategy: Option<Strategy>,
     /// How to find the total for progress (a count beside the stream, or an estimate).
     pub count: CountMode,
@@ -73,6 +75,7 @@ impl RunOptions {
             format,
             params: vec![],
             batch_size: None,
+            batch_bytes: None,
             strategy: None,
             count: CountMode::None,
             snapshot: None,
@@ -363,6 +366,7 @@ fn describe(plan: &ream_sources::ReadPlan) -> String {
 fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec: Option<&ream_core::spec::SourceConfig>) {
     req.strategy = opts.strategy.or(spec.and_then(|s| s.strategy)).unwrap_or(Strategy::Auto);
     req.batch_size = opts.batch_size.or(spec.and_then(|s| s.batch_size)).unwrap_or(DEFAULT_BATCH_SIZE);
+    req.batch_bytes = opts.batch_bytes.unwrap_or(ream_sources::DEFAULT_BATCH_BYTES);
     req.snapshot = opts.snapshot.or(spec.and_then(|s| s.snapshot)).unwrap_or_default();
     req.retries = opts.retries.unwrap_or(DEFAULT_RETRIES);
     req.count = opts.count;

@@ -122,8 +122,14 @@ impl ColumnBuilder {
     pub(crate) fn append_text(&mut self, v: &[u8]) -> Result<(), String> {
         let text = || std::str::from_utf8(v).map_err(|_| "text that is not valid UTF-8".to_string());
         match self {
-            ColumnBuilder::Text(b) => b.append_value(text()?),
-            ColumnBuilder::Binary(b) => b.append_value(v),
+            ColumnBuilder::Text(b) => {
+                fits_offsets(b.values_slice().len(), v.len())?;
+                b.append_value(text()?)
+            }
+            ColumnBuilder::Binary(b) => {
+                fits_offsets(b.values_slice().len(), v.len())?;
+                b.append_value(v)
+            }
             ColumnBuilder::Date(b) => {
                 let t = text()?;
                 let d = iso_date(t)
@@ -165,6 +171,7 @@ impl ColumnBuilder {
     pub(crate) fn append_blob(&mut self, v: &[u8]) -> Result<(), String> {
         match self {
             ColumnBuilder::Binary(b) => {
+                fits_offsets(b.values_slice().len(), v.len())?;
                 b.append_value(v);
                 Ok(())
             }
@@ -262,9 +269,29 @@ fn iso_date(t: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
+/// A text or binary column holds at most 2 GiB in one batch (its offsets are i32); past
+/// that, an error rather than arrow's panic. `--batch-bytes` keeps batches far below it,
+/// so only a single value of about 2 GiB can get here.
+fn fits_offsets(held: usize, more: usize) -> Result<(), String> {
+    if held + more > i32::MAX as usize {
+        return Err(format!(
+            "a value of {} MB takes its column past the 2 GiB one batch can hold: lower --batch-bytes",
+            more >> 20
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_past_2_gib_in_one_batch_is_an_error_not_a_panic() {
+        assert!(fits_offsets(1 << 20, 1 << 20).is_ok());
+        let e = fits_offsets(i32::MAX as usize - 10, 3 << 20).unwrap_err();
+        assert!(e.contains("past the 2 GiB one batch can hold"), "{e}");
+    }
 
     #[test]
     fn reals_become_exact_decimals_or_fail_loudly() {

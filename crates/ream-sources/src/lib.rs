@@ -75,6 +75,9 @@ pub struct ReadRequest {
     /// A lower row count per batch that the run's owner may set while it runs (a
     /// server under a memory budget); sources read it at each batch boundary.
     pub batch_limit: BatchLimit,
+    /// A batch also ends once its values hold this many bytes: rows of 1 MB text would
+    /// otherwise make a 4096-row batch of 4 GB.
+    pub batch_bytes: usize,
 }
 
 /// Rows per batch, lowered while a run goes on: 0 means no limit beyond `batch_size`.
@@ -191,6 +194,7 @@ impl Default for ReadRequest {
             count: CountMode::default(),
             resumes: ResumeLog::default(),
             batch_limit: BatchLimit::default(),
+            batch_bytes: DEFAULT_BATCH_BYTES,
         }
     }
 }
@@ -208,6 +212,44 @@ impl ReadRequest {
 }
 
 pub const DEFAULT_BATCH_SIZE: usize = 4096;
+/// Bytes of values after which a batch ends, whatever its rows (`--batch-bytes`).
+pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
+
+/// Where every source cuts its rows into batches: at the run's row limit (`BatchLimit`,
+/// which may change between batches) or once the batch's values hold `batch_bytes`.
+/// The source hands the batch on, with the cursor of its last row, when `row` says so.
+#[derive(Debug)]
+pub(crate) struct BatchCut {
+    rows: usize,
+    bytes: usize,
+    batch_size: usize,
+    batch_bytes: usize,
+    limit: BatchLimit,
+}
+
+impl BatchCut {
+    pub(crate) fn new(batch_size: usize, batch_bytes: usize, limit: &BatchLimit) -> BatchCut {
+        BatchCut { rows: 0, bytes: 0, batch_size, batch_bytes, limit: limit.clone() }
+    }
+
+    /// Count a row of `bytes` in; true when the batch is full and must leave now.
+    #[inline]
+    pub(crate) fn row(&mut self, bytes: usize) -> bool {
+        self.rows += 1;
+        self.bytes += bytes;
+        if self.rows >= self.limit.rows(self.batch_size) || self.bytes >= self.batch_bytes {
+            self.rows = 0;
+            self.bytes = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Rows in the open batch.
+    pub(crate) fn pending(&self) -> usize {
+        self.rows
+    }
+}
 
 /// A position in the key order: the order columns' values of the last row read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -386,6 +428,9 @@ pub fn open_url(
 ) -> Result<Box<dyn Source>, SourceError> {
     if req.batch_size == 0 {
         return Err(SourceError::Plan("the batch size must be at least 1".into()));
+    }
+    if req.batch_bytes == 0 {
+        return Err(SourceError::Plan("the batch bytes must be at least 1".into()));
     }
     match url {
         #[cfg(feature = "sqlite")]

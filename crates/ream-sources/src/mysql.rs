@@ -382,6 +382,7 @@ pub struct MySource {
     filter: Option<String>,
     params: BoundParams,
     batch_size: usize,
+    batch_bytes: usize,
     batch_limit: crate::BatchLimit,
     start_after: Option<Cursor>,
     retries: u32,
@@ -429,6 +430,7 @@ impl MySource {
             filter: req.filter.clone(),
             params: req.params.clone(),
             batch_size: req.batch_size,
+            batch_bytes: req.batch_bytes,
             batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
             retries: req.retries,
@@ -771,9 +773,16 @@ impl MySource {
             .join(", ")
     }
 
-    fn append_row(&self, builders: &mut [Builder], row: &Row, index: u64) -> Result<(), SourceError> {
+    /// One row into the builders; returns its bytes (text and bytes by length, else 8).
+    fn append_row(&self, builders: &mut [Builder], row: &Row, index: u64) -> Result<usize, SourceError> {
+        let mut bytes = 0;
         for (i, b) in builders.iter_mut().enumerate() {
-            if let Err(message) = self.decoders[i].append(b, row.as_ref(i)) {
+            let value = row.as_ref(i);
+            bytes += match value {
+                Some(My::Bytes(v)) => v.len().max(8),
+                _ => 8,
+            };
+            if let Err(message) = self.decoders[i].append(b, value) {
                 let field = self.schema.field(i);
                 return Err(SourceError::Value {
                     column: field.name().clone(),
@@ -798,7 +807,7 @@ impl MySource {
                 }
             }
         }
-        Ok(())
+        Ok(bytes)
     }
 
     fn finish_batch(&self, builders: &mut [Builder]) -> Result<RecordBatch, SourceError> {
@@ -857,7 +866,8 @@ impl MySource {
         let mut result = conn.exec_iter(stmt, q.params()).await.map_err(|e| self.read_fail(&q.sql, at, &e))?;
         let cap = self.batch_size.min(65_536);
         let mut builders: Vec<Builder> = self.decoders[..self.exprs.len()].iter().map(|d| d.builder(cap)).collect();
-        let (mut n, mut in_batch) = (0usize, 0usize);
+        let mut n = 0usize;
+        let mut cut = crate::BatchCut::new(self.batch_size, self.batch_bytes, &self.batch_limit);
         let mut last: Option<Row> = None;
         loop {
             let row = match result.next().await {
@@ -865,14 +875,12 @@ impl MySource {
                 Ok(None) => break,
                 Err(e) => return Err(self.read_fail(&q.sql, at, &e)),
             };
-            self.append_row(&mut builders, &row, at.emitted + in_batch as u64)?;
+            let bytes = self.append_row(&mut builders, &row, at.emitted + cut.pending() as u64)?;
             n += 1;
-            in_batch += 1;
-            if in_batch < self.batch_limit.rows(self.batch_size) {
+            if !cut.row(bytes) {
                 last = Some(row);
                 continue;
             }
-            in_batch = 0;
             last = None;
             if self.cancel.is_cancelled() {
                 return Err(Fail::Other(SourceError::Cancelled));
@@ -882,7 +890,7 @@ impl MySource {
                 return Ok((n, Flow::Stopped));
             }
         }
-        if in_batch > 0 {
+        if cut.pending() > 0 {
             let cursor = last.as_ref().and_then(|r| self.row_cursor(r));
             if !hand_on(self.finish_batch(&mut builders)?, cursor, at, emit) {
                 return Ok((n, Flow::Stopped));

@@ -207,6 +207,7 @@ pub struct PgSource {
     filter: Option<String>,
     params: BoundParams,
     batch_size: usize,
+    batch_bytes: usize,
     batch_limit: crate::BatchLimit,
     start_after: Option<Cursor>,
     retries: u32,
@@ -303,6 +304,7 @@ impl PgSource {
             filter: req.filter.clone(),
             params: req.params.clone(),
             batch_size: req.batch_size,
+            batch_bytes: req.batch_bytes,
             batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
             retries: req.retries,
@@ -672,9 +674,13 @@ impl PgSource {
     }
 
     #[inline]
-    fn append_row(&self, builders: &mut [PgBuilder], row: &Row, index: u64) -> Result<(), SourceError> {
+    /// One row into the builders; returns its bytes (each value's wire length, or 8).
+    fn append_row(&self, builders: &mut [PgBuilder], row: &Row, index: u64) -> Result<usize, SourceError> {
+        let mut bytes = 0;
         for (i, b) in builders.iter_mut().enumerate() {
-            if let Err(message) = self.decoders[i].append(b, raw(row, i)) {
+            let value = raw(row, i);
+            bytes += value.map_or(8, |v| v.len().max(8));
+            if let Err(message) = self.decoders[i].append(b, value) {
                 let field = self.schema.field(i);
                 return Err(SourceError::Value {
                     column: field.name().clone(),
@@ -699,7 +705,7 @@ impl PgSource {
                 }
             }
         }
-        Ok(())
+        Ok(bytes)
     }
 
     fn row_cursor(&self, row: &Row) -> Option<Cursor> {
@@ -770,7 +776,7 @@ impl PgSource {
         let mut rows = conn.query_raw(stmt, params.iter()).map_err(|e| self.read_fail(sql, at, &e))?;
         let mut builders = self.new_builders();
         let mut n = 0usize;
-        let mut in_batch = 0usize;
+        let mut cut = crate::BatchCut::new(self.batch_size, self.batch_bytes, &self.batch_limit);
         let mut last_row: Option<Row> = None;
         loop {
             let row = match rows.next() {
@@ -778,11 +784,11 @@ impl PgSource {
                 Ok(None) => break,
                 Err(e) => return Err(self.read_fail(sql, at, &e)),
             };
-            if let Some(flow) = self.take_row(&mut builders, row, at, &mut n, &mut in_batch, &mut last_row, emit)? {
+            if let Some(flow) = self.take_row(&mut builders, row, at, &mut n, &mut cut, &mut last_row, emit)? {
                 return Ok((n, flow));
             }
         }
-        if in_batch > 0 {
+        if cut.pending() > 0 {
             let cursor = last_row.as_ref().and_then(|r| self.row_cursor(r));
             if !hand_on(self.finish_batch(&mut builders)?, cursor, at, emit) {
                 return Ok((n, Flow::Stopped));
@@ -801,18 +807,16 @@ impl PgSource {
         row: Row,
         at: &mut Progress,
         n: &mut usize,
-        in_batch: &mut usize,
+        cut: &mut crate::BatchCut,
         last_row: &mut Option<Row>,
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
     ) -> Result<Option<Flow>, Fail> {
-        self.append_row(builders, &row, at.emitted + *in_batch as u64)?;
+        let bytes = self.append_row(builders, &row, at.emitted + cut.pending() as u64)?;
         *n += 1;
-        *in_batch += 1;
-        if *in_batch < self.batch_limit.rows(self.batch_size) {
+        if !cut.row(bytes) {
             *last_row = Some(row);
             return Ok(None);
         }
-        *in_batch = 0;
         *last_row = None;
         if self.cancel.is_cancelled() {
             return Err(Fail::Other(SourceError::Cancelled));

@@ -75,6 +75,7 @@ pub struct SqliteSource {
     filter: Option<String>,
     params: BoundParams,
     batch_size: usize,
+    batch_bytes: usize,
     batch_limit: crate::BatchLimit,
     start_after: Option<Cursor>,
     plan: ReadPlan,
@@ -136,11 +137,11 @@ impl rusqlite::ToSql for CursorValue {
     }
 }
 
-/// Where one statement's rows stand: rows read, rows in the open batch, the order values
+/// Where one statement's rows stand: rows read, where the open batch ends, the order values
 /// of the last row, and the cursor of the last batch handed on.
 struct Batch {
     rows: usize,
-    in_batch: usize,
+    cut: crate::BatchCut,
     key: Vec<CursorValue>,
     last: Option<Cursor>,
 }
@@ -209,6 +210,7 @@ impl SqliteSource {
             filter: req.filter.clone(),
             params: req.params.clone(),
             batch_size: req.batch_size,
+            batch_bytes: req.batch_bytes,
             batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
             plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
@@ -533,21 +535,22 @@ impl SqliteSource {
         let mut stmt = self.conn.prepare(sql).map_err(|e| prepare_err(sql, e))?;
         bind_all(&mut stmt, &q.bound.values, &q.cursor).map_err(|e| prepare_err(sql, e))?;
         let mut rows = stmt.raw_query();
-        let mut batch = Batch { rows: 0, in_batch: 0, key: vec![CursorValue::Null; self.order.len()], last: None };
+        let cut = crate::BatchCut::new(self.batch_size, self.batch_bytes, &self.batch_limit);
+        let mut batch = Batch { rows: 0, cut, key: vec![CursorValue::Null; self.order.len()], last: None };
 
         // Types still open: hold the first batch's rows, settle the types, replay them.
         if !self.typing.borrow().unsettled.is_empty() {
             let width = self.exprs.len() + self.hidden.len();
             let mut pending: Vec<Vec<rusqlite::types::Value>> = Vec::new();
-            while pending.len() < self.batch_size {
+            let mut pending_bytes = 0;
+            while pending.len() < self.batch_size && pending_bytes < self.batch_bytes {
                 match rows.next() {
                     Ok(Some(row)) => pending.push(
                         (0..width)
                             .map(|i| {
-                                row.get_ref(i)
-                                    .ok()
-                                    .and_then(|v| v.try_into().ok())
-                                    .unwrap_or(rusqlite::types::Value::Null)
+                                let v = row.get_ref(i).ok();
+                                pending_bytes += v.and_then(|v| v.as_bytes().ok()).map_or(8, |b| b.len() + 8);
+                                v.and_then(|v| v.try_into().ok()).unwrap_or(rusqlite::types::Value::Null)
                             })
                             .collect(),
                     ),
@@ -578,7 +581,7 @@ impl SqliteSource {
                 return Ok((batch.rows, batch.last, true));
             }
         }
-        if batch.in_batch > 0 && !self.hand_on(builders, emit, &mut batch)? {
+        if batch.cut.pending() > 0 && !self.hand_on(builders, emit, &mut batch)? {
             return Ok((batch.rows, batch.last, true));
         }
         Ok((batch.rows, batch.last, false))
@@ -597,7 +600,7 @@ impl SqliteSource {
         rows_before: u64,
     ) -> Result<bool, SourceError> {
         let index = rows_before + batch.rows as u64;
-        self.append_row(builders, get, index)?;
+        let bytes = self.append_row(builders, get, index)?;
         for (slot, o) in batch.key.iter_mut().zip(&self.order) {
             set_cursor_value(slot, get(o.select_index));
         }
@@ -605,8 +608,7 @@ impl SqliteSource {
             return Err(self.null_key_err(k, index));
         }
         batch.rows += 1;
-        batch.in_batch += 1;
-        if batch.in_batch < self.batch_limit.rows(self.batch_size) {
+        if !batch.cut.row(bytes) {
             return Ok(true);
         }
         self.hand_on(builders, emit, batch)
@@ -619,7 +621,6 @@ impl SqliteSource {
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
         batch: &mut Batch,
     ) -> Result<bool, SourceError> {
-        batch.in_batch = 0;
         let cursor = (!self.order.is_empty()).then(|| Cursor(batch.key.clone()));
         let go_on = emit(self.finish_batch(builders)?, cursor.as_ref());
         batch.last = cursor;
@@ -636,13 +637,15 @@ impl SqliteSource {
     }
 
     /// One row into the builders; `get` reads a select column of the current row.
+    /// Returns the row's bytes (text and blobs as their length, other values as 8).
     #[inline]
     fn append_row<'r>(
         &self,
         builders: &mut [ColumnBuilder],
         get: &impl Fn(usize) -> ValueRef<'r>,
         index: u64,
-    ) -> Result<(), SourceError> {
+    ) -> Result<usize, SourceError> {
+        let mut bytes = 0;
         for (i, b) in builders.iter_mut().enumerate() {
             let r = match get(i) {
                 ValueRef::Null => {
@@ -651,14 +654,21 @@ impl SqliteSource {
                 }
                 ValueRef::Integer(x) => b.append_int(x),
                 ValueRef::Real(x) => b.append_real(x),
-                ValueRef::Text(x) => b.append_text(x),
-                ValueRef::Blob(x) => b.append_blob(x),
+                ValueRef::Text(x) => {
+                    bytes += x.len();
+                    b.append_text(x)
+                }
+                ValueRef::Blob(x) => {
+                    bytes += x.len();
+                    b.append_blob(x)
+                }
             };
             if let Err(message) = r {
                 return Err(self.value_err(i, get, index, message));
             }
+            bytes += 8;
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// Decide the open types from the held rows: any text makes text, any real makes a
@@ -1103,5 +1113,40 @@ mod tests {
         req.filter = Some("id > 15".into());
         let src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
         assert_eq!((src.counter().unwrap())().unwrap(), 5);
+    }
+}
+
+#[cfg(test)]
+mod batch_bytes {
+    use super::*;
+
+    #[test]
+    fn a_batch_ends_at_its_bytes_whatever_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.sqlite");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE w (id INTEGER PRIMARY KEY, t TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+             INSERT INTO w SELECT i, printf('%.100000c', 'x') FROM n;",
+        )
+        .unwrap();
+        for strategy in [Strategy::Keyset, Strategy::Cursor, Strategy::Offset] {
+            let mut req = ReadRequest::table("w");
+            req.strategy = strategy;
+            req.batch_bytes = 1_000_000;
+            let mut src = SqliteSource::open(&path, "test", &req, CancelToken::new()).unwrap();
+            let (mut sizes, mut ids) = (Vec::new(), Vec::new());
+            src.stream(&mut |b, _| {
+                sizes.push(b.num_rows());
+                let a = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+                ids.extend(a.values().iter().copied());
+                true
+            })
+            .unwrap();
+            // 100 KB rows: a batch reaches 1 MB at its tenth row.
+            assert!(sizes.iter().all(|&n| n <= 10), "{strategy}: {sizes:?}");
+            assert_eq!(ids, (1..=100).collect::<Vec<_>>(), "{strategy}: every row once");
+        }
     }
 }

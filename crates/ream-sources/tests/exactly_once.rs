@@ -2,7 +2,8 @@
 //! MariaDB and the keyset, cursor and offset strategies. Each case is a random table with
 //! NULLs and repeats in its group and key columns, read at a random batch size while the
 //! run's `BatchLimit` changes at random batch boundaries (to sizes that do not divide the
-//! page, too: the way a server's memory budget lowers it). The rows must be a reference
+//! page, too: the way a server's memory budget lowers it), and batches end at random byte
+//! limits. The rows must be a reference
 //! read of the database itself, in order, each exactly once; a key the database does not
 //! guarantee unique must be refused for keyset and offset paging, and a NULL key must fail
 //! the read, never lose rows.
@@ -144,6 +145,8 @@ impl Db for my::MyDb {
 /// batch boundaries. `Err` is the source's message.
 fn read(db: &dyn Db, mut req: ReadRequest, rng: &mut ChaCha8Rng) -> Result<Vec<i64>, String> {
     req.batch_size = [1, 2, 3, 7, 10, 64][rng.random_range(0..6)];
+    // Byte cuts too: a row here is about 50 bytes, so 64 and 300 end batches early.
+    req.batch_bytes = [ream_sources::DEFAULT_BATCH_BYTES, 64, 300][rng.random_range(0..3)];
     let limit = req.batch_limit.clone();
     let mut src = open(&db.url(), &req, CancelToken::new()).map_err(|e| e.to_string())?;
     let rid = src.schema().index_of("rid").unwrap();
