@@ -349,7 +349,7 @@ fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCod
             println!("{}: ok", path.display());
             continue;
         }
-        match check_against_source(&loaded, source.clone()) {
+        match check_against_source(&loaded, source.clone(), ream_core::CancelToken::new()) {
             Ok(plan) => println!("{}: ok (source checked; it would read with {})", path.display(), plan.strategy),
             Err(EngineError::Spec(errors)) => {
                 bad = true;

@@ -909,3 +909,39 @@ fn parameter_values_the_database_rejects_are_4xx_before_any_byte() {
     let (status, _, body) = s.get("/reports/r.csv");
     assert_eq!((status, String::from_utf8(body).unwrap()), (200, "id,name\n1,a\n2,b\n".to_string()));
 }
+
+#[test]
+fn readiness_probes_of_a_hung_database_do_not_pile_up() {
+    // A "database" that accepts connections and never answers, counting them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in silent.incoming() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                held.push(s);
+            }
+        });
+    }
+    let reports = tempfile::tempdir().unwrap();
+    write(
+        reports.path(),
+        "hung.yaml",
+        &format!("report: hung\nsource:\n  url: \"postgres://ream@{addr}/x\"\n  table: t\n  key: [id]\n"),
+    );
+    let s = Server::start(reports.path(), &[]);
+    for _ in 0..3 {
+        let (status, body) = s.json("/readyz");
+        assert_eq!(status, 503, "{body}");
+        let error = body["sources"][0]["error"].as_str().unwrap();
+        assert!(error.contains("no answer within 5 s"), "{body}");
+        std::thread::sleep(Duration::from_millis(2100));
+    }
+    // Each scrape started a new probe that hung for ever; now the first one is waited on.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 1, "probes piled up");
+    let (status, _, _) = s.get("/healthz");
+    assert_eq!(status, 200);
+}

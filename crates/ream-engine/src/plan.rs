@@ -222,11 +222,16 @@ fn check_chart_types(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<SpecErro
 /// Check a spec against its source without reading a row: open it (parameters bound to
 /// their defaults, or NULL), check every field name, and, where the database declares the
 /// types, every variable's type. Returns the plan a run would use.
-pub fn check_against_source(loaded: &LoadedSpec, source: Option<String>) -> Result<ReadPlan, EngineError> {
+/// `cancel` interrupts the check's statements (a probe that ran out of time).
+pub fn check_against_source(
+    loaded: &LoadedSpec,
+    source: Option<String>,
+    cancel: CancelToken,
+) -> Result<ReadPlan, EngineError> {
     let spec = &loaded.spec;
     let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
     let params = ream_core::params::defaults(&spec.parameters);
-    let (source, _) = open_spec_with(loaded, &opts, &CancelToken::new(), params)?;
+    let (source, _) = open_spec_with(loaded, &opts, &cancel, params)?;
     if source.types_settled() {
         let schema = source.schema();
         let mut errors = check_variable_types(spec, &variable_specs(spec, &schema), &schema);

@@ -18,6 +18,7 @@ mod catalog;
 mod dashboard;
 mod error;
 pub mod metrics;
+mod ready;
 mod registry;
 mod runs;
 pub mod storage;
@@ -149,6 +150,8 @@ pub struct Inner {
     catalog: std::sync::RwLock<Arc<Catalog>>,
     /// Why the last reload of the reports directory was refused, if it was.
     reload_error: std::sync::Mutex<Option<String>>,
+    /// `/readyz`'s probes and its last answer.
+    ready: ready::Readiness,
     pub registry: Registry,
     pub store: Box<dyn OutputStore>,
     pub limit: Arc<Semaphore>,
@@ -176,6 +179,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
             reload_error: std::sync::Mutex::new(None),
+            ready: ready::Readiness::default(),
             config,
         })))
     }
@@ -266,7 +270,8 @@ pub async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     metrics::handle();
-    state.retain();
+    let s = state.clone();
+    let _ = tokio::task::spawn_blocking(move || s.retain()).await;
     let monitor = tokio::spawn(monitor(state.clone()));
     let drain_state = state.clone();
     let signal = async move {
@@ -322,7 +327,9 @@ async fn monitor(state: AppState) {
             .unwrap_or_default();
         }
         if n.is_multiple_of(240) {
-            state.retain();
+            // Directory listings and removals: off the async threads.
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || s.retain()).await;
         }
     }
 }
@@ -549,10 +556,17 @@ async fn metrics_text() -> Response {
 }
 
 /// Ready when not draining and every distinct source answers a plan of one of its
-/// reports (each probe bounded to 5 s).
+/// reports (one probe per source at a time, each bounded and cancelled at 5 s; answers
+/// reused for 2 s, see `ready.rs`).
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" }))).into_response();
+    }
+    let mut cached = state.ready.cached.lock().await;
+    if let Some((at, status, body)) = cached.as_ref() {
+        if at.elapsed() < ready::CACHE_FOR {
+            return (*status, Json(body.clone())).into_response();
+        }
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut checks = Vec::new();
@@ -561,14 +575,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         if !seen.insert(url.clone()) {
             continue;
         }
-        let (spec, source) = (spec.clone(), state.config.source.clone());
-        let probe = tokio::task::spawn_blocking(move || ream_engine::check_against_source(&spec, source));
-        let result = match tokio::time::timeout(Duration::from_secs(5), probe).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer within 5 s".to_string()),
-        };
+        let result = state.ready.check(&url, spec.clone(), state.config.source.clone()).await;
         checks.push((id.clone(), result));
     }
     let ok = checks.iter().all(|c| c.1.is_ok());
@@ -578,5 +585,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "reports_reload_error": reload_error,
         "sources": checks.iter().map(|(id, r)| json!({ "report": id, "ok": r.is_ok(), "error": r.as_ref().err() })).collect::<Vec<_>>(),
     });
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    *cached = Some((std::time::Instant::now(), status, body.clone()));
+    (status, Json(body)).into_response()
 }
