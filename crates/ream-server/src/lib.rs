@@ -562,10 +562,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" }))).into_response();
     }
+    let checks = source_checks(&state).await;
+    let ok = checks.iter().all(|c| c.1.is_ok());
+    let reload_error = state.reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let body = json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "reports_reload_error": reload_error,
+        "sources": checks.iter().map(|(id, r)| json!({ "report": id, "ok": r.is_ok(), "error": r.as_ref().err() })).collect::<Vec<_>>(),
+    });
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+}
+
+/// Whether each distinct source answers: (a report of it, the outcome). Reused for 2 s.
+async fn source_checks(state: &AppState) -> Vec<(String, Result<(), String>)> {
     let mut cached = state.ready.cached.lock().await;
-    if let Some((at, status, body)) = cached.as_ref() {
+    if let Some((at, checks)) = cached.as_ref() {
         if at.elapsed() < ready::CACHE_FOR {
-            return (*status, Json(body.clone())).into_response();
+            return checks.clone();
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -578,14 +591,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
         let result = state.ready.check(&url, spec.clone(), state.config.source.clone()).await;
         checks.push((id.clone(), result));
     }
-    let ok = checks.iter().all(|c| c.1.is_ok());
-    let reload_error = state.reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let body = json!({
-        "status": if ok { "ready" } else { "unavailable" },
-        "reports_reload_error": reload_error,
-        "sources": checks.iter().map(|(id, r)| json!({ "report": id, "ok": r.is_ok(), "error": r.as_ref().err() })).collect::<Vec<_>>(),
-    });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    *cached = Some((std::time::Instant::now(), status, body.clone()));
-    (status, Json(body)).into_response()
+    *cached = Some((std::time::Instant::now(), checks.clone()));
+    checks
 }

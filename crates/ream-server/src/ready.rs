@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use ream_core::load::LoadedSpec;
 use ream_core::CancelToken;
 
@@ -28,9 +27,10 @@ struct Probe {
 #[derive(Default)]
 pub struct Readiness {
     probes: Mutex<HashMap<String, Probe>>,
-    /// The last answer, and when; held while an answer is worked out, so that concurrent
-    /// requests wait for it rather than probe again.
-    pub(crate) cached: tokio::sync::Mutex<Option<(Instant, StatusCode, serde_json::Value)>>,
+    /// The last answer (a report of each source, its outcome), and when; held while an
+    /// answer is worked out, so that concurrent requests wait for it rather than probe.
+    #[allow(clippy::type_complexity)]
+    pub(crate) cached: tokio::sync::Mutex<Option<(Instant, Vec<(String, Result<(), String>)>)>>,
 }
 
 impl Readiness {
