@@ -4,6 +4,7 @@ use arrow_schema::DataType;
 use ream_core::spec::Align;
 use ream_core::{Event, ReportMeta, Value};
 
+use crate::markup::{esc, escape};
 use crate::{RenderError, Renderer};
 
 /// One complete HTML5 document, streamed: the head and the column headers leave with the
@@ -38,29 +39,6 @@ figure.chart{margin:0;max-width:100%}figure.chart svg{max-width:100%;height:auto
 figcaption{font-weight:600;margin-bottom:.4rem}.chart-note{color:#666;font-size:.8rem;margin:.3rem 0 0}\
 @media print{body{margin:0}thead{display:table-header-group}thead th{position:static}\
 tr,figure.chart{break-inside:avoid}tr.group-header{break-after:avoid}tr.page-break{break-before:page}}";
-
-/// Escape text for HTML content and attribute values.
-pub fn escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            // Control characters are not allowed in HTML text: show that something was there.
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape(s, &mut out);
-    out
-}
 
 /// `data-var-NAME` needs an XML-compatible attribute name: letters, digits, `-`, `_`.
 fn var_attr(name: &str) -> String {

@@ -45,6 +45,7 @@ mod csv;
 mod csv_rows;
 mod html;
 mod json;
+pub mod markup;
 #[cfg(feature = "pdf")]
 mod pdf;
 mod svg;
@@ -54,7 +55,7 @@ mod xlsx;
 use ream_core::Event;
 
 pub use crate::csv::CsvRenderer;
-pub use crate::html::{escape as escape_html, HtmlRenderer};
+pub use crate::html::HtmlRenderer;
 pub use crate::json::{JsonRenderer, NdjsonRenderer};
 #[cfg(feature = "pdf")]
 pub use crate::pdf::PdfRenderer;

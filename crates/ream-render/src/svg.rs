@@ -10,7 +10,7 @@ use ream_core::template::{Format, Locale};
 use ream_core::value::{date_from_days, days_from_date};
 use ream_core::Value;
 
-use crate::html::escape;
+use crate::markup::esc;
 
 const W: f64 = 720.0;
 const H: f64 = 360.0;
@@ -20,12 +20,6 @@ const BOTTOM: f64 = 48.0;
 const PALETTE: [&str; 10] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#8c8c8c"];
 const US_PER_DAY: f64 = 86_400_000_000.0;
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape(s, &mut out);
-    out
-}
 
 fn color(i: usize, name: Option<&str>) -> &'static str {
     if name == Some(ream_core::chart::OTHER) {

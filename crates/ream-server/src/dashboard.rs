@@ -6,11 +6,9 @@ use axum::extract::State;
 use axum::response::Html;
 use ream_core::spec::ParamType;
 
-use crate::AppState;
+use ream_render::markup::esc;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::AppState;
 
 pub async fn page(State(state): State<AppState>) -> Html<String> {
     let mut reports = String::new();
