@@ -18,13 +18,15 @@
 
 pub mod output;
 mod plan;
+mod reading;
 mod run;
 
 pub use output::OutputFile;
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
+pub use reading::{Progress, CHUNK_BYTES};
 pub use ream_render::{Format, RenderOptions};
 pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};
-pub use run::{start, Progress, Run, Summary, CHUNK_BYTES};
+pub use run::{start, Run, Summary};
 
 use ream_core::{ParamErrors, SpecErrors};
 use ream_sources::SourceError;

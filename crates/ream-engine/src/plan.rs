@@ -19,7 +19,7 @@ use ream_sources::{
     WithinGroups, DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
 };
 
-use crate::run::{spawn_source, Progress, SourceMsg, Started};
+use crate::reading::{spawn_source, Progress, SourceMsg, SourceState, Started};
 use ream_stages::{StageConfig, VariableSpec};
 
 use crate::EngineError;
@@ -104,11 +104,6 @@ pub struct Prepared {
 }
 
 pub(crate) type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
-
-pub(crate) enum SourceState {
-    Ready(Box<dyn Source>),
-    Started(Started),
-}
 
 impl Prepared {
     pub fn strategy(&self) -> &ReadPlan {
