@@ -682,3 +682,37 @@ fn numerics_at_the_edges_of_their_precision_and_negative_scales_read_exactly() {
          2,-0.99999999999999999999999999999999999999,9.9999999999999999999999999999999999999,-9999900\n"
     );
 }
+
+#[test]
+fn arithmetic_on_numerics_says_how_to_sum_it_and_sums_exactly_once_typed() {
+    let Some(db) = PgDb::create("numeric_sum") else { return };
+    db.exec(
+        "CREATE TABLE l (id int PRIMARY KEY, price numeric(15,2), discount numeric(15,2));
+         INSERT INTO l SELECT g, g * 1.25, (g % 10) / 100.0 FROM generate_series(1, 1000) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |ty: &str| {
+        let col = if ty.is_empty() {
+            "\"price * (1 - discount)\"".to_string()
+        } else {
+            format!("{{expr: \"price * (1 - discount)\", type: \"{ty}\"}}")
+        };
+        write(
+            dir.path(),
+            "q.yaml",
+            &format!(
+                "report: q\nsource:\n  url: \"{}\"\n  table: l\n  columns: {{id: id, disc_price: {col}}}\n\
+                 detail: false\nvariables:\n  revenue: {{sum: disc_price}}\nsummary: \"{{revenue}}\"\n",
+                db.url
+            ),
+        )
+    };
+    let r = run(&["run", spec("").to_str().unwrap(), "--format", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("read as text: declare the type"), "{}", r.stderr);
+    let r = run(&["run", spec("decimal(38,4)").to_str().unwrap(), "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let want: String = db.client().query_one("SELECT sum(price * (1 - discount))::text FROM l", &[]).unwrap().get(0);
+    assert_eq!(doc["summary"], want.as_str(), "{doc}");
+}

@@ -93,8 +93,18 @@ impl Accumulate {
                 matches!(spec.aggregate, Aggregate::Sum | Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance);
             if numeric_only && kind == NumKind::Other {
                 let field = spec.field.map(|i| schema.field(i).name().clone()).unwrap_or_default();
+                // Text that may be a number: say how to make it one.
+                let hint = if dt == Some(DataType::Utf8) {
+                    format!(
+                        " (a PostgreSQL `numeric` without precision, such as arithmetic on numerics, and an \
+                         untyped SQLite expression are read as text: declare the type, e.g. `columns: {{{field}: \
+                         {{expr: ..., type: decimal(38,4)}}}}`, or CAST it in the SQL)"
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(StageError::Config(format!(
-                    "{} needs a numeric field, but `{field}` is {}",
+                    "{} needs a numeric field, but `{field}` is {}{hint}",
                     spec.aggregate.name(),
                     dt.map(|d| ream_core::types::type_label(&d)).unwrap_or_default()
                 )));
