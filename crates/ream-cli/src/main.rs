@@ -488,6 +488,11 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some((bar, handle)) = ticker {
         cancel_ticker(&bar, handle);
     }
+    // The cancel requests to the database run on their own threads: let them leave
+    // before the process ends, or a count could run on in the database.
+    if cancel.is_cancelled() {
+        cancel.settle(std::time::Duration::from_secs(5));
+    }
     // A resumed run is complete, but not one snapshot: say so.
     for r in opts.resumes.list() {
         eprintln!(

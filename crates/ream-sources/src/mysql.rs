@@ -395,9 +395,9 @@ pub struct MySource {
 }
 
 /// `KILL QUERY id` from another connection of the pool, in the background.
+/// `KILL QUERY` on a connection of its own: callers run it in the background.
 fn kill_query(pool: &Pool, id: u32) {
-    let pool = pool.clone();
-    runtime().spawn(async move {
+    runtime().block_on(async move {
         if let Ok(mut c) = pool.get_conn().await {
             let _ = c.query_drop(format!("KILL QUERY {id}")).await;
         }
@@ -441,7 +441,7 @@ impl MySource {
             running: Arc::new(Mutex::new(None)),
         };
         let (pool, running) = (src.pool.clone(), src.running.clone());
-        src.cancel.on_cancel(move || {
+        src.cancel.on_cancel_in_background(move || {
             if let Some(id) = *running.lock().unwrap_or_else(|e| e.into_inner()) {
                 kill_query(&pool, id);
             }

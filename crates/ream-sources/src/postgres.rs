@@ -252,7 +252,7 @@ fn db_message(e: &postgres::Error) -> String {
 /// A count's connection, registered with the run's cancel token while the count runs
 /// (the guard clears it): a cancelled run's count stops on the server too.
 fn counting(cancel: &CancelToken, conn: &Conn) -> Result<CountGuard, SourceError> {
-    let slot = CancelSlot::on(cancel, cancel_in_background);
+    let slot = CancelSlot::on(cancel, send_cancel);
     slot.set(conn.cancel_token());
     if cancel.is_cancelled() {
         return Err(SourceError::Cancelled);
@@ -268,11 +268,9 @@ impl Drop for CountGuard {
     }
 }
 
-fn cancel_in_background(token: postgres::CancelToken) {
-    // The cancel request opens its own connection; do not hold up the caller for it.
-    std::thread::spawn(move || {
-        let _ = token.cancel_query(NoTls);
-    });
+/// The cancel request opens its own connection: callers run it in the background.
+fn send_cancel(token: postgres::CancelToken) {
+    let _ = token.cancel_query(NoTls);
 }
 
 impl PgSource {
@@ -315,9 +313,9 @@ impl PgSource {
             cancel_slot: Arc::new(Mutex::new(None)),
         };
         let slot = src.cancel_slot.clone();
-        src.cancel.on_cancel(move || {
+        src.cancel.on_cancel_in_background(move || {
             if let Some(token) = slot.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                cancel_in_background(token);
+                send_cancel(token);
             }
         });
         src.connect().map_err(|e| match e {
@@ -757,7 +755,8 @@ impl PgSource {
         let result = self.read_rows(&mut conn, &stmt, q, at, emit);
         if let Ok((_, Flow::Stopped)) = &result {
             // Nobody wants the rest: stop the statement on the server, not just here.
-            cancel_in_background(conn.cancel_token());
+            let token = conn.cancel_token();
+            std::thread::spawn(move || send_cancel(token));
         }
         self.conn = Some(conn);
         result
@@ -1005,7 +1004,7 @@ impl Source for PgSource {
                 let snapshot = self.exported_snapshot.clone();
                 Some(Box::new(move || {
                     let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
-                    let _slot = counting(&cancel, &conn)?;
+                    let slot = counting(&cancel, &conn)?;
                     let db = |e: postgres::Error| fail(db_message(&e));
                     if let Some(id) = &snapshot {
                         // The run's own snapshot, so the total is exactly the rows it reads.
@@ -1019,6 +1018,8 @@ impl Source for PgSource {
                     let params = params_of(&q);
                     let stmt = conn.prepare(&sql).map_err(db)?;
                     let row = conn.query_raw(&stmt, params.iter()).and_then(|mut r| r.next());
+                    // No stop may reach the ROLLBACK below.
+                    drop(slot);
                     if snapshot.is_some() {
                         let _ = conn.batch_execute("ROLLBACK");
                     }
