@@ -73,6 +73,28 @@ impl PgDb {
             .collect()
     }
 
+    /// Terminate ream's sessions on this database but those in `killed` (a terminated
+    /// backend lingers in pg_stat_activity while it exits); how many there were. Their
+    /// pids join `killed`.
+    #[allow(dead_code)]
+    pub fn kill_new_ream_sessions(&self, killed: &mut Vec<i32>) -> usize {
+        let rows = self
+            .client()
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'ream' AND NOT pid = ANY($2)",
+                &[&self.name, &*killed],
+            )
+            .unwrap();
+        let mut n = 0;
+        for r in rows {
+            let pid: i32 = r.get(0);
+            let done: bool = self.client().query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get(0);
+            killed.push(pid);
+            n += usize::from(done);
+        }
+        n
+    }
+
     /// Terminate ream's sessions on this database; how many there were.
     pub fn kill_ream_sessions(&self) -> usize {
         self.client()
