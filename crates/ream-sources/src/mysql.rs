@@ -391,7 +391,8 @@ pub struct MySource {
     plan: ReadPlan,
     cancel: CancelToken,
     /// The connection id in use, for `KILL QUERY` from another connection.
-    running: Arc<Mutex<Option<u32>>>,
+    /// The connection the stream reads on, for `KILL QUERY` (repeated while it is set).
+    running: CancelSlot<u32>,
 }
 
 /// `KILL QUERY id` from another connection of the pool, in the background.
@@ -408,6 +409,7 @@ impl MySource {
     pub fn open(url: &str, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
         let display = crate::redact(display);
         let pool = pool_for(url, &display)?;
+        let kill_pool = pool.clone();
         let mut src = MySource {
             pool,
             display,
@@ -437,15 +439,9 @@ impl MySource {
             count: req.count,
             resumes: req.resumes.clone(),
             plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
+            running: CancelSlot::on(&cancel, move |id| kill_query(&kill_pool, id)),
             cancel,
-            running: Arc::new(Mutex::new(None)),
         };
-        let (pool, running) = (src.pool.clone(), src.running.clone());
-        src.cancel.on_cancel_in_background(move || {
-            if let Some(id) = *running.lock().unwrap_or_else(|e| e.into_inner()) {
-                kill_query(&pool, id);
-            }
-        });
         src.connect().map_err(|e| match e {
             Fail::Lost(reason) => SourceError::Open { url: src.display.clone(), reason },
             Fail::Other(e) => e,
@@ -474,7 +470,7 @@ impl MySource {
             }
             Ok::<Conn, Fail>(conn)
         })?;
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.id());
+        self.running.set(conn.id());
         self.in_txn = snapshot == Snapshot::Run;
         self.statements.clear();
         self.conn = Some(conn);
@@ -978,18 +974,22 @@ impl Resumable for MySource {
         }
     }
     fn release(&mut self) {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.statements.clear();
         if let Some(mut conn) = self.conn.take() {
             let in_txn = self.in_txn;
-            // Drains what is left of a stopped result, ends the transaction, and gives the
-            // connection back to the pool (or drops it, when broken).
+            // Drains what is left of a stopped result (a cancel stays armed meanwhile),
+            // ends the transaction, and gives the connection back to the pool (or drops
+            // it, when broken or when a repeated KILL hit the ROLLBACK).
+            let running = &self.running;
             runtime().block_on(async move {
-                if in_txn && conn.query_drop("ROLLBACK").await.is_err() {
+                let rolled_back = !in_txn || conn.query_drop("ROLLBACK").await.is_ok();
+                running.clear();
+                if !rolled_back {
                     let _ = conn.disconnect().await;
                 }
             });
         }
+        self.running.clear();
         self.in_txn = false;
     }
     fn unique_order(&self) -> bool {
@@ -1077,7 +1077,7 @@ async fn count_rows(conn: &mut Conn, q: &Query, exact: bool) -> Result<u64, Sour
 
 impl Drop for MySource {
     fn drop(&mut self) {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.running.clear();
         if let Some(mut conn) = self.conn.take() {
             let in_txn = self.in_txn;
             // Spawned: this may run inside an async context, where blocking is not allowed.

@@ -216,7 +216,8 @@ pub struct PgSource {
     plan: ReadPlan,
     cancel: CancelToken,
     /// The server-side cancel handle of the connection in use, while a run uses it.
-    cancel_slot: Arc<Mutex<Option<postgres::CancelToken>>>,
+    /// The connection the stream reads on, for a cancel (repeated while it is set).
+    cancel_slot: CancelSlot<postgres::CancelToken>,
 }
 
 fn is_lost(e: &postgres::Error) -> bool {
@@ -309,15 +310,9 @@ impl PgSource {
             count: req.count,
             resumes: req.resumes.clone(),
             plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
+            cancel_slot: CancelSlot::on(&cancel, send_cancel),
             cancel,
-            cancel_slot: Arc::new(Mutex::new(None)),
         };
-        let slot = src.cancel_slot.clone();
-        src.cancel.on_cancel_in_background(move || {
-            if let Some(token) = slot.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                send_cancel(token);
-            }
-        });
         src.connect().map_err(|e| match e {
             Fail::Lost(reason) => SourceError::Open { url: src.display.clone(), reason },
             Fail::Other(e) => e,
@@ -335,7 +330,7 @@ impl PgSource {
     /// A connection from the pool and, in snapshot mode, the run's transaction.
     fn connect(&mut self) -> Result<(), Fail> {
         let mut conn = self.pool.get().map_err(|e| Fail::Lost(e.to_string()))?;
-        *self.cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.cancel_token());
+        self.cancel_slot.set(conn.cancel_token());
         self.statements.clear();
         if self.snapshot == Snapshot::Run {
             let display = self.display.clone();
@@ -857,14 +852,19 @@ impl PgSource {
 
     /// End the run's use of the connection: roll back the read-only transaction and give
     /// the connection back to the pool. A broken one the pool drops by itself.
+    ///
+    /// A cancelled statement drains before the ROLLBACK runs, so the cancel stays armed
+    /// until then; a ROLLBACK a repeated cancel hit is run again once it is disarmed.
     fn release(&mut self) {
-        *self.cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.statements.clear();
         if let Some(mut conn) = self.conn.take() {
-            if self.in_txn && !conn.is_closed() {
+            if self.in_txn && !conn.is_closed() && conn.batch_execute("ROLLBACK").is_err() {
+                self.cancel_slot.clear();
                 let _ = conn.batch_execute("ROLLBACK");
             }
+            self.cancel_slot.clear();
         }
+        self.cancel_slot.clear();
         self.in_txn = false;
     }
 }
@@ -1073,7 +1073,7 @@ impl Drop for PgSource {
     fn drop(&mut self) {
         // Never hand a connection back to the pool inside our transaction. On a thread of
         // its own: this may run inside an async context, where the client cannot block.
-        *self.cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.cancel_slot.clear();
         if let Some(mut conn) = self.conn.take() {
             if self.in_txn {
                 std::thread::spawn(move || {
