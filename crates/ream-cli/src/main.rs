@@ -108,6 +108,16 @@ struct ServeArgs {
     /// cancelled and the client gets 408. Downloads and event streams are not limited.
     #[arg(long)]
     request_timeout_secs: Option<u64>,
+    /// Seconds from a request's first byte to the end of its head (default 10): a
+    /// connection slower than that is closed.
+    #[arg(long)]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight (default 60).
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// Connections open at once (default 1024); past it, new ones wait to be accepted.
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -239,6 +249,10 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+fn secs(n: Option<u64>) -> Option<std::time::Duration> {
+    n.map(std::time::Duration::from_secs)
+}
+
 fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let file = match &flags.config {
@@ -260,6 +274,14 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    for (name, value) in [
+        ("header-timeout-secs", flags.header_timeout_secs.or(file.header_timeout_secs)),
+        ("idle-timeout-secs", flags.idle_timeout_secs.or(file.idle_timeout_secs)),
+    ] {
+        if value == Some(0) {
+            return Ok(usage(format!("--{name} must be at least 1 (a zero timeout would close every connection)")));
+        }
+    }
     let d = ream_server::ServerConfig::default();
     let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
     let config = ream_server::ServerConfig {
@@ -285,6 +307,17 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
             .or(file.request_timeout_secs)
             .map(std::time::Duration::from_secs)
             .unwrap_or(d.request_timeout),
+        connections: ream_server::ConnectionLimits {
+            header_timeout: secs(flags.header_timeout_secs.or(file.header_timeout_secs))
+                .unwrap_or(d.connections.header_timeout),
+            idle_timeout: secs(flags.idle_timeout_secs.or(file.idle_timeout_secs))
+                .unwrap_or(d.connections.idle_timeout),
+            max_connections: flags
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.connections.max_connections)
+                .max(1),
+        },
         ..d
     };
     let state = match ream_server::AppState::new(config) {

@@ -945,3 +945,82 @@ fn readiness_probes_of_a_hung_database_do_not_pile_up() {
     let (status, _, _) = s.get("/healthz");
     assert_eq!(status, 200);
 }
+
+/// Read from a raw connection until the server closes it (or `limit` passes): what came.
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Result<Vec<u8>, String> {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut got = vec![];
+    match stream.read_to_end(&mut got) {
+        Ok(_) => Ok(got),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(got),
+        Err(e) => Err(format!("still open after {limit:?} ({e}); got {:?}", String::from_utf8_lossy(&got))),
+    }
+}
+
+#[test]
+fn a_connection_that_never_finishes_its_head_is_closed_after_the_header_timeout() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &["--header-timeout-secs", "1", "--idle-timeout-secs", "600"]);
+    let mut slow = std::net::TcpStream::connect(&s.addr).unwrap();
+    // A head that never ends: no blank line after the headers.
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\n").unwrap();
+    let got = read_until_closed(&mut slow, Duration::from_secs(30)).expect("the server holds a half-sent head");
+    assert!(got.is_empty(), "a response to a head that never ended: {}", String::from_utf8_lossy(&got));
+    assert_eq!(s.get("/healthz").0, 200, "the server serves on");
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout_but_a_slow_download_is_not_cut() {
+    let dir = wide_sqlite(20_000);
+    let s = Server::start(dir.path(), &["--idle-timeout-secs", "1", "--header-timeout-secs", "600"]);
+    // Idle after one answered request: closed.
+    let mut idle = std::net::TcpStream::connect(&s.addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\n\r\n").unwrap();
+    let got = read_until_closed(&mut idle, Duration::from_secs(30)).expect("an idle connection stays open");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with(r#"{"status":"ok"}"#), "{text}");
+    // A 60 MB download whose reader pauses three times the idle timeout: the request is
+    // in flight all along, so it completes.
+    let mut r = s.agent.get(s.url("/reports/wide.csv")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut body = r.body_mut().with_config().limit(u64::MAX).reader();
+    let mut out = vec![0u8; 1 << 16];
+    body.read_exact(&mut out).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    body.read_to_end(&mut out).unwrap();
+    let rows = csv::Reader::from_reader(&out[..]).records().map(|r| r.unwrap()).count();
+    assert_eq!(rows, 20_000, "the download was cut");
+}
+
+#[test]
+fn past_the_connection_cap_a_new_client_waits_until_one_closes() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &["--max-connections", "2", "--idle-timeout-secs", "600"]);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\n\r\n").unwrap();
+            let mut buf = [0u8; 12];
+            c.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"HTTP/1.1 200");
+            c
+        })
+        .collect();
+    // A third connection is queued by the kernel, not served.
+    let mut third = std::net::TcpStream::connect(&s.addr).unwrap();
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\nConnection: close\r\n\r\n").unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 12];
+    assert!(third.read_exact(&mut buf).is_err(), "a third connection was served past a cap of 2");
+    drop(held);
+    let got = read_until_closed(&mut third, Duration::from_secs(30)).expect("served once a connection closed");
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+}
+
+#[test]
+fn a_zero_connection_timeout_is_a_usage_error() {
+    let demo = demo(300);
+    let r = run(&["serve", "--reports", demo.join("reports").to_str().unwrap(), "--idle-timeout-secs", "0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--idle-timeout-secs must be at least 1"), "{}", r.stderr);
+}

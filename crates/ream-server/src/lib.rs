@@ -17,9 +17,11 @@
 mod catalog;
 mod dashboard;
 mod error;
+mod listen;
 pub mod metrics;
 mod ready;
 mod registry;
+pub mod request;
 mod runs;
 pub mod storage;
 
@@ -39,15 +41,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use ream_core::params::Given;
 use ream_engine::Format;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 pub use crate::catalog::Catalog;
 pub use crate::error::ApiError;
+pub use crate::listen::ConnectionLimits;
 pub use crate::registry::{Mode, RunEntry, Status};
 use crate::registry::{Registry, RunRequest};
 use crate::storage::{LocalStore, OutputStore, Retention};
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     /// preparing then is cancelled and the client gets 408. Streaming bodies (downloads,
     /// events) are not limited.
     pub request_timeout: Duration,
+    /// Header timeout, idle timeout and connection cap of the HTTP connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             run_memory_bytes: 256 << 20,
             request_timeout: Duration::from_secs(60),
+            connections: ConnectionLimits::default(),
         }
     }
 }
