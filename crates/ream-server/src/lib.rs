@@ -290,7 +290,7 @@ pub async fn serve_state(
             }
         });
     };
-    axum::serve(listener, router(state.clone())).with_graceful_shutdown(signal).await?;
+    listen::serve_connections(listener, router(state.clone()), state.config.connections, signal).await;
     // Connections are closed; async runs may still be writing their outputs.
     let deadline = tokio::time::Instant::now() + state.config.grace + Duration::from_secs(5);
     while !state.registry.active().is_empty() && tokio::time::Instant::now() < deadline {
@@ -344,36 +344,13 @@ async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> 
 }
 
 /// `/reports/{id}` (the report) or `/reports/{id}.{format}` (run it, streaming).
-/// Query parameters as given: a key repeated (`?status=paid&status=open`) gives items, as
-/// a JSON array does; a key given once is text (`status=paid,open` splits at commas).
-fn given_from_query(pairs: Vec<(String, String)>) -> Vec<(String, Given)> {
-    let mut given: Vec<(String, Given)> = Vec::new();
-    for (k, v) in pairs {
-        match given.iter_mut().find(|(name, _)| *name == k) {
-            Some((_, g)) => {
-                let items = match std::mem::replace(g, Given::List(vec![])) {
-                    Given::Text(first) => vec![first, v],
-                    Given::List(mut items) => {
-                        items.push(v);
-                        items
-                    }
-                };
-                *g = Given::List(items);
-            }
-            None => given.push((k, Given::Text(v))),
-        }
-    }
-    given
-}
-
 async fn report_or_output(
     State(state): State<AppState>,
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
     actor: Actor,
 ) -> Result<Response, ApiError> {
-    let query: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
+    let parameters = request::query_parameters(query.as_deref())?;
     let (id, format) = match file.rsplit_once('.') {
         Some((id, ext)) if state.catalog().get(&file).is_none() => {
             let format = Format::from_name(ext).ok_or_else(|| {
@@ -393,13 +370,7 @@ async fn report_or_output(
     };
     let ready = runs::prepare_run(
         &state,
-        RunRequest {
-            report: id.clone(),
-            format,
-            parameters: given_from_query(query),
-            actor: actor.0,
-            mode: Mode::Sync,
-        },
+        RunRequest { report: id.clone(), format, parameters, actor: actor.0, mode: Mode::Sync },
     )
     .await?;
     let run_id = ready.entry.id.clone();
@@ -423,15 +394,6 @@ async fn report_or_output(
     Ok(response)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRun {
-    report: String,
-    format: String,
-    #[serde(default)]
-    parameters: serde_json::Map<String, serde_json::Value>,
-}
-
 async fn create_run(
     State(state): State<AppState>,
     actor: Actor,
@@ -441,27 +403,16 @@ async fn create_run(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(state.config.max_body_bytes),
         _ => ApiError::BadRequest(format!("request body: {e}")),
     })?;
-    let req: CreateRun = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("request body: {e} (expected {{\"report\", \"format\", \"parameters\"}})"))
-    })?;
-    let format = Format::from_name(&req.format)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown format `{}`", req.format)))?;
-    // A JSON array stays a list of items, each one value ("Smith, John" included).
-    let text = |v: serde_json::Value| match v {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    };
-    let parameters = req
-        .parameters
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::Array(items) => (k, Given::List(items.into_iter().map(text).collect())),
-            other => (k, Given::Text(text(other))),
-        })
-        .collect();
+    let req = request::RunBody::parse(&body)?;
     let ready = runs::prepare_run(
         &state,
-        RunRequest { report: req.report, format, parameters, actor: actor.0, mode: Mode::Async },
+        RunRequest {
+            report: req.report,
+            format: req.format,
+            parameters: req.parameters,
+            actor: actor.0,
+            mode: Mode::Async,
+        },
     )
     .await?;
     let snapshot = ready.entry.snapshot();

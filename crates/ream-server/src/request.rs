@@ -1,0 +1,82 @@
+//! What a request says, parsed: the parameters of a query string and the body of
+//! `POST /runs`. Pure functions of the bytes, so the fuzz targets reach them directly.
+//!
+//! ```
+//! use ream_core::params::Given;
+//! use ream_server::request::{query_parameters, RunBody};
+//! let q = query_parameters(Some("status=paid&status=open&region=EU")).unwrap();
+//! assert_eq!(q[0], ("status".to_string(), Given::List(vec!["paid".into(), "open".into()])));
+//! let body = RunBody::parse(br#"{"report": "r", "format": "csv", "parameters": {"names": ["Smith, John"]}}"#).unwrap();
+//! assert_eq!(body.parameters[0].1, Given::List(vec!["Smith, John".into()]));
+//! ```
+
+use ream_core::params::Given;
+use ream_engine::Format;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// Query parameters as given: a key repeated (`?status=paid&status=open`) gives items, as
+/// a JSON array does; a key given once is text (`status=paid,open` splits at commas).
+pub fn query_parameters(query: Option<&str>) -> Result<Vec<(String, Given)>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
+    let mut given: Vec<(String, Given)> = Vec::new();
+    for (k, v) in pairs {
+        match given.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, g)) => {
+                let items = match std::mem::replace(g, Given::List(vec![])) {
+                    Given::Text(first) => vec![first, v],
+                    Given::List(mut items) => {
+                        items.push(v);
+                        items
+                    }
+                };
+                *g = Given::List(items);
+            }
+            None => given.push((k, Given::Text(v))),
+        }
+    }
+    Ok(given)
+}
+
+/// The body of `POST /runs`.
+#[derive(Debug)]
+pub struct RunBody {
+    pub report: String,
+    pub format: Format,
+    pub parameters: Vec<(String, Given)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    report: String,
+    format: String,
+    #[serde(default)]
+    parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunBody {
+    pub fn parse(body: &[u8]) -> Result<RunBody, ApiError> {
+        let wire: Wire = serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!("request body: {e} (expected {{\"report\", \"format\", \"parameters\"}})"))
+        })?;
+        let format = Format::from_name(&wire.format)
+            .ok_or_else(|| ApiError::BadRequest(format!("unknown format `{}`", wire.format)))?;
+        // A JSON array stays a list of items, each one value ("Smith, John" included).
+        let text = |v: serde_json::Value| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let parameters = wire
+            .parameters
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::Array(items) => (k, Given::List(items.into_iter().map(text).collect())),
+                other => (k, Given::Text(text(other))),
+            })
+            .collect();
+        Ok(RunBody { report: wire.report, format, parameters })
+    }
+}
