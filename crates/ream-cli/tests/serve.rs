@@ -1024,3 +1024,39 @@ fn a_zero_connection_timeout_is_a_usage_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--idle-timeout-secs must be at least 1"), "{}", r.stderr);
 }
+
+#[test]
+fn the_openapi_document_describes_every_route_and_every_format() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let (status, doc) = s.json("/openapi.json");
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    for route in [
+        "/",
+        "/reports",
+        "/reports/{file}",
+        "/runs",
+        "/runs/{id}",
+        "/runs/{id}/events",
+        "/runs/{id}/output",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains(&route), "{route} is missing from {paths:?}");
+    }
+    let formats = &doc["components"]["schemas"]["RunRequest"]["properties"]["format"]["enum"];
+    assert_eq!(formats, &serde_json::json!(["csv", "ndjson", "json", "html", "xlsx", "pdf"]));
+    let streamed = doc["paths"]["/reports/{file}"]["get"]["responses"]["200"]["content"].as_object().unwrap();
+    for ct in ["text/csv; charset=utf-8", "application/pdf", "application/x-ndjson"] {
+        assert!(streamed.contains_key(ct), "{ct} is not among {:?}", streamed.keys().collect::<Vec<_>>());
+    }
+    // Every documented route answers something other than 404 or 405 at its bare path.
+    for route in paths.iter().filter(|p| !p.contains('{')) {
+        let (status, _, _) = s.get(route);
+        assert!(![404, 405].contains(&status), "{route}: {status}");
+    }
+}

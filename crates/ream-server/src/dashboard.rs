@@ -10,6 +10,8 @@ use ream_render::markup::esc;
 
 use crate::AppState;
 
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "The dashboard", content_type = "text/html", body = String)))]
 pub async fn page(State(state): State<AppState>) -> Html<String> {
     let mut reports = String::new();
     for (id, spec) in state.catalog().iter() {

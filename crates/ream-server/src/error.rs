@@ -4,7 +4,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ream_engine::EngineError;
 use ream_sources::SourceError;
-use serde_json::json;
 
 /// An error answered to a client: a status and a JSON body
 /// `{"error": {"status", "kind", "message", "parameters"?}}`.
@@ -84,15 +83,42 @@ pub fn engine_status(e: &EngineError) -> StatusCode {
     }
 }
 
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for programs: `unknown_report`, `bad_request`, `bad_parameter`…
+    pub kind: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Each bad parameter, with its problem (bad_parameter only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<ParameterProblem>>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ParameterProblem {
+    pub name: String,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({ "status": status.as_u16(), "kind": self.kind(), "message": self.to_string() });
-        if let ApiError::Engine(EngineError::Params(ps)) = &self {
-            body["parameters"] =
-                ps.0.iter().map(|p| json!({ "name": p.name, "message": p.message })).collect::<Vec<_>>().into();
-        }
-        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        let parameters = match &self {
+            ApiError::Engine(EngineError::Params(ps)) => Some(
+                ps.0.iter().map(|p| ParameterProblem { name: p.name.clone(), message: p.message.clone() }).collect(),
+            ),
+            _ => None,
+        };
+        let error = ErrorDetail { status: status.as_u16(), kind: self.kind(), message: self.to_string(), parameters };
+        let mut response = (status, axum::Json(ErrorBody { error })).into_response();
         if let ApiError::TooManyRuns { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }

@@ -19,6 +19,7 @@ mod dashboard;
 mod error;
 mod listen;
 pub mod metrics;
+mod openapi;
 mod ready;
 mod registry;
 pub mod request;
@@ -241,7 +242,8 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/output", get(run_output))
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::document))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
@@ -338,12 +340,22 @@ async fn monitor(state: AppState) {
     }
 }
 
+#[utoipa::path(get, path = "/reports", tag = "reports",
+    responses((status = 200, description = "Every report: id, title, description, parameters, formats, links", body = serde_json::Value)))]
 async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> {
     let reports: Vec<_> = state.catalog().iter().map(|(id, s)| catalog::describe(id, s)).collect();
     Json(json!({ "reports": reports }))
 }
 
 /// `/reports/{id}` (the report) or `/reports/{id}.{format}` (run it, streaming).
+#[utoipa::path(get, path = "/reports/{file}", tag = "reports",
+    params(("file" = String, Path, description = "A report id (its description), or `id.format` (run it and stream the output; the report's parameters go in the query string)")),
+    responses(
+        (status = 200, description = "The report's description, or its output streamed (chunked)", body = serde_json::Value),
+        (status = 400, description = "A bad request or parameter", body = crate::error::ErrorBody), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
+        (status = 408, description = "The output did not start within the request timeout", body = crate::error::ErrorBody),
+        (status = 422, description = "A value the database rejects", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many runs; see Retry-After", body = crate::error::ErrorBody)))]
 async fn report_or_output(
     State(state): State<AppState>,
     Path(file): Path<String>,
@@ -394,6 +406,12 @@ async fn report_or_output(
     Ok(response)
 }
 
+#[utoipa::path(post, path = "/runs", tag = "runs", request_body = crate::request::Wire,
+    responses(
+        (status = 202, description = "The run, started in the background; Location names it", body = serde_json::Value),
+        (status = 400, description = "A bad request or parameter", body = crate::error::ErrorBody), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many runs; see Retry-After", body = crate::error::ErrorBody)))]
 async fn create_run(
     State(state): State<AppState>,
     actor: Actor,
@@ -425,6 +443,8 @@ async fn create_run(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/runs", tag = "runs",
+    responses((status = 200, description = "The registry, newest first", body = serde_json::Value)))]
 async fn list_runs(State(state): State<AppState>) -> Json<serde_json::Value> {
     let runs: Vec<_> = state.registry.list().iter().map(|r| r.snapshot()).collect();
     Json(json!({ "runs": runs }))
@@ -434,10 +454,16 @@ fn find(state: &AppState, id: &str) -> Result<Arc<RunEntry>, ApiError> {
     state.registry.get(id).ok_or_else(|| ApiError::UnknownRun(id.to_string()))
 }
 
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),
+    responses((status = 200, description = "The run: status, rows, progress, links", body = serde_json::Value), (status = 404, description = "No such report or run", body = crate::error::ErrorBody)))]
 async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(find(&state, &id)?.snapshot()))
 }
 
+#[utoipa::path(delete, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),
+    responses(
+        (status = 202, description = "Cancelled; its database query is stopped", body = serde_json::Value), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
+        (status = 409, description = "The run has already ended", body = crate::error::ErrorBody)))]
 async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = find(&state, &id)?;
     if run.status().is_finished() {
@@ -448,6 +474,8 @@ async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// Progress four times a second while the run is live, then one `end` event.
+#[utoipa::path(get, path = "/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "A run id")),
+    responses((status = 200, description = "Server-Sent Events: `progress`, then one `end`", content_type = "text/event-stream", body = crate::openapi::RunEvent), (status = 404, description = "No such report or run", body = crate::error::ErrorBody)))]
 async fn run_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -469,6 +497,13 @@ async fn run_events(
 }
 
 /// The stored output of an async run, with `Range` support.
+#[utoipa::path(get, path = "/runs/{id}/output", tag = "runs", params(("id" = String, Path, description = "A run id")),
+    responses(
+        (status = 200, description = "The stored output (Range requests give 206)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "Part of the stored output", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
+        (status = 409, description = "Still running, failed, streamed, or removed", body = crate::error::ErrorBody),
+        (status = 416, description = "A range past the end")))]
 async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let run = find(&state, &id)?;
     let status = run.status();
@@ -499,6 +534,14 @@ async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: 
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves", body = serde_json::Value)))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics_text() -> Response {
     if let Some(rss) = metrics::resident_bytes() {
         ::metrics::gauge!(metrics::RESIDENT_MEMORY).set(rss as f64);
@@ -513,6 +556,10 @@ async fn metrics_text() -> Response {
 /// Ready when not draining and every distinct source answers a plan of one of its
 /// reports (one probe per source at a time, each bounded and cancelled at 5 s; answers
 /// reused for 2 s, see `ready.rs`).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Every source answers", body = serde_json::Value),
+        (status = 503, description = "Draining, or a source does not answer", body = serde_json::Value)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" }))).into_response();

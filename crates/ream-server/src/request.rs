@@ -48,11 +48,16 @@ pub struct RunBody {
     pub parameters: Vec<(String, Given)>,
 }
 
-#[derive(Deserialize)]
+/// `POST /runs`: a report to run in the background, its format and parameters.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Wire {
+#[schema(as = RunRequest)]
+pub(crate) struct Wire {
+    /// The report's id.
     report: String,
+    /// csv, ndjson, json, html, pdf or xlsx.
     format: String,
+    /// Name to value; a list parameter takes an array, each item one value.
     #[serde(default)]
     parameters: serde_json::Map<String, serde_json::Value>,
 }
