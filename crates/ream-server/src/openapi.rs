@@ -59,8 +59,8 @@ pub fn build() -> Value {
         })
         .collect();
     let file = "/paths/~1reports~1{file}/get";
-    if let Some(content) = doc.pointer_mut(&format!("{file}/responses/200/content")) {
-        content.as_object_mut().map(|c| c.extend(outputs.clone()));
+    if let Some(content) = doc.pointer_mut(&format!("{file}/responses/200/content")).and_then(Value::as_object_mut) {
+        content.extend(outputs.clone());
     }
     if let Some(param) = doc.pointer_mut(&format!("{file}/parameters/0/schema")) {
         *param = json!({"type": "string", "pattern": format!("^[^.]+(\\.({}))?$", names.join("|"))});
