@@ -29,7 +29,8 @@ use ream_core::{CancelToken, Value};
 
 use crate::keys::{group_sets, key_base_columns, proves_unique, NameCase};
 use crate::server::{
-    choose, hand_on, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
+    choose, hand_on, read_pages, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Paged, Progress, Resumable,
+    PAGE_BATCHES,
 };
 use crate::{
     CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
@@ -723,31 +724,6 @@ impl MySource {
         }))
     }
 
-    fn page_rows(&self) -> usize {
-        self.batch_size.saturating_mul(PAGE_BATCHES)
-    }
-
-    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
-        let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
-        let bound = self.bind_text(&self.select_sql(&names, &self.hidden));
-        let mut q = Query { sql: bound.sql, values: bound.values.iter().map(my_value).collect() };
-        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            q.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
-            keyset_predicate(&self.order, after, &mut q);
-        }
-        if !self.order.is_empty() {
-            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
-            q.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
-        }
-        if let Some(n) = limit {
-            q.sql.push_str(&format!(" LIMIT {n}"));
-        }
-        if let Some(m) = offset {
-            q.sql.push_str(&format!(" OFFSET {m}"));
-        }
-        q
-    }
-
     fn row_cursor(&self, row: &Row) -> Option<Cursor> {
         if self.order.is_empty() {
             return None;
@@ -832,25 +808,6 @@ impl MySource {
         })
     }
 
-    /// Run one statement, handing on a batch every `batch_size` rows and the rest at the
-    /// end. Returns the rows read.
-    fn run_statement(
-        &mut self,
-        q: &Query,
-        at: &mut Progress,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<(usize, Flow), Fail> {
-        let stmt = self.prepare(&q.sql)?;
-        let mut conn = self.conn.take().expect("connected");
-        let result = runtime().block_on(self.read_rows(&mut conn, &stmt, q, at, emit));
-        if let Ok((_, Flow::Stopped)) = &result {
-            // Nobody wants the rest: stop the statement on the server, not just here.
-            kill_query(&self.pool, conn.id());
-        }
-        self.conn = Some(conn);
-        result
-    }
-
     async fn read_rows(
         &self,
         conn: &mut Conn,
@@ -897,7 +854,7 @@ impl MySource {
 }
 
 /// SQL with its positional values.
-struct Query {
+pub(crate) struct Query {
     sql: String,
     values: Vec<My>,
 }
@@ -940,6 +897,54 @@ fn keyset_predicate(order: &[OrderCol], after: &Cursor, q: &mut Query) {
     q.sql.push_str(&format!("({})", terms.join(" OR ")));
 }
 
+impl Paged for MySource {
+    type Query = Query;
+    fn plan_strategy(&self) -> Strategy {
+        self.plan.strategy
+    }
+    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
+        let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let bound = self.bind_text(&self.select_sql(&names, &self.hidden));
+        let mut q = Query { sql: bound.sql, values: bound.values.iter().map(my_value).collect() };
+        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
+            q.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            keyset_predicate(&self.order, after, &mut q);
+        }
+        if !self.order.is_empty() {
+            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
+            q.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
+        }
+        if let Some(n) = limit {
+            q.sql.push_str(&format!(" LIMIT {n}"));
+        }
+        if let Some(m) = offset {
+            q.sql.push_str(&format!(" OFFSET {m}"));
+        }
+        q
+    }
+    fn page_rows(&self) -> usize {
+        self.batch_size.saturating_mul(PAGE_BATCHES)
+    }
+    /// Run one statement, handing on a batch every `batch_size` rows and the rest at the
+    /// end. Returns the rows read.
+    fn run_statement(
+        &mut self,
+        q: &Query,
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(usize, Flow), Fail> {
+        let stmt = self.prepare(&q.sql)?;
+        let mut conn = self.conn.take().expect("connected");
+        let result = runtime().block_on(self.read_rows(&mut conn, &stmt, q, at, emit));
+        if let Ok((_, Flow::Stopped)) = &result {
+            // Nobody wants the rest: stop the statement on the server, not just here.
+            kill_query(&self.pool, conn.id());
+        }
+        self.conn = Some(conn);
+        result
+    }
+}
+
 impl Resumable for MySource {
     fn connected(&self) -> bool {
         self.conn.is_some()
@@ -952,26 +957,7 @@ impl Resumable for MySource {
         at: &mut Progress,
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
     ) -> Result<Flow, Fail> {
-        match self.plan.strategy {
-            Strategy::Keyset => loop {
-                let q = self.page_query(at.last.as_ref(), Some(self.page_rows()), None);
-                let (n, flow) = self.run_statement(&q, at, emit)?;
-                if matches!(flow, Flow::Stopped) || n < self.page_rows() {
-                    return Ok(flow);
-                }
-            },
-            Strategy::Offset => loop {
-                let q = self.page_query(None, Some(self.page_rows()), Some(at.emitted));
-                let (n, flow) = self.run_statement(&q, at, emit)?;
-                if matches!(flow, Flow::Stopped) || n < self.page_rows() {
-                    return Ok(flow);
-                }
-            },
-            _ => {
-                let q = self.page_query(at.last.as_ref(), None, None);
-                Ok(self.run_statement(&q, at, emit)?.1)
-            }
-        }
+        read_pages(self, at, emit)
     }
     fn release(&mut self) {
         self.statements.clear();

@@ -38,7 +38,8 @@ use ream_core::{CancelToken, Value};
 use crate::keys::{group_sets, key_base_columns, proves_unique, NameCase};
 use crate::pgtypes::{Decode, PgBuilder};
 use crate::server::{
-    choose, hand_on, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Progress, Resumable, PAGE_BATCHES,
+    choose, hand_on, read_pages, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Paged, Progress, Resumable,
+    PAGE_BATCHES,
 };
 use crate::{
     CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
@@ -611,42 +612,6 @@ impl PgSource {
         out
     }
 
-    /// A page: the select, the predicate after `after`, the order, the limit. Returns the
-    /// bound SQL and the cursor values its `$n` placeholders take after the parameters.
-    fn page_query(
-        &self,
-        after: Option<&Cursor>,
-        limit: Option<usize>,
-        offset: Option<u64>,
-    ) -> (BoundSql, Vec<CursorValue>) {
-        let mut bound = self.bind_text(&self.select_sql(&self.field_names(), &self.hidden));
-        let mut cursor = Vec::new();
-        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
-            let first = bound.values.len() + 1;
-            bound.sql.push_str(&keyset_predicate(&self.order, after, first));
-            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
-        }
-        if !self.order.is_empty() {
-            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
-            bound.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
-        }
-        if let Some(n) = limit {
-            bound.sql.push_str(&format!(" LIMIT {n}"));
-        }
-        if let Some(m) = offset {
-            bound.sql.push_str(&format!(" OFFSET {m}"));
-        }
-        (bound, cursor)
-    }
-
-    /// Rows per keyset or offset page: several batches, because each page costs a round
-    /// trip during which the server waits. The rows still stream through (a page is
-    /// never held), so memory does not grow with it.
-    fn page_rows(&self) -> usize {
-        self.batch_size.saturating_mul(PAGE_BATCHES)
-    }
-
     fn new_builders(&self) -> Vec<PgBuilder> {
         let cap = self.batch_size.min(65_536);
         self.decoders[..self.exprs.len()].iter().map(|d| d.builder(cap)).collect()
@@ -736,27 +701,6 @@ impl PgSource {
         })
     }
 
-    /// Run one statement, handing on a batch every `batch_size` rows and the rest at the
-    /// end. Returns the rows read.
-    fn run_statement(
-        &mut self,
-        q: &(BoundSql, Vec<CursorValue>),
-        at: &mut Progress,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<(usize, Flow), Fail> {
-        let stmt = self.prepare(&q.0.sql)?;
-        // The rows borrow the connection; the source's other state is used beside them.
-        let mut conn = self.conn.take().expect("connected");
-        let result = self.read_rows(&mut conn, &stmt, q, at, emit);
-        if let Ok((_, Flow::Stopped)) = &result {
-            // Nobody wants the rest: stop the statement on the server, not just here.
-            let token = conn.cancel_token();
-            std::thread::spawn(move || send_cancel(token));
-        }
-        self.conn = Some(conn);
-        result
-    }
-
     fn read_rows(
         &mut self,
         conn: &mut Client,
@@ -820,34 +764,6 @@ impl PgSource {
             return Ok(Some(Flow::Stopped));
         }
         Ok(None)
-    }
-
-    /// Read from `at` to the end with the chosen strategy.
-    fn read_from(
-        &mut self,
-        at: &mut Progress,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<Flow, Fail> {
-        match self.plan.strategy {
-            Strategy::Keyset => loop {
-                let q = self.page_query(at.last.as_ref(), Some(self.page_rows()), None);
-                let (n, flow) = self.run_statement(&q, at, emit)?;
-                if matches!(flow, Flow::Stopped) || n < self.page_rows() {
-                    return Ok(flow);
-                }
-            },
-            Strategy::Offset => loop {
-                let q = self.page_query(None, Some(self.page_rows()), Some(at.emitted));
-                let (n, flow) = self.run_statement(&q, at, emit)?;
-                if matches!(flow, Flow::Stopped) || n < self.page_rows() {
-                    return Ok(flow);
-                }
-            },
-            _ => {
-                let q = self.page_query(at.last.as_ref(), None, None);
-                Ok(self.run_statement(&q, at, emit)?.1)
-            }
-        }
     }
 
     /// End the run's use of the connection: roll back the read-only transaction and give
@@ -1032,6 +948,67 @@ impl Source for PgSource {
     }
 }
 
+impl Paged for PgSource {
+    type Query = (BoundSql, Vec<CursorValue>);
+    fn plan_strategy(&self) -> Strategy {
+        self.plan.strategy
+    }
+    /// A page: the select, the predicate after `after`, the order, the limit. Returns the
+    /// bound SQL and the cursor values its `$n` placeholders take after the parameters.
+    fn page_query(
+        &self,
+        after: Option<&Cursor>,
+        limit: Option<usize>,
+        offset: Option<u64>,
+    ) -> (BoundSql, Vec<CursorValue>) {
+        let mut bound = self.bind_text(&self.select_sql(&self.field_names(), &self.hidden));
+        let mut cursor = Vec::new();
+        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
+            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            let first = bound.values.len() + 1;
+            bound.sql.push_str(&keyset_predicate(&self.order, after, first));
+            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
+        }
+        if !self.order.is_empty() {
+            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
+            bound.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
+        }
+        if let Some(n) = limit {
+            bound.sql.push_str(&format!(" LIMIT {n}"));
+        }
+        if let Some(m) = offset {
+            bound.sql.push_str(&format!(" OFFSET {m}"));
+        }
+        (bound, cursor)
+    }
+    /// Rows per keyset or offset page: several batches, because each page costs a round
+    /// trip during which the server waits. The rows still stream through (a page is
+    /// never held), so memory does not grow with it.
+    fn page_rows(&self) -> usize {
+        self.batch_size.saturating_mul(PAGE_BATCHES)
+    }
+    /// Run one statement, handing on a batch every `batch_size` rows and the rest at the
+    /// end. Returns the rows read.
+    fn run_statement(
+        &mut self,
+        q: &(BoundSql, Vec<CursorValue>),
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(usize, Flow), Fail> {
+        let stmt = self.prepare(&q.0.sql)?;
+        // The rows borrow the connection; the source's other state is used beside them.
+        let mut conn = self.conn.take().expect("connected");
+        let result = self.read_rows(&mut conn, &stmt, q, at, emit);
+        if let Ok((_, Flow::Stopped)) = &result {
+            // Nobody wants the rest: stop the statement on the server, not just here.
+            let token = conn.cancel_token();
+            std::thread::spawn(move || send_cancel(token));
+        }
+        self.conn = Some(conn);
+        result
+    }
+}
+
 impl Resumable for PgSource {
     fn connected(&self) -> bool {
         self.conn.is_some()
@@ -1044,7 +1021,7 @@ impl Resumable for PgSource {
         at: &mut Progress,
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
     ) -> Result<Flow, Fail> {
-        PgSource::read_from(self, at, emit)
+        read_pages(self, at, emit)
     }
     fn release(&mut self) {
         PgSource::release(self)

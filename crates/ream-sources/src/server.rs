@@ -84,6 +84,50 @@ pub(crate) struct Progress {
     pub emitted: u64,
 }
 
+/// A source that reads in statements: what the one page loop, [`read_pages`], needs.
+pub(crate) trait Paged {
+    /// A statement, bound.
+    type Query;
+    fn plan_strategy(&self) -> Strategy;
+    /// The select after `after` (keyset), or at `offset` (offset), up to `limit` rows.
+    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Self::Query;
+    /// Rows per keyset or offset page.
+    fn page_rows(&self) -> usize;
+    /// Run one statement, handing its batches on and updating `at`; the rows it read.
+    fn run_statement(
+        &mut self,
+        q: &Self::Query,
+        at: &mut Progress,
+        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+    ) -> Result<(usize, Flow), Fail>;
+}
+
+/// Read from `at` to the end with the chosen strategy: keyset pages after the last
+/// cursor, offset pages after the rows handed on, or one statement (cursor, full). A
+/// page shorter than asked for is the last.
+pub(crate) fn read_pages<S: Paged>(
+    s: &mut S,
+    at: &mut Progress,
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> Result<Flow, Fail> {
+    let paged = |s: &S, at: &Progress| match s.plan_strategy() {
+        Strategy::Keyset => Some(s.page_query(at.last.as_ref(), Some(s.page_rows()), None)),
+        Strategy::Offset => Some(s.page_query(None, Some(s.page_rows()), Some(at.emitted))),
+        _ => None,
+    };
+    if paged(s, at).is_none() {
+        let q = s.page_query(at.last.as_ref(), None, None);
+        return Ok(s.run_statement(&q, at, emit)?.1);
+    }
+    while let Some(q) = paged(s, at) {
+        let (n, flow) = s.run_statement(&q, at, emit)?;
+        if matches!(flow, Flow::Stopped) || n < s.page_rows() {
+            return Ok(flow);
+        }
+    }
+    Ok(Flow::Done)
+}
+
 /// A server source, seen by the resume loop.
 pub(crate) trait Resumable {
     fn connected(&self) -> bool;
