@@ -403,6 +403,26 @@ impl SourceUrl {
     }
 }
 
+/// The end of every page statement, in every dialect: `ORDER BY` the order's
+/// expressions (none: no order), then `LIMIT` and `OFFSET` when given.
+pub(crate) fn order_and_page<'a>(
+    sql: &mut String,
+    order: impl IntoIterator<Item = &'a str>,
+    limit: Option<usize>,
+    offset: Option<u64>,
+) {
+    let list: Vec<&str> = order.into_iter().collect();
+    if !list.is_empty() {
+        sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
+    }
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    if let Some(m) = offset {
+        sql.push_str(&format!(" OFFSET {m}"));
+    }
+}
+
 /// The URL with its password hidden, for messages.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else { return url.to_string() };

@@ -910,16 +910,7 @@ impl Paged for MySource {
             q.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
             keyset_predicate(&self.order, after, &mut q);
         }
-        if !self.order.is_empty() {
-            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
-            q.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
-        }
-        if let Some(n) = limit {
-            q.sql.push_str(&format!(" LIMIT {n}"));
-        }
-        if let Some(m) = offset {
-            q.sql.push_str(&format!(" OFFSET {m}"));
-        }
+        crate::order_and_page(&mut q.sql, self.order.iter().map(|o| o.expr.as_str()), limit, offset);
         q
     }
     fn page_rows(&self) -> usize {

@@ -504,16 +504,7 @@ impl SqliteSource {
             bound.sql.push_str(&keyset_predicate(&self.order, after, bound.values.len() + 1));
             cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
         }
-        if !self.order.is_empty() {
-            let list: Vec<&str> = self.order.iter().map(|o| o.expr.as_str()).collect();
-            bound.sql.push_str(&format!(" ORDER BY {}", list.join(", ")));
-        }
-        if let Some(n) = limit {
-            bound.sql.push_str(&format!(" LIMIT {n}"));
-        }
-        if let Some(m) = offset {
-            bound.sql.push_str(&format!(" OFFSET {m}"));
-        }
+        crate::order_and_page(&mut bound.sql, self.order.iter().map(|o| o.expr.as_str()), limit, offset);
         Query { bound, cursor }
     }
 
