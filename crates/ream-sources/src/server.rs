@@ -110,22 +110,24 @@ pub(crate) fn read_pages<S: Paged>(
     at: &mut Progress,
     emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
 ) -> Result<Flow, Fail> {
-    let paged = |s: &S, at: &Progress| match s.plan_strategy() {
-        Strategy::Keyset => Some(s.page_query(at.last.as_ref(), Some(s.page_rows()), None)),
-        Strategy::Offset => Some(s.page_query(None, Some(s.page_rows()), Some(at.emitted))),
-        _ => None,
+    let keyset = match s.plan_strategy() {
+        Strategy::Keyset => true,
+        Strategy::Offset => false,
+        _ => {
+            let q = s.page_query(at.last.as_ref(), None, None);
+            return Ok(s.run_statement(&q, at, emit)?.1);
+        }
     };
-    if paged(s, at).is_none() {
-        let q = s.page_query(at.last.as_ref(), None, None);
-        return Ok(s.run_statement(&q, at, emit)?.1);
-    }
-    while let Some(q) = paged(s, at) {
+    loop {
+        let q = match keyset {
+            true => s.page_query(at.last.as_ref(), Some(s.page_rows()), None),
+            false => s.page_query(None, Some(s.page_rows()), Some(at.emitted)),
+        };
         let (n, flow) = s.run_statement(&q, at, emit)?;
         if matches!(flow, Flow::Stopped) || n < s.page_rows() {
             return Ok(flow);
         }
     }
-    Ok(Flow::Done)
 }
 
 /// A server source, seen by the resume loop.
