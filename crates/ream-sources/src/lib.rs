@@ -37,11 +37,14 @@ mod pgtypes;
 pub mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod server;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server_source;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 mod convert;
 mod keys;
+mod query;
 
 /// What to read: a table with joins and computed columns, or a whole SELECT.
 #[derive(Debug, Clone)]
@@ -456,9 +459,9 @@ pub fn open_url(
         #[cfg(feature = "sqlite")]
         SourceUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteSource::open(path, display, req, cancel)?)),
         #[cfg(feature = "postgres")]
-        SourceUrl::Postgres(url) => Ok(Box::new(postgres::PgSource::open(url, display, req, cancel)?)),
+        SourceUrl::Postgres(url) => Ok(Box::new(postgres::open(url, display, req, cancel)?)),
         #[cfg(feature = "mysql")]
-        SourceUrl::Mysql(url) => Ok(Box::new(mysql::MySource::open(url, display, req, cancel)?)),
+        SourceUrl::Mysql(url) => Ok(Box::new(mysql::open(url, display, req, cancel)?)),
         #[allow(unreachable_patterns)]
         _ => Err(SourceError::Url { url: display.to_string(), reason: "this build has no driver for it".into() }),
     }

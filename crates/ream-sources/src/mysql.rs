@@ -16,25 +16,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::builder::*;
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, TimeUnit};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, Row, Statement, Value as My};
 
-use ream_core::params::BoundParams;
-use ream_core::spec::Strategy;
-use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
-use ream_core::types::{parse_type_name, type_label};
+use ream_core::sql::enclose;
 use ream_core::{CancelToken, Value};
 
-use crate::keys::{group_sets, key_base_columns, proves_unique, NameCase};
-use crate::server::{
-    choose, hand_on, read_pages, stream_resuming, CancelSlot, Choice, Fail, Flow, OrderCol, Paged, Progress, Resumable,
-    PAGE_BATCHES,
-};
-use crate::{
-    CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, WithinGroups,
-};
+use crate::keys::NameCase;
+use crate::query::{PageQuery, SqlDialect, MYSQL};
+use crate::server::{CancelSlot, Fail, Flow, Progress};
+use crate::server_source::{read_failure, Assembler, Catalogue, Column, Described, Driver, ServerSource};
+use crate::{CountMode, Cursor, CursorValue, ReadRequest, Snapshot, SourceError};
 
 /// The runtime the pools live on (they keep background tasks). Sources block on it
 /// from their own threads, one statement's rows per `block_on`.
@@ -80,10 +74,6 @@ fn message(e: &mysql_async::Error) -> String {
         mysql_async::Error::Server(s) => format!("{} (error {})", s.message, s.code),
         other => other.to_string(),
     }
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
 }
 
 /// A spec parameter as MySQL binds it.
@@ -136,7 +126,7 @@ fn my_cursor(v: Option<&My>) -> CursorValue {
 
 /// How one column's values decode.
 #[derive(Debug, Clone, PartialEq)]
-enum Decode {
+pub(crate) enum Decode {
     Bool,
     Int,
     /// BIGINT UNSIGNED: up to 20 digits, as decimal(20,0).
@@ -306,7 +296,7 @@ fn widen_f32(f: f32) -> f64 {
     f.to_string().parse::<f64>().unwrap_or(f as f64)
 }
 
-enum Builder {
+pub(crate) enum Builder {
     Bool(BooleanBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
@@ -348,55 +338,6 @@ impl Builder {
 }
 
 /// The MySQL type a spec's declared column type casts to.
-fn my_type_for(dt: &DataType) -> String {
-    match dt {
-        DataType::Int64 => "SIGNED".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Date32 => "DATE".into(),
-        DataType::Timestamp(..) => "DATETIME(6)".into(),
-        DataType::Binary => "BINARY".into(),
-        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
-        _ => "CHAR".into(),
-    }
-}
-
-pub struct MySource {
-    pool: Pool,
-    display: String,
-    conn: Option<Conn>,
-    statements: HashMap<String, Statement>,
-    in_txn: bool,
-    snapshot: Snapshot,
-    schema: SchemaRef,
-    decoders: Vec<Decode>,
-    exprs: Vec<String>,
-    hidden: Vec<(String, String)>,
-    order: Vec<OrderCol>,
-    prefix_len: usize,
-    key_cols: Vec<usize>,
-    unique_order: bool,
-    /// The key the request declared (empty: the primary key, or none).
-    declared_key: Vec<String>,
-    from_sql: Option<String>,
-    table: Option<String>,
-    joins: Vec<String>,
-    filter: Option<String>,
-    params: BoundParams,
-    batch_size: usize,
-    batch_bytes: usize,
-    batch_limit: crate::BatchLimit,
-    start_after: Option<Cursor>,
-    retries: u32,
-    count: CountMode,
-    resumes: ResumeLog,
-    plan: ReadPlan,
-    cancel: CancelToken,
-    /// The connection id in use, for `KILL QUERY` from another connection.
-    /// The connection the stream reads on, for `KILL QUERY` (repeated while it is set).
-    running: CancelSlot<u32>,
-}
-
-/// `KILL QUERY id` from another connection of the pool, in the background.
 /// `KILL QUERY` on a connection of its own: callers run it in the background.
 fn kill_query(pool: &Pool, id: u32) {
     runtime().block_on(async move {
@@ -406,55 +347,166 @@ fn kill_query(pool: &Pool, id: u32) {
     });
 }
 
-impl MySource {
-    pub fn open(url: &str, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
-        let display = crate::redact(display);
-        let pool = pool_for(url, &display)?;
-        let kill_pool = pool.clone();
-        let mut src = MySource {
-            pool,
-            display,
-            conn: None,
-            statements: HashMap::new(),
-            in_txn: false,
-            snapshot: req.snapshot,
-            schema: Arc::new(Schema::empty()),
-            decoders: vec![],
-            exprs: vec![],
-            hidden: vec![],
-            order: vec![],
-            prefix_len: 0,
-            key_cols: vec![],
-            unique_order: false,
-            declared_key: req.key.clone(),
-            from_sql: req.sql.clone(),
-            table: req.table.clone(),
-            joins: req.joins.clone(),
-            filter: req.filter.clone(),
-            params: req.params.clone(),
-            batch_size: req.batch_size,
-            batch_bytes: req.batch_bytes,
-            batch_limit: req.batch_limit.clone(),
-            start_after: req.start_after.clone(),
-            retries: req.retries,
-            count: req.count,
-            resumes: req.resumes.clone(),
-            plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
-            running: CancelSlot::on(&cancel, move |id| kill_query(&kill_pool, id)),
-            cancel,
-        };
-        src.connect().map_err(|e| match e {
-            Fail::Lost(reason) => SourceError::Open { url: src.display.clone(), reason },
-            Fail::Other(e) => e,
-        })?;
-        src.resolve_fields(req)?;
-        src.resolve_order(req)?;
-        src.choose_strategy(req.strategy, req.within_groups)?;
-        Ok(src)
+/// The MySQL and MariaDB driver of a [`ServerSource`].
+pub(crate) struct MyDriver {
+    pool: Pool,
+    display: String,
+    conn: Option<Conn>,
+    statements: HashMap<String, Statement>,
+    in_txn: bool,
+    cancel: CancelToken,
+    /// The connection the stream reads on, for `KILL QUERY` (repeated while it is set).
+    running: CancelSlot<u32>,
+}
+
+/// Connect, start the snapshot, resolve fields and types, pick the strategy. Nothing is
+/// streamed yet.
+pub(crate) fn open(
+    url: &str,
+    display: &str,
+    req: &ReadRequest,
+    cancel: CancelToken,
+) -> Result<ServerSource<MyDriver>, SourceError> {
+    let display = crate::redact(display);
+    let pool = pool_for(url, &display)?;
+    let kill_pool = pool.clone();
+    let driver = MyDriver {
+        pool,
+        display,
+        conn: None,
+        statements: HashMap::new(),
+        in_txn: false,
+        running: CancelSlot::on(&cancel, move |id| kill_query(&kill_pool, id)),
+        cancel: cancel.clone(),
+    };
+    ServerSource::open(driver, req, cancel)
+}
+
+impl Column for Decode {
+    type Row = Row;
+    type Builder = Builder;
+    fn data_type(&self) -> DataType {
+        Decode::data_type(self)
+    }
+    fn builder(&self, capacity: usize) -> Builder {
+        Decode::builder(self, capacity)
+    }
+    /// Text and bytes count by their length, other values as 8.
+    #[inline]
+    fn append(&self, b: &mut Builder, row: &Row, i: usize) -> Result<usize, String> {
+        let value = row.as_ref(i);
+        Decode::append(self, b, value)?;
+        Ok(match value {
+            Some(My::Bytes(v)) => v.len().max(8),
+            _ => 8,
+        })
+    }
+    fn finish(b: &mut Builder) -> ArrayRef {
+        b.finish()
+    }
+    fn is_null(row: &Row, i: usize) -> bool {
+        matches!(row.as_ref(i), None | Some(My::NULL))
+    }
+    fn cursor_value(&self, row: &Row, i: usize) -> CursorValue {
+        my_cursor(row.as_ref(i))
+    }
+}
+
+/// The statement's values: the spec's parameters, then the cursor's.
+fn params_of(q: &PageQuery) -> mysql_async::Params {
+    if q.bound.values.is_empty() && q.cursor.is_empty() {
+        return mysql_async::Params::Empty;
+    }
+    mysql_async::Params::Positional(q.bound.values.iter().map(my_value).chain(q.cursor.iter().map(cursor_my)).collect())
+}
+
+/// A read that failed, as the resume loop sees it.
+fn read_fail(cancel: &CancelToken, sql: &str, at: &Progress, e: &mysql_async::Error) -> Fail {
+    let rejected = matches!(e, mysql_async::Error::Server(s) if s.state.starts_with("22"));
+    read_failure(cancel, sql, at, is_lost(e), rejected, message(e))
+}
+
+/// A statement asked of a driver whose connection was lost: the resume loop reconnects.
+fn not_connected() -> Fail {
+    Fail::Lost("not connected".into())
+}
+
+impl MyDriver {
+    fn prepare(&mut self, sql: &str) -> Result<Statement, Fail> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        match runtime().block_on(conn.prep(sql)) {
+            Ok(stmt) => {
+                self.statements.insert(sql.to_string(), stmt.clone());
+                Ok(stmt)
+            }
+            Err(e) if is_lost(&e) => Err(Fail::Lost(message(&e))),
+            Err(e) => {
+                let mut m = message(&e);
+                if m.contains("doesn't exist") {
+                    m.push_str(&format!(" (in {})", self.display));
+                }
+                Err(Fail::Other(SourceError::Prepare { sql: sql.to_string(), message: m }))
+            }
+        }
     }
 
-    fn connect(&mut self) -> Result<(), Fail> {
-        let snapshot = self.snapshot;
+    fn client(&mut self) -> Result<&mut Conn, SourceError> {
+        self.conn.as_mut().ok_or_else(|| SourceError::Plan("no connection to the database".into()))
+    }
+}
+
+/// Rows of `result` into `rows` until they end or the consumer stops.
+async fn take_rows(
+    result: &mut mysql_async::QueryResult<'_, '_, mysql_async::BinaryProtocol>,
+    cancel: &CancelToken,
+    rows: &mut Assembler<'_, Decode>,
+    at: &mut Progress,
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> Result<Flow, Fail> {
+    let sql = rows.sql().to_string();
+    loop {
+        match result.next().await {
+            Ok(Some(row)) => {
+                if let Some(flow) = rows.push(row, at, emit)? {
+                    return Ok(flow);
+                }
+            }
+            Ok(None) => return rows.end(at, emit),
+            Err(e) => return Err(read_fail(cancel, &sql, at, &e)),
+        }
+    }
+}
+
+impl Driver for MyDriver {
+    type Column = Decode;
+    const DIALECT: &'static SqlDialect = &MYSQL;
+    const CATALOGUE: Catalogue = Catalogue {
+        not_null: "SELECT column_name FROM information_schema.columns \
+                   WHERE table_schema = DATABASE() AND table_name = ? AND is_nullable = 'NO'",
+        primary_key: "SELECT column_name FROM information_schema.statistics \
+                      WHERE table_schema = DATABASE() AND table_name = ? AND index_name = 'PRIMARY' \
+                      ORDER BY seq_in_index",
+        unique_indexes: "SELECT s.index_name, s.column_name FROM information_schema.statistics s \
+                         WHERE s.table_schema = DATABASE() AND s.table_name = ? AND s.non_unique = 0 \
+                           AND NOT EXISTS (SELECT 1 FROM information_schema.statistics e \
+                             WHERE e.table_schema = s.table_schema AND e.table_name = s.table_name \
+                               AND e.index_name = s.index_name AND (e.column_name IS NULL OR e.sub_part IS NOT NULL)) \
+                         ORDER BY s.index_name, s.seq_in_index",
+        case: NameCase::Insensitive,
+    };
+
+    fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    fn connect(&mut self, snapshot: Snapshot) -> Result<(), Fail> {
         let pool = self.pool.clone();
         let conn = runtime().block_on(async move {
             let mut conn = pool.get_conn().await.map_err(|e| Fail::Lost(message(&e)))?;
@@ -478,242 +530,35 @@ impl MySource {
         Ok(())
     }
 
-    fn prepare(&mut self, sql: &str) -> Result<Statement, Fail> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let conn = self.conn.as_mut().expect("connected");
-        match runtime().block_on(conn.prep(sql)) {
-            Ok(stmt) => {
-                self.statements.insert(sql.to_string(), stmt.clone());
-                Ok(stmt)
-            }
-            Err(e) if is_lost(&e) => Err(Fail::Lost(message(&e))),
-            Err(e) => {
-                let mut m = message(&e);
-                if m.contains("doesn't exist") {
-                    m.push_str(&format!(" (in {})", self.display));
-                }
-                Err(Fail::Other(SourceError::Prepare { sql: sql.to_string(), message: m }))
-            }
-        }
-    }
-
-    fn prepare_now(&mut self, sql: &str) -> Result<Statement, SourceError> {
-        self.prepare(sql).map_err(|e| match e {
-            Fail::Lost(reason) => SourceError::Open { url: self.display.clone(), reason },
-            Fail::Other(e) => e,
-        })
-    }
-
-    fn bind_text(&self, sql: &str) -> BoundSql {
-        let mut out = BoundSql::default();
-        bind_into(&mut out, sql, &self.params, Dialect::Mysql);
-        out
-    }
-
-    fn joins_sql(&self) -> String {
-        self.joins.iter().map(|j| format!(" {j}")).collect()
-    }
-
-    fn source_clause(&self) -> String {
-        match &self.from_sql {
-            Some(sql) => format!("{} AS q", enclose(sql)),
-            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
-        }
-    }
-
-    fn select_sql(&self, names: &[String], hidden: &[(String, String)]) -> String {
-        let mut cols: Vec<String> =
-            names.iter().zip(&self.exprs).map(|(n, e)| format!("{e} AS {}", quote_ident(n))).collect();
-        cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
-        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.source_clause());
-        if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE {}", enclose(f)));
-        }
-        sql
-    }
-
-    fn resolve_fields(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
-        let mut names = Vec::new();
-        let probe;
-        if let Some(sql) = &self.from_sql {
-            probe = self.bind_text(&format!("SELECT * FROM {} AS q LIMIT 0", enclose(sql)));
-            let stmt = self.prepare_now(&probe.sql)?;
-            for c in stmt.columns().iter() {
-                names.push(c.name_str().to_string());
-                self.exprs.push(format!("q.{}", quote_ident(&c.name_str())));
-            }
-        } else if req.columns.is_empty() {
-            let table = self.table.clone().unwrap_or_default();
-            probe =
-                BoundSql { sql: format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.joins_sql()), values: vec![] };
-            let stmt = self.prepare_now(&probe.sql)?;
-            for c in stmt.columns().iter() {
-                names.push(c.name_str().to_string());
-                self.exprs.push(format!("{table}.{}", quote_ident(&c.name_str())));
-            }
-        } else {
-            for (name, col) in &req.columns {
-                names.push(name.clone());
-                let expr = match col.declared_type() {
-                    Some(t) => {
-                        let dt = parse_type_name(t).map_err(SourceError::Plan)?;
-                        format!("CAST(({}) AS {})", col.expr(), my_type_for(&dt))
-                    }
-                    None => col.expr().to_string(),
-                };
-                self.exprs.push(expr);
-            }
-            probe = self.bind_text(&format!("{} LIMIT 0", self.select_sql(&names, &[])));
-        }
-        let stmt = self.prepare_now(&probe.sql)?;
-        let mut fields = Vec::new();
-        for (c, name) in stmt.columns().iter().zip(&names) {
-            let d = Decode::for_column(c).map_err(|reason| SourceError::Value {
-                column: name.clone(),
+    fn describe(&mut self, sql: &str) -> Result<Vec<Described<Decode>>, Fail> {
+        let stmt = self.prepare(sql)?;
+        Ok(stmt
+            .columns()
+            .iter()
+            .map(|c| Described {
+                name: c.name_str().to_string(),
+                column: Decode::for_column(c),
                 ty: format!("{:?}", c.column_type()),
-                key: "the column's type".into(),
-                message: reason,
-            })?;
-            fields.push(Field::new(name, d.data_type(), true));
-            self.decoders.push(d);
-        }
-        self.schema = Arc::new(Schema::new(fields));
-        Ok(())
+            })
+            .collect())
     }
 
-    fn field_index(&self, name: &str) -> Result<usize, SourceError> {
-        self.schema.index_of(name).map_err(|_| SourceError::UnknownField {
-            field: name.to_string(),
-            known: self.schema.fields().iter().map(|f| f.name().clone()).collect(),
-        })
-    }
-
-    /// Column names of the base table from the catalog.
-    fn catalog(&mut self, sql: &str) -> Result<Vec<String>, SourceError> {
-        let Some(table) = self.table.clone() else { return Ok(vec![]) };
-        let conn = self.conn.as_mut().expect("connected");
-        let rows: Vec<String> = runtime()
+    fn catalogue(&mut self, sql: &str, table: &str) -> Result<Vec<Vec<String>>, SourceError> {
+        let conn = self.client()?;
+        let rows: Vec<Row> = runtime()
             .block_on(conn.exec(sql, (table,)))
             .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: message(&e) })?;
-        Ok(rows)
+        Ok(rows
+            .iter()
+            .map(|r| (0..r.len()).map(|i| r.get::<Option<String>, _>(i).flatten().unwrap_or_default()).collect())
+            .collect())
     }
 
-    /// Whether the catalogue proves `key` unique (see [`crate::keys`]).
-    fn key_is_unique(&mut self, key: &[String]) -> Result<bool, SourceError> {
-        let Some(table) = self.table.clone().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
-        let (case, joined) = (NameCase::Insensitive, !self.joins.is_empty());
-        let cols = key_base_columns(key, |k| self.field_index(k), &self.exprs, &table, joined, case)?;
-        let rows = self.catalog_pairs(
-            "SELECT s.index_name, s.column_name FROM information_schema.statistics s \
-             WHERE s.table_schema = DATABASE() AND s.table_name = ? AND s.non_unique = 0 \
-               AND NOT EXISTS (SELECT 1 FROM information_schema.statistics e \
-                 WHERE e.table_schema = s.table_schema AND e.table_name = s.table_name \
-                   AND e.index_name = s.index_name AND (e.column_name IS NULL OR e.sub_part IS NOT NULL)) \
-             ORDER BY s.index_name, s.seq_in_index",
-        )?;
-        Ok(proves_unique(&cols, &group_sets(rows, case)))
-    }
-
-    /// Catalogue rows of two text columns, with the base table as the one parameter.
-    fn catalog_pairs(&mut self, sql: &str) -> Result<Vec<(String, String)>, SourceError> {
-        let Some(table) = self.table.clone() else { return Ok(vec![]) };
-        let conn = self.conn.as_mut().expect("connected");
-        runtime()
-            .block_on(conn.exec(sql, (table,)))
-            .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: message(&e) })
-    }
-
-    fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
-        let table = self.table.clone().unwrap_or_default();
-        let not_null = self.catalog(
-            "SELECT column_name FROM information_schema.columns \
-             WHERE table_schema = DATABASE() AND table_name = ? AND is_nullable = 'NO'",
-        )?;
-        let base_not_null = |expr: &str| not_null.iter().any(|c| expr == format!("{table}.{}", quote_ident(c)));
-        let mut order: Vec<OrderCol> = Vec::new();
-        for name in &req.order_prefix {
-            let i = self.field_index(name)?;
-            if !order.iter().any(|o| &o.name == name) {
-                let expr = self.exprs[i].clone();
-                order.push(OrderCol { name: name.clone(), not_null: base_not_null(&expr), expr, select_index: i });
-            }
-        }
-        let prefix_len = order.len();
-        let mut key = req.key.clone();
-        if key.is_empty() {
-            key = self.catalog(
-                "SELECT column_name FROM information_schema.statistics \
-                 WHERE table_schema = DATABASE() AND table_name = ? AND index_name = 'PRIMARY' ORDER BY seq_in_index",
-            )?;
-        }
-        for name in &key {
-            let i = match self.schema.index_of(name) {
-                Ok(i) => i,
-                Err(_) if req.key.is_empty() => {
-                    let expr = format!("{table}.{}", quote_ident(name));
-                    let sql = format!("SELECT {expr} FROM {table}{} LIMIT 0", self.joins_sql());
-                    let stmt = self.prepare_now(&sql)?;
-                    let d = Decode::for_column(&stmt.columns()[0]).map_err(SourceError::Plan)?;
-                    let idx = self.exprs.len() + self.hidden.len();
-                    self.decoders.push(d);
-                    self.hidden.push((expr, format!("__ream_key_{}", self.hidden.len())));
-                    idx
-                }
-                Err(_) => return Err(self.field_index(name).unwrap_err()),
-            };
-            self.key_cols.push(i);
-            if !order.iter().any(|o| &o.name == name) {
-                let expr =
-                    if i < self.exprs.len() { self.exprs[i].clone() } else { self.hidden.last().unwrap().0.clone() };
-                order.push(OrderCol { name: name.clone(), expr, select_index: i, not_null: true });
-            }
-        }
-        // The primary key is unique by definition; a declared key needs the catalogue's proof.
-        self.unique_order = !self.key_cols.is_empty() && (req.key.is_empty() || self.key_is_unique(&req.key)?);
-        self.prefix_len = prefix_len;
-        self.plan.order = order.iter().map(|o| o.name.clone()).collect();
-        self.order = order;
-        Ok(())
-    }
-
-    fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
-        let first = self.page_query(None, Some(self.page_rows()), None);
-        let declared_key = self.declared_key.clone();
-        let choice = Choice {
-            asked,
-            order: self.plan.order.join(", "),
-            unique_order: self.unique_order,
-            declared_key: &declared_key,
-            snapshot: self.snapshot,
-            nullable: &[],
-            resuming: self.start_after.is_some(),
-        };
-        let (strategy, reason) = choose(choice, || self.order_needs_sort(&first))?;
-        self.plan.strategy = strategy;
-        self.plan.reason = reason;
-        if strategy == Strategy::Cursor && within == WithinGroups::AnyOrder {
-            self.order.truncate(self.prefix_len);
-            self.plan.order = self.order.iter().map(|o| o.name.clone()).collect();
-            self.unique_order = false;
-        }
-        let first = match strategy {
-            Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.page_rows()), None),
-            Strategy::Offset => self.page_query(None, Some(self.page_rows()), Some(0)),
-            _ => self.page_query(self.start_after.as_ref(), None, None),
-        };
-        self.prepare_now(&first.sql)?;
-        self.plan.sql = first.sql;
-        Ok(())
-    }
-
-    fn order_needs_sort(&mut self, q: &Query) -> Result<bool, SourceError> {
-        let sql = format!("EXPLAIN {}", q.sql);
-        let params = q.params();
-        let conn = self.conn.as_mut().expect("connected");
+    fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError> {
+        let sql = format!("EXPLAIN {}", q.bound.sql);
+        let conn = self.client()?;
         let rows: Vec<Row> = runtime()
-            .block_on(conn.exec(&sql, params))
+            .block_on(conn.exec(&sql, params_of(q)))
             .map_err(|e| SourceError::Prepare { sql: sql.clone(), message: message(&e) })?;
         Ok(rows.iter().any(|r| {
             r.columns_ref()
@@ -724,232 +569,28 @@ impl MySource {
         }))
     }
 
-    fn row_cursor(&self, row: &Row) -> Option<Cursor> {
-        if self.order.is_empty() {
-            return None;
-        }
-        Some(Cursor(self.order.iter().map(|o| my_cursor(row.as_ref(o.select_index))).collect()))
-    }
-
-    fn key_text(&self, row: &Row, index: u64) -> String {
-        if self.key_cols.is_empty() {
-            return format!("row {}", index + 1);
-        }
-        self.key_cols
-            .iter()
-            .map(|&k| {
-                let name = self.order.iter().find(|o| o.select_index == k).map_or("key", |o| o.name.as_str());
-                format!("{name}={}", my_cursor(row.as_ref(k)))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// One row into the builders; returns its bytes (text and bytes by length, else 8).
-    fn append_row(&self, builders: &mut [Builder], row: &Row, index: u64) -> Result<usize, SourceError> {
-        let mut bytes = 0;
-        for (i, b) in builders.iter_mut().enumerate() {
-            let value = row.as_ref(i);
-            bytes += match value {
-                Some(My::Bytes(v)) => v.len().max(8),
-                _ => 8,
-            };
-            if let Err(message) = self.decoders[i].append(b, value) {
-                let field = self.schema.field(i);
-                return Err(SourceError::Value {
-                    column: field.name().clone(),
-                    ty: type_label(field.data_type()),
-                    key: self.key_text(row, index),
-                    message,
-                });
-            }
-        }
-        // Every key column, proven unique or not: a NULL key names no row.
-        {
-            for &k in &self.key_cols {
-                if matches!(row.as_ref(k), None | Some(My::NULL)) {
-                    let name = self.order.iter().find(|o| o.select_index == k).map_or("?", |o| o.name.as_str());
-                    return Err(SourceError::Value {
-                        column: name.to_string(),
-                        ty: "key".into(),
-                        key: format!("row {}", index + 1),
-                        message: "a key column is NULL, so the key does not name the row: choose a key without NULLs"
-                            .into(),
-                    });
-                }
-            }
-        }
-        Ok(bytes)
-    }
-
-    fn finish_batch(&self, builders: &mut [Builder]) -> Result<RecordBatch, SourceError> {
-        let arrays = builders.iter_mut().map(|b| b.finish()).collect();
-        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| SourceError::Read {
-            sql: self.plan.sql.clone(),
-            cursor: String::new(),
-            message: e.to_string(),
-        })
-    }
-
-    fn read_fail(&self, sql: &str, at: &Progress, e: &mysql_async::Error) -> Fail {
-        if self.cancel.is_cancelled() {
-            return Fail::Other(SourceError::Cancelled);
-        }
-        if is_lost(e) {
-            return Fail::Lost(message(e));
-        }
-        if matches!(e, mysql_async::Error::Server(s) if s.state.starts_with("22")) {
-            return Fail::Other(SourceError::Rejected { sql: sql.to_string(), message: message(e) });
-        }
-        Fail::Other(SourceError::Read {
-            sql: sql.to_string(),
-            cursor: at.last.as_ref().map_or("(start)".to_string(), |c| c.to_string()),
-            message: message(e),
-        })
-    }
-
-    async fn read_rows(
-        &self,
-        conn: &mut Conn,
-        stmt: &Statement,
-        q: &Query,
-        at: &mut Progress,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<(usize, Flow), Fail> {
-        let mut result = conn.exec_iter(stmt, q.params()).await.map_err(|e| self.read_fail(&q.sql, at, &e))?;
-        let cap = self.batch_size.min(65_536);
-        let mut builders: Vec<Builder> = self.decoders[..self.exprs.len()].iter().map(|d| d.builder(cap)).collect();
-        let mut n = 0usize;
-        let mut cut = crate::BatchCut::new(self.batch_size, self.batch_bytes, &self.batch_limit);
-        let mut last: Option<Row> = None;
-        loop {
-            let row = match result.next().await {
-                Ok(Some(row)) => row,
-                Ok(None) => break,
-                Err(e) => return Err(self.read_fail(&q.sql, at, &e)),
-            };
-            let bytes = self.append_row(&mut builders, &row, at.emitted + cut.pending() as u64)?;
-            n += 1;
-            if !cut.row(bytes) {
-                last = Some(row);
-                continue;
-            }
-            last = None;
-            if self.cancel.is_cancelled() {
-                return Err(Fail::Other(SourceError::Cancelled));
-            }
-            let cursor = self.row_cursor(&row);
-            if !hand_on(self.finish_batch(&mut builders)?, cursor, at, emit) {
-                return Ok((n, Flow::Stopped));
-            }
-        }
-        if cut.pending() > 0 {
-            let cursor = last.as_ref().and_then(|r| self.row_cursor(r));
-            if !hand_on(self.finish_batch(&mut builders)?, cursor, at, emit) {
-                return Ok((n, Flow::Stopped));
-            }
-        }
-        Ok((n, Flow::Done))
-    }
-}
-
-/// SQL with its positional values.
-pub(crate) struct Query {
-    sql: String,
-    values: Vec<My>,
-}
-
-impl Query {
-    fn params(&self) -> mysql_async::Params {
-        if self.values.is_empty() {
-            mysql_async::Params::Empty
-        } else {
-            mysql_async::Params::Positional(self.values.clone())
-        }
-    }
-}
-
-/// Rows strictly after `after`, NULLs first (MySQL's order): the lexicographic expansion
-/// `(o1 > ?) OR (o1 = ? AND o2 > ?) …`, with `IS NULL` / `IS NOT NULL` for NULL cursor
-/// values. A `?` cannot be reused, so values repeat in order.
-fn keyset_predicate(order: &[OrderCol], after: &Cursor, q: &mut Query) {
-    let mut terms = Vec::new();
-    for i in 0..order.len() {
-        let mut parts = Vec::new();
-        for (o, v) in order.iter().zip(&after.0).take(i) {
-            match v {
-                CursorValue::Null => parts.push(format!("{} IS NULL", o.expr)),
-                v => {
-                    parts.push(format!("{} = ?", o.expr));
-                    q.values.push(cursor_my(v));
-                }
-            }
-        }
-        match &after.0[i] {
-            CursorValue::Null => parts.push(format!("{} IS NOT NULL", order[i].expr)),
-            v => {
-                parts.push(format!("{} > ?", order[i].expr));
-                q.values.push(cursor_my(v));
-            }
-        }
-        terms.push(format!("({})", parts.join(" AND ")));
-    }
-    q.sql.push_str(&format!("({})", terms.join(" OR ")));
-}
-
-impl Paged for MySource {
-    type Query = Query;
-    fn plan_strategy(&self) -> Strategy {
-        self.plan.strategy
-    }
-    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
-        let names: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
-        let bound = self.bind_text(&self.select_sql(&names, &self.hidden));
-        let mut q = Query { sql: bound.sql, values: bound.values.iter().map(my_value).collect() };
-        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            q.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
-            keyset_predicate(&self.order, after, &mut q);
-        }
-        crate::order_and_page(&mut q.sql, self.order.iter().map(|o| o.expr.as_str()), limit, offset);
-        q
-    }
-    fn page_rows(&self) -> usize {
-        self.batch_size.saturating_mul(PAGE_BATCHES)
-    }
-    /// Run one statement, handing on a batch every `batch_size` rows and the rest at the
-    /// end. Returns the rows read.
-    fn run_statement(
+    fn run(
         &mut self,
-        q: &Query,
-        at: &mut Progress,
-        emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
-    ) -> Result<(usize, Flow), Fail> {
-        let stmt = self.prepare(&q.sql)?;
-        let mut conn = self.conn.take().expect("connected");
-        let result = runtime().block_on(self.read_rows(&mut conn, &stmt, q, at, emit));
-        if let Ok((_, Flow::Stopped)) = &result {
-            // Nobody wants the rest: stop the statement on the server, not just here.
-            kill_query(&self.pool, conn.id());
-        }
-        self.conn = Some(conn);
-        result
-    }
-}
-
-impl Resumable for MySource {
-    fn connected(&self) -> bool {
-        self.conn.is_some()
-    }
-    fn connect(&mut self) -> Result<(), Fail> {
-        MySource::connect(self)
-    }
-    fn read_from(
-        &mut self,
+        q: &PageQuery,
+        rows: &mut Assembler<'_, Decode>,
         at: &mut Progress,
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
     ) -> Result<Flow, Fail> {
-        read_pages(self, at, emit)
+        let stmt = self.prepare(&q.bound.sql)?;
+        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let cancel = &self.cancel;
+        let flow = runtime().block_on(async {
+            let mut result =
+                conn.exec_iter(&stmt, params_of(q)).await.map_err(|e| read_fail(cancel, &q.bound.sql, at, &e))?;
+            take_rows(&mut result, cancel, rows, at, emit).await
+        })?;
+        if let Flow::Stopped = flow {
+            // Nobody wants the rest: stop the statement on the server, not just here.
+            kill_query(&self.pool, conn.id());
+        }
+        Ok(flow)
     }
+
     fn release(&mut self) {
         self.statements.clear();
         if let Some(mut conn) = self.conn.take() {
@@ -969,50 +610,20 @@ impl Resumable for MySource {
         self.running.clear();
         self.in_txn = false;
     }
-    fn unique_order(&self) -> bool {
-        self.unique_order
-    }
-    fn strategy(&self) -> Strategy {
-        self.plan.strategy
-    }
-    fn sql(&self) -> &str {
-        &self.plan.sql
-    }
-    fn retries(&self) -> u32 {
-        self.retries
-    }
-    fn cancel(&self) -> &CancelToken {
-        &self.cancel
-    }
-    fn resumes(&self) -> &ResumeLog {
-        &self.resumes
-    }
-}
 
-impl Source for MySource {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn plan(&self) -> &ReadPlan {
-        &self.plan
-    }
-
-    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
-        let start = self.start_after.clone();
-        stream_resuming(self, start, emit)
-    }
-
-    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
-        let pool = self.pool.clone();
-        let cancel = self.cancel.clone();
-        let q = self.page_query(None, None, None);
-        let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
-        let exact = match self.count {
+    fn counter(
+        &self,
+        q: PageQuery,
+        mode: CountMode,
+        cancel: &CancelToken,
+    ) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+        let (pool, cancel) = (self.pool.clone(), cancel.clone());
+        let exact = match mode {
             CountMode::None => return None,
             CountMode::Exact => true,
             CountMode::Estimate | CountMode::Auto => false,
         };
+        let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
         Some(Box::new(move || {
             runtime().block_on(async move {
                 let mut conn = pool.get_conn().await.map_err(|e| fail(message(&e)))?;
@@ -1033,15 +644,16 @@ impl Source for MySource {
 }
 
 /// The count for progress: `SELECT count(*)`, or the planner's estimate.
-async fn count_rows(conn: &mut Conn, q: &Query, exact: bool) -> Result<u64, SourceError> {
+async fn count_rows(conn: &mut Conn, q: &PageQuery, exact: bool) -> Result<u64, SourceError> {
     let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
     if exact {
-        let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.sql));
-        let n: Option<u64> = conn.exec_first(sql, q.params()).await.map_err(|e| fail(message(&e)))?;
+        let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.bound.sql));
+        let n: Option<u64> = conn.exec_first(sql, params_of(q)).await.map_err(|e| fail(message(&e)))?;
         return n.ok_or_else(|| fail("no count".into()));
     }
     // The planner's estimate: the rows EXPLAIN expects from the first table.
-    let rows: Vec<Row> = conn.exec(format!("EXPLAIN {}", q.sql), q.params()).await.map_err(|e| fail(message(&e)))?;
+    let rows: Vec<Row> =
+        conn.exec(format!("EXPLAIN {}", q.bound.sql), params_of(q)).await.map_err(|e| fail(message(&e)))?;
     let first = rows.first().ok_or_else(|| fail("EXPLAIN gave no rows".into()))?;
     let i = first.columns_ref().iter().position(|c| c.name_str() == "rows");
     match i.and_then(|i| first.as_ref(i)) {
@@ -1052,7 +664,7 @@ async fn count_rows(conn: &mut Conn, q: &Query, exact: bool) -> Result<u64, Sour
     }
 }
 
-impl Drop for MySource {
+impl Drop for MyDriver {
     fn drop(&mut self) {
         self.running.clear();
         if let Some(mut conn) = self.conn.take() {
@@ -1064,23 +676,5 @@ impl Drop for MySource {
                 }
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keyset_predicates_repeat_values_and_put_nulls_first() {
-        let col = |n: &str| OrderCol { name: n.into(), expr: n.into(), select_index: 0, not_null: false };
-        let order = [col("g"), col("k")];
-        let mut q = Query { sql: String::new(), values: vec![] };
-        keyset_predicate(&order, &Cursor(vec![CursorValue::Text("x".into()), CursorValue::Int(2)]), &mut q);
-        assert_eq!(q.sql, "((g > ?) OR (g = ? AND k > ?))");
-        assert_eq!(q.values.len(), 3);
-        let mut q = Query { sql: String::new(), values: vec![] };
-        keyset_predicate(&order, &Cursor(vec![CursorValue::Null, CursorValue::Int(2)]), &mut q);
-        assert_eq!(q.sql, "((g IS NOT NULL) OR (g IS NULL AND k > ?))");
     }
 }

@@ -13,14 +13,6 @@ use crate::{Cursor, Resume, ResumeLog, SourceError};
 /// stream through (a page is never held), so memory does not grow with it.
 pub(crate) const PAGE_BATCHES: usize = 8;
 
-pub(crate) struct OrderCol {
-    pub name: String,
-    pub expr: String,
-    pub select_index: usize,
-    /// Known never NULL (a key column, or a NOT NULL column of the base table).
-    pub not_null: bool,
-}
-
 /// What a cancel must stop: set while a statement runs on a connection, cleared when it
 /// ends, so a cancel never reaches a connection that has gone back to the pool (and
 /// another run's statement). For the statements beside the stream, such as counts.

@@ -18,31 +18,18 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use ream_core::params::BoundParams;
 use ream_core::spec::Strategy;
-use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
+use ream_core::sql::enclose;
 use ream_core::types::{parse_type_name, type_label};
 use ream_core::value::date_from_days;
 use ream_core::{CancelToken, Value};
 
 use crate::convert::{type_from_decl, ColumnBuilder};
 use crate::keys::{key_base_columns, proves_unique, unproven_paging, NameCase};
+use crate::query::{OrderCol, PageQuery, Shape, SQLITE};
 use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError, WithinGroups};
 
 const ROWID_FIELD: &str = "rowid";
-
-struct OrderCol {
-    name: String,
-    expr: String,
-    /// Index of the column in the select list.
-    select_index: usize,
-}
-
-fn push_order(order: &mut Vec<OrderCol>, name: &str, expr: String, select_index: usize) {
-    if !order.iter().any(|o| o.name == name) {
-        order.push(OrderCol { name: name.to_string(), expr, select_index });
-    }
-}
 
 /// The schema, and the columns whose type is still to be settled from the first rows
 /// (expressions SQLite declares no type for).
@@ -56,24 +43,10 @@ pub struct SqliteSource {
     path: PathBuf,
     display: String,
     typing: RefCell<Typing>,
-    /// Expression of each visible field, in schema order.
-    exprs: Vec<String>,
-    /// Hidden select columns after the visible ones (e.g. the rowid).
-    hidden: Vec<(String, String)>,
-    order: Vec<OrderCol>,
-    /// How many of `order` are group fields (the rest is the key).
-    prefix_len: usize,
-    /// Select indices of the key, to name a row in errors.
-    key_cols: Vec<usize>,
+    /// What the read selects, from where, in which order.
+    shape: Shape,
     /// Select indices of the key the request declared: never NULL.
     declared_key: Vec<usize>,
-    /// Whether the order is provably unique, so a cursor names one position.
-    unique_order: bool,
-    from_sql: Option<String>,
-    table: Option<String>,
-    joins: Vec<String>,
-    filter: Option<String>,
-    params: BoundParams,
     batch_size: usize,
     batch_bytes: usize,
     batch_limit: crate::BatchLimit,
@@ -169,12 +142,6 @@ fn cursor_value(v: ValueRef<'_>) -> CursorValue {
     }
 }
 
-/// A SELECT with its values, ready to bind and run.
-struct Query {
-    bound: BoundSql,
-    cursor: Vec<CursorValue>,
-}
-
 impl SqliteSource {
     /// Open the database read-only, start the snapshot, resolve fields and types, and
     /// pick the strategy. Nothing is streamed yet.
@@ -197,18 +164,8 @@ impl SqliteSource {
             path: path.to_path_buf(),
             display: display.to_string(),
             typing: RefCell::new(Typing { schema: Arc::new(Schema::empty()), unsettled: vec![] }),
-            exprs: vec![],
-            hidden: vec![],
-            order: vec![],
-            prefix_len: 0,
-            key_cols: vec![],
+            shape: Shape::new(&SQLITE, req),
             declared_key: vec![],
-            unique_order: false,
-            from_sql: req.sql.clone(),
-            table: req.table.clone(),
-            joins: req.joins.clone(),
-            filter: req.filter.clone(),
-            params: req.params.clone(),
             batch_size: req.batch_size,
             batch_bytes: req.batch_bytes,
             batch_limit: req.batch_limit.clone(),
@@ -226,34 +183,34 @@ impl SqliteSource {
         // Field names and expressions.
         let mut names = Vec::new();
         let mut declared: Vec<Option<DataType>> = Vec::new();
-        if let Some(sql) = &self.from_sql {
+        if let Some(sql) = &self.shape.from_sql {
             let probe = format!("SELECT * FROM {} AS q LIMIT 0", enclose(sql));
-            let bound = self.bind_text(&probe);
+            let bound = self.shape.bind(&probe);
             let stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
-                self.exprs.push(format!("q.{}", quote_ident(c.name())));
+                self.shape.exprs.push(format!("q.{}", quote_ident(c.name())));
                 declared.push(c.decl_type().and_then(type_from_decl));
             }
         } else if req.columns.is_empty() {
-            let table = self.table.clone().unwrap_or_default();
-            let probe = format!("SELECT {}.* FROM {}{} LIMIT 0", quote_ident(&table), table, self.joins_sql());
+            let table = self.shape.table.clone().unwrap_or_default();
+            let probe = format!("SELECT {}.* FROM {}{} LIMIT 0", quote_ident(&table), table, self.shape.joins_sql());
             let stmt = self.conn.prepare(&probe).map_err(|e| self.no_table(&probe, e))?;
             for c in stmt.columns() {
                 names.push(c.name().to_string());
-                self.exprs.push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
+                self.shape.exprs.push(format!("{}.{}", quote_ident(&table), quote_ident(c.name())));
                 declared.push(c.decl_type().and_then(type_from_decl));
             }
         } else {
             let mut decl_from_spec = Vec::new();
             for (name, col) in &req.columns {
                 names.push(name.clone());
-                self.exprs.push(col.expr().to_string());
+                self.shape.exprs.push(col.expr().to_string());
                 decl_from_spec
                     .push(col.declared_type().map(|t| parse_type_name(t).map_err(SourceError::Plan)).transpose()?);
             }
-            let probe = format!("{} LIMIT 0", self.select_sql(&[], &self.table_expr()));
-            let bound = self.bind_text(&probe);
+            let probe = format!("{} LIMIT 0", self.shape.select_sql(&[], &[]));
+            let bound = self.shape.bind(&probe);
             let stmt = self.conn.prepare(&bound.sql).map_err(|e| self.no_table(&bound.sql, e))?;
             for (c, spec_type) in stmt.columns().zip(decl_from_spec) {
                 declared.push(spec_type.or_else(|| c.decl_type().and_then(type_from_decl)));
@@ -295,43 +252,49 @@ impl SqliteSource {
     }
 
     fn resolve_order(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
-        let mut order = Vec::new();
+        // SQLite sorts NULLs first, so the keyset predicate needs no NOT NULL facts.
+        let col = |name: &str, expr: String, select_index| OrderCol {
+            name: name.into(),
+            expr,
+            select_index,
+            not_null: false,
+        };
         for name in &req.order_prefix {
             let i = self.field_index(name)?;
-            push_order(&mut order, name, self.exprs[i].clone(), i);
+            self.shape.push_order(col(name, self.shape.exprs[i].clone(), i));
         }
-        let prefix_len = order.len();
+        self.shape.prefix_len = self.shape.order.len();
         for name in &req.key {
             let i = self.field_index(name)?;
-            self.key_cols.push(i);
+            self.shape.key_cols.push(i);
             self.declared_key.push(i);
-            push_order(&mut order, name, self.exprs[i].clone(), i);
+            self.shape.push_order(col(name, self.shape.exprs[i].clone(), i));
         }
-        self.unique_order = !req.key.is_empty() && self.key_is_unique(&req.key)?;
-        if !self.unique_order {
+        self.shape.unique_order = !req.key.is_empty() && self.key_is_unique(&req.key)?;
+        if !self.shape.unique_order {
             // No key, or one the catalogue does not prove unique: the rowid, where the
             // base table has one, makes the order unique (as the key or its tiebreaker).
             if let Some(rowid) = self.rowid_expr() {
-                let idx = self.schema_ref().fields().len() + self.hidden.len();
-                self.hidden.push((rowid.clone(), "__ream_rowid".into()));
-                self.key_cols.push(idx);
-                push_order(&mut order, ROWID_FIELD, rowid, idx);
-                self.unique_order = true;
+                let idx = self.schema_ref().fields().len() + self.shape.hidden.len();
+                self.shape.hidden.push((rowid.clone(), "__ream_rowid".into()));
+                self.shape.key_cols.push(idx);
+                self.shape.push_order(col(ROWID_FIELD, rowid, idx));
+                self.shape.unique_order = true;
             }
         }
-        self.prefix_len = prefix_len;
-        self.plan.order = order.iter().map(|o| o.name.clone()).collect();
-        self.order = order;
+        self.plan.order = self.shape.order_names();
         Ok(())
     }
 
     /// Whether the catalogue proves `key` unique: its fields are base-table columns that
     /// hold the INTEGER PRIMARY KEY or every column of a unique, non-partial index.
     fn key_is_unique(&self, key: &[String]) -> Result<bool, SourceError> {
-        let Some(table) = self.table.as_deref().filter(|_| self.from_sql.is_none()) else { return Ok(false) };
+        let Some(table) = self.shape.table.as_deref().filter(|_| self.shape.from_sql.is_none()) else {
+            return Ok(false);
+        };
         let case = NameCase::Insensitive;
-        let joined = !self.joins.is_empty();
-        let cols = key_base_columns(key, |k| self.field_index(k), &self.exprs, table, joined, case)?;
+        let joined = !self.shape.joins.is_empty();
+        let cols = key_base_columns(key, |k| self.field_index(k), &self.shape.exprs, table, joined, case)?;
         Ok(proves_unique(&cols, &self.unique_sets(table)))
     }
 
@@ -367,12 +330,12 @@ impl SqliteSource {
 
     /// The base table's rowid, when it has one and no field shadows the name.
     fn rowid_expr(&self) -> Option<String> {
-        let table = self.table.as_ref()?;
+        let table = self.shape.table.as_ref()?;
         if self.schema_ref().index_of(ROWID_FIELD).is_ok() {
             return None;
         }
         let expr = format!("{}.rowid", quote_ident(table));
-        let probe = format!("SELECT {expr} FROM {}{} LIMIT 0", table, self.joins_sql());
+        let probe = format!("SELECT {expr} FROM {}{} LIMIT 0", table, self.shape.joins_sql());
         self.conn.prepare(&probe).ok().map(|_| expr)
     }
 
@@ -381,11 +344,11 @@ impl SqliteSource {
     }
 
     fn has_unique_order(&self) -> bool {
-        self.unique_order
+        self.shape.unique_order
     }
 
     fn choose_strategy(&mut self, asked: Strategy, within: WithinGroups) -> Result<(), SourceError> {
-        let order_list = self.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+        let order_list = self.shape.order.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
         let (strategy, reason) = match asked {
             Strategy::Keyset | Strategy::Offset if !self.has_unique_order() && !self.declared_key.is_empty() => {
                 return Err(SourceError::Plan(unproven_paging(asked, &self.declared_key_names())))
@@ -412,7 +375,8 @@ impl SqliteSource {
                 (Strategy::Cursor, "no unique key is known, so one statement is stepped".to_string())
             }
             Strategy::Auto => {
-                let probe = self.page_query(Some(&Cursor(vec![CursorValue::Int(0); self.order.len()])), Some(1), None);
+                let probe =
+                    self.page_query(Some(&Cursor(vec![CursorValue::Int(0); self.shape.order.len()])), Some(1), None);
                 if self.order_needs_sort(&probe.bound.sql)? {
                     (
                         Strategy::Cursor,
@@ -433,8 +397,8 @@ impl SqliteSource {
         if strategy == Strategy::Cursor && within == WithinGroups::AnyOrder {
             // One statement, no paging: the key only orders rows inside a group, which
             // this run does not need. Keep the group fields.
-            self.order.truncate(self.prefix_len);
-            self.plan.order = self.order.iter().map(|o| o.name.clone()).collect();
+            self.shape.order_by_groups_only();
+            self.plan.order = self.shape.order_names();
         }
         let first = match strategy {
             Strategy::Keyset => self.page_query(self.start_after.as_ref(), Some(self.batch_size), None),
@@ -460,52 +424,10 @@ impl SqliteSource {
         Ok(sorts)
     }
 
-    fn joins_sql(&self) -> String {
-        self.joins.iter().map(|j| format!(" {j}")).collect()
-    }
-
-    fn table_expr(&self) -> String {
-        match &self.from_sql {
-            Some(sql) => format!("{} AS q", enclose(sql)),
-            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
-        }
-    }
-
-    fn select_sql(&self, extra: &[(String, String)], from: &str) -> String {
-        let schema = self.schema_ref();
-        let mut cols: Vec<String> =
-            schema.fields().iter().zip(&self.exprs).map(|(f, e)| format!("{e} AS {}", quote_ident(f.name()))).collect();
-        if schema.fields().is_empty() {
-            // Before the schema is known: the raw expressions (names come from `columns`).
-            cols = self.exprs.iter().map(|e| e.to_string()).collect();
-        }
-        cols.extend(extra.iter().map(|(e, a)| format!("{e} AS {}", quote_ident(a))));
-        let mut sql = format!("SELECT {} FROM {from}", cols.join(", "));
-        if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE {}", enclose(f)));
-        }
-        sql
-    }
-
-    /// Replace `:name` placeholders by `?`, collecting values.
-    fn bind_text(&self, sql: &str) -> BoundSql {
-        let mut out = BoundSql::default();
-        bind_into(&mut out, sql, &self.params, Dialect::Sqlite);
-        out
-    }
-
     /// A page: the select, the keyset predicate after `after`, the order, the limit.
-    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> Query {
-        let select = self.select_sql(&self.hidden, &self.table_expr());
-        let mut bound = self.bind_text(&select);
-        let mut cursor = Vec::new();
-        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
-            bound.sql.push_str(&keyset_predicate(&self.order, after, bound.values.len() + 1));
-            cursor = after.0.iter().filter(|v| **v != CursorValue::Null).cloned().collect();
-        }
-        crate::order_and_page(&mut bound.sql, self.order.iter().map(|o| o.expr.as_str()), limit, offset);
-        Query { bound, cursor }
+    fn page_query(&self, after: Option<&Cursor>, limit: Option<usize>, offset: Option<u64>) -> PageQuery {
+        let names: Vec<String> = self.schema_ref().fields().iter().map(|f| f.name().clone()).collect();
+        self.shape.page(&names, after, limit, offset)
     }
 
     fn schema_ref(&self) -> SchemaRef {
@@ -517,7 +439,7 @@ impl SqliteSource {
     /// cursor of the last batch handed on, and whether the consumer asked to stop.
     fn read(
         &self,
-        q: &Query,
+        q: &PageQuery,
         builders: &mut [ColumnBuilder],
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
         rows_before: u64,
@@ -527,11 +449,11 @@ impl SqliteSource {
         bind_all(&mut stmt, &q.bound.values, &q.cursor).map_err(|e| prepare_err(sql, e))?;
         let mut rows = stmt.raw_query();
         let cut = crate::BatchCut::new(self.batch_size, self.batch_bytes, &self.batch_limit);
-        let mut batch = Batch { rows: 0, cut, key: vec![CursorValue::Null; self.order.len()], last: None };
+        let mut batch = Batch { rows: 0, cut, key: vec![CursorValue::Null; self.shape.order.len()], last: None };
 
         // Types still open: hold the first batch's rows, settle the types, replay them.
         if !self.typing.borrow().unsettled.is_empty() {
-            let width = self.exprs.len() + self.hidden.len();
+            let width = self.shape.exprs.len() + self.shape.hidden.len();
             let mut pending: Vec<Vec<rusqlite::types::Value>> = Vec::new();
             let mut pending_bytes = 0;
             while pending.len() < self.batch_size && pending_bytes < self.batch_bytes {
@@ -592,7 +514,7 @@ impl SqliteSource {
     ) -> Result<bool, SourceError> {
         let index = rows_before + batch.rows as u64;
         let bytes = self.append_row(builders, get, index)?;
-        for (slot, o) in batch.key.iter_mut().zip(&self.order) {
+        for (slot, o) in batch.key.iter_mut().zip(&self.shape.order) {
             set_cursor_value(slot, get(o.select_index));
         }
         if let Some(&k) = self.declared_key.iter().find(|&&k| matches!(get(k), ValueRef::Null)) {
@@ -612,7 +534,7 @@ impl SqliteSource {
         emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
         batch: &mut Batch,
     ) -> Result<bool, SourceError> {
-        let cursor = (!self.order.is_empty()).then(|| Cursor(batch.key.clone()));
+        let cursor = (!self.shape.order.is_empty()).then(|| Cursor(batch.key.clone()));
         let go_on = emit(self.finish_batch(builders)?, cursor.as_ref());
         batch.last = cursor;
         Ok(go_on)
@@ -728,10 +650,11 @@ impl SqliteSource {
     ) -> SourceError {
         let schema = self.schema_ref();
         let field = schema.field(col);
-        let key = if self.key_cols.is_empty() {
+        let key = if self.shape.key_cols.is_empty() {
             format!("row {}", index + 1)
         } else {
             let parts: Vec<String> = self
+                .shape
                 .key_cols
                 .iter()
                 .map(|&k| {
@@ -752,7 +675,10 @@ impl SqliteSource {
                 .collect();
             parts.join(", ")
         };
-        let hint = if self.exprs[col].contains('(') || self.exprs[col].contains(' ') || self.from_sql.is_some() {
+        let hint = if self.shape.exprs[col].contains('(')
+            || self.shape.exprs[col].contains(' ')
+            || self.shape.from_sql.is_some()
+        {
             " (declare the column's type in the spec: `columns: {name: {expr: ..., type: ...}}`, or CAST it in SQL)"
         } else {
             ""
@@ -772,43 +698,6 @@ impl SqliteSource {
             .map(|f| ColumnBuilder::new(f.data_type(), self.batch_size.min(65_536)))
             .collect()
     }
-}
-
-/// `(o1, o2) > (?N, ?M)` when the cursor has no NULL (an index serves row-value
-/// comparisons). With a NULL — SQLite sorts NULLs first — the lexicographic expansion with
-/// `IS`: `(o1 IS NULL AND o2 > ?N) OR (o1 IS NOT NULL)`. The cursor's non-NULL values bind
-/// once each, as numbered parameters from `first`, since the expansion names a value in
-/// several terms.
-fn keyset_predicate(order: &[OrderCol], after: &Cursor, first: usize) -> String {
-    let mut numbers = Vec::with_capacity(after.0.len());
-    let mut next = first;
-    for v in &after.0 {
-        numbers.push(next);
-        if *v != CursorValue::Null {
-            next += 1;
-        }
-    }
-    if !after.0.contains(&CursorValue::Null) {
-        let cols: Vec<&str> = order.iter().map(|o| o.expr.as_str()).collect();
-        let qs: Vec<String> = numbers.iter().map(|n| format!("?{n}")).collect();
-        return format!("({}) > ({})", cols.join(", "), qs.join(", "));
-    }
-    let mut terms = Vec::new();
-    for i in 0..order.len() {
-        let mut parts = Vec::new();
-        for (j, (o, v)) in order.iter().zip(&after.0).enumerate().take(i) {
-            parts.push(match v {
-                CursorValue::Null => format!("{} IS NULL", o.expr),
-                _ => format!("{} = ?{}", o.expr, numbers[j]),
-            });
-        }
-        parts.push(match &after.0[i] {
-            CursorValue::Null => format!("{} IS NOT NULL", order[i].expr),
-            _ => format!("{} > ?{}", order[i].expr, numbers[i]),
-        });
-        terms.push(format!("({})", parts.join(" AND ")));
-    }
-    format!("({})", terms.join(" OR "))
 }
 
 fn bind_all(stmt: &mut rusqlite::Statement<'_>, values: &[Value], cursor: &[CursorValue]) -> rusqlite::Result<()> {
@@ -883,11 +772,11 @@ impl Source for SqliteSource {
     }
 
     fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
-        let mut sql = format!("SELECT count(*) FROM {}", self.table_expr());
-        if let Some(f) = &self.filter {
+        let mut sql = format!("SELECT count(*) FROM {}", self.shape.source_clause());
+        if let Some(f) = &self.shape.filter {
             sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
-        let bound = self.bind_text(&sql);
+        let bound = self.shape.bind(&sql);
         let path = self.path.clone();
         let display = self.display.clone();
         let cancel = self.cancel.clone();

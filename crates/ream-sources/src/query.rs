@@ -1,0 +1,404 @@
+//! The SQL every source writes, in one place: the dialect (quoting, placeholders, NULL
+//! order, row values, casts), the select list with its hidden key columns, the filter,
+//! page statements, and the one keyset predicate generator.
+//!
+//! A driver only runs what this writes. Keyset paging is where the three copies this
+//! replaced had drifted apart (finding 1 of issue 14), so the predicate is written once,
+//! from the dialect's NULL order, and tested against all three.
+
+use arrow_schema::DataType;
+use ream_core::params::BoundParams;
+use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
+
+use crate::{Cursor, CursorValue, ReadRequest};
+
+/// How one database writes what ream writes.
+pub(crate) struct SqlDialect {
+    /// How `:name` parameters bind.
+    pub bind: Dialect,
+    /// The identifier quote.
+    pub quote: char,
+    /// How a cursor value's placeholder is spelt.
+    pub placeholder: Placeholder,
+    /// Whether NULL sorts before every value in an ascending order.
+    pub nulls_first: bool,
+    /// Whether `(a, b) > (?, ?)` is written as one row comparison (which an index serves)
+    /// rather than its expansion.
+    pub row_values: bool,
+    /// The SQL type a spec's declared column type casts to (none: no cast).
+    pub cast_type: Option<fn(&DataType) -> String>,
+}
+
+/// Placeholder spelling.
+#[derive(Clone, Copy)]
+pub(crate) enum Placeholder {
+    /// `$1`, each value numbered once and reused (PostgreSQL).
+    Dollar,
+    /// `?1`, numbered once and reused (SQLite).
+    QuestionNumbered,
+    /// `?`, which cannot be reused: a value repeats for each use (MySQL).
+    Question,
+}
+
+impl SqlDialect {
+    pub fn quote_ident(&self, s: &str) -> String {
+        let q = self.quote;
+        format!("{q}{}{q}", s.replace(q, &format!("{q}{q}")))
+    }
+}
+
+pub(crate) static POSTGRES: SqlDialect = SqlDialect {
+    bind: Dialect::Postgres,
+    quote: '"',
+    placeholder: Placeholder::Dollar,
+    nulls_first: false,
+    row_values: true,
+    cast_type: Some(postgres_type),
+};
+
+/// MySQL and MariaDB: the expansion, which both turn into index ranges (a row comparison
+/// is not always one).
+pub(crate) static MYSQL: SqlDialect = SqlDialect {
+    bind: Dialect::Mysql,
+    quote: '`',
+    placeholder: Placeholder::Question,
+    nulls_first: true,
+    row_values: false,
+    cast_type: Some(mysql_type),
+};
+
+/// SQLite: declared types are settled by the source, not cast.
+pub(crate) static SQLITE: SqlDialect = SqlDialect {
+    bind: Dialect::Sqlite,
+    quote: '"',
+    placeholder: Placeholder::QuestionNumbered,
+    nulls_first: true,
+    row_values: true,
+    cast_type: None,
+};
+
+fn postgres_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Int64 => "bigint".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::Binary => "bytea".into(),
+        DataType::Decimal128(p, s) => format!("numeric({p},{s})"),
+        _ => "text".into(),
+    }
+}
+
+fn mysql_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Int64 => "SIGNED".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Boolean => "SIGNED".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(..) => "DATETIME(6)".into(),
+        DataType::Binary => "BINARY".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        _ => "CHAR".into(),
+    }
+}
+
+/// One column of the read order.
+pub(crate) struct OrderCol {
+    pub name: String,
+    pub expr: String,
+    /// Index of the column in the select list.
+    pub select_index: usize,
+    /// Known never NULL (a key column, or a NOT NULL column of the base table).
+    pub not_null: bool,
+}
+
+/// A page statement: the bound SQL, and the cursor values its placeholders take after
+/// the parameters', in order.
+pub(crate) struct PageQuery {
+    pub bound: BoundSql,
+    pub cursor: Vec<CursorValue>,
+}
+
+/// What a read selects, from where, in which order.
+pub(crate) struct Shape {
+    pub dialect: &'static SqlDialect,
+    /// Expression of each visible field, in schema order.
+    pub exprs: Vec<String>,
+    /// Hidden select columns after the visible ones (a key the spec does not select, the
+    /// rowid): expression and alias.
+    pub hidden: Vec<(String, String)>,
+    pub order: Vec<OrderCol>,
+    /// How many of `order` are group fields (the rest is the key).
+    pub prefix_len: usize,
+    /// Select indices of the key, to name a row in errors and to refuse NULL keys.
+    pub key_cols: Vec<usize>,
+    /// Whether the order is provably unique, so a cursor names one position.
+    pub unique_order: bool,
+    pub from_sql: Option<String>,
+    pub table: Option<String>,
+    pub joins: Vec<String>,
+    pub filter: Option<String>,
+    pub params: BoundParams,
+}
+
+impl Shape {
+    pub fn new(dialect: &'static SqlDialect, req: &ReadRequest) -> Shape {
+        Shape {
+            dialect,
+            exprs: vec![],
+            hidden: vec![],
+            order: vec![],
+            prefix_len: 0,
+            key_cols: vec![],
+            unique_order: false,
+            from_sql: req.sql.clone(),
+            table: req.table.clone(),
+            joins: req.joins.clone(),
+            filter: req.filter.clone(),
+            params: req.params.clone(),
+        }
+    }
+
+    pub fn joins_sql(&self) -> String {
+        self.joins.iter().map(|j| format!(" {j}")).collect()
+    }
+
+    /// The FROM clause: the spec's SQL as a subquery `q`, or the table and its joins.
+    pub fn source_clause(&self) -> String {
+        match &self.from_sql {
+            Some(sql) => format!("{} AS q", enclose(sql)),
+            None => format!("{}{}", self.table.as_deref().unwrap_or(""), self.joins_sql()),
+        }
+    }
+
+    /// `SELECT expr AS "name", … FROM … WHERE (filter)`. A field without a name yet
+    /// (before the schema is known) is its bare expression.
+    pub fn select_sql(&self, names: &[String], hidden: &[(String, String)]) -> String {
+        let q = |n: &str| self.dialect.quote_ident(n);
+        let mut cols: Vec<String> = self
+            .exprs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| names.get(i).map_or_else(|| e.clone(), |n| format!("{e} AS {}", q(n))))
+            .collect();
+        cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", q(a))));
+        let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.source_clause());
+        if let Some(f) = &self.filter {
+            sql.push_str(&format!(" WHERE {}", enclose(f)));
+        }
+        sql
+    }
+
+    /// `:name` placeholders replaced by the dialect's, with their values.
+    pub fn bind(&self, sql: &str) -> BoundSql {
+        let mut out = BoundSql::default();
+        bind_into(&mut out, sql, &self.params, self.dialect.bind);
+        out
+    }
+
+    /// A page: the select with the hidden columns, the keyset predicate after `after`,
+    /// the order, the limit and offset.
+    pub fn page(
+        &self,
+        names: &[String],
+        after: Option<&Cursor>,
+        limit: Option<usize>,
+        offset: Option<u64>,
+    ) -> PageQuery {
+        let mut bound = self.bind(&self.select_sql(names, &self.hidden));
+        let mut cursor = Vec::new();
+        if let Some(after) = after.filter(|_| !self.order.is_empty()) {
+            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            let (predicate, values) = keyset_predicate(self.dialect, &self.order, after, bound.values.len() + 1);
+            bound.sql.push_str(&predicate);
+            cursor = values;
+        }
+        crate::order_and_page(&mut bound.sql, self.order.iter().map(|o| o.expr.as_str()), limit, offset);
+        PageQuery { bound, cursor }
+    }
+
+    /// The order's field names.
+    pub fn order_names(&self) -> Vec<String> {
+        self.order.iter().map(|o| o.name.clone()).collect()
+    }
+
+    /// Add a column to the order, once.
+    pub fn push_order(&mut self, col: OrderCol) {
+        if !self.order.iter().any(|o| o.name == col.name) {
+            self.order.push(col);
+        }
+    }
+
+    /// Keep only the group fields in the order: one statement that need not order rows
+    /// inside a group. The order then names no single row.
+    pub fn order_by_groups_only(&mut self) {
+        self.order.truncate(self.prefix_len);
+        self.unique_order = false;
+    }
+
+    /// The name of select column `k` in the order, for messages.
+    pub fn order_name(&self, k: usize) -> Option<&str> {
+        self.order.iter().find(|o| o.select_index == k).map(|o| o.name.as_str())
+    }
+}
+
+/// Numbers and collects the cursor values a predicate uses.
+struct Binder<'a> {
+    placeholder: Placeholder,
+    after: &'a Cursor,
+    next: usize,
+    numbers: Vec<Option<usize>>,
+    values: Vec<CursorValue>,
+}
+
+impl Binder<'_> {
+    /// The placeholder of cursor value `j`.
+    fn place(&mut self, j: usize) -> String {
+        let prefix = match self.placeholder {
+            Placeholder::Question => {
+                self.values.push(self.after.0[j].clone());
+                return "?".into();
+            }
+            Placeholder::Dollar => "$",
+            Placeholder::QuestionNumbered => "?",
+        };
+        let n = *self.numbers[j].get_or_insert_with(|| {
+            self.values.push(self.after.0[j].clone());
+            self.next += 1;
+            self.next - 1
+        });
+        format!("{prefix}{n}")
+    }
+}
+
+/// Rows strictly after `after` in the order, with numbered placeholders from `first`.
+/// Returns the predicate and the cursor values it binds, in placeholder order.
+///
+/// The lexicographic expansion `(o1 > v1) OR (o1 = v1 AND o2 > v2) …`, with NULLs where
+/// the dialect sorts them: a NULL cursor value is followed by every non-NULL value when
+/// NULLs sort first, by nothing when they sort last; a value in a column that may be
+/// NULL is followed by the NULLs when they sort last. Where the dialect has row values,
+/// the tail of columns that behave like values (a non-NULL cursor value, and a column
+/// that cannot be NULL or whose NULLs sort first, before the value) is one row
+/// comparison, which an index serves.
+pub(crate) fn keyset_predicate(
+    d: &SqlDialect,
+    order: &[OrderCol],
+    after: &Cursor,
+    first: usize,
+) -> (String, Vec<CursorValue>) {
+    let is_null = |j: usize| after.0[j] == CursorValue::Null;
+    let mut b =
+        Binder { placeholder: d.placeholder, after, next: first, numbers: vec![None; order.len()], values: vec![] };
+    let plain = |j: usize| !is_null(j) && (d.nulls_first || order[j].not_null);
+    let tail = match d.row_values {
+        true => (0..order.len()).rev().take_while(|&j| plain(j)).last().unwrap_or(order.len()),
+        false => order.len(),
+    };
+    let mut terms = Vec::new();
+    for i in 0..tail {
+        if is_null(i) && !d.nulls_first {
+            continue; // NULL sorts last: nothing after it in this column.
+        }
+        // Placeholders in the order they stand in the text (`?` is positional).
+        let mut parts = equal_up_to(order, i, &mut b);
+        let e = &order[i].expr;
+        parts.push(match is_null(i) {
+            true => format!("{e} IS NOT NULL"),
+            false if d.nulls_first || order[i].not_null => format!("{e} > {}", b.place(i)),
+            false => format!("({e} > {p} OR {e} IS NULL)", p = b.place(i)),
+        });
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    if tail < order.len() {
+        let cols: Vec<&str> = order[tail..].iter().map(|o| o.expr.as_str()).collect();
+        let mut parts = equal_up_to(order, tail, &mut b);
+        let vals: Vec<String> = (tail..order.len()).map(|j| b.place(j)).collect();
+        parts.push(format!("({}) > ({})", cols.join(", "), vals.join(", ")));
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    if terms.is_empty() {
+        return ("(1 = 0)".into(), b.values);
+    }
+    (format!("({})", terms.join(" OR ")), b.values)
+}
+
+/// `o_j = v_j` (or `IS NULL`) for the columns before `i`.
+fn equal_up_to(order: &[OrderCol], i: usize, b: &mut Binder<'_>) -> Vec<String> {
+    (0..i)
+        .map(|j| match b.after.0[j] {
+            CursorValue::Null => format!("{} IS NULL", order[j].expr),
+            _ => format!("{} = {}", order[j].expr, b.place(j)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, not_null: bool) -> OrderCol {
+        OrderCol { name: name.into(), expr: name.into(), select_index: 0, not_null }
+    }
+
+    fn text(s: &str) -> CursorValue {
+        CursorValue::Text(s.into())
+    }
+
+    #[test]
+    fn postgres_uses_a_row_comparison_when_nothing_can_be_null() {
+        let order = [col("a", true), col("b", true)];
+        let after = Cursor(vec![CursorValue::Int(1), CursorValue::Int(2)]);
+        let (sql, values) = keyset_predicate(&POSTGRES, &order, &after, 3);
+        assert_eq!(sql, "(((a, b) > ($3, $4)))");
+        assert_eq!(values, vec![CursorValue::Int(1), CursorValue::Int(2)]);
+    }
+
+    #[test]
+    fn postgres_puts_nulls_last_and_numbers_each_value_once() {
+        let order = [col("g", false), col("k", true)];
+        let after = Cursor(vec![text("x"), CursorValue::Int(2)]);
+        let (sql, values) = keyset_predicate(&POSTGRES, &order, &after, 1);
+        assert_eq!(sql, "(((g > $1 OR g IS NULL)) OR (g = $1 AND (k) > ($2)))");
+        assert_eq!(values, vec![text("x"), CursorValue::Int(2)]);
+        let after = Cursor(vec![CursorValue::Null, CursorValue::Int(2)]);
+        let (sql, values) = keyset_predicate(&POSTGRES, &order, &after, 1);
+        assert_eq!(sql, "((g IS NULL AND (k) > ($1)))");
+        assert_eq!(values, vec![CursorValue::Int(2)]);
+    }
+
+    #[test]
+    fn postgres_after_the_last_null_of_every_column_is_nothing() {
+        let order = [col("g", false)];
+        let (sql, values) = keyset_predicate(&POSTGRES, &order, &Cursor(vec![CursorValue::Null]), 1);
+        assert_eq!((sql.as_str(), values.len()), ("(1 = 0)", 0));
+    }
+
+    #[test]
+    fn mysql_repeats_values_and_puts_nulls_first() {
+        let order = [col("g", false), col("k", true)];
+        let (sql, values) = keyset_predicate(&MYSQL, &order, &Cursor(vec![text("x"), CursorValue::Int(2)]), 1);
+        assert_eq!(sql, "((g > ?) OR (g = ? AND k > ?))");
+        assert_eq!(values, vec![text("x"), text("x"), CursorValue::Int(2)]);
+        let (sql, values) = keyset_predicate(&MYSQL, &order, &Cursor(vec![CursorValue::Null, CursorValue::Int(2)]), 1);
+        assert_eq!(sql, "((g IS NOT NULL) OR (g IS NULL AND k > ?))");
+        assert_eq!(values, vec![CursorValue::Int(2)]);
+    }
+
+    #[test]
+    fn sqlite_compares_rows_after_values_and_expands_around_a_null() {
+        let order = [col("g", false), col("k", true)];
+        let (sql, _) = keyset_predicate(&SQLITE, &order, &Cursor(vec![text("x"), CursorValue::Int(2)]), 2);
+        assert_eq!(sql, "(((g, k) > (?2, ?3)))");
+        let (sql, values) = keyset_predicate(&SQLITE, &order, &Cursor(vec![CursorValue::Null, CursorValue::Int(2)]), 1);
+        assert_eq!(sql, "((g IS NOT NULL) OR (g IS NULL AND (k) > (?1)))");
+        assert_eq!(values, vec![CursorValue::Int(2)]);
+    }
+
+    #[test]
+    fn identifiers_are_quoted_with_the_quote_doubled() {
+        assert_eq!(POSTGRES.quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(MYSQL.quote_ident("a`b"), "`a``b`");
+    }
+}
