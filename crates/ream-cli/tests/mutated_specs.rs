@@ -140,7 +140,7 @@ fn check_in_process(path: &Path, out_dir: &Path) -> Result<(), String> {
     };
     for format in Format::ALL {
         let mut opts = RunOptions::new(format);
-        opts.params = params_for(&loaded.spec);
+        opts.params = params_for(loaded.spec());
         let out = out_dir.join(format!("out.{}", format.name()));
         let result =
             prepare(Job::Spec(loaded.clone()), &opts, CancelToken::new()).and_then(|p| start(p).write_file(&out));

@@ -10,7 +10,7 @@
 //!     "report: big_orders\nsource:\n  table: orders\n  where: \"total >= :min\"\n\
 //!      parameters:\n  min: { type: int, default: 100 }\n",
 //!     SpecFormat::Yaml,
-//! ).unwrap().spec;
+//! ).unwrap().spec().clone();
 //! let params = bind(&spec.parameters, &[("min".into(), "250".into())]).unwrap();
 //! assert_eq!(params["min"], ParamValue::One(Value::Int(250)));
 //! ```
@@ -22,6 +22,7 @@ pub mod event;
 pub mod load;
 pub mod page;
 pub mod params;
+pub mod parsed;
 pub mod spec;
 pub mod sql;
 pub mod template;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use saphyr_parser::{Event, Parser, Span, SpannedEventReceiver};
 
 use crate::error::{SpecError, SpecErrors};
+use crate::parsed::Parsed;
 use crate::spec::Spec;
 use crate::validate;
 
@@ -34,15 +35,31 @@ impl SpecFormat {
     }
 }
 
-/// A spec that parsed and passed every static check, with where it came from.
+/// A spec that parsed and passed every static check, with its parsed parts and where it
+/// came from. Only loading makes one, so holding one is the proof of those checks.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {
-    pub spec: Spec,
-    pub path: Option<PathBuf>,
+    spec: Spec,
+    parsed: Parsed,
+    path: Option<PathBuf>,
     locator: Locator,
 }
 
 impl LoadedSpec {
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Its templates, formats, widths, page setup and aggregates, parsed.
+    pub fn parsed(&self) -> &Parsed {
+        &self.parsed
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// Attach file, line and column to errors found later (e.g. against the source schema).
     pub fn locate(&self, mut errors: Vec<SpecError>) -> SpecErrors {
         for e in &mut errors {
@@ -111,15 +128,13 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
         let place = if parent.is_empty() { "the spec".to_string() } else { format!("`{parent}`") };
         errors.push(SpecError::new(key, format!("unknown key `{name}` in {place}")));
     }
-    if let Some(spec) = &spec {
-        errors.extend(validate::check_spec(spec));
-    }
+    let parsed = spec.as_ref().and_then(|spec| validate::parse_spec(spec).map_err(|es| errors.extend(es)).ok());
     for e in &mut errors {
         locator.fill(e);
     }
     errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.col.unwrap_or(0)));
-    match (spec, errors.is_empty()) {
-        (Some(spec), true) => Ok(LoadedSpec { spec, path: None, locator }),
+    match (spec, parsed, errors.is_empty()) {
+        (Some(spec), Some(parsed), true) => Ok(LoadedSpec { spec, parsed, path: None, locator }),
         _ => Err(SpecErrors(errors)),
     }
 }

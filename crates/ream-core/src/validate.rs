@@ -18,6 +18,7 @@ pub const MAX_TOP: usize = 10_000;
 pub const MAX_POINTS: usize = 1_000_000;
 pub const MAX_SERIES: usize = 1_000;
 pub const MAX_BUCKETS: usize = 10_000_000;
+use crate::parsed::{BandTemplate, Parsed};
 use crate::template::Template;
 
 fn is_ident(s: &str) -> bool {
@@ -57,17 +58,17 @@ pub fn scope(spec: &Spec, band: &Band) -> HashSet<String> {
 
 /// Every problem that can be seen from the spec alone.
 pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
+    parse_spec(spec).err().unwrap_or_default()
+}
+
+/// The spec's parsed parts, or every problem that can be seen from the spec alone.
+pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
     let mut errs = Vec::new();
+    let parsed = Parsed::parse(spec, &mut errs);
     let mut err = |key: String, msg: String| errs.push(SpecError::new(key, msg));
 
     if spec.report.is_empty() || !spec.report.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         err("report".into(), format!("`{}` is not a valid report id: use letters, digits, `_` and `-`", spec.report));
-    }
-
-    if let Some(l) = &spec.locale {
-        if let Err(e) = crate::template::Locale::parse(l) {
-            err("locale".into(), e);
-        }
     }
 
     // Source shape.
@@ -173,57 +174,24 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
         if !seen_cols.insert(c.field.as_str()) {
             err(format!("columns[{i}].field"), format!("`{}` is shown twice", c.field));
         }
-        if let Some(f) = &c.format {
-            if let Err(e) = crate::template::Format::parse(f) {
-                err(format!("columns[{i}].format"), e);
-            }
-        }
-        if let Some(Err(e)) = c.width.as_ref().map(crate::page::ColumnWidth::parse) {
-            err(format!("columns[{i}].width"), e);
-        }
-    }
-    if let Err(problems) = spec.page.resolve() {
-        for (key, msg) in problems {
-            err(format!("page.{key}"), msg);
-        }
     }
 
     check_charts(spec, &mut err);
 
-    // Templates: syntax and the names each band may use.
-    let mut bands: Vec<(String, &Option<String>, Band)> = vec![
-        ("title".into(), &spec.title, Band::Title),
-        ("page_header".into(), &spec.page_header, Band::PageHeaderFooter),
-        ("page_footer".into(), &spec.page_footer, Band::PageHeaderFooter),
-        ("summary".into(), &spec.summary, Band::Summary),
-        ("no_data".into(), &spec.no_data, Band::NoData),
-    ];
-    for (i, g) in spec.groups.iter().enumerate() {
-        bands.push((format!("groups[{i}].header"), &g.header, Band::GroupHeader(i)));
-        bands.push((format!("groups[{i}].footer"), &g.footer, Band::GroupFooter(i)));
-    }
-    for (key, text, band) in bands {
-        let Some(text) = text else { continue };
-        match Template::parse(text) {
-            Err(e) => err(key, e),
-            // A group header may use any field (of the group's first row): checked by
-            // check_fields, once the fields are known.
-            Ok(_) if matches!(band, Band::GroupHeader(_)) => {}
-            Ok(t) => {
-                let names = scope(spec, &band);
-                for n in t.names() {
-                    if !names.contains(n) {
-                        let mut known: Vec<_> = names.iter().cloned().collect();
-                        known.sort();
-                        err(
-                            key.clone(),
-                            format!(
-                                "`{{{n}}}` is not available here (available: {})",
-                                if known.is_empty() { "none".into() } else { known.join(", ") }
-                            ),
-                        );
-                    }
-                }
+    // Templates: the names each band may use (their syntax was parsed above).
+    for BandTemplate { key, template, band } in parsed.band_templates() {
+        // A group header may use any field (of the group's first row): checked by
+        // check_fields, once the fields are known.
+        if matches!(band, Band::GroupHeader(_)) {
+            continue;
+        }
+        let names = scope(spec, &band);
+        for n in template.names() {
+            if !names.contains(n) {
+                let mut known: Vec<_> = names.iter().cloned().collect();
+                known.sort();
+                let known = if known.is_empty() { "none".into() } else { known.join(", ") };
+                err(key.clone(), format!("`{{{n}}}` is not available here (available: {known})"));
             }
         }
     }
@@ -232,7 +200,10 @@ pub fn check_spec(spec: &Spec) -> Vec<SpecError> {
         let fields: Vec<String> = src.columns.keys().cloned().collect();
         errs.extend(check_fields(spec, &fields));
     }
-    errs
+    match errs.is_empty() {
+        true => Ok(parsed),
+        false => Err(errs),
+    }
 }
 
 /// Chart shapes: what can be seen without the source's types.

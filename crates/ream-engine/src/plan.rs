@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 use ream_core::load::LoadedSpec;
-use ream_core::page::{ColumnWidth, PageSetup, UserFonts};
+use ream_core::page::{PageSetup, UserFonts};
 use ream_core::params::{bind, BoundParams};
 use ream_core::spec::Aggregate;
 use ream_core::spec::Strategy;
-use ream_core::template::{Format as ValueFormat, Locale, Template};
+use ream_core::template::{Format as ValueFormat, Template};
 use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::{Format, RenderOptions};
@@ -160,20 +160,30 @@ fn first_message(
 }
 
 /// The variables of a spec against a schema whose field names have been checked.
-fn variable_specs(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<VariableSpec> {
-    let index = |f: &str| schema.index_of(f).expect("fields were checked");
-    spec.variables
-        .iter()
-        .map(|(name, v)| {
-            let (aggregate, field) = v.aggregates()[0];
-            VariableSpec {
-                name: name.clone(),
-                aggregate,
-                field: (field != "*").then(|| index(field)),
-                reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
-            }
-        })
-        .collect()
+fn variable_specs(loaded: &LoadedSpec, schema: &SchemaRef) -> Result<Vec<VariableSpec>, EngineError> {
+    let spec = loaded.spec();
+    let mut out = Vec::new();
+    for (i, (name, v)) in spec.variables.iter().enumerate() {
+        let key = || format!("variables.{name}");
+        let (aggregate, field) = loaded.parsed().aggregate(i).ok_or_else(|| unknown(loaded, key(), name))?;
+        out.push(VariableSpec {
+            name: name.clone(),
+            aggregate,
+            field: (field != "*").then(|| field_index(loaded, schema, key(), field)).transpose()?,
+            reset_level: v.reset.as_deref().and_then(|r| spec.groups.iter().position(|g| g.name() == r)),
+        });
+    }
+    Ok(out)
+}
+
+/// The index of a field the spec names. The fields were checked against the schema, so
+/// a miss cannot happen; were it to, it is the spec error it would be, not a panic.
+fn field_index(loaded: &LoadedSpec, schema: &SchemaRef, key: String, field: &str) -> Result<usize, EngineError> {
+    schema.index_of(field).map_err(|_| unknown(loaded, key, field))
+}
+
+fn unknown(loaded: &LoadedSpec, key: String, name: &str) -> EngineError {
+    EngineError::Spec(loaded.locate(vec![SpecError::new(key, format!("`{name}` is not a field of the source"))]))
 }
 
 /// Each aggregate must apply to its field's type (`sum` of text is a spec error).
@@ -189,12 +199,14 @@ fn check_variable_types(spec: &ream_core::Spec, variables: &[VariableSpec], sche
 }
 
 /// Each column's display format must suit its field's type (no time pattern on a date).
-fn check_column_formats(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<SpecError> {
-    spec.columns
+fn check_column_formats(loaded: &LoadedSpec, schema: &SchemaRef) -> Vec<SpecError> {
+    loaded
+        .spec()
+        .columns
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let format = ValueFormat::parse(c.format.as_deref()?).ok()?;
+            let format = loaded.parsed().column_format(i);
             let field = schema.field_with_name(&c.field).ok()?;
             let e = format.fits(field.data_type()).err()?;
             Some(SpecError::new(format!("columns[{i}].format"), format!("`{}`: {e}", c.field)))
@@ -223,15 +235,15 @@ pub fn check_against_source(
     source: Option<String>,
     cancel: CancelToken,
 ) -> Result<ReadPlan, EngineError> {
-    let spec = &loaded.spec;
+    let spec = loaded.spec();
     let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
     let params = ream_core::params::defaults(&spec.parameters);
     let (source, _) = open_spec_with(loaded, &opts, &cancel, params)?;
     if source.types_settled() {
         let schema = source.schema();
-        let mut errors = check_variable_types(spec, &variable_specs(spec, &schema), &schema);
+        let mut errors = check_variable_types(spec, &variable_specs(loaded, &schema)?, &schema);
         errors.extend(check_chart_types(spec, &schema));
-        errors.extend(check_column_formats(spec, &schema));
+        errors.extend(check_column_formats(loaded, &schema));
         if !errors.is_empty() {
             return Err(EngineError::Spec(loaded.locate(errors)));
         }
@@ -380,7 +392,7 @@ fn open_spec(
     opts: &RunOptions,
     cancel: &CancelToken,
 ) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
-    let params: BoundParams = bind(&loaded.spec.parameters, &opts.params).map_err(EngineError::Params)?;
+    let params: BoundParams = bind(&loaded.spec().parameters, &opts.params).map_err(EngineError::Params)?;
     open_spec_with(loaded, opts, cancel, params)
 }
 
@@ -390,7 +402,7 @@ fn open_spec_with(
     cancel: &CancelToken,
     params: BoundParams,
 ) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
-    let spec = &loaded.spec;
+    let spec = loaded.spec();
     let report = Some(spec.report.clone());
 
     // The source: --source wins over the spec's url, which is relative to the spec file.
@@ -441,9 +453,9 @@ fn open_spec_with(
 /// the database is opened: a file that cannot be read, or is not a TrueType font, is a spec
 /// error naming the key.
 fn user_fonts(loaded: &LoadedSpec) -> Result<Option<UserFonts>, EngineError> {
-    let page = &loaded.spec.page;
+    let page = &loaded.spec().page;
     let Some(regular) = &page.font else { return Ok(None) };
-    let dir = loaded.path.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    let dir = loaded.path().and_then(Path::parent).unwrap_or(Path::new("."));
     let read = |key: &str, file: &str| -> Result<Arc<[u8]>, EngineError> {
         let path = dir.join(file);
         let fail = |msg: String| EngineError::Spec(loaded.locate(vec![SpecError::new(key, msg)]));
@@ -492,57 +504,58 @@ fn read_font(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The columns a report shows: the spec's, with their parsed formats and widths, or
+/// every field of the source.
+fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef) -> Result<Vec<OutputColumn>, EngineError> {
+    let spec = loaded.spec();
+    if spec.columns.is_empty() {
+        return Ok(all_columns(schema));
+    }
+    let parsed = loaded.parsed();
+    let column = |(i, c): (usize, &ream_core::spec::ColumnConfig)| {
+        Ok(OutputColumn {
+            field: c.field.clone(),
+            label: c.label().to_string(),
+            index: field_index(loaded, schema, format!("columns[{i}].field"), &c.field)?,
+            format: parsed.column_format(i),
+            align: c.align,
+            width: parsed.column_width(i),
+            wrap: c.wrap,
+        })
+    };
+    spec.columns.iter().enumerate().map(column).collect()
+}
+
 fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
-    let spec = &loaded.spec;
+    let spec = loaded.spec();
     let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let plan = source.plan().clone();
     let counter = if opts.count != CountMode::None { source.counter() } else { None };
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
-    let index = |f: &str| schema.index_of(f).expect("fields were checked");
-    let errors = check_column_formats(spec, &schema);
+    let errors = check_column_formats(&loaded, &schema);
     if !errors.is_empty() {
         cancel.cancel();
         return Err(EngineError::Spec(loaded.locate(errors)));
     }
-
-    // Templates and formats parsed when the spec was loaded; parse again into the meta.
-    let locale = spec.locale.as_deref().map(|l| Locale::parse(l).expect("checked at load")).unwrap_or_default();
-    let tpl = |t: &Option<String>| t.as_deref().map(|t| Template::parse(t).expect("checked at load").localized(locale));
-    let columns: Vec<OutputColumn> = if spec.columns.is_empty() {
-        all_columns(&schema)
-    } else {
-        spec.columns
-            .iter()
-            .map(|c| OutputColumn {
-                field: c.field.clone(),
-                label: c.label().to_string(),
-                index: index(&c.field),
-                format: c
-                    .format
-                    .as_deref()
-                    .map(|f| ValueFormat::parse(f).expect("checked at load"))
-                    .unwrap_or(ValueFormat::Raw),
-                align: c.align,
-                width: c.width.as_ref().map(|w| ColumnWidth::parse(w).expect("checked at load")).unwrap_or_default(),
-                wrap: c.wrap,
-            })
-            .collect()
-    };
-    let groups: Vec<GroupMeta> = spec
-        .groups
-        .iter()
-        .map(|g| GroupMeta {
+    let parsed = loaded.parsed();
+    let locale = parsed.locale();
+    let tpl = |t: Option<&Template>| t.map(|t| t.clone().localized(locale));
+    let columns = output_columns(&loaded, &schema)?;
+    let mut groups = Vec::new();
+    for (i, g) in spec.groups.iter().enumerate() {
+        let (header, footer) = parsed.group_bands(i);
+        groups.push(GroupMeta {
             name: g.name().to_string(),
             field: g.by.clone(),
-            index: index(&g.by),
-            header: tpl(&g.header),
-            footer: tpl(&g.footer),
+            index: field_index(&loaded, &schema, format!("groups[{i}].by"), &g.by)?,
+            header: tpl(header),
+            footer: tpl(footer),
             page_break: g.page_break,
-        })
-        .collect();
-    let variables = variable_specs(spec, &schema);
+        });
+    }
+    let variables = variable_specs(&loaded, &schema)?;
     let mut stages = Vec::new();
     if !groups.is_empty() {
         stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
@@ -569,7 +582,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     }
     let meta = ReportMeta {
         report: spec.report.clone(),
-        title: spec.title.as_deref().map(|t| Template::parse(t).expect("checked at load")).map(|t| {
+        title: parsed.title().map(|t| {
             t.render(|n| {
                 params.get(n).map(|v| match v {
                     ream_core::params::ParamValue::One(v) => v.clone(),
@@ -587,11 +600,11 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         groups,
         variables: spec.variables.keys().cloned().collect(),
         variable_specs: variables,
-        summary: tpl(&spec.summary),
-        no_data: tpl(&spec.no_data),
-        page_header: tpl(&spec.page_header),
-        page_footer: tpl(&spec.page_footer),
-        page: PageSetup { fonts, ..spec.page.resolve().expect("checked at load") },
+        summary: tpl(parsed.summary()),
+        no_data: tpl(parsed.no_data()),
+        page_header: tpl(parsed.page_header()),
+        page_footer: tpl(parsed.page_footer()),
+        page: PageSetup { fonts, ..parsed.page().clone() },
         strategy: describe(&plan),
     };
     let source = first_message(source, &cancel, &progress, &meta.report)?;

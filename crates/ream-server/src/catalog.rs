@@ -25,12 +25,12 @@ impl Catalog {
         for path in paths {
             match load_file(&path) {
                 Ok(spec) => {
-                    let id = spec.spec.report.clone();
+                    let id = spec.spec().report.clone();
                     if let Some(other) = catalog.reports.get(&id) {
                         problems.push(format!(
                             "{}: report `{id}` is also defined in {}",
                             path.display(),
-                            other.path.as_deref().unwrap_or(Path::new("?")).display()
+                            other.path().unwrap_or(Path::new("?")).display()
                         ));
                     } else {
                         catalog.reports.insert(id, spec);
@@ -86,7 +86,7 @@ pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
 
 /// A report as `GET /reports` lists it.
 pub fn describe(id: &str, spec: &LoadedSpec) -> serde_json::Value {
-    let s = &spec.spec;
+    let s = spec.spec();
     let formats: Vec<&str> = Format::ALL.iter().filter(|f| f.available()).map(|f| f.name()).collect();
     json!({
         "id": id,

@@ -15,7 +15,7 @@ use crate::AppState;
 pub async fn page(State(state): State<AppState>) -> Html<String> {
     let mut reports = String::new();
     for (id, spec) in state.catalog().iter() {
-        let s = &spec.spec;
+        let s = spec.spec();
         let title = s.title.clone().unwrap_or_else(|| id.clone());
         reports.push_str(&format!("<li class=\"report\" data-report=\"{id}\"><h3>{}</h3>", esc(&title), id = esc(id)));
         if let Some(d) = &s.description {

@@ -586,7 +586,7 @@ async fn source_checks(state: &AppState) -> Vec<(String, Result<(), String>)> {
     let mut seen = std::collections::BTreeSet::new();
     let mut checks = Vec::new();
     for (id, spec) in state.catalog().iter() {
-        let url = state.config.source.clone().or_else(|| spec.spec.source.url.clone()).unwrap_or_default();
+        let url = state.config.source.clone().or_else(|| spec.spec().source.url.clone()).unwrap_or_default();
         if !seen.insert(url.clone()) {
             continue;
         }

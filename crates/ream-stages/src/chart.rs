@@ -582,13 +582,14 @@ impl ChartAcc {
                 width: cfg.x.bin_width.map(Width::fixed),
                 pending: Vec::new(),
             }
-        } else if cfg.x.top.is_some() || raw_kind(&xt).is_none() {
+        } else if let Some(kind) = raw_kind(&xt).filter(|_| cfg.x.top.is_none()) {
+            match agg {
+                ChartAggregate::Value => XRead::Raw { index: xi, kind },
+                _ => XRead::Exact { index: xi, kind },
+            }
+        } else {
             let default_top = if cfg.kind == ChartKind::Pie { 10 } else { 20 };
             XRead::Categories { index: xi, top: cfg.x.top.unwrap_or(default_top), names: Names::default() }
-        } else if agg == ChartAggregate::Value {
-            XRead::Raw { index: xi, kind: raw_kind(&xt).expect("checked") }
-        } else {
-            XRead::Exact { index: xi, kind: raw_kind(&xt).expect("checked") }
         };
         if matches!(x, XRead::Categories { .. }) && agg == ChartAggregate::Value {
             return Err(config_err(
