@@ -471,3 +471,36 @@ fn ctrl_c_stops_the_exact_count_on_the_server_too() {
     assert_eq!(code, 130, "{err}");
     quiet_within(&db, Duration::from_secs(2)).expect("the count still runs 2 s after the cancel");
 }
+
+#[test]
+fn decimal_arithmetic_sums_and_averages_exactly_with_nothing_declared() {
+    let Some(db) = MyDb::create("decimal_sum") else { return };
+    db.sql(
+        "CREATE TABLE l (id INT PRIMARY KEY, price DECIMAL(15,2), discount DECIMAL(15,2));
+         INSERT INTO l WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1000)
+           SELECT n, n * 1.25, (n % 10) / 100 FROM g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "q.yaml",
+        &format!(
+            "report: q\nsource:\n  url: \"{}\"\n  table: l\n  columns: {{id: id, disc_price: \"price * (1 - discount)\"}}\n\
+             detail: false\nvariables:\n  revenue: {{sum: disc_price}}\n  mean: {{avg: disc_price}}\n\
+             summary: \"{{revenue}}|{{mean}}\"\n",
+            db.url
+        ),
+    );
+    // The database's own figures: the sum, and the average at the scale ream keeps (4 + 6).
+    let out = db.sql(
+        "SET SESSION div_precision_increment = 6;
+         SELECT CONCAT(SUM(price * (1 - discount)), '|', SUM(price * (1 - discount)) / COUNT(*)) FROM l",
+    );
+    let want = String::from_utf8(out).unwrap().lines().nth(1).unwrap().to_string();
+    for batch in ["1", "7", "1000"] {
+        let r = run(&["run", spec.to_str().unwrap(), "--format", "json", "--batch-size", batch]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let doc: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(doc["summary"], want.as_str(), "batch size {batch}: {doc}");
+    }
+}

@@ -56,6 +56,22 @@ pub fn type_label(dt: &DataType) -> String {
     }
 }
 
+/// Field metadata marking a text column that holds exact decimal numbers of varying
+/// scale (PostgreSQL's `numeric` without precision: what `sum()` and arithmetic on
+/// numerics return). Variables sum, average and compare its values as decimals.
+pub const DECIMAL_TEXT: &str = "ream.decimal_text";
+
+/// Whether a field holds exact decimal text (see [`DECIMAL_TEXT`]).
+pub fn is_decimal_text(field: &arrow_schema::Field) -> bool {
+    field.metadata().contains_key(DECIMAL_TEXT)
+}
+
+/// A field of exact decimal text (see [`DECIMAL_TEXT`]).
+pub fn decimal_text_field(name: &str) -> arrow_schema::Field {
+    let meta = std::collections::HashMap::from([(DECIMAL_TEXT.to_string(), "true".to_string())]);
+    arrow_schema::Field::new(name, arrow_schema::DataType::Utf8, true).with_metadata(meta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

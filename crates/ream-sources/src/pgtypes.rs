@@ -24,8 +24,8 @@
 //! arithmetic on numerics return) has no scale until its values arrive, and the values
 //! of one column may differ in scale. Any fixed Arrow decimal would either pad every
 //! value or fail on the first value with more digits, mid-stream and depending on the
-//! batch size. So it is read as its exact text; to compute with it in a spec, give it a
-//! type in SQL (`sum(amount)::numeric(14,2)`) or in the spec's `columns`.
+//! batch size. So it is read as its exact text, in a field marked as decimal text
+//! (`ream_core::types::DECIMAL_TEXT`), which variables sum, average and compare exactly.
 
 use std::sync::Arc;
 

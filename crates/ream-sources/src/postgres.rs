@@ -270,6 +270,9 @@ impl Column for Decode {
     fn cursor_value(&self, row: &Row, i: usize) -> CursorValue {
         cursor_value(self, raw(row, i))
     }
+    fn decimal_text(&self) -> bool {
+        *self == Decode::NumericText
+    }
 }
 
 /// A read that failed, as the resume loop sees it.

@@ -36,6 +36,11 @@ pub(crate) trait Column {
     fn is_null(row: &Self::Row, i: usize) -> bool;
     /// Value `i` of `row` as it binds back.
     fn cursor_value(&self, row: &Self::Row, i: usize) -> CursorValue;
+    /// Whether its text is exact decimals of varying scale
+    /// ([`ream_core::types::DECIMAL_TEXT`]).
+    fn decimal_text(&self) -> bool {
+        false
+    }
 }
 
 /// One column of a prepared statement: its name, how it decodes (or why it cannot), and
@@ -199,7 +204,10 @@ impl<D: Driver> ServerSource<D> {
                 key: "the column's type".into(),
                 message,
             })?;
-            fields.push(Field::new(name, column.data_type(), true));
+            fields.push(match column.decimal_text() {
+                true => ream_core::types::decimal_text_field(&name),
+                false => Field::new(name, column.data_type(), true),
+            });
             self.columns.push(column);
         }
         self.schema = Arc::new(Schema::new(fields));

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
-use arrow_buffer::i256;
 use arrow_schema::{DataType, SchemaRef};
 use ream_core::spec::Aggregate;
+use ream_core::types::is_decimal_text;
 use ream_core::{Event, Value};
 
+use crate::exact::{ExactSum, Inexact};
 use crate::{compensated, neumaier, Stage, StageError, VariableSpec};
 
 /// Variables. Integers and decimals sum exactly: integers in i128, decimals in i256, so no
@@ -33,13 +34,17 @@ enum NumKind {
     Int,
     Float,
     Decimal(i8),
+    /// Exact decimal text of varying scale (see `ream_core::types::DECIMAL_TEXT`).
+    DecimalText,
     Other,
 }
 
 enum State {
     Count(u64),
     SumInt(i128, bool),
-    SumDecimal(i256, bool),
+    SumDecimal(ExactSum, bool),
+    /// The exact sum and the count of values, for a decimal average.
+    AvgDecimal(ExactSum, u64),
     SumFloat {
         sum: f64,
         comp: f64,
@@ -87,6 +92,9 @@ impl Accumulate {
                 Some(DataType::Int64) => NumKind::Int,
                 Some(DataType::Float64) => NumKind::Float,
                 Some(DataType::Decimal128(_, s)) => NumKind::Decimal(*s),
+                Some(DataType::Utf8) if spec.field.is_some_and(|i| is_decimal_text(schema.field(i))) => {
+                    NumKind::DecimalText
+                }
                 _ => NumKind::Other,
             };
             let numeric_only =
@@ -96,9 +104,8 @@ impl Accumulate {
                 // Text that may be a number: say how to make it one.
                 let hint = if dt == Some(DataType::Utf8) {
                     format!(
-                        " (a PostgreSQL `numeric` without precision, such as arithmetic on numerics, and an \
-                         untyped SQLite expression are read as text: declare the type, e.g. `columns: {{{field}: \
-                         {{expr: ..., type: decimal(38,4)}}}}`, or CAST it in the SQL)"
+                        " (an untyped SQLite expression is read as text: declare the type, e.g. `columns: \
+                         {{{field}: {{expr: ..., type: decimal(38,4)}}}}`, or CAST it in the SQL)"
                     )
                 } else {
                     String::new()
@@ -128,10 +135,16 @@ fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
         Aggregate::Count => State::Count(0),
         Aggregate::Sum => match kind {
             NumKind::Int => State::SumInt(0, false),
-            NumKind::Decimal(_) => State::SumDecimal(i256::ZERO, false),
+            NumKind::Decimal(s) => State::SumDecimal(ExactSum::at_scale(s), false),
+            NumKind::DecimalText => State::SumDecimal(ExactSum::ZERO, false),
             _ => State::SumFloat { sum: 0.0, comp: 0.0, any: false },
         },
-        Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance => State::Welford { n: 0, mean: 0.0, m2: 0.0 },
+        Aggregate::Avg => match kind {
+            NumKind::Decimal(s) => State::AvgDecimal(ExactSum::at_scale(s), 0),
+            NumKind::DecimalText => State::AvgDecimal(ExactSum::ZERO, 0),
+            _ => State::Welford { n: 0, mean: 0.0, m2: 0.0 },
+        },
+        Aggregate::Stddev | Aggregate::Variance => State::Welford { n: 0, mean: 0.0, m2: 0.0 },
         Aggregate::Min | Aggregate::Max => State::MinMax(Value::Null),
         Aggregate::First => State::First(None),
         Aggregate::Last => State::Last(Value::Null),
@@ -177,11 +190,12 @@ impl Var {
                 *s += a.iter().flatten().map(i128::from).sum::<i128>();
             }
             State::SumDecimal(s, any) => {
-                let a = col.as_primitive::<Decimal128Type>();
-                if a.null_count() < a.len() {
-                    *any = true;
-                }
-                *s = a.iter().flatten().fold(*s, |acc, v| acc.wrapping_add(i256::from_i128(v)));
+                *any |= col.null_count() < col.len();
+                add_decimals(&self.spec.name, s, col)?;
+            }
+            State::AvgDecimal(s, n) => {
+                *n += (col.len() - col.null_count()) as u64;
+                add_decimals(&self.spec.name, s, col)?;
             }
             State::SumFloat { sum, comp, any } => {
                 for x in floats(col).into_iter().flatten() {
@@ -203,7 +217,10 @@ impl Var {
                     if col.is_null(i) {
                         continue;
                     }
-                    let v = Value::from_array(col, i);
+                    let v = match self.kind {
+                        NumKind::DecimalText => decimal_text(&self.spec.name, col.as_string::<i32>().value(i))?,
+                        _ => Value::from_array(col, i),
+                    };
                     let better = match ream_core::params::compare(&v, cur) {
                         _ if cur.is_null() => true,
                         Some(std::cmp::Ordering::Less) => want_min,
@@ -271,7 +288,9 @@ impl Var {
                 Ok(i) => Value::Int(i),
                 Err(_) => Value::Decimal { units: *s, scale: 0 },
             },
-            State::SumDecimal(s, true) => return decimal_sum(&self.spec.name, *s, self.kind),
+            State::SumDecimal(s, true) => return decimal_value(&self.spec.name, "sum", s.value()),
+            State::AvgDecimal(_, 0) => Value::Null,
+            State::AvgDecimal(s, n) => return decimal_value(&self.spec.name, "average", s.average(*n)),
             State::SumFloat { sum, comp, .. } => Value::Float(compensated(*sum, *comp)),
             State::Welford { n, mean, m2 } => match self.spec.aggregate {
                 Aggregate::Avg if *n > 0 => Value::Float(*mean),
@@ -286,20 +305,38 @@ impl Var {
     }
 }
 
-/// A decimal sum as a value, or an error naming the variable when it has more than the
-/// 38 digits a decimal holds.
-fn decimal_sum(name: &str, sum: i256, kind: NumKind) -> Result<Value, StageError> {
-    let scale = if let NumKind::Decimal(s) = kind { s } else { 0 };
-    match sum.to_i128().filter(|u| u.unsigned_abs() < 10u128.pow(38)) {
-        Some(units) => Ok(Value::Decimal { units, scale }),
-        None => Err(StageError::Compute {
-            stage: "variables",
-            message: format!(
-                "`{name}`: the sum has {} digits, more than the 38 a decimal holds",
-                sum.to_string().trim_start_matches('-').len()
-            ),
-        }),
+/// An exact result as a value, or an error naming the variable when no decimal holds it.
+fn decimal_value(name: &str, what: &str, r: Result<(i128, i8), Inexact>) -> Result<Value, StageError> {
+    r.map(|(units, scale)| Value::Decimal { units, scale }).map_err(|e| inexact(name, what, e))
+}
+
+fn inexact(name: &str, what: &str, e: Inexact) -> StageError {
+    StageError::Compute { stage: "variables", message: format!("`{name}`: the {what} {e}") }
+}
+
+/// A column's decimals into an exact sum: `Decimal128` units at their one scale, or
+/// decimal text at each value's own.
+fn add_decimals(name: &str, sum: &mut ExactSum, col: &dyn Array) -> Result<(), StageError> {
+    if let Some(a) = col.as_primitive_opt::<Decimal128Type>() {
+        sum.add_units(a.iter().flatten());
+        return Ok(());
     }
+    for text in col.as_string::<i32>().iter().flatten() {
+        let Value::Decimal { units, scale } = decimal_text(name, text)? else { continue };
+        sum.add(units, scale).map_err(|e| inexact(name, "sum", e))?;
+    }
+    Ok(())
+}
+
+/// One value of a decimal text column as a decimal.
+fn decimal_text(name: &str, text: &str) -> Result<Value, StageError> {
+    ream_core::params::parse_decimal(text).ok_or_else(|| StageError::Compute {
+        stage: "variables",
+        message: format!(
+            "`{name}`: the value {text} is not a decimal of at most 38 digits after the point (NaN and \
+             Infinity are not summed)"
+        ),
+    })
 }
 
 /// A numeric column as floats (for float sums and the Welford statistics).
@@ -311,6 +348,8 @@ fn floats(col: &dyn Array) -> Vec<Option<f64>> {
             let div = 10f64.powi(*s as i32);
             col.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|x| x as f64 / div)).collect()
         }
+        // Decimal text (statistics are floats either way).
+        DataType::Utf8 => col.as_string::<i32>().iter().map(|v| v.and_then(|t| t.parse().ok())).collect(),
         _ => vec![],
     }
 }
@@ -557,5 +596,56 @@ mod float_sums {
         assert_eq!(sum(vec![f64::NEG_INFINITY, 1.0]), Value::Float(f64::NEG_INFINITY));
         let Value::Float(nan) = sum(vec![f64::INFINITY, f64::NEG_INFINITY]) else { panic!() };
         assert!(nan.is_nan(), "∞ + −∞ is NaN, as in SQL");
+    }
+}
+
+#[cfg(test)]
+mod decimal_text {
+    use super::*;
+    use arrow_array::StringArray;
+    use arrow_schema::Schema;
+
+    fn over(values: Vec<Option<&str>>, aggregate: Aggregate) -> Result<Value, StageError> {
+        let schema = Arc::new(Schema::new(vec![ream_core::types::decimal_text_field("x")]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))]).unwrap();
+        let spec = VariableSpec { name: "revenue".into(), aggregate, field: Some(0), reset_level: None };
+        let mut acc = Accumulate::new(vec![spec], &schema)?;
+        let mut out = Vec::new();
+        acc.push(Event::Rows(b), &mut out)?;
+        acc.push(Event::End { variables: Arc::from(vec![]), rows: 0, charts: Arc::from(vec![]) }, &mut out)?;
+        match out.pop() {
+            Some(Event::End { variables, .. }) => Ok(variables[0].clone()),
+            _ => unreachable!(),
+        }
+    }
+
+    fn dec(units: i128, scale: i8) -> Value {
+        Value::Decimal { units, scale }
+    }
+
+    #[test]
+    fn decimal_text_of_varying_scales_sums_averages_and_compares_as_numbers() {
+        let values = || vec![Some("9.5"), None, Some("10.25"), Some("-0.001"), Some("100")];
+        assert_eq!(over(values(), Aggregate::Sum).unwrap(), dec(119749, 3));
+        // 119.749 / 4 = 29.93725, kept at scale 3 + 6.
+        assert_eq!(over(values(), Aggregate::Avg).unwrap(), dec(29937250000, 9));
+        // As text, "9.5" would be the largest and "-0.001" < "10.25" < "100".
+        assert_eq!(over(values(), Aggregate::Max).unwrap(), dec(100, 0));
+        assert_eq!(over(values(), Aggregate::Min).unwrap(), dec(-1, 3));
+        assert_eq!(over(vec![None], Aggregate::Avg).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_decimal_fails_naming_the_variable() {
+        let err = over(vec![Some("1"), Some("NaN")], Aggregate::Sum).unwrap_err().to_string();
+        assert!(err.contains("`revenue`: the value NaN is not a decimal"), "{err}");
+    }
+
+    #[test]
+    fn plain_text_still_cannot_be_summed() {
+        let schema = Arc::new(Schema::new(vec![arrow_schema::Field::new("x", DataType::Utf8, true)]));
+        let spec = VariableSpec { name: "v".into(), aggregate: Aggregate::Sum, field: Some(0), reset_level: None };
+        let err = Accumulate::new(vec![spec], &schema).err().unwrap().to_string();
+        assert!(err.contains("sum needs a numeric field"), "{err}");
     }
 }

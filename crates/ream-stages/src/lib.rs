@@ -45,6 +45,7 @@
 mod accumulate;
 mod chart;
 pub mod downsample;
+mod exact;
 mod group;
 
 use arrow_schema::SchemaRef;
