@@ -46,6 +46,9 @@ pub struct Progress {
     pub first_chunk_us: AtomicI64,
     /// Memory of the last batch read (Arrow buffers), for a run's memory estimate.
     pub batch_bytes: AtomicU64,
+    /// Memory of the batches read and not yet processed: queued, or in the stages and
+    /// renderer (Arrow buffers, as allocated).
+    pub held_bytes: AtomicU64,
     /// Rows of the last batch read.
     pub batch_rows: AtomicU64,
 }
@@ -62,15 +65,30 @@ impl Progress {
             process_ns: AtomicU64::new(0),
             first_chunk_us: AtomicI64::new(-1),
             batch_bytes: AtomicU64::new(0),
+            held_bytes: AtomicU64::new(0),
             batch_rows: AtomicU64::new(0),
         }
     }
 
-    /// A bound on the memory the run holds now: the batches its queue and stages can
-    /// hold (the queue, one being read, one being rendered) and its queued output chunks.
+    /// The memory the run holds now, in real bytes: the batches read and not yet
+    /// processed, the one the source is building (measured by the last it built), and
+    /// the output chunks it may have queued.
     pub fn memory_estimate(&self) -> u64 {
-        let batch = self.batch_bytes.load(Ordering::Relaxed);
-        batch * BATCHES_HELD + FIXED_BYTES
+        let held = self.held_bytes.load(Ordering::Relaxed);
+        held + self.batch_bytes.load(Ordering::Relaxed) + FIXED_BYTES
+    }
+
+    /// A batch the source hands on: held until [`Progress::released`].
+    pub(crate) fn holding(&self, batch: &RecordBatch) {
+        let bytes = batch.get_array_memory_size() as u64;
+        self.batch_bytes.store(bytes, Ordering::Relaxed);
+        self.batch_rows.store(batch.num_rows() as u64, Ordering::Relaxed);
+        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A batch the stages and renderer are done with (or that was never queued).
+    pub(crate) fn released(&self, bytes: u64) {
+        let _ = self.held_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(bytes)));
     }
 }
 
@@ -138,9 +156,10 @@ fn read_all(
     let result = source.stream(&mut |batch, _cursor| {
         progress.source_ns.fetch_add(mark.elapsed().as_nanos() as u64, Ordering::Relaxed);
         progress.read_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        progress.batch_bytes.store(batch.get_array_memory_size() as u64, Ordering::Relaxed);
-        progress.batch_rows.store(batch.num_rows() as u64, Ordering::Relaxed);
-        let ok = !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).is_ok();
+        progress.holding(&batch);
+        let bytes = batch.get_array_memory_size() as u64;
+        let ok =
+            !cancel.is_cancelled() && tx.send(SourceMsg::Batch(batch)).map_err(|_| progress.released(bytes)).is_ok();
         mark = Instant::now();
         ok
     });
@@ -166,4 +185,70 @@ pub(crate) fn contained<T>(work: impl FnOnce() -> T) -> Result<T, EngineError> {
             "{message}\n  This is a bug in ream: please report it, with the spec and the command that ran it."
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use ream_core::spec::Strategy;
+    use ream_sources::{Cursor, ReadPlan};
+
+    /// Batches of `rows` strings of `width` bytes each.
+    struct Wide {
+        schema: SchemaRef,
+        plan: ReadPlan,
+        batches: usize,
+        width: usize,
+    }
+
+    impl Source for Wide {
+        fn schema(&self) -> SchemaRef {
+            self.schema.clone()
+        }
+        fn plan(&self) -> &ReadPlan {
+            &self.plan
+        }
+        fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+            for _ in 0..self.batches {
+                let col: ArrayRef = Arc::new(StringArray::from(vec!["x".repeat(self.width); 10]));
+                if !emit(RecordBatch::try_new(self.schema.clone(), vec![col]).unwrap(), None) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_memory_estimate_counts_the_bytes_of_the_batches_held_until_they_are_processed() {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)]));
+        let plan = ReadPlan { strategy: Strategy::Cursor, reason: String::new(), sql: String::new(), order: vec![] };
+        let source = Wide { schema, plan, batches: 5, width: 100_000 };
+        let progress = Arc::new(Progress::new());
+        let started = spawn_source(Box::new(source), CancelToken::new(), progress.clone(), "r".into());
+        // Nobody takes the batches: the queue fills, and one more waits to be sent.
+        let full = BATCH_QUEUE as u64 + 1;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while progress.held_bytes.load(Ordering::Relaxed) < full * 1_000_000 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let held = progress.held_bytes.load(Ordering::Relaxed);
+        let one = progress.batch_bytes.load(Ordering::Relaxed);
+        assert!(one >= 1_000_000, "a batch of 10 × 100 kB holds at least 1 MB, not {one}");
+        assert_eq!(held, full * one, "the queued batches and the one waiting");
+        assert_eq!(progress.memory_estimate(), held + one + FIXED_BYTES);
+        for msg in started.rx.iter() {
+            match msg {
+                SourceMsg::Batch(b) => progress.released(b.get_array_memory_size() as u64),
+                _ => break,
+            }
+        }
+        assert_eq!(progress.held_bytes.load(Ordering::Relaxed), 0, "every batch processed is released");
+        started.thread.join().unwrap();
+    }
 }

@@ -279,8 +279,10 @@ fn process(
         }
         let t = Instant::now();
         let n = batch.num_rows() as u64;
+        let bytes = batch.get_array_memory_size() as u64;
         injected_panic(&report);
         run_event(Event::Rows(batch), &mut buf)?;
+        progress.released(bytes);
         rows += n;
         progress.rows.store(rows, Ordering::Relaxed);
         progress.process_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
