@@ -654,8 +654,9 @@ fn wide_pg(tag: &str, rows: u32) -> Option<(PgDb, tempfile::TempDir)> {
 #[test]
 fn a_run_over_its_memory_budget_gets_smaller_batches_and_completes() {
     let Some((_db, reports)) = wide_pg("budget", 3000) else { return };
-    // 200 rows of 4 KB are about 0.8 MB a batch, 3.5 MB held; the budget is 2 MB.
-    let s = Server::start(reports.path(), &["--run-memory-bytes", "2000000"]);
+    // 200 rows of 4 KB are about 0.8 MB a batch: the one being built and the output
+    // chunks (320 KiB) alone are over a budget of 1 MB, whatever the queues hold.
+    let s = Server::start(reports.path(), &["--run-memory-bytes", "1000000"]);
     let (status, _, run) = s.post("/runs", r#"{"report": "wide", "format": "csv"}"#);
     assert_eq!(status, 202, "{run}");
     let id = run["id"].as_str().unwrap();
@@ -774,7 +775,8 @@ fn a_memory_budget_that_does_not_divide_the_page_duplicates_no_sqlite_row() {
     // The first round's report: under this budget the batch limit drops to a size that
     // does not divide SQLite's keyset page; the page's last partial batch then left
     // without its cursor and the next page re-read it (61,580 rows of 60,000, "succeeded").
-    let dir = wide_sqlite(20_000);
+    // The finding's 60,000 rows: the run lasts several of the budget's 250 ms checks.
+    let dir = wide_sqlite(60_000);
     let s = Server::start(dir.path(), &["--run-memory-bytes", "6000000"]);
     let (status, _, run) = s.post("/runs", r#"{"report": "wide", "format": "csv"}"#);
     assert_eq!(status, 202, "{run}");
@@ -784,9 +786,9 @@ fn a_memory_budget_that_does_not_divide_the_page_duplicates_no_sqlite_row() {
     assert!(done["batch_rows_limit"].as_u64().is_some(), "the budget never lowered the batches: {done}");
     let (_, _, out) = s.get(&format!("/runs/{id}/output"));
     let ids: Vec<u64> = csv::Reader::from_reader(&out[..]).records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
-    assert_eq!(ids.len(), 20_000, "rows: {}", ids.len());
-    assert_eq!(ids, (1..=20_000).collect::<Vec<_>>(), "every row once, in order");
-    assert_eq!(done["rows"], 20_000, "{done}");
+    assert_eq!(ids.len(), 60_000, "rows: {}", ids.len());
+    assert_eq!(ids, (1..=60_000).collect::<Vec<_>>(), "every row once, in order");
+    assert_eq!(done["rows"], 60_000, "{done}");
 }
 
 #[test]
