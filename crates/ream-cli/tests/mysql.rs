@@ -504,3 +504,22 @@ fn decimal_arithmetic_sums_and_averages_exactly_with_nothing_declared() {
         assert_eq!(doc["summary"], want.as_str(), "batch size {batch}: {doc}");
     }
 }
+
+#[test]
+fn a_select_that_would_write_fails_read_only_with_or_without_a_snapshot() {
+    let Some(db) = MyDb::create("read_only") else { return };
+    db.sql(
+        "CREATE TABLE victim (id INT PRIMARY KEY); INSERT INTO victim VALUES (1), (2);
+         DELIMITER //
+         CREATE FUNCTION sneaky() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM victim WHERE id = 1; RETURN 1; END//
+         DELIMITER ;",
+    );
+    for extra in [&[][..], &["--no-snapshot"][..]] {
+        let args = [&["run", "--source", &db.url, "--sql", "SELECT sneaky() AS x"][..], extra].concat();
+        let r = run(&args);
+        assert_ne!(r.code, 0, "{extra:?}: the statement ran");
+        assert!(r.stderr.contains("READ ONLY transaction"), "{extra:?}: {}", r.stderr);
+    }
+    let left = String::from_utf8(db.sql("SELECT count(*) FROM victim")).unwrap();
+    assert_eq!(left.lines().nth(1), Some("2"), "a row was deleted: {left}");
+}
