@@ -183,6 +183,13 @@ struct RunArgs {
     /// rows (Excel's +/- buttons beside the rows).
     #[arg(long, conflicts_with = "xlsx_flat")]
     xlsx_outline: bool,
+    /// parquet: the most rows in a row group (default 1048576; a row group also ends at
+    /// 128 MiB encoded). A row group is held in memory until it is written.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    parquet_row_group_rows: Option<u64>,
+    /// parquet: zstd (default), snappy or none.
+    #[arg(long)]
+    parquet_compression: Option<ream_engine::ParquetCompression>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -193,6 +200,8 @@ enum FormatArg {
     Html,
     Xlsx,
     Pdf,
+    Parquet,
+    Arrow,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -403,6 +412,16 @@ fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCod
     }
 }
 
+/// The Parquet options of a run: the flags over the defaults.
+fn parquet_config(args: &RunArgs) -> ream_engine::ParquetConfig {
+    let d = ream_engine::ParquetConfig::default();
+    ream_engine::ParquetConfig {
+        row_group_rows: args.parquet_row_group_rows.map_or(d.row_group_rows, |n| n as usize),
+        compression: args.parquet_compression.unwrap_or(d.compression),
+        ..d
+    }
+}
+
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("ream: error: {msg}");
     ExitCode::from(EXIT_USAGE)
@@ -417,6 +436,8 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(FormatArg::Html), _) => Format::Html,
         (Some(FormatArg::Xlsx), _) => Format::Xlsx,
         (Some(FormatArg::Pdf), _) => Format::Pdf,
+        (Some(FormatArg::Parquet), _) => Format::Parquet,
+        (Some(FormatArg::Arrow), _) => Format::Arrow,
         (None, Some(p)) if !to_stdout => match Format::from_path(p) {
             Some(f) => f,
             None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),
@@ -461,7 +482,11 @@ fn run(args: RunArgs) -> ExitCode {
         retries: args.retries,
         resumes: ResumeLog::default(),
         batch_limit: Default::default(),
-        render: ream_engine::RenderOptions { xlsx_flat: args.xlsx_flat, xlsx_outline: args.xlsx_outline },
+        render: ream_engine::RenderOptions {
+            xlsx_flat: args.xlsx_flat,
+            xlsx_outline: args.xlsx_outline,
+            parquet: parquet_config(&args),
+        },
     };
     let job = match &args.spec {
         Some(path) => match load_file(path) {

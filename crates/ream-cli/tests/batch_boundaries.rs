@@ -35,7 +35,7 @@ fn batch_sizes_1_7_and_1000_give_identical_bytes_in_every_format() {
     let demo = demo(1500);
     for (name, params) in REPORTS {
         let spec = demo.join("reports").join(name);
-        for format in ["csv", "ndjson", "json", "html", "xlsx", "pdf"] {
+        for format in ["csv", "ndjson", "json", "html", "xlsx", "pdf", "parquet", "arrow"] {
             let base = output(&spec, params, format, "1000", None);
             assert!(base.len() > 100, "{name} {format} is suspiciously small");
             for batch in ["1", "7"] {

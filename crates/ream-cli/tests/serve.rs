@@ -187,7 +187,7 @@ fn streamed_outputs_equal_the_cli_byte_for_byte() {
     // A fixed date makes XLSX and PDF reproducible (document properties, zip times).
     let env = [("SOURCE_DATE_EPOCH", "1700000000")];
     let s = Server::start_env(&demo.join("reports"), &[], &env);
-    for format in ["csv", "ndjson", "json", "html", "xlsx", "pdf"] {
+    for format in ["csv", "ndjson", "json", "html", "xlsx", "pdf", "parquet", "arrow"] {
         let (status, headers, body) = s.get(&format!("{SALES}.{format}?{RANGE}"));
         assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
         let cli = cli_output(&demo, format, &env);
@@ -204,6 +204,8 @@ fn streamed_outputs_equal_the_cli_byte_for_byte() {
             "json" => "application/json",
             "html" => "text/html",
             "pdf" => "application/pdf",
+            "parquet" => "application/vnd.apache.parquet",
+            "arrow" => "application/vnd.apache.arrow.stream",
             _ => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         }));
         let disposition = headers.get("content-disposition").unwrap().to_str().unwrap();
@@ -1051,7 +1053,7 @@ fn the_openapi_document_describes_every_route_and_every_format() {
         assert!(paths.contains(&route), "{route} is missing from {paths:?}");
     }
     let formats = &doc["components"]["schemas"]["RunRequest"]["properties"]["format"]["enum"];
-    assert_eq!(formats, &serde_json::json!(["csv", "ndjson", "json", "html", "xlsx", "pdf"]));
+    assert_eq!(formats, &serde_json::json!(["csv", "ndjson", "json", "html", "xlsx", "pdf", "parquet", "arrow"]));
     let streamed = doc["paths"]["/reports/{file}"]["get"]["responses"]["200"]["content"].as_object().unwrap();
     for ct in ["text/csv; charset=utf-8", "application/pdf", "application/x-ndjson"] {
         assert!(streamed.contains_key(ct), "{ct} is not among {:?}", streamed.keys().collect::<Vec<_>>());

@@ -24,7 +24,7 @@ mod run;
 pub use output::OutputFile;
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
 pub use reading::{Progress, CHUNK_BYTES};
-pub use ream_render::{Format, RenderOptions};
+pub use ream_render::{Format, ParquetCompression, ParquetConfig, RenderOptions};
 pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};
 pub use run::{start, Run, Summary};
 

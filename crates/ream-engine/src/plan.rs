@@ -528,6 +528,13 @@ fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef) -> Result<Vec<OutputC
 
 fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
     let spec = loaded.spec();
+    if !spec.detail && opts.format.detail_only() {
+        return Err(EngineError::Usage(format!(
+            "report `{}` has no detail rows (`detail: false`), and {} writes detail rows only: \
+             write its summary as csv, ndjson, json, html, xlsx or pdf",
+            spec.report, opts.format
+        )));
+    }
     let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let plan = source.plan().clone();

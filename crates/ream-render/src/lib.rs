@@ -16,6 +16,8 @@
 //! - `pdf` (feature `pdf`): paginated and banded, written page by page: the page setup
 //!   of the spec, column headers on every page, groups kept with their first row,
 //!   `{page}`/`{pages}`, the charts as vector graphics, an embedded font subset;
+//! - `parquet` and `arrow` (feature `columnar`): the detail columns, typed, as Parquet
+//!   row groups that leave as they fill, or as an Arrow IPC stream;
 //! - charts also appear in `json`, as series of `{"x","y"}` points.
 //!
 //! ```
@@ -41,22 +43,29 @@
 //! assert_eq!(String::from_utf8(out).unwrap(), "n\n1\n\"\"\n");
 //! ```
 
+#[cfg(feature = "columnar")]
+mod columnar;
 mod csv;
 mod csv_rows;
 mod html;
 mod json;
 pub mod markup;
+mod parquet_config;
 #[cfg(feature = "pdf")]
 mod pdf;
+mod pipe;
 mod svg;
 #[cfg(feature = "xlsx")]
 mod xlsx;
 
 use ream_core::Event;
 
+#[cfg(feature = "columnar")]
+pub use crate::columnar::{ArrowRenderer, ParquetRenderer, SLICE_ROWS};
 pub use crate::csv::CsvRenderer;
 pub use crate::html::HtmlRenderer;
 pub use crate::json::{JsonRenderer, NdjsonRenderer};
+pub use crate::parquet_config::{ParquetCompression, ParquetConfig};
 #[cfg(feature = "pdf")]
 pub use crate::pdf::PdfRenderer;
 pub use crate::svg::chart_svg;
@@ -82,6 +91,8 @@ pub struct RenderOptions {
     pub xlsx_flat: bool,
     /// xlsx: row outline levels per group, so groups collapse to their header and footer.
     pub xlsx_outline: bool,
+    /// parquet: row groups and compression.
+    pub parquet: ParquetConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +114,23 @@ pub enum Format {
     Xlsx,
     /// Needs the `pdf` feature (on in the `ream` binary).
     Pdf,
+    /// Needs the `columnar` feature (on in the `ream` binary).
+    Parquet,
+    /// The Arrow IPC stream. Needs the `columnar` feature.
+    Arrow,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [Format::Csv, Format::Ndjson, Format::Json, Format::Html, Format::Xlsx, Format::Pdf];
+    pub const ALL: [Format; 8] = [
+        Format::Csv,
+        Format::Ndjson,
+        Format::Json,
+        Format::Html,
+        Format::Xlsx,
+        Format::Pdf,
+        Format::Parquet,
+        Format::Arrow,
+    ];
 
     /// Whether the format shows charts (HTML and PDF draw them, JSON writes their
     /// series): the others skip computing them.
@@ -122,6 +146,8 @@ impl Format {
             Format::Html => "html",
             Format::Xlsx => "xlsx",
             Format::Pdf => "pdf",
+            Format::Parquet => "parquet",
+            Format::Arrow => "arrow",
         }
     }
 
@@ -134,6 +160,7 @@ impl Format {
         match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "jsonl" => Some(Format::Ndjson),
             "htm" => Some(Format::Html),
+            "arrows" => Some(Format::Arrow),
             ext => Format::from_name(ext),
         }
     }
@@ -146,6 +173,8 @@ impl Format {
             Format::Html => "text/html; charset=utf-8",
             Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             Format::Pdf => "application/pdf",
+            Format::Parquet => "application/vnd.apache.parquet",
+            Format::Arrow => "application/vnd.apache.arrow.stream",
         }
     }
 
@@ -168,27 +197,44 @@ impl Format {
             Format::Pdf => Box::new(PdfRenderer::default()),
             #[cfg(not(feature = "pdf"))]
             Format::Pdf => Box::new(Unavailable("pdf")),
+            #[cfg(feature = "columnar")]
+            Format::Parquet => Box::new(ParquetRenderer::new(opts.parquet)),
+            #[cfg(feature = "columnar")]
+            Format::Arrow => Box::new(ArrowRenderer::new()),
+            #[cfg(not(feature = "columnar"))]
+            Format::Parquet => Box::new(Unavailable("parquet")),
+            #[cfg(not(feature = "columnar"))]
+            Format::Arrow => Box::new(Unavailable("arrow")),
         }
     }
 
-    /// Zip (xlsx) or PDF bytes, not text: never written to a terminal.
+    /// Whether the format writes detail rows only (a table, no bands): a summary report
+    /// (`detail: false`) cannot be written in it.
+    pub fn detail_only(self) -> bool {
+        matches!(self, Format::Parquet | Format::Arrow)
+    }
+
+    /// Zip (xlsx), PDF, Parquet or Arrow bytes, not text: never written to a terminal.
     pub fn is_binary(self) -> bool {
-        matches!(self, Format::Xlsx | Format::Pdf)
+        matches!(self, Format::Xlsx | Format::Pdf | Format::Parquet | Format::Arrow)
     }
 
     /// Whether this build can write the format.
     pub fn available(self) -> bool {
-        let missing =
-            (self == Format::Xlsx && !cfg!(feature = "xlsx")) || (self == Format::Pdf && !cfg!(feature = "pdf"));
-        !missing
+        match self {
+            Format::Xlsx => cfg!(feature = "xlsx"),
+            Format::Pdf => cfg!(feature = "pdf"),
+            Format::Parquet | Format::Arrow => cfg!(feature = "columnar"),
+            _ => true,
+        }
     }
 }
 
 /// A format left out of this build: fails before the first byte.
-#[cfg(not(all(feature = "xlsx", feature = "pdf")))]
+#[cfg(not(all(feature = "xlsx", feature = "pdf", feature = "columnar")))]
 struct Unavailable(&'static str);
 
-#[cfg(not(all(feature = "xlsx", feature = "pdf")))]
+#[cfg(not(all(feature = "xlsx", feature = "pdf", feature = "columnar")))]
 impl Renderer for Unavailable {
     fn push(&mut self, _event: &Event, _out: &mut Vec<u8>) -> Result<(), RenderError> {
         Err(RenderError::Encode {

@@ -2,12 +2,12 @@
 //! sizes in data descriptors), the workbook's fixed parts and its style sheet.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{CompressionMethod, ZipWriter};
 
 use super::xml_attr;
+use crate::pipe::Pipe;
 use crate::RenderError;
 
 pub(super) const MAIN_NS: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
@@ -17,22 +17,6 @@ pub(super) const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" stan
 
 pub(super) fn zip_err(e: impl std::fmt::Display) -> RenderError {
     RenderError::Encode { format: super::FORMAT, message: format!("writing the workbook: {e}") }
-}
-
-/// Where the zip writer puts its bytes; the renderer moves them to its output after each
-/// event, so this holds at most one event's worth.
-#[derive(Clone, Default)]
-struct Pipe(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The zip container, streamed: no temporary files, nothing seeks back.
@@ -112,7 +96,7 @@ impl Package {
 
     /// Move what the zip has written so far to `out`.
     pub fn drain(&self, out: &mut Vec<u8>) {
-        out.append(&mut self.pipe.0.lock().expect("not poisoned"));
+        self.pipe.drain_into(out);
     }
 
     /// The central directory.
