@@ -190,6 +190,11 @@ struct RunArgs {
     /// parquet: zstd (default), snappy or none.
     #[arg(long)]
     parquet_compression: Option<ream_engine::ParquetCompression>,
+    /// Compress the output as it streams: gzip, zstd or none. Default: from -o's last
+    /// extension (`.gz`, `.zst`), else none. Not for xlsx, pdf and parquet, which are
+    /// compressed already.
+    #[arg(long)]
+    compress: Option<ream_engine::Compression>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -429,7 +434,10 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let to_stdout = args.output.as_deref().is_none_or(|p| p == Path::new("-"));
-    let format = match (args.format, &args.output) {
+    // `x.csv.gz`: gzip, and the format from `x.csv`.
+    let named = args.output.as_deref().filter(|_| !to_stdout).map(ream_engine::Compression::from_path);
+    let compress = args.compress.or(named.as_ref().map(|n| n.0)).unwrap_or_default();
+    let format = match (args.format, named.as_ref().map(|n| &n.1)) {
         (Some(FormatArg::Csv), _) => Format::Csv,
         (Some(FormatArg::Ndjson), _) => Format::Ndjson,
         (Some(FormatArg::Json), _) => Format::Json,
@@ -438,7 +446,7 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(FormatArg::Pdf), _) => Format::Pdf,
         (Some(FormatArg::Parquet), _) => Format::Parquet,
         (Some(FormatArg::Arrow), _) => Format::Arrow,
-        (None, Some(p)) if !to_stdout => match Format::from_path(p) {
+        (None, Some(p)) => match Format::from_path(p) {
             Some(f) => f,
             None => return usage(format!("cannot tell the format from `{}`: give --format", p.display())),
         },
@@ -451,7 +459,8 @@ fn run(args: RunArgs) -> ExitCode {
             _ => return usage(format!("parameter `{p}`: expected NAME=VALUE")),
         }
     }
-    if to_stdout && format.is_binary() && std::io::stdout().is_terminal() {
+    let binary = format.is_binary() || compress != ream_engine::Compression::None;
+    if to_stdout && binary && std::io::stdout().is_terminal() {
         return usage(format!("{format} is binary and stdout is a terminal: give -o FILE, or redirect stdout"));
     }
     let show_progress = match args.progress {
@@ -487,6 +496,7 @@ fn run(args: RunArgs) -> ExitCode {
             xlsx_outline: args.xlsx_outline,
             parquet: parquet_config(&args),
         },
+        compress,
     };
     let job = match &args.spec {
         Some(path) => match load_file(path) {

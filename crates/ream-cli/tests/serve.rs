@@ -1064,3 +1064,43 @@ fn the_openapi_document_describes_every_route_and_every_format() {
         assert!(![404, 405].contains(&status), "{route}: {status}");
     }
 }
+
+/// Bytes on stdin through `tool -dc`.
+fn decompress(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(tool)
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success(), "{tool} -dc failed");
+    out.stdout
+}
+
+#[test]
+fn a_download_is_compressed_as_the_client_accepts_and_self_compressed_formats_are_not() {
+    let demo = demo(2000);
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let s = Server::start_env(&demo.join("reports"), &[], &env);
+    let plain = cli_output(&demo, "csv", &env);
+    for (accept, coding, tool) in
+        [("gzip", "gzip", "gzip"), ("gzip, deflate, br, zstd", "zstd", "zstd"), ("zstd;q=0, gzip", "gzip", "gzip")]
+    {
+        let (status, headers, body) = s.get_with(&format!("{SALES}.csv?{RANGE}"), &[("accept-encoding", accept)]);
+        assert_eq!(status, 200);
+        assert_eq!(headers.get("content-encoding").unwrap(), coding, "{accept}");
+        assert_eq!(headers.get("vary").unwrap(), "accept-encoding");
+        assert!(decompress(tool, &body) == plain, "{accept}: the decompressed body differs from the CLI's output");
+    }
+    let (_, headers, body) = s.get(&format!("{SALES}.csv?{RANGE}"));
+    assert!(headers.get("content-encoding").is_none() && body == plain, "no Accept-Encoding, no coding");
+    let (_, headers, body) = s.get_with(&format!("{SALES}.parquet?{RANGE}"), &[("accept-encoding", "gzip, zstd")]);
+    assert!(headers.get("content-encoding").is_none(), "parquet is compressed already");
+    assert!(body == cli_output(&demo, "parquet", &env));
+}

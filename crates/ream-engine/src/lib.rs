@@ -16,11 +16,13 @@
 //! # Ok::<(), ream_engine::EngineError>(())
 //! ```
 
+mod encoding;
 pub mod output;
 mod plan;
 mod reading;
 mod run;
 
+pub use encoding::{Compression, Encoder};
 pub use output::OutputFile;
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
 pub use reading::{Progress, CHUNK_BYTES};

@@ -64,8 +64,10 @@ pub struct RunOptions {
     pub resumes: ResumeLog,
     /// Lowers the rows per batch while the run goes on (a server's memory budget).
     pub batch_limit: BatchLimit,
-    /// Renderer options (`--xlsx-flat`, `--xlsx-outline`).
+    /// Renderer options (`--xlsx-flat`, `--xlsx-outline`, Parquet's).
     pub render: RenderOptions,
+    /// How the output is compressed as it streams (`--compress`, `Accept-Encoding`).
+    pub compress: crate::Compression,
 }
 
 impl RunOptions {
@@ -83,6 +85,7 @@ impl RunOptions {
             resumes: ResumeLog::default(),
             batch_limit: BatchLimit::default(),
             render: RenderOptions::default(),
+            compress: crate::Compression::None,
         }
     }
 }
@@ -101,6 +104,7 @@ pub struct Prepared {
     pub(crate) cancel: CancelToken,
     pub(crate) progress: Arc<Progress>,
     pub(crate) render: RenderOptions,
+    pub(crate) compress: crate::Compression,
 }
 
 pub(crate) type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
@@ -270,6 +274,12 @@ pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepa
             opts.format
         )));
     }
+    if opts.compress != crate::Compression::None && opts.format.is_compressed() {
+        return Err(EngineError::Usage(format!(
+            "{} is compressed already: leave out the compression (`--compress`, a `.gz` or `.zst` name)",
+            opts.format
+        )));
+    }
     match job {
         Job::Spec(spec) => prepare_spec(spec, opts, cancel),
         Job::AdHoc(adhoc) => prepare_adhoc(adhoc, opts, cancel),
@@ -336,6 +346,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         cancel,
         progress,
         render: opts.render.clone(),
+        compress: opts.compress,
     })
 }
 
@@ -625,5 +636,6 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         cancel,
         progress,
         render: opts.render.clone(),
+        compress: opts.compress,
     })
 }

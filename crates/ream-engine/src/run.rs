@@ -164,7 +164,7 @@ impl Drop for Run {
 
 /// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
-    let Prepared { meta, format, source, stages, counter, cancel, progress, render, .. } = prepared;
+    let Prepared { meta, format, source, stages, counter, cancel, progress, render, compress, .. } = prepared;
     let strategy = meta.strategy.clone();
     let report = meta.report.clone();
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
@@ -196,8 +196,10 @@ pub fn start(prepared: Prepared) -> Run {
                 .name("ream-process".into())
                 .spawn(move || {
                     let messages = first.into_iter().chain(rx.iter());
-                    let outcome =
-                        contained(|| process(meta, format, &render, stages, messages, &chunk_tx, &progress, &cancel));
+                    let outcome = contained(|| {
+                        let outlet = Outlet::new(&chunk_tx, &progress, &cancel, compress)?;
+                        process(meta, format, &render, stages, messages, &outlet, &progress, &cancel)
+                    });
                     let last = match outcome.and_then(|r| r) {
                         Ok(()) => Chunk::Done,
                         Err(e) => Chunk::Failed(e),
@@ -220,7 +222,7 @@ fn process(
     render: &ream_render::RenderOptions,
     stage_configs: Vec<ream_stages::StageConfig>,
     messages: impl Iterator<Item = SourceMsg>,
-    chunks: &Sender<Chunk>,
+    outlet: &Outlet<'_>,
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<(), EngineError> {
@@ -250,17 +252,7 @@ fn process(
         }
         Ok(())
     };
-    let send = |buf: &mut Vec<u8>| -> Result<(), EngineError> {
-        if progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
-            progress.first_chunk_us.store(progress.started.elapsed().as_micros() as i64, Ordering::Relaxed);
-        }
-        progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let data = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
-        chunks.send(Chunk::Data(data)).map_err(|_| {
-            cancel.cancel();
-            EngineError::Cancelled
-        })
-    };
+    let send = |buf: &mut Vec<u8>| outlet.send(buf);
 
     run_event(Event::Begin(meta.clone()), &mut buf)?;
     let mut ended = false;
@@ -311,7 +303,75 @@ fn process(
     }
     finished.map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
     sink.flush_chunk()?;
-    Ok(())
+    outlet.finish()
+}
+
+/// Where the chunks leave: through the run's encoder (none, gzip or zstd) into the
+/// queue to the consumer. The first chunk is flushed through the encoder at once, so
+/// the first bytes leave early even compressed.
+struct Outlet<'a> {
+    chunks: &'a Sender<Chunk>,
+    progress: &'a Progress,
+    cancel: &'a CancelToken,
+    encoder: std::sync::Mutex<Option<crate::Encoder>>,
+    flushed: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Outlet<'a> {
+    fn new(
+        chunks: &'a Sender<Chunk>,
+        progress: &'a Progress,
+        cancel: &'a CancelToken,
+        compress: crate::Compression,
+    ) -> Result<Outlet<'a>, EngineError> {
+        let encoder = compress.encoder(CHUNK_BYTES * 2).map_err(|e| EngineError::Output(e.to_string()))?;
+        Ok(Outlet {
+            chunks,
+            progress,
+            cancel,
+            encoder: std::sync::Mutex::new(Some(encoder)),
+            flushed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Hand `buf` on (encoded), leaving it empty.
+    fn send(&self, buf: &mut Vec<u8>) -> Result<(), EngineError> {
+        if self.progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
+            let us = self.progress.started.elapsed().as_micros() as i64;
+            self.progress.first_chunk_us.store(us, Ordering::Relaxed);
+        }
+        let plain = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
+        let mut encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
+        let data = match encoder.as_mut() {
+            Some(e) if !e.is_identity() => {
+                let first = !self.flushed.swap(true, Ordering::Relaxed);
+                e.encode(&plain, first).map_err(|e| EngineError::Output(format!("compressing: {e}")))?
+            }
+            _ => plain,
+        };
+        drop(encoder);
+        self.deliver(data)
+    }
+
+    /// The encoder's last bytes.
+    fn finish(&self) -> Result<(), EngineError> {
+        let encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match encoder {
+            Some(e) => self.deliver(e.finish().map_err(|e| EngineError::Output(format!("compressing: {e}")))?),
+            None => Ok(()),
+        }
+    }
+
+    fn deliver(&self, data: Vec<u8>) -> Result<(), EngineError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.chunks.send(Chunk::Data(data)).map_err(|_| {
+            self.cancel.cancel();
+            EngineError::Cancelled
+        })
+    }
 }
 
 /// A `Write` that hands its bytes on in chunks of CHUNK_BYTES.

@@ -53,6 +53,7 @@ pub mod markup;
 mod parquet_config;
 #[cfg(feature = "pdf")]
 mod pdf;
+#[cfg(any(feature = "xlsx", feature = "columnar"))]
 mod pipe;
 mod svg;
 #[cfg(feature = "xlsx")]
@@ -212,6 +213,12 @@ impl Format {
     /// (`detail: false`) cannot be written in it.
     pub fn detail_only(self) -> bool {
         matches!(self, Format::Parquet | Format::Arrow)
+    }
+
+    /// Whether the format compresses its own bytes (a zip, deflated PDF streams, Parquet
+    /// pages), so compressing it again gains nothing.
+    pub fn is_compressed(self) -> bool {
+        matches!(self, Format::Xlsx | Format::Pdf | Format::Parquet)
     }
 
     /// Zip (xlsx), PDF, Parquet or Arrow bytes, not text: never written to a terminal.

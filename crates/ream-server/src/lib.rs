@@ -360,6 +360,7 @@ async fn report_or_output(
     State(state): State<AppState>,
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     actor: Actor,
 ) -> Result<Response, ApiError> {
     let parameters = request::query_parameters(query.as_deref())?;
@@ -380,9 +381,17 @@ async fn report_or_output(
         let spec = reports.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
         return Ok(Json(catalog::describe(&id, spec)).into_response());
     };
+    // Text formats are compressed as they stream when the client takes it; xlsx, pdf and
+    // parquet compress themselves.
+    let accepts = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let compress = match format.is_compressed() {
+        true => ream_engine::Compression::None,
+        false => ream_engine::Compression::negotiate(accepts),
+    };
     let ready = runs::prepare_run(
         &state,
         RunRequest { report: id.clone(), format, parameters, actor: actor.0, mode: Mode::Sync },
+        compress,
     )
     .await?;
     let run_id = ready.entry.id.clone();
@@ -403,6 +412,12 @@ async fn report_or_output(
         h.insert("x-ream-run", v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !format.is_compressed() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if let Some(coding) = compress.content_coding() {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
     Ok(response)
 }
 
@@ -431,6 +446,8 @@ async fn create_run(
             actor: actor.0,
             mode: Mode::Async,
         },
+        // A stored output is kept as written; a download of it is not re-encoded.
+        ream_engine::Compression::None,
     )
     .await?;
     let snapshot = ready.entry.snapshot();

@@ -25,7 +25,11 @@ pub struct Ready {
 }
 
 /// Check, register and prepare a run. Every failure here comes before the first byte.
-pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, ApiError> {
+pub async fn prepare_run(
+    state: &AppState,
+    req: RunRequest,
+    compress: ream_engine::Compression,
+) -> Result<Ready, ApiError> {
     let requested = Instant::now();
     if state.is_draining() {
         return Err(ApiError::ShuttingDown);
@@ -51,6 +55,7 @@ pub async fn prepare_run(state: &AppState, req: RunRequest) -> Result<Ready, Api
     opts.batch_size = state.config.batch_size;
     opts.batch_limit = entry.batch_limit.clone();
     opts.resumes = entry.resumes.clone();
+    opts.compress = compress;
     let cancel = entry.cancel.clone();
     let started = Instant::now();
     let prepared = tokio::task::spawn_blocking(move || prepare(Job::Spec(spec), &opts, cancel))
