@@ -24,8 +24,9 @@ pub enum Compression {
     Zstd,
 }
 
-/// gzip level 1 and zstd level 1: an export is written once and read once, and at level
-/// 1 both keep up with the renderers (see BENCHMARKS.md, "Compressed text").
+/// gzip level 1 and zstd level 1: an export is written once and read once. Measured on
+/// 6M lineitem rows (BENCHMARKS.md, "Parquet, Arrow and compressed text"): zstd 1.16×
+/// the speed of `| zstd -1` for the same size; gzip 1.8× `| gzip -1`, 27% larger.
 const LEVEL: u32 = 1;
 
 impl std::str::FromStr for Compression {
