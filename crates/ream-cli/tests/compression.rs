@@ -3,9 +3,8 @@
 mod common;
 use common::*;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// `tool -t FILE` passes, and `tool -dc` gives back exactly `want`.
 fn decompresses_to(tool: &str, file: &Path, want: &[u8]) {
@@ -20,18 +19,6 @@ fn decompresses_to(tool: &str, file: &Path, want: &[u8]) {
         out.stdout.len(),
         want.len()
     );
-}
-
-/// Bytes on stdin through `tool -dc`.
-fn decompress(tool: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool).arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = bytes.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data).unwrap());
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(out.status.success(), "{tool} -dc failed");
-    out.stdout
 }
 
 #[test]

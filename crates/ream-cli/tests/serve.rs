@@ -1065,24 +1065,6 @@ fn the_openapi_document_describes_every_route_and_every_format() {
     }
 }
 
-/// Bytes on stdin through `tool -dc`.
-fn decompress(tool: &str, bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = std::process::Command::new(tool)
-        .arg("-dc")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = bytes.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&data).unwrap());
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(out.status.success(), "{tool} -dc failed");
-    out.stdout
-}
-
 #[test]
 fn a_download_is_compressed_as_the_client_accepts_and_self_compressed_formats_are_not() {
     let demo = demo(2000);

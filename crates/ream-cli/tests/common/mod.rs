@@ -77,3 +77,21 @@ pub fn wait_for(count: &std::sync::atomic::AtomicUsize, n: usize) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Bytes on stdin through `tool -dc` (gzip, zstd): the decompressed bytes.
+pub fn decompress(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success(), "{tool} -dc failed");
+    out.stdout
+}
