@@ -1086,3 +1086,20 @@ fn a_download_is_compressed_as_the_client_accepts_and_self_compressed_formats_ar
     assert!(headers.get("content-encoding").is_none(), "parquet is compressed already");
     assert!(body == cli_output(&demo, "parquet", &env));
 }
+
+#[test]
+fn accept_picks_the_output_of_a_report_without_an_extension() {
+    let demo = demo(2000);
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let s = Server::start_env(&demo.join("reports"), &[], &env);
+    let (status, headers, body) =
+        s.get_with(&format!("{SALES}?{RANGE}"), &[("accept", "text/csv;q=0.5, application/vnd.apache.arrow.stream")]);
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-type").unwrap(), "application/vnd.apache.arrow.stream");
+    assert!(body == cli_output(&demo, "arrow", &env), "the Arrow stream differs from the CLI's");
+    let (status, headers, body) = s.get_with(&format!("{SALES}?{RANGE}"), &[("accept", "application/json")]);
+    assert_eq!(status, 200);
+    assert!(headers.get("content-type").unwrap().to_str().unwrap().starts_with("application/json"));
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["id"], "sales_by_region", "{doc}");
+}

@@ -376,7 +376,10 @@ async fn report_or_output(
         }
         _ => (file, None),
     };
-    let Some(format) = format else {
+    // Without an extension, `Accept` may ask for an output by its media type; JSON (and
+    // anything else) is the report's description.
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(format) = format.or_else(|| request::accepted_format(accept)) else {
         let reports = state.catalog();
         let spec = reports.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
         return Ok(Json(catalog::describe(&id, spec)).into_response());

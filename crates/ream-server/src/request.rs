@@ -85,3 +85,44 @@ impl RunBody {
         Ok(RunBody { report: wire.report, format, parameters })
     }
 }
+
+/// The output format a request's `Accept` names by media type, in the client's order of
+/// preference (`q`), for `/reports/{id}` without an extension. `application/json`,
+/// `text/html` (every browser sends it: a page visit must not run a report) and
+/// wildcards name none: they get the report's description.
+pub fn accepted_format(accept: &str) -> Option<Format> {
+    let mut wanted: Vec<(f32, usize, Format)> = Vec::new();
+    for (i, part) in accept.split(',').enumerate() {
+        let mut it = part.split(';').map(str::trim);
+        let media = it.next().unwrap_or("").to_ascii_lowercase();
+        let q = it.find_map(|p| p.strip_prefix("q=").map(|v| v.trim().parse::<f32>().unwrap_or(0.0))).unwrap_or(1.0);
+        let format = Format::ALL
+            .into_iter()
+            .filter(|f| !matches!(f, Format::Json | Format::Html))
+            .find(|f| f.content_type().split(';').next().is_some_and(|m| m.eq_ignore_ascii_case(&media)));
+        if let Some(f) = format.filter(|_| q > 0.0) {
+            wanted.push((q, i, f));
+        }
+    }
+    wanted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    wanted.first().map(|w| w.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_names_an_output_by_its_media_type_in_the_clients_order() {
+        assert_eq!(accepted_format("application/vnd.apache.parquet"), Some(Format::Parquet));
+        assert_eq!(accepted_format("text/csv;q=0.5, application/vnd.apache.arrow.stream"), Some(Format::Arrow));
+        assert_eq!(accepted_format("text/html, text/csv"), Some(Format::Csv));
+        assert_eq!(accepted_format("text/html,application/xhtml+xml,*/*;q=0.8"), None);
+        assert_eq!(accepted_format("TEXT/CSV"), Some(Format::Csv));
+        assert_eq!(accepted_format("text/csv;q=0"), None);
+        // JSON and wildcards get the report's description.
+        assert_eq!(accepted_format("application/json"), None);
+        assert_eq!(accepted_format("*/*"), None);
+        assert_eq!(accepted_format(""), None);
+    }
+}
