@@ -349,7 +349,7 @@ async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> 
 
 /// `/reports/{id}` (the report) or `/reports/{id}.{format}` (run it, streaming).
 #[utoipa::path(get, path = "/reports/{file}", tag = "reports",
-    params(("file" = String, Path, description = "A report id (its description), or `id.format` (run it and stream the output; the report's parameters go in the query string)")),
+    params(("file" = String, Path, description = "A report id (its description, or its output in the format whose media type `Accept` names), or `id.format` (run it and stream the output; the report's parameters go in the query string)")),
     responses(
         (status = 200, description = "The report's description, or its output streamed (chunked)", body = serde_json::Value),
         (status = 400, description = "A bad request or parameter", body = crate::error::ErrorBody), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
