@@ -214,3 +214,36 @@ fn parquet_streams_to_a_pipe_and_a_summary_report_is_refused_before_the_database
     assert!(r.stderr.contains("no detail rows (`detail: false`), and parquet writes detail rows only"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+#[test]
+fn parquet_of_mariadb_keeps_its_types_and_its_sums() {
+    let Some(db) = common::my::MyDb::create("columnar") else { return };
+    db.sql(
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, price DECIMAL(15,2), d DATE, ts DATETIME(6), f DOUBLE, txt VARCHAR(20));
+         INSERT INTO t WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1000)
+           SELECT n, n * 1.25, DATE_ADD('2020-01-01', INTERVAL n DAY), TIMESTAMP('2020-01-01 00:00:00.000001') + INTERVAL n SECOND,
+                  n / 7, IF(n % 10 = 0, NULL, CONCAT('row ', n)) FROM g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.parquet");
+    let r = run(&["run", "--source", &db.url, "--table", "t", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let script = r#"
+import sys, duckdb, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+print(t.schema.to_string(show_schema_metadata=False, show_field_metadata=False).replace("\n", ";"))
+print(duckdb.execute("select count(*), sum(price), min(d), max(ts), count(txt) from read_parquet(?)", [sys.argv[1]]).fetchone())
+"#;
+    let Some(got) = python(script, &[out.to_str().unwrap()]) else { return };
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines[0], "id: int64;price: decimal128(15, 2);d: date32[day];ts: timestamp[us];f: double;txt: string");
+    let want = String::from_utf8(db.sql("SELECT sum(price), max(ts), count(txt) FROM t")).unwrap();
+    let want: Vec<&str> = want.lines().nth(1).unwrap().split('\t').collect();
+    assert!(
+        lines[1].starts_with(&format!("(1000, Decimal('{}'), datetime.date(2020, 1, 2), ", want[0])),
+        "{} vs {want:?}",
+        lines[1]
+    );
+    assert!(lines[1].ends_with(&format!(", {})", want[2])), "{} vs {want:?}", lines[1]);
+    assert!(lines[1].contains("datetime.datetime(2020, 1, 1, 0, 16, 40, 1)"), "max(ts) is {:?}: {}", want[1], lines[1]);
+}

@@ -1103,3 +1103,38 @@ fn accept_picks_the_output_of_a_report_without_an_extension() {
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(doc["id"], "sales_by_region", "{doc}");
 }
+
+#[test]
+fn pyarrow_reads_the_arrow_stream_batch_by_batch_from_the_socket() {
+    let probe = std::process::Command::new("python3").args(["-c", "import pyarrow"]).output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "pyarrow is required in CI: {probe:?}");
+        eprintln!("\n*** SKIPPED: python3 without pyarrow ***\n");
+        return;
+    }
+    let demo = demo(3000);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let script = r#"
+import sys, urllib.request, pyarrow.ipc as ipc
+with urllib.request.urlopen(sys.argv[1]) as r:
+    reader = ipc.open_stream(r)
+    sizes = [b.num_rows for b in reader]
+print(len(sizes), sum(sizes), max(sizes))
+"#;
+    let url = s.url("/reports/invoice_export.arrow?status=paid,void");
+    let out = std::process::Command::new("python3").args(["-c", script, &url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = String::from_utf8(out.stdout).unwrap();
+    let rows = count_rows(&demo, "SELECT count(*) FROM invoices WHERE status IN ('paid', 'void')");
+    let (batches, total, largest) = match got.split_whitespace().collect::<Vec<_>>()[..] {
+        [b, t, m] => (b.parse::<u64>().unwrap(), t.parse::<u64>().unwrap(), m.parse::<u64>().unwrap()),
+        _ => panic!("{got}"),
+    };
+    assert_eq!(total, rows, "{got}");
+    assert!(batches >= rows / 1024 && largest <= 1024, "batches of at most 1024 rows: {got}");
+}
+
+fn count_rows(demo: &Path, sql: &str) -> u64 {
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
