@@ -14,7 +14,7 @@ use ream_core::spec::Strategy;
 use ream_core::CancelToken;
 use ream_engine::{
     check_against_source, explain, prepare, start, AdHoc, CountMode, EngineError, Format, Job, Progress, ResumeLog,
-    RunOptions, Snapshot,
+    RunOptions, Snapshot, Summary,
 };
 
 #[derive(Parser)]
@@ -195,6 +195,19 @@ struct RunArgs {
     /// compressed already.
     #[arg(long)]
     compress: Option<ream_engine::Compression>,
+    /// Split the output into files of at most N rows: `-o sales.csv` writes
+    /// sales-00001.csv, sales-00002.csv, … and sales.manifest.json (csv, ndjson,
+    /// parquet, xlsx).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "split_bytes")]
+    split_rows: Option<u64>,
+    /// Split the output into files of about this size (`100MiB`, `64k`, `1000000`): a
+    /// part ends before the row that would take it past the size.
+    #[arg(long, value_parser = ream_engine::split::parse_bytes)]
+    split_bytes: Option<u64>,
+    /// Split by a field's values in a hive layout: -o names a directory that gets
+    /// FIELD=value/part-00001.parquet and manifest.json. The read is ordered by FIELD.
+    #[arg(long, value_name = "FIELD")]
+    split_by: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -497,7 +510,14 @@ fn run(args: RunArgs) -> ExitCode {
             parquet: parquet_config(&args),
         },
         compress,
+        split: match ream_engine::Split::new(args.split_rows, args.split_bytes, args.split_by.clone()) {
+            Ok(split) => split,
+            Err(e) => return usage(e),
+        },
     };
+    if opts.split.is_some() && to_stdout {
+        return usage("a split output is several files: give -o NAME");
+    }
     let job = match &args.spec {
         Some(path) => match load_file(path) {
             Ok(spec) => Job::Spec(spec),
@@ -530,6 +550,16 @@ fn run(args: RunArgs) -> ExitCode {
             return usage(format!("cannot write to {}: no such directory", dir.display()));
         }
     }
+    // A split's names, and its directory's checks, before the database is opened.
+    let parts = match (&opts.split, args.output.as_deref()) {
+        (Some(split), Some(output)) => {
+            match ream_engine::DirParts::for_output(output, opts.format, opts.compress, split.by().is_some()) {
+                Ok(parts) => Some(parts),
+                Err(e) => return usage(e),
+            }
+        }
+        _ => None,
+    };
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
@@ -546,12 +576,10 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let run = start(prepared);
     let ticker = show_progress.then(|| progress_bar(run.progress(), cancel.clone()));
-    let result = if to_stdout {
-        let stdout = std::io::stdout();
-        let mut lock = stdout.lock();
-        run.write_to(&mut lock)
-    } else {
-        run.write_file(args.output.as_deref().expect("checked above")).map(Some)
+    let result = match (parts, args.output.as_deref()) {
+        (Some(parts), _) => write_split(run, parts).map(Some),
+        (None, Some(output)) if !to_stdout => run.write_file(output).map(Some),
+        _ => run.write_to(&mut std::io::stdout().lock()),
     };
     if let Some((bar, handle)) = ticker {
         cancel_ticker(&bar, handle);
@@ -593,6 +621,17 @@ fn run(args: RunArgs) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// A split run's parts and manifest beside `output` (or in it, split by a field).
+fn write_split(
+    run: ream_engine::Run,
+    (mut dir, names): (ream_engine::DirParts, ream_engine::PartNames),
+) -> Result<Summary, EngineError> {
+    let (summary, manifest) = run.write_parts(&mut dir, &names)?;
+    dir.remove_stale(&names, &manifest)
+        .map_err(|e| EngineError::Output(format!("removing an earlier run's parts in {}: {e}", dir.dir().display())))?;
+    Ok(summary)
 }
 
 fn fail(e: &EngineError) -> ExitCode {

@@ -7,23 +7,6 @@ use common::pg::PgDb;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
-
-/// Run a Python script with its arguments; its stdout. `None` (skipped) without pyarrow
-/// and DuckDB outside CI.
-fn python(script: &str, args: &[&str]) -> Option<String> {
-    let probe = Command::new("python3").args(["-c", "import pyarrow, duckdb"]).output();
-    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        if std::env::var_os("CI").is_some() {
-            panic!("pyarrow and duckdb are required in CI: {probe:?}");
-        }
-        eprintln!("\n*** SKIPPED: python3 without pyarrow and duckdb (pip install pyarrow duckdb) ***\n");
-        return None;
-    }
-    let out = Command::new("python3").arg("-c").arg(script).args(args).output().unwrap();
-    assert!(out.status.success(), "python failed: {}\n{script}", String::from_utf8_lossy(&out.stderr));
-    Some(String::from_utf8(out.stdout).unwrap())
-}
 
 /// Rows, then per column: its Arrow type, min, max and non-NULL count, as DuckDB reads
 /// the Parquet file and pyarrow reads the schema.

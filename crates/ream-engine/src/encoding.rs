@@ -53,6 +53,15 @@ impl Compression {
         }
     }
 
+    /// The file extension the compression adds (`gz`, `zst`), when there is one.
+    pub fn extension(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gz"),
+            Compression::Zstd => Some("zst"),
+        }
+    }
+
     /// The HTTP content coding (`Content-Encoding`), when there is one.
     pub fn content_coding(self) -> Option<&'static str> {
         match self {

@@ -17,18 +17,23 @@
 //! ```
 
 mod encoding;
+mod manifest;
+mod outlet;
 pub mod output;
 mod plan;
 mod reading;
 mod run;
+pub mod split;
 
 pub use encoding::{Compression, Encoder};
-pub use output::OutputFile;
+pub use manifest::{Manifest, ManifestFile, PartStore, PendingPart};
+pub use output::{DirParts, OutputFile};
 pub use plan::{check_against_source, explain, prepare, AdHoc, Job, Prepared, RunOptions};
 pub use reading::{Progress, CHUNK_BYTES};
 pub use ream_render::{Format, ParquetCompression, ParquetConfig, RenderOptions};
 pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};
 pub use run::{start, Run, Summary};
+pub use split::{PartId, PartLimit, PartNames, Split};
 
 use ream_core::{ParamErrors, SpecErrors};
 use ream_sources::SourceError;

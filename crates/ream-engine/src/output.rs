@@ -139,6 +139,134 @@ fn umask() -> u32 {
         .unwrap_or(0o022)
 }
 
+/// A split run's files in a directory (the CLI's `-o`): each part through an
+/// [`OutputFile`], the hive directories made as they come.
+pub struct DirParts {
+    dir: PathBuf,
+    /// Directories this run made, removed again (when empty) if it fails.
+    made: Vec<PathBuf>,
+}
+
+impl DirParts {
+    /// Where a split run of `format` (compressed with `compress`) named `output` goes.
+    /// Without `by`: beside `output` (`sales.csv` gives `sales-00001.csv` and
+    /// `sales.manifest.json`). With `by`: `output` is a directory, absent or empty, that
+    /// gets `FIELD=value/part-00001.csv`, and `sales.manifest.json` is beside it (so the
+    /// directory holds only the dataset's files).
+    pub fn for_output(
+        output: &Path,
+        format: ream_render::Format,
+        compress: crate::Compression,
+        hive: bool,
+    ) -> Result<(DirParts, crate::PartNames), String> {
+        let ext = match compress.extension() {
+            Some(c) => format!("{}.{c}", format.name()),
+            None => format.name().to_string(),
+        };
+        if hive {
+            match std::fs::read_dir(output).map(|mut entries| entries.next().is_some()) {
+                Ok(true) => {
+                    return Err(format!("{}: a split by field writes into an empty directory", output.display()))
+                }
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", output.display())),
+            }
+        }
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if hive {
+            let names = crate::PartNames { manifest: format!("{file}.manifest.json"), stem: file, ext };
+            return Ok((DirParts { dir, made: vec![] }, names));
+        }
+        let stem = [format!(".{ext}"), format!(".{}", format.name())]
+            .iter()
+            .find_map(|suffix| file.strip_suffix(suffix.as_str()))
+            .unwrap_or(&file)
+            .to_string();
+        let names = crate::PartNames { manifest: format!("{stem}.manifest.json"), stem, ext };
+        Ok((DirParts { dir, made: vec![] }, names))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// After a complete run: remove the parts of an earlier, longer run of the same name
+    /// (`sales-00007.csv` when this one wrote six), so that `sales-*.csv` is this run.
+    pub fn remove_stale(&self, names: &crate::PartNames, manifest: &crate::Manifest) -> io::Result<()> {
+        let kept: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let prefix = format!("{}-", names.stem);
+        let suffix = format!(".{}", names.ext);
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let number = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(&suffix));
+            let ours = number.is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()));
+            if ours && !kept.contains(name.as_str()) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_dirs(&mut self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.make_dirs(parent)?;
+        }
+        std::fs::create_dir(dir)?;
+        self.made.push(dir.to_path_buf());
+        Ok(())
+    }
+}
+
+struct DirPart(OutputFile);
+
+impl Write for DirPart {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl crate::PendingPart for DirPart {
+    fn commit(self: Box<Self>) -> io::Result<()> {
+        self.0.commit().map(|_| ())
+    }
+}
+
+impl crate::PartStore for DirParts {
+    fn create(&mut self, path: &str) -> io::Result<Box<dyn crate::PendingPart>> {
+        let target = self.dir.join(path);
+        if let Some(parent) = target.parent() {
+            self.make_dirs(parent)?;
+        }
+        Ok(Box::new(DirPart(OutputFile::create(&target)?)))
+    }
+
+    fn remove(&mut self, path: &str) {
+        let _ = std::fs::remove_file(self.dir.join(path));
+    }
+}
+
+impl Drop for DirParts {
+    /// The directories a failed run made, now empty, go too (a complete run's are not
+    /// empty).
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

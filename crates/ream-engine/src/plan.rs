@@ -68,6 +68,9 @@ pub struct RunOptions {
     pub render: RenderOptions,
     /// How the output is compressed as it streams (`--compress`, `Accept-Encoding`).
     pub compress: crate::Compression,
+    /// Write the output as several files with a manifest (`--split-rows`,
+    /// `--split-bytes`, `--split-by`); see [`crate::split`].
+    pub split: Option<crate::Split>,
 }
 
 impl RunOptions {
@@ -86,6 +89,7 @@ impl RunOptions {
             batch_limit: BatchLimit::default(),
             render: RenderOptions::default(),
             compress: crate::Compression::None,
+            split: None,
         }
     }
 }
@@ -105,6 +109,50 @@ pub struct Prepared {
     pub(crate) progress: Arc<Progress>,
     pub(crate) render: RenderOptions,
     pub(crate) compress: crate::Compression,
+    pub(crate) about: About,
+}
+
+/// Where a run's output came from, for a split run's manifest.
+#[derive(Debug, Clone)]
+pub(crate) struct About {
+    pub report: String,
+    pub spec: Option<std::path::PathBuf>,
+    pub format: Format,
+    pub compress: crate::Compression,
+    pub parameters: Vec<(String, ream_core::params::ParamValue)>,
+    pub snapshot: Snapshot,
+    /// When the source was open (its snapshot begun, with `Snapshot::Run`).
+    pub opened_at: std::time::SystemTime,
+    pub split: Option<crate::Split>,
+}
+
+impl About {
+    fn new(meta: &ReportMeta, spec: Option<&LoadedSpec>, opts: &RunOptions, opened_at: std::time::SystemTime) -> About {
+        let from_spec = spec.and_then(|s| s.spec().source.snapshot);
+        About {
+            report: meta.report.clone(),
+            spec: spec.and_then(|s| s.path().map(Path::to_path_buf)),
+            format: opts.format,
+            compress: opts.compress,
+            parameters: meta.parameters.clone(),
+            snapshot: opts.snapshot.or(from_spec).unwrap_or_default(),
+            opened_at,
+            split: opts.split.clone(),
+        }
+    }
+}
+
+/// A split's checks before the database is opened: a format whose parts are files, a
+/// report with detail rows.
+fn check_split(opts: &RunOptions, detail: bool, report: &str) -> Result<(), EngineError> {
+    let Some(split) = &opts.split else { return Ok(()) };
+    split.check_format(opts.format)?;
+    if !detail {
+        return Err(EngineError::Usage(format!(
+            "report `{report}` has no detail rows (`detail: false`): a split output writes detail rows"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
@@ -307,11 +355,26 @@ fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<
     req.key = adhoc.key.clone();
     apply_options(&mut req, opts, None);
     let parsed = source_url(&url, None)?;
-    open_url(&parsed, &url, &req, cancel.clone()).map_err(|e| EngineError::Source { report: None, source: e })
+    open_url(&parsed, &url, &req, cancel.clone())
+        .map_err(|e| split_field_missing(opts, &e).unwrap_or(EngineError::Source { report: None, source: e }))
+}
+
+/// The field a split is by, missing from the source: the split's error, not the spec's.
+fn split_field_missing(opts: &RunOptions, e: &SourceError) -> Option<EngineError> {
+    let by = opts.split.as_ref().and_then(|s| s.by())?;
+    match e {
+        SourceError::UnknownField { field, known } if field == by => Some(EngineError::Usage(format!(
+            "split by `{by}`: the source has no field `{by}` (it has: {})",
+            known.join(", ")
+        ))),
+        _ => None,
+    }
 }
 
 fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
+    check_split(opts, true, adhoc.table.as_deref().unwrap_or("query"))?;
     let source = open_adhoc(&adhoc, opts, &cancel)?;
+    let opened_at = std::time::SystemTime::now();
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
     let plan = source.plan().clone();
     let counter = if opts.count != CountMode::None { source.counter() } else { None };
@@ -337,6 +400,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     };
     let source = first_message(source, &cancel, &progress, &meta.report)?;
     Ok(Prepared {
+        about: About::new(&meta, None, opts, opened_at),
         meta: Arc::new(meta),
         format: opts.format,
         plan,
@@ -395,6 +459,11 @@ fn apply_options(req: &mut ReadRequest, opts: &RunOptions, spec: Option<&ream_co
     req.count = opts.count;
     req.resumes = opts.resumes.clone();
     req.batch_limit = opts.batch_limit.clone();
+    // A split by a field reads in its order first, so one part file is open at a time.
+    if let Some(by) = opts.split.as_ref().and_then(|s| s.by()) {
+        req.order_prefix.retain(|f| f != by);
+        req.order_prefix.insert(0, by.to_string());
+    }
 }
 
 /// Bind the parameters, open the spec's source and check every field name against it.
@@ -445,6 +514,9 @@ fn open_spec_with(
     apply_options(&mut req, opts, Some(src));
     let source = match open_url(&parsed, &url, &req, cancel.clone()) {
         Ok(s) => s,
+        Err(e) if split_field_missing(opts, &e).is_some() => {
+            return Err(split_field_missing(opts, &e).unwrap_or(EngineError::Source { report, source: e }))
+        }
         // A group or key field the source lacks: report every unknown field, located.
         Err(SourceError::UnknownField { known, .. }) => {
             return Err(EngineError::Spec(loaded.locate(check_fields(spec, &known))));
@@ -546,8 +618,10 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
             spec.report, opts.format
         )));
     }
+    check_split(opts, spec.detail, &spec.report)?;
     let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
+    let opened_at = std::time::SystemTime::now();
     let plan = source.plan().clone();
     let counter = if opts.count != CountMode::None { source.counter() } else { None };
     let progress = Arc::new(Progress::new());
@@ -627,6 +701,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     };
     let source = first_message(source, &cancel, &progress, &meta.report)?;
     Ok(Prepared {
+        about: About::new(&meta, Some(&loaded), opts, opened_at),
         meta: Arc::new(meta),
         format: opts.format,
         plan,

@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver};
 use ream_core::{CancelToken, Event};
 use ream_stages::Stage;
 
+use crate::outlet::{finish_renderer, Chunk, Outlet};
 use crate::plan::Prepared;
 use crate::reading::{contained, spawn_source, Progress, SourceMsg, SourceState, Started, CHUNK_BYTES, CHUNK_QUEUE};
+use crate::split::Parts;
 use crate::EngineError;
 
 /// What a completed run reports.
@@ -46,13 +48,8 @@ fn injected_panic(report: &str) {
     let _ = report;
 }
 
-enum Chunk {
-    Data(Vec<u8>),
-    Done,
-    Failed(EngineError),
-}
-
-/// A running report: pull its output with [`Run::next_chunk`].
+/// A running report: pull its output with [`Run::next_chunk`] (or, split, with
+/// [`Run::write_parts`]).
 pub struct Run {
     chunks: Receiver<Chunk>,
     progress: Arc<Progress>,
@@ -60,6 +57,14 @@ pub struct Run {
     strategy: String,
     threads: Vec<JoinHandle<()>>,
     finished: bool,
+    pub(crate) about: crate::plan::About,
+}
+
+/// What a split run's consumer gets from the queue.
+pub(crate) enum Piece {
+    Data(Vec<u8>),
+    PartStart(crate::split::PartId),
+    PartEnd { rows: u64 },
 }
 
 impl Run {
@@ -74,11 +79,24 @@ impl Run {
     /// The next piece of output; `Ok(None)` once the run has completed. A run whose
     /// threads end without saying `Done` has failed, never completed.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        match self.next_piece()? {
+            Some(Piece::Data(d)) => Ok(Some(d)),
+            Some(_) => {
+                self.cancel.cancel();
+                Err(EngineError::Usage("a split output is written as files (write_parts), not one stream".into()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn next_piece(&mut self) -> Result<Option<Piece>, EngineError> {
         if self.finished {
             return Ok(None);
         }
         match self.chunks.recv() {
-            Ok(Chunk::Data(d)) => Ok(Some(d)),
+            Ok(Chunk::Data(d)) => Ok(Some(Piece::Data(d))),
+            Ok(Chunk::PartStart(id)) => Ok(Some(Piece::PartStart(id))),
+            Ok(Chunk::PartEnd { rows }) => Ok(Some(Piece::PartEnd { rows })),
             Ok(Chunk::Done) => {
                 self.finished = true;
                 self.join();
@@ -96,6 +114,10 @@ impl Run {
                 Err(EngineError::Internal("the run ended without completing (a worker thread stopped)".into()))
             }
         }
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancel.cancel();
     }
 
     pub fn summary(&self) -> Summary {
@@ -164,7 +186,7 @@ impl Drop for Run {
 
 /// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
-    let Prepared { meta, format, source, stages, counter, cancel, progress, render, compress, .. } = prepared;
+    let Prepared { meta, format, source, stages, counter, cancel, progress, render, compress, about, .. } = prepared;
     let strategy = meta.strategy.clone();
     let report = meta.report.clone();
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
@@ -188,6 +210,7 @@ pub fn start(prepared: Prepared) -> Run {
     threads.push(thread);
 
     // The process thread: stages, renderer, chunking.
+    let split = about.split.clone();
     {
         let cancel = cancel.clone();
         let progress = progress.clone();
@@ -198,7 +221,11 @@ pub fn start(prepared: Prepared) -> Run {
                     let messages = first.into_iter().chain(rx.iter());
                     let outcome = contained(|| {
                         let outlet = Outlet::new(&chunk_tx, &progress, &cancel, compress)?;
-                        process(meta, format, &render, stages, messages, &outlet, &progress, &cancel)
+                        let output = match split {
+                            Some(split) => Output::Parts(Box::new(Parts::new(format, render, split))),
+                            None => Output::Whole(format.renderer_with(&render)),
+                        };
+                        process(meta, output, stages, messages, &outlet, &progress, &cancel)
                     });
                     let last = match outcome.and_then(|r| r) {
                         Ok(()) => Chunk::Done,
@@ -212,14 +239,40 @@ pub fn start(prepared: Prepared) -> Run {
         );
     }
 
-    Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false }
+    Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false, about }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where the stages' events go: one renderer, or a split run's parts.
+enum Output {
+    Whole(Box<dyn ream_render::Renderer>),
+    Parts(Box<Parts>),
+}
+
+impl Output {
+    fn push(&mut self, event: &Event, buf: &mut Vec<u8>, outlet: &Outlet<'_>, report: &str) -> Result<(), EngineError> {
+        match self {
+            Output::Whole(renderer) => renderer
+                .push(event, buf)
+                .map_err(|e| EngineError::Render { report: report.to_string(), message: e.to_string() }),
+            Output::Parts(parts) => parts.push(event, buf, outlet),
+        }
+    }
+
+    /// After `End`: the trailer of a whole output, then the encoder's last bytes. (Parts
+    /// end each on its own, at `End`.)
+    fn finish(&mut self, buf: &mut Vec<u8>, outlet: &Outlet<'_>, report: &str) -> Result<(), EngineError> {
+        match self {
+            Output::Whole(renderer) => finish_renderer(renderer.as_mut(), buf, outlet, report)?,
+            Output::Parts(_) if !buf.is_empty() => outlet.send(buf)?,
+            Output::Parts(_) => {}
+        }
+        outlet.finish()
+    }
+}
+
 fn process(
     meta: Arc<ream_core::ReportMeta>,
-    format: ream_render::Format,
-    render: &ream_render::RenderOptions,
+    mut output: Output,
     stage_configs: Vec<ream_stages::StageConfig>,
     messages: impl Iterator<Item = SourceMsg>,
     outlet: &Outlet<'_>,
@@ -230,7 +283,6 @@ fn process(
     let stage_err = |e: ream_stages::StageError| EngineError::Stage { report: report.clone(), message: e.to_string() };
     let mut stages: Vec<Box<dyn Stage>> =
         stage_configs.iter().map(|c| c.build(&meta.schema)).collect::<Result<_, _>>().map_err(stage_err)?;
-    let mut renderer = format.renderer_with(render);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut rows: u64 = 0;
     let mut first = true;
@@ -246,13 +298,10 @@ fn process(
             current = next;
         }
         for e in &current {
-            renderer
-                .push(e, buf)
-                .map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
+            output.push(e, buf, outlet, &report)?;
         }
         Ok(())
     };
-    let send = |buf: &mut Vec<u8>| outlet.send(buf);
 
     run_event(Event::Begin(meta.clone()), &mut buf)?;
     let mut ended = false;
@@ -282,7 +331,7 @@ fn process(
         // (A renderer that writes its file at the end has nothing to send yet.)
         if (first && !buf.is_empty()) || buf.len() >= CHUNK_BYTES {
             first = false;
-            send(&mut buf)?;
+            outlet.send(&mut buf)?;
         }
     }
     if cancel.is_cancelled() {
@@ -292,118 +341,5 @@ fn process(
         return Err(EngineError::Internal("the source stopped without finishing (its thread died)".into()));
     }
     run_event(Event::End { variables: Arc::from(Vec::new()), rows, charts: Arc::from(Vec::new()) }, &mut buf)?;
-    if !buf.is_empty() {
-        send(&mut buf)?;
-    }
-    // A renderer that assembles its file at the end writes it through chunks too.
-    let mut sink = ChunkSink { buf, send: &send, failed: None };
-    let finished = renderer.finish(&mut sink);
-    if let Some(e) = sink.failed.take() {
-        return Err(e);
-    }
-    finished.map_err(|e| EngineError::Render { report: report.clone(), message: e.to_string() })?;
-    sink.flush_chunk()?;
-    outlet.finish()
-}
-
-/// Where the chunks leave: through the run's encoder (none, gzip or zstd) into the
-/// queue to the consumer. The first chunk is flushed through the encoder at once, so
-/// the first bytes leave early even compressed.
-struct Outlet<'a> {
-    chunks: &'a Sender<Chunk>,
-    progress: &'a Progress,
-    cancel: &'a CancelToken,
-    encoder: std::sync::Mutex<Option<crate::Encoder>>,
-    flushed: std::sync::atomic::AtomicBool,
-}
-
-impl<'a> Outlet<'a> {
-    fn new(
-        chunks: &'a Sender<Chunk>,
-        progress: &'a Progress,
-        cancel: &'a CancelToken,
-        compress: crate::Compression,
-    ) -> Result<Outlet<'a>, EngineError> {
-        let encoder = compress.encoder(CHUNK_BYTES * 2).map_err(|e| EngineError::Output(e.to_string()))?;
-        Ok(Outlet {
-            chunks,
-            progress,
-            cancel,
-            encoder: std::sync::Mutex::new(Some(encoder)),
-            flushed: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// Hand `buf` on (encoded), leaving it empty.
-    fn send(&self, buf: &mut Vec<u8>) -> Result<(), EngineError> {
-        if self.progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
-            let us = self.progress.started.elapsed().as_micros() as i64;
-            self.progress.first_chunk_us.store(us, Ordering::Relaxed);
-        }
-        let plain = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
-        let mut encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
-        let data = match encoder.as_mut() {
-            Some(e) if !e.is_identity() => {
-                let first = !self.flushed.swap(true, Ordering::Relaxed);
-                e.encode(&plain, first).map_err(|e| EngineError::Output(format!("compressing: {e}")))?
-            }
-            _ => plain,
-        };
-        drop(encoder);
-        self.deliver(data)
-    }
-
-    /// The encoder's last bytes.
-    fn finish(&self) -> Result<(), EngineError> {
-        let encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match encoder {
-            Some(e) => self.deliver(e.finish().map_err(|e| EngineError::Output(format!("compressing: {e}")))?),
-            None => Ok(()),
-        }
-    }
-
-    fn deliver(&self, data: Vec<u8>) -> Result<(), EngineError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.chunks.send(Chunk::Data(data)).map_err(|_| {
-            self.cancel.cancel();
-            EngineError::Cancelled
-        })
-    }
-}
-
-/// A `Write` that hands its bytes on in chunks of CHUNK_BYTES.
-struct ChunkSink<'a> {
-    buf: Vec<u8>,
-    send: &'a (dyn Fn(&mut Vec<u8>) -> Result<(), EngineError> + Sync),
-    /// Why sending stopped (a cancelled run): the renderer only sees an I/O error.
-    failed: Option<EngineError>,
-}
-
-impl ChunkSink<'_> {
-    fn flush_chunk(&mut self) -> Result<(), EngineError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        (self.send)(&mut self.buf)
-    }
-}
-
-impl Write for ChunkSink<'_> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK_BYTES {
-            if let Err(e) = self.flush_chunk() {
-                self.failed = Some(e);
-                return Err(std::io::Error::other("the run stopped"));
-            }
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    output.finish(&mut buf, outlet, &report)
 }

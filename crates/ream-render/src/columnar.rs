@@ -95,6 +95,10 @@ pub trait SliceWriter: Send {
     const FORMAT: &'static str;
     fn write(&mut self, slice: &RecordBatch) -> Result<(), String>;
     fn finish(&mut self) -> Result<(), String>;
+    /// Encoded bytes held for the output (a row group in progress).
+    fn pending(&self) -> usize {
+        0
+    }
 }
 
 /// A columnar renderer: the detail columns, sliced, into its writer.
@@ -165,6 +169,11 @@ impl<W: SliceWriter> Renderer for Columnar<W> {
         self.pipe.drain_into(out);
         Ok(())
     }
+
+    fn settle(&mut self, out: &mut Vec<u8>) -> Result<u64, RenderError> {
+        self.pipe.drain_into(out);
+        Ok(self.writer.as_ref().map_or(0, |w| w.pending() as u64))
+    }
 }
 
 pub struct ParquetSlices(ArrowWriter<Pipe>);
@@ -176,6 +185,9 @@ impl SliceWriter for ParquetSlices {
     }
     fn finish(&mut self) -> Result<(), String> {
         self.0.finish().map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn pending(&self) -> usize {
+        self.0.in_progress_size()
     }
 }
 

@@ -83,6 +83,15 @@ pub trait Renderer: Send {
     fn finish(&mut self, _sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
         Ok(())
     }
+
+    /// Move to `out` what the renderer holds back where it can (xlsx flushes its
+    /// compressor), and return the bytes it still holds for its output, estimated (a
+    /// Parquet row group being encoded). A split by size calls it to measure a part; it is
+    /// called at points that depend on the rows only, so the bytes stay the same whatever
+    /// the batches.
+    fn settle(&mut self, _out: &mut Vec<u8>) -> Result<u64, RenderError> {
+        Ok(0)
+    }
 }
 
 /// Options of the renderers that have any.

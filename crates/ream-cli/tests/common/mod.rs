@@ -38,6 +38,25 @@ pub fn run_in(dir: Option<&Path>, args: &[&str]) -> Ran {
     Ran { code: status.code().unwrap_or(-1), stdout, stderr: String::from_utf8_lossy(&stderr).into_owned() }
 }
 
+/// Run a Python script with its arguments; its stdout. The readers people use (pyarrow,
+/// DuckDB, openpyxl; `.ci/run` installs them): under CI a missing one fails the test, a
+/// plain `cargo test` without them skips loudly (`None`).
+pub fn python(script: &str, args: &[&str]) -> Option<String> {
+    let probe = Command::new("python3").args(["-c", "import pyarrow, duckdb, openpyxl"]).output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        if std::env::var_os("CI").is_some() {
+            panic!("pyarrow, duckdb and openpyxl are required in CI: {probe:?}");
+        }
+        eprintln!(
+            "\n*** SKIPPED: python3 without pyarrow, duckdb, openpyxl (pip install pyarrow duckdb openpyxl) ***\n"
+        );
+        return None;
+    }
+    let out = Command::new("python3").arg("-c").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "python failed: {}\n{script}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
 /// A demo database shared by the tests of one binary (made once, read-only afterwards).
 pub fn demo(invoices: u64) -> PathBuf {
     static DIRS: OnceLock<std::sync::Mutex<std::collections::HashMap<u64, PathBuf>>> = OnceLock::new();

@@ -738,6 +738,17 @@ impl Renderer for XlsxRenderer {
         Ok(())
     }
 
+    /// The sheet's XML through the compressor, flushed (a deflate sync point), so a
+    /// split by size sees the part's real bytes.
+    fn settle(&mut self, out: &mut Vec<u8>) -> Result<u64, RenderError> {
+        self.flush()?;
+        if !self.started {
+            return Ok(self.xml.len() as u64);
+        }
+        self.pkg.sync(out)?;
+        Ok(0)
+    }
+
     fn finish(&mut self, sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
         let meta = self.meta()?;
         let (workbook, rels) = package::workbook(&self.sheets);

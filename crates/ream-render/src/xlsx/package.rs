@@ -94,6 +94,15 @@ impl Package {
         self.write(bytes)
     }
 
+    /// Compress everything given so far and flush the compressor (a sync point), then
+    /// move the bytes to `out`.
+    pub fn sync(&mut self, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        self.flush_pending()?;
+        self.zip()?.flush().map_err(zip_err)?;
+        self.drain(out);
+        Ok(())
+    }
+
     /// Move what the zip has written so far to `out`.
     pub fn drain(&self, out: &mut Vec<u8>) {
         self.pipe.drain_into(out);
