@@ -253,6 +253,73 @@ fn async_runs_store_their_output_and_serve_ranges_of_it() {
     assert_eq!(status, 409);
 }
 
+#[test]
+fn an_async_split_run_stores_its_parts_and_serves_the_manifest_then_each_part() {
+    use sha2::{Digest, Sha256};
+    let demo = demo(2000);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let body = r#"{"report": "invoice_export", "format": "csv", "parameters": {"status": ["paid", "open"]}, "split": {"by": "status", "rows": 400}}"#;
+    let (status, _, run) = s.post("/runs", body);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(s.finished(&id)["status"], "succeeded");
+
+    let (status, headers, manifest) = s.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    let manifest: Json = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["parameters"], serde_json::json!({"status": ["paid", "open"]}));
+    assert_eq!(manifest["report"], "invoice_export");
+    // Every file, fetched by its path, has the manifest's bytes, rows and hash; together
+    // they hold each row of the CLI's unsplit export once, by status.
+    let spec = demo.join("reports/invoice_export.yaml");
+    let cli =
+        ream().args(["run", spec.to_str().unwrap(), "-p", "status=paid,open", "--format", "csv"]).output().unwrap();
+    let records = |data: &[u8]| -> Vec<Vec<String>> {
+        csv::Reader::from_reader(data).records().map(|r| r.unwrap().iter().map(String::from).collect()).collect()
+    };
+    let mut want = records(&cli.stdout);
+    let mut got: Vec<Vec<String>> = Vec::new();
+    for f in manifest["files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap();
+        assert!(path.starts_with("part/status=paid/") || path.starts_with("part/status=open/"), "{path}");
+        let (status, headers, data) = s.get(&format!("/runs/{id}/output/{path}"));
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers.get("content-type").unwrap(), "text/csv; charset=utf-8");
+        let sha: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!((data.len() as u64, sha.as_str()), (f["bytes"].as_u64().unwrap(), f["sha256"].as_str().unwrap()));
+        let status_value = f["partition"]["status"].as_str().unwrap();
+        let rows = records(&data);
+        assert_eq!(rows.len() as u64, f["rows"].as_u64().unwrap());
+        // The status column is in the path, not in the file: put it back where it was.
+        for mut cells in rows {
+            cells.insert(5, status_value.to_string());
+            got.push(cells);
+        }
+    }
+    want.sort();
+    got.sort();
+    assert!(got == want, "the parts do not hold the unsplit rows ({} against {})", got.len(), want.len());
+
+    // Only the manifest's files can be named; a run that is not split has no parts.
+    for bad in ["part/status=paid/part-09999.csv", "../../etc/passwd", "manifest.json"] {
+        let (status, _, e) = s.get(&format!("/runs/{id}/output/{bad}"));
+        assert_eq!(status, 404, "{bad}: {}", String::from_utf8_lossy(&e));
+    }
+    let (status, _, e) = s.post("/runs", r#"{"report": "invoice_export", "format": "pdf", "split": {"rows": 10}}"#);
+    assert_eq!((status, e["error"]["kind"].as_str()), (400, Some("bad_request")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("pdf cannot be split"), "{e}");
+    let (status, _, e) = s.post("/runs", r#"{"report": "invoice_export", "format": "csv", "split": {"bytes": "9Q"}}"#);
+    assert_eq!(status, 400, "{e}");
+    let (status, _, e) = s.post("/runs", r#"{"report": "invoice_export", "format": "csv", "split": {}}"#);
+    assert!(status == 400 && e["error"]["message"].as_str().unwrap().contains("give rows, bytes or by"), "{e}");
+    let (_, _, plain) = s.post("/runs", r#"{"report": "invoice_export", "format": "csv"}"#);
+    let plain = plain["id"].as_str().unwrap().to_string();
+    s.finished(&plain);
+    let (status, _, _) = s.get(&format!("/runs/{plain}/output/part-00001.csv"));
+    assert_eq!(status, 409);
+}
+
 /// A PostgreSQL database with a table `t(id)` of `rows` rows, and a reports directory
 /// holding one spec that reads it: `report: NAME`, batches of `batch` rows, and a column
 /// `pad` computed by the database from `pad` (an SQL expression; it may sleep).

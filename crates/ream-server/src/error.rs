@@ -13,6 +13,9 @@ pub enum ApiError {
     UnknownReport(String),
     #[error("no run `{0}`")]
     UnknownRun(String),
+    /// A run's stored output has no such file.
+    #[error("{0}")]
+    UnknownPart(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{limit} runs are already running; try again shortly")]
@@ -34,7 +37,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnknownReport(_) | ApiError::UnknownRun(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownReport(_) | ApiError::UnknownRun(_) | ApiError::UnknownPart(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -50,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::UnknownReport(_) => "unknown_report",
             ApiError::UnknownRun(_) => "unknown_run",
+            ApiError::UnknownPart(_) => "unknown_part",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooManyRuns { .. } => "too_many_runs",
             ApiError::Conflict(_) => "conflict",

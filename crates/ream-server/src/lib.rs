@@ -241,6 +241,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}", get(get_run).delete(cancel_run))
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/output", get(run_output))
+        .route("/runs/{id}/output/{*part}", get(run_output_part))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::document))
@@ -393,7 +394,7 @@ async fn report_or_output(
     };
     let ready = runs::prepare_run(
         &state,
-        RunRequest { report: id.clone(), format, parameters, actor: actor.0, mode: Mode::Sync },
+        RunRequest { report: id.clone(), format, parameters, actor: actor.0, mode: Mode::Sync, split: None },
         compress,
     )
     .await?;
@@ -448,6 +449,7 @@ async fn create_run(
             parameters: req.parameters,
             actor: actor.0,
             mode: Mode::Async,
+            split: req.split,
         },
         // A stored output is kept as written; a download of it is not re-encoded.
         ream_engine::Compression::None,
@@ -539,16 +541,72 @@ async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: 
             s => ApiError::Conflict(format!("run `{id}` is {}; its output is not ready", s.name())),
         });
     };
-    let path =
-        state.store.local_path(&name).ok_or_else(|| ApiError::Conflict(format!("run `{id}`: its output is gone")))?;
-    let mut response = tower_http::services::ServeFile::new(path)
+    let split = run.split.is_some();
+    let file = runs::readable(&name, split);
+    let gone = || ApiError::Conflict(format!("run `{id}`: its output is gone"));
+    let path = state.store.local_path(&file).ok_or_else(gone)?;
+    let mut response = serve_file(path, req).await?;
+    let h = response.headers_mut();
+    match split {
+        // A split run's output is its manifest; its files are at /runs/{id}/output/{path}.
+        true => h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        false => h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type())),
+    };
+    if let (false, Ok(v)) =
+        (split, HeaderValue::from_str(&format!("attachment; filename=\"{}.{}\"", run.report, run.format.name())))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// A stored file, with `Range` support.
+async fn serve_file(path: std::path::PathBuf, req: Request) -> Result<Response, ApiError> {
+    Ok(tower_http::services::ServeFile::new(path)
         .oneshot(req)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map(Body::new);
+        .map(Body::new))
+}
+
+/// One file of a split run, by its path in the manifest, with `Range` support.
+#[utoipa::path(get, path = "/runs/{id}/output/{part}", tag = "runs",
+    params(("id" = String, Path, description = "A run id"), ("part" = String, Path, description = "A file's `path` in the run's manifest")),
+    responses(
+        (status = 200, description = "The part (Range requests give 206)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "Part of the part", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such run, or no such file in its manifest", body = crate::error::ErrorBody),
+        (status = 409, description = "Still running, failed, not split, or removed", body = crate::error::ErrorBody),
+        (status = 416, description = "A range past the end")))]
+async fn run_output_part(
+    State(state): State<AppState>,
+    Path((id, part)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let run = find(&state, &id)?;
+    if run.split.is_none() {
+        return Err(ApiError::Conflict(format!("run `{id}` is not split: its output is /runs/{id}/output")));
+    }
+    let Some((name, _)) = run.output() else {
+        return Err(ApiError::Conflict(format!("run `{id}` is {}; it has no stored output", run.status().name())));
+    };
+    let gone = || ApiError::Conflict(format!("run `{id}`: its output is gone"));
+    let manifest = state.store.local_path(&runs::readable(&name, true)).ok_or_else(gone)?;
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).map_err(|_| gone())?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Only a path the manifest lists: nothing else in the store can be named.
+    let listed = manifest["files"].as_array().is_some_and(|f| f.iter().any(|f| f["path"] == part.as_str()));
+    if !listed {
+        return Err(ApiError::UnknownPart(format!(
+            "run `{id}` has no file `{part}` (see its manifest at /runs/{id}/output)"
+        )));
+    }
+    let path = state.store.local_path(&format!("{name}/{part}")).ok_or_else(gone)?;
+    let mut response = serve_file(path, req).await?;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type()));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.{}\"", run.report, run.format.name())) {
+    let file = part.rsplit('/').next().unwrap_or(&part);
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)

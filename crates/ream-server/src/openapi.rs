@@ -22,12 +22,13 @@ use utoipa::OpenApi;
         crate::cancel_run,
         crate::run_events,
         crate::run_output,
+        crate::run_output_part,
         crate::metrics_text,
         crate::healthz,
         crate::readyz,
         document,
     ),
-    components(schemas(crate::error::ErrorBody, crate::request::Wire, RunEvent))
+    components(schemas(crate::error::ErrorBody, crate::request::Wire, crate::request::SplitWire, RunEvent))
 )]
 struct Api;
 

@@ -58,6 +58,8 @@ pub struct RunRequest {
     pub parameters: Vec<(String, ream_core::params::Given)>,
     pub actor: String,
     pub mode: Mode,
+    /// Async runs: the output as parts with a manifest.
+    pub split: Option<ream_engine::Split>,
 }
 
 #[derive(Debug)]
@@ -87,6 +89,8 @@ pub struct RunEntry {
     pub parameters: Vec<(String, ream_core::params::Given)>,
     pub actor: String,
     pub mode: Mode,
+    /// The output as parts with a manifest (async runs).
+    pub split: Option<ream_engine::Split>,
     pub cancel: CancelToken,
     /// Rows per batch, lowered under memory pressure (0: the spec's).
     pub batch_limit: BatchLimit,
@@ -294,6 +298,7 @@ impl Registry {
             parameters: req.parameters,
             actor: req.actor,
             mode: req.mode,
+            split: req.split,
             cancel: CancelToken::new(),
             batch_limit: BatchLimit::default(),
             resumes: ResumeLog::default(),

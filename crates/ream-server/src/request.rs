@@ -46,6 +46,8 @@ pub struct RunBody {
     pub report: String,
     pub format: Format,
     pub parameters: Vec<(String, Given)>,
+    /// The output as parts with a manifest.
+    pub split: Option<ream_engine::Split>,
 }
 
 /// `POST /runs`: a report to run in the background, its format and parameters.
@@ -55,11 +57,46 @@ pub struct RunBody {
 pub(crate) struct Wire {
     /// The report's id.
     report: String,
-    /// csv, ndjson, json, html, pdf or xlsx.
+    /// csv, ndjson, json, html, pdf, xlsx, parquet or arrow.
     format: String,
     /// Name to value; a list parameter takes an array, each item one value.
     #[serde(default)]
     parameters: serde_json::Map<String, serde_json::Value>,
+    /// Store the output as parts (csv, ndjson, parquet, xlsx) with a manifest, which
+    /// `GET /runs/{id}/output` returns.
+    #[serde(default)]
+    split: Option<SplitWire>,
+}
+
+/// Where the parts of a split output end.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SplitWire {
+    /// At most this many rows per part.
+    rows: Option<u64>,
+    /// About this many bytes per part: a number, or text with a unit (`"64MiB"`).
+    #[schema(value_type = Option<String>)]
+    bytes: Option<serde_json::Value>,
+    /// A field: one hive directory per value (`FIELD=value/part-00001.parquet`).
+    by: Option<String>,
+}
+
+impl SplitWire {
+    fn parse(self) -> Result<Option<ream_engine::Split>, ApiError> {
+        let bad = |e: String| ApiError::BadRequest(format!("split: {e}"));
+        let bytes = match self.bytes {
+            None => None,
+            Some(serde_json::Value::Number(n)) => {
+                Some(n.as_u64().ok_or_else(|| bad(format!("bytes: `{n}` is not a byte count")))?)
+            }
+            Some(serde_json::Value::String(s)) => Some(ream_engine::split::parse_bytes(&s).map_err(bad)?),
+            Some(other) => return Err(bad(format!("bytes: `{other}` is not a byte count"))),
+        };
+        match ream_engine::Split::new(self.rows, bytes, self.by).map_err(bad)? {
+            None => Err(bad("give rows, bytes or by".into())),
+            split => Ok(split),
+        }
+    }
 }
 
 impl RunBody {
@@ -82,7 +119,11 @@ impl RunBody {
                 other => (k, Given::Text(text(other))),
             })
             .collect();
-        Ok(RunBody { report: wire.report, format, parameters })
+        let split = wire.split.map(SplitWire::parse).transpose()?.flatten();
+        if let Some(split) = &split {
+            split.check_format(format).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        }
+        Ok(RunBody { report: wire.report, format, parameters, split })
     }
 }
 

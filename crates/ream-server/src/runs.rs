@@ -56,6 +56,7 @@ pub async fn prepare_run(
     opts.batch_limit = entry.batch_limit.clone();
     opts.resumes = entry.resumes.clone();
     opts.compress = compress;
+    opts.split = entry.split.clone();
     let cancel = entry.cancel.clone();
     let started = Instant::now();
     let prepared = tokio::task::spawn_blocking(move || prepare(Job::Spec(spec), &opts, cancel))
@@ -158,29 +159,22 @@ pub fn stream(ready: Ready) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
 
 /// Run to the store: the output appears under its name only when complete.
 pub fn store(state: AppState, ready: Ready) {
-    let Ready { entry, mut run, permit, requested } = ready;
+    let Ready { entry, run, permit, requested } = ready;
     std::thread::Builder::new()
         .name(format!("ream-run-{}", entry.id))
         .spawn(move || {
             let _permit = permit;
-            let name = output_name(&entry.id, entry.format);
-            let result = (|| -> Result<u64, EngineError> {
-                let mut out = state.store.begin(&name).map_err(|e| EngineError::Output(e.to_string()))?;
-                let mut first = true;
-                while let Some(chunk) = run.next_chunk()? {
-                    if std::mem::take(&mut first) {
-                        metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
-                    }
-                    out.write_all(&chunk).map_err(|e| EngineError::Output(e.to_string()))?;
-                }
-                out.commit().map_err(|e| EngineError::Output(e.to_string()))
-            })();
+            let name = output_name(&entry.id, entry.format, entry.split.is_some());
+            let result = match entry.split.is_some() {
+                true => store_parts(&state, run, &name, entry.format),
+                false => store_whole(&state, run, &name, requested),
+            };
             match result {
                 Ok(bytes) => {
                     // Make room first, so that once the run shows `succeeded` the older
                     // outputs past the limits are already gone.
                     state.retain();
-                    if state.store.local_path(&name).is_some() {
+                    if state.store.local_path(&readable(&name, entry.split.is_some())).is_some() {
                         entry.finish(Status::Succeeded, None, Some((name, bytes)));
                     } else {
                         let why = format!("the output ({bytes} bytes) was removed at once by the retention policy");
@@ -193,7 +187,51 @@ pub fn store(state: AppState, ready: Ready) {
         .expect("spawning a thread");
 }
 
-/// The stored output's file name: the run id and the format's extension.
-pub fn output_name(id: &str, format: Format) -> String {
-    format!("{id}.{}", format.name())
+fn store_whole(state: &AppState, mut run: Run, name: &str, requested: Instant) -> Result<u64, EngineError> {
+    let mut out = state.store.begin(name).map_err(|e| EngineError::Output(e.to_string()))?;
+    let mut first = true;
+    while let Some(chunk) = run.next_chunk()? {
+        if std::mem::take(&mut first) {
+            metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
+        }
+        out.write_all(&chunk).map_err(|e| EngineError::Output(e.to_string()))?;
+    }
+    out.commit().map_err(|e| EngineError::Output(e.to_string()))
+}
+
+/// A split run: its parts and manifest in the store's directory `name`, removed whole if
+/// the run fails.
+fn store_parts(state: &AppState, run: Run, name: &str, format: Format) -> Result<u64, EngineError> {
+    let mut parts = crate::storage::StoreParts::new(state.store.as_ref(), name);
+    let ext = format.name().to_string();
+    let names = ream_engine::PartNames { stem: SPLIT_STEM.into(), ext, manifest: MANIFEST.into() };
+    match run.write_parts(&mut parts, &names) {
+        Ok((summary, _)) => Ok(summary.bytes),
+        Err(e) => {
+            state.store.remove(name);
+            Err(e)
+        }
+    }
+}
+
+/// The file of an output to serve: the output, or a split run's manifest.
+pub fn readable(name: &str, split: bool) -> String {
+    match split {
+        true => format!("{name}/{MANIFEST}"),
+        false => name.to_string(),
+    }
+}
+
+/// In a split run's directory: parts are `part-00001.csv` (or, by a field,
+/// `part/FIELD=value/part-00001.csv`), beside `manifest.json`.
+pub const SPLIT_STEM: &str = "part";
+pub const MANIFEST: &str = "manifest.json";
+
+/// The stored output's name: the run id and the format's extension; a split run's is
+/// the directory `{id}.parts`.
+pub fn output_name(id: &str, format: Format, split: bool) -> String {
+    match split {
+        true => format!("{id}.parts"),
+        false => format!("{id}.{}", format.name()),
+    }
 }

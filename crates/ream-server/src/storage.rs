@@ -1,5 +1,6 @@
 //! Where async runs keep their outputs. A small trait, so object storage can come later;
-//! the local filesystem for now.
+//! the local filesystem for now. An output is a file, or (a split run) a directory of
+//! parts and their manifest, listed, kept and removed as one.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,9 @@ impl PendingOutput for LocalPending {
 impl OutputStore for LocalStore {
     fn begin(&self, name: &str) -> io::Result<Box<dyn PendingOutput>> {
         let dest = self.dir.join(name);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         Ok(Box::new(LocalPending(ream_engine::OutputFile::create(&dest)?)))
     }
 
@@ -70,7 +74,15 @@ impl OutputStore for LocalStore {
     }
 
     fn remove(&self, name: &str) {
-        let _ = std::fs::remove_file(self.dir.join(name));
+        let path = self.dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            _ => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 
     fn list(&self) -> Vec<(String, u64, SystemTime)> {
@@ -81,9 +93,63 @@ impl OutputStore for LocalStore {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let meta = e.metadata().ok()?;
                 let modified = meta.modified().ok()?;
-                (!name.starts_with('.') && meta.is_file()).then_some((name, meta.len(), modified))
+                let bytes = if meta.is_dir() { dir_bytes(&e.path()) } else { meta.len() };
+                (!name.starts_with('.') && (meta.is_file() || meta.is_dir())).then_some((name, bytes, modified))
             })
             .collect()
+    }
+}
+
+/// The bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A split run's parts, in the store under the output's name (a directory).
+pub struct StoreParts<'a> {
+    store: &'a dyn OutputStore,
+    prefix: String,
+}
+
+impl<'a> StoreParts<'a> {
+    pub fn new(store: &'a dyn OutputStore, name: &str) -> StoreParts<'a> {
+        StoreParts { store, prefix: format!("{name}/") }
+    }
+}
+
+struct StorePart(Box<dyn PendingOutput>);
+
+impl Write for StorePart {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl ream_engine::PendingPart for StorePart {
+    fn commit(self: Box<Self>) -> io::Result<()> {
+        self.0.commit().map(|_| ())
+    }
+}
+
+impl ream_engine::PartStore for StoreParts<'_> {
+    fn create(&mut self, path: &str) -> io::Result<Box<dyn ream_engine::PendingPart>> {
+        Ok(Box::new(StorePart(self.store.begin(&format!("{}{path}", self.prefix))?)))
+    }
+
+    fn remove(&mut self, path: &str) {
+        self.store.remove(&format!("{}{path}", self.prefix));
     }
 }
 
@@ -111,4 +177,39 @@ pub fn apply_retention(store: &dyn OutputStore, retention: Retention) -> Vec<Str
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ream_engine::PartStore;
+
+    #[test]
+    fn a_split_runs_directory_is_one_output_kept_and_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let mut parts = StoreParts::new(&store, "r1.parts");
+        for (path, data) in
+            [("part/k=a/part-00001.csv", "aaaa"), ("part/k=b/part-00001.csv", "bb"), ("manifest.json", "{}")]
+        {
+            let mut p = parts.create(path).unwrap();
+            p.write_all(data.as_bytes()).unwrap();
+            p.commit().unwrap();
+        }
+        let mut single = store.begin("r2.csv").unwrap();
+        single.write_all(b"0123456789").unwrap();
+        single.commit().unwrap();
+        let mut listed: Vec<(String, u64)> = store.list().into_iter().map(|(n, b, _)| (n, b)).collect();
+        listed.sort();
+        assert_eq!(listed, [("r1.parts".to_string(), 8), ("r2.csv".to_string(), 10)]);
+        assert!(store.local_path("r1.parts/manifest.json").is_some());
+
+        // Under the limits both stay; past the age limit each goes, the split one whole.
+        let keep = Retention { max_age: Duration::from_secs(3600), max_bytes: 18 };
+        assert_eq!(apply_retention(&store, keep), Vec::<String>::new());
+        let mut removed = apply_retention(&store, Retention { max_age: Duration::ZERO, max_bytes: 18 });
+        removed.sort();
+        assert_eq!(removed, ["r1.parts", "r2.csv"]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "something of r1.parts was left");
+    }
 }
