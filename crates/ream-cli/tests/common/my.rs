@@ -73,6 +73,17 @@ impl MyDb {
         out.stdout
     }
 
+    /// Load a CSV file with a header row into `table` (LOAD DATA LOCAL INFILE).
+    pub fn load_csv(&self, table: &str, path: &std::path::Path) {
+        let sql = format!(
+            "LOAD DATA LOCAL INFILE '{}' INTO TABLE {table} FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' \
+             LINES TERMINATED BY '\\n' IGNORE 1 LINES",
+            path.display()
+        );
+        let out = client().args(["--local-infile=1", "-D", &self.name, "-e", &sql]).output().unwrap();
+        assert!(out.status.success(), "mariadb failed: {}\n{sql}", String::from_utf8_lossy(&out.stderr));
+    }
+
     fn ream_sessions(&self, only_running: bool) -> Vec<String> {
         let filter = if only_running { " AND command IN ('Execute', 'Query')" } else { "" };
         let out = self.admin(&format!(
