@@ -64,12 +64,28 @@ impl<'a> Outlet<'a> {
 
     /// Hand `buf` on (encoded), leaving it empty.
     pub fn send(&self, buf: &mut Vec<u8>) -> Result<(), EngineError> {
+        self.send_owned(std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2)))
+    }
+
+    /// After a renderer's push: what `buf` holds, then the pieces the renderer left (a
+    /// Parquet row group), each sent as it is.
+    pub fn send_pieces(&self, renderer: &mut dyn Renderer, buf: &mut Vec<u8>) -> Result<(), EngineError> {
+        let mut first = true;
+        while let Some(piece) = renderer.take_piece() {
+            if std::mem::take(&mut first) && !buf.is_empty() {
+                self.send(buf)?;
+            }
+            self.send_owned(piece)?;
+        }
+        Ok(())
+    }
+
+    fn send_owned(&self, plain: Vec<u8>) -> Result<(), EngineError> {
         if self.progress.first_chunk_us.load(Ordering::Relaxed) < 0 {
             let us = self.progress.started.elapsed().as_micros() as i64;
             self.progress.first_chunk_us.store(us, Ordering::Relaxed);
         }
-        self.part_plain.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let plain = std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES * 2));
+        self.part_plain.fetch_add(plain.len() as u64, Ordering::Relaxed);
         let mut encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
         let data = match encoder.as_mut() {
             Some(e) if !e.is_identity() => {

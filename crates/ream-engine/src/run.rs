@@ -251,9 +251,12 @@ enum Output {
 impl Output {
     fn push(&mut self, event: &Event, buf: &mut Vec<u8>, outlet: &Outlet<'_>, report: &str) -> Result<(), EngineError> {
         match self {
-            Output::Whole(renderer) => renderer
-                .push(event, buf)
-                .map_err(|e| EngineError::Render { report: report.to_string(), message: e.to_string() }),
+            Output::Whole(renderer) => {
+                renderer
+                    .push(event, buf)
+                    .map_err(|e| EngineError::Render { report: report.to_string(), message: e.to_string() })?;
+                outlet.send_pieces(renderer.as_mut(), buf)
+            }
             Output::Parts(parts) => parts.push(event, buf, outlet),
         }
     }

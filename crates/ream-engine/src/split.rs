@@ -260,6 +260,7 @@ impl Parts {
             let take = same.min((open.check_at - open.rows).min(usize::MAX as u64) as usize);
             let piece = batch.slice(start, take);
             open.renderer.push(&Event::Rows(piece), buf).map_err(|e| render_err(&self.meta, e))?;
+            outlet.send_pieces(open.renderer.as_mut(), buf)?;
             open.rows += take as u64;
             start += take;
             if open.rows == open.check_at {
@@ -298,6 +299,7 @@ impl Parts {
         outlet.start_part(id.clone())?;
         let mut renderer = self.format.renderer_with(&self.render);
         renderer.push(&Event::Begin(meta), buf).map_err(|e| render_err(&self.meta, e))?;
+        outlet.send_pieces(renderer.as_mut(), buf)?;
         let check_at = match self.split.limit {
             Some(PartLimit::Rows(n)) => n,
             Some(PartLimit::Bytes(_)) if coarse(self.format) => MAX_STEP,
@@ -343,6 +345,7 @@ impl Parts {
         let Some(mut open) = self.open.take() else { return Ok(()) };
         let end = Event::End { variables: Arc::from(Vec::new()), rows: open.rows, charts: Arc::from(Vec::new()) };
         open.renderer.push(&end, buf).map_err(|e| render_err(&self.meta, e))?;
+        outlet.send_pieces(open.renderer.as_mut(), buf)?;
         let report = self.meta.as_ref().map(|m| m.report.clone()).unwrap_or_default();
         finish_renderer(open.renderer.as_mut(), buf, outlet, &report)?;
         outlet.end_part(open.rows)

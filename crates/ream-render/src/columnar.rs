@@ -166,8 +166,16 @@ impl<W: SliceWriter> Renderer for Columnar<W> {
             Event::End { .. } => self.end()?,
             _ => {}
         }
-        self.pipe.drain_into(out);
+        // A row group leaves as pieces (take_piece); a slice's or a message's bytes join
+        // the run's buffer.
+        if self.pipe.bytes() < crate::pipe::PIECE {
+            self.pipe.drain_into(out);
+        }
         Ok(())
+    }
+
+    fn take_piece(&mut self) -> Option<Vec<u8>> {
+        self.pipe.take()
     }
 
     fn settle(&mut self, out: &mut Vec<u8>) -> Result<u64, RenderError> {

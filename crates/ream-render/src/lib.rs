@@ -84,6 +84,13 @@ pub trait Renderer: Send {
         Ok(())
     }
 
+    /// A large piece of output the last `push` left for the runner to send as it is
+    /// (a Parquet row group), after what `out` holds; `None` once there is none. Memory
+    /// stays in pieces of at most 1 MiB instead of one buffer the size of a row group.
+    fn take_piece(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Move to `out` what the renderer holds back where it can (xlsx flushes its
     /// compressor), and return the bytes it still holds for its output, estimated (a
     /// Parquet row group being encoded). A split by size calls it to measure a part; it is
