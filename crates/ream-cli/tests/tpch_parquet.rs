@@ -151,46 +151,42 @@ fn parquet_of_lineitem_from_sqlite_equals_its_sql() {
     check(&format!("sqlite:{}", db.display()), split_values(&out.stdout, '|'), &types);
 }
 
+/// The TPC-H schema of a server database: exact decimals, dates, bounded text.
+const SERVER_SCHEMA: &str = "CREATE TABLE lineitem (l_orderkey bigint, l_partkey bigint, l_suppkey bigint, \
+    l_linenumber integer, l_quantity numeric(15,2), l_extendedprice numeric(15,2), l_discount numeric(15,2), \
+    l_tax numeric(15,2), l_returnflag varchar(1), l_linestatus varchar(1), l_shipdate date, l_commitdate date, \
+    l_receiptdate date, l_shipinstruct varchar(25), l_shipmode varchar(10), l_comment varchar(44), \
+    PRIMARY KEY (l_orderkey, l_linenumber))";
+
+/// Its columns in Parquet: DECIMAL(15,2) and DATE kept.
+fn server_types() -> String {
+    let money = ["l_quantity", "l_extendedprice", "l_discount", "l_tax"].map(|c| format!("{c}:decimal128(15, 2)"));
+    let dates = ["l_shipdate", "l_commitdate", "l_receiptdate"].map(|c| format!("{c}:date32[day]"));
+    format!("{INTEGERS}:int64,{},{TEXTS},{},{REST}", money.join(","), dates.join(","))
+}
+
 #[test]
 fn parquet_of_lineitem_from_postgres_equals_its_sql() {
     let Some(csv) = lineitem_csv() else { return };
     let Some(db) = PgDb::create("tpch_parquet") else { return };
-    db.exec(
-        "CREATE TABLE lineitem (l_orderkey bigint, l_partkey bigint, l_suppkey bigint, l_linenumber integer, \
-         l_quantity numeric(15,2), l_extendedprice numeric(15,2), l_discount numeric(15,2), l_tax numeric(15,2), \
-         l_returnflag varchar(1), l_linestatus varchar(1), l_shipdate date, l_commitdate date, l_receiptdate date, \
-         l_shipinstruct varchar(25), l_shipmode varchar(10), l_comment varchar(44), \
-         PRIMARY KEY (l_orderkey, l_linenumber))",
-    );
+    db.exec(SERVER_SCHEMA);
     db.psql(&format!("\\copy lineitem FROM '{}' WITH (FORMAT csv, HEADER true)", csv.display()));
     let out = Command::new("psql")
         .args(["-X", "-At", "-F", "|", "-d", &db.url, "-c", &aggregates_sql(|e| format!("{e}::text"))])
         .output()
         .unwrap();
     assert!(out.status.success());
-    let money = "l_quantity:decimal128(15, 2),l_extendedprice:decimal128(15, 2),l_discount:decimal128(15, 2),l_tax:decimal128(15, 2)";
-    let dates = "l_shipdate:date32[day],l_commitdate:date32[day],l_receiptdate:date32[day]";
-    let types = format!("{INTEGERS}:int64,{money},{TEXTS},{dates},{REST}");
-    check(&db.url, split_values(&out.stdout, '|'), &types);
+    check(&db.url, split_values(&out.stdout, '|'), &server_types());
 }
 
 #[test]
 fn parquet_of_lineitem_from_mariadb_equals_its_sql() {
     let Some(csv) = lineitem_csv() else { return };
     let Some(db) = MyDb::create("tpch_parquet") else { return };
-    db.sql(
-        "CREATE TABLE lineitem (l_orderkey bigint, l_partkey bigint, l_suppkey bigint, l_linenumber integer, \
-         l_quantity decimal(15,2), l_extendedprice decimal(15,2), l_discount decimal(15,2), l_tax decimal(15,2), \
-         l_returnflag varchar(1), l_linestatus varchar(1), l_shipdate date, l_commitdate date, l_receiptdate date, \
-         l_shipinstruct varchar(25), l_shipmode varchar(10), l_comment varchar(44), \
-         PRIMARY KEY (l_orderkey, l_linenumber))",
-    );
+    db.sql(SERVER_SCHEMA);
     db.load_csv("lineitem", Path::new(&csv));
     let out = db.sql(&aggregates_sql(|e| e.to_string()));
     let values: Vec<String> =
         String::from_utf8_lossy(&out).lines().nth(1).unwrap().split('\t').map(String::from).collect();
-    let money = "l_quantity:decimal128(15, 2),l_extendedprice:decimal128(15, 2),l_discount:decimal128(15, 2),l_tax:decimal128(15, 2)";
-    let dates = "l_shipdate:date32[day],l_commitdate:date32[day],l_receiptdate:date32[day]";
-    let types = format!("{INTEGERS}:int64,{money},{TEXTS},{dates},{REST}");
-    check(&db.url, values, &types);
+    check(&db.url, values, &server_types());
 }

@@ -225,21 +225,9 @@ impl DirParts {
     }
 }
 
-struct DirPart(OutputFile);
-
-impl Write for DirPart {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl crate::PendingPart for DirPart {
+impl crate::PendingPart for OutputFile {
     fn commit(self: Box<Self>) -> io::Result<()> {
-        self.0.commit().map(|_| ())
+        OutputFile::commit(*self).map(|_| ())
     }
 }
 
@@ -249,7 +237,7 @@ impl crate::PartStore for DirParts {
         if let Some(parent) = target.parent() {
             self.make_dirs(parent)?;
         }
-        Ok(Box::new(DirPart(OutputFile::create(&target)?)))
+        Ok(Box::new(OutputFile::create(&target)?))
     }
 
     fn remove(&mut self, path: &str) {

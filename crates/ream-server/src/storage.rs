@@ -125,27 +125,15 @@ impl<'a> StoreParts<'a> {
     }
 }
 
-struct StorePart(Box<dyn PendingOutput>);
-
-impl Write for StorePart {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl ream_engine::PendingPart for StorePart {
+impl ream_engine::PendingPart for Box<dyn PendingOutput> {
     fn commit(self: Box<Self>) -> io::Result<()> {
-        self.0.commit().map(|_| ())
+        (*self).commit().map(|_| ())
     }
 }
 
 impl ream_engine::PartStore for StoreParts<'_> {
     fn create(&mut self, path: &str) -> io::Result<Box<dyn ream_engine::PendingPart>> {
-        Ok(Box::new(StorePart(self.store.begin(&format!("{}{path}", self.prefix))?)))
+        Ok(Box::new(self.store.begin(&format!("{}{path}", self.prefix))?))
     }
 
     fn remove(&mut self, path: &str) {
