@@ -230,3 +230,31 @@ print(duckdb.execute("select count(*), sum(price), min(d), max(ts), count(txt) f
     assert!(lines[1].ends_with(&format!(", {})", want[2])), "{} vs {want:?}", lines[1]);
     assert!(lines[1].contains("datetime.datetime(2020, 1, 1, 0, 16, 40, 1)"), "max(ts) is {:?}: {}", want[1], lines[1]);
 }
+
+#[test]
+fn a_grouped_report_writes_its_detail_rows_as_parquet_in_the_reports_order() {
+    let demo = demo(2000);
+    let spec = demo.join("reports/sales_by_region.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sales.parquet");
+    let params = ["-p", "start_date=2023-01-01", "-p", "end_date=2025-12-31"];
+    let r = run(&[&["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()][..], &params].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The CSV of the same report: its detail rows, in the report's order (by region).
+    let csv = run(&[&["run", spec.to_str().unwrap(), "--format", "csv"][..], &params].concat());
+    let mut reader = csv::Reader::from_reader(&csv.stdout[..]);
+    let want: Vec<String> = reader.records().map(Result::unwrap).map(|r| format!("{}|{}", &r[0], &r[3])).collect();
+    assert!(want.len() > 1000, "{}", want.len());
+    let script = r#"
+import sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+print(",".join(t.column_names))
+for region, id in zip(t.column("region").to_pylist(), t.column("id").to_pylist()):
+    print(f"{region}|{id}")
+"#;
+    let Some(text) = python(script, &[out.to_str().unwrap()]) else { return };
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("region,date,customer,id,status,total"), "the spec's columns, in order");
+    let got: Vec<&str> = lines.collect();
+    assert_eq!(got, want, "the Parquet rows are the report's detail rows, in its order");
+}
