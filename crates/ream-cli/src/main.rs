@@ -198,10 +198,11 @@ struct RunArgs {
     /// Split the output into files of at most N rows: `-o sales.csv` writes
     /// sales-00001.csv, sales-00002.csv, … and sales.manifest.json (csv, ndjson,
     /// parquet, xlsx).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "split_bytes")]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     split_rows: Option<u64>,
     /// Split the output into files of about this size (`100MiB`, `64k`, `1000000`): a
-    /// part ends before the row that would take it past the size.
+    /// part ends before the row that would take it past the size. With --split-rows, a
+    /// part ends at whichever comes first.
     #[arg(long, value_parser = ream_engine::split::parse_bytes)]
     split_bytes: Option<u64>,
     /// Split by a field's values in a hive layout: -o names a directory that gets

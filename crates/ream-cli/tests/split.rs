@@ -98,6 +98,27 @@ fn the_concatenated_csv_parts_without_their_headers_equal_the_unsplit_file() {
 }
 
 #[test]
+fn with_a_row_and_a_byte_limit_a_part_ends_at_whichever_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture(dir.path(), 3000);
+    for (rows, bytes, by_rows) in [("100", "1MiB", true), ("100000", "20k", false)] {
+        let out = dir.path().join(format!("r{rows}"));
+        std::fs::create_dir(&out).unwrap();
+        let r = export(&source, &out.join("t.csv"), &["--split-rows", rows, "--split-bytes", bytes]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let m = manifest(&out.join("t.manifest.json"));
+        let listed = files(&m);
+        assert_eq!(listed.iter().map(|f| f.1).sum::<u64>(), 3000);
+        for (path, n, size, _) in &listed[..listed.len() - 1] {
+            match by_rows {
+                true => assert_eq!(*n, 100, "{path}: the row limit comes first"),
+                false => assert!(*size <= 20480 + 320 && *size > 15000 && *n < 1000, "{path}: {n} rows, {size} bytes"),
+            }
+        }
+    }
+}
+
+#[test]
 fn batch_sizes_1_7_and_1000_give_the_same_parts_in_every_split_format() {
     let dir = tempfile::tempdir().unwrap();
     let source = fixture(dir.path(), 1500);

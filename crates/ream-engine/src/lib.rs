@@ -33,7 +33,7 @@ pub use reading::{Progress, CHUNK_BYTES};
 pub use ream_render::{Format, ParquetCompression, ParquetConfig, RenderOptions};
 pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};
 pub use run::{start, Run, Summary};
-pub use split::{PartId, PartLimit, PartNames, Split};
+pub use split::{PartId, PartNames, Split};
 
 use ream_core::{ParamErrors, SpecErrors};
 use ream_sources::SourceError;

@@ -158,11 +158,12 @@ impl Run {
         let at = chrono::DateTime::<chrono::Utc>::from(a.opened_at);
         let split = a.split.as_ref().map(|s| {
             let mut m = serde_json::Map::new();
-            match s.limit() {
-                Some(crate::PartLimit::Rows(n)) => m.insert("rows".into(), n.into()),
-                Some(crate::PartLimit::Bytes(n)) => m.insert("bytes".into(), n.into()),
-                None => None,
-            };
+            if let Some(n) = s.rows() {
+                m.insert("rows".into(), n.into());
+            }
+            if let Some(n) = s.bytes() {
+                m.insert("bytes".into(), n.into());
+            }
             if let Some(by) = s.by() {
                 m.insert("by".into(), by.into());
             }

@@ -1,7 +1,8 @@
 //! Split outputs: one run written as several files, each complete on its own (its header,
 //! its workbook, its Parquet footer), plus a manifest that lists them.
 //!
-//! - [`Split`] says where a part ends: after `rows` rows, near `bytes` bytes, and (with
+//! - [`Split`] says where a part ends: after `rows` rows, near `bytes` bytes (with both,
+//!   whichever comes first), and (with
 //!   `by`) wherever a field's value changes, in a hive layout
 //!   (`sales/region=EU/part-00001.csv`).
 //!   The read is ordered by the `by` field first, so one file is open at a time.
@@ -33,18 +34,13 @@ use ream_render::{Format, RenderOptions, Renderer};
 use crate::outlet::{finish_renderer, Outlet};
 use crate::EngineError;
 
-/// Where parts end. At least one of `rows`, `bytes`, `by` is set ([`Split::new`]).
+/// Where parts end: after `rows` rows, near `bytes` bytes (with both, whichever comes
+/// first), and where the `by` field's value changes. At least one is set ([`Split::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
-    limit: Option<PartLimit>,
+    rows: Option<u64>,
+    bytes: Option<u64>,
     by: Option<String>,
-}
-
-/// The size limit of one part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartLimit {
-    Rows(u64),
-    Bytes(u64),
 }
 
 /// The formats a split can write: each part of them is a file of its own.
@@ -60,22 +56,27 @@ const MAX_STEP: u64 = 1024;
 impl Split {
     /// A split from the CLI's or a request's options; `None` when none is given.
     pub fn new(rows: Option<u64>, bytes: Option<u64>, by: Option<String>) -> Result<Option<Split>, String> {
-        let limit = match (rows, bytes) {
-            (Some(_), Some(_)) => return Err("give one of the row and the byte limit of a part, not both".into()),
-            (Some(0), _) => return Err("a part's row limit must be at least 1".into()),
-            (_, Some(0)) => return Err("a part's byte limit must be at least 1".into()),
-            (Some(n), _) => Some(PartLimit::Rows(n)),
-            (_, Some(b)) => Some(PartLimit::Bytes(b)),
-            _ => None,
-        };
+        if rows == Some(0) {
+            return Err("a part's row limit must be at least 1".into());
+        }
+        if bytes == Some(0) {
+            return Err("a part's byte limit must be at least 1".into());
+        }
         if by.as_deref().is_some_and(|f| f.trim().is_empty()) {
             return Err("the split field is empty".into());
         }
-        Ok((limit.is_some() || by.is_some()).then_some(Split { limit, by }))
+        let any = rows.is_some() || bytes.is_some() || by.is_some();
+        Ok(any.then_some(Split { rows, bytes, by }))
     }
 
-    pub fn limit(&self) -> Option<PartLimit> {
-        self.limit
+    /// The most rows in a part.
+    pub fn rows(&self) -> Option<u64> {
+        self.rows
+    }
+
+    /// About the most bytes in a part.
+    pub fn bytes(&self) -> Option<u64> {
+        self.bytes
     }
 
     /// The field whose values make the hive partitions.
@@ -300,11 +301,10 @@ impl Parts {
         let mut renderer = self.format.renderer_with(&self.render);
         renderer.push(&Event::Begin(meta), buf).map_err(|e| render_err(&self.meta, e))?;
         outlet.send_pieces(renderer.as_mut(), buf)?;
-        let check_at = match self.split.limit {
-            Some(PartLimit::Rows(n)) => n,
-            Some(PartLimit::Bytes(_)) if coarse(self.format) => MAX_STEP,
-            Some(PartLimit::Bytes(_)) => FIRST_CHECK,
-            None => u64::MAX,
+        let check_at = match (self.split.rows, self.split.bytes) {
+            (rows, Some(_)) => rows.unwrap_or(u64::MAX).min(if coarse(self.format) { MAX_STEP } else { FIRST_CHECK }),
+            (Some(n), None) => n,
+            (None, None) => u64::MAX,
         };
         self.last = Some(id.clone());
         self.open = Some(Open { renderer, id, rows: 0, check_at });
@@ -314,8 +314,9 @@ impl Parts {
     /// At a check point: close the part, or set the next check point.
     fn check(&mut self, buf: &mut Vec<u8>, outlet: &Outlet<'_>) -> Result<(), EngineError> {
         let Some(open) = self.open.as_mut() else { return Ok(()) };
-        let limit = match self.split.limit {
-            Some(PartLimit::Bytes(b)) => b,
+        let max_rows = self.split.rows.unwrap_or(u64::MAX);
+        let limit = match self.split.bytes {
+            Some(b) if open.rows < max_rows => b,
             _ => return self.close(buf, outlet),
         };
         let held = open.renderer.settle(buf).map_err(|e| render_err(&self.meta, e))?;
@@ -328,7 +329,7 @@ impl Parts {
             if rows_left < MAX_STEP {
                 return self.close(buf, outlet);
             }
-            open.check_at = open.rows + MAX_STEP;
+            open.check_at = (open.rows + MAX_STEP).min(max_rows);
             return Ok(());
         }
         if rows_left == 0 {
@@ -336,7 +337,7 @@ impl Parts {
         }
         // Each step takes half the rows that seem to fit, so the steps shrink as the part
         // nears its limit and rows longer than the average cannot take it far past.
-        open.check_at = open.rows + (rows_left / 2).clamp(1, MAX_STEP);
+        open.check_at = (open.rows + (rows_left / 2).clamp(1, MAX_STEP)).min(max_rows);
         Ok(())
     }
 
@@ -387,13 +388,13 @@ mod tests {
     }
 
     #[test]
-    fn a_split_takes_one_limit_and_refuses_zero() {
+    fn a_split_refuses_zero_limits_and_an_empty_field() {
         assert_eq!(Split::new(None, None, None), Ok(None));
-        assert!(Split::new(Some(1), Some(1), None).unwrap_err().contains("not both"));
         assert!(Split::new(Some(0), None, None).unwrap_err().contains("at least 1"));
+        assert!(Split::new(None, Some(0), None).unwrap_err().contains("at least 1"));
         assert!(Split::new(None, None, Some(" ".into())).unwrap_err().contains("empty"));
-        let s = Split::new(None, Some(5), Some("region".into())).unwrap().unwrap();
-        assert_eq!((s.limit(), s.by()), (Some(PartLimit::Bytes(5)), Some("region")));
+        let s = Split::new(Some(7), Some(5), Some("region".into())).unwrap().unwrap();
+        assert_eq!((s.rows(), s.bytes(), s.by()), (Some(7), Some(5), Some("region")));
         assert!(s.check_format(Format::Pdf).unwrap_err().to_string().contains("csv, ndjson, parquet, xlsx"));
     }
 

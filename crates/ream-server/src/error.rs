@@ -61,6 +61,7 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Engine(EngineError::Params(_)) => "bad_parameter",
+            ApiError::Engine(EngineError::Usage(_)) => "bad_request",
             ApiError::Engine(EngineError::Spec(_)) => "bad_spec",
             ApiError::Engine(EngineError::Source { .. }) => "source",
             ApiError::Engine(EngineError::Cancelled) => "cancelled",

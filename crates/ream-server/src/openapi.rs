@@ -74,5 +74,30 @@ pub fn build() -> Value {
     if let Some(format) = doc.pointer_mut("/components/schemas/RunRequest/properties/format") {
         format["enum"] = json!(names);
     }
+    if let Some(split) = doc.pointer_mut("/components/schemas/SplitWire") {
+        *split = split_schema();
+    }
     doc
+}
+
+/// `split` of `POST /runs`, exactly as `request.rs` takes it: at least one key, no NULLs,
+/// limits of at least 1, a byte count as a number or as digits with a unit.
+fn split_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991u64});
+    json!({
+        "type": "object",
+        "description": "Store the output as parts (csv, ndjson, parquet, xlsx) with a manifest, \
+            which GET /runs/{id}/output returns.",
+        "additionalProperties": false,
+        "minProperties": 1,
+        "properties": {
+            "rows": {"description": "At most this many rows per part.", "allOf": [count]},
+            "bytes": {
+                "description": "About this many bytes per part: a number, or digits with a unit (\"64MiB\").",
+                "oneOf": [count, {"type": "string", "pattern": "^0*[1-9][0-9]{0,8}([kKmMgG]([iI]?[bB])?|[bB])?$"}]
+            },
+            "by": {"description": "A field: one hive directory per value (FIELD=value/part-00001.csv).",
+                "type": "string", "pattern": "\\S"}
+        }
+    })
 }

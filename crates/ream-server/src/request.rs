@@ -73,7 +73,8 @@ pub(crate) struct Wire {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SplitWire {
     /// At most this many rows per part.
-    rows: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    rows: Option<serde_json::Value>,
     /// About this many bytes per part: a number, or text with a unit (`"64MiB"`).
     #[schema(value_type = Option<String>)]
     bytes: Option<serde_json::Value>,
@@ -84,15 +85,27 @@ pub(crate) struct SplitWire {
 impl SplitWire {
     fn parse(self) -> Result<Option<ream_engine::Split>, ApiError> {
         let bad = |e: String| ApiError::BadRequest(format!("split: {e}"));
+        // A JSON number that is a whole count (`1000`, or `1000.0`: JSON does not tell them
+        // apart).
+        let count = |what: &str, n: &serde_json::Number| {
+            n.as_u64()
+                .or_else(|| {
+                    n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2f64.powi(63)).map(|f| f as u64)
+                })
+                .ok_or_else(|| bad(format!("{what}: `{n}` is not a count")))
+        };
+        let rows = match self.rows {
+            None => None,
+            Some(serde_json::Value::Number(n)) => Some(count("rows", &n)?),
+            Some(other) => return Err(bad(format!("rows: `{other}` is not a count"))),
+        };
         let bytes = match self.bytes {
             None => None,
-            Some(serde_json::Value::Number(n)) => {
-                Some(n.as_u64().ok_or_else(|| bad(format!("bytes: `{n}` is not a byte count")))?)
-            }
+            Some(serde_json::Value::Number(n)) => Some(count("bytes", &n)?),
             Some(serde_json::Value::String(s)) => Some(ream_engine::split::parse_bytes(&s).map_err(bad)?),
             Some(other) => return Err(bad(format!("bytes: `{other}` is not a byte count"))),
         };
-        match ream_engine::Split::new(self.rows, bytes, self.by).map_err(bad)? {
+        match ream_engine::Split::new(rows, bytes, self.by).map_err(bad)? {
             None => Err(bad("give rows, bytes or by".into())),
             split => Ok(split),
         }
@@ -119,10 +132,9 @@ impl RunBody {
                 other => (k, Given::Text(text(other))),
             })
             .collect();
+        // The format's fitness for a split is the run's check (a 400 after the report is
+        // found).
         let split = wire.split.map(SplitWire::parse).transpose()?.flatten();
-        if let Some(split) = &split {
-            split.check_format(format).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        }
         Ok(RunBody { report: wire.report, format, parameters, split })
     }
 }
@@ -152,6 +164,23 @@ pub fn accepted_format(accept: &str) -> Option<Format> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_takes_counts_as_whole_numbers_or_sizes_with_units_and_needs_one_limit() {
+        let split =
+            |body: &str| RunBody::parse(format!(r#"{{"report": "r", "format": "csv", "split": {body}}}"#).as_bytes());
+        let s = split(r#"{"rows": 1000.0, "bytes": "64MiB", "by": "region"}"#).unwrap().split.unwrap();
+        assert_eq!((s.rows(), s.bytes(), s.by()), (Some(1000), Some(64 << 20), Some("region")));
+        assert_eq!(split(r#"{"bytes": 5000}"#).unwrap().split.unwrap().bytes(), Some(5000));
+        let message = |body: &str| split(body).unwrap_err().to_string();
+        assert!(message(r#"{}"#).contains("give rows, bytes or by"));
+        assert!(message(r#"{"rows": null}"#).contains("give rows, bytes or by"));
+        assert!(message(r#"{"rows": 1.5}"#).contains("rows: `1.5` is not a count"));
+        assert!(message(r#"{"rows": 0}"#).contains("at least 1"));
+        assert!(message(r#"{"bytes": "9Q"}"#).contains("unknown unit `q`"));
+        assert!(message(r#"{"bytes": true}"#).contains("not a byte count"));
+        assert!(message(r#"{"parts": 3}"#).contains("unknown field `parts`"));
+    }
 
     #[test]
     fn accept_names_an_output_by_its_media_type_in_the_clients_order() {
