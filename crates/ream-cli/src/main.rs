@@ -195,6 +195,9 @@ struct RunArgs {
     /// compressed already.
     #[arg(long)]
     compress: Option<ream_engine::Compression>,
+    /// The compression level: gzip 1–9, zstd 1–22 (default 1: fastest).
+    #[arg(long, value_name = "N")]
+    compress_level: Option<i32>,
     /// Split the output into files of at most N rows: `-o sales.csv` writes
     /// sales-00001.csv, sales-00002.csv, … and sales.manifest.json (csv, ndjson,
     /// parquet, xlsx).
@@ -511,6 +514,7 @@ fn run(args: RunArgs) -> ExitCode {
             parquet: parquet_config(&args),
         },
         compress,
+        compress_level: args.compress_level,
         split: match ream_engine::Split::new(args.split_rows, args.split_bytes, args.split_by.clone()) {
             Ok(split) => split,
             Err(e) => return usage(e),

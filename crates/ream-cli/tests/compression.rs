@@ -71,3 +71,44 @@ fn formats_that_compress_themselves_are_not_compressed_twice() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("unknown compression `brotli`"), "{}", r.stderr);
 }
+
+#[test]
+fn a_higher_level_gives_a_smaller_file_of_the_same_bytes_and_a_level_out_of_range_is_refused() {
+    let demo = demo(3000);
+    let source = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let dir = tempfile::tempdir().unwrap();
+    let plain = run(&["run", "--source", &source, "--table", "invoices"]);
+    assert_eq!(plain.code, 0);
+    for (tool, ext, high) in [("gzip", "gz", "9"), ("zstd", "zst", "19")] {
+        let mut sizes = Vec::new();
+        for level in ["1", high] {
+            let out = dir.path().join(format!("l{level}.csv.{ext}"));
+            let r = run(&[
+                "run",
+                "--source",
+                &source,
+                "--table",
+                "invoices",
+                "--compress",
+                tool,
+                "--compress-level",
+                level,
+                "-o",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(r.code, 0, "{tool} {level}: {}", r.stderr);
+            decompresses_to(tool, &out, &plain.stdout);
+            sizes.push(std::fs::metadata(&out).unwrap().len());
+        }
+        assert!(sizes[1] < sizes[0], "{tool}: level {high} is no smaller than level 1: {sizes:?}");
+    }
+    for (args, message) in [
+        (vec!["--compress", "gzip", "--compress-level", "10"], "gzip has no level 10: give 1 to 9"),
+        (vec!["--compress", "zstd", "--compress-level", "0"], "zstd has no level 0"),
+        (vec!["--compress-level", "3"], "needs --compress"),
+    ] {
+        let r = run(&[&["run", "--source", &source, "--table", "invoices"][..], &args].concat());
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{args:?}: {}", r.stderr);
+    }
+}

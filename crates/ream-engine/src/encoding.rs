@@ -93,14 +93,35 @@ impl Compression {
 
     /// An encoder for one run's output (`None` for no compression).
     pub fn encoder(self, capacity: usize) -> std::io::Result<Encoder> {
+        self.encoder_at(LEVEL as i32, capacity)
+    }
+
+    /// The level a run asks for (`--compress-level`), checked against the codec's range
+    /// (gzip 1–9, zstd 1–22); the default without one.
+    pub fn level(self, asked: Option<i32>) -> Result<i32, String> {
+        let (name, range) = match self {
+            Compression::None if asked.is_some() => return Err("a compression level needs --compress".into()),
+            Compression::None => return Ok(0),
+            Compression::Gzip => ("gzip", 1..=9),
+            Compression::Zstd => ("zstd", 1..=22),
+        };
+        match asked {
+            None => Ok(LEVEL as i32),
+            Some(l) if range.contains(&l) => Ok(l),
+            Some(l) => Err(format!("{name} has no level {l}: give {} to {}", range.start(), range.end())),
+        }
+    }
+
+    /// An encoder at `level` (from [`Compression::level`]).
+    pub fn encoder_at(self, level: i32, capacity: usize) -> std::io::Result<Encoder> {
         Ok(match self {
             Compression::None => Encoder(Inner::Identity),
             Compression::Gzip => Encoder(Inner::Gzip(flate2::write::GzEncoder::new(
                 Vec::with_capacity(capacity),
-                flate2::Compression::new(LEVEL),
+                flate2::Compression::new(level.clamp(0, 9) as u32),
             ))),
             Compression::Zstd => {
-                Encoder(Inner::Zstd(zstd::stream::write::Encoder::new(Vec::with_capacity(capacity), LEVEL as i32)?))
+                Encoder(Inner::Zstd(zstd::stream::write::Encoder::new(Vec::with_capacity(capacity), level)?))
             }
         })
     }
@@ -191,6 +212,16 @@ mod tests {
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
             assert_eq!(String::from_utf8(roundtrip(c)).unwrap(), want, "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_level_is_checked_against_its_codec() {
+        assert_eq!(Compression::Gzip.level(None), Ok(1));
+        assert_eq!(Compression::Gzip.level(Some(9)), Ok(9));
+        assert_eq!(Compression::Zstd.level(Some(19)), Ok(19));
+        assert_eq!(Compression::Gzip.level(Some(10)).unwrap_err(), "gzip has no level 10: give 1 to 9");
+        assert_eq!(Compression::Zstd.level(Some(0)).unwrap_err(), "zstd has no level 0: give 1 to 22");
+        assert!(Compression::None.level(Some(3)).unwrap_err().contains("needs --compress"));
     }
 
     #[test]

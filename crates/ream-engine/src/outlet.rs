@@ -32,7 +32,8 @@ pub(crate) struct Outlet<'a> {
     chunks: &'a Sender<Chunk>,
     progress: &'a Progress,
     cancel: &'a CancelToken,
-    compress: Compression,
+    /// The codec and its level.
+    compress: (Compression, i32),
     encoder: Mutex<Option<Encoder>>,
     flushed: AtomicBool,
     /// The bytes of the current part sent so far, before compression.
@@ -48,9 +49,10 @@ impl<'a> Outlet<'a> {
         chunks: &'a Sender<Chunk>,
         progress: &'a Progress,
         cancel: &'a CancelToken,
-        compress: Compression,
+        compress: (Compression, i32),
     ) -> Result<Outlet<'a>, EngineError> {
-        let encoder = compress.encoder(CHUNK_BYTES * 2).map_err(|e| EngineError::Output(e.to_string()))?;
+        let encoder =
+            compress.0.encoder_at(compress.1, CHUNK_BYTES * 2).map_err(|e| EngineError::Output(e.to_string()))?;
         Ok(Outlet {
             chunks,
             progress,
@@ -112,7 +114,8 @@ impl<'a> Outlet<'a> {
         self.part_plain.store(0, Ordering::Relaxed);
         let mut encoder = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
         if encoder.is_none() {
-            *encoder = Some(self.compress.encoder(CHUNK_BYTES * 2).map_err(|e| EngineError::Output(e.to_string()))?);
+            let (codec, level) = self.compress;
+            *encoder = Some(codec.encoder_at(level, CHUNK_BYTES * 2).map_err(|e| EngineError::Output(e.to_string()))?);
         }
         drop(encoder);
         self.deliver(Chunk::PartStart(id))

@@ -68,6 +68,8 @@ pub struct RunOptions {
     pub render: RenderOptions,
     /// How the output is compressed as it streams (`--compress`, `Accept-Encoding`).
     pub compress: crate::Compression,
+    /// Its level (`--compress-level`); default 1.
+    pub compress_level: Option<i32>,
     /// Write the output as several files with a manifest (`--split-rows`,
     /// `--split-bytes`, `--split-by`); see [`crate::split`].
     pub split: Option<crate::Split>,
@@ -89,6 +91,7 @@ impl RunOptions {
             batch_limit: BatchLimit::default(),
             render: RenderOptions::default(),
             compress: crate::Compression::None,
+            compress_level: None,
             split: None,
         }
     }
@@ -109,6 +112,7 @@ pub struct Prepared {
     pub(crate) progress: Arc<Progress>,
     pub(crate) render: RenderOptions,
     pub(crate) compress: crate::Compression,
+    pub(crate) compress_level: i32,
     pub(crate) about: About,
 }
 
@@ -328,6 +332,7 @@ pub fn prepare(job: Job, opts: &RunOptions, cancel: CancelToken) -> Result<Prepa
             opts.format
         )));
     }
+    opts.compress.level(opts.compress_level).map_err(EngineError::Usage)?;
     match job {
         Job::Spec(spec) => prepare_spec(spec, opts, cancel),
         Job::AdHoc(adhoc) => prepare_adhoc(adhoc, opts, cancel),
@@ -411,6 +416,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         progress,
         render: opts.render.clone(),
         compress: opts.compress,
+        compress_level: opts.compress.level(opts.compress_level).map_err(EngineError::Usage)?,
     })
 }
 
@@ -712,5 +718,6 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         progress,
         render: opts.render.clone(),
         compress: opts.compress,
+        compress_level: opts.compress.level(opts.compress_level).map_err(EngineError::Usage)?,
     })
 }

@@ -186,7 +186,20 @@ impl Drop for Run {
 
 /// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
-    let Prepared { meta, format, source, stages, counter, cancel, progress, render, compress, about, .. } = prepared;
+    let Prepared {
+        meta,
+        format,
+        source,
+        stages,
+        counter,
+        cancel,
+        progress,
+        render,
+        compress,
+        compress_level,
+        about,
+        ..
+    } = prepared;
     let strategy = meta.strategy.clone();
     let report = meta.report.clone();
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
@@ -220,7 +233,7 @@ pub fn start(prepared: Prepared) -> Run {
                 .spawn(move || {
                     let messages = first.into_iter().chain(rx.iter());
                     let outcome = contained(|| {
-                        let outlet = Outlet::new(&chunk_tx, &progress, &cancel, compress)?;
+                        let outlet = Outlet::new(&chunk_tx, &progress, &cancel, (compress, compress_level))?;
                         let output = match split {
                             Some(split) => Output::Parts(Box::new(Parts::new(format, render, split))),
                             None => Output::Whole(format.renderer_with(&render)),
