@@ -195,7 +195,7 @@ struct RunArgs {
     /// compressed already.
     #[arg(long)]
     compress: Option<ream_engine::Compression>,
-    /// The compression level: gzip 1–9, zstd 1–22 (default 1: fastest).
+    /// The compression level: gzip 1–9 (default 2), zstd 1–22 (default 1).
     #[arg(long, value_name = "N")]
     compress_level: Option<i32>,
     /// Split the output into files of at most N rows: `-o sales.csv` writes

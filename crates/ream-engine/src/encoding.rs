@@ -24,10 +24,13 @@ pub enum Compression {
     Zstd,
 }
 
-/// gzip level 1 and zstd level 1: an export is written once and read once. Measured on
-/// 6M lineitem rows (BENCHMARKS.md, "Parquet, Arrow and compressed text"): zstd 1.16×
-/// the speed of `| zstd -1` for the same size; gzip 1.8× `| gzip -1`, 27% larger.
-const LEVEL: u32 = 1;
+/// The default levels: gzip 2, zstd 1 (`--compress-level` picks another). Measured on
+/// 6M lineitem rows as CSV (BENCHMARKS.md, "Compression levels"): zlib-rs's level 1 is its
+/// quick deflate, 4.9 s but 358 MB, 27% larger than GNU `gzip -1`; level 2 is 6.1 s for
+/// 266 MB, smaller than `| gzip -1` (282 MB) and still 1.33× its speed. zstd 1 is 4.1 s
+/// for 247 MB, the size of `| zstd -1` at 1.16× its speed; zstd 3 is 5.2 s for 237 MB.
+const GZIP_LEVEL: i32 = 2;
+const ZSTD_LEVEL: i32 = 1;
 
 impl std::str::FromStr for Compression {
     type Err = String;
@@ -93,20 +96,24 @@ impl Compression {
 
     /// An encoder for one run's output (`None` for no compression).
     pub fn encoder(self, capacity: usize) -> std::io::Result<Encoder> {
-        self.encoder_at(LEVEL as i32, capacity)
+        let level = match self {
+            Compression::Gzip => GZIP_LEVEL,
+            _ => ZSTD_LEVEL,
+        };
+        self.encoder_at(level, capacity)
     }
 
     /// The level a run asks for (`--compress-level`), checked against the codec's range
     /// (gzip 1–9, zstd 1–22); the default without one.
     pub fn level(self, asked: Option<i32>) -> Result<i32, String> {
-        let (name, range) = match self {
+        let (name, range, default) = match self {
             Compression::None if asked.is_some() => return Err("a compression level needs --compress".into()),
             Compression::None => return Ok(0),
-            Compression::Gzip => ("gzip", 1..=9),
-            Compression::Zstd => ("zstd", 1..=22),
+            Compression::Gzip => ("gzip", 1..=9, GZIP_LEVEL),
+            Compression::Zstd => ("zstd", 1..=22, ZSTD_LEVEL),
         };
         match asked {
-            None => Ok(LEVEL as i32),
+            None => Ok(default),
             Some(l) if range.contains(&l) => Ok(l),
             Some(l) => Err(format!("{name} has no level {l}: give {} to {}", range.start(), range.end())),
         }
@@ -216,7 +223,8 @@ mod tests {
 
     #[test]
     fn a_level_is_checked_against_its_codec() {
-        assert_eq!(Compression::Gzip.level(None), Ok(1));
+        assert_eq!(Compression::Gzip.level(None), Ok(2));
+        assert_eq!(Compression::Zstd.level(None), Ok(1));
         assert_eq!(Compression::Gzip.level(Some(9)), Ok(9));
         assert_eq!(Compression::Zstd.level(Some(19)), Ok(19));
         assert_eq!(Compression::Gzip.level(Some(10)).unwrap_err(), "gzip has no level 10: give 1 to 9");
