@@ -86,7 +86,7 @@ pub trait Renderer: Send {
 
     /// A large piece of output the last `push` left for the runner to send as it is
     /// (a Parquet row group), after what `out` holds; `None` once there is none. Memory
-    /// stays in pieces of at most 1 MiB instead of one buffer the size of a row group.
+    /// stays in pieces of at most 64 KiB instead of one buffer the size of a row group.
     fn take_piece(&mut self) -> Option<Vec<u8>> {
         None
     }
