@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use ream_core::load::load_file;
 use ream_core::spec::Strategy;
 use ream_core::CancelToken;
@@ -35,6 +34,9 @@ enum Command {
         rows: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Write into DIR even if it holds files (the demo's own files are replaced).
+        #[arg(long)]
+        force: bool,
     },
     /// Run a report spec, or export a table or query with no spec.
     Run(RunArgs),
@@ -54,6 +56,10 @@ enum Command {
     /// Serve the reports in a directory over HTTP (streamed outputs, async runs, a run
     /// registry with progress and cancellation, metrics, a dashboard at /).
     Serve(ServeArgs),
+    /// Print a shell completion script: `ream completions bash > /etc/bash_completion.d/ream`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `ream man | man -l -`.
+    Man,
 }
 
 /// `ream serve`'s settings. Each can come from a flag or from `--config FILE` (TOML, the
@@ -172,7 +178,7 @@ struct RunArgs {
     /// Retries of a lost database connection, each resuming from the last cursor (default 5).
     #[arg(long)]
     retries: Option<u32>,
-    /// Print the plan (strategy, why, SQL) to stderr and exit without reading rows.
+    /// Print the plan (strategy, why, SQL) to stdout and exit without reading rows.
     #[arg(long)]
     explain: bool,
     /// xlsx: a plain table for data export (the header row and the rows; no title,
@@ -256,13 +262,21 @@ const EXIT_INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { dir, rows, seed } => report(demo(&dir, rows, seed)),
+        Command::Demo { dir, rows, seed, force } => demo(&dir, ream_demo::DemoOptions { invoices: rows, seed, force }),
         Command::Run(args) => run(args),
         Command::Validate { specs, connect, source } => validate(&specs, connect, source),
         Command::Serve(args) => serve(args).unwrap_or_else(|e| {
             eprintln!("ream: error: {e:#}");
             ExitCode::from(EXIT_FAILED)
         }),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ream", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(Err(e.into())),
+        },
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&ream_core::spec::json_schema()).expect("schema serialises"));
             ExitCode::SUCCESS
@@ -378,10 +392,13 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn demo(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
+fn demo(dir: &Path, opts: ream_demo::DemoOptions) -> ExitCode {
     let t = std::time::Instant::now();
-    let made = ream_demo::create(dir, &ream_demo::DemoOptions { invoices: rows, seed })
-        .with_context(|| format!("creating the demo in {}", dir.display()))?;
+    let made = match ream_demo::create(dir, &opts) {
+        Ok(made) => made,
+        Err(e) if e.is_bad_input() => return usage(e),
+        Err(e) => return report(Err(anyhow::Error::new(e).context(format!("creating the demo in {}", dir.display())))),
+    };
     eprintln!(
         "ream: wrote {} ({} customers, {} invoices, {} invoice lines) in {:.1}s",
         made.database.display(),
@@ -393,7 +410,7 @@ fn demo(dir: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
     for r in &made.reports {
         eprintln!("ream: wrote {}", r.display());
     }
-    Ok(())
+    ExitCode::SUCCESS
 }
 
 fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCode {
@@ -537,7 +554,7 @@ fn run(args: RunArgs) -> ExitCode {
     if args.explain {
         return match explain(&job, &opts) {
             Ok(plan) => {
-                eprintln!(
+                println!(
                     "strategy: {} ({})\norder: {}\nsql: {}",
                     plan.strategy,
                     plan.reason,

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! let dir = std::path::Path::new("demo");
-//! let made = ream_demo::create(dir, &ream_demo::DemoOptions { invoices: 10_000, seed: 42 }).unwrap();
+//! let made = ream_demo::create(dir, &ream_demo::DemoOptions { invoices: 10_000, seed: 42, force: false }).unwrap();
 //! println!("{} invoices, {} lines in {}", made.invoices, made.lines, made.database.display());
 //! ```
 
@@ -26,11 +26,13 @@ pub struct DemoOptions {
     pub invoices: u64,
     /// The random seed; the same seed and size give the same database.
     pub seed: u64,
+    /// Write into a directory that already holds files (the demo's own are replaced).
+    pub force: bool,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { invoices: 100_000, seed: 42 }
+        DemoOptions { invoices: 100_000, seed: 42, force: false }
     }
 }
 
@@ -52,6 +54,16 @@ pub enum DemoError {
     Sqlite(#[from] rusqlite::Error),
     #[error("demo: {0}")]
     Invalid(String),
+    /// The directory holds files and `force` is not set.
+    #[error("demo: {} is not empty: give --force to write the demo into it (its demo.sqlite and reports/*.yaml are replaced)", .0.display())]
+    NotEmpty(PathBuf),
+}
+
+impl DemoError {
+    /// The caller asked for something that cannot be done as asked (exit 2).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, DemoError::Invalid(_) | DemoError::NotEmpty(_))
+    }
 }
 
 const SCHEMA: &str = "
@@ -257,6 +269,10 @@ pub fn create(dir: &Path, opts: &DemoOptions) -> Result<Made, DemoError> {
     if opts.invoices == 0 {
         return Err(DemoError::Invalid("--rows must be at least 1".into()));
     }
+    let used = std::fs::read_dir(dir).map(|mut entries| entries.next().is_some()).unwrap_or(false);
+    if used && !opts.force {
+        return Err(DemoError::NotEmpty(dir.to_path_buf()));
+    }
     std::fs::create_dir_all(dir.join("reports"))?;
     let database = dir.join("demo.sqlite");
     let tmp = dir.join(format!(".demo.sqlite.{}.tmp", std::process::id()));
@@ -420,7 +436,7 @@ mod tests {
     fn the_same_seed_makes_the_same_database() {
         let a = tempfile_dir("a");
         let b = tempfile_dir("b");
-        let opts = DemoOptions { invoices: 300, seed: 7 };
+        let opts = DemoOptions { invoices: 300, seed: 7, force: false };
         create(&a, &opts).unwrap();
         create(&b, &opts).unwrap();
         let dump = |p: &Path| {
@@ -441,6 +457,20 @@ mod tests {
         assert_eq!(off, 0);
         let _ = std::fs::remove_dir_all(&a);
         let _ = std::fs::remove_dir_all(&b);
+    }
+
+    #[test]
+    fn a_directory_with_files_is_refused_without_force() {
+        let d = tempfile_dir("used");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("notes.txt"), "mine").unwrap();
+        let opts = DemoOptions { invoices: 60, seed: 1, force: false };
+        let e = create(&d, &opts).unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains("is not empty: give --force"), "{e}");
+        assert!(!d.join("demo.sqlite").exists());
+        create(&d, &DemoOptions { force: true, ..opts }).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("notes.txt")).unwrap(), "mine");
+        assert!(d.join("demo.sqlite").exists());
     }
 
     fn tempfile_dir(tag: &str) -> PathBuf {

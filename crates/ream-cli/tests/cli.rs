@@ -1,0 +1,64 @@
+//! The CLI around the runs: shell completions, the man page, and `ream demo` that will not
+//! overwrite a directory in use.
+
+mod common;
+use common::*;
+
+#[test]
+fn completions_for_bash_zsh_and_fish_name_the_subcommands_and_their_options() {
+    for (shell, marker) in [("bash", "complete -F _ream"), ("zsh", "#compdef ream"), ("fish", "complete -c ream")] {
+        let r = run(&["completions", shell]);
+        assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
+        let text = r.text();
+        assert!(text.contains(marker), "{shell}: no `{marker}`");
+        for word in ["serve", "validate", "split-rows", "compress-level"] {
+            assert!(text.contains(word), "{shell}: `{word}` is not completed");
+        }
+    }
+    let r = run(&["completions", "tcsh"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("invalid value 'tcsh'"), "{}", r.stderr);
+}
+
+#[test]
+fn the_man_page_is_roff_that_man_renders() {
+    let r = run(&["man"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let page = r.text();
+    assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH ream"), "{page:.200}");
+    assert!(page.contains("Stream reports of any size out of databases"));
+    // `man -l` renders it where man is installed (it is on this machine kind).
+    let rendered = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("command -v man >/dev/null || exit 77; MANWIDTH=100 man -l - | col -b")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(page.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    if rendered.status.code() == Some(77) {
+        eprintln!("\n*** SKIPPED: no man(1) to render the page ***\n");
+        return;
+    }
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(text.contains("NAME") && text.contains("SUBCOMMANDS"), "{text:.400}");
+}
+
+#[test]
+fn demo_refuses_a_directory_with_files_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mine.txt"), "keep me").unwrap();
+    let target = dir.path().to_str().unwrap();
+    let r = run(&["demo", "--dir", target, "--rows", "60"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is not empty: give --force"), "{}", r.stderr);
+    assert_eq!(files_in(dir.path()), ["mine.txt"]);
+    let r = run(&["demo", "--dir", target, "--rows", "60", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(files_in(dir.path()), ["demo.sqlite", "mine.txt", "reports"]);
+    assert_eq!(std::fs::read_to_string(dir.path().join("mine.txt")).unwrap(), "keep me");
+}
