@@ -333,12 +333,12 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Errors in the user's request or data (exit code 2), rather than a failed run.
+    /// Errors in the user's request or data (exit code 2), rather than a failed run. A
+    /// database that cannot be reached (`Open`) is a failed run (exit 1; HTTP 503).
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
             SourceError::Url { .. }
-                | SourceError::Open { .. }
                 | SourceError::Plan(_)
                 | SourceError::UnknownField { .. }
                 | SourceError::Prepare { .. }

@@ -181,7 +181,17 @@ fn db_message(e: &postgres::Error) -> String {
             }
             m
         }
-        None => e.to_string(),
+        // Not the server's word: the driver's, with its causes ("error connecting to
+        // server: Connection refused (os error 111)").
+        None => {
+            let mut m = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                m.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            m
+        }
     }
 }
 

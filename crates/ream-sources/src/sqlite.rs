@@ -146,8 +146,9 @@ impl SqliteSource {
     /// Open the database read-only, start the snapshot, resolve fields and types, and
     /// pick the strategy. Nothing is streamed yet.
     pub fn open(path: &Path, display: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Self, SourceError> {
+        // A path that names no file is the URL's fault (exit 2), not an unreachable database.
         if !path.exists() {
-            return Err(SourceError::Open {
+            return Err(SourceError::Url {
                 url: display.to_string(),
                 reason: format!("no such file: {}", path.display()),
             });
