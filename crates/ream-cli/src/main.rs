@@ -68,7 +68,7 @@ enum Command {
 #[serde(deny_unknown_fields)]
 struct ServeArgs {
     /// A TOML file of these settings, e.g. `listen = "0.0.0.0:8080"`, `max_runs = 16`.
-    #[arg(long)]
+    #[arg(long, env = "REAM_CONFIG")]
     #[serde(skip)]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port; the
@@ -76,7 +76,7 @@ struct ServeArgs {
     #[arg(long)]
     listen: Option<String>,
     /// The directory of report specs (default `reports`).
-    #[arg(long)]
+    #[arg(long, env = "REAM_REPORTS")]
     reports: Option<PathBuf>,
     /// A source URL for every report, overriding the specs' `source.url`.
     #[arg(long)]
@@ -133,7 +133,9 @@ struct RunArgs {
     /// A parameter, `name=value` (lists: `name=a,b,c`).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// The source URL (`sqlite:PATH`); overrides the spec's `source.url`.
+    /// The source URL: `sqlite:PATH`, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` or
+    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`; overrides the spec's `source.url`. Without
+    /// it or a `source.url`, the environment's REAM_SOURCE.
     #[arg(long)]
     source: Option<String>,
     /// Ad hoc: export this table (in its key order).
@@ -504,6 +506,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let opts = RunOptions {
         source: args.source.clone(),
+        default_source: std::env::var("REAM_SOURCE").ok().filter(|s| !s.trim().is_empty()),
         format,
         params,
         batch_size: args.batch_size,

@@ -62,3 +62,61 @@ fn demo_refuses_a_directory_with_files_unless_forced() {
     assert_eq!(files_in(dir.path()), ["demo.sqlite", "mine.txt", "reports"]);
     assert_eq!(std::fs::read_to_string(dir.path().join("mine.txt")).unwrap(), "keep me");
 }
+
+#[test]
+fn ream_source_is_the_source_where_neither_the_flag_nor_the_spec_names_one() {
+    let demo = demo(300);
+    let db = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let with_env = |env: Option<&str>, args: &[&str]| {
+        let mut c = ream();
+        c.env_remove("REAM_SOURCE").args(args);
+        if let Some(v) = env {
+            c.env("REAM_SOURCE", v);
+        }
+        c.output().unwrap()
+    };
+    // An ad-hoc export takes it.
+    let o = with_env(Some(&db), &["run", "--table", "regions", "--format", "csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("id,name"));
+    // A spec's own source.url wins over it.
+    let spec = demo.join("reports/invoice_export.yaml");
+    let o = with_env(Some("sqlite:/nonexistent.sqlite"), &["run", spec.to_str().unwrap(), "-p", "status=paid"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A spec without one takes it; without it, the error says where a source can come from.
+    let dir = tempfile::tempdir().unwrap();
+    let bare = write(dir.path(), "r.yaml", "report: r\nsource: {table: regions}\n");
+    let o = with_env(Some(&db), &["run", bare.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = with_env(None, &["run", bare.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("or set REAM_SOURCE"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn ream_reports_names_the_servers_reports_directory() {
+    use std::io::BufRead;
+    let demo = demo(300);
+    let outputs = tempfile::tempdir().unwrap();
+    let mut child = ream()
+        .args(["serve", "--listen", "127.0.0.1:0", "--output-dir", outputs.path().to_str().unwrap()])
+        .env("REAM_REPORTS", demo.join("reports"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("ream: listening on http://") {
+            break a.to_string();
+        }
+    };
+    let body = ureq::get(&format!("http://{addr}/reports")).call().unwrap().body_mut().read_to_string().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("invoice_export") && body.contains("sales_by_region"), "{body}");
+}

@@ -47,6 +47,8 @@ pub struct AdHoc {
 pub struct RunOptions {
     /// The source URL; overrides the spec's `source.url`.
     pub source: Option<String>,
+    /// The source URL where neither `source` nor the spec names one (`REAM_SOURCE`).
+    pub default_source: Option<String>,
     pub format: Format,
     /// `name=value` parameters, as given.
     pub params: Vec<(String, ream_core::params::Given)>,
@@ -79,6 +81,7 @@ impl RunOptions {
     pub fn new(format: Format) -> Self {
         RunOptions {
             source: None,
+            default_source: None,
             format,
             params: vec![],
             batch_size: None,
@@ -345,7 +348,11 @@ fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> 
 
 /// Check an ad-hoc request and open its source (names known, strategy picked).
 fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<Box<dyn Source>, EngineError> {
-    let url = opts.source.clone().ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL".into()))?;
+    let url = opts
+        .source
+        .clone()
+        .or_else(|| opts.default_source.clone())
+        .ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL (or REAM_SOURCE)".into()))?;
     if adhoc.table.is_some() == adhoc.sql.is_some() {
         return Err(EngineError::Usage("give exactly one of --table or --sql".into()));
     }
@@ -495,12 +502,15 @@ fn open_spec_with(
     let (url, base) = match (&opts.source, &spec.source.url) {
         (Some(u), _) => (u.clone(), None),
         (None, Some(u)) => (u.clone(), Some(loaded.base_dir())),
-        (None, None) => {
-            return Err(EngineError::Usage(format!(
-                "report `{}` names no source: give --source URL or set `source.url` in the spec",
-                spec.report
-            )))
-        }
+        (None, None) => match &opts.default_source {
+            Some(u) => (u.clone(), None),
+            None => {
+                return Err(EngineError::Usage(format!(
+                    "report `{}` names no source: give --source URL, set `source.url` in the spec, or set REAM_SOURCE",
+                    spec.report
+                )))
+            }
+        },
     };
     let parsed = source_url(&url, base.as_deref())?;
 
