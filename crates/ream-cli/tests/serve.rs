@@ -320,6 +320,32 @@ fn an_async_split_run_stores_its_parts_and_serves_the_manifest_then_each_part() 
     assert_eq!(status, 409);
 }
 
+#[test]
+fn head_runs_nothing_and_a_method_a_path_does_not_take_gets_the_json_405() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let r = s.agent.head(s.url("/reports/invoice_export.csv?status=paid")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers().get("content-type").unwrap(), "text/csv; charset=utf-8");
+    assert_eq!(r.headers().get("content-disposition").unwrap(), "attachment; filename=\"invoice_export.csv\"");
+    let r = s.agent.head(s.url("/reports/nope.csv")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, runs) = s.json("/runs");
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "a HEAD started a run: {runs}");
+
+    let mut r = s.agent.put(s.url("/runs")).send("").unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert!(allow.contains("GET") && allow.contains("POST"), "allow: {allow:?}");
+    let e: Json = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(
+        (e["error"]["status"].as_u64(), e["error"]["kind"].as_str()),
+        (Some(405), Some("method_not_allowed")),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("/runs does not take PUT"), "{e}");
+}
+
 /// A PostgreSQL database with a table `t(id)` of `rows` rows, and a reports directory
 /// holding one spec that reads it: `report: NAME`, batches of `batch` rows, and a column
 /// `pad` computed by the database from `pad` (an SQL expression; it may sleep).

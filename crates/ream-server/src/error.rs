@@ -22,6 +22,8 @@ pub enum ApiError {
     TooManyRuns { limit: usize, retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("the request body is over {0} bytes")]
     TooLarge(usize),
     #[error("no response within {0:?}: the run was cancelled")]
@@ -41,6 +43,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooManyRuns { .. } => "too_many_runs",
             ApiError::Conflict(_) => "conflict",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "shutting_down",

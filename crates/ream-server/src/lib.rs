@@ -246,9 +246,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::document))
         .route("/readyz", get(readyz))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         .with_state(state)
+}
+
+/// A method the path does not take: the documented JSON error.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not take {method}", uri.path()))
 }
 
 /// A response that has not started within the limit is a 408; dropping the handler
@@ -362,6 +368,7 @@ async fn report_or_output(
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
     headers: axum::http::HeaderMap,
+    method: axum::http::Method,
     actor: Actor,
 ) -> Result<Response, ApiError> {
     let parameters = request::query_parameters(query.as_deref())?;
@@ -392,6 +399,13 @@ async fn report_or_output(
         true => ream_engine::Compression::None,
         false => ream_engine::Compression::negotiate(accepts),
     };
+    // HEAD answers what GET would send, without running the report.
+    if method == axum::http::Method::HEAD {
+        state.catalog().get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
+        let mut response = Response::new(Body::empty());
+        output_headers(response.headers_mut(), &id, format);
+        return Ok(response);
+    }
     let ready = runs::prepare_run(
         &state,
         RunRequest { report: id.clone(), format, parameters, actor: actor.0, mode: Mode::Sync, split: None },
@@ -406,12 +420,8 @@ async fn report_or_output(
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         ));
     let mut response = Response::new(body);
+    output_headers(response.headers_mut(), &id, format);
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    let disposition = if format == Format::Html { "inline" } else { "attachment" };
-    if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{id}.{}\"", format.name())) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
     if let Ok(v) = HeaderValue::from_str(&run_id) {
         h.insert("x-ream-run", v);
     }
@@ -516,6 +526,15 @@ async fn run_events(
         Some((Ok(event), (run, finished, false)))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The headers of a report's streamed output: its media type and file name.
+fn output_headers(h: &mut axum::http::HeaderMap, id: &str, format: Format) {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let disposition = if format == Format::Html { "inline" } else { "attachment" };
+    if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{id}.{}\"", format.name())) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
 }
 
 /// The stored output of an async run, with `Range` support.
