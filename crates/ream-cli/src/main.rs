@@ -16,8 +16,11 @@ use ream_engine::{
     RunOptions, Snapshot, Summary,
 };
 
+/// The version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("REAM_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "ream", version, about = "Stream reports of any size out of databases", propagate_version = true)]
+#[command(name = "ream", version = VERSION, about = "Stream reports of any size out of databases", propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -120,3 +120,21 @@ fn ream_reports_names_the_servers_reports_directory() {
     let _ = child.wait();
     assert!(body.contains("invoice_export") && body.contains("sales_by_region"), "{body}");
 }
+
+#[test]
+fn the_version_names_the_commit_it_was_built_from() {
+    let r = run(&["--version"]);
+    assert_eq!(r.code, 0);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want = match head {
+        Some(commit) => format!("ream {} ({commit})\n", env!("CARGO_PKG_VERSION")),
+        None => format!("ream {} (unknown commit)\n", env!("CARGO_PKG_VERSION")),
+    };
+    assert_eq!(r.text(), want);
+}
