@@ -30,11 +30,13 @@ struct Cli {
 enum Command {
     /// Create DIR/demo.sqlite (a deterministic sales database) and DIR/reports/*.yaml.
     Demo {
+        /// The directory to write (made if missing; one with files needs --force).
         #[arg(long, default_value = "demo")]
         dir: PathBuf,
         /// Number of invoices (customers and lines scale with it).
         #[arg(long, default_value_t = 100_000)]
         rows: u64,
+        /// The random seed: the same seed and rows give the same database.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Write into DIR even if it holds files (the demo's own files are replaced).
@@ -45,6 +47,7 @@ enum Command {
     Run(RunArgs),
     /// Check specs; print every problem with file:line:col and the key.
     Validate {
+        /// The spec files (.yaml, .yml, .toml or .json).
         #[arg(required = true)]
         specs: Vec<PathBuf>,
         /// Also open each spec's source (no row is read) and check field names and types.
@@ -60,7 +63,10 @@ enum Command {
     /// registry with progress and cancellation, metrics, a dashboard at /).
     Serve(ServeArgs),
     /// Print a shell completion script: `ream completions bash > /etc/bash_completion.d/ream`.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff): `ream man | man -l -`.
     Man,
 }

@@ -138,3 +138,27 @@ fn the_version_names_the_commit_it_was_built_from() {
     };
     assert_eq!(r.text(), want);
 }
+
+#[test]
+fn every_subcommands_help_describes_every_option_and_argument() {
+    for sub in ["demo", "run", "validate", "schema", "serve", "completions", "man"] {
+        let r = run(&[sub, "--help"]);
+        assert_eq!(r.code, 0, "{sub}: {}", r.stderr);
+        let text = r.text();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            let is_item = line.starts_with("  ") && (t.starts_with('-') || t.starts_with('<') || t.starts_with('['));
+            if !is_item {
+                continue;
+            }
+            // An item is described on its line (after two spaces) or on the next, indented.
+            let name_end = t.find("  ").unwrap_or(t.len());
+            let rest = t[name_end..].trim();
+            let on_its_line = !rest.is_empty() && !rest.starts_with('[');
+            let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+            let below = lines.get(i + 1).is_some_and(|l| l.starts_with("          ")) && !next.is_empty();
+            assert!(on_its_line || below, "{sub}: `{}` has no description", t);
+        }
+    }
+}
