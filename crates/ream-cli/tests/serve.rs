@@ -168,13 +168,12 @@ fn reports_are_listed_and_bad_requests_get_json_errors_with_their_status() {
         format!(r#"{{"report": "sales_by_region", "format": "csv", "parameters": {{"x": "{}"}}}}"#, "y".repeat(70_000));
     let (status, _, e) = s.post("/runs", &big);
     assert_eq!((status, e["error"]["kind"].as_str()), (413, Some("too_large")), "{e}");
-    // Failed checks are runs too: the registry shows them with their error.
+    // Requests refused before anything ran are not runs: the registry does not list them.
     let (_, runs) = s.json("/runs");
-    assert!(runs["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["status"] == "failed" && r["error"].as_str().unwrap().contains("start_date")));
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 0, "{runs}");
+    let (_, _, metrics) = s.get("/metrics");
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(!metrics.contains("status=\"failed\""), "refused requests counted as failed runs:\n{metrics}");
     let (status, health) = s.json("/healthz");
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let (status, ready) = s.json("/readyz");

@@ -55,7 +55,10 @@ fn describe() {
     metrics::describe_histogram!(RUN_DURATION, metrics::Unit::Seconds, "Wall time of finished runs");
     metrics::describe_histogram!(FIRST_BYTE, metrics::Unit::Seconds, "Request to first byte of output");
     metrics::describe_histogram!(SOURCE_QUERY, metrics::Unit::Seconds, "Opening the source until the first batch");
-    metrics::describe_counter!(REJECTED_TOTAL, "Runs refused at the concurrency limit");
+    metrics::describe_counter!(
+        REJECTED_TOTAL,
+        "Requests refused before a run: the concurrency limit, a bad parameter or request"
+    );
     metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident memory of the process");
     metrics::describe_counter!(RESUMES_TOTAL, "Resumes after a lost database connection");
     metrics::describe_gauge!(STALLED_RUNS, "Runs without progress for longer than the stall threshold");

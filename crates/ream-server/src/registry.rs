@@ -336,6 +336,22 @@ impl Registry {
         entry
     }
 
+    /// Take back a request refused before anything ran (a bad parameter or request): it
+    /// was never a run, so it is not listed, and the metrics count it as rejected.
+    pub fn discard(&self, entry: &Arc<RunEntry>) {
+        {
+            let mut s = entry.state();
+            if s.status.is_finished() {
+                return;
+            }
+            s.status = Status::Failed;
+            s.finished_at = Some(Utc::now());
+        }
+        self.runs().retain(|r| !Arc::ptr_eq(r, entry));
+        metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
+        metrics::counter!(m::REJECTED_TOTAL).increment(1);
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<RunEntry>> {
         self.runs().iter().find(|r| r.id == id).cloned()
     }

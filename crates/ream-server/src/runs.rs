@@ -71,6 +71,11 @@ pub async fn prepare_run(
             entry.running(run.progress());
             Ok(Ready { entry, run, permit, requested })
         }
+        // A bad parameter or request: refused before anything ran, so not a run.
+        Err(e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_))) => {
+            state.registry.discard(&entry);
+            Err(e)
+        }
         Err(e) => {
             let status =
                 if matches!(e, ApiError::Engine(EngineError::Cancelled)) { Status::Cancelled } else { Status::Failed };
