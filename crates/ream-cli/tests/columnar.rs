@@ -31,15 +31,7 @@ fn parquet_of_a_sqlite_table_keeps_its_types_and_values() {
     let db = demo.join("demo.sqlite");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("invoices.parquet");
-    let r = run(&[
-        "run",
-        "--source",
-        &format!("sqlite:{}", db.display()),
-        "--table",
-        "invoices",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let r = run_table(&format!("sqlite:{}", db.display()), "invoices", &["-o", out.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let Some(lines) = parquet_summary(&out) else { return };
     assert_eq!(lines[0], "3000");
@@ -154,24 +146,14 @@ print(m.num_row_groups, [m.row_group(i).num_rows for i in range(m.num_row_groups
         ("5000", "none", "1 [3000] UNCOMPRESSED True"),
     ] {
         let out = dir.path().join(format!("{rows}.parquet"));
-        let r = run(&[
-            "run",
-            "--source",
-            &source,
-            "--table",
-            "invoices",
-            "-o",
-            out.to_str().unwrap(),
-            "--parquet-row-group-rows",
-            rows,
-            "--parquet-compression",
-            codec,
-        ]);
+        let path = out.to_str().unwrap();
+        let options = ["-o", path, "--parquet-row-group-rows", rows, "--parquet-compression", codec];
+        let r = run_table(&source, "invoices", &options);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let Some(got) = python(script, &[out.to_str().unwrap()]) else { return };
         assert_eq!(got.trim(), want);
     }
-    let r = run(&["run", "--source", &source, "--table", "invoices", "-f", "parquet", "--parquet-compression", "lz9"]);
+    let r = run_table(&source, "invoices", &["-f", "parquet", "--parquet-compression", "lz9"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("unknown Parquet compression `lz9`"), "{}", r.stderr);
 }

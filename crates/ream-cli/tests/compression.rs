@@ -83,19 +83,11 @@ fn a_higher_level_gives_a_smaller_file_of_the_same_bytes_and_a_level_out_of_rang
         let mut sizes = Vec::new();
         for level in ["1", high] {
             let out = dir.path().join(format!("l{level}.csv.{ext}"));
-            let r = run(&[
-                "run",
-                "--source",
+            let r = run_table(
                 &source,
-                "--table",
                 "invoices",
-                "--compress",
-                tool,
-                "--compress-level",
-                level,
-                "-o",
-                out.to_str().unwrap(),
-            ]);
+                &["--compress", tool, "--compress-level", level, "-o", out.to_str().unwrap()],
+            );
             assert_eq!(r.code, 0, "{tool} {level}: {}", r.stderr);
             decompresses_to(tool, &out, &plain.stdout);
             sizes.push(std::fs::metadata(&out).unwrap().len());

@@ -51,9 +51,7 @@ fn files(m: &serde_json::Value) -> Vec<(String, u64, u64, String)> {
 }
 
 fn export(source: &str, out: &Path, extra: &[&str]) -> Ran {
-    let mut args = vec!["run", "--source", source, "--table", "t", "-o", out.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    run(&args)
+    run_table(source, "t", &[&["-o", out.to_str().unwrap()][..], extra].concat())
 }
 
 #[test]

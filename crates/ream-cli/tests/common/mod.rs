@@ -57,6 +57,11 @@ pub fn python(script: &str, args: &[&str]) -> Option<String> {
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
+/// `ream run --source SOURCE --table TABLE EXTRA…`: an ad-hoc export.
+pub fn run_table(source: &str, table: &str, extra: &[&str]) -> Ran {
+    run(&[&["run", "--source", source, "--table", table][..], extra].concat())
+}
+
 /// A demo database shared by the tests of one binary (made once, read-only afterwards).
 pub fn demo(invoices: u64) -> PathBuf {
     static DIRS: OnceLock<std::sync::Mutex<std::collections::HashMap<u64, PathBuf>>> = OnceLock::new();
