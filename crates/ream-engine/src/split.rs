@@ -275,11 +275,22 @@ impl Parts {
     /// batch's rest without `by`).
     fn key_run(&self, batch: &RecordBatch, row: usize) -> (Option<String>, usize) {
         let Some(i) = self.by_index else { return (None, batch.num_rows() - row) };
-        let column = batch.column(i);
-        let key = value_text(&Value::from_array(column.as_ref(), row));
+        let column = batch.column(i).as_ref();
+        let key = value_text(&Value::from_array(column, row));
+        // The run's end by Arrow's comparator, not a String per row. (NULL and '' compare
+        // unequal here though they share a partition: the run ends, the part goes on.)
         let mut end = row + 1;
-        while end < batch.num_rows() && value_text(&Value::from_array(column.as_ref(), end)) == key {
-            end += 1;
+        match arrow_ord::ord::make_comparator(column, column, Default::default()) {
+            Ok(compare) => {
+                while end < batch.num_rows() && compare(row, end).is_eq() {
+                    end += 1;
+                }
+            }
+            Err(_) => {
+                while end < batch.num_rows() && value_text(&Value::from_array(column, end)) == key {
+                    end += 1;
+                }
+            }
         }
         (key, end - row)
     }
