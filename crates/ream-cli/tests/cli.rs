@@ -125,18 +125,22 @@ fn ream_reports_names_the_servers_reports_directory() {
 fn the_version_names_the_commit_it_was_built_from() {
     let r = run(&["--version"]);
     assert_eq!(r.code, 0);
-    let head = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let want = match head {
-        Some(commit) => format!("ream {} ({commit})\n", env!("CARGO_PKG_VERSION")),
-        None => format!("ream {} (unknown commit)\n", env!("CARGO_PKG_VERSION")),
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok()
     };
-    assert_eq!(r.text(), want);
+    let text = r.text();
+    let commit = text
+        .strip_prefix(&format!("ream {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("not `ream VERSION (COMMIT)`: {text:?}"));
+    if !git(&["rev-parse", "HEAD"]).is_some_and(|o| o.status.success()) {
+        assert_eq!(commit, "unknown commit");
+        return;
+    }
+    // HEAD, or (a commit made since the binary was built) one of its ancestors.
+    assert!(commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "{commit}");
+    let ancestor = git(&["merge-base", "--is-ancestor", commit, "HEAD"]).is_some_and(|o| o.status.success());
+    assert!(ancestor, "{commit} is not HEAD or an ancestor of it");
 }
 
 #[test]
