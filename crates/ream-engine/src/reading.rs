@@ -234,7 +234,13 @@ mod tests {
         // Nobody takes the batches: the queue fills, and one more waits to be sent.
         let full = BATCH_QUEUE as u64 + 1;
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        while progress.held_bytes.load(Ordering::Relaxed) < full * 1_000_000 && Instant::now() < deadline {
+        // Wait for `full` batches of the size the source reports (each is over 1 MB, so a
+        // fixed 1 MB threshold was met by two of them, a race the test lost under load).
+        let filled = || {
+            let one = progress.batch_bytes.load(Ordering::Relaxed);
+            one > 0 && progress.held_bytes.load(Ordering::Relaxed) >= full * one
+        };
+        while !filled() && Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let held = progress.held_bytes.load(Ordering::Relaxed);
