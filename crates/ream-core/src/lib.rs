@@ -15,6 +15,7 @@
 //! assert_eq!(params["min"], ParamValue::One(Value::Int(250)));
 //! ```
 
+pub mod actor;
 pub mod cancel;
 pub mod chart;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod types;
 pub mod validate;
 pub mod value;
 
+pub use actor::Actor;
 pub use cancel::CancelToken;
 pub use chart::ChartData;
 pub use error::{ParamError, ParamErrors, SpecError, SpecErrors};

@@ -34,6 +34,8 @@ pub struct Parsed {
     page: PageSetup,
     /// The aggregate and field of each variable, in spec order.
     aggregates: Vec<(Aggregate, String)>,
+    /// `source.session`: each setting's name and value template.
+    session: Vec<(String, Template)>,
 }
 
 /// One template of the spec: its key (for errors) and its parsed form.
@@ -73,6 +75,11 @@ impl Parsed {
                 (template(format!("groups[{i}].header"), &g.header), template(format!("groups[{i}].footer"), &g.footer))
             })
             .collect();
+        let session = (spec.source.session.iter())
+            .filter_map(|(name, text)| {
+                Some((name.clone(), template(format!("source.session.{name}"), &Some(text.clone()))?))
+            })
+            .collect();
         let (formats, widths) = parse_columns(spec, errors);
         let page = spec.page.resolve().unwrap_or_else(|problems| {
             errors.extend(problems.into_iter().map(|(key, msg)| SpecError::new(format!("page.{key}"), msg)));
@@ -95,7 +102,13 @@ impl Parsed {
             widths,
             page,
             aggregates,
+            session,
         }
+    }
+
+    /// `source.session`: each PostgreSQL setting's name and value template.
+    pub fn session(&self) -> &[(String, Template)] {
+        &self.session
     }
 
     pub fn locale(&self) -> Locale {

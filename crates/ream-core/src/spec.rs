@@ -27,6 +27,10 @@ pub struct Spec {
     /// `sv-SE`, `ja-JP`. Machine formats are not affected.
     #[serde(default)]
     pub locale: Option<String>,
+    /// Who may run the report on a server with authentication. When absent, any
+    /// authenticated actor may.
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
     /// Where the rows come from.
     pub source: SourceConfig,
     /// Typed parameters, always bound, never pasted into SQL. Referenced as `:name` in SQL.
@@ -67,6 +71,30 @@ pub struct Spec {
     /// read). HTML shows them as inline SVG after the table; JSON carries their series.
     #[serde(default)]
     pub charts: Vec<ChartConfig>,
+    /// CSV output options.
+    #[serde(default)]
+    pub csv: Option<CsvConfig>,
+}
+
+/// CSV output options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CsvConfig {
+    /// Text that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+    /// a tab or a carriage return) is written with a leading `'`, so opening the file
+    /// runs nothing (CSV injection). `ream run --csv-neutralize-formulas` does the same.
+    #[serde(default)]
+    pub neutralize_formulas: bool,
+}
+
+/// Who may run a report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// The actor needs one of these roles (the token's roles claim, or an API token's
+    /// `roles`). The server's admin role may run every report.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -112,6 +140,13 @@ pub struct SourceConfig {
     /// long transaction is held). SQLite always reads one snapshot.
     #[serde(default)]
     pub snapshot: Option<Snapshot>,
+    /// PostgreSQL settings for row-level security, name -> template:
+    /// `{ "app.tenant": "{actor.tenant}" }`. Each is applied with
+    /// `set_config(name, value, true)` inside the run's transaction, on every connection
+    /// of the run (a resume after a lost connection applies them again). Templates may
+    /// use `{actor.<claim>}`, `{actor.sub}` and `{parameter}`.
+    #[serde(default)]
+    pub session: IndexMap<String, String>,
 }
 
 /// Which snapshot a run reads.

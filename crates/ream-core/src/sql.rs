@@ -130,9 +130,13 @@ fn scan<'a>(sql: &'a str, dialect: Dialect, mut emit: impl FnMut(Piece<'a>)) {
             b'/' if b.get(i + 1) == Some(&b'*') => block_comment_end(b, i, dialect == Dialect::Postgres),
             b':' if b.get(i + 1) == Some(&b':') => i + 2,
             b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
-                let mut j = i + 1;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-                    j += 1;
+                let mut j = ident_end(b, i + 1);
+                // `:actor.claim` is one name: the actor's claim, bound like a parameter.
+                if &sql[i + 1..j] == crate::actor::PREFIX
+                    && b.get(j) == Some(&b'.')
+                    && b.get(j + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                {
+                    j = ident_end(b, j + 1);
                 }
                 emit(Piece::Text(&sql[start..i]));
                 emit(Piece::Param(&sql[i + 1..j]));
@@ -145,6 +149,14 @@ fn scan<'a>(sql: &'a str, dialect: Dialect, mut emit: impl FnMut(Piece<'a>)) {
     if start < sql.len() {
         emit(Piece::Text(&sql[start.min(sql.len())..]));
     }
+}
+
+/// One past the last letter, digit or `_` from `i`.
+fn ident_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+        i += 1;
+    }
+    i
 }
 
 /// Whether the quote at `i` opens a PostgreSQL escape string (`E'…'`).
@@ -253,5 +265,11 @@ mod tests {
         bind_into(&mut out, "id IN (:ids) AND s = :s", &p, Dialect::Postgres);
         assert_eq!(out.sql, "id IN ($1, $2) AND s = $3");
         assert_eq!(out.values.len(), 3);
+    }
+
+    #[test]
+    fn an_actor_claim_is_one_placeholder_and_other_dots_end_a_name() {
+        let sql = "t = :actor.tenant AND s = :actor.sub AND x = :actors.tenant AND y = :p.q AND z = ':actor.no'";
+        assert_eq!(placeholders(sql, Dialect::Postgres), vec!["actor.tenant", "actor.sub", "actors", "p"]);
     }
 }

@@ -111,6 +111,8 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
         let key = format!("parameters.{name}");
         if !is_ident(name) {
             err(key.clone(), format!("`{name}` is not a valid parameter name: use letters, digits and `_`"));
+        } else if name == crate::actor::PREFIX {
+            err(key.clone(), "`actor` is reserved: `:actor.<claim>` binds the caller's claims".into());
         }
         if let Some(d) = &p.default {
             if let Err(e) = bind_given(p, &json_to_given(d)) {
@@ -126,11 +128,30 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
             // The run rescans with the driver's own dialect; the spec's URL names it here.
             let dialect = src.url.as_deref().and_then(Dialect::from_url).unwrap_or(Dialect::Sqlite);
             for name in placeholders(sql, dialect) {
-                if !spec.parameters.contains_key(&name) {
+                if !spec.parameters.contains_key(&name) && crate::actor::claim_name(&name).is_none() {
                     err(key.into(), format!("`:{name}` is not a declared parameter"));
                 }
             }
         }
+    }
+
+    for (name, value) in &src.session {
+        let key = format!("source.session.{name}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            err(key.clone(), format!("`{name}` is not a setting name: use letters, digits, `_` and `.`"));
+        }
+        let Ok(t) = crate::template::Template::parse(value) else { continue };
+        for slot in t.names() {
+            if !spec.parameters.contains_key(slot) && crate::actor::claim_name(slot).is_none() {
+                err(key.clone(), format!("`{{{slot}}}` is neither a parameter nor `{{actor.<claim>}}`"));
+            }
+        }
+    }
+    if spec.access.as_ref().is_some_and(|a| a.roles.is_empty()) {
+        err(
+            "access.roles".into(),
+            "an empty list lets only admins run the report: name roles, or remove `access`".into(),
+        );
     }
 
     // Groups, variables, columns.
