@@ -81,6 +81,10 @@ pub struct ReadRequest {
     /// A batch also ends once its values hold this many bytes: rows of 1 MB text would
     /// otherwise make a 4096-row batch of 4 GB.
     pub batch_bytes: usize,
+    /// PostgreSQL settings (name, value) applied with `set_config(name, value, true)` in
+    /// the transaction of every connection the run uses (spec `source.session`, resolved).
+    /// Other databases refuse a request that has any.
+    pub session: Vec<(String, String)>,
 }
 
 /// Rows per batch, lowered while a run goes on: 0 means no limit beyond `batch_size`.
@@ -198,6 +202,7 @@ impl Default for ReadRequest {
             resumes: ResumeLog::default(),
             batch_limit: BatchLimit::default(),
             batch_bytes: DEFAULT_BATCH_BYTES,
+            session: vec![],
         }
     }
 }
@@ -454,6 +459,13 @@ pub fn open_url(
     }
     if req.batch_bytes == 0 {
         return Err(SourceError::Plan("the batch bytes must be at least 1".into()));
+    }
+    let is_postgres = matches!(url, SourceUrl::Postgres(_));
+    if !req.session.is_empty() && !is_postgres {
+        return Err(SourceError::Plan(
+            "source.session sets PostgreSQL settings; this database has none: bind `:actor.<claim>` in `where` instead"
+                .into(),
+        ));
     }
     match url {
         #[cfg(feature = "sqlite")]

@@ -17,7 +17,7 @@
 //! is an error, because a row after it could otherwise be skipped silently.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -219,6 +219,25 @@ fn send_cancel(token: postgres::CancelToken) {
     let _ = token.cancel_query(NoTls);
 }
 
+/// `source.session`'s settings (name, value), resolved for the run's actor.
+#[derive(Clone, Default)]
+struct Session(Arc<[(String, String)]>);
+
+impl Session {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `set_config(name, value, true)` for each: bound values, local to the transaction
+    /// (which the caller has begun).
+    fn apply(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        for (name, value) in self.0.iter() {
+            conn.execute("SELECT set_config($1, $2, true)", &[name, value])?;
+        }
+        Ok(())
+    }
+}
+
 /// The PostgreSQL driver of a [`ServerSource`].
 pub(crate) struct PgDriver {
     pool: Pool,
@@ -228,6 +247,8 @@ pub(crate) struct PgDriver {
     statements: HashMap<String, Statement>,
     in_txn: bool,
     exported_snapshot: Option<String>,
+    /// `source.session`: applied in every transaction of the run, on every connection.
+    session: Session,
     cancel: CancelToken,
     /// The connection the stream reads on, for a cancel (repeated while it is set).
     cancel_slot: CancelSlot<postgres::CancelToken>,
@@ -250,6 +271,7 @@ pub(crate) fn open(
         statements: HashMap::new(),
         in_txn: false,
         exported_snapshot: None,
+        session: Session(req.session.clone().into()),
         cancel_slot: CancelSlot::on(&cancel, send_cancel),
         cancel: cancel.clone(),
     };
@@ -313,6 +335,34 @@ impl PgDriver {
         }
     }
 
+    /// In snapshot mode, the run's transaction; with `source.session`, a transaction
+    /// holding its settings (on a resume too, before any read).
+    fn begin(&mut self, snapshot: Snapshot) -> Result<(), Fail> {
+        let display = self.display.clone();
+        let lost = |e: postgres::Error| {
+            if is_lost(&e) {
+                Fail::Lost(db_message(&e))
+            } else {
+                Fail::Other(SourceError::Open { url: display.clone(), reason: db_message(&e) })
+            }
+        };
+        let conn = self.conn.as_deref_mut().ok_or_else(not_connected)?;
+        if snapshot == Snapshot::Run {
+            conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").map_err(lost)?;
+            self.in_txn = true;
+            // The count query (on another connection) reads this same snapshot.
+            let row = conn.query_one("SELECT pg_export_snapshot()", &[]).map_err(lost)?;
+            self.exported_snapshot = row.try_get::<_, String>(0).ok();
+        } else if !self.session.is_empty() {
+            // Settings are local to a transaction, so none outlives the run on a pooled
+            // connection. READ COMMITTED: each statement still sees the latest data, and
+            // an idle one holds no snapshot back.
+            conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY").map_err(lost)?;
+            self.in_txn = true;
+        }
+        self.session.apply(conn).map_err(lost)
+    }
+
     fn client(&mut self) -> Result<&mut Client, SourceError> {
         self.conn.as_deref_mut().ok_or_else(|| SourceError::Plan("no connection to the database".into()))
     }
@@ -352,26 +402,12 @@ impl Driver for PgDriver {
 
     /// A connection from the pool and, in snapshot mode, the run's transaction.
     fn connect(&mut self, snapshot: Snapshot) -> Result<(), Fail> {
-        let mut conn = self.pool.get().map_err(|e| Fail::Lost(e.to_string()))?;
+        let conn = self.pool.get().map_err(|e| Fail::Lost(e.to_string()))?;
         self.cancel_slot.set(conn.cancel_token());
         self.statements.clear();
-        if snapshot == Snapshot::Run {
-            let display = self.display.clone();
-            let lost = |e: postgres::Error| {
-                if is_lost(&e) {
-                    Fail::Lost(db_message(&e))
-                } else {
-                    Fail::Other(SourceError::Open { url: display.clone(), reason: db_message(&e) })
-                }
-            };
-            conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").map_err(lost)?;
-            self.in_txn = true;
-            // The count query (on another connection) reads this same snapshot.
-            let row = conn.query_one("SELECT pg_export_snapshot()", &[]).map_err(lost)?;
-            self.exported_snapshot = row.try_get::<_, String>(0).ok();
-        }
         self.conn = Some(conn);
-        Ok(())
+        // A connection whose transaction did not start cleanly goes back rolled back.
+        self.begin(snapshot).inspect_err(|_| self.release())
     }
 
     fn describe(&mut self, sql: &str) -> Result<Vec<Described<Decode>>, Fail> {
@@ -457,13 +493,13 @@ impl Driver for PgDriver {
         mode: CountMode,
         cancel: &CancelToken,
     ) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
-        let (pool, cancel) = (self.pool.clone(), cancel.clone());
+        let (pool, cancel, session) = (self.pool.clone(), cancel.clone(), self.session.clone());
         match mode {
             CountMode::None => None,
-            CountMode::Estimate | CountMode::Auto => Some(Box::new(move || estimate(&pool, &cancel, &q))),
+            CountMode::Estimate | CountMode::Auto => Some(Box::new(move || estimate(&pool, &cancel, &q, &session))),
             CountMode::Exact => {
                 let snapshot = self.exported_snapshot.clone();
-                Some(Box::new(move || exact_count(&pool, &cancel, &q, snapshot)))
+                Some(Box::new(move || exact_count(&pool, &cancel, &q, snapshot, &session)))
             }
         }
     }
@@ -474,10 +510,22 @@ fn count_fail(m: String) -> SourceError {
 }
 
 /// The planner's estimate of the rows of `q`.
-fn estimate(pool: &Pool, cancel: &CancelToken, q: &PageQuery) -> Result<u64, SourceError> {
+fn estimate(pool: &Pool, cancel: &CancelToken, q: &PageQuery, session: &Session) -> Result<u64, SourceError> {
     let mut conn = pool.get().map_err(|e| count_fail(e.to_string()))?;
     let _slot = counting(cancel, &conn)?;
-    let text = explain_json(&mut conn, &format!("EXPLAIN (FORMAT JSON) {}", q.bound.sql), q).map_err(count_fail)?;
+    let db = |e: postgres::Error| count_fail(db_message(&e));
+    if !session.is_empty() {
+        conn.batch_execute("BEGIN READ ONLY").map_err(db)?;
+        if let Err(e) = session.apply(&mut conn) {
+            let _ = conn.batch_execute("ROLLBACK");
+            return Err(db(e));
+        }
+    }
+    let text = explain_json(&mut conn, &format!("EXPLAIN (FORMAT JSON) {}", q.bound.sql), q);
+    if !session.is_empty() {
+        let _ = conn.batch_execute("ROLLBACK");
+    }
+    let text = text.map_err(count_fail)?;
     let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     plan.pointer("/0/Plan/Plan Rows")
         .and_then(|v| v.as_f64())
@@ -487,16 +535,32 @@ fn estimate(pool: &Pool, cancel: &CancelToken, q: &PageQuery) -> Result<u64, Sou
 
 /// `SELECT count(*)` of `q`, in the run's own snapshot when it has one, so the total is
 /// exactly the rows it reads.
-fn exact_count(pool: &Pool, cancel: &CancelToken, q: &PageQuery, snapshot: Option<String>) -> Result<u64, SourceError> {
+fn exact_count(
+    pool: &Pool,
+    cancel: &CancelToken,
+    q: &PageQuery,
+    snapshot: Option<String>,
+    session: &Session,
+) -> Result<u64, SourceError> {
     let mut conn = pool.get().map_err(|e| count_fail(e.to_string()))?;
     let slot = counting(cancel, &conn)?;
     let db = |e: postgres::Error| count_fail(db_message(&e));
-    if let Some(id) = &snapshot {
-        let id = id.replace('\'', "");
-        conn.batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
-        ))
-        .map_err(db)?;
+    let in_txn = snapshot.is_some() || !session.is_empty();
+    match &snapshot {
+        Some(id) => {
+            let id = id.replace('\'', "");
+            conn.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+            ))
+            .map_err(db)?;
+        }
+        None if in_txn => conn.batch_execute("BEGIN READ ONLY").map_err(db)?,
+        None => {}
+    }
+    // The count sees the rows the run's row policies let it see.
+    if let Err(e) = session.apply(&mut conn) {
+        let _ = conn.batch_execute("ROLLBACK");
+        return Err(db(e));
     }
     let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.bound.sql));
     let params = params_of(q);
@@ -504,7 +568,7 @@ fn exact_count(pool: &Pool, cancel: &CancelToken, q: &PageQuery, snapshot: Optio
     let row = conn.query_raw(&stmt, params.iter()).and_then(|mut r| r.next());
     // No stop may reach the ROLLBACK below.
     drop(slot);
-    if snapshot.is_some() {
+    if in_txn {
         let _ = conn.batch_execute("ROLLBACK");
     }
     let row = row.map_err(db)?.ok_or_else(|| count_fail("no count".into()))?;
