@@ -15,6 +15,14 @@ pub struct CsvRenderer {
     /// A summary report (`detail: false`): the meta, and the open groups' keys.
     summary: Option<Arc<ReportMeta>>,
     keys: Vec<Value>,
+    /// Text cells that a spreadsheet would take for a formula get a leading `'`.
+    neutralize: bool,
+}
+
+impl CsvRenderer {
+    pub fn new(neutralize_formulas: bool) -> CsvRenderer {
+        CsvRenderer { neutralize: neutralize_formulas, ..CsvRenderer::default() }
+    }
 }
 
 const FORMAT: &str = "csv";
@@ -37,13 +45,21 @@ impl Renderer for CsvRenderer {
             e if self.summary.is_some() => {
                 let meta = self.summary.clone().expect("checked");
                 if let Some(values) = crate::summary_record(&meta, &mut self.keys, e) {
-                    let texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                    let texts: Vec<String> = (values.iter())
+                        .map(|v| match v {
+                            Value::Str(s) if self.neutralize && is_formula(s) => format!("'{s}"),
+                            v => v.to_string(),
+                        })
+                        .collect();
                     record(texts.iter().map(String::as_str), out)?;
                 }
             }
             Event::Rows(batch) => {
                 let indices = self.indices.as_ref().ok_or(RenderError::NotStarted { format: FORMAT })?;
-                let batch = hex_binary(project(batch, indices, FORMAT)?)?;
+                let mut batch = hex_binary(project(batch, indices, FORMAT)?)?;
+                if self.neutralize {
+                    batch = neutralize_formulas(batch)?;
+                }
                 if batch.num_columns() > 1 {
                     crate::csv_rows::write_rows(batch.columns(), out).map_err(enc)?;
                 } else {
@@ -64,6 +80,31 @@ fn record<'a>(fields: impl IntoIterator<Item = &'a str>, out: &mut Vec<u8>) -> R
     w.write_record(fields).map_err(enc)?;
     out.extend_from_slice(&w.into_inner().map_err(enc)?);
     Ok(())
+}
+
+/// Whether a spreadsheet would take text as a formula (OWASP's CSV injection list).
+fn is_formula(s: &str) -> bool {
+    s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// Text columns with a leading `'` on each value that [`is_formula`]; other columns as
+/// they are (a negative number is a number, not a formula).
+fn neutralize_formulas(batch: RecordBatch) -> Result<RecordBatch, RenderError> {
+    let risky = |c: &ArrayRef| c.as_string_opt::<i32>().is_some_and(|s| s.iter().flatten().any(is_formula));
+    if !batch.columns().iter().any(risky) {
+        return Ok(batch);
+    }
+    let cols: Vec<ArrayRef> = (batch.columns().iter())
+        .map(|c| match c.as_string_opt::<i32>() {
+            Some(s) if risky(c) => {
+                let safe: StringArray =
+                    s.iter().map(|v| v.map(|v| if is_formula(v) { format!("'{v}") } else { v.to_string() })).collect();
+                Arc::new(safe) as ArrayRef
+            }
+            _ => c.clone(),
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), cols).map_err(enc)
 }
 
 /// arrow's CSV writer has no binary encoding: write binary columns as lowercase hex.

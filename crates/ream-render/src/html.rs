@@ -22,7 +22,9 @@ pub struct HtmlRenderer {
 
 const FORMAT: &str = "html";
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1d1d1f}\
+/// The one style sheet of an HTML report, inline in its `<style>` (a server can allow it
+/// by its hash in a Content-Security-Policy).
+pub const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1d1d1f}\
 h1{font-size:1.5rem;margin:0 0 1rem}\
 table.report{border-collapse:collapse;width:100%}\
 th,td{padding:.3rem .6rem;border-bottom:1px solid #e3e3e3;text-align:left;vertical-align:top}\

@@ -47,7 +47,7 @@
 mod columnar;
 mod csv;
 mod csv_rows;
-mod html;
+pub mod html;
 mod json;
 pub mod markup;
 mod parquet_config;
@@ -110,6 +110,9 @@ pub struct RenderOptions {
     pub xlsx_outline: bool,
     /// parquet: row groups and compression.
     pub parquet: ParquetConfig,
+    /// csv: text that a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+    /// `@`, a tab or a carriage return) is written with a leading `'`.
+    pub csv_neutralize_formulas: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +205,7 @@ impl Format {
     pub fn renderer_with(self, opts: &RenderOptions) -> Box<dyn Renderer> {
         let _ = opts;
         match self {
-            Format::Csv => Box::new(CsvRenderer::default()),
+            Format::Csv => Box::new(CsvRenderer::new(opts.csv_neutralize_formulas)),
             Format::Ndjson => Box::new(NdjsonRenderer::default()),
             Format::Json => Box::new(JsonRenderer::default()),
             Format::Html => Box::new(HtmlRenderer::default()),
