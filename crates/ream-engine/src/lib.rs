@@ -47,6 +47,13 @@ pub enum EngineError {
     Params(ParamErrors),
     #[error("{0}")]
     Usage(String),
+    /// The report uses a claim the actor lacks (HTTP 403; on the CLI, give `--claim`).
+    #[error("report `{report}`: {source}")]
+    Claim {
+        report: String,
+        #[source]
+        source: ream_core::actor::ClaimError,
+    },
     #[error("{}source: {source}", report.as_ref().map(|r| format!("report `{r}`: ")).unwrap_or_default())]
     Source { report: Option<String>, source: SourceError },
     #[error("report `{report}`: stage: {message}")]
@@ -66,7 +73,7 @@ impl EngineError {
     /// request, or a value that does not fit its column.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            EngineError::Spec(_) | EngineError::Params(_) | EngineError::Usage(_) => true,
+            EngineError::Spec(_) | EngineError::Params(_) | EngineError::Usage(_) | EngineError::Claim { .. } => true,
             EngineError::Source { source, .. } => source.is_bad_input(),
             _ => false,
         }

@@ -75,6 +75,9 @@ pub struct RunOptions {
     /// Write the output as several files with a manifest (`--split-rows`,
     /// `--split-bytes`, `--split-by`); see [`crate::split`].
     pub split: Option<crate::Split>,
+    /// Who runs the report: its claims bind `:actor.<claim>` and `{actor.<claim>}` in
+    /// `source.session`. None: a report that uses a claim fails before reading.
+    pub actor: Option<ream_core::Actor>,
 }
 
 impl RunOptions {
@@ -96,6 +99,7 @@ impl RunOptions {
             compress: crate::Compression::None,
             compress_level: None,
             split: None,
+            actor: None,
         }
     }
 }
@@ -515,13 +519,15 @@ fn open_spec_with(
     let parsed = source_url(&url, base.as_deref())?;
 
     let src = &spec.source;
+    let (read_params, session) = actor_bindings(loaded, &url, &params, opts.actor.as_ref())?;
     let mut req = ReadRequest {
         table: src.table.clone(),
         sql: src.sql.clone(),
         joins: src.joins.clone(),
         columns: src.columns.clone(),
         filter: src.filter.clone(),
-        params: params.clone(),
+        params: read_params,
+        session,
         key: src.key.clone(),
         order_prefix: spec.groups.iter().map(|g| g.by.clone()).collect(),
         within_groups: within_groups(spec),
@@ -546,6 +552,40 @@ fn open_spec_with(
         return Err(EngineError::Spec(loaded.locate(errors)));
     }
     Ok((source, params))
+}
+
+/// The parameters the read binds (the spec's, and each `:actor.<claim>` its SQL and
+/// `source.session` use) and the session settings, resolved. A claim the actor lacks
+/// fails here, before the database is opened.
+fn actor_bindings(
+    loaded: &LoadedSpec,
+    url: &str,
+    params: &BoundParams,
+    actor: Option<&ream_core::Actor>,
+) -> Result<(BoundParams, Vec<(String, String)>), EngineError> {
+    let spec = loaded.spec();
+    let dialect = ream_core::sql::Dialect::from_url(url).unwrap_or(ream_core::sql::Dialect::Sqlite);
+    let sqls = [&spec.source.filter, &spec.source.sql].into_iter().flatten();
+    let mut names: Vec<String> = sqls.flat_map(|s| ream_core::sql::placeholders(s, dialect)).collect();
+    let session = loaded.parsed().session();
+    names.extend(session.iter().flat_map(|(_, t)| t.names().map(str::to_string)));
+    let mut bound = params.clone();
+    ream_core::actor::bind_claims(&mut bound, actor, &names)
+        .map_err(|source| EngineError::Claim { report: spec.report.clone(), source })?;
+    let settings = session
+        .iter()
+        .map(|(name, t)| {
+            let value = t.render(|n| match bound.get(n) {
+                Some(ream_core::params::ParamValue::One(v)) => Some(v.clone()),
+                Some(ream_core::params::ParamValue::List(vs)) => {
+                    Some(ream_core::Value::Str(vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",").into()))
+                }
+                None => None,
+            });
+            (name.clone(), value)
+        })
+        .collect();
+    Ok((bound, settings))
 }
 
 /// The font files a spec's `page` names, relative to the spec file. Checked here, before
@@ -726,7 +766,11 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         counter,
         cancel,
         progress,
-        render: opts.render.clone(),
+        render: RenderOptions {
+            csv_neutralize_formulas: opts.render.csv_neutralize_formulas
+                || loaded.spec().csv.as_ref().is_some_and(|c| c.neutralize_formulas),
+            ..opts.render.clone()
+        },
         compress: opts.compress,
         compress_level: opts.compress.level(opts.compress_level).map_err(EngineError::Usage)?,
     })
