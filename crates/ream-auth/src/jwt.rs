@@ -1,0 +1,157 @@
+//! JWT verification: the key by `kid` from a JWKS file, or the HS256 secret; `iss`,
+//! `aud`, `exp` and `nbf` checked with the configured leeway; RS256, ES256, EdDSA and
+//! HS256 only, each with a key of its own family (an RSA public key is never taken as an
+//! HMAC secret).
+
+use std::path::Path;
+
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::{short, Actor, AuthError, ConfigError, JwtConfig};
+
+const ACCEPTED: [Algorithm; 4] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::HS256];
+
+/// A key and the one algorithm it verifies.
+struct Key {
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+pub(crate) struct Verifier {
+    keys: Vec<Key>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+    roles_claim: String,
+}
+
+impl Verifier {
+    pub(crate) fn new(c: &JwtConfig, base: &Path) -> Result<Verifier, ConfigError> {
+        let mut keys = Vec::new();
+        if let Some(path) = &c.jwks_file {
+            let text = read(base, path, "jwt.jwks_file")?;
+            let set: JwkSet = serde_json::from_slice(&text).map_err(|e| invalid("jwt.jwks_file", e.to_string()))?;
+            for (i, jwk) in set.keys.iter().enumerate() {
+                let key =
+                    DecodingKey::from_jwk(jwk).map_err(|e| invalid("jwt.jwks_file", format!("keys[{i}]: {e}")))?;
+                let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
+                keys.push(Key { kid: jwk.common.key_id.clone(), alg, key });
+            }
+        }
+        if let Some(path) = &c.hs256_secret_file {
+            let mut secret = read(base, path, "jwt.hs256_secret_file")?;
+            while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                secret.pop();
+            }
+            if secret.len() < 32 {
+                return Err(invalid("jwt.hs256_secret_file", "the secret must be at least 32 bytes".into()));
+            }
+            keys.push(Key { kid: None, alg: Some(Algorithm::HS256), key: DecodingKey::from_secret(&secret) });
+        }
+        if keys.is_empty() {
+            return Err(invalid("jwt", "no keys: give jwks_file or hs256_secret_file".into()));
+        }
+        Ok(Verifier {
+            keys,
+            issuer: c.issuer.clone(),
+            audience: c.audience.clone(),
+            leeway: c.leeway_secs,
+            roles_claim: c.roles_claim.clone(),
+        })
+    }
+
+    pub(crate) fn verify(&self, token: &str) -> Result<Actor, AuthError> {
+        let alg = algorithm(token)?;
+        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|k| k.alg.is_none_or(|a| a == alg))
+            .filter(|k| kid.is_none() || k.kid.is_none() || k.kid == kid)
+            .collect();
+        if candidates.is_empty() {
+            return Err(match kid {
+                Some(kid) => AuthError::UnknownKey(short(&kid)),
+                None => AuthError::BadSignature,
+            });
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let mut last = AuthError::BadSignature;
+        for key in candidates {
+            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.key, &validation) {
+                Ok(data) => return self.actor(data.claims),
+                // Another key of the same kid-less set may verify it.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm) => {
+                    last = AuthError::BadSignature
+                }
+                Err(e) => return Err(refusal(e.kind())),
+            }
+        }
+        Err(last)
+    }
+
+    fn actor(&self, claims: serde_json::Map<String, serde_json::Value>) -> Result<Actor, AuthError> {
+        let sub = claims.get("sub").and_then(|s| s.as_str()).ok_or(AuthError::MissingClaim("sub".into()))?;
+        let roles = match claims.get(&self.roles_claim) {
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|r| r.as_str().map(String::from)).collect()
+            }
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(String::from).collect(),
+            _ => vec![],
+        };
+        Ok(Actor::new(sub, roles, claims.clone()))
+    }
+}
+
+/// The token's `alg`, if it is one ream accepts; `none` and the rest are refused here,
+/// before any key is tried.
+fn algorithm(token: &str) -> Result<Algorithm, AuthError> {
+    let malformed = || AuthError::Malformed("the token is not a JWT (header.payload.signature)".into());
+    if token.split('.').count() != 3 {
+        return Err(malformed());
+    }
+    let head = token.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).map_err(|_| malformed())?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    let name = header.get("alg").and_then(|a| a.as_str()).ok_or_else(malformed)?;
+    match name.parse::<Algorithm>() {
+        Ok(a) if ACCEPTED.contains(&a) => Ok(a),
+        _ => Err(AuthError::Algorithm(short(name))),
+    }
+}
+
+fn refusal(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => AuthError::BadSignature,
+        _ => AuthError::Malformed("the token does not decode".into()),
+    }
+}
+
+fn read(base: &Path, path: &Path, key: &'static str) -> Result<Vec<u8>, ConfigError> {
+    let full = base.join(path);
+    std::fs::read(&full).map_err(|source| ConfigError::Read { key, path: full.display().to_string(), source })
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message }
+}
