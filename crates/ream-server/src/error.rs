@@ -18,6 +18,12 @@ pub enum ApiError {
     UnknownPart(String),
     #[error("{0}")]
     BadRequest(String),
+    /// No valid credentials: 401 with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(#[source] ream_auth::AuthError),
+    /// Authenticated, but not allowed: 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{limit} runs are already running; try again shortly")]
     TooManyRuns { limit: usize, retry_after_secs: u64 },
     #[error("{0}")]
@@ -26,6 +32,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("the request body is over {0} bytes")]
     TooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("no response within {0:?}: the run was cancelled")]
     Timeout(std::time::Duration),
     #[error("the server is shutting down")]
@@ -41,10 +49,13 @@ impl ApiError {
         match self {
             ApiError::UnknownReport(_) | ApiError::UnknownRun(_) | ApiError::UnknownPart(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Engine(e) => engine_status(e),
@@ -58,14 +69,18 @@ impl ApiError {
             ApiError::UnknownRun(_) => "unknown_run",
             ApiError::UnknownPart(_) => "unknown_part",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::TooManyRuns { .. } => "too_many_runs",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Engine(EngineError::Params(_)) => "bad_parameter",
             ApiError::Engine(EngineError::Usage(_)) => "bad_request",
+            ApiError::Engine(EngineError::Claim { .. }) => "forbidden",
             ApiError::Engine(EngineError::Spec(_)) => "bad_spec",
             ApiError::Engine(EngineError::Source { .. }) => "source",
             ApiError::Engine(EngineError::Cancelled) => "cancelled",
@@ -81,6 +96,8 @@ impl ApiError {
 pub fn engine_status(e: &EngineError) -> StatusCode {
     match e {
         EngineError::Params(_) | EngineError::Usage(_) => StatusCode::BAD_REQUEST,
+        // A claim the actor lacks: checked before the database is opened.
+        EngineError::Claim { .. } => StatusCode::FORBIDDEN,
         EngineError::Source { source: SourceError::Url { .. } | SourceError::Open { .. }, .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -126,10 +143,30 @@ impl IntoResponse for ApiError {
             ),
             _ => None,
         };
-        let error = ErrorDetail { status: status.as_u16(), kind: self.kind(), message: self.to_string(), parameters };
+        let message = self.to_string();
+        let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN).then(|| message.clone());
+        let error = ErrorDetail { status: status.as_u16(), kind: self.kind(), message, parameters };
         let mut response = (status, axum::Json(ErrorBody { error })).into_response();
-        if let ApiError::TooManyRuns { retry_after_secs, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        if let Some(reason) = denied {
+            response.extensions_mut().insert(crate::audit::Denial(reason));
+        }
+        match self {
+            ApiError::TooManyRuns { retry_after_secs, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // RFC 6750: no error code when no credentials were sent.
+            ApiError::Unauthorized(ream_auth::AuthError::Missing) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ream\""));
+            }
+            ApiError::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"ream\", error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -14,9 +14,12 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
+mod caller;
 mod catalog;
 mod dashboard;
 mod error;
+mod guard;
 mod listen;
 pub mod metrics;
 mod openapi;
@@ -34,8 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +49,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+pub use crate::caller::Caller;
 pub use crate::catalog::Catalog;
 pub use crate::error::ApiError;
 pub use crate::listen::ConnectionLimits;
@@ -86,6 +89,21 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Header timeout, idle timeout and connection cap of the HTTP connections.
     pub connections: ConnectionLimits,
+    /// `[auth]`: bearer tokens required (None: open, everyone `anonymous`).
+    pub auth: Option<ream_auth::AuthConfig>,
+    /// Where `[auth]`'s relative key paths start (the config file's directory).
+    pub auth_base: PathBuf,
+    /// `/metrics` needs credentials too (with `[auth]`).
+    pub close_metrics: bool,
+    /// Append one JSON line per run start and end, download, cancel and denial here.
+    pub audit_log: Option<PathBuf>,
+    /// `Host` values that name this server (`host` or `host:port`); empty: on loopback
+    /// only `localhost`, `127.0.0.1` and `[::1]` with the port, elsewhere any.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example.com`) whose pages may call the API from a browser
+    /// (CORS). Empty (the default): none, and state-changing requests from any foreign
+    /// origin are refused.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +122,12 @@ impl Default for ServerConfig {
             run_memory_bytes: 256 << 20,
             request_timeout: Duration::from_secs(60),
             connections: ConnectionLimits::default(),
+            auth: None,
+            auth_base: PathBuf::from("."),
+            close_metrics: false,
+            audit_log: None,
+            allowed_hosts: vec![],
+            cors_origins: vec![],
         }
     }
 }
@@ -116,33 +140,10 @@ pub enum ServerError {
     OutputDir { path: PathBuf, source: std::io::Error },
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Who makes a request. Every request resolves one; runs record it. Anonymous until
-/// authentication comes: a resolver can then read headers and refuse a request.
-#[derive(Debug, Clone)]
-pub struct Actor(pub String);
-
-/// Turns a request into an [`Actor`] (the seam for authentication).
-pub trait ActorResolver: Send + Sync {
-    fn resolve(&self, parts: &Parts) -> Result<Actor, ApiError>;
-}
-
-/// Everyone is `anonymous`.
-pub struct Anonymous;
-
-impl ActorResolver for Anonymous {
-    fn resolve(&self, _parts: &Parts) -> Result<Actor, ApiError> {
-        Ok(Actor("anonymous".into()))
-    }
-}
-
-impl FromRequestParts<AppState> for Actor {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        state.actors.resolve(parts)
-    }
+    #[error(transparent)]
+    Auth(#[from] ream_auth::ConfigError),
+    #[error("audit log {path}: {source}")]
+    Audit { path: PathBuf, source: std::io::Error },
 }
 
 /// What every handler shares.
@@ -160,7 +161,11 @@ pub struct Inner {
     pub registry: Registry,
     pub store: Box<dyn OutputStore>,
     pub limit: Arc<Semaphore>,
-    pub actors: Box<dyn ActorResolver>,
+    /// Verifies bearer tokens (`[auth]`); None: everyone is `anonymous`.
+    pub auth: Option<ream_auth::Authenticator>,
+    pub audit: Option<Arc<audit::AuditLog>>,
+    /// Which `Host` values name this server (the listen address is set once bound).
+    hosts: std::sync::RwLock<guard::HostPolicy>,
     draining: AtomicBool,
 }
 
@@ -176,11 +181,23 @@ impl AppState {
         let catalog = Catalog::load_dir(&config.reports).map_err(ServerError::Reports)?;
         let store = LocalStore::new(&config.output_dir)
             .map_err(|source| ServerError::OutputDir { path: config.output_dir.clone(), source })?;
+        let auth = config.auth.as_ref().map(|a| ream_auth::Authenticator::new(a, &config.auth_base)).transpose()?;
+        let audit = (config.audit_log.as_ref())
+            .map(|p| {
+                audit::AuditLog::open(p).map(Arc::new).map_err(|source| ServerError::Audit { path: p.clone(), source })
+            })
+            .transpose()?;
         Ok(AppState(Arc::new(Inner {
-            registry: Registry::new(config.keep_finished),
+            registry: Registry::new(config.keep_finished, audit.clone()),
+            hosts: std::sync::RwLock::new(guard::HostPolicy {
+                allowed: config.allowed_hosts.clone(),
+                listen: None,
+                cors: config.cors_origins.clone(),
+            }),
+            audit,
             limit: Arc::new(Semaphore::new(config.max_runs)),
             store: Box::new(store),
-            actors: Box::new(Anonymous),
+            auth,
             draining: AtomicBool::new(false),
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
             reload_error: std::sync::Mutex::new(None),
@@ -233,7 +250,8 @@ impl AppState {
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = guard::cors(&state.config.cors_origins);
+    let routes = Router::new()
         .route("/", get(dashboard::page))
         .route("/reports", get(list_reports))
         .route("/reports/{file}", get(report_or_output))
@@ -246,15 +264,42 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::document))
         .route("/readyz", get(readyz))
+        .route("/audit", get(audit_events))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::cross_site))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit_denials));
+    // CORS outermost, so a preflight is answered before anything else looks at it.
+    match cors {
+        Some(cors) => routes.layer(cors).with_state(state),
+        None => routes.with_state(state),
+    }
 }
 
 /// A method the path does not take: the documented JSON error.
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{} does not take {method}", uri.path()))
+}
+
+/// Every 401 and 403 is an audit line: who (when known), from where, what, and why.
+async fn audit_denials(State(state): State<AppState>, mut req: Request, next: axum::middleware::Next) -> Response {
+    let Some(log) = state.audit.clone() else { return next.run(req).await };
+    let slot = audit::ActorSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let (client, method, path) = (audit::Client::of_request(&req), req.method().clone(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    let status = response.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let mut line = client.fields();
+        line["status"] = json!(status.as_u16());
+        line["method"] = json!(method.as_str());
+        line["path"] = json!(path);
+        line["actor"] = json!(*slot.0.lock().unwrap_or_else(|e| e.into_inner()));
+        line["reason"] = json!(response.extensions().get::<audit::Denial>().map(|d| d.0.clone()));
+        tokio::task::spawn_blocking(move || log.record("denied", line)).await.ok();
+    }
+    response
 }
 
 /// A response that has not started within the limit is a 408; dropping the handler
@@ -283,6 +328,7 @@ pub async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     metrics::handle();
+    state.hosts.write().unwrap_or_else(|e| e.into_inner()).listen = listener.local_addr().ok();
     let s = state.clone();
     let _ = tokio::task::spawn_blocking(move || s.retain()).await;
     let monitor = tokio::spawn(monitor(state.clone()));
@@ -349,8 +395,12 @@ async fn monitor(state: AppState) {
 
 #[utoipa::path(get, path = "/reports", tag = "reports",
     responses((status = 200, description = "Every report: id, title, description, parameters, formats, links", body = serde_json::Value)))]
-async fn list_reports(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let reports: Vec<_> = state.catalog().iter().map(|(id, s)| catalog::describe(id, s)).collect();
+async fn list_reports(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
+    // Only the reports the caller may run.
+    let reports: Vec<_> = (state.catalog().iter())
+        .filter(|(id, s)| caller.may_run(id, s).is_ok())
+        .map(|(id, s)| catalog::describe(id, s))
+        .collect();
     Json(json!({ "reports": reports }))
 }
 
@@ -369,7 +419,8 @@ async fn report_or_output(
     RawQuery(query): RawQuery,
     headers: axum::http::HeaderMap,
     method: axum::http::Method,
-    actor: Actor,
+    caller: Caller,
+    client: audit::Client,
 ) -> Result<Response, ApiError> {
     let parameters = request::query_parameters(query.as_deref())?;
     let (id, format) = match file.rsplit_once('.') {
@@ -390,6 +441,7 @@ async fn report_or_output(
     let Some(format) = format.or_else(|| request::accepted_format(accept)) else {
         let reports = state.catalog();
         let spec = reports.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
+        caller.may_run(&id, spec)?;
         return Ok(Json(catalog::describe(&id, spec)).into_response());
     };
     // Text formats are compressed as they stream when the client takes it; xlsx, pdf and
@@ -401,14 +453,24 @@ async fn report_or_output(
     };
     // HEAD answers what GET would send, without running the report.
     if method == axum::http::Method::HEAD {
-        state.catalog().get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?;
+        let reports = state.catalog();
+        caller.may_run(&id, reports.get(&id).ok_or_else(|| ApiError::UnknownReport(id.clone()))?)?;
         let mut response = Response::new(Body::empty());
         output_headers(response.headers_mut(), &id, format);
         return Ok(response);
     }
     let ready = runs::prepare_run(
         &state,
-        RunRequest { report: id.clone(), format, parameters, actor: actor.0, mode: Mode::Sync, split: None },
+        &caller,
+        RunRequest {
+            report: id.clone(),
+            format,
+            parameters,
+            actor: caller.actor.clone(),
+            mode: Mode::Sync,
+            split: None,
+            client,
+        },
         compress,
     )
     .await?;
@@ -440,12 +502,23 @@ async fn report_or_output(
         (status = 202, description = "The run, started in the background; Location names it", body = serde_json::Value),
         (status = 400, description = "A bad request or parameter", body = crate::error::ErrorBody), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
         (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not application/json", body = crate::error::ErrorBody),
         (status = 429, description = "Too many runs; see Retry-After", body = crate::error::ErrorBody)))]
 async fn create_run(
     State(state): State<AppState>,
-    actor: Actor,
+    caller: Caller,
+    client: audit::Client,
+    headers: axum::http::HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // JSON only: a `text/plain` body is what a cross-site form or fetch can send.
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "POST /runs takes application/json, not `{}`",
+            media.chars().take(60).collect::<String>()
+        )));
+    }
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(state.config.max_body_bytes),
         _ => ApiError::BadRequest(format!("request body: {e}")),
@@ -453,19 +526,21 @@ async fn create_run(
     let req = request::RunBody::parse(&body)?;
     let ready = runs::prepare_run(
         &state,
+        &caller,
         RunRequest {
             report: req.report,
             format: req.format,
             parameters: req.parameters,
-            actor: actor.0,
+            actor: caller.actor.clone(),
             mode: Mode::Async,
             split: req.split,
+            client,
         },
         // A stored output is kept as written; a download of it is not re-encoded.
         ream_engine::Compression::None,
     )
     .await?;
-    let snapshot = ready.entry.snapshot();
+    let snapshot = view(&state, &ready.entry);
     let location = format!("/runs/{}", ready.entry.id);
     runs::store(state.clone(), ready);
     let mut response = (StatusCode::ACCEPTED, Json(snapshot)).into_response();
@@ -477,32 +552,56 @@ async fn create_run(
 
 #[utoipa::path(get, path = "/runs", tag = "runs",
     responses((status = 200, description = "The registry, newest first", body = serde_json::Value)))]
-async fn list_runs(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let runs: Vec<_> = state.registry.list().iter().map(|r| r.snapshot()).collect();
+async fn list_runs(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
+    let runs: Vec<_> = state.registry.list().iter().filter(|r| caller.sees(r)).map(|r| view(&state, r)).collect();
     Json(json!({ "runs": runs }))
 }
 
-fn find(state: &AppState, id: &str) -> Result<Arc<RunEntry>, ApiError> {
-    state.registry.get(id).ok_or_else(|| ApiError::UnknownRun(id.to_string()))
+/// A run the caller sees; anyone else's is as unknown as one that never was (404).
+fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Arc<RunEntry>, ApiError> {
+    state.registry.get(id).filter(|r| caller.sees(r)).ok_or_else(|| ApiError::UnknownRun(id.to_string()))
+}
+
+/// A run as its caller sees it: with `[auth]`, its output link carries a signed token
+/// that downloads that output (Range too) without a bearer token, for `link_ttl_secs`.
+fn view(state: &AppState, run: &RunEntry) -> serde_json::Value {
+    let mut v = run.snapshot();
+    if let (Some(auth), Some(link)) = (&state.auth, v.pointer_mut("/links/output")) {
+        if let Some(path) = link.as_str() {
+            *link = json!(format!("{path}?token={}", auth.links().sign(&run.id)));
+        }
+    }
+    v
 }
 
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),
     responses((status = 200, description = "The run: status, rows, progress, links", body = serde_json::Value), (status = 404, description = "No such report or run", body = crate::error::ErrorBody)))]
-async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(find(&state, &id)?.snapshot()))
+async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let run = find(&state, &caller, &id)?;
+    Ok(Json(view(&state, &run)))
 }
 
 #[utoipa::path(delete, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),
     responses(
         (status = 202, description = "Cancelled; its database query is stopped", body = serde_json::Value), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
         (status = 409, description = "The run has already ended", body = crate::error::ErrorBody)))]
-async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let run = find(&state, &id)?;
+async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = find(&state, &caller, &id)?;
     if run.status().is_finished() {
         return Err(ApiError::Conflict(format!("run `{id}` has already {}", run.status().name())));
     }
     run.cancel.cancel();
-    Ok((StatusCode::ACCEPTED, Json(run.snapshot())).into_response())
+    let (r, by) = (run.clone(), caller.actor.sub.clone());
+    let _ = tokio::task::spawn_blocking(move || r.audit("cancel", json!({ "by": by }))).await;
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &run))).into_response())
 }
 
 /// Progress four times a second while the run is live, then one `end` event.
@@ -510,20 +609,24 @@ async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> Re
     responses((status = 200, description = "Server-Sent Events: `progress`, then one `end`", content_type = "text/event-stream", body = crate::openapi::RunEvent), (status = 404, description = "No such report or run", body = crate::error::ErrorBody)))]
 async fn run_events(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let run = find(&state, &id)?;
-    let events = futures_util::stream::unfold((run, false, true), |(run, ended, first)| async move {
-        if ended {
-            return None;
+    let run = find(&state, &caller, &id)?;
+    let events = futures_util::stream::unfold((run, false, true), move |(run, ended, first)| {
+        let state = state.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            if !first {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let finished = run.status().is_finished();
+            let snapshot = view(&state, &run);
+            let event = SseEvent::default().event(if finished { "end" } else { "progress" }).data(snapshot.to_string());
+            Some((Ok(event), (run, finished, false)))
         }
-        if !first {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let finished = run.status().is_finished();
-        let snapshot = run.snapshot();
-        let event = SseEvent::default().event(if finished { "end" } else { "progress" }).data(snapshot.to_string());
-        Some((Ok(event), (run, finished, false)))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -531,10 +634,27 @@ async fn run_events(
 /// The headers of a report's streamed output: its media type and file name.
 fn output_headers(h: &mut axum::http::HeaderMap, id: &str, format: Format) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if format == Format::Html {
+        if let Ok(v) = HeaderValue::from_str(&html_csp()) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     let disposition = if format == Format::Html { "inline" } else { "attachment" };
     if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{id}.{}\"", format.name())) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
+}
+
+/// An HTML report runs no script and loads nothing: its one style sheet is allowed by
+/// its hash, its charts are inline SVG.
+fn html_csp() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(ream_render::html::CSS.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 }
 
 /// The stored output of an async run, with `Range` support.
@@ -545,8 +665,14 @@ fn output_headers(h: &mut axum::http::HeaderMap, id: &str, format: Format) {
         (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
         (status = 409, description = "Still running, failed, streamed, or removed", body = crate::error::ErrorBody),
         (status = 416, description = "A range past the end")))]
-async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
-    let run = find(&state, &id)?;
+async fn run_output(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (run, by) = downloadable(&state, caller, &id, query.as_deref())?;
     let status = run.status();
     let Some((name, _)) = run.output() else {
         return Err(match status {
@@ -564,6 +690,7 @@ async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: 
     let file = runs::readable(&name, split);
     let gone = || ApiError::Conflict(format!("run `{id}`: its output is gone"));
     let path = state.store.local_path(&file).ok_or_else(gone)?;
+    audit_download(&run, by, &req).await;
     let mut response = serve_file(path, req).await?;
     let h = response.headers_mut();
     match split {
@@ -571,12 +698,54 @@ async fn run_output(State(state): State<AppState>, Path(id): Path<String>, req: 
         true => h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         false => h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type())),
     };
+    if let (false, Format::Html, Ok(v)) = (split, run.format, HeaderValue::from_str(&html_csp())) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     if let (false, Ok(v)) =
         (split, HeaderValue::from_str(&format!("attachment; filename=\"{}.{}\"", run.report, run.format.name())))
     {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// The run whose output the request may download: by a signed link (`?token=`, good for
+/// this run only), or as a caller who sees the run.
+fn downloadable(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    id: &str,
+    query: Option<&str>,
+) -> Result<(Arc<RunEntry>, String), ApiError> {
+    let token = serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|(k, v)| (k == "token").then_some(v));
+    match (&state.auth, token) {
+        (Some(auth), Some(token)) => {
+            auth.links().check(&token, id).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+            let run = state.registry.get(id).ok_or_else(|| ApiError::UnknownRun(id.to_string()))?;
+            Ok((run, "signed link".into()))
+        }
+        _ => {
+            let caller = caller?;
+            Ok((find(state, &caller, id)?, caller.actor.sub))
+        }
+    }
+}
+
+/// The audit line of a download: which file, which range, and who (or a signed link).
+fn audit_download(run: &Arc<RunEntry>, by: String, req: &Request) -> impl Future<Output = ()> + Send + 'static {
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(String::from);
+    let path = req.uri().path().to_string();
+    let client = audit::Client::of_request(req).fields();
+    let run = run.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        run.audit("download", json!({ "by": by, "path": path, "range": range, "client": client["client"], "user_agent": client["user_agent"] }))
+    });
+    async move {
+        let _ = done.await;
+    }
 }
 
 /// A stored file, with `Range` support.
@@ -599,10 +768,12 @@ async fn serve_file(path: std::path::PathBuf, req: Request) -> Result<Response, 
         (status = 416, description = "A range past the end")))]
 async fn run_output_part(
     State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
     Path((id, part)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let run = find(&state, &id)?;
+    let (run, by) = downloadable(&state, caller, &id, query.as_deref())?;
     if run.split.is_none() {
         return Err(ApiError::Conflict(format!("run `{id}` is not split: its output is /runs/{id}/output")));
     }
@@ -621,6 +792,7 @@ async fn run_output_part(
         )));
     }
     let path = state.store.local_path(&format!("{name}/{part}")).ok_or_else(gone)?;
+    audit_download(&run, by, &req).await;
     let mut response = serve_file(path, req).await?;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type()));
@@ -631,6 +803,39 @@ async fn run_output_part(
     Ok(response)
 }
 
+/// The audit log's lines at or after `since` (RFC 3339), for admins.
+#[utoipa::path(get, path = "/audit", tag = "operations",
+    params(("since" = Option<String>, Query, description = "Only lines at or after this time (RFC 3339)")),
+    responses(
+        (status = 200, description = "The audit lines, oldest first", body = serde_json::Value),
+        (status = 400, description = "A `since` that is not an RFC 3339 time", body = crate::error::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 409, description = "The server keeps no audit log", body = crate::error::ErrorBody)))]
+async fn audit_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::Forbidden("the audit log is for admins".into()));
+    }
+    let log = (state.audit.clone())
+        .ok_or_else(|| ApiError::Conflict("this server keeps no audit log: start it with --audit-log FILE".into()))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
+    let since = pairs.into_iter().find_map(|(k, v)| (k == "since").then_some(v));
+    if let Some(s) = &since {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| ApiError::BadRequest(format!("since `{s}`: not an RFC 3339 time ({e})")))?;
+    }
+    let events = tokio::task::spawn_blocking(move || log.since(since.as_deref()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("reading the audit log: {e}")))?;
+    Ok(Json(json!({ "events": events })))
+}
+
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process serves", body = serde_json::Value)))]
 async fn healthz() -> Json<serde_json::Value> {
@@ -639,7 +844,12 @@ async fn healthz() -> Json<serde_json::Value> {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
-async fn metrics_text() -> Response {
+async fn metrics_text(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
+    if state.config.close_metrics {
+        if let Err(e) = caller {
+            return e.into_response();
+        }
+    }
     if let Some(rss) = metrics::resident_bytes() {
         ::metrics::gauge!(metrics::RESIDENT_MEMORY).set(rss as f64);
     }

@@ -11,6 +11,7 @@
 //! descriptor for ever); with them, an idle socket lives at most the idle timeout.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -66,10 +67,10 @@ pub async fn serve_connections(
             _ = &mut shutdown => break,
             accepted = accept(&listener, &permits) => accepted,
         };
-        let (stream, permit) = accepted;
+        let (stream, peer, permit) = accepted;
         let (router, closed) = (router.clone(), closed.clone());
         connections.spawn(async move {
-            connection(stream, router, limits, closed).await;
+            connection(stream, peer, router, limits, closed).await;
             drop(permit);
         });
         while connections.try_join_next().is_some() {}
@@ -79,14 +80,17 @@ pub async fn serve_connections(
 }
 
 /// The next connection, once the cap allows one.
-async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> (TcpStream, tokio::sync::OwnedSemaphorePermit) {
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> (TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit) {
     let permit =
         permits.clone().acquire_owned().await.unwrap_or_else(|_| unreachable!("the semaphore is never closed"));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                return (stream, permit);
+                return (stream, peer, permit);
             }
             // Out of descriptors, or a client that reset before the accept: wait a little
             // rather than spin, and go on.
@@ -101,7 +105,13 @@ async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> (TcpStream,
 }
 
 /// One connection, from accept to close.
-async fn connection(stream: TcpStream, router: Router, limits: ConnectionLimits, mut closed: watch::Receiver<bool>) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnectionLimits,
+    mut closed: watch::Receiver<bool>,
+) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
     let tracked = activity.clone();
@@ -109,7 +119,10 @@ async fn connection(stream: TcpStream, router: Router, limits: ConnectionLimits,
         let busy = Busy::start(&tracked);
         let router = router.clone();
         async move {
-            let response = router.oneshot(req.map(Body::new)).await?;
+            let mut req = req.map(Body::new);
+            // The client's address, for the audit log.
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            let response = router.oneshot(req).await?;
             Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked { inner: body, _busy: busy })))
         }
     });

@@ -26,6 +26,7 @@ use utoipa::OpenApi;
         crate::metrics_text,
         crate::healthz,
         crate::readyz,
+        crate::audit_events,
         document,
     ),
     components(schemas(crate::error::ErrorBody, crate::request::Wire, crate::request::SplitWire, RunEvent))

@@ -56,10 +56,13 @@ pub struct RunRequest {
     pub report: String,
     pub format: Format,
     pub parameters: Vec<(String, ream_core::params::Given)>,
-    pub actor: String,
+    /// Who asked: the run is theirs, and its SQL sees their claims.
+    pub actor: ream_core::Actor,
     pub mode: Mode,
     /// Async runs: the output as parts with a manifest.
     pub split: Option<ream_engine::Split>,
+    /// Where the request came from (for the audit log).
+    pub client: crate::audit::Client,
 }
 
 #[derive(Debug)]
@@ -87,10 +90,18 @@ pub struct RunEntry {
     pub report: String,
     pub format: Format,
     pub parameters: Vec<(String, ream_core::params::Given)>,
+    /// Who runs it (the actor's `sub`): only they, and admins, see the run.
     pub actor: String,
+    /// The actor's roles and claims, for the run's `:actor.<claim>` (never shown).
+    pub identity: ream_core::Actor,
     pub mode: Mode,
     /// The output as parts with a manifest (async runs).
     pub split: Option<ream_engine::Split>,
+    pub client: crate::audit::Client,
+    /// Where the run's start and end are recorded (`--audit-log`).
+    audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The SHA-256 of the output as written (hex), for the audit line of its end.
+    sha256: Mutex<Option<String>>,
     pub cancel: CancelToken,
     /// Rows per batch, lowered under memory pressure (0: the spec's).
     pub batch_limit: BatchLimit,
@@ -142,6 +153,19 @@ impl RunEntry {
         let elapsed = self.created.elapsed();
         s.elapsed = Some(elapsed);
         s.stalled = false;
+        if let Some(log) = &self.audit {
+            let (rows, bytes) = s
+                .progress
+                .as_ref()
+                .map_or((0, 0), |p| (p.rows.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed)));
+            let mut line = self.audit_fields();
+            line["outcome"] = json!(status.name());
+            line["rows"] = json!(rows);
+            line["bytes"] = json!(s.output.as_ref().map_or(bytes, |o| o.1));
+            line["sha256"] = json!(*self.sha256.lock().unwrap_or_else(|e| e.into_inner()));
+            line["error"] = json!(s.error);
+            log.record("run_finished", line);
+        }
         metrics::counter!(m::RUNS_TOTAL, "status" => status.name()).increment(1);
         metrics::histogram!(m::RUN_DURATION, "status" => status.name()).record(elapsed.as_secs_f64());
         metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
@@ -149,6 +173,37 @@ impl RunEntry {
         if let Some(p) = &s.progress {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
+        }
+    }
+
+    /// The output's SHA-256 as written, before the run finishes.
+    pub fn set_sha256(&self, hex: String) {
+        *self.sha256.lock().unwrap_or_else(|e| e.into_inner()) = Some(hex);
+    }
+
+    /// What every audit line of this run says: who, from where, which report, with what.
+    pub fn audit_fields(&self) -> serde_json::Value {
+        let mut v = self.client.fields();
+        v["run"] = json!(self.id);
+        v["actor"] = json!(self.actor);
+        v["report"] = json!(self.report);
+        v["format"] = json!(self.format.name());
+        v["mode"] = json!(self.mode);
+        v["parameters"] =
+            json!(self.parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>());
+        v
+    }
+
+    /// Record `event` for this run in the audit log, with `extra` fields.
+    pub fn audit(&self, event: &str, extra: serde_json::Value) {
+        if let Some(log) = &self.audit {
+            let mut line = self.audit_fields();
+            if let Some(extra) = extra.as_object() {
+                for (k, v) in extra {
+                    line[k] = v.clone();
+                }
+            }
+            log.record(event, line);
         }
     }
 
@@ -276,13 +331,14 @@ pub struct Registry {
     next: std::sync::atomic::AtomicU64,
     /// Distinguishes this server's ids from an earlier one's (stored outputs outlive it).
     epoch: u64,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Registry {
-    pub fn new(keep_finished: usize) -> Registry {
+    pub fn new(keep_finished: usize, audit: Option<Arc<crate::audit::AuditLog>>) -> Registry {
         let epoch =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        Registry { runs: Mutex::new(Vec::new()), keep_finished, next: 1.into(), epoch }
+        Registry { runs: Mutex::new(Vec::new()), keep_finished, next: 1.into(), epoch, audit }
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<RunEntry>>> {
@@ -296,9 +352,13 @@ impl Registry {
             report: req.report,
             format: req.format,
             parameters: req.parameters,
-            actor: req.actor,
+            actor: req.actor.sub.clone(),
+            identity: req.actor,
             mode: req.mode,
             split: req.split,
+            client: req.client,
+            audit: self.audit.clone(),
+            sha256: Mutex::new(None),
             cancel: CancelToken::new(),
             batch_limit: BatchLimit::default(),
             resumes: ResumeLog::default(),

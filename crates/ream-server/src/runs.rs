@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ream_core::load::LoadedSpec;
 use ream_engine::{prepare, start, CountMode, EngineError, Format, Job, Run, RunOptions};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::error::ApiError;
@@ -27,6 +28,7 @@ pub struct Ready {
 /// Check, register and prepare a run. Every failure here comes before the first byte.
 pub async fn prepare_run(
     state: &AppState,
+    caller: &crate::Caller,
     req: RunRequest,
     compress: ream_engine::Compression,
 ) -> Result<Ready, ApiError> {
@@ -36,6 +38,8 @@ pub async fn prepare_run(
     }
     let spec: LoadedSpec =
         state.catalog().get(&req.report).cloned().ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
+    // Refused before anything is registered or opened.
+    caller.may_run(&req.report, &spec)?;
     if !req.format.available() {
         return Err(ApiError::BadRequest(format!("this server has no {} output", req.format)));
     }
@@ -57,6 +61,7 @@ pub async fn prepare_run(
     opts.resumes = entry.resumes.clone();
     opts.compress = compress;
     opts.split = entry.split.clone();
+    opts.actor = Some(entry.identity.clone());
     let cancel = entry.cancel.clone();
     let started = Instant::now();
     let prepared = tokio::task::spawn_blocking(move || prepare(Job::Spec(spec), &opts, cancel))
@@ -69,10 +74,12 @@ pub async fn prepare_run(
         Ok(prepared) => {
             let run = start(prepared);
             entry.running(run.progress());
+            let e = entry.clone();
+            let _ = tokio::task::spawn_blocking(move || e.audit("run_started", serde_json::json!({}))).await;
             Ok(Ready { entry, run, permit, requested })
         }
         // A bad parameter or request: refused before anything ran, so not a run.
-        Err(e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_))) => {
+        Err(e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_) | EngineError::Claim { .. })) => {
             state.registry.discard(&entry);
             Err(e)
         }
@@ -129,12 +136,14 @@ pub fn stream(ready: Ready) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
             let _permit = permit;
             let _done = done_tx;
             let mut first = true;
+            let mut hash = Sha256::new();
             loop {
                 match run.next_chunk() {
                     Ok(Some(chunk)) => {
                         if std::mem::take(&mut first) {
                             metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
                         }
+                        hash.update(&chunk);
                         if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
                             drop(run);
                             entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
@@ -142,6 +151,7 @@ pub fn stream(ready: Ready) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
                         }
                     }
                     Ok(None) => {
+                        entry.set_sha256(ream_auth::token::hex(&hash.finalize()));
                         entry.finish(Status::Succeeded, None, None);
                         return;
                     }
@@ -174,6 +184,10 @@ pub fn store(state: AppState, ready: Ready) {
                 true => store_parts(&state, run, &name, entry.format),
                 false => store_whole(&state, run, &name, requested),
             };
+            if let Ok((_, hash)) = &result {
+                entry.set_sha256(hash.clone());
+            }
+            let result = result.map(|(bytes, _)| bytes);
             match result {
                 Ok(bytes) => {
                     // Make room first, so that once the run shows `succeeded` the older
@@ -192,26 +206,34 @@ pub fn store(state: AppState, ready: Ready) {
         .expect("spawning a thread");
 }
 
-fn store_whole(state: &AppState, mut run: Run, name: &str, requested: Instant) -> Result<u64, EngineError> {
+/// The output's bytes and SHA-256 (hex), hashed as it is written.
+fn store_whole(state: &AppState, mut run: Run, name: &str, requested: Instant) -> Result<(u64, String), EngineError> {
     let mut out = state.store.begin(name).map_err(|e| EngineError::Output(e.to_string()))?;
     let mut first = true;
+    let mut hash = Sha256::new();
     while let Some(chunk) = run.next_chunk()? {
         if std::mem::take(&mut first) {
             metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
         }
+        hash.update(&chunk);
         out.write_all(&chunk).map_err(|e| EngineError::Output(e.to_string()))?;
     }
-    out.commit().map_err(|e| EngineError::Output(e.to_string()))
+    let bytes = out.commit().map_err(|e| EngineError::Output(e.to_string()))?;
+    Ok((bytes, ream_auth::token::hex(&hash.finalize())))
 }
 
 /// A split run: its parts and manifest in the store's directory `name`, removed whole if
 /// the run fails.
-fn store_parts(state: &AppState, run: Run, name: &str, format: Format) -> Result<u64, EngineError> {
+/// Its bytes and the manifest's SHA-256 (the manifest lists each part's).
+fn store_parts(state: &AppState, run: Run, name: &str, format: Format) -> Result<(u64, String), EngineError> {
     let mut parts = crate::storage::StoreParts::new(state.store.as_ref(), name);
     let ext = format.name().to_string();
     let names = ream_engine::PartNames { stem: SPLIT_STEM.into(), ext, manifest: MANIFEST.into() };
     match run.write_parts(&mut parts, &names) {
-        Ok((summary, _)) => Ok(summary.bytes),
+        Ok((summary, _)) => {
+            let manifest = state.store.local_path(&readable(name, true)).and_then(|p| std::fs::read(p).ok());
+            Ok((summary.bytes, manifest.map(|m| ream_auth::token::hex(&Sha256::digest(&m))).unwrap_or_default()))
+        }
         Err(e) => {
             state.store.remove(name);
             Err(e)
