@@ -44,7 +44,7 @@ enum Command {
         force: bool,
     },
     /// Run a report spec, or export a table or query with no spec.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check specs; print every problem with file:line:col and the key.
     Validate {
         /// The spec files (.yaml, .yml, .toml or .json).
@@ -61,7 +61,7 @@ enum Command {
     Schema,
     /// Serve the reports in a directory over HTTP (streamed outputs, async runs, a run
     /// registry with progress and cancellation, metrics, a dashboard at /).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a shell completion script: `ream completions bash > /etc/bash_completion.d/ream`.
     Completions {
         /// The shell to complete for.
@@ -69,6 +69,16 @@ enum Command {
     },
     /// Print the man page (roff): `ream man | man -l -`.
     Man,
+    /// API tokens for `[[auth.tokens]]`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh API token and its SHA-256: give the token to the caller, and put
+    /// only the hash in the server's config.
+    New,
 }
 
 /// `ream serve`'s settings. Each can come from a flag or from `--config FILE` (TOML, the
@@ -133,6 +143,34 @@ struct ServeArgs {
     /// Connections open at once (default 1024); past it, new ones wait to be accepted.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Without `[auth]`, serve a non-loopback address anyway: anyone who can reach it
+    /// may run every report (a warning is printed).
+    #[arg(long)]
+    #[serde(default)]
+    allow_anonymous: bool,
+    /// Append one JSON line per run start and end, download, cancel and 401/403 to this
+    /// file (flushed and fsynced); admins read it at GET /audit?since=….
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// `Host` values that name this server (`host` or `host:port`, comma-separated);
+    /// requests for any other are refused (DNS rebinding). Default: on loopback,
+    /// localhost, 127.0.0.1 and [::1] with the port; elsewhere any.
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example.com`, comma-separated) whose pages may call the API
+    /// from a browser (CORS). Default: none.
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    /// With `[auth]`, /metrics needs a bearer token too (it is open by default).
+    #[arg(long)]
+    #[serde(default)]
+    close_metrics: bool,
+    /// `[auth]` (config file only): JWT keys and checks, API tokens, the admin role
+    /// (docs/security.md).
+    #[arg(skip)]
+    auth: Option<ream_auth::AuthConfig>,
 }
 
 #[derive(clap::Args)]
@@ -142,6 +180,11 @@ struct RunArgs {
     /// A parameter, `name=value` (lists: `name=a,b,c`).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
+    /// Run as an actor with this claim, for testing a spec's `:actor.<claim>` and
+    /// `source.session` (`--claim tenant=1 --claim sub=alice`; a value is JSON where it
+    /// parses as JSON, else text; `roles=a,b` sets the roles).
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    claims: Vec<String>,
     /// The source URL: `sqlite:PATH`, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` or
     /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`; overrides the spec's `source.url`. Without
     /// it or a `source.url`, the environment's REAM_SOURCE.
@@ -192,6 +235,10 @@ struct RunArgs {
     /// Print the plan (strategy, why, SQL) to stdout and exit without reading rows.
     #[arg(long)]
     explain: bool,
+    /// csv: write text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
+    /// CR first) with a leading `'` (the spec's `csv.neutralize_formulas`).
+    #[arg(long)]
+    csv_neutralize_formulas: bool,
     /// xlsx: a plain table for data export (the header row and the rows; no title,
     /// group bands or summary).
     #[arg(long)]
@@ -274,9 +321,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { dir, rows, seed, force } => demo(&dir, ream_demo::DemoOptions { invoices: rows, seed, force }),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Validate { specs, connect, source } => validate(&specs, connect, source),
-        Command::Serve(args) => serve(args).unwrap_or_else(|e| {
+        Command::Serve(args) => serve(*args).unwrap_or_else(|e| {
             eprintln!("ream: error: {e:#}");
             ExitCode::from(EXIT_FAILED)
         }),
@@ -284,6 +331,13 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "ream", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        Command::Token(TokenCommand::New) => match ream_auth::token::new_token() {
+            Ok((token, hash)) => {
+                println!("token:  {token}\nsha256: {hash}\n\n[[auth.tokens]]\nsha256 = \"{hash}\"\nsub = \"CHANGE-ME\"\nroles = []");
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(Err(anyhow::anyhow!("no random bytes: {e}"))),
+        },
         Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(Err(e.into())),
@@ -321,6 +375,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
                     let base = path.parent().unwrap_or(Path::new("."));
                     f.reports = f.reports.map(|p| base.join(p));
                     f.output_dir = f.output_dir.map(|p| base.join(p));
+                    f.audit_log = f.audit_log.map(|p| base.join(p));
                     f
                 }
                 Err(e) => {
@@ -340,6 +395,9 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let d = ream_server::ServerConfig::default();
     let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let allow_anonymous = flags.allow_anonymous || file.allow_anonymous;
+    let has_auth = file.auth.is_some();
+    let auth_base = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
     let config = ream_server::ServerConfig {
         reports: flags.reports.or(file.reports).unwrap_or(d.reports),
         source: flags.source.or(file.source),
@@ -374,6 +432,12 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(d.connections.max_connections)
                 .max(1),
         },
+        auth: file.auth,
+        auth_base,
+        close_metrics: flags.close_metrics || file.close_metrics,
+        audit_log: flags.audit_log.or(file.audit_log),
+        allowed_hosts: if flags.allowed_hosts.is_empty() { file.allowed_hosts } else { flags.allowed_hosts },
+        cors_origins: if flags.cors_origins.is_empty() { file.cors_origins } else { flags.cors_origins },
         ..d
     };
     let state = match ream_server::AppState::new(config) {
@@ -382,6 +446,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("ream: error: invalid reports\n{e}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
+        Err(e @ ream_server::ServerError::Auth(_)) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -389,6 +454,14 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        if !has_auth && !addr.ip().is_loopback() {
+            if !allow_anonymous {
+                return Ok(usage(format!(
+                    "{addr} is not a loopback address and the server has no [auth]: anyone who can reach it could run every report. Configure [auth] (docs/security.md), or give --allow-anonymous"
+                )));
+            }
+            eprintln!("ream: warning: serving {addr} without authentication (--allow-anonymous): anyone who can reach it may run every report");
+        }
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -504,6 +577,13 @@ fn run(args: RunArgs) -> ExitCode {
             _ => return usage(format!("parameter `{p}`: expected NAME=VALUE")),
         }
     }
+    let actor = match args.claims.is_empty() {
+        true => None,
+        false => match ream_core::Actor::from_pairs(&args.claims) {
+            Ok(a) => Some(a),
+            Err(e) => return usage(e),
+        },
+    };
     let binary = format.is_binary() || compress != ream_engine::Compression::None;
     if to_stdout && binary && std::io::stdout().is_terminal() {
         return usage(format!("{format} is binary and stdout is a terminal: give -o FILE, or redirect stdout"));
@@ -541,6 +621,7 @@ fn run(args: RunArgs) -> ExitCode {
             xlsx_flat: args.xlsx_flat,
             xlsx_outline: args.xlsx_outline,
             parquet: parquet_config(&args),
+            csv_neutralize_formulas: args.csv_neutralize_formulas,
         },
         compress,
         compress_level: args.compress_level,
@@ -548,6 +629,7 @@ fn run(args: RunArgs) -> ExitCode {
             Ok(split) => split,
             Err(e) => return usage(e),
         },
+        actor,
     };
     if opts.split.is_some() && to_stdout {
         return usage("a split output is several files: give -o NAME");
