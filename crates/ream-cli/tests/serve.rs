@@ -5,118 +5,14 @@
 
 mod common;
 use common::pg::PgDb;
+use common::server::Server;
 use common::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-
-struct Server {
-    child: Child,
-    addr: String,
-    agent: ureq::Agent,
-    _outputs: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(reports: &Path, extra: &[&str]) -> Server {
-        Server::start_env(reports, extra, &[])
-    }
-
-    fn start_env(reports: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        Server::start_args(&args, env)
-    }
-
-    fn start_args(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let outputs = tempfile::tempdir().unwrap();
-        let mut child = ream()
-            .arg("serve")
-            .args(args)
-            .arg("--output-dir")
-            .arg(outputs.path())
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the server printed its address").unwrap();
-            if let Some(a) = line.strip_prefix("ream: listening on http://") {
-                break a.to_string();
-            }
-        };
-        // Keep reading so the server never blocks on a full stderr pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { child, addr, agent, _outputs: outputs }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// GET: status, the response's headers, body.
-    fn get(&self, path: &str) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
-        self.get_with(path, &[])
-    }
-
-    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
-        let mut req = self.agent.get(self.url(path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut r = req.call().unwrap();
-        let body = r.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
-        (r.status().as_u16(), r.headers().clone(), body)
-    }
-
-    fn json(&self, path: &str) -> (u16, Json) {
-        let (status, _, body) = self.get(path);
-        (status, serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body))))
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, ureq::http::HeaderMap, Json) {
-        let mut r = self.agent.post(self.url(path)).header("content-type", "application/json").send(body).unwrap();
-        let body = r.body_mut().read_to_vec().unwrap();
-        (r.status().as_u16(), r.headers().clone(), serde_json::from_slice(&body).unwrap())
-    }
-
-    fn delete(&self, path: &str) -> (u16, Json) {
-        let mut r = self.agent.delete(self.url(path)).call().unwrap();
-        let body = r.body_mut().read_to_vec().unwrap();
-        (r.status().as_u16(), serde_json::from_slice(&body).unwrap())
-    }
-
-    /// Poll a run until `done` holds for it; its last state.
-    fn wait_run(&self, id: &str, done: impl Fn(&Json) -> bool) -> Json {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, run) = self.json(&format!("/runs/{id}"));
-            assert_eq!(status, 200, "{run}");
-            if done(&run) {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "run {id} never got there: {run}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finished(&self, id: &str) -> Json {
-        self.wait_run(id, |r| ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap()))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const SALES: &str = "/reports/sales_by_region";
 const RANGE: &str = "start_date=2023-01-01&end_date=2025-12-31";
@@ -475,7 +371,7 @@ fn a_client_that_disconnects_stops_the_query() {
     let Some((db, reports)) = slow_pg("disconnect", 100_000) else { return };
     let s = Server::start(reports.path(), &[]);
     let mut tcp = std::net::TcpStream::connect(&s.addr).unwrap();
-    write!(tcp, "GET /reports/slow.csv HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    write!(tcp, "GET /reports/slow.csv HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
@@ -596,24 +492,12 @@ fn shutdown_refuses_new_runs_then_cancels_what_outlives_the_grace_period() {
 /// cancelled. CI installs both (see .ci/run); elsewhere the test skips loudly without them.
 #[test]
 fn the_dashboard_shows_live_progress_and_cancels_a_run_in_a_browser() {
-    let tools = std::env::var("REAM_CI_TOOLS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/ream-ci"));
-    let playwright = tools.join("node_modules/playwright-core");
-    let chromium = Path::new("/usr/bin/chromium");
-    if !playwright.is_dir() || !chromium.exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install chromium and playwright-core (see .ci/run)");
-        eprintln!("\n*** chromium or playwright-core is not installed: skipping the dashboard test ***\n");
-        return;
-    }
     let Some((db, reports)) = slow_pg("dashboard", 100_000) else { return };
     let s = Server::start(reports.path(), &[]);
     let script = r#"
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 (async () => {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox',
-    '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'] });
+  const browser = await LAUNCH;
   const page = await browser.newPage();
   await page.goto(process.argv[2]);
   await page.selectOption('form[data-report="slow"] select[name="_format"]', 'csv');
@@ -632,17 +516,9 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
     status: await row.locator('.status').textContent() }));
   await browser.close();
 })().catch(e => { console.error(e); process.exit(1); });
-"#;
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "dashboard.cjs", script);
-    let out = std::process::Command::new("node")
-        .arg(&path)
-        .arg(s.url("/"))
-        .env("PLAYWRIGHT_CORE", &playwright)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let seen: Json = serde_json::from_slice(&out.stdout).unwrap();
+"#
+    .replace("LAUNCH", CHROMIUM);
+    let Some(seen) = playwright(&script, &s.url("/")) else { return };
     let (r1, p1) = (seen["first"][0].as_f64().unwrap(), seen["first"][1].as_f64().unwrap());
     let (r2, p2) = (seen["second"][0].as_f64().unwrap(), seen["second"][1].as_f64().unwrap());
     assert!(r2 > r1 && p2 >= p1 && p2 > 0.0, "the progress bar moved: {seen}");
@@ -720,7 +596,7 @@ fn a_client_that_leaves_while_the_run_prepares_cancels_it() {
     let dir = late_report();
     let s = Server::start(dir.path(), &[]);
     let mut tcp = std::net::TcpStream::connect(&s.addr).unwrap();
-    write!(tcp, "GET /reports/late.csv HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    write!(tcp, "GET /reports/late.csv HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).unwrap();
     let id = loop {
         let (_, runs) = s.json("/runs");
         if let Some(r) = runs["runs"].as_array().unwrap().first() {
@@ -1059,7 +935,7 @@ fn a_connection_that_never_finishes_its_head_is_closed_after_the_header_timeout(
     let s = Server::start(&demo.join("reports"), &["--header-timeout-secs", "1", "--idle-timeout-secs", "600"]);
     let mut slow = std::net::TcpStream::connect(&s.addr).unwrap();
     // A head that never ends: no blank line after the headers.
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\n").unwrap();
+    slow.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", s.addr).as_bytes()).unwrap();
     let got = read_until_closed(&mut slow, Duration::from_secs(30)).expect("the server holds a half-sent head");
     assert!(got.is_empty(), "a response to a head that never ended: {}", String::from_utf8_lossy(&got));
     assert_eq!(s.get("/healthz").0, 200, "the server serves on");
@@ -1071,7 +947,7 @@ fn an_idle_connection_is_closed_after_the_idle_timeout_but_a_slow_download_is_no
     let s = Server::start(dir.path(), &["--idle-timeout-secs", "1", "--header-timeout-secs", "600"]);
     // Idle after one answered request: closed.
     let mut idle = std::net::TcpStream::connect(&s.addr).unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\n\r\n").unwrap();
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes()).unwrap();
     let got = read_until_closed(&mut idle, Duration::from_secs(30)).expect("an idle connection stays open");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200") && text.ends_with(r#"{"status":"ok"}"#), "{text}");
@@ -1095,7 +971,7 @@ fn past_the_connection_cap_a_new_client_waits_until_one_closes() {
     let held: Vec<_> = (0..2)
         .map(|_| {
             let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
-            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\n\r\n").unwrap();
+            c.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes()).unwrap();
             let mut buf = [0u8; 12];
             c.read_exact(&mut buf).unwrap();
             assert_eq!(&buf, b"HTTP/1.1 200");
@@ -1104,7 +980,9 @@ fn past_the_connection_cap_a_new_client_waits_until_one_closes() {
         .collect();
     // A third connection is queued by the kernel, not served.
     let mut third = std::net::TcpStream::connect(&s.addr).unwrap();
-    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: ream\r\nConnection: close\r\n\r\n").unwrap();
+    third
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", s.addr).as_bytes())
+        .unwrap();
     third.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let mut buf = [0u8; 12];
     assert!(third.read_exact(&mut buf).is_err(), "a third connection was served past a cap of 2");

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 pub mod my;
 pub mod pg;
+pub mod server;
 
 pub fn ream() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ream"))
@@ -119,3 +120,30 @@ pub fn decompress(tool: &str, bytes: &[u8]) -> Vec<u8> {
     assert!(out.status.success(), "{tool} -dc failed");
     out.stdout
 }
+
+/// Run a Node.js script that drives headless Chromium with playwright-core (given as
+/// `require(process.env.PLAYWRIGHT_CORE)`, the page's URL as `process.argv[2]`); the JSON
+/// it prints. None when the tools are not installed outside CI (in CI, .ci/run installs them).
+pub fn playwright(script: &str, url: &str) -> Option<serde_json::Value> {
+    let tools = std::env::var("REAM_CI_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap()).join(".cache/ream-ci"));
+    let playwright = tools.join("node_modules/playwright-core");
+    if !playwright.is_dir() || !Path::new("/usr/bin/chromium").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install chromium and playwright-core (see .ci/run)");
+        eprintln!("\n*** chromium or playwright-core is not installed: skipping a browser test ***\n");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "browser.cjs", script);
+    let out = Command::new("node").arg(&path).arg(url).env("PLAYWRIGHT_CORE", &playwright).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Some(
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
+    )
+}
+
+/// How every browser test launches Chromium.
+pub const CHROMIUM: &str = r#"chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox',
+    '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'] })"#;

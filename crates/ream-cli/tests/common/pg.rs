@@ -109,10 +109,38 @@ impl PgDb {
     }
 }
 
+impl PgDb {
+    /// `invoices(id, tenant_id, amount)` with `rows` rows for each of tenants 1 and 2,
+    /// under `ENABLE` and `FORCE ROW LEVEL SECURITY` with a policy on
+    /// `current_setting('app.tenant')`; the URL of a login role that owns nothing, may
+    /// only SELECT and lacks BYPASSRLS. The role is dropped with the database.
+    pub fn tenant_invoices(&self, rows: u32) -> String {
+        let role = self.reader();
+        self.exec(&format!(
+            "CREATE TABLE invoices (id int PRIMARY KEY, tenant_id int NOT NULL, amount numeric(12,2) NOT NULL);
+             INSERT INTO invoices SELECT i, 1 + i % 2, (i % 1000) / 10.0 FROM generate_series(1, {n}) i;
+             ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE invoices FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant ON invoices USING (tenant_id = current_setting('app.tenant')::int);
+             DROP ROLE IF EXISTS {role};
+             CREATE ROLE {role} LOGIN NOBYPASSRLS;
+             GRANT SELECT ON invoices TO {role};",
+            n = 2 * rows
+        ));
+        let host = self.base.split_once('@').map_or("127.0.0.1:5432", |(_, h)| h);
+        format!("postgres://{role}@{host}/{}", self.name)
+    }
+
+    fn reader(&self) -> String {
+        format!("{}_reader", self.name)
+    }
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         if let Ok(mut admin) = postgres::Client::connect(&format!("{}/postgres", self.base), postgres::NoTls) {
             let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.reader()));
         }
     }
 }
