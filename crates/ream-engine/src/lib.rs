@@ -69,6 +69,19 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The message without any SQL text, for callers who may not see a report's SQL (a
+    /// server shows it to admins only).
+    pub fn without_sql(&self) -> String {
+        match self {
+            EngineError::Source { report, source } => format!(
+                "{}source: {}",
+                report.as_ref().map(|r| format!("report `{r}`: ")).unwrap_or_default(),
+                source.without_sql()
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// The user's input is at fault (exit code 2, HTTP 4xx): the spec, a parameter, the
     /// request, or a value that does not fit its column.
     pub fn is_bad_input(&self) -> bool {

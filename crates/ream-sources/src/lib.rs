@@ -338,6 +338,16 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// The message without the SQL text (for callers who may not see a report's SQL).
+    pub fn without_sql(&self) -> String {
+        match self {
+            SourceError::Prepare { message, .. } => message.clone(),
+            SourceError::Read { cursor, message, .. } => format!("{message}\n  after cursor: {cursor}"),
+            SourceError::Rejected { message, .. } => format!("the database rejected a value: {message}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Errors in the user's request or data (exit code 2), rather than a failed run. A
     /// database that cannot be reached (`Open`) is a failed run (exit 1; HTTP 503).
     pub fn is_bad_input(&self) -> bool {

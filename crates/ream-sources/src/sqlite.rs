@@ -60,7 +60,13 @@ fn quote_ident(s: &str) -> String {
 }
 
 fn prepare_err(sql: &str, e: rusqlite::Error) -> SourceError {
-    SourceError::Prepare { sql: sql.to_string(), message: e.to_string() }
+    // rusqlite's message for bad SQL repeats the statement; it is in `sql` already (and
+    // a server shows it only to admins).
+    let message = match &e {
+        rusqlite::Error::SqlInputError { msg, offset, .. } => format!("{msg} (at offset {offset} of the SQL)"),
+        _ => e.to_string(),
+    };
+    SourceError::Prepare { sql: sql.to_string(), message }
 }
 
 /// How ream values bind in SQLite, which stores dates as text and has no decimal type.
