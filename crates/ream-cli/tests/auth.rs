@@ -101,6 +101,12 @@ fn server(dir: &Path, tokens: &str, extra_toml: &str) -> Server {
     let finance = std::fs::read_to_string(reports.join("sales_by_region.yaml")).unwrap();
     let finance = finance.replacen("report: sales_by_region", "report: finance_only\naccess: { roles: [finance] }", 1);
     std::fs::write(reports.join("finance_only.yaml"), finance).unwrap();
+    // SQL that the database refuses: its error quotes the statement.
+    write(
+        &reports,
+        "broken.yaml",
+        "report: broken\nsource:\n  url: \"sqlite:../demo.sqlite\"\n  table: invoices\n  where: \"no_such_column = 1\"\n",
+    );
     // 50M generated rows: a run that lasts until it is cancelled.
     write(
         &reports,
@@ -723,4 +729,37 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
     assert!(seen["rows"].as_u64().unwrap() > 1, "{seen}");
     assert_eq!(seen["prompted"], false, "{seen}");
     assert_eq!(seen["leaked"], json!([]), "the token went into a URL: {seen}");
+}
+
+#[test]
+fn only_an_admin_sees_the_sql_text_of_a_failed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = keys(dir.path());
+    let (toml, t) = api_tokens(&[("alice", &[], 1), ("root", &["admin"], 0)]);
+    let mut s = server(dir.path(), &toml, "");
+    let (status, _, body) = get_as(&s, Some(&t[0]), "/reports/broken.csv");
+    assert!(status >= 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no_such_column") && !message.contains("in SQL") && !message.contains("SELECT"),
+        "{message}"
+    );
+    let (_, _, body) = get_as(&s, Some(&t[1]), "/reports/broken.csv");
+    let m = body["error"]["message"].as_str().unwrap();
+    assert!(m.contains("in SQL: ") && m.contains("SELECT"), "{body}");
+    // The same for a run in the registry: alice's run, as alice and as the admin.
+    s.token = Some(t[0].clone());
+    let (_, _, run) = s.post("/runs", r#"{"report": "broken", "format": "csv"}"#);
+    let id = run["id"].as_str().map(String::from);
+    let id = id.unwrap_or_else(|| {
+        let (_, l) = s.json("/runs");
+        l["runs"][0]["id"].as_str().unwrap().to_string()
+    });
+    let failed = s.finished(&id);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("no_such_column") && !error.contains("in SQL"), "{error}");
+    let (_, _, as_admin) = get_as(&s, Some(&t[1]), &format!("/runs/{id}"));
+    let e = as_admin["error"].as_str().unwrap();
+    assert!(e.contains("in SQL: ") && e.contains("SELECT"), "{as_admin}");
 }

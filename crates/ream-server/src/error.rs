@@ -40,6 +40,9 @@ pub enum ApiError {
     ShuttingDown,
     #[error("{0}")]
     Engine(#[from] EngineError),
+    /// An engine error as a caller who is not an admin sees it: without SQL text.
+    #[error("{message}")]
+    Redacted { error: EngineError, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -58,7 +61,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Engine(e) => engine_status(e),
+            ApiError::Engine(e) | ApiError::Redacted { error: e, .. } => engine_status(e),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,15 +81,21 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::Engine(EngineError::Params(_)) => "bad_parameter",
-            ApiError::Engine(EngineError::Usage(_)) => "bad_request",
-            ApiError::Engine(EngineError::Claim { .. }) => "forbidden",
-            ApiError::Engine(EngineError::Spec(_)) => "bad_spec",
-            ApiError::Engine(EngineError::Source { .. }) => "source",
-            ApiError::Engine(EngineError::Cancelled) => "cancelled",
-            ApiError::Engine(_) => "run_failed",
+            ApiError::Engine(e) | ApiError::Redacted { error: e, .. } => engine_kind(e),
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+fn engine_kind(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::Params(_) => "bad_parameter",
+        EngineError::Usage(_) => "bad_request",
+        EngineError::Claim { .. } => "forbidden",
+        EngineError::Spec(_) => "bad_spec",
+        EngineError::Source { .. } => "source",
+        EngineError::Cancelled => "cancelled",
+        _ => "run_failed",
     }
 }
 

@@ -540,7 +540,7 @@ async fn create_run(
         ream_engine::Compression::None,
     )
     .await?;
-    let snapshot = view(&state, &ready.entry);
+    let snapshot = view(&state, &caller, &ready.entry);
     let location = format!("/runs/{}", ready.entry.id);
     runs::store(state.clone(), ready);
     let mut response = (StatusCode::ACCEPTED, Json(snapshot)).into_response();
@@ -553,7 +553,8 @@ async fn create_run(
 #[utoipa::path(get, path = "/runs", tag = "runs",
     responses((status = 200, description = "The registry, newest first", body = serde_json::Value)))]
 async fn list_runs(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
-    let runs: Vec<_> = state.registry.list().iter().filter(|r| caller.sees(r)).map(|r| view(&state, r)).collect();
+    let runs: Vec<_> =
+        state.registry.list().iter().filter(|r| caller.sees(r)).map(|r| view(&state, &caller, r)).collect();
     Json(json!({ "runs": runs }))
 }
 
@@ -564,8 +565,9 @@ fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Arc<RunEntry>, Ap
 
 /// A run as its caller sees it: with `[auth]`, its output link carries a signed token
 /// that downloads that output (Range too) without a bearer token, for `link_ttl_secs`.
-fn view(state: &AppState, run: &RunEntry) -> serde_json::Value {
-    let mut v = run.snapshot();
+/// Its error's SQL text is for admins only.
+fn view(state: &AppState, caller: &Caller, run: &RunEntry) -> serde_json::Value {
+    let mut v = run.snapshot_for(caller.admin);
     if let (Some(auth), Some(link)) = (&state.auth, v.pointer_mut("/links/output")) {
         if let Some(path) = link.as_str() {
             *link = json!(format!("{path}?token={}", auth.links().sign(&run.id)));
@@ -582,7 +584,7 @@ async fn get_run(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let run = find(&state, &caller, &id)?;
-    Ok(Json(view(&state, &run)))
+    Ok(Json(view(&state, &caller, &run)))
 }
 
 #[utoipa::path(delete, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),
@@ -601,7 +603,7 @@ async fn cancel_run(
     run.cancel.cancel();
     let (r, by) = (run.clone(), caller.actor.sub.clone());
     let _ = tokio::task::spawn_blocking(move || r.audit("cancel", json!({ "by": by }))).await;
-    Ok((StatusCode::ACCEPTED, Json(view(&state, &run))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &caller, &run))).into_response())
 }
 
 /// Progress four times a second while the run is live, then one `end` event.
@@ -614,7 +616,7 @@ async fn run_events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let run = find(&state, &caller, &id)?;
     let events = futures_util::stream::unfold((run, false, true), move |(run, ended, first)| {
-        let state = state.clone();
+        let (state, caller) = (state.clone(), caller.clone());
         async move {
             if ended {
                 return None;
@@ -623,7 +625,7 @@ async fn run_events(
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             let finished = run.status().is_finished();
-            let snapshot = view(&state, &run);
+            let snapshot = view(&state, &caller, &run);
             let event = SseEvent::default().event(if finished { "end" } else { "progress" }).data(snapshot.to_string());
             Some((Ok(event), (run, finished, false)))
         }

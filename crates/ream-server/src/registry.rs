@@ -71,6 +71,8 @@ struct State {
     finished_at: Option<DateTime<Utc>>,
     elapsed: Option<Duration>,
     error: Option<String>,
+    /// The error without SQL text, for callers who are not admins.
+    error_public: Option<String>,
     /// The stored output's name and size (async runs that succeeded).
     output: Option<(String, u64)>,
     progress: Option<Arc<Progress>>,
@@ -148,6 +150,9 @@ impl RunEntry {
             }
         }
         let status = s.status;
+        if s.error_public.is_none() {
+            s.error_public = s.error.clone();
+        }
         s.output = output;
         s.finished_at = Some(Utc::now());
         let elapsed = self.created.elapsed();
@@ -174,6 +179,19 @@ impl RunEntry {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
         }
+    }
+
+    /// The run failed with `e`: as [`RunEntry::finish`], and non-admins see the message
+    /// without its SQL text.
+    pub fn fail(&self, status: Status, e: &ream_engine::EngineError) {
+        {
+            let mut s = self.state();
+            if s.status.is_finished() {
+                return;
+            }
+            s.error_public = Some(e.without_sql());
+        }
+        self.finish(status, Some(e.to_string()), None);
     }
 
     /// The output's SHA-256 as written, before the run finishes.
@@ -268,7 +286,13 @@ impl RunEntry {
     }
 
     /// The run as the API shows it.
+    /// The run as JSON, as an admin sees it.
     pub fn snapshot(&self) -> serde_json::Value {
+        self.snapshot_for(true)
+    }
+
+    /// The run as JSON; `admin` sees the SQL text in its error, others do not.
+    pub fn snapshot_for(&self, admin: bool) -> serde_json::Value {
         let s = self.state();
         let (rows, bytes, total, memory) = match &s.progress {
             Some(p) => (
@@ -317,7 +341,7 @@ impl RunEntry {
             "started_at": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "finished_at": s.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
-            "error": s.error,
+            "error": if admin { &s.error } else { &s.error_public },
             "output_bytes": s.output.as_ref().map(|o| o.1),
             "links": links,
         })
@@ -369,6 +393,7 @@ impl Registry {
                 finished_at: None,
                 elapsed: None,
                 error: None,
+                error_public: None,
                 output: None,
                 progress: None,
                 last_rows: 0,

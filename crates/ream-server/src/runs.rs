@@ -86,8 +86,20 @@ pub async fn prepare_run(
         Err(e) => {
             let status =
                 if matches!(e, ApiError::Engine(EngineError::Cancelled)) { Status::Cancelled } else { Status::Failed };
-            entry.finish(status, Some(e.to_string()), None);
-            Err(e)
+            match e {
+                ApiError::Engine(engine) => {
+                    entry.fail(status, &engine);
+                    // The SQL text is for admins only.
+                    Err(match caller.admin {
+                        true => ApiError::Engine(engine),
+                        false => ApiError::Redacted { message: engine.without_sql(), error: engine },
+                    })
+                }
+                other => {
+                    entry.finish(status, Some(other.to_string()), None);
+                    Err(other)
+                }
+            }
         }
     }
 }
@@ -157,11 +169,12 @@ pub fn stream(ready: Ready) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
                     }
                     Err(e) => {
                         let message = if entry.cancel.is_cancelled() && tx.is_closed() {
+                            entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
                             "the client disconnected".to_string()
                         } else {
+                            entry.fail(outcome(&e), &e);
                             e.to_string()
                         };
-                        entry.finish(outcome(&e), Some(message.clone()), None);
                         let _ = tx.blocking_send(Err(std::io::Error::other(message)));
                         return;
                     }
@@ -200,7 +213,7 @@ pub fn store(state: AppState, ready: Ready) {
                         entry.finish(Status::Succeeded, Some(why), None);
                     }
                 }
-                Err(e) => entry.finish(outcome(&e), Some(e.to_string()), None),
+                Err(e) => entry.fail(outcome(&e), &e),
             }
         })
         .expect("spawning a thread");
