@@ -38,6 +38,10 @@ pub struct JwtConfig {
     /// (EdDSA) public keys, picked by the token's `kid`.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// The identity provider's JWKS URL: fetched at startup, and again (at most every
+    /// 10 s) when a token names a `kid` the keys do not have, as after a key rotation.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
     /// A file holding the HS256 shared secret (its bytes, a trailing newline dropped).
     #[serde(default)]
     pub hs256_secret_file: Option<PathBuf>,

@@ -22,7 +22,12 @@ struct Key {
 }
 
 pub(crate) struct Verifier {
-    keys: Vec<Key>,
+    /// The keys from the file and secret, then those fetched from `jwks_url`.
+    keys: std::sync::RwLock<Vec<Key>>,
+    fixed: usize,
+    url: Option<String>,
+    /// When `url` was last fetched: a flood of unknown kids fetches at most every 10 s.
+    fetched: std::sync::Mutex<Option<std::time::Instant>>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
@@ -34,13 +39,7 @@ impl Verifier {
         let mut keys = Vec::new();
         if let Some(path) = &c.jwks_file {
             let text = read(base, path, "jwt.jwks_file")?;
-            let set: JwkSet = serde_json::from_slice(&text).map_err(|e| invalid("jwt.jwks_file", e.to_string()))?;
-            for (i, jwk) in set.keys.iter().enumerate() {
-                let key =
-                    DecodingKey::from_jwk(jwk).map_err(|e| invalid("jwt.jwks_file", format!("keys[{i}]: {e}")))?;
-                let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
-                keys.push(Key { kid: jwk.common.key_id.clone(), alg, key });
-            }
+            keys.extend(parse_jwks(&text).map_err(|e| invalid("jwt.jwks_file", e))?);
         }
         if let Some(path) = &c.hs256_secret_file {
             let mut secret = read(base, path, "jwt.hs256_secret_file")?;
@@ -52,23 +51,53 @@ impl Verifier {
             }
             keys.push(Key { kid: None, alg: Some(Algorithm::HS256), key: DecodingKey::from_secret(&secret) });
         }
-        if keys.is_empty() {
-            return Err(invalid("jwt", "no keys: give jwks_file or hs256_secret_file".into()));
+        if keys.is_empty() && c.jwks_url.is_none() {
+            return Err(invalid("jwt", "no keys: give jwks_file, jwks_url or hs256_secret_file".into()));
         }
-        Ok(Verifier {
-            keys,
+        let verifier = Verifier {
+            fixed: keys.len(),
+            keys: std::sync::RwLock::new(keys),
+            url: c.jwks_url.clone(),
+            fetched: std::sync::Mutex::new(None),
             issuer: c.issuer.clone(),
             audience: c.audience.clone(),
             leeway: c.leeway_secs,
             roles_claim: c.roles_claim.clone(),
-        })
+        };
+        // The provider may be down at startup: its keys are fetched again on demand.
+        if let Err(e) = verifier.refresh() {
+            eprintln!("ream: auth.jwt.jwks_url: {e} (fetched again when a token needs it)");
+        }
+        Ok(verifier)
+    }
+
+    /// Whether a token naming an unknown kid may find it by fetching `jwks_url` now.
+    pub(crate) fn may_refresh(&self) -> bool {
+        let last = *self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        self.url.is_some() && last.is_none_or(|t| t.elapsed() >= REFETCH_EVERY)
+    }
+
+    /// Fetch `jwks_url` (blocking, 5 s at most) and replace the keys it gave before.
+    pub(crate) fn refresh(&self) -> Result<(), String> {
+        let Some(url) = &self.url else { return Ok(()) };
+        *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(5))).build().into();
+        let body = (agent.get(url).call())
+            .and_then(|mut r| r.body_mut().with_config().limit(1 << 20).read_to_vec())
+            .map_err(|e| format!("fetching {url}: {e}"))?;
+        let fetched = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.truncate(self.fixed);
+        keys.extend(fetched);
+        Ok(())
     }
 
     pub(crate) fn verify(&self, token: &str) -> Result<Actor, AuthError> {
         let alg = algorithm(token)?;
         let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        let candidates: Vec<&Key> = self
-            .keys
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let candidates: Vec<&Key> = keys
             .iter()
             .filter(|k| k.alg.is_none_or(|a| a == alg))
             .filter(|k| kid.is_none() || k.kid.is_none() || k.kid == kid)
@@ -133,6 +162,21 @@ fn algorithm(token: &str) -> Result<Algorithm, AuthError> {
         Ok(a) if ACCEPTED.contains(&a) => Ok(a),
         _ => Err(AuthError::Algorithm(short(name))),
     }
+}
+
+/// How often `jwks_url` may be fetched for an unknown kid.
+const REFETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The keys of a JWKS document.
+fn parse_jwks(text: &[u8]) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("keys[{i}]: {e}"))?;
+        let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
+        keys.push(Key { kid: jwk.common.key_id.clone(), alg, key });
+    }
+    Ok(keys)
 }
 
 fn refusal(kind: &ErrorKind) -> AuthError {

@@ -126,6 +126,18 @@ impl Authenticator {
         self.tokens.get(&token::sha256(credentials)).cloned().ok_or(AuthError::UnknownToken)
     }
 
+    /// Whether `error` may go away by fetching the provider's keys again (an unknown
+    /// `kid` with `jwks_url` configured, not fetched in the last 10 s). The caller then
+    /// calls [`Authenticator::refresh_keys`] off its async threads and tries once more.
+    pub fn may_refresh(&self, error: &AuthError) -> bool {
+        matches!(error, AuthError::UnknownKey(_)) && self.jwt.as_ref().is_some_and(|j| j.may_refresh())
+    }
+
+    /// Fetch `jwks_url` now (blocking, at most 5 s).
+    pub fn refresh_keys(&self) -> Result<(), String> {
+        self.jwt.as_ref().map_or(Ok(()), |j| j.refresh())
+    }
+
     /// Whether the actor holds the admin role: every report, every run.
     pub fn is_admin(&self, actor: &Actor) -> bool {
         actor.has_role(&self.admin_role)

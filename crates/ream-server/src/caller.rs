@@ -47,7 +47,18 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller { actor: Actor::anonymous(), admin: true });
         };
         let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
-        match auth.authenticate(header) {
+        let mut verdict = auth.authenticate(header);
+        // A kid the keys lack, as after a rotation: fetch the provider's keys, try again.
+        if verdict.as_ref().is_err_and(|e| auth.may_refresh(e)) {
+            let s = state.clone();
+            let fetched =
+                tokio::task::spawn_blocking(move || s.auth.as_ref().map_or(Ok(()), |a| a.refresh_keys())).await;
+            if let Ok(Err(e)) = fetched {
+                eprintln!("ream: auth.jwt.jwks_url: {e}");
+            }
+            verdict = auth.authenticate(header);
+        }
+        match verdict {
             Ok(actor) => {
                 // For the audit line of a request this caller is then denied.
                 if let Some(slot) = parts.extensions.get::<crate::audit::ActorSlot>() {

@@ -42,7 +42,7 @@ pub enum ApiError {
     Engine(#[from] EngineError),
     /// An engine error as a caller who is not an admin sees it: without SQL text.
     #[error("{message}")]
-    Redacted { error: EngineError, message: String },
+    Redacted { error: Box<EngineError>, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,7 +61,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Engine(e) | ApiError::Redacted { error: e, .. } => engine_status(e),
+            ApiError::Engine(e) => engine_status(e),
+            ApiError::Redacted { error, .. } => engine_status(error),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,7 +82,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Timeout(_) => "timeout",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::Engine(e) | ApiError::Redacted { error: e, .. } => engine_kind(e),
+            ApiError::Engine(e) => engine_kind(e),
+            ApiError::Redacted { error, .. } => engine_kind(error),
             ApiError::Internal(_) => "internal",
         }
     }

@@ -92,7 +92,7 @@ pub async fn prepare_run(
                     // The SQL text is for admins only.
                     Err(match caller.admin {
                         true => ApiError::Engine(engine),
-                        false => ApiError::Redacted { message: engine.without_sql(), error: engine },
+                        false => ApiError::Redacted { message: engine.without_sql(), error: Box::new(engine) },
                     })
                 }
                 other => {
