@@ -763,3 +763,141 @@ fn only_an_admin_sees_the_sql_text_of_a_failed_run() {
     let e = as_admin["error"].as_str().unwrap();
     assert!(e.contains("in SQL: ") && e.contains("SELECT"), "{as_admin}");
 }
+
+/// An identity provider's JWKS endpoint over real HTTP: serves `jwks` as it is at each
+/// request, and counts the requests.
+fn jwks_endpoint(
+    jwks: std::sync::Arc<std::sync::Mutex<String>>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = jwks.lock().unwrap().clone();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn keys_from_a_jwks_url_are_fetched_again_for_an_unknown_kid_at_most_every_10_s() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path());
+    let first = std::fs::read_to_string(dir.path().join("jwks.json")).unwrap();
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(first.clone()));
+    let (url, hits) = jwks_endpoint(jwks.clone());
+    let demo = demo(50);
+    let config = format!(
+        "reports = \"{}\"\n[auth]\n[auth.jwt]\njwks_url = \"{url}\"\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n",
+        demo.join("reports").display()
+    );
+    let file = write(dir.path(), "ream.toml", &config);
+    let s = Server::start_args(&["--listen", "127.0.0.1:0", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(hits.load(SeqCst), 1, "fetched at startup");
+    let ok = claims("alice", &[], json!({}));
+    assert_eq!(get_as(&s, Some(&rs(&k, &ok)), "/runs").0, 200);
+    assert_eq!(hits.load(SeqCst), 1, "a known kid needs no fetch");
+    // The provider rotates: the rogue key is published as `rsa2`.
+    let rotated: Json = serde_json::from_str(&first).unwrap();
+    let rogue_dir = tempfile::tempdir().unwrap();
+    std::fs::write(rogue_dir.path().join("rsa.pem"), &k.rogue).unwrap();
+    let modulus = String::from_utf8(openssl(&[
+        "rsa",
+        "-in",
+        rogue_dir.path().join("rsa.pem").to_str().unwrap(),
+        "-noout",
+        "-modulus",
+    ]))
+    .unwrap();
+    let hex = modulus.trim().trim_start_matches("Modulus=");
+    let n: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    let mut keys_now = rotated["keys"].as_array().unwrap().clone();
+    keys_now.push(json!({ "kty": "RSA", "kid": "rsa2", "alg": "RS256", "n": b64(&n), "e": "AQAB" }));
+    *jwks.lock().unwrap() = json!({ "keys": keys_now }).to_string();
+    std::thread::sleep(Duration::from_millis(10_100));
+    let new_key = sign(Algorithm::RS256, Some("rsa2"), &EncodingKey::from_rsa_pem(&k.rogue).unwrap(), &ok);
+    assert_eq!(get_as(&s, Some(&new_key), "/runs").0, 200, "the rotated key is fetched and accepted");
+    assert_eq!(hits.load(SeqCst), 2);
+    // A flood of made-up kids fetches no more than once per 10 s.
+    let rsa = EncodingKey::from_rsa_pem(&k.rsa).unwrap();
+    for i in 0..20 {
+        let (status, _, body) =
+            get_as(&s, Some(&sign(Algorithm::RS256, Some(&format!("made-up-{i}")), &rsa, &ok)), "/runs");
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(hits.load(SeqCst) <= 3, "{} fetches", hits.load(SeqCst));
+}
+
+#[test]
+fn a_run_whose_backend_is_killed_resumes_with_its_tenant_still_set() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(db) = PgDb::create("rls_resume") else { return };
+    let reader = db.tenant_invoices(200_000);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = tenant_spec(dir.path(), &reader, true);
+    let mut child = ream()
+        .args(["run", spec.to_str().unwrap(), "--claim", "tenant=2", "--batch-size", "100", "--strategy", "keyset"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    // A slow reader, so the run lasts long enough to lose its connection twice.
+    let reading = std::thread::spawn(move || {
+        let mut out = BufReader::new(out);
+        let (mut text, mut line, mut n) = (String::new(), String::new(), 0u64);
+        while out.read_line(&mut line).unwrap() > 0 {
+            text.push_str(&line);
+            line.clear();
+            n += 1;
+            if n.is_multiple_of(10_000) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        text
+    });
+    let (mut kills, mut killed) = (0, vec![]);
+    let started = std::time::Instant::now();
+    while kills < 2 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(300));
+        kills += db.kill_new_ream_sessions(&mut killed).min(1);
+    }
+    let text = reading.join().unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(kills, 2, "the run ended before it was killed twice");
+    assert_eq!(err.matches("resumed (attempt").count(), 2, "{err}");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 200_000, "every row of the tenant, once");
+    assert!(rows.iter().all(|r| r.split(',').nth(1) == Some("2")), "a foreign row after a resume");
+    let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(ids.len(), 200_000, "a row came twice");
+}
+
+#[test]
+fn close_metrics_puts_metrics_behind_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = keys(dir.path());
+    let (toml, t) = api_tokens(&[("prom", &[], 0)]);
+    let s = server(dir.path(), &toml, "close_metrics = true");
+    assert_eq!(s.get("/metrics").0, 401);
+    assert_eq!(get_as(&s, Some(&t[0]), "/metrics").0, 200);
+    assert_eq!(s.get("/healthz").0, 200, "health stays open");
+}
