@@ -78,6 +78,12 @@ pub fn build() -> Value {
     if let Some(split) = doc.pointer_mut("/components/schemas/SplitWire") {
         *split = split_schema();
     }
+    // With `[auth]` (docs/security.md) every route but /healthz, /readyz, /openapi.json
+    // and / takes a bearer token; a server without it takes none, so it is optional here.
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": { "type": "http", "scheme": "bearer", "description": "A JWT from the configured identity provider, or an API token (`ream token new`)." }
+    });
+    doc["security"] = json!([{}, { "bearer": [] }]);
     doc
 }
 

@@ -285,7 +285,6 @@ impl RunEntry {
         s.stalled
     }
 
-    /// The run as the API shows it.
     /// The run as JSON, as an admin sees it.
     pub fn snapshot(&self) -> serde_json::Value {
         self.snapshot_for(true)
