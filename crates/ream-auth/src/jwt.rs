@@ -199,3 +199,44 @@ fn read(base: &Path, path: &Path, key: &'static str) -> Result<Vec<u8>, ConfigEr
 fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier(dir: &Path, roles_claim: &str) -> Verifier {
+        std::fs::write(dir.join("s"), "0123456789abcdef0123456789abcdef\n").unwrap();
+        let c = JwtConfig {
+            jwks_file: None,
+            jwks_url: None,
+            hs256_secret_file: Some("s".into()),
+            issuer: None,
+            audience: None,
+            leeway_secs: 60,
+            roles_claim: roles_claim.into(),
+        };
+        Verifier::new(&c, dir).unwrap()
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn roles_come_from_a_list_or_a_space_separated_string_in_the_configured_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = 4_000_000_000u64;
+        let v = verifier(dir.path(), "scope");
+        let a = v.verify(&token(serde_json::json!({ "sub": "a", "exp": exp, "scope": "finance  sales" }))).unwrap();
+        assert_eq!(a.roles, ["finance", "sales"]);
+        let b = v
+            .verify(&token(serde_json::json!({ "sub": "b", "exp": exp, "scope": ["ops"], "roles": ["admin"] })))
+            .unwrap();
+        assert_eq!(b.roles, ["ops"], "only the configured claim counts");
+        let e = v.verify(&token(serde_json::json!({ "exp": exp }))).unwrap_err();
+        assert_eq!(e, AuthError::MissingClaim("sub".into()));
+        let e = v.verify(&token(serde_json::json!({ "sub": "c" }))).unwrap_err();
+        assert_eq!(e, AuthError::MissingClaim("exp".into()), "a token without exp is refused");
+    }
+}

@@ -446,6 +446,11 @@ fn two_hundred_concurrent_runs_for_two_tenants_see_no_foreign_row() {
         .collect();
     let runs: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(runs, 200);
+    // A request cannot set a claim: `actor.tenant` is no parameter of any report.
+    let auth = format!("Bearer {}", t[0]);
+    let (status, _, body) = s.get_with("/reports/tenant.csv?actor.tenant=2", &[("authorization", &auth)]);
+    let body: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body["error"]["kind"].as_str()), (400, Some("bad_parameter")), "{body}");
     // Without the setting, the policy lets the reader see nothing: it is the session
     // setting, not the URL, that chose the rows.
     let out = ream().args(["run", "--source", &reader, "--table", "invoices"]).output().unwrap();
@@ -900,4 +905,46 @@ fn close_metrics_puts_metrics_behind_a_token() {
     assert_eq!(s.get("/metrics").0, 401);
     assert_eq!(get_as(&s, Some(&t[0]), "/metrics").0, 200);
     assert_eq!(s.get("/healthz").0, 200, "health stays open");
+}
+
+#[test]
+fn csv_cells_that_look_like_formulas_are_neutralised_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cells.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE cells (id INTEGER PRIMARY KEY, note TEXT, amount INTEGER);
+         INSERT INTO cells VALUES (1, '=HYPERLINK(\"http://x\",\"y\")', -5), (2, '+1', 3), (3, '-2', -1),
+           (4, '@SUM(A1)', 0), (5, char(9) || 'tab', 1), (6, char(13) || 'cr', 2), (7, 'plain = text', 4), (8, NULL, 5);",
+    )
+    .unwrap();
+    drop(conn);
+    let source = format!("sqlite:{}", db.display());
+    let read = |extra: &[&str]| -> Vec<(String, String)> {
+        let out = run_table(&source, "cells", extra);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+        r.records().map(|r| r.unwrap()).map(|r| (r[1].to_string(), r[2].to_string())).collect()
+    };
+    let plain = read(&[]);
+    assert_eq!(plain[1].0, "+1", "untouched without the flag");
+    let safe = read(&["--csv-neutralize-formulas"]);
+    let notes: Vec<&str> = safe.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        notes,
+        ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "'\ttab", "'\rcr", "plain = text", ""]
+    );
+    let amounts: Vec<&str> = safe.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(amounts, ["-5", "3", "-1", "0", "1", "2", "4", "5"], "numbers are not formulas");
+    // The spec's option does the same.
+    let spec = write(
+        dir.path(),
+        "cells.yaml",
+        &format!("report: cells\nsource:\n  url: \"{source}\"\n  table: cells\ncsv: {{ neutralize_formulas: true }}\n"),
+    );
+    let out = ream().args(["run", spec.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+    let first: Vec<String> = r.records().map(|r| r.unwrap()[1].to_string()).collect();
+    assert_eq!(first[0], "'=HYPERLINK(\"http://x\",\"y\")");
 }
