@@ -393,4 +393,20 @@ mod tests {
         let e = errors("report: r\nsource: {table: t}\nvariables:\n  a: {reset: report}\n  b: {sum: x, avg: x}\n");
         assert_eq!(e.len(), 2, "{e:?}");
     }
+
+    #[test]
+    fn actor_is_reserved_and_session_templates_name_parameters_or_claims() {
+        let e = errors("report: r\nsource: {table: t}\nparameters:\n  actor: {type: string}\n");
+        assert!(e.iter().any(|m| m.contains("`actor` is reserved")), "{e:?}");
+        let ok = "report: r\nsource:\n  table: t\n  where: \"t = :actor.tenant\"\n  session: {app.tenant: \"{actor.tenant}\", app.region: \"{region}\"}\nparameters:\n  region: {type: string}\n";
+        assert_eq!(errors(ok), Vec::<String>::new());
+        let e = errors("report: r\nsource:\n  table: t\n  session: {\"app tenant\": \"{nobody}\"}\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("not a setting name")) && e.iter().any(|m| m.contains("`{nobody}`")),
+            "{e:?}"
+        );
+        let e = errors("report: r\nsource: {table: t}\naccess: {roles: []}\n");
+        assert!(e.iter().any(|m| m.contains("access.roles")), "{e:?}");
+    }
 }
