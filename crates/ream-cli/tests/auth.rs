@@ -850,7 +850,7 @@ fn keys_from_a_jwks_url_are_fetched_again_for_an_unknown_kid_at_most_every_10_s(
 
 #[test]
 fn a_run_whose_backend_is_killed_resumes_with_its_tenant_still_set() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufReader, Read};
     let Some(db) = PgDb::create("rls_resume") else { return };
     let reader = db.tenant_invoices(200_000);
     let dir = tempfile::tempdir().unwrap();
@@ -863,25 +863,9 @@ fn a_run_whose_backend_is_killed_resumes_with_its_tenant_still_set() {
         .unwrap();
     let out = child.stdout.take().unwrap();
     // A slow reader, so the run lasts long enough to lose its connection twice.
-    let reading = std::thread::spawn(move || {
-        let mut out = BufReader::new(out);
-        let (mut text, mut line, mut n) = (String::new(), String::new(), 0u64);
-        while out.read_line(&mut line).unwrap() > 0 {
-            text.push_str(&line);
-            line.clear();
-            n += 1;
-            if n.is_multiple_of(10_000) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        text
-    });
-    let (mut kills, mut killed) = (0, vec![]);
-    let started = std::time::Instant::now();
-    while kills < 2 && started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(300));
-        kills += db.kill_new_ream_sessions(&mut killed).min(1);
-    }
+    let reading = slow_reader(BufReader::new(out), String::new());
+    let mut killed = vec![];
+    let kills = kill_times(2, || db.kill_new_ream_sessions(&mut killed));
     let text = reading.join().unwrap();
     let status = child.wait().unwrap();
     let mut err = String::new();

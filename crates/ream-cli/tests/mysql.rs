@@ -228,27 +228,8 @@ fn killed_connections_resume_and_every_row_comes_once() {
         let (child, out, first) =
             start(&["run", "--source", &db.url, "--table", "nums", "--strategy", strategy, "--batch-size", "100"]);
         // A slow reader (backpressure makes the run last 4 s or more) to be killed 3 times.
-        let reader = std::thread::spawn(move || {
-            let mut out = out;
-            let mut text = first;
-            let mut line = String::new();
-            let mut n = 0u64;
-            while out.read_line(&mut line).unwrap() > 0 {
-                text.push_str(&line);
-                line.clear();
-                n += 1;
-                if n.is_multiple_of(10_000) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            text
-        });
-        let mut kills = 0;
-        let started = Instant::now();
-        while kills < 3 && started.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(300));
-            kills += db.kill_sessions().min(1);
-        }
+        let reader = slow_reader(out, first);
+        let kills = kill_times(3, || db.kill_sessions());
         let text = reader.join().unwrap();
         let (code, err) = wait(child);
         assert_eq!(kills, 3, "{strategy}: the run ended before it was killed 3 times");

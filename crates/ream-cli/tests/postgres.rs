@@ -307,27 +307,9 @@ fn killed_connections_resume_and_every_row_comes_once() {
             start(&["run", "--source", &db.url, "--table", "nums", "--strategy", strategy, "--batch-size", "100"]);
         // The reader is slow on purpose (backpressure slows the run to at least 4 s), so
         // the run lasts long enough to be killed 3 times even on a busy machine.
-        let reader = std::thread::spawn(move || {
-            let mut out = out;
-            let mut text = first;
-            let mut line = String::new();
-            let mut n = 0u64;
-            while out.read_line(&mut line).unwrap() > 0 {
-                text.push_str(&line);
-                line.clear();
-                n += 1;
-                if n.is_multiple_of(10_000) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            text
-        });
-        let (mut kills, mut killed) = (0, vec![]);
-        let started = Instant::now();
-        while kills < 3 && started.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(300));
-            kills += db.kill_new_ream_sessions(&mut killed).min(1);
-        }
+        let reader = slow_reader(out, first);
+        let mut killed = vec![];
+        let kills = kill_times(3, || db.kill_new_ream_sessions(&mut killed));
         let text = reader.join().unwrap();
         let (code, err) = wait(child);
         assert_eq!(kills, 3, "{strategy}: the run ended before it was killed 3 times");

@@ -147,3 +147,33 @@ pub fn playwright(script: &str, url: &str) -> Option<serde_json::Value> {
 pub const CHROMIUM: &str = r#"chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox',
     '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'] })"#;
+
+/// Read a run's standard output slowly (100 ms of pause every 10,000 lines, so
+/// backpressure makes a run of 400,000 rows last 4 s or more), after its `first` line;
+/// all of it once the run ends.
+pub fn slow_reader(out: impl std::io::BufRead + Send + 'static, first: String) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = out;
+        let (mut text, mut line, mut n) = (first, String::new(), 0u64);
+        while out.read_line(&mut line).unwrap() > 0 {
+            text.push_str(&line);
+            line.clear();
+            n += 1;
+            if n.is_multiple_of(10_000) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        text
+    })
+}
+
+/// Call `kill` every 300 ms until it has killed `times` times (each call counts once at
+/// most) or a minute has passed; how many times it did.
+pub fn kill_times(times: usize, mut kill: impl FnMut() -> usize) -> usize {
+    let (mut kills, started) = (0, std::time::Instant::now());
+    while kills < times && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        kills += kill().min(1);
+    }
+    kills
+}
