@@ -510,9 +510,10 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
   const first = [await rows(), await value()];
   await page.waitForFunction(n => Number(document.querySelector('#runs tbody tr .rows').textContent.replace(/[^0-9]/g, '')) > n, first[0]);
   const second = [await rows(), await value()];
+  const eta = await row.locator('.eta').textContent();
   await row.locator('button.cancel').click();
   await row.locator('.status', { hasText: 'cancelled' }).waitFor({ timeout: 20000 });
-  console.log(JSON.stringify({ id: await row.getAttribute('data-run'), first, second,
+  console.log(JSON.stringify({ id: await row.getAttribute('data-run'), first, second, eta,
     status: await row.locator('.status').textContent() }));
   await browser.close();
 })().catch(e => { console.error(e); process.exit(1); });
@@ -522,6 +523,7 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
     let (r1, p1) = (seen["first"][0].as_f64().unwrap(), seen["first"][1].as_f64().unwrap());
     let (r2, p2) = (seen["second"][0].as_f64().unwrap(), seen["second"][1].as_f64().unwrap());
     assert!(r2 > r1 && p2 >= p1 && p2 > 0.0, "the progress bar moved: {seen}");
+    assert!(seen["eta"].as_str().unwrap().starts_with("ETA "), "a running run shows its ETA: {seen}");
     assert_eq!(seen["status"], "cancelled");
     let done = s.finished(seen["id"].as_str().unwrap());
     assert_eq!(done["status"], "cancelled");
@@ -1107,4 +1109,61 @@ print(len(sizes), sum(sizes), max(sizes))
 fn count_rows(demo: &Path, sql: &str) -> u64 {
     let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
     c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+#[test]
+fn the_dashboard_fills_titles_offers_choices_names_downloads_and_shows_failures() {
+    let demo = demo(300);
+    let reports = demo.join("reports");
+    write(&reports, "broken.yaml", "report: broken\nsource:\n  url: \"sqlite:../demo.sqlite\"\n  table: invoices\n  where: \"no_such_column = 1\"\n");
+    let s = Server::start(&reports, &[]);
+    let script = r#"
+const { chromium } = require(process.env.PLAYWRIGHT_CORE);
+(async () => {
+  const browser = await LAUNCH;
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(process.argv[2]);
+  const sales = 'form[data-report="sales_by_region"] ';
+  await page.locator(sales).waitFor({ timeout: 20000 });
+  await page.fill(sales + 'input[name="start_date"]', '2024-01-01');
+  await page.fill(sales + 'input[name="end_date"]', '2024-12-31');
+  const title = await page.locator('li[data-report="sales_by_region"] h3').textContent();
+  const inv = 'form[data-report="invoice_export"] ';
+  const status = page.locator(inv + 'select[name="status"]');
+  const options = await status.locator('option').evaluateAll(os => os.map(o => [o.value, o.selected]));
+  const multiple = await status.evaluate(s => s.multiple);
+  await status.selectOption(['paid']);
+  await page.selectOption(inv + 'select[name="_format"]', 'csv');
+  await page.click(inv + 'button[type="submit"]');
+  const done = page.locator('#runs tbody tr', { hasText: 'invoice_export' }).first();
+  await done.locator('.status', { hasText: 'succeeded' }).waitFor({ timeout: 30000 });
+  const download = await done.locator('a.download').getAttribute('download');
+  const href = await done.locator('a.download').getAttribute('href');
+  const csv = await page.evaluate(async h => (await fetch(h)).text(), href);
+  await page.click('form[data-report="broken"] button[type="submit"]');
+  const failed = page.locator('#runs tbody tr', { hasText: 'broken' }).first();
+  await failed.locator('.status', { hasText: 'failed' }).waitFor({ timeout: 30000 });
+  const error = await failed.locator('.error').textContent();
+  const still = await failed.locator('progress').evaluate(p => p.hasAttribute('value'));
+  if (process.env.REAM_SCREENSHOT) await page.screenshot({ path: process.env.REAM_SCREENSHOT, fullPage: true });
+  console.log(JSON.stringify({ title, options, multiple, download, csv, error, still }));
+  await browser.close();
+})().catch(e => { console.error(e); process.exit(1); });
+"#
+    .replace("LAUNCH", CHROMIUM);
+    let Some(seen) = playwright(&script, &s.url("/")) else { return };
+    assert_eq!(seen["title"], "Sales by region, 2024-01-01 to 2024-12-31", "{seen}");
+    assert_eq!(seen["multiple"], true);
+    assert_eq!(
+        seen["options"],
+        serde_json::json!([["paid", true], ["open", true], ["overdue", true], ["void", true]]),
+        "{seen}"
+    );
+    assert_eq!(seen["download"], "invoice_export_paid.csv");
+    let csv = seen["csv"].as_str().unwrap();
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let statuses: Vec<String> = r.records().map(|r| r.unwrap()[5].to_string()).collect();
+    assert!(!statuses.is_empty() && statuses.iter().all(|s| s == "paid"), "only the chosen status: {statuses:?}");
+    assert!(seen["error"].as_str().unwrap().contains("no_such_column"), "a failed run shows why: {seen}");
+    assert_eq!(seen["still"], true, "a failed run's bar stops animating");
 }

@@ -46,6 +46,8 @@ td, th {{ text-align: left; padding: .3em .6em; border-bottom: 1px solid #eee; }
 progress {{ width: 12em; }}
 #login {{ background: #f4f4f8; padding: 1em; margin-bottom: 1em; }}
 .status-failed {{ color: #b00; }} .status-cancelled {{ color: #a60; }} .status-succeeded {{ color: #070; }}
+.error {{ color: #b00; font-size: 12px; white-space: pre-wrap; }}
+.eta {{ color: #666; font-size: 12px; }}
 </style>
 </head>
 <body>
@@ -89,8 +91,10 @@ function row(run) {{
     tr = document.createElement('tr');
     tr.dataset.run = run.id;
     tr.innerHTML = '<td class="id"></td><td class="report"></td><td class="format"></td><td class="status"></td>' +
-      '<td><progress max="100"></progress> <span class="percent"></span></td><td class="rows"></td><td class="rate"></td>' +
-      '<td class="actions"><button class="cancel">Cancel</button> <a class="download" hidden>Download</a></td>';
+      '<td><progress max="100"></progress> <span class="percent"></span> <span class="eta"></span></td>' +
+      '<td class="rows"></td><td class="rate"></td>' +
+      '<td class="actions"><button class="cancel">Cancel</button> <a class="download" hidden>Download</a>' +
+      '<div class="error" hidden></div></td>';
     tr.querySelector('.cancel').onclick = () => api('/runs/' + run.id, {{ method: 'DELETE' }});
     document.querySelector('#runs tbody').prepend(tr);
     rows.set(run.id, tr);
@@ -100,16 +104,45 @@ function row(run) {{
   tr.querySelector('.format').textContent = run.format;
   const st = tr.querySelector('.status');
   st.textContent = run.status; st.className = 'status status-' + run.status;
+  const done = ['succeeded', 'failed', 'cancelled'].includes(run.status);
   const bar = tr.querySelector('progress');
-  if (run.percent === null) bar.removeAttribute('value'); else bar.value = run.percent;
+  // An indeterminate bar animates: only while the run lives and its total is unknown.
+  if (done) bar.value = run.status === 'succeeded' ? 100 : (run.percent || 0);
+  else if (run.percent === null) bar.removeAttribute('value'); else bar.value = run.percent;
   tr.querySelector('.percent').textContent = run.percent === null ? '' : run.percent + '%';
+  tr.querySelector('.eta').textContent = done ? '' : eta(run);
   tr.querySelector('.rows').textContent = run.rows.toLocaleString();
   tr.querySelector('.rate').textContent = run.rows_per_second.toLocaleString() + ' rows/s';
-  const done = ['succeeded', 'failed', 'cancelled'].includes(run.status);
   tr.querySelector('.cancel').hidden = done;
+  const err = tr.querySelector('.error');
+  err.hidden = !run.error; err.textContent = run.error || '';
   const a = tr.querySelector('.download');
-  if (run.status === 'succeeded' && run.links.output) {{ a.href = run.links.output; a.hidden = false; }}
+  if (run.status === 'succeeded' && run.links.output) {{
+    a.href = run.links.output; a.download = fileName(run); a.hidden = false;
+  }}
   return done;
+}}
+// The time left, from the share done so far and the time it took.
+function eta(run) {{
+  if (!run.percent || run.percent >= 100) return '';
+  const left = run.elapsed_seconds * (100 - run.percent) / run.percent;
+  return 'ETA ' + (left < 90 ? Math.ceil(left) + ' s' : Math.ceil(left / 60) + ' min');
+}}
+// sales_by_region_2024-01-01_2024-12-31.csv: the report, its parameters' values, the format.
+function fileName(run) {{
+  const values = Object.values(run.parameters).map(v => Array.isArray(v) ? v.join('-') : String(v));
+  const stem = [run.report, ...values].join('_').replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 120);
+  return stem + '.' + run.format;
+}}
+// A title template with the form's current values in its `{{param}}` slots.
+function fillTitle(template, form) {{
+  const data = new FormData(form);
+  return template.replace(/\{{\{{|\}}\}}|\{{([^}}:]+)(:[^}}]*)?\}}/g, (m, name) => {{
+    if (m === '{{{{') return '{{';
+    if (m === '}}}}') return '}}';
+    const v = data.getAll(name.trim()).filter(x => x !== '');
+    return v.length ? v.join(', ') : '…';
+  }});
 }}
 // Server-Sent Events read with fetch, so the token goes in a header.
 async function follow(run) {{
@@ -138,29 +171,61 @@ function el(tag, attrs = {{}}, text) {{
 }}
 function reportItem(rep) {{
   const li = el('li', {{ class: 'report', 'data-report': rep.id }});
-  li.append(el('h3', {{}}, rep.title || rep.id));
+  const h3 = el('h3', {{}}, rep.title || rep.id);
+  li.append(h3);
   if (rep.description) li.append(el('p', {{}}, rep.description));
   const form = el('form', {{ class: 'run-form', 'data-report': rep.id }});
   for (const [name, p] of Object.entries(rep.parameters)) {{
     const label = el('label', {{}}, (p.label || name) + ' ');
     const d = p.default === null || p.default === undefined ? '' : (typeof p.default === 'string' ? p.default : JSON.stringify(p.default));
-    const input = el('input', {{ type: p.type === 'date' ? 'date' : 'text', name, value: d }});
-    if (p.required) input.required = true;
-    label.append(input);
+    label.append(p.one_of && p.one_of.length ? choice(name, p, d) : input(name, p, d));
     form.append(label, ' ');
+  }}
+  if (rep.title) {{
+    const update = () => {{ h3.textContent = fillTitle(rep.title, form); }};
+    form.addEventListener('input', update);
+    form.addEventListener('change', update);
+    update();
   }}
   const select = el('select', {{ name: '_format' }});
   for (const f of rep.formats) select.append(el('option', {{}}, f));
-  form.append(select, ' ', el('button', {{ type: 'submit' }}, 'Run'));
+  const why = el('div', {{ class: 'error' }});
+  why.hidden = true;
+  form.append(select, ' ', el('button', {{ type: 'submit' }}, 'Run'), why);
   form.onsubmit = e => {{ e.preventDefault(); submit(form); }};
   li.append(form);
   return li;
+}}
+function input(name, p, d) {{
+  const types = {{ date: 'date', int: 'number', float: 'number' }};
+  const i = el('input', {{ type: p.list ? 'text' : (types[p.type] || 'text'), name, value: d }});
+  if (p.type === 'float' && !p.list) i.step = 'any';
+  if (p.required) i.required = true;
+  return i;
+}}
+// `one_of`: a select box (several choices for a list parameter).
+function choice(name, p, d) {{
+  const s = el('select', {{ name }});
+  if (p.list) s.multiple = true;
+  const chosen = new Set(d.split(',').map(x => x.trim()).filter(x => x !== ''));
+  if (!p.list && !p.required) s.append(el('option', {{ value: '' }}, ''));
+  for (const v of p.one_of) {{
+    const o = el('option', {{ value: String(v) }}, String(v));
+    o.selected = chosen.has(String(v));
+    s.append(o);
+  }}
+  if (p.required) s.required = true;
+  return s;
 }}
 async function submit(form) {{
   const data = new FormData(form);
   const format = data.get('_format'); data.delete('_format');
   const parameters = {{}};
-  for (const [k, v] of data) if (v !== '') parameters[k] = v;
+  for (const k of new Set(data.keys())) {{
+    const v = data.getAll(k).filter(x => x !== '');
+    const multiple = form.querySelector('select[name="' + k + '"]')?.multiple;
+    if (v.length) parameters[k] = multiple ? v : v[0];
+  }}
   if (format === 'html' && !AUTH) {{
     // HTML is opened live: the page renders as its rows stream in.
     window.open('/reports/' + form.dataset.report + '.html?' + new URLSearchParams(parameters));
@@ -169,8 +234,12 @@ async function submit(form) {{
   const r = await api('/runs', {{ method: 'POST', headers: {{ 'content-type': 'application/json' }},
     body: JSON.stringify({{ report: form.dataset.report, format, parameters }}) }});
   const body = await r.json();
-  if (!r.ok) {{ alert(body.error.message); return; }}
-  follow(body);
+  const why = form.querySelector('.error');
+  why.hidden = r.ok; why.textContent = r.ok ? '' : body.error.message;
+  if (r.ok) {{ follow(body); return; }}
+  // A run that failed as it started is in the registry: list it, with its error.
+  const runs = await (await api('/runs')).json();
+  runs.runs.reverse().forEach(follow);
 }}
 async function load() {{
   const reports = await (await api('/reports')).json();
