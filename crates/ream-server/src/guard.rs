@@ -83,7 +83,8 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let Some(host) = host else {
         return Err(ApiError::BadRequest("the request has no Host header".into()));
     };
-    let policy = state.hosts.read().unwrap_or_else(|e| e.into_inner()).clone();
+    // Read under the lock, not cloned: this runs on every request.
+    let policy = state.hosts.read().unwrap_or_else(|e| e.into_inner());
     if !policy.admits(host) {
         return Err(ApiError::Forbidden(format!(
             "Host `{}` does not name this server (DNS rebinding?): add it to --allowed-hosts",

@@ -637,7 +637,7 @@ async fn run_events(
 fn output_headers(h: &mut axum::http::HeaderMap, id: &str, format: Format) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     if format == Format::Html {
-        if let Ok(v) = HeaderValue::from_str(&html_csp()) {
+        if let Ok(v) = HeaderValue::from_str(html_csp()) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
     }
@@ -649,14 +649,17 @@ fn output_headers(h: &mut axum::http::HeaderMap, id: &str, format: Format) {
 
 /// An HTML report runs no script and loads nothing: its one style sheet is allowed by
 /// its hash, its charts are inline SVG.
-fn html_csp() -> String {
+fn html_csp() -> &'static str {
     use base64::Engine;
     use sha2::Digest;
-    let hash =
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(ream_render::html::CSS.as_bytes()));
-    format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        let hash =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(ream_render::html::CSS.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+    })
 }
 
 /// The stored output of an async run, with `Range` support.
@@ -700,7 +703,7 @@ async fn run_output(
         true => h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         false => h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type())),
     };
-    if let (false, Format::Html, Ok(v)) = (split, run.format, HeaderValue::from_str(&html_csp())) {
+    if let (false, Format::Html, Ok(v)) = (split, run.format, HeaderValue::from_str(html_csp())) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     if let (false, Ok(v)) =
