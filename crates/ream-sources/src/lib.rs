@@ -441,16 +441,7 @@ pub(crate) fn order_and_page<'a>(
     }
 }
 
-/// The URL with its password hidden, for messages.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else { return url.to_string() };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-        None => url.to_string(),
-    }
-}
+pub use ream_core::redact;
 
 /// Open a source by URL.
 pub fn open(url: &str, req: &ReadRequest, cancel: CancelToken) -> Result<Box<dyn Source>, SourceError> {
@@ -492,12 +483,6 @@ pub fn open_url(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_hidden_in_messages() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
-    }
 
     #[test]
     fn sqlite_urls_parse_relative_to_a_base() {

@@ -1,0 +1,240 @@
+//! The control store on both of its databases: an embedded SQLite file and a PostgreSQL
+//! database of the test's own (ream-testkit).
+
+use std::time::Duration;
+
+use ream_control::{ClaimLimits, Control, NewRun, OutputRecord, RunStatus, RunUpdate};
+use serde_json::json;
+
+/// Run `check` against a fresh SQLite store, then a fresh PostgreSQL one.
+fn on_both(check: impl Fn(&dyn Fn() -> Control)) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    check(&|| Control::open(None, &path).unwrap());
+    if let Some(pg) = ream_testkit::PgDatabase::create("control") {
+        check(&|| Control::open(Some(&pg.url), std::path::Path::new("/nonexistent")).unwrap());
+    }
+}
+
+fn add(c: &Control, id: &str, actor: &str, mode: &str, instance: Option<&str>) {
+    let status = if instance.is_some() { RunStatus::Running } else { RunStatus::Queued };
+    c.insert_run(&NewRun {
+        id,
+        report: "sales",
+        format: "csv",
+        mode,
+        actor,
+        request: &json!({ "parameters": { "region": "EU" } }),
+        flight_key: None,
+        source_key: "src",
+        status,
+        instance,
+        lease: Duration::from_secs(15),
+        snapshot: &json!({ "id": id, "status": status }),
+    })
+    .unwrap();
+    // Distinct creation times: the queue is ordered by them.
+    std::thread::sleep(Duration::from_millis(3));
+}
+
+const WIDE: ClaimLimits = ClaimLimits { per_actor: 100, per_source: 100 };
+
+#[test]
+fn a_run_and_its_progress_outlive_a_reopen_of_the_store() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "r1", "alice", "async", Some("A"));
+        let snapshot = json!({ "id": "r1", "rows": 500 });
+        let update = RunUpdate {
+            status: RunStatus::Succeeded,
+            snapshot: &snapshot,
+            error_public: None,
+            output: Some(("r1.csv", 1234)),
+        };
+        assert!(c.update_run("r1", "A", 1, &update).unwrap());
+        drop(c);
+        let c = open();
+        let run = c.get_run("r1").unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(run.snapshot["rows"], 500);
+        assert_eq!(run.output, Some(("r1.csv".to_string(), 1234)));
+        assert_eq!(run.request["parameters"]["region"], "EU");
+        assert!(run.finished_ms.is_some());
+        // A second outcome is refused: a finished run stays as it ended.
+        assert!(!c.update_run("r1", "A", 1, &update).unwrap());
+    });
+}
+
+#[test]
+fn an_instance_that_lost_a_run_cannot_write_to_it() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "r1", "alice", "async", Some("A"));
+        let snapshot = json!({});
+        let update = RunUpdate { status: RunStatus::Running, snapshot: &snapshot, error_public: None, output: None };
+        assert!(!c.update_run("r1", "B", 1, &update).unwrap(), "another instance wrote the run");
+        assert!(!c.update_run("r1", "A", 2, &update).unwrap(), "a stale attempt wrote the run");
+        assert!(c.update_run("r1", "A", 1, &update).unwrap());
+    });
+}
+
+#[test]
+fn another_actors_first_run_is_claimed_before_a_backlog_drains() {
+    on_both(|open| {
+        let c = open();
+        for i in 0..5 {
+            add(&c, &format!("a{i}"), "alice", "async", None);
+        }
+        add(&c, "b0", "bob", "async", None);
+        assert_eq!(c.queue_depth().unwrap(), 6);
+        assert_eq!(c.queue_position("a0").unwrap(), Some(1));
+        assert_eq!(c.queue_position("b0").unwrap(), Some(6));
+        let first = c.claim("A", Duration::from_secs(15), WIDE).unwrap().unwrap();
+        assert_eq!((first.id.as_str(), first.attempt, first.instance.as_deref()), ("a0", 1, Some("A")));
+        // Alice has a run going and Bob none: Bob's goes next, though it is newest.
+        let second = c.claim("A", Duration::from_secs(15), WIDE).unwrap().unwrap();
+        assert_eq!(second.id, "b0");
+        // Per-actor limit of 1: Alice has one running, Bob's is done queueing: nothing.
+        let one = ClaimLimits { per_actor: 1, per_source: 100 };
+        assert!(c.claim("A", Duration::from_secs(15), one).unwrap().is_none());
+        // Per-source limit of 2 is reached too.
+        let src = ClaimLimits { per_actor: 100, per_source: 2 };
+        assert!(c.claim("A", Duration::from_secs(15), src).unwrap().is_none());
+        assert_eq!(c.claim("B", Duration::from_secs(15), WIDE).unwrap().unwrap().id, "a1");
+        assert_eq!(c.queue_depth().unwrap(), 3);
+    });
+}
+
+#[test]
+fn instances_claiming_at_once_take_each_run_exactly_once() {
+    on_both(|open| {
+        let c = open();
+        for i in 0..40 {
+            c.insert_run(&NewRun {
+                id: &format!("q{i:02}"),
+                report: "sales",
+                format: "csv",
+                mode: "async",
+                actor: &format!("actor{}", i % 4),
+                request: &json!({}),
+                flight_key: None,
+                source_key: "",
+                status: RunStatus::Queued,
+                instance: None,
+                lease: Duration::from_secs(15),
+                snapshot: &json!({}),
+            })
+            .unwrap();
+        }
+        let claimed: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|w| {
+                    let c = open();
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        while let Some(run) = c.claim(&format!("I{w}"), Duration::from_secs(15), WIDE).unwrap() {
+                            mine.push(run.id);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        let mut sorted = claimed.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), claimed.len(), "a run was claimed twice");
+        assert_eq!(sorted.len(), 40);
+    });
+}
+
+#[test]
+fn an_expired_lease_requeues_an_async_run_for_its_second_attempt_and_fails_a_sync_one() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "q", "alice", "async", None);
+        let run = c.claim("A", Duration::from_millis(1), WIDE).unwrap().unwrap();
+        assert_eq!(run.attempt, 1);
+        c.set_upload("q", Some(r#"{"path":"q.csv","id":"u1"}"#)).unwrap();
+        add(&c, "s", "alice", "sync", Some("A"));
+        c.heartbeat("A", Duration::from_millis(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let expired: Vec<String> = c.expire_leases().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(expired.len(), 2, "{expired:?}");
+        assert_eq!(c.get_run("s").unwrap().unwrap().status, RunStatus::Failed);
+        let again = c.claim("B", Duration::from_secs(15), WIDE).unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempt, again.instance.as_deref()), ("q", 2, Some("B")));
+        // The partial upload of attempt 1 is still recorded, for B to abort.
+        assert_eq!(again.upload.as_deref(), Some(r#"{"path":"q.csv","id":"u1"}"#));
+        // A renewed lease does not expire.
+        c.heartbeat("B", Duration::from_secs(15)).unwrap();
+        assert!(c.expire_leases().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_cancel_reaches_the_instance_holding_the_run_and_ends_a_queued_one_at_once() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "r", "alice", "async", Some("A"));
+        add(&c, "q", "alice", "async", None);
+        assert!(c.cancel_requests("A").unwrap().is_empty());
+        c.request_cancel("r").unwrap();
+        assert_eq!(c.cancel_requests("A").unwrap(), ["r"]);
+        assert!(c.cancel_requests("B").unwrap().is_empty());
+        let q = c.request_cancel("q").unwrap().unwrap();
+        assert_eq!(q.status, RunStatus::Cancelled);
+        assert!(c.request_cancel("nope").unwrap().is_none());
+        // A cancelled queued run is never claimed.
+        assert!(c.claim("A", Duration::from_secs(15), WIDE).unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_shared_value_is_set_by_the_first_instance_and_read_by_the_rest() {
+    on_both(|open| {
+        let (a, b) = (open(), open());
+        assert_eq!(a.shared_value("link_key", || "first".into()).unwrap(), "first");
+        assert_eq!(b.shared_value("link_key", || "second".into()).unwrap(), "first");
+    });
+}
+
+#[test]
+fn outputs_are_listed_oldest_first_and_forgetting_one_clears_its_run() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "r1", "alice", "async", Some("A"));
+        let snapshot = json!({});
+        let done = RunUpdate {
+            status: RunStatus::Succeeded,
+            snapshot: &snapshot,
+            error_public: None,
+            output: Some(("r1.csv", 10)),
+        };
+        c.update_run("r1", "A", 1, &done).unwrap();
+        for (name, at) in [("r1.csv", 200), ("r0.csv", 100)] {
+            let o = OutputRecord {
+                name: name.into(),
+                run_id: "r1".into(),
+                report: "sales".into(),
+                bytes: 10,
+                created_ms: at,
+            };
+            c.record_output(&o).unwrap();
+        }
+        let names: Vec<String> = c.outputs().unwrap().into_iter().map(|o| o.name).collect();
+        assert_eq!(names, ["r0.csv", "r1.csv"]);
+        c.forget_output("r1.csv").unwrap();
+        assert_eq!(c.outputs().unwrap().len(), 1);
+        assert_eq!(c.get_run("r1").unwrap().unwrap().output, None);
+    });
+}
+
+#[test]
+fn a_store_url_of_another_kind_is_refused_by_name_without_its_password() {
+    let e = Control::open(Some("mysql://u:secret@h/db"), std::path::Path::new(".")).err().unwrap().to_string();
+    assert!(e.contains("mysql://u:***@h/db") && !e.contains("secret"), "{e}");
+    let e = Control::open(Some("postgres://u:secret@127.0.0.1:1/db"), std::path::Path::new(".")).err().unwrap();
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
