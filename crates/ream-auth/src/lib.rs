@@ -143,6 +143,11 @@ impl Authenticator {
         actor.has_role(&self.admin_role)
     }
 
+    /// Sign download links with `secret` (shared by the instances of a cluster) from now on.
+    pub fn share_link_secret(&mut self, secret: &[u8]) {
+        self.links = Links::with_secret(secret, self.links.ttl());
+    }
+
     /// The signer of download links.
     pub fn links(&self) -> &Links {
         &self.links

@@ -46,6 +46,17 @@ impl Links {
         Ok(Links { encoding: EncodingKey::from_secret(&secret), decoding: DecodingKey::from_secret(&secret), ttl })
     }
 
+    /// Links signed with `secret`, which every instance of a cluster shares (the
+    /// control store keeps it), so a link one instance signs downloads from any.
+    pub fn with_secret(secret: &[u8], ttl: Duration) -> Links {
+        Links { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl }
+    }
+
+    /// The time a link lasts.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// A token for downloading `run`'s output, valid for the configured time.
     pub fn sign(&self, run: &str) -> String {
         let exp = (SystemTime::now() + self.ttl).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -106,9 +106,31 @@ struct ServeArgs {
     /// Rows per batch, overriding the specs'.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Where async runs' outputs are stored (default: ream-outputs in the temp dir).
+    /// Where the embedded control store and the default output directory live
+    /// (default `ream-data`): runs and outputs outlive a restart.
+    #[arg(long, env = "REAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The control store every instance shares (runs, queue, outputs):
+    /// `postgres://USER@HOST/DB` for several instances, or `sqlite:PATH` (default:
+    /// `control.sqlite` in the data directory).
+    #[arg(long, env = "REAM_CONTROL")]
+    control: Option<String>,
+    /// Where async runs' outputs are stored: `file:///DIR` or `s3://BUCKET/PREFIX`
+    /// (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); default
+    /// `outputs` in the data directory.
+    #[arg(long, env = "REAM_OUTPUT_STORE", conflicts_with = "output_dir")]
+    output_store: Option<String>,
+    /// The endpoint of an S3-compatible server for an `s3://` output store
+    /// (`http://127.0.0.1:8333`).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// Shorthand for `--output-store file:///DIR`.
     #[arg(long)]
     output_dir: Option<PathBuf>,
+    /// Seconds a run's lease lasts without its instance's heartbeat (default 15); then
+    /// another instance takes it over.
+    #[arg(long)]
+    lease_secs: Option<u64>,
     /// Stored outputs older than this many seconds are removed (default 86400).
     #[arg(long)]
     retention_secs: Option<u64>,
@@ -375,6 +397,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
                     let base = path.parent().unwrap_or(Path::new("."));
                     f.reports = f.reports.map(|p| base.join(p));
                     f.output_dir = f.output_dir.map(|p| base.join(p));
+                    f.data_dir = f.data_dir.map(|p| base.join(p));
                     f.audit_log = f.audit_log.map(|p| base.join(p));
                     f
                 }
@@ -403,7 +426,15 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         source: flags.source.or(file.source),
         max_runs: flags.max_runs.or(file.max_runs).unwrap_or(d.max_runs).max(1),
         batch_size: flags.batch_size.or(file.batch_size),
-        output_dir: flags.output_dir.or(file.output_dir).unwrap_or(d.output_dir),
+        data_dir: flags.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+        control: flags.control.or(file.control),
+        output_store: match (flags.output_store.or(file.output_store), flags.output_dir.or(file.output_dir)) {
+            (Some(url), _) => Some(url),
+            (None, Some(dir)) => Some(format!("file://{}", std::path::absolute(&dir)?.display())),
+            (None, None) => None,
+        },
+        s3_endpoint: flags.s3_endpoint.or(file.s3_endpoint),
+        lease: secs(flags.lease_secs.or(file.lease_secs).map(|s| s.max(1))).unwrap_or(d.lease),
         retention: ream_server::storage::Retention {
             max_age: flags
                 .retention_secs
@@ -447,6 +478,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
         Err(e @ ream_server::ServerError::Auth(_)) => return Ok(usage(e)),
+        Err(e @ (ream_server::ServerError::Control(_) | ream_server::ServerError::Outputs(_))) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

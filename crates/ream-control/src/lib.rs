@@ -168,6 +168,12 @@ pub struct Control {
     display: String,
 }
 
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Control({})", self.display)
+    }
+}
+
 const RUN_COLUMNS: &str = "id, report, format, mode, actor, request, status, instance, attempt, cancel_requested, \
      created_ms, finished_ms, snapshot, error_public, output_name, output_bytes, upload, flight_key";
 
@@ -383,6 +389,12 @@ impl Control {
             "UPDATE runs SET lease_until = $1 WHERE instance = $2 AND finished_ms IS NULL AND status <> 'queued'",
             &[(now + ms(lease)).into(), instance.into()],
         )
+    }
+
+    /// Remove run `id` (a request refused before it ran: never a run).
+    pub fn forget_run(&self, id: &str) -> Result<(), ControlError> {
+        self.db.execute("forgetting a run", "DELETE FROM runs WHERE id = $1", &[id.into()])?;
+        Ok(())
     }
 
     /// Record the multipart upload a run is writing (None: none any more).

@@ -62,57 +62,27 @@ pub struct UploadRecord {
 pub type OnUpload = Box<dyn Fn(Option<&UploadRecord>) + Send>;
 
 /// The output store.
-pub struct Outputs {
+pub struct Outputs(Arc<Shared>);
+
+struct Shared {
     store: Arc<dyn ObjectStore>,
     /// S3's multipart API, whose upload ids can be recorded and aborted from anywhere.
     multipart: Option<Arc<dyn MultipartStore>>,
-    runtime: tokio::runtime::Runtime,
+    /// Always Some until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     display: String,
 }
 
-impl Outputs {
-    /// `file:///DIR` (created if missing) or `s3://BUCKET[/PREFIX]`, with `endpoint` for
-    /// an S3-compatible server (`http://` allowed) and credentials from `AWS_*`.
-    pub fn open(url: &str, endpoint: Option<&str>) -> Result<Outputs, OutputError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ream-outputs")
-            .enable_all()
-            .build()
-            .map_err(|e| OutputError::Open { store: url.into(), reason: e.to_string() })?;
-        let open = |reason: String| OutputError::Open { store: url.into(), reason };
-        let (store, multipart): (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>) = if let Some(dir) =
-            url.strip_prefix("file://")
-        {
-            std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
-            let local = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| open(e.to_string()))?;
-            (Arc::new(local), None)
-        } else if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(OutputError::Url(url.into()));
-            }
-            let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-                b = b.with_region("us-east-1");
-            }
-            if let Some(e) = endpoint {
-                b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
-            }
-            let s3 = b.build().map_err(|e| open(e.to_string()))?;
-            let s3 = Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.trim_matches('/')));
-            (s3.clone(), Some(s3))
-        } else {
-            return Err(OutputError::Url(url.into()));
-        };
-        Ok(Outputs { store, multipart, runtime, display: url.to_string() })
+impl Drop for Shared {
+    /// Without waiting: the store may be dropped on an async thread.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
+}
 
-    /// The store's URL.
-    pub fn describe(&self) -> &str {
-        &self.display
-    }
-
+impl Shared {
     fn err(&self, name: &str, source: object_store::Error) -> OutputError {
         OutputError::Object { store: self.display.clone(), name: name.into(), source }
     }
@@ -121,7 +91,7 @@ impl Outputs {
     /// task alike (never entering a second runtime on the caller's thread).
     fn block<T: Send + 'static>(&self, f: impl std::future::Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        self.spawn(async move {
             let _ = tx.send(f.await);
         });
         let wait = move || rx.recv().expect("an output store task panicked");
@@ -134,34 +104,92 @@ impl Outputs {
         }
     }
 
+    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = &self.runtime {
+            rt.spawn(f);
+        }
+    }
+}
+
+impl Outputs {
+    /// `file:///DIR` (created if missing) or `s3://BUCKET[/PREFIX]`, with `endpoint` for
+    /// an S3-compatible server (`http://` allowed) and credentials from `AWS_*`.
+    pub fn open(url: &str, endpoint: Option<&str>) -> Result<Outputs, OutputError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ream-outputs")
+            .enable_all()
+            .build()
+            .map_err(|e| OutputError::Open { store: ream_core::redact(url), reason: e.to_string() })?;
+        let open = |reason: String| OutputError::Open { store: ream_core::redact(url), reason };
+        let (store, multipart): (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>) = if let Some(dir) =
+            url.strip_prefix("file://")
+        {
+            std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
+            let local = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| open(e.to_string()))?;
+            (Arc::new(local), None)
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(OutputError::Url(ream_core::redact(url)));
+            }
+            let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                b = b.with_region("us-east-1");
+            }
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+            }
+            let s3 = b.build().map_err(|e| open(e.to_string()))?;
+            let s3 = Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.trim_matches('/')));
+            (s3.clone(), Some(s3))
+        } else {
+            return Err(OutputError::Url(ream_core::redact(url)));
+        };
+        Ok(Outputs(Arc::new(Shared { store, multipart, runtime: Some(runtime), display: ream_core::redact(url) })))
+    }
+
+    /// The store's URL.
+    pub fn describe(&self) -> &str {
+        &self.0.display
+    }
+
     /// Start writing output `name`.
-    pub fn begin(&self, name: &str, on_upload: OnUpload) -> Result<Upload<'_>, OutputError> {
-        Ok(Upload { outputs: self, path: Path::from(name), buf: Vec::new(), target: None, on_upload, bytes: 0 })
+    pub fn begin(&self, name: &str, on_upload: OnUpload) -> Result<Upload, OutputError> {
+        Ok(Upload {
+            outputs: self.0.clone(),
+            path: Path::from(name),
+            buf: Vec::new(),
+            target: None,
+            on_upload,
+            bytes: 0,
+        })
     }
 
     /// Abort an upload another instance left (its record from the control store).
     pub fn abort(&self, record: &UploadRecord) -> Result<(), OutputError> {
-        let Some(mp) = self.multipart.clone() else { return Ok(()) };
+        let Some(mp) = self.0.multipart.clone() else { return Ok(()) };
         let (path, id) = (Path::from(record.name.as_str()), record.id.clone());
-        self.block(async move { mp.abort_multipart(&path, &id).await }).map_err(|e| self.err(&record.name, e))
+        self.0.block(async move { mp.abort_multipart(&path, &id).await }).map_err(|e| self.0.err(&record.name, e))
     }
 
     /// The size of output `name`, or None if there is none.
     pub fn size(&self, name: &str) -> Result<Option<u64>, OutputError> {
-        let (store, path) = (self.store.clone(), Path::from(name));
-        match self.block(async move { store.head(&path).await }) {
+        let (store, path) = (self.0.store.clone(), Path::from(name));
+        match self.0.block(async move { store.head(&path).await }) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(name, e)),
+            Err(e) => Err(self.0.err(name, e)),
         }
     }
 
     /// The whole of a small output (a manifest).
     pub fn read_all(&self, name: &str) -> Result<Vec<u8>, OutputError> {
-        let (store, path) = (self.store.clone(), Path::from(name));
-        self.block(async move { store.get(&path).await?.bytes().await })
+        let (store, path) = (self.0.store.clone(), Path::from(name));
+        self.0
+            .block(async move { store.get(&path).await?.bytes().await })
             .map(|b| b.to_vec())
-            .map_err(|e| self.err(name, e))
+            .map_err(|e| self.0.err(name, e))
     }
 
     /// Stream `range` of output `name` (the whole when None) as chunks, read on the
@@ -173,8 +201,8 @@ impl Outputs {
     ) -> tokio::sync::mpsc::Receiver<Result<Bytes, OutputError>> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (store, path, label, display) =
-            (self.store.clone(), Path::from(name), name.to_string(), self.display.clone());
-        self.runtime.spawn(async move {
+            (self.0.store.clone(), Path::from(name), name.to_string(), self.0.display.clone());
+        self.0.spawn(async move {
             let err = |source| OutputError::Object { store: display.clone(), name: label.clone(), source };
             let opts = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
             let mut stream = match store.get_opts(&path, opts).await {
@@ -195,42 +223,44 @@ impl Outputs {
 
     /// Remove output `name`, or every object under it (a split run's directory).
     pub fn remove(&self, name: &str) -> Result<(), OutputError> {
-        let (store, path) = (self.store.clone(), Path::from(name));
-        self.block(async move {
-            let mut under: Vec<Path> = Vec::new();
-            let mut listed = store.list(Some(&path));
-            while let Some(meta) = listed.next().await {
-                under.push(meta?.location);
-            }
-            if !under.is_empty() {
-                // A directory of objects (its own name is no object).
-                for p in under {
-                    store.delete(&p).await?;
+        let (store, path) = (self.0.store.clone(), Path::from(name));
+        self.0
+            .block(async move {
+                let mut under: Vec<Path> = Vec::new();
+                let mut listed = store.list(Some(&path));
+                while let Some(meta) = listed.next().await {
+                    under.push(meta?.location);
                 }
-                return Ok(());
-            }
-            match store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
-        .map_err(|e| self.err(name, e))
+                if !under.is_empty() {
+                    // A directory of objects (its own name is no object).
+                    for p in under {
+                        store.delete(&p).await?;
+                    }
+                    return Ok(());
+                }
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .map_err(|e| self.0.err(name, e))
     }
 
     /// Every object's name and size (for tests and checks).
     pub fn list(&self) -> Result<Vec<(String, u64)>, OutputError> {
-        let store = self.store.clone();
-        self.block(async move {
-            let mut out = Vec::new();
-            let mut listed = store.list(None);
-            while let Some(meta) = listed.next().await {
-                let meta = meta?;
-                out.push((meta.location.to_string(), meta.size));
-            }
-            out.sort();
-            Ok(out)
-        })
-        .map_err(|e| self.err("/", e))
+        let store = self.0.store.clone();
+        self.0
+            .block(async move {
+                let mut out = Vec::new();
+                let mut listed = store.list(None);
+                while let Some(meta) = listed.next().await {
+                    let meta = meta?;
+                    out.push((meta.location.to_string(), meta.size));
+                }
+                out.sort();
+                Ok(out)
+            })
+            .map_err(|e| self.0.err("/", e))
     }
 }
 
@@ -245,8 +275,8 @@ enum Target {
 
 /// An output being written. Parts of [`PART_BYTES`] leave as they fill; an output
 /// smaller than one part is one plain put at [`Upload::commit`].
-pub struct Upload<'a> {
-    outputs: &'a Outputs,
+pub struct Upload {
+    outputs: Arc<Shared>,
     path: Path,
     buf: Vec<u8>,
     target: Option<Target>,
@@ -254,7 +284,7 @@ pub struct Upload<'a> {
     bytes: u64,
 }
 
-impl Upload<'_> {
+impl Upload {
     fn io(&self, e: object_store::Error) -> io::Error {
         io::Error::other(self.outputs.err(self.path.as_ref(), e))
     }
@@ -330,7 +360,7 @@ impl Upload<'_> {
     }
 }
 
-impl Write for Upload<'_> {
+impl Write for Upload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = PART_BYTES - self.buf.len();
         let n = data.len().min(room);
@@ -347,7 +377,7 @@ impl Write for Upload<'_> {
     }
 }
 
-impl Drop for Upload<'_> {
+impl Drop for Upload {
     /// Not committed: abort, so nothing of it stays in the store.
     fn drop(&mut self) {
         let path = self.path.clone();

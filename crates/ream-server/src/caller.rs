@@ -11,7 +11,6 @@ use ream_core::load::LoadedSpec;
 use ream_core::Actor;
 
 use crate::error::ApiError;
-use crate::registry::RunEntry;
 use crate::AppState;
 
 /// A verified caller.
@@ -33,9 +32,9 @@ impl Caller {
         Err(ApiError::Forbidden(format!("report `{id}` needs one of the roles: {}", access.roles.join(", "))))
     }
 
-    /// Whether the caller sees `run`: its own, or any for an admin.
-    pub fn sees(&self, run: &RunEntry) -> bool {
-        self.admin || run.actor == self.actor.sub
+    /// Whether the caller sees a run of `actor`: its own, or any for an admin.
+    pub fn sees(&self, actor: &str) -> bool {
+        self.admin || actor == self.actor.sub
     }
 }
 

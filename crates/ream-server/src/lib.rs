@@ -18,7 +18,9 @@ mod audit;
 mod caller;
 mod catalog;
 mod dashboard;
+mod download;
 mod error;
+mod found;
 mod guard;
 mod listen;
 pub mod metrics;
@@ -47,15 +49,15 @@ use futures_util::Stream;
 use ream_engine::Format;
 use serde_json::json;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 pub use crate::caller::Caller;
 pub use crate::catalog::Catalog;
 pub use crate::error::ApiError;
+use crate::found::Found;
 pub use crate::listen::ConnectionLimits;
 pub use crate::registry::{Mode, RunEntry, Status};
 use crate::registry::{Registry, RunRequest};
-use crate::storage::{LocalStore, OutputStore, Retention};
+use crate::storage::Retention;
 
 /// How a server runs. Every field has a default suited to one machine.
 #[derive(Debug, Clone)]
@@ -68,8 +70,19 @@ pub struct ServerConfig {
     pub max_runs: usize,
     /// Rows per batch, overriding the specs' (default: the spec's).
     pub batch_size: Option<usize>,
-    /// Where async runs' outputs are stored (default: `ream-outputs` in the temp dir).
-    pub output_dir: PathBuf,
+    /// Where the embedded control store (`control.sqlite`) and the default output
+    /// directory (`outputs`) live (default `ream-data`).
+    pub data_dir: PathBuf,
+    /// The control store every instance shares: `postgres://…`, or `sqlite:PATH`
+    /// (default: `control.sqlite` in `data_dir`, for one instance).
+    pub control: Option<String>,
+    /// Where async runs' outputs are stored: `file:///DIR` or `s3://BUCKET/PREFIX`
+    /// (default: `file://` of `outputs` in `data_dir`).
+    pub output_store: Option<String>,
+    /// The S3-compatible endpoint for an `s3://` output store (credentials from `AWS_*`).
+    pub s3_endpoint: Option<String>,
+    /// How long a run's lease lasts without its instance's heartbeat (default 15 s).
+    pub lease: Duration,
     /// Finished outputs are removed past this age or total size (oldest first).
     pub retention: Retention,
     /// Finished runs kept in the registry (default 200).
@@ -113,7 +126,11 @@ impl Default for ServerConfig {
             source: None,
             max_runs: 8,
             batch_size: None,
-            output_dir: std::env::temp_dir().join("ream-outputs"),
+            data_dir: PathBuf::from("ream-data"),
+            control: None,
+            output_store: None,
+            s3_endpoint: None,
+            lease: Duration::from_secs(15),
             retention: Retention { max_age: Duration::from_secs(24 * 3600), max_bytes: 10 << 30 },
             keep_finished: 200,
             grace: Duration::from_secs(30),
@@ -136,8 +153,10 @@ impl Default for ServerConfig {
 pub enum ServerError {
     #[error("reports: {0}")]
     Reports(String),
-    #[error("output directory {path}: {source}")]
-    OutputDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Outputs(#[from] ream_outputs::OutputError),
+    #[error(transparent)]
+    Control(#[from] ream_control::ControlError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -159,7 +178,9 @@ pub struct Inner {
     /// `/readyz`'s probes and its last answer.
     ready: ready::Readiness,
     pub registry: Registry,
-    pub store: Box<dyn OutputStore>,
+    /// Runs, outputs and shared values of every instance.
+    pub control: Arc<ream_control::Control>,
+    pub outputs: Arc<ream_outputs::Outputs>,
     pub limit: Arc<Semaphore>,
     /// Verifies bearer tokens (`[auth]`); None: everyone is `anonymous`.
     pub auth: Option<ream_auth::Authenticator>,
@@ -179,16 +200,30 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: ServerConfig) -> Result<AppState, ServerError> {
         let catalog = Catalog::load_dir(&config.reports).map_err(ServerError::Reports)?;
-        let store = LocalStore::new(&config.output_dir)
-            .map_err(|source| ServerError::OutputDir { path: config.output_dir.clone(), source })?;
-        let auth = config.auth.as_ref().map(|a| ream_auth::Authenticator::new(a, &config.auth_base)).transpose()?;
+        let control = Arc::new(ream_control::Control::open(config.control.as_deref(), &config.data_dir)?);
+        let outputs =
+            Arc::new(ream_outputs::Outputs::open(&output_store_url(&config)?, config.s3_endpoint.as_deref())?);
+        let mut auth = config.auth.as_ref().map(|a| ream_auth::Authenticator::new(a, &config.auth_base)).transpose()?;
+        if let Some(auth) = auth.as_mut() {
+            // One key for the cluster: a link signed by one instance downloads from any.
+            let (secret, _) = ream_auth::token::new_token().map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
+            auth.share_link_secret(control.shared_value("link_secret", || secret)?.as_bytes());
+        }
         let audit = (config.audit_log.as_ref())
             .map(|p| {
                 audit::AuditLog::open(p).map(Arc::new).map_err(|source| ServerError::Audit { path: p.clone(), source })
             })
             .transpose()?;
         Ok(AppState(Arc::new(Inner {
-            registry: Registry::new(config.keep_finished, audit.clone()),
+            registry: Registry::new(
+                config.keep_finished,
+                audit.clone(),
+                control.clone(),
+                instance_name(),
+                config.lease,
+            ),
+            control,
+            outputs,
             hosts: std::sync::RwLock::new(guard::HostPolicy {
                 allowed: config.allowed_hosts.clone(),
                 listen: None,
@@ -196,7 +231,6 @@ impl AppState {
             }),
             audit,
             limit: Arc::new(Semaphore::new(config.max_runs)),
-            store: Box::new(store),
             auth,
             draining: AtomicBool::new(false),
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
@@ -234,18 +268,71 @@ impl AppState {
         *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
 
+    /// Write the progress of this instance's runs to the control store, stop the runs
+    /// someone asked another instance to cancel, and (with `heartbeat`) renew their leases.
+    /// A run another instance has taken over (its lease expired) is stopped here.
+    fn sync_control(&self, heartbeat: bool) {
+        let instance = &self.registry.instance;
+        for run in self.registry.active() {
+            if !run.persist() {
+                run.cancel.cancel();
+            }
+        }
+        match self.control.cancel_requests(instance) {
+            Ok(ids) => {
+                for id in ids {
+                    if let Some(run) = self.registry.get(&id) {
+                        run.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => eprintln!("ream: {e}"),
+        }
+        if heartbeat {
+            if let Err(e) = self.control.heartbeat(instance, self.config.lease) {
+                eprintln!("ream: {e}");
+            }
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Apply the retention limits to stored outputs.
+    /// Apply the retention limits to stored outputs, and keep the newest finished runs.
     pub fn retain(&self) {
-        for name in storage::apply_retention(self.store.as_ref(), self.config.retention) {
-            if let Some(entry) = self.registry.list().into_iter().find(|r| r.output().is_some_and(|o| o.0 == name)) {
-                entry.expire_output();
+        match storage::apply_retention(&self.control, &self.outputs, self.config.retention) {
+            Ok(names) => {
+                for name in names {
+                    let local = self.registry.list().into_iter().find(|r| r.output().is_some_and(|o| o.0 == name));
+                    if let Some(entry) = local {
+                        entry.expire_output();
+                    }
+                }
             }
+            Err(e) => eprintln!("ream: retention: {e}"),
+        }
+        if let Err(e) = self.control.prune_runs(self.config.keep_finished) {
+            eprintln!("ream: {e}");
         }
     }
+}
+
+/// The output store's URL: the configured one, or the `outputs` directory of the data
+/// directory.
+fn output_store_url(config: &ServerConfig) -> Result<String, ServerError> {
+    match &config.output_store {
+        Some(url) => Ok(url.clone()),
+        None => Ok(format!("file://{}", std::path::absolute(config.data_dir.join("outputs"))?.display())),
+    }
+}
+
+/// This instance's name in the control store: host, process and a random part.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let nonce: String = ream_auth::token::nonce().chars().filter(char::is_ascii_alphanumeric).take(4).collect();
+    format!("{}-{}-{nonce}", if host.is_empty() { "ream" } else { host }, std::process::id())
 }
 
 /// The routes.
@@ -371,6 +458,12 @@ async fn monitor(state: AppState) {
             run.enforce_budget(state.config.run_memory_bytes, MIN_BATCH_ROWS);
         }
         n += 1;
+        if n.is_multiple_of(2) {
+            // The control store: every instance reads the progress written here, and
+            // cancels asked of another instance arrive here.
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || s.sync_control(n.is_multiple_of(4))).await;
+        }
         if n.is_multiple_of(4) {
             let stalled = active.iter().filter(|r| r.check_stall(state.config.stall_after)).count();
             ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
@@ -423,6 +516,7 @@ async fn report_or_output(
     client: audit::Client,
 ) -> Result<Response, ApiError> {
     let parameters = request::query_parameters(query.as_deref())?;
+    let parameters_copy = parameters.clone();
     let (id, format) = match file.rsplit_once('.') {
         Some((id, ext)) if state.catalog().get(&file).is_none() => {
             let format = Format::from_name(ext).ok_or_else(|| {
@@ -470,6 +564,7 @@ async fn report_or_output(
             mode: Mode::Sync,
             split: None,
             client,
+            record: json!({ "parameters": request::parameters_json(&parameters_copy) }),
         },
         compress,
     )
@@ -524,6 +619,9 @@ async fn create_run(
         _ => ApiError::BadRequest(format!("request body: {e}")),
     })?;
     let req = request::RunBody::parse(&body)?;
+    // What running it again needs: the request as sent, and who sent it.
+    let mut record: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    record["actor"] = json!(caller.actor);
     let ready = runs::prepare_run(
         &state,
         &caller,
@@ -535,12 +633,13 @@ async fn create_run(
             mode: Mode::Async,
             split: req.split,
             client,
+            record,
         },
         // A stored output is kept as written; a download of it is not re-encoded.
         ream_engine::Compression::None,
     )
     .await?;
-    let snapshot = view(&state, &caller, &ready.entry);
+    let snapshot = view(&state, &caller, &Found::Local(ready.entry.clone()));
     let location = format!("/runs/{}", ready.entry.id);
     runs::store(state.clone(), ready);
     let mut response = (StatusCode::ACCEPTED, Json(snapshot)).into_response();
@@ -552,25 +651,19 @@ async fn create_run(
 
 #[utoipa::path(get, path = "/runs", tag = "runs",
     responses((status = 200, description = "The registry, newest first", body = serde_json::Value)))]
-async fn list_runs(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
-    let runs: Vec<_> =
-        state.registry.list().iter().filter(|r| caller.sees(r)).map(|r| view(&state, &caller, r)).collect();
-    Json(json!({ "runs": runs }))
-}
-
-/// A run the caller sees; anyone else's is as unknown as one that never was (404).
-fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Arc<RunEntry>, ApiError> {
-    state.registry.get(id).filter(|r| caller.sees(r)).ok_or_else(|| ApiError::UnknownRun(id.to_string()))
+async fn list_runs(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let runs: Vec<_> = found::list(&state, &caller).await?.iter().map(|r| view(&state, &caller, r)).collect();
+    Ok(Json(json!({ "runs": runs })))
 }
 
 /// A run as its caller sees it: with `[auth]`, its output link carries a signed token
 /// that downloads that output (Range too) without a bearer token, for `link_ttl_secs`.
 /// Its error's SQL text is for admins only.
-fn view(state: &AppState, caller: &Caller, run: &RunEntry) -> serde_json::Value {
-    let mut v = run.snapshot_for(caller.admin);
+fn view(state: &AppState, caller: &Caller, run: &Found) -> serde_json::Value {
+    let mut v = run.snapshot(caller.admin);
     if let (Some(auth), Some(link)) = (&state.auth, v.pointer_mut("/links/output")) {
         if let Some(path) = link.as_str() {
-            *link = json!(format!("{path}?token={}", auth.links().sign(&run.id)));
+            *link = json!(format!("{path}?token={}", auth.links().sign(run.id())));
         }
     }
     v
@@ -583,27 +676,39 @@ async fn get_run(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let run = find(&state, &caller, &id)?;
+    let run = found::find(&state, &caller, &id).await?;
     Ok(Json(view(&state, &caller, &run)))
 }
 
 #[utoipa::path(delete, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),
     responses(
-        (status = 202, description = "Cancelled; its database query is stopped", body = serde_json::Value), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
+        (status = 202, description = "Cancelled; its database query is stopped (by whichever instance runs it, within a second)", body = serde_json::Value), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
         (status = 409, description = "The run has already ended", body = crate::error::ErrorBody)))]
 async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = find(&state, &caller, &id)?;
+    let run = found::find(&state, &caller, &id).await?;
     if run.status().is_finished() {
         return Err(ApiError::Conflict(format!("run `{id}` has already {}", run.status().name())));
     }
-    run.cancel.cancel();
-    let (r, by) = (run.clone(), caller.actor.sub.clone());
-    let _ = tokio::task::spawn_blocking(move || r.audit("cancel", json!({ "by": by }))).await;
-    Ok((StatusCode::ACCEPTED, Json(view(&state, &caller, &run))).into_response())
+    let run = match run {
+        Found::Local(entry) => {
+            entry.cancel.cancel();
+            Found::Local(entry)
+        }
+        // Another instance runs it: it reads the request within half a second.
+        Found::Stored(_) => {
+            let key = id.clone();
+            let record = found::control(&state, move |c| c.request_cancel(&key)).await?;
+            Found::Stored(Box::new(record.ok_or_else(|| ApiError::UnknownRun(id.clone()))?))
+        }
+    };
+    let (s, by) = (state.clone(), caller.actor.sub.clone());
+    let snapshot = view(&state, &caller, &run);
+    let _ = tokio::task::spawn_blocking(move || run.audit(&s, "cancel", json!({ "by": by }))).await;
+    Ok((StatusCode::ACCEPTED, Json(snapshot)).into_response())
 }
 
 /// Progress four times a second while the run is live, then one `end` event.
@@ -614,9 +719,9 @@ async fn run_events(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let run = find(&state, &caller, &id)?;
-    let events = futures_util::stream::unfold((run, false, true), move |(run, ended, first)| {
-        let (state, caller) = (state.clone(), caller.clone());
+    let run = found::find(&state, &caller, &id).await?;
+    let events = futures_util::stream::unfold((Some(run), false, true), move |(run, ended, first)| {
+        let (state, caller, id) = (state.clone(), caller.clone(), id.clone());
         async move {
             if ended {
                 return None;
@@ -624,10 +729,16 @@ async fn run_events(
             if !first {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            // A run of another instance is read again each time.
+            let run = match run {
+                Some(Found::Local(e)) => Found::Local(e),
+                _ => found::lookup(&state, &id).await.ok().flatten()?,
+            };
             let finished = run.status().is_finished();
             let snapshot = view(&state, &caller, &run);
             let event = SseEvent::default().event(if finished { "end" } else { "progress" }).data(snapshot.to_string());
-            Some((Ok(event), (run, finished, false)))
+            let keep = matches!(run, Found::Local(_)).then_some(run);
+            Some((Ok(event), (keep, finished, false)))
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
@@ -677,7 +788,7 @@ async fn run_output(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (run, by) = downloadable(&state, caller, &id, query.as_deref())?;
+    let (run, by) = downloadable(&state, caller, &id, query.as_deref()).await?;
     let status = run.status();
     let Some((name, _)) = run.output() else {
         return Err(match status {
@@ -685,29 +796,26 @@ async fn run_output(
                 ApiError::Conflict(format!("run `{id}`: its output was removed by the retention policy"))
             }
             s if s.is_finished() => ApiError::Conflict(format!("run `{id}` {} and has no output", s.name())),
-            _ if run.mode == Mode::Sync => {
-                ApiError::Conflict(format!("run `{id}` streams to its client; nothing is stored"))
-            }
+            _ if !run.is_async() => ApiError::Conflict(format!("run `{id}` streams to its client; nothing is stored")),
             s => ApiError::Conflict(format!("run `{id}` is {}; its output is not ready", s.name())),
         });
     };
-    let split = run.split.is_some();
+    let split = run.is_split();
     let file = runs::readable(&name, split);
-    let gone = || ApiError::Conflict(format!("run `{id}`: its output is gone"));
-    let path = state.store.local_path(&file).ok_or_else(gone)?;
-    audit_download(&run, by, &req).await;
-    let mut response = serve_file(path, req).await?;
+    audit_download(&state, run.clone(), by, &req).await;
+    let format = run.format();
+    let mut response = download::serve(&state, &id, &file, req.headers()).await?;
     let h = response.headers_mut();
     match split {
         // A split run's output is its manifest; its files are at /runs/{id}/output/{path}.
         true => h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-        false => h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type())),
+        false => h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type())),
     };
-    if let (false, Format::Html, Ok(v)) = (split, run.format, HeaderValue::from_str(html_csp())) {
+    if let (false, Format::Html, Ok(v)) = (split, format, HeaderValue::from_str(html_csp())) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     if let (false, Ok(v)) =
-        (split, HeaderValue::from_str(&format!("attachment; filename=\"{}.{}\"", run.report, run.format.name())))
+        (split, HeaderValue::from_str(&format!("attachment; filename=\"{}.{}\"", run.report(), format.name())))
     {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -716,12 +824,12 @@ async fn run_output(
 
 /// The run whose output the request may download: by a signed link (`?token=`, good for
 /// this run only), or as a caller who sees the run.
-fn downloadable(
+async fn downloadable(
     state: &AppState,
     caller: Result<Caller, ApiError>,
     id: &str,
     query: Option<&str>,
-) -> Result<(Arc<RunEntry>, String), ApiError> {
+) -> Result<(Found, String), ApiError> {
     let token = serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or(""))
         .unwrap_or_default()
         .into_iter()
@@ -729,37 +837,33 @@ fn downloadable(
     match (&state.auth, token) {
         (Some(auth), Some(token)) => {
             auth.links().check(&token, id).map_err(|e| ApiError::Forbidden(e.to_string()))?;
-            let run = state.registry.get(id).ok_or_else(|| ApiError::UnknownRun(id.to_string()))?;
+            let run = found::lookup(state, id).await?.ok_or_else(|| ApiError::UnknownRun(id.to_string()))?;
             Ok((run, "signed link".into()))
         }
         _ => {
             let caller = caller?;
-            Ok((find(state, &caller, id)?, caller.actor.sub))
+            Ok((found::find(state, &caller, id).await?, caller.actor.sub))
         }
     }
 }
 
 /// The audit line of a download: which file, which range, and who (or a signed link).
-fn audit_download(run: &Arc<RunEntry>, by: String, req: &Request) -> impl Future<Output = ()> + Send + 'static {
+fn audit_download(
+    state: &AppState,
+    run: Found,
+    by: String,
+    req: &Request,
+) -> impl Future<Output = ()> + Send + 'static {
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(String::from);
     let path = req.uri().path().to_string();
     let client = audit::Client::of_request(req).fields();
-    let run = run.clone();
+    let state = state.clone();
     let done = tokio::task::spawn_blocking(move || {
-        run.audit("download", json!({ "by": by, "path": path, "range": range, "client": client["client"], "user_agent": client["user_agent"] }))
+        run.audit(&state, "download", json!({ "by": by, "path": path, "range": range, "client": client["client"], "user_agent": client["user_agent"] }))
     });
     async move {
         let _ = done.await;
     }
-}
-
-/// A stored file, with `Range` support.
-async fn serve_file(path: std::path::PathBuf, req: Request) -> Result<Response, ApiError> {
-    Ok(tower_http::services::ServeFile::new(path)
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map(Body::new))
 }
 
 /// One file of a split run, by its path in the manifest, with `Range` support.
@@ -778,17 +882,21 @@ async fn run_output_part(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (run, by) = downloadable(&state, caller, &id, query.as_deref())?;
-    if run.split.is_none() {
+    let (run, by) = downloadable(&state, caller, &id, query.as_deref()).await?;
+    if !run.is_split() {
         return Err(ApiError::Conflict(format!("run `{id}` is not split: its output is /runs/{id}/output")));
     }
     let Some((name, _)) = run.output() else {
         return Err(ApiError::Conflict(format!("run `{id}` is {}; it has no stored output", run.status().name())));
     };
     let gone = || ApiError::Conflict(format!("run `{id}`: its output is gone"));
-    let manifest = state.store.local_path(&runs::readable(&name, true)).ok_or_else(gone)?;
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).map_err(|_| gone())?)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (outputs, manifest_name) = (state.outputs.clone(), runs::readable(&name, true));
+    let manifest = tokio::task::spawn_blocking(move || outputs.read_all(&manifest_name))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|_| gone())?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Only a path the manifest lists: nothing else in the store can be named.
     let listed = manifest["files"].as_array().is_some_and(|f| f.iter().any(|f| f["path"] == part.as_str()));
     if !listed {
@@ -796,11 +904,11 @@ async fn run_output_part(
             "run `{id}` has no file `{part}` (see its manifest at /runs/{id}/output)"
         )));
     }
-    let path = state.store.local_path(&format!("{name}/{part}")).ok_or_else(gone)?;
-    audit_download(&run, by, &req).await;
-    let mut response = serve_file(path, req).await?;
+    let format = run.format();
+    audit_download(&state, run.clone(), by, &req).await;
+    let mut response = download::serve(&state, &id, &format!("{name}/{part}"), req.headers()).await?;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(run.format.content_type()));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     let file = part.rsplit('/').next().unwrap_or(&part);
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);

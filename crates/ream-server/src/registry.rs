@@ -13,32 +13,17 @@ use serde_json::json;
 
 use crate::metrics as m;
 
-/// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Checking parameters, connecting, running the query until its first batch.
-    Preparing,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
+/// Where a run is in its life (the control store's statuses).
+pub use ream_control::RunStatus as Status;
 
-impl Status {
-    pub fn is_finished(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+/// A new run's id: 16 random hex digits, unique across instances and restarts.
+fn new_run_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        bytes = (t as u64).to_le_bytes();
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Preparing => "preparing",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
+    ream_auth::token::hex(&bytes)
 }
 
 /// How the output is delivered.
@@ -49,6 +34,15 @@ pub enum Mode {
     Sync,
     /// Stored, then fetched from `GET /runs/{id}/output`.
     Async,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+        }
+    }
 }
 
 /// What a new run is.
@@ -63,6 +57,8 @@ pub struct RunRequest {
     pub split: Option<ream_engine::Split>,
     /// Where the request came from (for the audit log).
     pub client: crate::audit::Client,
+    /// The request as recorded in the control store (what running it again needs).
+    pub record: serde_json::Value,
 }
 
 #[derive(Debug)]
@@ -109,6 +105,10 @@ pub struct RunEntry {
     pub batch_limit: BatchLimit,
     /// Where the source records each resume after a lost connection.
     pub resumes: ResumeLog,
+    /// The instance running it, and which attempt this is.
+    pub instance: String,
+    pub attempt: i64,
+    control: Arc<ream_control::Control>,
     pub created_at: DateTime<Utc>,
     pub created: Instant,
     state: Mutex<State>,
@@ -171,13 +171,38 @@ impl RunEntry {
             line["error"] = json!(s.error);
             log.record("run_finished", line);
         }
-        metrics::counter!(m::RUNS_TOTAL, "status" => status.name()).increment(1);
+        drop(s);
+        self.persist();
+        metrics::counter!(m::RUNS_TOTAL, "report" => self.report.clone(), "status" => status.name()).increment(1);
         metrics::histogram!(m::RUN_DURATION, "status" => status.name()).record(elapsed.as_secs_f64());
         metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
         metrics::counter!(m::RESUMES_TOTAL).increment(self.resumes.list().len() as u64);
-        if let Some(p) = &s.progress {
+        if let Some(p) = &self.state().progress {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Write the run as it is now to the control store, where every instance reads it.
+    /// False when the run is no longer this instance's (another took it over).
+    pub fn persist(&self) -> bool {
+        let snapshot = self.snapshot();
+        let (status, error_public, output) = {
+            let s = self.state();
+            (s.status, s.error_public.clone(), s.output.clone())
+        };
+        let update = ream_control::RunUpdate {
+            status,
+            snapshot: &snapshot,
+            error_public: error_public.as_deref(),
+            output: output.as_ref().map(|(n, b)| (n.as_str(), *b)),
+        };
+        match self.control.update_run(&self.id, &self.instance, self.attempt, &update) {
+            Ok(owned) => owned,
+            Err(e) => {
+                eprintln!("ream: run {}: {e}", self.id);
+                true
+            }
         }
     }
 
@@ -337,6 +362,8 @@ impl RunEntry {
             "batch_rows_limit": match self.batch_limit.get() { 0 => None, n => Some(n) },
             "stalled": s.stalled,
             "resumes": self.resumes.list(),
+            "instance": self.instance,
+            "attempt": self.attempt,
             "started_at": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "finished_at": s.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
@@ -351,27 +378,56 @@ impl RunEntry {
 pub struct Registry {
     runs: Mutex<Vec<Arc<RunEntry>>>,
     keep_finished: usize,
-    next: std::sync::atomic::AtomicU64,
-    /// Distinguishes this server's ids from an earlier one's (stored outputs outlive it).
-    epoch: u64,
     audit: Option<Arc<crate::audit::AuditLog>>,
+    control: Arc<ream_control::Control>,
+    /// This instance's name in the control store.
+    pub instance: String,
+    /// How long a run's lease lasts without a heartbeat.
+    pub lease: Duration,
 }
 
 impl Registry {
-    pub fn new(keep_finished: usize, audit: Option<Arc<crate::audit::AuditLog>>) -> Registry {
-        let epoch =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        Registry { runs: Mutex::new(Vec::new()), keep_finished, next: 1.into(), epoch, audit }
+    pub fn new(
+        keep_finished: usize,
+        audit: Option<Arc<crate::audit::AuditLog>>,
+        control: Arc<ream_control::Control>,
+        instance: String,
+        lease: Duration,
+    ) -> Registry {
+        Registry { runs: Mutex::new(Vec::new()), keep_finished, audit, control, instance, lease }
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<RunEntry>>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn add(&self, req: RunRequest) -> Arc<RunEntry> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(RunEntry {
-            id: format!("{:x}-{n}", self.epoch),
+    /// Register a new run, here and in the control store (blocking: call it off the
+    /// async threads).
+    pub fn add(&self, req: RunRequest) -> Result<Arc<RunEntry>, ream_control::ControlError> {
+        let record = req.record.clone();
+        let entry = self.entry(new_run_id(), req, 1);
+        let snapshot = entry.snapshot();
+        self.control.insert_run(&ream_control::NewRun {
+            id: &entry.id,
+            report: &entry.report,
+            format: entry.format.name(),
+            mode: entry.mode.name(),
+            actor: &entry.actor,
+            request: &record,
+            flight_key: None,
+            source_key: "",
+            status: Status::Preparing,
+            instance: Some(&self.instance),
+            lease: self.lease,
+            snapshot: &snapshot,
+        })?;
+        self.register(entry.clone());
+        Ok(entry)
+    }
+
+    fn entry(&self, id: String, req: RunRequest, attempt: i64) -> Arc<RunEntry> {
+        Arc::new(RunEntry {
+            id,
             report: req.report,
             format: req.format,
             parameters: req.parameters,
@@ -385,6 +441,9 @@ impl Registry {
             cancel: CancelToken::new(),
             batch_limit: BatchLimit::default(),
             resumes: ResumeLog::default(),
+            instance: self.instance.clone(),
+            attempt,
+            control: self.control.clone(),
             created_at: Utc::now(),
             created: Instant::now(),
             state: Mutex::new(State {
@@ -400,7 +459,10 @@ impl Registry {
                 stalled: false,
                 abort_reason: None,
             }),
-        });
+        })
+    }
+
+    fn register(&self, entry: Arc<RunEntry>) {
         metrics::gauge!(m::ACTIVE_RUNS).increment(1.0);
         let mut runs = self.runs();
         runs.push(entry.clone());
@@ -417,7 +479,6 @@ impl Registry {
                 }
             });
         }
-        entry
     }
 
     /// Take back a request refused before anything ran (a bad parameter or request): it
@@ -432,6 +493,9 @@ impl Registry {
             s.finished_at = Some(Utc::now());
         }
         self.runs().retain(|r| !Arc::ptr_eq(r, entry));
+        if let Err(e) = self.control.forget_run(&entry.id) {
+            eprintln!("ream: {e}");
+        }
         metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
         metrics::counter!(m::REJECTED_TOTAL).increment(1);
     }

@@ -40,6 +40,11 @@ pub fn query_parameters(query: Option<&str>) -> Result<Vec<(String, Given)>, Api
     Ok(given)
 }
 
+/// Parameters as a JSON object (a list as an array), as a run records them.
+pub fn parameters_json(given: &[(String, Given)]) -> serde_json::Value {
+    serde_json::Value::Object(given.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect())
+}
+
 /// The body of `POST /runs`.
 #[derive(Debug)]
 pub struct RunBody {

@@ -47,7 +47,11 @@ pub async fn prepare_run(
         metrics::counter!(m::REJECTED_TOTAL).increment(1);
         ApiError::TooManyRuns { limit: state.config.max_runs, retry_after_secs: 2 }
     })?;
-    let entry = state.registry.add(req);
+    let s = state.clone();
+    let entry = tokio::task::spawn_blocking(move || s.registry.add(req))
+        .await
+        .map_err(|e| ApiError::Internal(format!("registering the run: {e}")))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     // If the request goes away while the run prepares (this future is dropped), the run
     // must still end: cancel it and record why.
     let mut guard = PrepareGuard(Some(entry.clone()));
@@ -195,7 +199,7 @@ pub fn store(state: AppState, ready: Ready) {
             let name = output_name(&entry.id, entry.format, entry.split.is_some());
             let result = match entry.split.is_some() {
                 true => store_parts(&state, run, &name, entry.format),
-                false => store_whole(&state, run, &name, requested),
+                false => store_whole(&state, &entry, run, &name, requested),
             };
             if let Ok((_, hash)) = &result {
                 entry.set_sha256(hash.clone());
@@ -203,10 +207,23 @@ pub fn store(state: AppState, ready: Ready) {
             let result = result.map(|(bytes, _)| bytes);
             match result {
                 Ok(bytes) => {
+                    let record = ream_control::OutputRecord {
+                        name: name.clone(),
+                        run_id: entry.id.clone(),
+                        report: entry.report.clone(),
+                        bytes,
+                        created_ms: ream_control::now_ms(),
+                    };
+                    if let Err(e) = state.control.record_output(&record) {
+                        eprintln!("ream: run {}: {e}", entry.id);
+                    }
                     // Make room first, so that once the run shows `succeeded` the older
                     // outputs past the limits are already gone.
                     state.retain();
-                    if state.store.local_path(&readable(&name, entry.split.is_some())).is_some() {
+                    let kept = state.outputs.size(&readable(&name, entry.split.is_some()));
+                    if matches!(kept, Ok(Some(_)))
+                        && state.control.outputs().is_ok_and(|o| o.iter().any(|o| o.name == name))
+                    {
                         entry.finish(Status::Succeeded, None, Some((name, bytes)));
                     } else {
                         let why = format!("the output ({bytes} bytes) was removed at once by the retention policy");
@@ -219,9 +236,24 @@ pub fn store(state: AppState, ready: Ready) {
         .expect("spawning a thread");
 }
 
-/// The output's bytes and SHA-256 (hex), hashed as it is written.
-fn store_whole(state: &AppState, mut run: Run, name: &str, requested: Instant) -> Result<(u64, String), EngineError> {
-    let mut out = state.store.begin(name).map_err(|e| EngineError::Output(e.to_string()))?;
+/// The output's bytes and SHA-256 (hex), hashed as it is written. Its multipart upload,
+/// once it has one, is recorded with the run, so that another instance that runs it
+/// again can abort it.
+fn store_whole(
+    state: &AppState,
+    entry: &RunEntry,
+    mut run: Run,
+    name: &str,
+    requested: Instant,
+) -> Result<(u64, String), EngineError> {
+    let (control, id) = (state.control.clone(), entry.id.clone());
+    let record = Box::new(move |u: Option<&ream_outputs::UploadRecord>| {
+        let text = u.and_then(|u| serde_json::to_string(u).ok());
+        if let Err(e) = control.set_upload(&id, text.as_deref()) {
+            eprintln!("ream: run {id}: {e}");
+        }
+    });
+    let mut out = state.outputs.begin(name, record).map_err(|e| EngineError::Output(e.to_string()))?;
     let mut first = true;
     let mut hash = Sha256::new();
     while let Some(chunk) = run.next_chunk()? {
@@ -239,16 +271,16 @@ fn store_whole(state: &AppState, mut run: Run, name: &str, requested: Instant) -
 /// the run fails.
 /// Its bytes and the manifest's SHA-256 (the manifest lists each part's).
 fn store_parts(state: &AppState, run: Run, name: &str, format: Format) -> Result<(u64, String), EngineError> {
-    let mut parts = crate::storage::StoreParts::new(state.store.as_ref(), name);
+    let mut parts = crate::storage::StoreParts::new(state.outputs.clone(), name);
     let ext = format.name().to_string();
     let names = ream_engine::PartNames { stem: SPLIT_STEM.into(), ext, manifest: MANIFEST.into() };
     match run.write_parts(&mut parts, &names) {
         Ok((summary, _)) => {
-            let manifest = state.store.local_path(&readable(name, true)).and_then(|p| std::fs::read(p).ok());
+            let manifest = state.outputs.read_all(&readable(name, true)).ok();
             Ok((summary.bytes, manifest.map(|m| ream_auth::token::hex(&Sha256::digest(&m))).unwrap_or_default()))
         }
         Err(e) => {
-            state.store.remove(name);
+            let _ = state.outputs.remove(name);
             Err(e)
         }
     }

@@ -1,49 +1,30 @@
-//! Where async runs keep their outputs. A small trait, so object storage can come later;
-//! the local filesystem for now. An output is a file, or (a split run) a directory of
-//! parts and their manifest, listed, kept and removed as one.
+//! Outputs in the output store (ream-outputs): a split run's parts under its output's
+//! name, and retention, which removes only the outputs the control store records as
+//! ream's.
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// An output being written: `commit` makes it visible under its name in one step;
-/// dropping it without `commit` leaves nothing behind.
-pub trait PendingOutput: Write + Send {
-    /// Returns the size in bytes.
-    fn commit(self: Box<Self>) -> io::Result<u64>;
+use ream_control::{Control, OutputRecord};
+use ream_outputs::Outputs;
+
+/// A split run's parts, in the store under the output's name (a directory).
+pub struct StoreParts {
+    outputs: Arc<Outputs>,
+    prefix: String,
 }
 
-pub trait OutputStore: Send + Sync {
-    fn begin(&self, name: &str) -> io::Result<Box<dyn PendingOutput>>;
-    /// A local file holding the output, for ranged reads.
-    fn local_path(&self, name: &str) -> Option<PathBuf>;
-    fn remove(&self, name: &str);
-    /// Every stored output: (name, bytes, when it was written).
-    fn list(&self) -> Vec<(String, u64, SystemTime)>;
-}
-
-/// Outputs as files in one directory, written under a hidden temporary name and renamed
-/// into place when complete.
-pub struct LocalStore {
-    dir: PathBuf,
-}
-
-impl LocalStore {
-    pub fn new(dir: impl Into<PathBuf>) -> io::Result<LocalStore> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
-        Ok(LocalStore { dir })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
+impl StoreParts {
+    pub fn new(outputs: Arc<Outputs>, name: &str) -> StoreParts {
+        StoreParts { outputs, prefix: format!("{name}/") }
     }
 }
 
-/// An output file of the store: the one atomic writer the CLI uses too.
-struct LocalPending(ream_engine::OutputFile);
+/// One part being written: visible when committed, aborted when dropped.
+struct Part(ream_outputs::Upload);
 
-impl Write for LocalPending {
+impl io::Write for Part {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
     }
@@ -53,91 +34,21 @@ impl Write for LocalPending {
     }
 }
 
-impl PendingOutput for LocalPending {
-    fn commit(self: Box<Self>) -> io::Result<u64> {
-        self.0.commit()
-    }
-}
-
-impl OutputStore for LocalStore {
-    fn begin(&self, name: &str) -> io::Result<Box<dyn PendingOutput>> {
-        let dest = self.dir.join(name);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        Ok(Box::new(LocalPending(ream_engine::OutputFile::create(&dest)?)))
-    }
-
-    fn local_path(&self, name: &str) -> Option<PathBuf> {
-        let p = self.dir.join(name);
-        p.is_file().then_some(p)
-    }
-
-    fn remove(&self, name: &str) {
-        let path = self.dir.join(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir_all(&path);
-            }
-            _ => {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-
-    fn list(&self) -> Vec<(String, u64, SystemTime)> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let meta = e.metadata().ok()?;
-                let modified = meta.modified().ok()?;
-                let bytes = if meta.is_dir() { dir_bytes(&e.path()) } else { meta.len() };
-                (!name.starts_with('.') && (meta.is_file() || meta.is_dir())).then_some((name, bytes, modified))
-            })
-            .collect()
-    }
-}
-
-/// The bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// A split run's parts, in the store under the output's name (a directory).
-pub struct StoreParts<'a> {
-    store: &'a dyn OutputStore,
-    prefix: String,
-}
-
-impl<'a> StoreParts<'a> {
-    pub fn new(store: &'a dyn OutputStore, name: &str) -> StoreParts<'a> {
-        StoreParts { store, prefix: format!("{name}/") }
-    }
-}
-
-impl ream_engine::PendingPart for Box<dyn PendingOutput> {
+impl ream_engine::PendingPart for Part {
     fn commit(self: Box<Self>) -> io::Result<()> {
-        (*self).commit().map(|_| ())
+        self.0.commit().map(|_| ())
     }
 }
 
-impl ream_engine::PartStore for StoreParts<'_> {
+impl ream_engine::PartStore for StoreParts {
     fn create(&mut self, path: &str) -> io::Result<Box<dyn ream_engine::PendingPart>> {
-        Ok(Box::new(self.store.begin(&format!("{}{path}", self.prefix))?))
+        let upload =
+            self.outputs.begin(&format!("{}{path}", self.prefix), Box::new(|_| {})).map_err(io::Error::other)?;
+        Ok(Box::new(Part(upload)))
     }
 
     fn remove(&mut self, path: &str) {
-        self.store.remove(&format!("{}{path}", self.prefix));
+        let _ = self.outputs.remove(&format!("{}{path}", self.prefix));
     }
 }
 
@@ -148,35 +59,57 @@ pub struct Retention {
     pub max_bytes: u64,
 }
 
-/// Remove outputs older than the age limit, then the oldest until the rest fit the byte
-/// limit. Returns the names removed.
-pub fn apply_retention(store: &dyn OutputStore, retention: Retention) -> Vec<String> {
-    let now = SystemTime::now();
-    let mut outputs = store.list();
-    outputs.sort_by_key(|o| o.2);
-    let mut total: u64 = outputs.iter().map(|o| o.1).sum();
+/// Remove the recorded outputs older than the age limit, then the oldest until the rest
+/// fit the byte limit. Returns the names removed. Nothing the control store does not
+/// record is touched.
+pub fn apply_retention(
+    control: &Control,
+    outputs: &Outputs,
+    retention: Retention,
+) -> Result<Vec<String>, ream_control::ControlError> {
+    let now = ream_control::now_ms();
+    let recorded: Vec<OutputRecord> = control.outputs()?;
+    let mut total: u64 = recorded.iter().map(|o| o.bytes).sum();
     let mut removed = Vec::new();
-    for (name, bytes, at) in outputs {
-        let old = now.duration_since(at).unwrap_or_default() > retention.max_age;
-        if old || total > retention.max_bytes {
-            store.remove(&name);
-            total -= bytes;
-            removed.push(name);
+    for o in recorded {
+        let age = Duration::from_millis(now.saturating_sub(o.created_ms).max(0) as u64);
+        if age > retention.max_age || total > retention.max_bytes {
+            if let Err(e) = outputs.remove(&o.name) {
+                eprintln!("ream: retention: {e}");
+                continue;
+            }
+            control.forget_output(&o.name)?;
+            total -= o.bytes;
+            removed.push(o.name);
         }
     }
-    removed
+    Ok(removed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ream_engine::PartStore;
+    use std::io::Write;
+
+    fn record(control: &Control, name: &str, bytes: u64, age: Duration) {
+        let o = OutputRecord {
+            name: name.into(),
+            run_id: name.into(),
+            report: "r".into(),
+            bytes,
+            created_ms: ream_control::now_ms() - age.as_millis() as i64,
+        };
+        control.record_output(&o).unwrap();
+    }
 
     #[test]
-    fn a_split_runs_directory_is_one_output_kept_and_removed_whole() {
+    fn retention_removes_recorded_outputs_whole_and_leaves_other_files_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path()).unwrap();
-        let mut parts = StoreParts::new(&store, "r1.parts");
+        let control = Control::open(None, dir.path()).unwrap();
+        let out_dir = dir.path().join("outputs");
+        let outputs = Arc::new(Outputs::open(&format!("file://{}", out_dir.display()), None).unwrap());
+        let mut parts = StoreParts::new(outputs.clone(), "r1.parts");
         for (path, data) in
             [("part/k=a/part-00001.csv", "aaaa"), ("part/k=b/part-00001.csv", "bb"), ("manifest.json", "{}")]
         {
@@ -184,20 +117,22 @@ mod tests {
             p.write_all(data.as_bytes()).unwrap();
             p.commit().unwrap();
         }
-        let mut single = store.begin("r2.csv").unwrap();
+        let mut single = outputs.begin("r2.csv", Box::new(|_| {})).unwrap();
         single.write_all(b"0123456789").unwrap();
         single.commit().unwrap();
-        let mut listed: Vec<(String, u64)> = store.list().into_iter().map(|(n, b, _)| (n, b)).collect();
-        listed.sort();
-        assert_eq!(listed, [("r1.parts".to_string(), 8), ("r2.csv".to_string(), 10)]);
-        assert!(store.local_path("r1.parts/manifest.json").is_some());
+        // Someone else's file in the same directory.
+        std::fs::write(out_dir.join("notes.txt"), "keep me").unwrap();
+        record(&control, "r1.parts", 8, Duration::from_secs(7200));
+        record(&control, "r2.csv", 10, Duration::from_secs(60));
 
-        // Under the limits both stay; past the age limit each goes, the split one whole.
-        let keep = Retention { max_age: Duration::from_secs(3600), max_bytes: 18 };
-        assert_eq!(apply_retention(&store, keep), Vec::<String>::new());
-        let mut removed = apply_retention(&store, Retention { max_age: Duration::ZERO, max_bytes: 18 });
-        removed.sort();
-        assert_eq!(removed, ["r1.parts", "r2.csv"]);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "something of r1.parts was left");
+        let keep = Retention { max_age: Duration::from_secs(3600 * 3), max_bytes: 18 };
+        assert_eq!(apply_retention(&control, &outputs, keep).unwrap(), Vec::<String>::new());
+        let hour = Retention { max_age: Duration::from_secs(3600), max_bytes: 18 };
+        assert_eq!(apply_retention(&control, &outputs, hour).unwrap(), ["r1.parts"]);
+        let bytes = Retention { max_age: Duration::from_secs(3600), max_bytes: 5 };
+        assert_eq!(apply_retention(&control, &outputs, bytes).unwrap(), ["r2.csv"]);
+        let left: Vec<String> = outputs.list().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(left, ["notes.txt"]);
+        assert!(control.outputs().unwrap().is_empty());
     }
 }

@@ -10,7 +10,11 @@ pub mod pg;
 pub mod server;
 
 pub fn ream() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ream"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ream"));
+    // A `ream serve` a test starts without a data directory of its own keeps its control
+    // store here, not in the crate's directory.
+    cmd.env("REAM_DATA_DIR", std::env::temp_dir().join(format!("ream-test-data-{}", std::process::id())));
+    cmd
 }
 
 pub struct Ran {
@@ -176,4 +180,34 @@ pub fn kill_times(times: usize, mut kill: impl FnMut() -> usize) -> usize {
         kills += kill().min(1);
     }
     kills
+}
+
+/// A PostgreSQL database with a table `t(id)` of `rows` rows, and a reports directory
+/// holding one spec that reads it: `report: NAME`, batches of `batch` rows, and a column
+/// `pad` computed by the database from `pad` (an SQL expression; it may sleep).
+pub fn pg_report(tag: &str, rows: u32, name: &str, batch: usize, pad: &str) -> Option<(pg::PgDb, tempfile::TempDir)> {
+    let db = pg::PgDb::create(tag)?;
+    db.exec(&format!(
+        "CREATE TABLE t (id int8 PRIMARY KEY); INSERT INTO t SELECT generate_series(1, {rows}); ANALYZE t;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &format!("{name}.yaml"),
+        &format!(
+            "report: {name}\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  batch_size: {batch}\n  columns:\n    id: id\n    pad: \"{pad}\"\n",
+            db.url
+        ),
+    );
+    Some((db, dir))
+}
+
+/// Wait until PostgreSQL runs (or no longer runs) a statement of ours.
+pub fn wait_pg(db: &pg::PgDb, active: bool) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    while db.active_ream_queries().is_empty() == active {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "PostgreSQL never got there (active: {active})");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    t.elapsed()
 }

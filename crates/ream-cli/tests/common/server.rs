@@ -30,16 +30,16 @@ impl Server {
     }
 
     pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Server {
+        // A data directory (control store and outputs) of its own, unless the test gives
+        // one or stores of its own.
         let outputs = tempfile::tempdir().unwrap();
-        let mut child = ream()
-            .arg("serve")
-            .args(args)
-            .arg("--output-dir")
-            .arg(outputs.path())
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let own = ["--data-dir", "--control", "--output-dir", "--output-store"].iter().any(|f| args.contains(f));
+        let mut cmd = ream();
+        cmd.arg("serve").args(args);
+        if !own {
+            cmd.arg("--data-dir").arg(outputs.path());
+        }
+        let mut child = cmd.envs(env.iter().copied()).stderr(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = loop {
             let line = lines.next().expect("the server printed its address").unwrap();

@@ -1,0 +1,194 @@
+//! `ream serve` as a service of several instances and restarts: runs live in the control
+//! store (embedded SQLite by default, PostgreSQL shared by instances), outputs in the
+//! output store (a directory, or SeaweedFS as a real S3 server), and any instance answers
+//! for every run.
+
+mod common;
+use common::pg::PgDb;
+use common::server::Server;
+use common::*;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+/// SIGTERM the server and wait for it to exit.
+fn stop(s: &mut Server) {
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn post_run(s: &Server, body: &str) -> String {
+    let (status, _, run) = s.post("/runs", body);
+    assert_eq!(status, 202, "{run}");
+    run["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_restart_of_one_instance_keeps_its_runs_and_their_downloads() {
+    let demo = demo(2_000);
+    let data = tempfile::tempdir().unwrap();
+    let reports = demo.join("reports");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--reports",
+        reports.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
+    let mut s = Server::start_args(&args, &[]);
+    let id = post_run(&s, r#"{"report": "invoice_export", "format": "csv", "parameters": {"status": ["paid"]}}"#);
+    let before = s.finished(&id);
+    assert_eq!(before["status"], "succeeded", "{before}");
+    let (status, _, first) = s.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 200);
+    stop(&mut s);
+
+    let s = Server::start_args(&args, &[]);
+    let (status, after) = s.json(&format!("/runs/{id}"));
+    assert_eq!(status, 200, "{after}");
+    assert_eq!((after["status"].clone(), after["rows"].clone()), (before["status"].clone(), before["rows"].clone()));
+    let (_, list) = s.json("/runs");
+    assert!(list["runs"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()), "{list}");
+    let (status, _, again) = s.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 200);
+    assert_eq!(again, first, "the output changed across the restart");
+    let (status, headers, part) = s.get_with(&format!("/runs/{id}/output"), &[("range", "bytes=5-24")]);
+    assert_eq!(status, 206);
+    assert_eq!(part, first[5..25]);
+    assert_eq!(headers.get("content-range").unwrap().to_str().unwrap(), format!("bytes 5-24/{}", first.len()));
+}
+
+/// Two instances on one PostgreSQL control database and one output directory.
+fn pair(reports: &std::path::Path, control: &str, outputs: &std::path::Path) -> (Server, Server) {
+    let start = || {
+        let args = [
+            "--listen",
+            "127.0.0.1:0",
+            "--reports",
+            reports.to_str().unwrap(),
+            "--control",
+            control,
+            "--output-dir",
+            outputs.to_str().unwrap(),
+        ];
+        Server::start_args(&args, &[])
+    };
+    (start(), start())
+}
+
+#[test]
+fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_through_another() {
+    let Some((db, reports)) = pg_report("pair", 3_000, "slow", 20, "pg_sleep(0.002)::text") else { return };
+    let Some(control) = PgDb::create("pair_control") else { return };
+    let outputs = tempfile::tempdir().unwrap();
+    let (a, b) = pair(reports.path(), &control.url, outputs.path());
+
+    // A run to completion, posted on A, seen through B.
+    let (status, _, small) = a.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!(status, 202, "{small}");
+    let small_id = small["id"].as_str().unwrap();
+    let running = b.wait_run(small_id, |r| r["rows"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(running["instance"], small["instance"], "{running}");
+    assert_eq!(running["attempt"], 1);
+    // B follows it to its end.
+    let r = b.agent.get(b.url(&format!("/runs/{small_id}/events"))).call().unwrap();
+    let mut body = r.into_body();
+    let text = body.read_to_string().unwrap();
+    assert!(text.contains("event: progress") && text.contains("event: end"), "{text}");
+    let end: Json = serde_json::from_str(text.rsplit("data: ").next().unwrap().trim()).unwrap();
+    assert_eq!(end["status"], "succeeded", "{end}");
+    assert_eq!(end["rows"], 3_000);
+    let (status, _, via_b) = b.get(&format!("/runs/{small_id}/output"));
+    let (_, _, via_a) = a.get(&format!("/runs/{small_id}/output"));
+    assert_eq!(status, 200);
+    assert_eq!(via_b, via_a);
+    assert_eq!(via_b.iter().filter(|&&c| c == b'\n').count(), 3_001);
+    let (_, listed) = b.json("/runs");
+    assert!(listed["runs"].as_array().unwrap().iter().any(|r| r["id"] == small_id), "{listed}");
+
+    // A long run on A, cancelled through B: A stops its PostgreSQL query within a second.
+    db.exec("INSERT INTO t SELECT generate_series(3001, 100000)");
+    let id = post_run(&a, r#"{"report": "slow", "format": "csv"}"#);
+    wait_pg(&db, true);
+    let (status, cancelled) = b.delete(&format!("/runs/{id}"));
+    assert_eq!(status, 202, "{cancelled}");
+    let stopped = wait_pg(&db, false);
+    assert!(stopped < Duration::from_secs(1), "A's query ran {stopped:?} after B's cancel");
+    let end = b.finished(&id);
+    assert_eq!(end["status"], "cancelled", "{end}");
+    let (status, _, _) = b.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn outputs_stream_to_s3_and_a_cancel_mid_upload_leaves_no_incomplete_upload() {
+    let Some(s3) = ream_testkit::s3() else { return };
+    let Some((db, reports)) = pg_report("s3", 100_000, "wide", 500, "repeat('x', 200)") else { return };
+    // The same rows, slowly (0.2 ms each): still uploading seconds after its first part.
+    let wide = std::fs::read_to_string(reports.path().join("wide.yaml")).unwrap();
+    let slow = wide
+        .replace("report: wide", "report: slowwide")
+        .replace("repeat('x', 200)", "repeat('x', 200) || pg_sleep(0.0002)::text");
+    write(reports.path(), "slowwide.yaml", &slow);
+    let url = s3.url("serve");
+    let prefix = url.trim_start_matches(&format!("s3://{}/", s3.bucket)).to_string();
+    let env: Vec<(&str, String)> = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--reports",
+        reports.path().to_str().unwrap(),
+        "--output-store",
+        &url,
+        "--s3-endpoint",
+        &s3.endpoint,
+    ];
+    let s = Server::start_args(&args, &env);
+    // A whole output: several 5 MiB parts, and what comes back is the CLI's.
+    let id = post_run(&s, r#"{"report": "wide", "format": "csv"}"#);
+    let end = s.finished(&id);
+    assert_eq!(end["status"], "succeeded", "{end}");
+    let (status, _, stored) = s.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 200);
+    assert!(stored.len() > 3 * (5 << 20), "{} bytes: not several parts", stored.len());
+    let cli =
+        ream().args(["run", reports.path().join("wide.yaml").to_str().unwrap(), "--format", "csv"]).output().unwrap();
+    assert!(cli.status.success());
+    assert_eq!(stored, cli.stdout, "the stored output differs from the CLI's");
+
+    // Cancelled once its upload has parts: nothing is left, no incomplete upload either.
+    let id = post_run(&s, r#"{"report": "slowwide", "format": "csv"}"#);
+    let t = Instant::now();
+    while s3.incomplete_uploads(&prefix).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the upload never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = s.delete(&format!("/runs/{id}"));
+    assert_eq!(status, 202);
+    assert_eq!(s.finished(&id)["status"], "cancelled");
+    assert_eq!(s3.incomplete_uploads(&prefix), Vec::<String>::new());
+    drop(db);
+}
+
+#[test]
+fn a_control_or_output_store_url_of_another_kind_exits_2_naming_it_without_its_password() {
+    let demo = demo(10);
+    let reports = demo.join("reports");
+    for (flag, url) in [("--control", "mysql://u:hunter2@h/db"), ("--output-store", "ftp://u:hunter2@h/x")] {
+        let out = ream()
+            .args(["serve", "--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap(), flag, url])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("u:***@h") && !err.contains("hunter2"), "{err}");
+    }
+}
