@@ -65,8 +65,9 @@ fn a_restart_of_one_instance_keeps_its_runs_and_their_downloads() {
     assert_eq!(headers.get("content-range").unwrap().to_str().unwrap(), format!("bytes 5-24/{}", first.len()));
 }
 
-/// Two instances on one PostgreSQL control database and one output directory.
-fn pair(reports: &std::path::Path, control: &str, outputs: &std::path::Path) -> (Server, Server) {
+/// Two instances on one PostgreSQL control database and one output directory, with
+/// leases of `lease` seconds.
+fn pair(reports: &std::path::Path, control: &str, outputs: &std::path::Path, lease: &str) -> (Server, Server) {
     let start = || {
         let args = [
             "--listen",
@@ -77,6 +78,8 @@ fn pair(reports: &std::path::Path, control: &str, outputs: &std::path::Path) -> 
             control,
             "--output-dir",
             outputs.to_str().unwrap(),
+            "--lease-secs",
+            lease,
         ];
         Server::start_args(&args, &[])
     };
@@ -88,7 +91,7 @@ fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_throug
     let Some((db, reports)) = pg_report("pair", 3_000, "slow", 20, "pg_sleep(0.002)::text") else { return };
     let Some(control) = PgDb::create("pair_control") else { return };
     let outputs = tempfile::tempdir().unwrap();
-    let (a, b) = pair(reports.path(), &control.url, outputs.path());
+    let (a, b) = pair(reports.path(), &control.url, outputs.path(), "15");
 
     // A run to completion, posted on A, seen through B.
     let (status, _, small) = a.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
@@ -125,6 +128,36 @@ fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_throug
     assert_eq!(end["status"], "cancelled", "{end}");
     let (status, _, _) = b.get(&format!("/runs/{id}/output"));
     assert_eq!(status, 409);
+}
+
+#[test]
+fn a_run_whose_instance_is_killed_completes_on_the_other_as_attempt_2_byte_for_byte() {
+    let Some((_db, reports)) = pg_report("takeover", 1_000_000, "big", 1000, "'x'") else { return };
+    let Some(control) = PgDb::create("takeover_control") else { return };
+    let outputs = tempfile::tempdir().unwrap();
+    let (mut a, b) = pair(reports.path(), &control.url, outputs.path(), "2");
+    let id = post_run(&a, r#"{"report": "big", "format": "csv"}"#);
+    let first = b.wait_run(&id, |r| r["rows"].as_u64().unwrap_or(0) > 0 || r["status"] != "preparing");
+    assert_eq!(first["status"], "running", "the run ended before it could be killed: {first}");
+    let a_name = first["instance"].clone();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let end = b.finished(&id);
+    assert_eq!(end["status"], "succeeded", "{end}");
+    assert_eq!(end["attempt"], 2, "{end}");
+    assert_ne!(end["instance"], a_name, "{end}");
+    assert_eq!(end["rows"], 1_000_000);
+    let (status, _, stored) = b.get(&format!("/runs/{id}/output"));
+    assert_eq!(status, 200);
+    let cli =
+        ream().args(["run", reports.path().join("big.yaml").to_str().unwrap(), "--format", "csv"]).output().unwrap();
+    assert!(cli.status.success());
+    assert!(
+        stored == cli.stdout,
+        "the output of attempt 2 differs from the CLI's ({} and {} bytes)",
+        stored.len(),
+        cli.stdout.len()
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::value::Value;
 pub const PREFIX: &str = "actor";
 
 /// A verified caller: who (`sub`), its roles, and the claims its token carried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Actor {
     pub sub: String,
     pub roles: Vec<String>,

@@ -30,6 +30,7 @@ mod registry;
 pub mod request;
 mod runs;
 pub mod storage;
+mod takeover;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -188,6 +189,8 @@ pub struct Inner {
     /// Which `Host` values name this server (the listen address is set once bound).
     hosts: std::sync::RwLock<guard::HostPolicy>,
     draining: AtomicBool,
+    /// A take-over pass is under way (`takeover.rs`).
+    taking_over: AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -233,6 +236,7 @@ impl AppState {
             limit: Arc::new(Semaphore::new(config.max_runs)),
             auth,
             draining: AtomicBool::new(false),
+            taking_over: AtomicBool::new(false),
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
             reload_error: std::sync::Mutex::new(None),
             ready: ready::Readiness::default(),
@@ -469,6 +473,14 @@ async fn monitor(state: AppState) {
             ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
         }
         if n.is_multiple_of(8) {
+            // In a task of its own: starting a run waits for its first batch.
+            if !state.taking_over.swap(true, Ordering::AcqRel) {
+                let s = state.clone();
+                tokio::spawn(async move {
+                    takeover::take_over(&s).await;
+                    s.taking_over.store(false, Ordering::Release);
+                });
+            }
             let s = state.clone();
             let mut fp = std::mem::take(&mut seen);
             seen = tokio::task::spawn_blocking(move || {
@@ -565,6 +577,7 @@ async fn report_or_output(
             split: None,
             client,
             record: json!({ "parameters": request::parameters_json(&parameters_copy) }),
+            again: None,
         },
         compress,
     )
@@ -634,6 +647,7 @@ async fn create_run(
             split: req.split,
             client,
             record,
+            again: None,
         },
         // A stored output is kept as written; a download of it is not re-encoded.
         ream_engine::Compression::None,

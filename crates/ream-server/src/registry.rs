@@ -59,6 +59,9 @@ pub struct RunRequest {
     pub client: crate::audit::Client,
     /// The request as recorded in the control store (what running it again needs).
     pub record: serde_json::Value,
+    /// A run of the control store taken over from an instance that stopped: its id and
+    /// this attempt (None: a new run).
+    pub again: Option<(String, i64)>,
 }
 
 #[derive(Debug)]
@@ -403,7 +406,13 @@ impl Registry {
 
     /// Register a new run, here and in the control store (blocking: call it off the
     /// async threads).
-    pub fn add(&self, req: RunRequest) -> Result<Arc<RunEntry>, ream_control::ControlError> {
+    pub fn add(&self, mut req: RunRequest) -> Result<Arc<RunEntry>, ream_control::ControlError> {
+        if let Some((id, attempt)) = req.again.take() {
+            // Already in the control store, claimed by this instance.
+            let entry = self.entry(id, req, attempt);
+            self.register(entry.clone());
+            return Ok(entry);
+        }
         let record = req.record.clone();
         let entry = self.entry(new_run_id(), req, 1);
         let snapshot = entry.snapshot();

@@ -82,8 +82,11 @@ pub async fn prepare_run(
             let _ = tokio::task::spawn_blocking(move || e.audit("run_started", serde_json::json!({}))).await;
             Ok(Ready { entry, run, permit, requested })
         }
-        // A bad parameter or request: refused before anything ran, so not a run.
-        Err(e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_) | EngineError::Claim { .. })) => {
+        // A bad parameter or request: refused before anything ran, so not a run (unless
+        // it is one already: a run taken over, whose report has changed since).
+        Err(e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_) | EngineError::Claim { .. }))
+            if entry.attempt == 1 =>
+        {
             state.registry.discard(&entry);
             Err(e)
         }
