@@ -77,13 +77,19 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn an_s3_store_streams_parts_and_aborts_what_is_not_committed() {
-    let Some(s3) = ream_testkit::s3() else { return };
+/// An S3 store under a prefix of its own: the server, the prefix, the store.
+fn s3_store() -> Option<(ream_testkit::S3, String, Outputs)> {
+    let s3 = ream_testkit::s3()?;
     s3.set_env();
     let url = s3.url("outputs");
     let prefix = url.trim_start_matches(&format!("s3://{}/", s3.bucket)).to_string();
     let outputs = Outputs::open(&url, Some(&s3.endpoint)).unwrap();
+    Some((s3, prefix, outputs))
+}
+
+#[test]
+fn an_s3_store_streams_parts_and_aborts_what_is_not_committed() {
+    let Some((s3, prefix, outputs)) = s3_store() else { return };
     a_multi_part_output_reads_back_whole_and_by_range(&outputs);
     // More than a part, not committed: the upload had an id, and it is aborted.
     let seen = write(&outputs, "r2.csv", &data(PART_BYTES + 1), false);
@@ -95,11 +101,8 @@ fn an_s3_store_streams_parts_and_aborts_what_is_not_committed() {
 
 #[test]
 fn an_upload_left_by_a_dead_writer_is_aborted_from_its_record() {
-    let Some(s3) = ream_testkit::s3() else { return };
-    s3.set_env();
-    let url = s3.url("outputs");
-    let prefix = url.trim_start_matches(&format!("s3://{}/", s3.bucket)).to_string();
-    let outputs = Outputs::open(&url, Some(&s3.endpoint)).unwrap();
+    let Some((s3, prefix, outputs)) = s3_store() else { return };
+    let url = format!("s3://{}/{prefix}", s3.bucket);
     let seen = Arc::new(Mutex::new(None));
     let log = seen.clone();
     let mut up = outputs.begin("r3.csv", Box::new(move |r| *log.lock().unwrap() = r.cloned())).unwrap();

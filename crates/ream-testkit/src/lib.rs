@@ -59,6 +59,13 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// The server's URL, without a database.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = postgres::Client::connect(&format!("{}/postgres", self.base), postgres::NoTls) {

@@ -34,8 +34,17 @@ pub fn run(args: &[&str]) -> Ran {
 }
 
 pub fn run_in(dir: Option<&Path>, args: &[&str]) -> Ran {
+    run_in_env(dir, args, &[])
+}
+
+/// As [`run`], with `env` set for the command.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    run_in_env(None, args, env)
+}
+
+fn run_in_env(dir: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut c = ream();
-    c.args(args);
+    c.args(args).envs(env.iter().copied());
     if let Some(d) = dir {
         c.current_dir(d);
     }

@@ -3,43 +3,22 @@
 //! server a plain `cargo test` skips loudly; under CI (`CI` set) it fails.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct PgDb {
     pub name: String,
     /// The database's URL, for `ream --source`.
     pub url: String,
     base: String,
-}
-
-fn base_url() -> String {
-    std::env::var("REAM_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    /// Made and dropped by the test kit; None once dropped.
+    db: Option<ream_testkit::PgDatabase>,
 }
 
 impl PgDb {
     /// A fresh database (C collation, so text sorts bytewise as in SQLite), or `None`
     /// when no server is reachable outside CI.
     pub fn create(tag: &str) -> Option<PgDb> {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let base = base_url();
-        let mut admin = match postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls) {
-            Ok(c) => c,
-            Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL at {base} is required in CI: {e}"),
-            Err(e) => {
-                eprintln!(
-                    "\n*** SKIPPED: no PostgreSQL at {base} ({e}); set REAM_TEST_PG to run the PostgreSQL tests ***\n"
-                );
-                return None;
-            }
-        };
-        let name = format!("ream_test_{tag}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
-            ))
-            .unwrap();
-        Some(PgDb { url: format!("{base}/{name}"), name, base })
+        let db = ream_testkit::PgDatabase::create(&format!("test_{tag}"))?;
+        Some(PgDb { name: db.name.clone(), url: db.url.clone(), base: db.base().to_string(), db: Some(db) })
     }
 
     pub fn client(&self) -> postgres::Client {
@@ -138,8 +117,9 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
+        // The database first: the role has grants in it.
+        drop(self.db.take());
         if let Ok(mut admin) = postgres::Client::connect(&format!("{}/postgres", self.base), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
             let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.reader()));
         }
     }
