@@ -304,21 +304,25 @@ impl AppState {
     }
 
     /// Apply the retention limits to stored outputs, and keep the newest finished runs.
-    pub fn retain(&self) {
-        match storage::apply_retention(&self.control, &self.outputs, self.config.retention) {
-            Ok(names) => {
-                for name in names {
-                    let local = self.registry.list().into_iter().find(|r| r.output().is_some_and(|o| o.0 == name));
-                    if let Some(entry) = local {
-                        entry.expire_output();
-                    }
-                }
+    /// Returns the outputs removed.
+    pub fn retain(&self) -> Vec<String> {
+        let removed = match storage::apply_retention(&self.control, &self.outputs, self.config.retention) {
+            Ok(names) => names,
+            Err(e) => {
+                eprintln!("ream: retention: {e}");
+                Vec::new()
             }
-            Err(e) => eprintln!("ream: retention: {e}"),
+        };
+        for name in &removed {
+            let local = self.registry.list().into_iter().find(|r| r.output().is_some_and(|o| &o.0 == name));
+            if let Some(entry) = local {
+                entry.expire_output();
+            }
         }
         if let Err(e) = self.control.prune_runs(self.config.keep_finished) {
             eprintln!("ream: {e}");
         }
+        removed
     }
 }
 
@@ -421,7 +425,7 @@ pub async fn serve_state(
     metrics::handle();
     state.hosts.write().unwrap_or_else(|e| e.into_inner()).listen = listener.local_addr().ok();
     let s = state.clone();
-    let _ = tokio::task::spawn_blocking(move || s.retain()).await;
+    let _ = tokio::task::spawn_blocking(move || drop(s.retain())).await;
     let monitor = tokio::spawn(monitor(state.clone()));
     let drain_state = state.clone();
     let signal = async move {
@@ -493,7 +497,7 @@ async fn monitor(state: AppState) {
         if n.is_multiple_of(240) {
             // Directory listings and removals: off the async threads.
             let s = state.clone();
-            let _ = tokio::task::spawn_blocking(move || s.retain()).await;
+            let _ = tokio::task::spawn_blocking(move || drop(s.retain())).await;
         }
     }
 }

@@ -222,11 +222,7 @@ pub fn store(state: AppState, ready: Ready) {
                     }
                     // Make room first, so that once the run shows `succeeded` the older
                     // outputs past the limits are already gone.
-                    state.retain();
-                    let kept = state.outputs.size(&readable(&name, entry.split.is_some()));
-                    if matches!(kept, Ok(Some(_)))
-                        && state.control.outputs().is_ok_and(|o| o.iter().any(|o| o.name == name))
-                    {
+                    if !state.retain().contains(&name) {
                         entry.finish(Status::Succeeded, None, Some((name, bytes)));
                     } else {
                         let why = format!("the output ({bytes} bytes) was removed at once by the retention policy");
