@@ -100,9 +100,22 @@ struct ServeArgs {
     /// A source URL for every report, overriding the specs' `source.url`.
     #[arg(long)]
     source: Option<String>,
-    /// Runs at once, sync and async (default 8); past it requests get 429 with Retry-After.
+    /// Runs at once on this instance, sync and async (default 8); past it async runs wait
+    /// in the queue and downloads get 429 with Retry-After.
     #[arg(long)]
     max_runs: Option<usize>,
+    /// Runs at once of one actor across every instance (default: no limit); past it their
+    /// async runs wait while other actors' start, and their downloads get 429.
+    #[arg(long)]
+    max_runs_per_actor: Option<usize>,
+    /// Runs at once reading one source across every instance (default: no limit), so the
+    /// database is not flooded; past it as --max-runs-per-actor.
+    #[arg(long)]
+    max_runs_per_source: Option<usize>,
+    /// Queued runs across every instance past which POST /runs gets 429 with Retry-After
+    /// (default 1000).
+    #[arg(long)]
+    queue_max: Option<usize>,
     /// Rows per batch, overriding the specs'.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -425,6 +438,17 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         reports: flags.reports.or(file.reports).unwrap_or(d.reports),
         source: flags.source.or(file.source),
         max_runs: flags.max_runs.or(file.max_runs).unwrap_or(d.max_runs).max(1),
+        max_runs_per_actor: flags
+            .max_runs_per_actor
+            .or(file.max_runs_per_actor)
+            .or(d.max_runs_per_actor)
+            .map(|n| n.max(1)),
+        max_runs_per_source: flags
+            .max_runs_per_source
+            .or(file.max_runs_per_source)
+            .or(d.max_runs_per_source)
+            .map(|n| n.max(1)),
+        queue_max: flags.queue_max.or(file.queue_max).unwrap_or(d.queue_max),
         batch_size: flags.batch_size.or(file.batch_size),
         data_dir: flags.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
         control: flags.control.or(file.control),

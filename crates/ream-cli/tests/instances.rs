@@ -23,6 +23,22 @@ fn stop(s: &mut Server) {
     }
 }
 
+/// Whether `run` (as GET /runs/{id} shows it) runs on `s`: its instance name carries the
+/// process id.
+fn runs_on(s: &Server, run: &Json) -> bool {
+    run["instance"].as_str().is_some_and(|i| i.contains(&format!("-{}-", s.child.id())))
+}
+
+/// Of two instances, the one running `run`, then the other.
+fn owner_first<'a>(a: &'a mut Server, b: &'a mut Server, run: &Json) -> (&'a mut Server, &'a mut Server) {
+    assert!(runs_on(a, run) || runs_on(b, run), "neither instance runs it: {run}");
+    if runs_on(a, run) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
 fn post_run(s: &Server, body: &str) -> String {
     let (status, _, run) = s.post("/runs", body);
     assert_eq!(status, 202, "{run}");
@@ -91,15 +107,17 @@ fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_throug
     let Some((db, reports)) = pg_report("pair", 3_000, "slow", 20, "pg_sleep(0.002)::text") else { return };
     let Some(control) = PgDb::create("pair_control") else { return };
     let outputs = tempfile::tempdir().unwrap();
-    let (a, b) = pair(reports.path(), &control.url, outputs.path(), "15");
+    let (mut a, mut b) = pair(reports.path(), &control.url, outputs.path(), "15");
 
-    // A run to completion, posted on A, seen through B.
+    // A run to completion, posted on A, queued, claimed by one instance (A, woken at
+    // once, as a rule) and seen through the other, B here.
     let (status, _, small) = a.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
     assert_eq!(status, 202, "{small}");
+    assert_eq!((small["status"].as_str(), small["queue_position"].as_u64()), (Some("queued"), Some(1)), "{small}");
     let small_id = small["id"].as_str().unwrap();
     let running = b.wait_run(small_id, |r| r["rows"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(running["instance"], small["instance"], "{running}");
     assert_eq!(running["attempt"], 1);
+    let (a, b) = owner_first(&mut a, &mut b, &running);
     // B follows it to its end.
     let r = b.agent.get(b.url(&format!("/runs/{small_id}/events"))).call().unwrap();
     let mut body = r.into_body();
@@ -118,8 +136,10 @@ fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_throug
 
     // A long run on A, cancelled through B: A stops its PostgreSQL query within a second.
     db.exec("INSERT INTO t SELECT generate_series(3001, 100000)");
-    let id = post_run(&a, r#"{"report": "slow", "format": "csv"}"#);
+    let id = post_run(a, r#"{"report": "slow", "format": "csv"}"#);
     wait_pg(&db, true);
+    let run = a.wait_run(&id, |r| r["status"] == "running");
+    let (_, b) = owner_first(a, b, &run);
     let (status, cancelled) = b.delete(&format!("/runs/{id}"));
     assert_eq!(status, 202, "{cancelled}");
     let stopped = wait_pg(&db, false);
@@ -135,10 +155,13 @@ fn a_run_whose_instance_is_killed_completes_on_the_other_as_attempt_2_byte_for_b
     let Some((_db, reports)) = pg_report("takeover", 1_000_000, "big", 1000, "'x'") else { return };
     let Some(control) = PgDb::create("takeover_control") else { return };
     let outputs = tempfile::tempdir().unwrap();
-    let (mut a, b) = pair(reports.path(), &control.url, outputs.path(), "2");
+    let (mut a, mut b) = pair(reports.path(), &control.url, outputs.path(), "2");
     let id = post_run(&a, r#"{"report": "big", "format": "csv"}"#);
-    let first = b.wait_run(&id, |r| r["rows"].as_u64().unwrap_or(0) > 0 || r["status"] != "preparing");
+    let first = b.wait_run(&id, |r| {
+        r["rows"].as_u64().unwrap_or(0) > 0 || !matches!(r["status"].as_str(), Some("queued" | "preparing"))
+    });
     assert_eq!(first["status"], "running", "the run ended before it could be killed: {first}");
+    let (a, b) = owner_first(&mut a, &mut b, &first);
     let a_name = first["instance"].clone();
     a.child.kill().unwrap();
     a.child.wait().unwrap();
@@ -224,4 +247,150 @@ fn a_control_or_output_store_url_of_another_kind_exits_2_naming_it_without_its_p
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains("u:***@h") && !err.contains("hunter2"), "{err}");
     }
+}
+
+/// A server of `reports` with `[auth]` (an HS256 secret) and `extra` flags, and a token
+/// for each of `actors`.
+fn with_actors(reports: &std::path::Path, extra: &[&str], actors: &[&str]) -> (Server, tempfile::TempDir, Vec<String>) {
+    const SECRET: &str = "a shared secret of more than thirty-two bytes";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hs.secret"), SECRET).unwrap();
+    let config = write(dir.path(), "ream.toml", "[auth]\n[auth.jwt]\nhs256_secret_file = \"hs.secret\"\n");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap()];
+    args.extend_from_slice(&["--config", config.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let s = Server::start_args(&args, &[]);
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let tokens = (actors.iter())
+        .map(|sub| jsonwebtoken::encode(&header, &serde_json::json!({ "sub": sub, "exp": exp }), &key).unwrap())
+        .collect();
+    (s, dir, tokens)
+}
+
+#[test]
+fn one_actors_backlog_does_not_hold_up_another_actors_run() {
+    // Each run reads 2,000 rows at half a millisecond each: about a second.
+    let Some((_db, reports)) = pg_report("fair", 2_000, "slow", 100, "pg_sleep(0.0005)::text") else { return };
+    let (mut s, _dir, tokens) = with_actors(reports.path(), &["--max-runs", "1"], &["alice", "bob"]);
+    s.token = Some(tokens[0].clone());
+    let alice: Vec<Json> = (0..10)
+        .map(|_| {
+            let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+            assert_eq!(status, 202, "{run}");
+            run
+        })
+        .collect();
+    // One place: the rest wait, in order.
+    let last = &alice[9];
+    assert_eq!(last["status"], "queued", "{last}");
+    assert!(last["queue_position"].as_u64().unwrap() >= 8, "{last}");
+    s.token = Some(tokens[1].clone());
+    let bob = post_run(&s, r#"{"report": "slow", "format": "csv"}"#);
+    let done = s.finished(&bob);
+    assert_eq!((done["status"].as_str(), done["rows"].as_u64()), (Some("succeeded"), Some(2_000)), "{done}");
+    s.token = Some(tokens[0].clone());
+    let waiting: Vec<Json> = (alice.iter())
+        .map(|r| s.json(&format!("/runs/{}", r["id"].as_str().unwrap())).1)
+        .filter(|r| r["status"] == "queued")
+        .collect();
+    assert!(waiting.len() >= 5, "Bob's run waited for Alice's backlog: {} of hers still queued", waiting.len());
+    // Bob sees only his own run; Alice only hers.
+    let (_, listed) = s.json("/runs");
+    assert!(listed["runs"].as_array().unwrap().iter().all(|r| r["actor"] == "alice"), "{listed}");
+    for run in &alice {
+        let id = run["id"].as_str().unwrap();
+        s.delete(&format!("/runs/{id}"));
+    }
+}
+
+#[test]
+fn on_sigterm_an_instance_hands_its_async_runs_back_and_a_restart_completes_them() {
+    let Some((_db, reports)) = pg_report("handback", 200_000, "big", 1000, "'x'") else { return };
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--reports",
+        reports.path().to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--max-runs",
+        "1",
+        "--grace-secs",
+        "0",
+    ];
+    let mut s = Server::start_args(&args, &[]);
+    let first = post_run(&s, r#"{"report": "big", "format": "csv"}"#);
+    let second = post_run(&s, r#"{"report": "big", "format": "ndjson"}"#);
+    s.wait_run(&first, |r| r["rows"].as_u64().unwrap_or(0) > 0);
+    stop(&mut s);
+    // Neither was lost or left running: both wait for the next instance.
+    let s = Server::start_args(&args, &[]);
+    for (id, format) in [(&first, "csv"), (&second, "ndjson")] {
+        let end = s.finished(id);
+        assert_eq!((end["status"].as_str(), end["rows"].as_u64()), (Some("succeeded"), Some(200_000)), "{end}");
+        let (status, _, stored) = s.get(&format!("/runs/{id}/output"));
+        assert_eq!(status, 200);
+        let cli = ream()
+            .args(["run", reports.path().join("big.yaml").to_str().unwrap(), "--format", format])
+            .output()
+            .unwrap();
+        assert!(stored == cli.stdout, "run {id}: the output differs from the CLI's");
+    }
+    assert_eq!(s.finished(&first)["attempt"], 2, "the first had started: this was its second attempt");
+    assert_eq!(s.finished(&second)["attempt"], 1, "the second never started before");
+}
+
+/// The value of metric line `name` (with its labels), 0 if absent.
+fn metric(s: &Server, name: &str) -> f64 {
+    let (_, _, text) = s.get("/metrics");
+    let text = String::from_utf8(text).unwrap();
+    let line = text.lines().find(|l| l.split(' ').next() == Some(name));
+    line.and_then(|l| l.rsplit(' ').next()).map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn ten_identical_downloads_at_once_run_one_query_and_get_the_same_bytes() {
+    // About a second of reading: every request arrives while the first is going.
+    let Some((_db, reports)) = pg_report("flight", 2_000, "slow", 100, "pg_sleep(0.0005)::text") else { return };
+    let s = Server::start(reports.path(), &[]);
+    const QUERIES: &str = "ream_source_queries_total{report=\"slow\"}";
+    let before = metric(&s, QUERIES);
+    let barrier = std::sync::Barrier::new(10);
+    let bodies: Vec<(u16, Vec<u8>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..10)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let (status, _, body) = s.get("/reports/slow.csv");
+                    (status, body)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(metric(&s, QUERIES) - before, 1.0, "ten identical requests ran more than one query");
+    let cli =
+        ream().args(["run", reports.path().join("slow.yaml").to_str().unwrap(), "--format", "csv"]).output().unwrap();
+    for (status, body) in &bodies {
+        assert_eq!(*status, 200);
+        assert!(*body == cli.stdout, "a joined body differs from the CLI's ({} bytes)", body.len());
+    }
+    // A download identical to an async run going joins its stream: no query of its own.
+    let before = metric(&s, QUERIES);
+    let id = post_run(&s, r#"{"report": "slow", "format": "csv"}"#);
+    s.wait_run(&id, |r| r["status"] != "queued");
+    let (status, headers, joined) = s.get("/reports/slow.csv");
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-ream-run").unwrap().to_str().unwrap(), id, "the download did not join the run");
+    assert_eq!(s.finished(&id)["status"], "succeeded");
+    let (_, _, stored) = s.get(&format!("/runs/{id}/output"));
+    assert!(joined == stored && stored == cli.stdout, "the joined download differs from the stored output");
+    assert_eq!(metric(&s, QUERIES) - before, 1.0);
+    // Another format is another query.
+    let (status, _, _) = s.get("/reports/slow.ndjson");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&s, QUERIES) - before, 2.0);
 }

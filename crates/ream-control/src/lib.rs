@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Db, Row};
+use crate::db::{Db, Row, P};
 
 /// What went wrong with the control store. Messages name the store without its password.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +209,45 @@ fn read_run(row: &dyn Row) -> Result<RunRecord, String> {
     })
 }
 
+/// The columns [`insert_params`] fills, in its order.
+const INSERT_COLUMNS: &str = "id, report, format, mode, actor, request, flight_key, source_key, status, instance, \
+     attempt, created_ms, updated_ms, snapshot, lease_until, claimed_ms";
+
+/// A new run's values for [`INSERT_COLUMNS`] as `$1..$15` (`$12` twice: created and updated).
+fn insert_params(run: &NewRun<'_>) -> Vec<P> {
+    let now = now_ms();
+    vec![
+        run.id.into(),
+        run.report.into(),
+        run.format.into(),
+        run.mode.into(),
+        run.actor.into(),
+        run.request.to_string().into(),
+        run.flight_key.map(String::from).into(),
+        run.source_key.into(),
+        run.status.name().into(),
+        run.instance.map(String::from).into(),
+        i64::from(run.instance.is_some()).into(),
+        now.into(),
+        run.snapshot.to_string().into(),
+        run.instance.map(|_| now + ms(run.lease)).into(),
+        run.instance.map(|_| now).into(),
+    ]
+}
+
+/// The placeholders of [`INSERT_COLUMNS`], each written by `write(n, type)`.
+fn insert_values(write: impl Fn(usize, &str) -> String) -> String {
+    let (t, b) = ("TEXT", "BIGINT");
+    let columns = [(1, t), (2, t), (3, t), (4, t), (5, t), (6, t), (7, t), (8, t), (9, t), (10, t), (11, b)];
+    let rest = [(12, b), (12, b), (13, t), (14, b), (15, b)];
+    columns.iter().chain(&rest).map(|&(n, ty)| write(n, ty)).collect::<Vec<_>>().join(", ")
+}
+
+/// A limit as SQL sees it.
+fn bound(n: usize) -> i64 {
+    n.min(i64::MAX as usize) as i64
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -276,30 +315,29 @@ impl Control {
     }
 
     pub fn insert_run(&self, run: &NewRun<'_>) -> Result<(), ControlError> {
-        let now = now_ms();
-        self.db.execute(
-            "recording a run",
-            "INSERT INTO runs (id, report, format, mode, actor, request, flight_key, source_key, status, instance, \
-             attempt, created_ms, updated_ms, snapshot, lease_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
-            &[
-                run.id.into(),
-                run.report.into(),
-                run.format.into(),
-                run.mode.into(),
-                run.actor.into(),
-                run.request.to_string().into(),
-                run.flight_key.map(String::from).into(),
-                run.source_key.into(),
-                run.status.name().into(),
-                run.instance.map(String::from).into(),
-                i64::from(run.instance.is_some()).into(),
-                now.into(),
-                run.snapshot.to_string().into(),
-                run.instance.map(|_| now + ms(run.lease)).into(),
-            ],
-        )?;
+        let values = insert_values(|n, _| format!("${n}"));
+        let sql = format!("INSERT INTO runs ({INSERT_COLUMNS}) VALUES ({values})");
+        self.db.execute("recording a run", &sql, &insert_params(run))?;
         Ok(())
+    }
+
+    /// Record a run that starts at once (a sync download) only if its actor and its source
+    /// are under `limits` across the cluster, decided under the claim lock. False: over a
+    /// limit, nothing recorded.
+    pub fn insert_run_within(&self, run: &NewRun<'_>, limits: ClaimLimits) -> Result<bool, ControlError> {
+        // Typed: a bare parameter in a SELECT list would be text to PostgreSQL.
+        let values = insert_values(|n, t| format!("CAST(${n} AS {t})"));
+        let active = "status IN ('preparing', 'running')";
+        let sql = format!(
+            "INSERT INTO runs ({INSERT_COLUMNS}) SELECT {values} \
+             WHERE (SELECT count(*) FROM runs WHERE actor = $5 AND {active}) < $16 \
+             AND (SELECT count(*) FROM runs WHERE source_key = $8 AND {active}) < $17 RETURNING id"
+        );
+        let mut params = insert_params(run);
+        params.push(bound(limits.per_actor).into());
+        params.push(bound(limits.per_source).into());
+        let rows = self.db.serialized("recording a run", CLAIM_LOCK, &[(&sql, params)], |r| r.text(0))?;
+        Ok(!rows.is_empty())
     }
 
     /// Write a run's progress or outcome, as the instance holding it at `attempt`; a
@@ -485,10 +523,11 @@ impl Control {
         Ok(n.first().map(|n| n.max(&0) + 1).map(|n| n as u64))
     }
 
-    /// Claim the next queued run for `instance` under a lease, if any fits the limits:
-    /// of the queued runs whose actor and source are under their limits, the one whose
-    /// actor has the fewest active runs, oldest first (so one actor's backlog does not
-    /// hold up another's first run). Its attempt goes up by one.
+    /// Claim the next queued run for `instance` under a lease, if any fits the limits.
+    /// Of the queued runs whose actor and source are under their limits, the one whose
+    /// actor has been served least while it waited goes first: fewest runs active, or
+    /// started since it was queued; then the oldest. So one actor's backlog does not hold
+    /// up another's run, and actors take turns. Its attempt goes up by one.
     pub fn claim(
         &self,
         instance: &str,
@@ -500,18 +539,19 @@ impl Control {
         let active = "status IN ('preparing', 'running')";
         let sql = format!(
             "UPDATE runs SET status = 'preparing', instance = $1, attempt = attempt + 1, lease_until = $2, \
-             updated_ms = $3, cancel_requested = 0 WHERE id = (SELECT c.id FROM runs c WHERE c.status = 'queued' \
+             updated_ms = $3, claimed_ms = $3, cancel_requested = 0 WHERE id = (SELECT c.id FROM runs c WHERE c.status = 'queued' \
              AND (SELECT count(*) FROM runs a WHERE a.actor = c.actor AND a.{active}) < $4 \
              AND (SELECT count(*) FROM runs s WHERE s.source_key = c.source_key AND s.{active}) < $5 \
-             ORDER BY (SELECT count(*) FROM runs a WHERE a.actor = c.actor AND a.{active}), c.created_ms, c.id \
+             ORDER BY (SELECT count(*) FROM runs a WHERE a.actor = c.actor \
+             AND (a.{active} OR a.claimed_ms >= c.created_ms)), c.created_ms, c.id \
              LIMIT 1{skip}) RETURNING {RUN_COLUMNS}"
         );
         let params = vec![
             instance.into(),
             (now + ms(lease)).into(),
             now.into(),
-            (limits.per_actor.min(i64::MAX as usize) as i64).into(),
-            (limits.per_source.min(i64::MAX as usize) as i64).into(),
+            bound(limits.per_actor).into(),
+            bound(limits.per_source).into(),
         ];
         Ok(self.db.serialized("claiming a run", CLAIM_LOCK, &[(&sql, params)], read_run)?.into_iter().next())
     }
@@ -553,17 +593,33 @@ impl Control {
         Ok(expired)
     }
 
-    /// On shutdown: runs `instance` claimed but has not started go back to the queue.
-    pub fn release(&self, instance: &str, ids: &[String]) -> Result<u64, ControlError> {
+    /// Async runs of `instance` go back to the queue for another instance: on shutdown,
+    /// or when a claimed run found no room after all. A run that had not `started` gets
+    /// its attempt back; one that had keeps it, and its upload stays recorded for whoever
+    /// claims it next to abort. A run someone asked to cancel stays. Returns how many
+    /// went back.
+    pub fn release(&self, instance: &str, ids: &[String], started: bool) -> Result<u64, ControlError> {
         let mut n = 0;
         for id in ids {
             n += self.db.execute(
                 "handing a run back",
-                "UPDATE runs SET status = 'queued', instance = NULL, attempt = attempt - 1, lease_until = NULL \
-                 WHERE id = $1 AND instance = $2 AND status = 'preparing'",
-                &[id.as_str().into(), instance.into()],
+                "UPDATE runs SET status = 'queued', instance = NULL, lease_until = NULL, updated_ms = $3, \
+                 attempt = attempt - $4 \
+                 WHERE id = $1 AND instance = $2 AND mode = 'async' AND status IN ('preparing', 'running') \
+                 AND cancel_requested = 0 AND finished_ms IS NULL",
+                &[id.as_str().into(), instance.into(), now_ms().into(), i64::from(!started).into()],
             )?;
         }
         Ok(n)
+    }
+
+    /// Every queued run's id, in the order it was queued.
+    pub fn queue_order(&self) -> Result<Vec<String>, ControlError> {
+        self.db.query(
+            "reading the queue",
+            "SELECT id FROM runs WHERE status = 'queued' ORDER BY created_ms, id",
+            &[],
+            |r| r.text(0),
+        )
     }
 }

@@ -105,6 +105,89 @@ fn another_actors_first_run_is_claimed_before_a_backlog_drains() {
     });
 }
 
+fn finish(c: &Control, id: &str, instance: &str) {
+    let update = RunUpdate { status: RunStatus::Succeeded, snapshot: &json!({}), error_public: None, output: None };
+    assert!(c.update_run(id, instance, 1, &update).unwrap());
+}
+
+#[test]
+fn actors_take_turns_even_when_each_run_ends_before_the_next_claim() {
+    on_both(|open| {
+        let c = open();
+        for i in 0..3 {
+            add(&c, &format!("a{i}"), "alice", "async", None);
+        }
+        add(&c, "b0", "bob", "async", None);
+        let lease = Duration::from_secs(15);
+        let order: Vec<String> = (0..4)
+            .map(|_| {
+                let run = c.claim("A", lease, WIDE).unwrap().unwrap();
+                finish(&c, &run.id, "A");
+                run.id
+            })
+            .collect();
+        // Nobody is active at any claim: Alice was served since a1 was queued, Bob not.
+        assert_eq!(order, ["a0", "b0", "a1", "a2"]);
+    });
+}
+
+#[test]
+fn a_download_is_recorded_only_under_its_actors_and_sources_limits() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "r1", "alice", "async", Some("A"));
+        let empty = json!({});
+        let run = |id: &'static str, actor: &'static str| NewRun {
+            id,
+            report: "sales",
+            format: "csv",
+            mode: "sync",
+            actor,
+            request: &empty,
+            flight_key: None,
+            source_key: "src",
+            status: RunStatus::Preparing,
+            instance: Some("A"),
+            lease: Duration::from_secs(15),
+            snapshot: &empty,
+        };
+        let one = ClaimLimits { per_actor: 1, per_source: 100 };
+        assert!(!c.insert_run_within(&run("s1", "alice"), one).unwrap(), "alice's second run was recorded");
+        assert!(c.get_run("s1").unwrap().is_none());
+        assert!(c.insert_run_within(&run("s2", "bob"), one).unwrap());
+        let two = ClaimLimits { per_actor: 100, per_source: 2 };
+        assert!(!c.insert_run_within(&run("s3", "carol"), two).unwrap(), "the source's third run was recorded");
+        let got = c.get_run("s2").unwrap().unwrap();
+        assert_eq!((got.status, got.attempt, got.instance.as_deref()), (RunStatus::Preparing, 1, Some("A")));
+    });
+}
+
+#[test]
+fn a_run_handed_back_is_queued_again_and_claimed_by_another_instance() {
+    on_both(|open| {
+        let c = open();
+        add(&c, "q1", "alice", "async", None);
+        add(&c, "q2", "alice", "async", None);
+        add(&c, "s1", "alice", "sync", Some("A"));
+        let lease = Duration::from_secs(15);
+        assert_eq!(c.claim("A", lease, WIDE).unwrap().unwrap().id, "q1");
+        assert_eq!(c.claim("A", lease, WIDE).unwrap().unwrap().id, "q2");
+        let snapshot = json!({});
+        let running = RunUpdate { status: RunStatus::Running, snapshot: &snapshot, error_public: None, output: None };
+        assert!(c.update_run("q2", "A", 1, &running).unwrap());
+        // A download has no queue to go back to; the async runs go back.
+        assert_eq!(c.release("A", &["q1".into(), "s1".into()], false).unwrap(), 1);
+        assert_eq!(c.release("A", &["q2".into()], true).unwrap(), 1);
+        assert_eq!(c.queue_order().unwrap(), ["q1", "q2"]);
+        // The one that had started keeps its attempt; the next claim is its second.
+        let again = c.claim("B", lease, WIDE).unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempt), ("q1", 1));
+        let again = c.claim("B", lease, WIDE).unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempt), ("q2", 2));
+        assert!(!c.update_run("q2", "A", 1, &running).unwrap(), "the old instance still wrote the run");
+    });
+}
+
 #[test]
 fn instances_claiming_at_once_take_each_run_exactly_once() {
     on_both(|open| {

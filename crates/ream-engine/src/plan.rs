@@ -1,7 +1,7 @@
 //! From a spec (or an ad-hoc table/SQL request) and parameters to a prepared run: every
 //! check a user can fail happens here, before the first byte.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -501,21 +501,7 @@ fn open_spec_with(
 ) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
     let spec = loaded.spec();
     let report = Some(spec.report.clone());
-
-    // The source: --source wins over the spec's url, which is relative to the spec file.
-    let (url, base) = match (&opts.source, &spec.source.url) {
-        (Some(u), _) => (u.clone(), None),
-        (None, Some(u)) => (u.clone(), Some(loaded.base_dir())),
-        (None, None) => match &opts.default_source {
-            Some(u) => (u.clone(), None),
-            None => {
-                return Err(EngineError::Usage(format!(
-                    "report `{}` names no source: give --source URL, set `source.url` in the spec, or set REAM_SOURCE",
-                    spec.report
-                )))
-            }
-        },
-    };
+    let (url, base) = spec_source(loaded, opts)?;
     let parsed = source_url(&url, base.as_deref())?;
 
     let src = &spec.source;
@@ -552,6 +538,82 @@ fn open_spec_with(
         return Err(EngineError::Spec(loaded.locate(errors)));
     }
     Ok((source, params))
+}
+
+/// The source a spec run reads: `--source` wins over the spec's url, which is relative
+/// to the spec file (returned as the base), then the default source.
+fn spec_source(loaded: &LoadedSpec, opts: &RunOptions) -> Result<(String, Option<PathBuf>), EngineError> {
+    let spec = loaded.spec();
+    match (&opts.source, &spec.source.url) {
+        (Some(u), _) => Ok((u.clone(), None)),
+        (None, Some(u)) => Ok((u.clone(), Some(loaded.base_dir()))),
+        (None, None) => match &opts.default_source {
+            Some(u) => Ok((u.clone(), None)),
+            None => Err(EngineError::Usage(format!(
+                "report `{}` names no source: give --source URL, set `source.url` in the spec, or set REAM_SOURCE",
+                spec.report
+            ))),
+        },
+    }
+}
+
+/// A spec run's request, checked without its database ([`check_request`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The source's URL with any password removed (what per-source limits count by).
+    pub source: String,
+    /// Identical runs have the same key (hex SHA-256): the same spec, format, split and
+    /// compression, the same parameters once bound (defaults filled in, lists in their
+    /// order), and the same actor context as far as the spec uses it (the claims its SQL
+    /// names, its session settings). Two actors whose claims the spec does not read get
+    /// the same key: their outputs are the same bytes.
+    pub flight: String,
+}
+
+/// What [`prepare`] checks of a spec run before it opens the database: the format, the
+/// parameters, the split, the source URL and the actor's claims the SQL uses. A run
+/// that passes may still fail on the database, never on its request.
+pub fn check_request(loaded: &LoadedSpec, opts: &RunOptions) -> Result<Checked, EngineError> {
+    let spec = loaded.spec();
+    if !opts.format.available() {
+        return Err(EngineError::Usage(format!("this build of ream cannot write {}", opts.format)));
+    }
+    if !spec.detail && opts.format.detail_only() {
+        return Err(EngineError::Usage(format!(
+            "report `{}` has no detail rows (`detail: false`), and {} writes detail rows only",
+            spec.report, opts.format
+        )));
+    }
+    check_split(opts, spec.detail, &spec.report)?;
+    let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
+    let (url, base) = spec_source(loaded, opts)?;
+    source_url(&url, base.as_deref())?;
+    let (bound, session) = actor_bindings(loaded, &url, &params, opts.actor.as_ref())?;
+    Ok(Checked { source: ream_core::redact(&url), flight: flight_key(loaded, opts, &url, &bound, &session) })
+}
+
+/// [`Checked::flight`]: a hash of everything that decides the output's bytes.
+fn flight_key(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    url: &str,
+    bound: &BoundParams,
+    session: &[(String, String)],
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut params: Vec<(&String, String)> = bound.iter().map(|(k, v)| (k, v.to_json())).collect();
+    params.sort();
+    let material = serde_json::json!({
+        "spec": loaded.spec(),
+        "source": url,
+        "format": opts.format.name(),
+        "compress": format!("{:?}", opts.compress),
+        "split": opts.split.as_ref().map(|s| format!("{s:?}")),
+        "params": params,
+        "session": session,
+    });
+    let hash = Sha256::digest(material.to_string().as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The parameters the read binds (the spec's, and each `:actor.<claim>` its SQL and

@@ -69,7 +69,7 @@ fn later_or_same(t: &str, since: &str) -> bool {
 }
 
 /// Where a request came from: the peer address and its user agent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Client {
     pub address: Option<SocketAddr>,
     pub user_agent: Option<String>,

@@ -24,8 +24,9 @@ pub enum ApiError {
     /// Authenticated, but not allowed: 403.
     #[error("{0}")]
     Forbidden(String),
-    #[error("{limit} runs are already running; try again shortly")]
-    TooManyRuns { limit: usize, retry_after_secs: u64 },
+    /// A limit of runs at once, or the queue, is full: 429 with `Retry-After`.
+    #[error("{why}; try again shortly")]
+    TooManyRuns { why: String, retry_after_secs: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]

@@ -92,6 +92,9 @@ impl Found {
                 if !admin || v["error"].is_null() {
                     v["error"] = json!(r.error_public);
                 }
+                if r.status != Status::Queued {
+                    v["queue_position"] = json!(null);
+                }
                 if r.status.is_finished() {
                     v["stalled"] = json!(false);
                     v["memory_bytes"] = json!(0);
@@ -140,7 +143,22 @@ pub async fn lookup(state: &AppState, id: &str) -> Result<Option<Found>, ApiErro
         return Ok(Some(Found::Local(entry)));
     }
     let id = id.to_string();
-    Ok(control(state, move |c| c.get_run(&id)).await?.map(|r| Found::Stored(Box::new(r))))
+    let mut runs: Vec<RunRecord> = control(state, move |c| c.get_run(&id)).await?.into_iter().collect();
+    with_queue_positions(state, &mut runs).await?;
+    Ok(runs.pop().map(|r| Found::Stored(Box::new(r))))
+}
+
+/// Put each queued run's place in the queue (1 is next, oldest first) in its snapshot.
+async fn with_queue_positions(state: &AppState, runs: &mut [RunRecord]) -> Result<(), ApiError> {
+    if !runs.iter().any(|r| r.status == Status::Queued) {
+        return Ok(());
+    }
+    let order = control(state, |c| c.queue_order()).await?;
+    for run in runs.iter_mut().filter(|r| r.status == Status::Queued) {
+        let position = order.iter().position(|id| *id == run.id).map(|p| p + 1);
+        run.snapshot["queue_position"] = json!(position);
+    }
+    Ok(())
 }
 
 /// A run the caller sees; anyone else's is as unknown as one that never was (404).
@@ -152,7 +170,8 @@ pub async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Found, 
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<Found>, ApiError> {
     let actor = (!caller.admin).then(|| caller.actor.sub.clone());
     let limit = state.config.keep_finished + state.config.max_runs * 4;
-    let stored = control(state, move |c| c.list_runs(actor.as_deref(), limit)).await?;
+    let mut stored = control(state, move |c| c.list_runs(actor.as_deref(), limit)).await?;
+    with_queue_positions(state, &mut stored).await?;
     Ok(stored
         .into_iter()
         .map(|r| match state.registry.get(&r.id) {

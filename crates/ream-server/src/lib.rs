@@ -20,17 +20,18 @@ mod catalog;
 mod dashboard;
 mod download;
 mod error;
+mod flight;
 mod found;
 mod guard;
 mod listen;
 pub mod metrics;
 mod openapi;
+mod queue;
 mod ready;
 mod registry;
 pub mod request;
 mod runs;
 pub mod storage;
-mod takeover;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,7 +47,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use ream_engine::Format;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -67,8 +68,18 @@ pub struct ServerConfig {
     pub reports: PathBuf,
     /// A source URL for every report, overriding the specs' `source.url`.
     pub source: Option<String>,
-    /// Runs at once, sync and async together; past it requests get 429 (default 8).
+    /// Runs at once on this instance, sync and async together (default 8). Async runs
+    /// past it wait in the queue; a sync download past it gets 429.
     pub max_runs: usize,
+    /// Runs at once of one actor across the cluster (default: no limit): their further
+    /// async runs wait in the queue while other actors' start, and a sync download past
+    /// it gets 429.
+    pub max_runs_per_actor: Option<usize>,
+    /// Runs at once reading one source across the cluster (default: no limit), so the
+    /// database is not flooded; as `max_runs_per_actor`.
+    pub max_runs_per_source: Option<usize>,
+    /// Queued runs across the cluster past which `POST /runs` gets 429 (default 1000).
+    pub queue_max: usize,
     /// Rows per batch, overriding the specs' (default: the spec's).
     pub batch_size: Option<usize>,
     /// Where the embedded control store (`control.sqlite`) and the default output
@@ -126,6 +137,9 @@ impl Default for ServerConfig {
             reports: PathBuf::from("reports"),
             source: None,
             max_runs: 8,
+            max_runs_per_actor: None,
+            max_runs_per_source: None,
+            queue_max: 1000,
             batch_size: None,
             data_dir: PathBuf::from("ream-data"),
             control: None,
@@ -189,8 +203,10 @@ pub struct Inner {
     /// Which `Host` values name this server (the listen address is set once bound).
     hosts: std::sync::RwLock<guard::HostPolicy>,
     draining: AtomicBool,
-    /// A take-over pass is under way (`takeover.rs`).
-    taking_over: AtomicBool,
+    /// Wakes the queue's claimer: a run was queued, or a run ended and freed its slot.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Runs that identical requests join (single-flight).
+    pub flights: flight::Flights,
 }
 
 impl std::ops::Deref for AppState {
@@ -236,7 +252,8 @@ impl AppState {
             limit: Arc::new(Semaphore::new(config.max_runs)),
             auth,
             draining: AtomicBool::new(false),
-            taking_over: AtomicBool::new(false),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            flights: flight::Flights::default(),
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
             reload_error: std::sync::Mutex::new(None),
             ready: ready::Readiness::default(),
@@ -296,6 +313,14 @@ impl AppState {
             if let Err(e) = self.control.heartbeat(instance, self.config.lease) {
                 eprintln!("ream: {e}");
             }
+        }
+    }
+
+    /// The cluster-wide limits a run must be under to start.
+    pub fn claim_limits(&self) -> ream_control::ClaimLimits {
+        ream_control::ClaimLimits {
+            per_actor: self.config.max_runs_per_actor.unwrap_or(usize::MAX),
+            per_source: self.config.max_runs_per_source.unwrap_or(usize::MAX),
         }
     }
 
@@ -427,14 +452,20 @@ pub async fn serve_state(
     let s = state.clone();
     let _ = tokio::task::spawn_blocking(move || drop(s.retain())).await;
     let monitor = tokio::spawn(monitor(state.clone()));
+    let claimer = tokio::spawn(queue::claimer(state.clone()));
     let drain_state = state.clone();
     let signal = async move {
         shutdown.await;
         drain_state.draining.store(true, Ordering::Relaxed);
+        drain_state.wake.notify_one();
+        // No more claims (a run claimed as the drain began goes back to the queue); the
+        // runs going get the grace period; then async runs go back to the queue (another
+        // instance runs them again) and downloads are cancelled.
         let grace = drain_state.config.grace;
         let s = drain_state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
+            queue::hand_back(&s).await;
             for run in s.registry.active() {
                 run.cancel.cancel();
             }
@@ -447,6 +478,7 @@ pub async fn serve_state(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     monitor.abort();
+    claimer.abort();
     Ok(())
 }
 
@@ -477,14 +509,6 @@ async fn monitor(state: AppState) {
             ::metrics::gauge!(metrics::STALLED_RUNS).set(stalled as f64);
         }
         if n.is_multiple_of(8) {
-            // In a task of its own: starting a run waits for its first batch.
-            if !state.taking_over.swap(true, Ordering::AcqRel) {
-                let s = state.clone();
-                tokio::spawn(async move {
-                    takeover::take_over(&s).await;
-                    s.taking_over.store(false, Ordering::Release);
-                });
-            }
             let s = state.clone();
             let mut fp = std::mem::take(&mut seen);
             seen = tokio::task::spawn_blocking(move || {
@@ -569,7 +593,7 @@ async fn report_or_output(
         output_headers(response.headers_mut(), &id, format);
         return Ok(response);
     }
-    let ready = runs::prepare_run(
+    let download = runs::download(
         &state,
         &caller,
         RunRequest {
@@ -582,17 +606,16 @@ async fn report_or_output(
             client,
             record: json!({ "parameters": request::parameters_json(&parameters_copy) }),
             again: None,
+            checked: None,
         },
         compress,
     )
     .await?;
-    let run_id = ready.entry.id.clone();
-    let rx = runs::stream(ready);
-    let body =
-        Body::from_stream(futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-        ));
+    let run_id = download.run_id;
+    let replay = futures_util::stream::iter(download.replay.into_iter().map(Ok::<_, std::io::Error>));
+    let rest =
+        futures_util::stream::unfold(download.rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let body = Body::from_stream(replay.chain(rest));
     let mut response = Response::new(body);
     output_headers(response.headers_mut(), &id, format);
     let h = response.headers_mut();
@@ -636,35 +659,53 @@ async fn create_run(
         _ => ApiError::BadRequest(format!("request body: {e}")),
     })?;
     let req = request::RunBody::parse(&body)?;
-    // What running it again needs: the request as sent, and who sent it.
+    // What running it needs wherever it runs: the request as sent, who sent it, from where.
     let mut record: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     record["actor"] = json!(caller.actor);
-    let ready = runs::prepare_run(
-        &state,
-        &caller,
-        RunRequest {
-            report: req.report,
-            format: req.format,
-            parameters: req.parameters,
-            actor: caller.actor.clone(),
-            mode: Mode::Async,
-            split: req.split,
-            client,
-            record,
-            again: None,
-        },
-        // A stored output is kept as written; a download of it is not re-encoded.
-        ream_engine::Compression::None,
-    )
-    .await?;
-    let snapshot = view(&state, &caller, &Found::Local(ready.entry.clone()));
-    let location = format!("/runs/{}", ready.entry.id);
-    runs::store(state.clone(), ready);
-    let mut response = (StatusCode::ACCEPTED, Json(snapshot)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    record["client"] = json!(client);
+    let req = RunRequest {
+        report: req.report,
+        format: req.format,
+        parameters: req.parameters,
+        actor: caller.actor.clone(),
+        mode: Mode::Async,
+        split: req.split,
+        client,
+        record,
+        again: None,
+        checked: None,
+    };
+    let id = enqueue(&state, &caller, req).await?;
+    state.wake.notify_one();
+    let run = found::find(&state, &caller, &id).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(view(&state, &caller, &run))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/runs/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
+}
+
+/// Check an async run without opening its database, and queue it (429 when the queue is
+/// full). Returns its id.
+async fn enqueue(state: &AppState, caller: &Caller, mut req: RunRequest) -> Result<String, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let spec = state.catalog().get(&req.report).cloned().ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
+    caller.may_run(&req.report, &spec)?;
+    req.checked = Some(runs::check(state, &spec, &req, ream_engine::Compression::None).inspect_err(|_| {
+        ::metrics::counter!(metrics::REJECTED_TOTAL).increment(1);
+    })?);
+    let max = state.config.queue_max;
+    if found::control(state, |c| c.queue_depth()).await? >= max as u64 {
+        ::metrics::counter!(metrics::REJECTED_TOTAL).increment(1);
+        return Err(ApiError::TooManyRuns {
+            why: format!("the queue is full ({max} runs wait already)"),
+            retry_after_secs: 5,
+        });
+    }
+    let s = state.clone();
+    found::control(state, move |_| s.registry.enqueue(req)).await
 }
 
 #[utoipa::path(get, path = "/runs", tag = "runs",

@@ -18,12 +18,17 @@ pub const RUN_DURATION: &str = "ream_run_duration_seconds";
 pub const FIRST_BYTE: &str = "ream_time_to_first_byte_seconds";
 /// Opening the source and its query until the first batch is ready (prepare).
 pub const SOURCE_QUERY: &str = "ream_source_query_seconds";
+/// Runs that opened their source and its query (its pages and count query included),
+/// by `report`: requests that joined a flight or were served from the cache add none.
+pub const SOURCE_QUERIES_TOTAL: &str = "ream_source_queries_total";
 /// Requests refused at the concurrency limit.
 pub const REJECTED_TOTAL: &str = "ream_runs_rejected_total";
 /// The process's resident memory, read at each scrape.
 pub const RESIDENT_MEMORY: &str = "ream_process_resident_memory_bytes";
 /// Resumes after a lost database connection, counted when their run ends.
 pub const RESUMES_TOTAL: &str = "ream_resumes_total";
+/// Runs waiting in the queue, across the cluster.
+pub const QUEUE_DEPTH: &str = "ream_queue_depth";
 /// Runs that made no progress for longer than the stall threshold, now.
 pub const STALLED_RUNS: &str = "ream_stalled_runs";
 
@@ -61,6 +66,8 @@ fn describe() {
     );
     metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident memory of the process");
     metrics::describe_counter!(RESUMES_TOTAL, "Resumes after a lost database connection");
+    metrics::describe_counter!(SOURCE_QUERIES_TOTAL, "Runs that opened their source's query, by report");
+    metrics::describe_gauge!(QUEUE_DEPTH, "Runs waiting in the queue, across the cluster");
     metrics::describe_gauge!(STALLED_RUNS, "Runs without progress for longer than the stall threshold");
 }
 

@@ -59,9 +59,11 @@ pub struct RunRequest {
     pub client: crate::audit::Client,
     /// The request as recorded in the control store (what running it again needs).
     pub record: serde_json::Value,
-    /// A run of the control store taken over from an instance that stopped: its id and
-    /// this attempt (None: a new run).
+    /// A run of the control store this instance claimed from the queue: its id and this
+    /// attempt (None: a new run).
     pub again: Option<(String, i64)>,
+    /// Its source and flight key, once checked against its report (`runs::check`).
+    pub checked: Option<ream_engine::Checked>,
 }
 
 #[derive(Debug)]
@@ -367,6 +369,7 @@ impl RunEntry {
             "resumes": self.resumes.list(),
             "instance": self.instance,
             "attempt": self.attempt,
+            "queue_position": null,
             "started_at": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             "finished_at": s.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
@@ -404,18 +407,52 @@ impl Registry {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Register a new run, here and in the control store (blocking: call it off the
-    /// async threads).
-    pub fn add(&self, mut req: RunRequest) -> Result<Arc<RunEntry>, ream_control::ControlError> {
+    /// Register a run starting here: a download, recorded in the control store if its
+    /// actor and source are under `limits` (None: over one, nothing recorded), or a run
+    /// this instance claimed from the queue. Blocking: call it off the async threads.
+    pub fn add(
+        &self,
+        mut req: RunRequest,
+        limits: ream_control::ClaimLimits,
+    ) -> Result<Option<Arc<RunEntry>>, ream_control::ControlError> {
         if let Some((id, attempt)) = req.again.take() {
             // Already in the control store, claimed by this instance.
             let entry = self.entry(id, req, attempt);
             self.register(entry.clone());
-            return Ok(entry);
+            return Ok(Some(entry));
         }
-        let record = req.record.clone();
+        let (record, checked) = (req.record.clone(), req.checked.clone().unwrap_or_default());
         let entry = self.entry(new_run_id(), req, 1);
         let snapshot = entry.snapshot();
+        let run = ream_control::NewRun {
+            id: &entry.id,
+            report: &entry.report,
+            format: entry.format.name(),
+            mode: entry.mode.name(),
+            actor: &entry.actor,
+            request: &record,
+            flight_key: None,
+            source_key: &checked.source,
+            status: Status::Preparing,
+            instance: Some(&self.instance),
+            lease: self.lease,
+            snapshot: &snapshot,
+        };
+        if !self.control.insert_run_within(&run, limits)? {
+            return Ok(None);
+        }
+        self.register(entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// Put an async run in the queue, for whichever instance has room first. Returns its
+    /// id. Blocking: call it off the async threads.
+    pub fn enqueue(&self, req: RunRequest) -> Result<String, ream_control::ControlError> {
+        let (record, checked) = (req.record.clone(), req.checked.clone().unwrap_or_default());
+        let entry = self.entry(new_run_id(), req, 0);
+        entry.state().status = Status::Queued;
+        let mut snapshot = entry.snapshot();
+        snapshot["instance"] = serde_json::Value::Null;
         self.control.insert_run(&ream_control::NewRun {
             id: &entry.id,
             report: &entry.report,
@@ -424,14 +461,13 @@ impl Registry {
             actor: &entry.actor,
             request: &record,
             flight_key: None,
-            source_key: "",
-            status: Status::Preparing,
-            instance: Some(&self.instance),
+            source_key: &checked.source,
+            status: Status::Queued,
+            instance: None,
             lease: self.lease,
             snapshot: &snapshot,
         })?;
-        self.register(entry.clone());
-        Ok(entry)
+        Ok(entry.id.clone())
     }
 
     fn entry(&self, id: String, req: RunRequest, attempt: i64) -> Arc<RunEntry> {

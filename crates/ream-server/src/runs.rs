@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::error::ApiError;
+use crate::flight::{Chunk, Flight, Role};
 use crate::metrics as m;
 use crate::registry::{RunEntry, RunRequest, Status};
 use crate::AppState;
@@ -20,95 +21,212 @@ use crate::AppState;
 pub struct Ready {
     pub entry: Arc<RunEntry>,
     pub run: Run,
-    permit: OwnedSemaphorePermit,
+    /// Where its chunks go besides the store: every subscriber of its flight (None: a
+    /// split run, whose parts nobody can join).
+    pub flight: Option<Arc<Flight>>,
+    slot: Slot,
     /// When the request came in (for the time to first byte).
     requested: Instant,
 }
 
-/// Check, register and prepare a run. Every failure here comes before the first byte.
+/// One of this instance's `--max-runs` places, held from before a run prepares until it
+/// ends. Giving it back wakes the queue's claimer, so a queued run takes it at once.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Slot {
+    /// A free place, or 429 (counted as rejected).
+    pub fn take(state: &AppState) -> Result<Slot, ApiError> {
+        let permit = state.limit.clone().try_acquire_owned().map_err(|_| ApiError::TooManyRuns {
+            why: format!("{} runs are already running on this instance", state.config.max_runs),
+            retry_after_secs: 2,
+        })?;
+        Ok(Slot { _permit: permit, wake: state.wake.clone() })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Check, register and prepare a run in `slot`, leading `flight` (a download's; an async
+/// run leads one of its own unless split). Every failure here comes before the first
+/// byte, and ends the flight, so that whoever joined it starts a run of their own. A
+/// sync run over a cluster-wide limit gets 429.
 pub async fn prepare_run(
     state: &AppState,
     caller: &crate::Caller,
     req: RunRequest,
     compress: ream_engine::Compression,
+    slot: Slot,
+    flight: Option<Arc<Flight>>,
 ) -> Result<Ready, ApiError> {
     let requested = Instant::now();
+    let (entry, spec, flight) = register(state, caller, req, compress, flight).await?;
+    let result = prepare_entry(state, &entry, spec, compress).await;
+    match result {
+        Ok(run) => {
+            entry.running(run.progress());
+            let e = entry.clone();
+            let _ = tokio::task::spawn_blocking(move || e.audit("run_started", serde_json::json!({}))).await;
+            Ok(Ready { entry, run, flight, slot, requested })
+        }
+        Err(e) => {
+            if let Some(f) = &flight {
+                state.flights.remove(f);
+                f.end(None);
+            }
+            Err(failed(state, caller, &entry, e))
+        }
+    }
+}
+
+/// Check the request and register its run here (and in the control store), with its
+/// flight. Nothing is registered if the check fails.
+async fn register(
+    state: &AppState,
+    caller: &crate::Caller,
+    mut req: RunRequest,
+    compress: ream_engine::Compression,
+    flight: Option<Arc<Flight>>,
+) -> Result<(Arc<RunEntry>, LoadedSpec, Option<Arc<Flight>>), ApiError> {
+    let abandon = |e: ApiError| {
+        if let Some(f) = &flight {
+            state.flights.remove(f);
+            f.end(None);
+        }
+        e
+    };
     if state.is_draining() {
-        return Err(ApiError::ShuttingDown);
+        return Err(abandon(ApiError::ShuttingDown));
     }
-    let spec: LoadedSpec =
-        state.catalog().get(&req.report).cloned().ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
+    let spec: LoadedSpec = (state.catalog().get(&req.report).cloned())
+        .ok_or_else(|| abandon(ApiError::UnknownReport(req.report.clone())))?;
     // Refused before anything is registered or opened.
-    caller.may_run(&req.report, &spec)?;
-    if !req.format.available() {
-        return Err(ApiError::BadRequest(format!("this server has no {} output", req.format)));
-    }
-    let permit = state.limit.clone().try_acquire_owned().map_err(|_| {
-        metrics::counter!(m::REJECTED_TOTAL).increment(1);
-        ApiError::TooManyRuns { limit: state.config.max_runs, retry_after_secs: 2 }
+    caller.may_run(&req.report, &spec).map_err(abandon)?;
+    let checked = check(state, &spec, &req, compress).map_err(|e| {
+        if req.mode == crate::Mode::Sync {
+            metrics::counter!(m::REJECTED_TOTAL).increment(1);
+        }
+        abandon(e)
     })?;
-    let s = state.clone();
-    let entry = tokio::task::spawn_blocking(move || s.registry.add(req))
+    req.checked = Some(checked.clone());
+    let (s, limits, split) = (state.clone(), state.claim_limits(), req.split.is_some());
+    let entry = tokio::task::spawn_blocking(move || s.registry.add(req, limits))
         .await
-        .map_err(|e| ApiError::Internal(format!("registering the run: {e}")))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(format!("registering the run: {e}")))
+        .and_then(|r| r.map_err(|e| ApiError::Internal(e.to_string())))
+        .and_then(|r| {
+            r.ok_or_else(|| ApiError::TooManyRuns {
+                why: "you, or this report's source, already have the most runs at once allowed \
+                      (--max-runs-per-actor, --max-runs-per-source)"
+                    .into(),
+                retry_after_secs: 2,
+            })
+        })
+        .map_err(abandon)?;
+    // An async run leads a flight of its own, which downloads may join.
+    let flight = match flight {
+        Some(f) => Some(f),
+        None if !split => Some(state.flights.lead(&checked.flight, true)),
+        None => None,
+    };
+    if let Some(f) = &flight {
+        let _ = f.run.set((entry.id.clone(), entry.cancel.clone()));
+    }
+    Ok((entry, spec, flight))
+}
+
+/// Open the source and run the query to its first batch, counted as one source query.
+async fn prepare_entry(
+    state: &AppState,
+    entry: &Arc<RunEntry>,
+    spec: LoadedSpec,
+    compress: ream_engine::Compression,
+) -> Result<Run, ApiError> {
     // If the request goes away while the run prepares (this future is dropped), the run
     // must still end: cancel it and record why.
     let mut guard = PrepareGuard(Some(entry.clone()));
-    let mut opts = RunOptions::new(entry.format);
-    opts.source = state.config.source.clone();
-    opts.params = entry.parameters.clone();
+    let mut opts = options(state, entry.format, &entry.parameters, entry.split.as_ref(), &entry.identity);
     // A count beside the stream gives the registry its total and percent.
     opts.count = CountMode::Auto;
     opts.batch_size = state.config.batch_size;
     opts.batch_limit = entry.batch_limit.clone();
     opts.resumes = entry.resumes.clone();
     opts.compress = compress;
-    opts.split = entry.split.clone();
-    opts.actor = Some(entry.identity.clone());
     let cancel = entry.cancel.clone();
     let started = Instant::now();
+    metrics::counter!(m::SOURCE_QUERIES_TOTAL, "report" => entry.report.clone()).increment(1);
     let prepared = tokio::task::spawn_blocking(move || prepare(Job::Spec(spec), &opts, cancel))
         .await
         .map_err(|e| ApiError::Internal(format!("prepare: {e}")))
         .and_then(|r| r.map_err(ApiError::Engine));
     metrics::histogram!(m::SOURCE_QUERY).record(started.elapsed().as_secs_f64());
     guard.0 = None;
-    match prepared {
-        Ok(prepared) => {
-            let run = start(prepared);
-            entry.running(run.progress());
-            let e = entry.clone();
-            let _ = tokio::task::spawn_blocking(move || e.audit("run_started", serde_json::json!({}))).await;
-            Ok(Ready { entry, run, permit, requested })
-        }
-        // A bad parameter or request: refused before anything ran, so not a run (unless
-        // it is one already: a run taken over, whose report has changed since).
-        Err(e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_) | EngineError::Claim { .. }))
-            if entry.attempt == 1 =>
+    prepared.map(start)
+}
+
+/// Record why a registered run failed to start, and the error its caller gets.
+fn failed(state: &AppState, caller: &crate::Caller, entry: &Arc<RunEntry>, e: ApiError) -> ApiError {
+    match e {
+        // A bad parameter or request of a download: refused before anything ran, so not
+        // a run. (An async run was accepted into the queue: it fails, saying why.)
+        e @ ApiError::Engine(EngineError::Params(_) | EngineError::Usage(_) | EngineError::Claim { .. })
+            if entry.mode == crate::Mode::Sync =>
         {
-            state.registry.discard(&entry);
-            Err(e)
+            state.registry.discard(entry);
+            e
         }
-        Err(e) => {
-            let status =
-                if matches!(e, ApiError::Engine(EngineError::Cancelled)) { Status::Cancelled } else { Status::Failed };
-            match e {
-                ApiError::Engine(engine) => {
-                    entry.fail(status, &engine);
-                    // The SQL text is for admins only.
-                    Err(match caller.admin {
-                        true => ApiError::Engine(engine),
-                        false => ApiError::Redacted { message: engine.without_sql(), error: Box::new(engine) },
-                    })
-                }
-                other => {
-                    entry.finish(status, Some(other.to_string()), None);
-                    Err(other)
-                }
+        ApiError::Engine(engine) => {
+            let status = if matches!(engine, EngineError::Cancelled) { Status::Cancelled } else { Status::Failed };
+            entry.fail(status, &engine);
+            // The SQL text is for admins only.
+            match caller.admin {
+                true => ApiError::Engine(engine),
+                false => ApiError::Redacted { message: engine.without_sql(), error: Box::new(engine) },
             }
         }
+        other => {
+            entry.finish(Status::Failed, Some(other.to_string()), None);
+            other
+        }
     }
+}
+
+/// What a run of `req` is checked and prepared with, before the run's own handles.
+fn options(
+    state: &AppState,
+    format: Format,
+    params: &[(String, ream_core::params::Given)],
+    split: Option<&ream_engine::Split>,
+    actor: &ream_core::Actor,
+) -> RunOptions {
+    let mut opts = RunOptions::new(format);
+    opts.source = state.config.source.clone();
+    opts.params = params.to_vec();
+    opts.split = split.cloned();
+    opts.actor = Some(actor.clone());
+    opts
+}
+
+/// Check `req` against its report without opening the database: its format, parameters,
+/// split and the actor's claims. Returns its source and flight key.
+pub fn check(
+    state: &AppState,
+    spec: &LoadedSpec,
+    req: &RunRequest,
+    compress: ream_engine::Compression,
+) -> Result<ream_engine::Checked, ApiError> {
+    if !req.format.available() {
+        return Err(ApiError::BadRequest(format!("this server has no {} output", req.format)));
+    }
+    let mut opts = options(state, req.format, &req.parameters, req.split.as_ref(), &req.actor);
+    opts.compress = compress;
+    Ok(ream_engine::check_request(spec, &opts)?)
 }
 
 struct PrepareGuard(Option<Arc<RunEntry>>);
@@ -130,80 +248,129 @@ fn outcome(e: &EngineError) -> Status {
     }
 }
 
-/// Stream a run into a response body. The body ends cleanly only when the run
-/// completes; a failure ends it with an error, so the client sees an incomplete
-/// transfer. A client that goes away cancels the run (and its query) at once, even while
-/// the run waits on the database.
-pub fn stream(ready: Ready) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    let Ready { entry, mut run, permit, requested } = ready;
-    // Watch for the client going away while the pump may be blocked on the database. The
-    // watcher's sender would keep the body open, so it lets go when the pump is done.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    {
-        let (tx, cancel) = (tx.clone(), entry.cancel.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tx.closed() => cancel.cancel(),
-                _ = done_rx => {}
+/// A download's body: the chunks its flight sent before it joined, then the rest as they
+/// come; and which run it reads.
+pub struct Download {
+    pub run_id: String,
+    pub replay: Vec<Bytes>,
+    pub rx: mpsc::Receiver<Chunk>,
+}
+
+/// Run a download, or join the identical one (or async run) going on this instance: one
+/// query, the same bytes for every client. A joiner takes no place of `--max-runs`.
+pub async fn download(
+    state: &AppState,
+    caller: &crate::Caller,
+    req: RunRequest,
+    compress: ream_engine::Compression,
+) -> Result<Download, ApiError> {
+    let spec =
+        (state.catalog().get(&req.report).cloned()).ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
+    caller.may_run(&req.report, &spec)?;
+    let key =
+        check(state, &spec, &req, compress).inspect_err(|_| metrics::counter!(m::REJECTED_TOTAL).increment(1))?.flight;
+    // A flight whose run fails to start ends with no byte sent: its joiners try again,
+    // and one of them leads (once: then each runs its own).
+    for _ in 0..2 {
+        match state.flights.join_or_lead(&key, false) {
+            Role::Join(flight, sub) => {
+                crate::flight::watch_client(flight.clone(), sub.tx.clone(), sub.done.clone());
+                if let Some(sub) = crate::flight::first_chunk(sub).await {
+                    let run_id = flight.run.get().map(|r| r.0.clone()).unwrap_or_default();
+                    return Ok(Download { run_id, replay: sub.replay, rx: sub.rx });
+                }
             }
-        });
+            Role::Lead(flight) => return lead(state, caller, req, compress, flight).await,
+        }
     }
+    lead(state, caller, req, compress, state.flights.lead(&key, false)).await
+}
+
+/// Start a download's run, leading `flight`, and subscribe to it first.
+async fn lead(
+    state: &AppState,
+    caller: &crate::Caller,
+    req: RunRequest,
+    compress: ream_engine::Compression,
+    flight: Arc<Flight>,
+) -> Result<Download, ApiError> {
+    let abandon = |e: ApiError| {
+        state.flights.remove(&flight);
+        flight.end(None);
+        e
+    };
+    let sub = flight.subscribe().ok_or_else(|| abandon(ApiError::Internal("a new flight refused its run".into())))?;
+    let slot = Slot::take(state).inspect_err(|_| metrics::counter!(m::REJECTED_TOTAL).increment(1)).map_err(abandon)?;
+    crate::flight::watch_client(flight.clone(), sub.tx.clone(), sub.done.clone());
+    let ready = prepare_run(state, caller, req, compress, slot, Some(flight.clone())).await?;
+    let run_id = ready.entry.id.clone();
+    stream(state.clone(), ready, flight);
+    Ok(Download { run_id, replay: Vec::new(), rx: sub.rx })
+}
+
+/// Pump a download's run into its flight: each chunk goes to every subscriber's body.
+/// The bodies end cleanly only when the run completes; a failure ends them with an
+/// error, so each client sees an incomplete transfer. Once every client has gone away
+/// the run (and its query) is cancelled at once: their watchers cancel it even while
+/// the pump waits on the database.
+pub fn stream(state: AppState, ready: Ready, flight: Arc<Flight>) {
+    let Ready { entry, mut run, slot, requested, .. } = ready;
     std::thread::Builder::new()
         .name(format!("ream-run-{}", entry.id))
         .spawn(move || {
-            let _permit = permit;
-            let _done = done_tx;
+            let _slot = slot;
             let mut first = true;
             let mut hash = Sha256::new();
-            loop {
+            let end = loop {
                 match run.next_chunk() {
                     Ok(Some(chunk)) => {
                         if std::mem::take(&mut first) {
                             metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
                         }
                         hash.update(&chunk);
-                        if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                        if !flight.send(Bytes::from(chunk)) {
                             drop(run);
                             entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
-                            return;
+                            break None;
                         }
                     }
                     Ok(None) => {
                         entry.set_sha256(ream_auth::token::hex(&hash.finalize()));
                         entry.finish(Status::Succeeded, None, None);
-                        return;
+                        break None;
+                    }
+                    Err(e) if entry.cancel.is_cancelled() && !flight.live() => {
+                        entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
+                        break Some(e.to_string());
                     }
                     Err(e) => {
-                        let message = if entry.cancel.is_cancelled() && tx.is_closed() {
-                            entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
-                            "the client disconnected".to_string()
-                        } else {
-                            entry.fail(outcome(&e), &e);
-                            e.to_string()
-                        };
-                        let _ = tx.blocking_send(Err(std::io::Error::other(message)));
-                        return;
+                        entry.fail(outcome(&e), &e);
+                        break Some(e.to_string());
                     }
                 }
-            }
+            };
+            state.flights.remove(&flight);
+            flight.end(end.as_deref());
         })
         .expect("spawning a thread");
-    rx
 }
 
 /// Run to the store: the output appears under its name only when complete.
 pub fn store(state: AppState, ready: Ready) {
-    let Ready { entry, run, permit, requested } = ready;
+    let Ready { entry, run, flight, slot, requested } = ready;
     std::thread::Builder::new()
         .name(format!("ream-run-{}", entry.id))
         .spawn(move || {
-            let _permit = permit;
+            let _slot = slot;
             let name = output_name(&entry.id, entry.format, entry.split.is_some());
             let result = match entry.split.is_some() {
                 true => store_parts(&state, run, &name, entry.format),
-                false => store_whole(&state, &entry, run, &name, requested),
+                false => store_whole(&state, &entry, run, &name, requested, flight.as_deref()),
             };
+            if let Some(f) = &flight {
+                state.flights.remove(f);
+                f.end(result.as_ref().err().map(|e| e.to_string()).as_deref());
+            }
             if let Ok((_, hash)) = &result {
                 entry.set_sha256(hash.clone());
             }
@@ -244,6 +411,7 @@ fn store_whole(
     mut run: Run,
     name: &str,
     requested: Instant,
+    flight: Option<&Flight>,
 ) -> Result<(u64, String), EngineError> {
     let (control, id) = (state.control.clone(), entry.id.clone());
     let record = Box::new(move |u: Option<&ream_outputs::UploadRecord>| {
@@ -261,6 +429,9 @@ fn store_whole(
         }
         hash.update(&chunk);
         out.write_all(&chunk).map_err(|e| EngineError::Output(e.to_string()))?;
+        if let Some(f) = flight {
+            f.send(Bytes::from(chunk));
+        }
     }
     let bytes = out.commit().map_err(|e| EngineError::Output(e.to_string()))?;
     Ok((bytes, ream_auth::token::hex(&hash.finalize())))
