@@ -389,8 +389,19 @@ fn ten_identical_downloads_at_once_run_one_query_and_get_the_same_bytes() {
     let (_, _, stored) = s.get(&format!("/runs/{id}/output"));
     assert!(joined == stored && stored == cli.stdout, "the joined download differs from the stored output");
     assert_eq!(metric(&s, QUERIES) - before, 1.0);
+    // A double-click: the same actor's identical POST while the first is going is the
+    // first run, not a second query.
+    let before = metric(&s, QUERIES);
+    let first = post_run(&s, r#"{"report": "slow", "format": "json"}"#);
+    let again = post_run(&s, r#"{"report": "slow", "format": "json"}"#);
+    assert_eq!(again, first);
+    assert_eq!(s.finished(&first)["status"], "succeeded");
+    let third = post_run(&s, r#"{"report": "slow", "format": "json"}"#);
+    assert_ne!(third, first, "a finished run was joined");
+    s.finished(&third);
+    assert_eq!(metric(&s, QUERIES) - before, 2.0);
     // Another format is another query.
     let (status, _, _) = s.get("/reports/slow.ndjson");
     assert_eq!(status, 200);
-    assert_eq!(metric(&s, QUERIES) - before, 2.0);
+    assert_eq!(metric(&s, QUERIES) - before, 3.0);
 }

@@ -340,6 +340,36 @@ impl Control {
         Ok(!rows.is_empty())
     }
 
+    /// Queue `run` unless a run of the same flight key is still going (queued, preparing
+    /// or running): then nothing is recorded and that run's id is returned. Decided
+    /// under the claim lock, so of identical requests at once one is queued.
+    pub fn enqueue_unless_flying(&self, run: &NewRun<'_>) -> Result<Option<String>, ControlError> {
+        let Some(key) = run.flight_key else {
+            self.insert_run(run)?;
+            return Ok(None);
+        };
+        let values = insert_values(|n, t| format!("CAST(${n} AS {t})"));
+        let sql = format!(
+            "INSERT INTO runs ({INSERT_COLUMNS}) SELECT {values} \
+             WHERE NOT EXISTS (SELECT 1 FROM runs WHERE flight_key = $7 AND finished_ms IS NULL) RETURNING id"
+        );
+        let statements = [(sql.as_str(), insert_params(run))];
+        if !self.db.serialized("queueing a run", CLAIM_LOCK, &statements, |r| r.text(0))?.is_empty() {
+            return Ok(None);
+        }
+        let going = self.db.query(
+            "finding a run going",
+            "SELECT id FROM runs WHERE flight_key = $1 AND finished_ms IS NULL ORDER BY created_ms LIMIT 1",
+            &[key.into()],
+            |r| r.text(0),
+        )?;
+        match going.into_iter().next() {
+            Some(id) => Ok(Some(id)),
+            // It ended in between: this one runs after all.
+            None => self.insert_run(run).map(|()| None),
+        }
+    }
+
     /// Write a run's progress or outcome, as the instance holding it at `attempt`; a
     /// finished status also sets its end time. False if the run is no longer this
     /// instance's (its lease expired and another took it): the caller should stop it.

@@ -321,3 +321,34 @@ fn a_store_url_of_another_kind_is_refused_by_name_without_its_password() {
     let e = Control::open(Some("postgres://u:secret@127.0.0.1:1/db"), std::path::Path::new(".")).err().unwrap();
     assert!(!e.to_string().contains("secret"), "{e}");
 }
+
+#[test]
+fn an_identical_run_still_going_is_returned_instead_of_queued_twice() {
+    on_both(|open| {
+        let c = open();
+        let (request, snapshot) = (json!({}), json!({}));
+        let run = |id: &'static str| NewRun {
+            id,
+            report: "sales",
+            format: "csv",
+            mode: "async",
+            actor: "alice",
+            request: &request,
+            flight_key: Some("k/alice"),
+            source_key: "src",
+            status: RunStatus::Queued,
+            instance: None,
+            lease: Duration::from_secs(15),
+            snapshot: &snapshot,
+        };
+        assert_eq!(c.enqueue_unless_flying(&run("r1")).unwrap(), None);
+        assert_eq!(c.enqueue_unless_flying(&run("r2")).unwrap(), Some("r1".to_string()));
+        assert!(c.get_run("r2").unwrap().is_none());
+        let claimed = c.claim("A", Duration::from_secs(15), WIDE).unwrap().unwrap();
+        assert_eq!(c.enqueue_unless_flying(&run("r3")).unwrap(), Some("r1".to_string()), "joins a running one too");
+        finish(&c, &claimed.id, "A");
+        // Once it has ended, the same request is a new run.
+        assert_eq!(c.enqueue_unless_flying(&run("r4")).unwrap(), None);
+        assert_eq!(c.queue_order().unwrap(), ["r4"]);
+    });
+}

@@ -445,29 +445,33 @@ impl Registry {
         Ok(Some(entry))
     }
 
-    /// Put an async run in the queue, for whichever instance has room first. Returns its
-    /// id. Blocking: call it off the async threads.
+    /// Put an async run in the queue, for whichever instance has room first, unless the
+    /// same actor's identical run is still going (a double-click): that one's id is
+    /// returned instead. Blocking: call it off the async threads.
     pub fn enqueue(&self, req: RunRequest) -> Result<String, ream_control::ControlError> {
         let (record, checked) = (req.record.clone(), req.checked.clone().unwrap_or_default());
         let entry = self.entry(new_run_id(), req, 0);
         entry.state().status = Status::Queued;
         let mut snapshot = entry.snapshot();
         snapshot["instance"] = serde_json::Value::Null;
-        self.control.insert_run(&ream_control::NewRun {
+        // Split runs too: the same parts, once. Another actor's identical run is theirs
+        // to see, so it is not joined here (a download may join it: flight.rs).
+        let key = format!("{}/{}", checked.flight, entry.actor);
+        let going = self.control.enqueue_unless_flying(&ream_control::NewRun {
             id: &entry.id,
             report: &entry.report,
             format: entry.format.name(),
             mode: entry.mode.name(),
             actor: &entry.actor,
             request: &record,
-            flight_key: None,
+            flight_key: Some(&key),
             source_key: &checked.source,
             status: Status::Queued,
             instance: None,
             lease: self.lease,
             snapshot: &snapshot,
         })?;
-        Ok(entry.id.clone())
+        Ok(going.unwrap_or_else(|| entry.id.clone()))
     }
 
     fn entry(&self, id: String, req: RunRequest, attempt: i64) -> Arc<RunEntry> {
