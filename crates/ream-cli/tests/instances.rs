@@ -275,9 +275,11 @@ fn one_actors_backlog_does_not_hold_up_another_actors_run() {
     let Some((_db, reports)) = pg_report("fair", 2_000, "slow", 100, "pg_sleep(0.0005)::text") else { return };
     let (mut s, _dir, tokens) = with_actors(reports.path(), &["--max-runs", "1"], &["alice", "bob"]);
     s.token = Some(tokens[0].clone());
+    // Ten different runs (split at different sizes): identical ones would be one run.
     let alice: Vec<Json> = (0..10)
-        .map(|_| {
-            let (status, _, run) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+        .map(|i| {
+            let body = format!(r#"{{"report": "slow", "format": "csv", "split": {{"rows": {}}}}}"#, 1000 + i);
+            let (status, _, run) = s.post("/runs", &body);
             assert_eq!(status, 202, "{run}");
             run
         })

@@ -634,7 +634,7 @@ async fn report_or_output(
 
 #[utoipa::path(post, path = "/runs", tag = "runs", request_body = crate::request::Wire,
     responses(
-        (status = 202, description = "The run, started in the background; Location names it", body = serde_json::Value),
+        (status = 202, description = "The run, queued (or the same actor's identical run still going); Location names it", body = serde_json::Value),
         (status = 400, description = "A bad request or parameter", body = crate::error::ErrorBody), (status = 404, description = "No such report or run", body = crate::error::ErrorBody),
         (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
         (status = 415, description = "The body is not application/json", body = crate::error::ErrorBody),
@@ -676,8 +676,9 @@ async fn create_run(
         checked: None,
     };
     let id = enqueue(&state, &caller, req).await?;
-    state.wake.notify_one();
+    // Read back before the claimer is woken: the answer shows the run as queued.
     let run = found::find(&state, &caller, &id).await?;
+    state.wake.notify_one();
     let mut response = (StatusCode::ACCEPTED, Json(view(&state, &caller, &run))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/runs/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);

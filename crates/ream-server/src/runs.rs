@@ -229,6 +229,17 @@ pub fn check(
     Ok(ream_engine::check_request(spec, &opts)?)
 }
 
+struct LeadGuard(Option<(AppState, Arc<Flight>)>);
+
+impl Drop for LeadGuard {
+    fn drop(&mut self) {
+        if let Some((state, flight)) = self.0.take() {
+            state.flights.remove(&flight);
+            flight.end(None);
+        }
+    }
+}
+
 struct PrepareGuard(Option<Arc<RunEntry>>);
 
 impl Drop for PrepareGuard {
@@ -302,7 +313,11 @@ async fn lead(
     let sub = flight.subscribe().ok_or_else(|| abandon(ApiError::Internal("a new flight refused its run".into())))?;
     let slot = Slot::take(state).inspect_err(|_| metrics::counter!(m::REJECTED_TOTAL).increment(1)).map_err(abandon)?;
     crate::flight::watch_client(flight.clone(), sub.tx.clone(), sub.done.clone());
+    // If the client goes away while the run prepares (this future is dropped), the
+    // flight ends too: nobody may join a run that will never send.
+    let mut guard = LeadGuard(Some((state.clone(), flight.clone())));
     let ready = prepare_run(state, caller, req, compress, slot, Some(flight.clone())).await?;
+    guard.0 = None;
     let run_id = ready.entry.id.clone();
     stream(state.clone(), ready, flight);
     Ok(Download { run_id, replay: Vec::new(), rx: sub.rx })
