@@ -424,20 +424,7 @@ impl Registry {
         let (record, checked) = (req.record.clone(), req.checked.clone().unwrap_or_default());
         let entry = self.entry(new_run_id(), req, 1);
         let snapshot = entry.snapshot();
-        let run = ream_control::NewRun {
-            id: &entry.id,
-            report: &entry.report,
-            format: entry.format.name(),
-            mode: entry.mode.name(),
-            actor: &entry.actor,
-            request: &record,
-            flight_key: None,
-            source_key: &checked.source,
-            status: Status::Preparing,
-            instance: Some(&self.instance),
-            lease: self.lease,
-            snapshot: &snapshot,
-        };
+        let run = self.new_run(&entry, &record, &checked.source, &snapshot, None);
         if !self.control.insert_run_within(&run, limits)? {
             return Ok(None);
         }
@@ -457,21 +444,41 @@ impl Registry {
         // Split runs too: the same parts, once. Another actor's identical run is theirs
         // to see, so it is not joined here (a download may join it: flight.rs).
         let key = format!("{}/{}", checked.flight, entry.actor);
-        let going = self.control.enqueue_unless_flying(&ream_control::NewRun {
+        let going = self.control.enqueue_unless_flying(&self.new_run(
+            &entry,
+            &record,
+            &checked.source,
+            &snapshot,
+            Some(&key),
+        ))?;
+        Ok(going.unwrap_or_else(|| entry.id.clone()))
+    }
+
+    /// `entry` as the control store first records it: queued when it has a flight key
+    /// (an async run), else starting here.
+    fn new_run<'a>(
+        &'a self,
+        entry: &'a RunEntry,
+        record: &'a serde_json::Value,
+        source: &'a str,
+        snapshot: &'a serde_json::Value,
+        flight_key: Option<&'a str>,
+    ) -> ream_control::NewRun<'a> {
+        let queued = flight_key.is_some();
+        ream_control::NewRun {
             id: &entry.id,
             report: &entry.report,
             format: entry.format.name(),
             mode: entry.mode.name(),
             actor: &entry.actor,
-            request: &record,
-            flight_key: Some(&key),
-            source_key: &checked.source,
-            status: Status::Queued,
-            instance: None,
+            request: record,
+            flight_key,
+            source_key: source,
+            status: if queued { Status::Queued } else { Status::Preparing },
+            instance: (!queued).then_some(self.instance.as_str()),
             lease: self.lease,
-            snapshot: &snapshot,
-        })?;
-        Ok(going.unwrap_or_else(|| entry.id.clone()))
+            snapshot,
+        }
     }
 
     fn entry(&self, id: String, req: RunRequest, attempt: i64) -> Arc<RunEntry> {
