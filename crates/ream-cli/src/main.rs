@@ -116,6 +116,10 @@ struct ServeArgs {
     /// (default 1000).
     #[arg(long)]
     queue_max: Option<usize>,
+    /// Bytes of cached downloads (reports with `cache:`) kept in all (default 1 GiB =
+    /// 1073741824); past it the oldest go first.
+    #[arg(long)]
+    cache_max_bytes: Option<u64>,
     /// Rows per batch, overriding the specs'.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -449,6 +453,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
             .or(d.max_runs_per_source)
             .map(|n| n.max(1)),
         queue_max: flags.queue_max.or(file.queue_max).unwrap_or(d.queue_max),
+        cache_max_bytes: flags.cache_max_bytes.or(file.cache_max_bytes).unwrap_or(d.cache_max_bytes),
         batch_size: flags.batch_size.or(file.batch_size),
         data_dir: flags.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
         control: flags.control.or(file.control),

@@ -407,3 +407,118 @@ fn ten_identical_downloads_at_once_run_one_query_and_get_the_same_bytes() {
     assert_eq!(status, 200);
     assert_eq!(metric(&s, QUERIES) - before, 3.0);
 }
+
+/// `(status, X-Ream-Cache, body)` of a GET with `headers`.
+fn cached_get(s: &Server, path: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, Vec<u8>) {
+    let (status, h, body) = s.get_with(path, headers);
+    (status, h.get("x-ream-cache").map(|v| v.to_str().unwrap().to_string()), body)
+}
+
+#[test]
+fn a_cached_repeat_runs_no_query_and_no_cache_runs_it_again() {
+    let Some((_db, reports)) = pg_report("cache", 2_000, "cached", 100, "'x'") else { return };
+    let spec = reports.path().join("cached.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}cache:\n  ttl: 10m\n")).unwrap();
+    let s = Server::start(reports.path(), &[]);
+    const QUERIES: &str = "ream_source_queries_total{report=\"cached\"}";
+    let (status, cache, first) = cached_get(&s, "/reports/cached.csv", &[]);
+    assert_eq!((status, cache.as_deref()), (200, Some("miss")));
+    assert_eq!(metric(&s, QUERIES), 1.0);
+    let (status, cache, again) = cached_get(&s, "/reports/cached.csv", &[]);
+    assert_eq!((status, cache.as_deref()), (200, Some("hit")));
+    assert!(again == first, "the cached output differs from the first");
+    assert_eq!(metric(&s, QUERIES), 1.0, "a cache hit ran a query");
+    assert_eq!(metric(&s, "ream_cache_hits_total{report=\"cached\"}"), 1.0);
+    // `Cache-Control: no-cache` runs it; another encoding or format is another entry.
+    let (_, cache, fresh) = cached_get(&s, "/reports/cached.csv", &[("cache-control", "no-cache")]);
+    assert_eq!(cache.as_deref(), Some("miss"));
+    assert!(fresh == first);
+    assert_eq!(metric(&s, QUERIES), 2.0);
+    let (_, cache, gz) = cached_get(&s, "/reports/cached.csv", &[("accept-encoding", "gzip")]);
+    assert_eq!(cache.as_deref(), Some("miss"));
+    assert_eq!(decompress("gzip", &gz), first);
+    let (_, cache, gz_again) = cached_get(&s, "/reports/cached.csv", &[("accept-encoding", "gzip")]);
+    assert_eq!((cache.as_deref(), gz_again == gz), (Some("hit"), true));
+    assert_eq!(metric(&s, QUERIES), 3.0);
+    // A report without `cache` says nothing of it.
+    write(reports.path(), "plain.yaml", &text.replace("report: cached", "report: plain"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (status, cache, _) = cached_get(&s, "/reports/plain.csv", &[]);
+    assert_eq!((status, cache), (200, None));
+}
+
+#[test]
+fn one_tenant_never_receives_another_tenants_cached_output() {
+    let Some((db, reports)) = pg_report("tenants", 1_000, "unused", 100, "'x'") else { return };
+    db.exec("ALTER TABLE t ADD COLUMN tenant int; UPDATE t SET tenant = 1 + id % 2;");
+    write(
+        reports.path(),
+        "mine.yaml",
+        &format!(
+            "report: mine\nsource:\n  url: \"{}\"\n  table: t\n  key: [id]\n  where: \"tenant = :actor.tenant\"\n  \
+             columns:\n    id: id\n    tenant: tenant\ncache:\n  ttl: 10m\n",
+            db.url
+        ),
+    );
+    std::fs::remove_file(reports.path().join("unused.yaml")).unwrap();
+    let (s, _dir, _) = with_actors(reports.path(), &[], &[]);
+    const SECRET: &str = "a shared secret of more than thirty-two bytes";
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let token = |sub: &str, tenant: u32| {
+        let claims = serde_json::json!({ "sub": sub, "tenant": tenant, "exp": exp });
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        )
+    };
+    let (one, two, also_one) = (token("ann", 1), token("bo", 2), token("cy", 1));
+    const QUERIES: &str = "ream_source_queries_total{report=\"mine\"}";
+    let metric_as = |t: &str| {
+        let (_, _, text) = s.get_with("/metrics", &[("authorization", t)]);
+        let text = String::from_utf8(text).unwrap();
+        let line = text.lines().find(|l| l.split(' ').next() == Some(QUERIES)).map(str::to_string);
+        line.and_then(|l| l.rsplit(' ').next().map(|v| v.parse::<f64>().unwrap())).unwrap_or(0.0)
+    };
+    let (status, cache, first) = cached_get(&s, "/reports/mine.csv", &[("authorization", &one)]);
+    assert_eq!((status, cache.as_deref()), (200, Some("miss")), "{}", String::from_utf8_lossy(&first));
+    // Right after tenant 1's, tenant 2's identical request still queries, and gets its rows.
+    let (_, cache, second) = cached_get(&s, "/reports/mine.csv", &[("authorization", &two)]);
+    assert_eq!(cache.as_deref(), Some("miss"));
+    assert_eq!(metric_as(&one), 2.0);
+    let tenants = |body: &[u8]| -> std::collections::BTreeSet<String> {
+        let mut r = csv::Reader::from_reader(body);
+        r.records().map(|rec| rec.unwrap()[1].to_string()).collect()
+    };
+    assert_eq!(tenants(&first), ["1".to_string()].into());
+    assert_eq!(tenants(&second), ["2".to_string()].into());
+    // Another actor of tenant 1: the spec reads only the tenant, so the same output.
+    let (_, cache, third) = cached_get(&s, "/reports/mine.csv", &[("authorization", &also_one)]);
+    assert_eq!((cache.as_deref(), third == first), (Some("hit"), true));
+    assert_eq!(metric_as(&one), 2.0);
+}
+
+#[test]
+fn the_cache_keeps_a_report_within_its_bytes_the_oldest_going_first() {
+    let Some((db, reports)) = pg_report("cachebytes", 2_000, "sized", 100, "'x'") else { return };
+    let spec = reports.path().join("sized.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let with_param = text.replace("  table: t\n", "  table: t\n  where: \"id >= :from\"\n")
+        + "parameters:\n  from: {type: int, default: 1}\n";
+    std::fs::write(&spec, &with_param).unwrap();
+    let one = ream().args(["run", spec.to_str().unwrap(), "--format", "csv"]).output().unwrap();
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    // Room for one output of about this size, not two.
+    let room = one.stdout.len() * 3 / 2;
+    std::fs::write(&spec, format!("{with_param}cache:\n  ttl: 10m\n  max_bytes: \"{room}\"\n")).unwrap();
+    let s = Server::start(reports.path(), &[]);
+    let get = |from: u32| cached_get(&s, &format!("/reports/sized.csv?from={from}"), &[]).1.unwrap();
+    assert_eq!(get(1), "miss");
+    assert_eq!(get(1), "hit");
+    assert_eq!(get(2), "miss");
+    // from=1 was the oldest: it made room for from=2.
+    assert_eq!(get(2), "hit");
+    assert_eq!(get(1), "miss");
+    drop(db);
+}

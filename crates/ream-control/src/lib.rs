@@ -162,6 +162,28 @@ pub struct OutputRecord {
     pub created_ms: i64,
 }
 
+/// An output of the result cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The flight key of the requests it answers.
+    pub key: String,
+    pub report: String,
+    /// Its name in the output store.
+    pub name: String,
+    pub bytes: u64,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// How many bytes of cached outputs to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheBounds {
+    /// Of the entry's report.
+    pub report: u64,
+    /// Of every report.
+    pub total: u64,
+}
+
 /// The control store.
 pub struct Control {
     db: Db,
@@ -246,6 +268,17 @@ fn insert_values(write: impl Fn(usize, &str) -> String) -> String {
 /// A limit as SQL sees it.
 fn bound(n: usize) -> i64 {
     n.min(i64::MAX as usize) as i64
+}
+
+fn read_cache(r: &dyn Row) -> Result<CacheEntry, String> {
+    Ok(CacheEntry {
+        key: r.text(0)?,
+        report: r.text(1)?,
+        name: r.text(2)?,
+        bytes: r.int(3)?.max(0) as u64,
+        created_ms: r.int(4)?,
+        expires_ms: r.int(5)?,
+    })
 }
 
 fn ms(d: Duration) -> i64 {
@@ -338,6 +371,86 @@ impl Control {
         params.push(bound(limits.per_source).into());
         let rows = self.db.serialized("recording a run", CLAIM_LOCK, &[(&sql, params)], |r| r.text(0))?;
         Ok(!rows.is_empty())
+    }
+
+    /// The fresh cached output of flight `key`, if any.
+    pub fn cache_get(&self, key: &str) -> Result<Option<CacheEntry>, ControlError> {
+        let rows = self.db.query(
+            "reading the cache",
+            "SELECT key, report, name, bytes, created_ms, expires_ms FROM cache WHERE key = $1 AND expires_ms > $2",
+            &[key.into(), now_ms().into()],
+            read_cache,
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Record `entry` (replacing one of its key), then keep the newest entries within
+    /// `bounds`, dropping expired ones. Returns the names of the outputs dropped, for the
+    /// caller to remove from the output store.
+    pub fn cache_put(&self, entry: &CacheEntry, bounds: CacheBounds) -> Result<Vec<String>, ControlError> {
+        self.db.execute(
+            "caching an output",
+            "INSERT INTO cache (key, report, name, bytes, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (key) DO UPDATE SET report = excluded.report, name = excluded.name, bytes = excluded.bytes, \
+             created_ms = excluded.created_ms, expires_ms = excluded.expires_ms",
+            &[
+                entry.key.as_str().into(),
+                entry.report.as_str().into(),
+                entry.name.as_str().into(),
+                (entry.bytes.min(i64::MAX as u64) as i64).into(),
+                entry.created_ms.into(),
+                entry.expires_ms.into(),
+            ],
+        )?;
+        let all = self.db.query(
+            "reading the cache",
+            "SELECT key, report, name, bytes, created_ms, expires_ms FROM cache ORDER BY created_ms DESC, key",
+            &[],
+            read_cache,
+        )?;
+        let (now, mut report_bytes, mut total_bytes) = (now_ms(), 0u64, 0u64);
+        let mut dropped = Vec::new();
+        for e in all {
+            let same = e.report == entry.report;
+            let keep = e.expires_ms > now
+                && total_bytes.saturating_add(e.bytes) <= bounds.total
+                && (!same || report_bytes.saturating_add(e.bytes) <= bounds.report);
+            if keep {
+                total_bytes += e.bytes;
+                report_bytes += if same { e.bytes } else { 0 };
+                continue;
+            }
+            self.db.execute(
+                "dropping a cached output",
+                "DELETE FROM cache WHERE key = $1",
+                &[e.key.as_str().into()],
+            )?;
+            dropped.push(e.name);
+        }
+        Ok(dropped)
+    }
+
+    /// Drop every expired cache entry; the names of their outputs, to remove.
+    pub fn cache_expired(&self) -> Result<Vec<String>, ControlError> {
+        let now = now_ms();
+        let names = self.db.query(
+            "reading the cache",
+            "SELECT name FROM cache WHERE expires_ms <= $1",
+            &[now.into()],
+            |r| r.text(0),
+        )?;
+        self.db.execute(
+            "dropping expired cached outputs",
+            "DELETE FROM cache WHERE expires_ms <= $1",
+            &[now.into()],
+        )?;
+        Ok(names)
+    }
+
+    /// Forget the cached output of `key` (its object is gone).
+    pub fn cache_forget(&self, key: &str) -> Result<(), ControlError> {
+        self.db.execute("dropping a cached output", "DELETE FROM cache WHERE key = $1", &[key.into()])?;
+        Ok(())
     }
 
     /// Queue `run` unless a run of the same flight key is still going (queued, preparing

@@ -352,3 +352,39 @@ fn an_identical_run_still_going_is_returned_instead_of_queued_twice() {
         assert_eq!(c.queue_order().unwrap(), ["r4"]);
     });
 }
+
+#[test]
+fn the_cache_keeps_the_newest_outputs_within_each_reports_bytes_and_the_total() {
+    on_both(|open| {
+        use ream_control::{CacheBounds, CacheEntry};
+        let c = open();
+        let now = ream_control::now_ms();
+        let entry = |key: &str, report: &str, bytes: u64, age: i64| CacheEntry {
+            key: key.into(),
+            report: report.into(),
+            name: format!("cache/{key}"),
+            bytes,
+            created_ms: now - age,
+            expires_ms: now - age + 600_000,
+        };
+        let bounds = CacheBounds { report: 250, total: 400 };
+        assert_eq!(c.cache_put(&entry("a1", "a", 100, 30), bounds).unwrap(), Vec::<String>::new());
+        assert_eq!(c.cache_put(&entry("b1", "b", 100, 20), bounds).unwrap(), Vec::<String>::new());
+        assert_eq!(c.cache_put(&entry("a2", "a", 100, 10), bounds).unwrap(), Vec::<String>::new());
+        // Report a would hold 300: its oldest goes.
+        assert_eq!(c.cache_put(&entry("a3", "a", 100, 0), bounds).unwrap(), ["cache/a1"]);
+        assert_eq!(c.cache_get("a1").unwrap(), None);
+        assert_eq!(c.cache_get("a3").unwrap().unwrap().bytes, 100);
+        // 300 in all, then 450 past the total of 400: the oldest of any report goes.
+        assert_eq!(c.cache_put(&entry("c1", "c", 150, 0), bounds).unwrap(), ["cache/b1"]);
+        // An expired entry is never served, and goes at the next put.
+        assert_eq!(c.cache_put(&entry("old", "d", 1, 700_000), bounds).unwrap(), ["cache/old"]);
+        assert_eq!(c.cache_get("old").unwrap(), None);
+        // The hourly sweep drops what expired since.
+        let soon = ream_control::now_ms() + 100;
+        assert!(c.cache_put(&CacheEntry { expires_ms: soon, ..entry("soon", "e", 1, 0) }, bounds).unwrap().is_empty());
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(c.cache_expired().unwrap(), ["cache/soon"]);
+        assert_eq!(c.cache_expired().unwrap(), Vec::<String>::new());
+    });
+}

@@ -29,6 +29,7 @@ pub mod spec;
 pub mod sql;
 pub mod template;
 pub mod types;
+pub mod units;
 pub mod validate;
 pub mod value;
 

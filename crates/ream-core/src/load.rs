@@ -476,6 +476,16 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_parses_its_ttl_and_bytes_and_a_bad_one_is_located() {
+        let ok = load_str("report: r\nsource: {table: t}\ncache: {ttl: 10m, max_bytes: 64MiB}\n", SpecFormat::Yaml);
+        let policy = ok.unwrap().parsed().cache().unwrap();
+        assert_eq!((policy.ttl.as_secs(), policy.max_bytes), (600, 64 << 20));
+        let errs = load_str("report: r\nsource: {table: t}\ncache:\n  ttl: soon\n", SpecFormat::Yaml).unwrap_err().0;
+        assert_eq!((errs[0].key.as_str(), errs[0].line), ("cache.ttl", Some(4)), "{}", errs[0]);
+        assert!(errs[0].message.contains("expected a duration"), "{}", errs[0]);
+    }
+
+    #[test]
     fn json_errors_are_located_too() {
         let json = "{\n  \"report\": \"r\",\n  \"source\": {\"table\": \"t\"},\n  \"colour\": 1\n}";
         let errs = load_str(json, SpecFormat::Json).unwrap_err().0;

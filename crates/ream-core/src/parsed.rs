@@ -36,6 +36,27 @@ pub struct Parsed {
     aggregates: Vec<(Aggregate, String)>,
     /// `source.session`: each setting's name and value template.
     session: Vec<(String, Template)>,
+    cache: Option<CachePolicy>,
+}
+
+/// `cache`, parsed: how long an output stays fresh, and this report's bytes of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub ttl: std::time::Duration,
+    pub max_bytes: u64,
+}
+
+/// A report's cached outputs in all, at most, unless its `cache.max_bytes` says.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+fn parse_cache(spec: &Spec, errors: &mut Vec<SpecError>) -> Option<CachePolicy> {
+    let c = spec.cache.as_ref()?;
+    let ttl = crate::units::parse_duration(&c.ttl).map_err(|e| errors.push(SpecError::new("cache.ttl", e)));
+    let max_bytes = match c.max_bytes.as_deref().map(crate::units::parse_bytes) {
+        None => Ok(DEFAULT_CACHE_BYTES),
+        Some(r) => r.map_err(|e| errors.push(SpecError::new("cache.max_bytes", e))),
+    };
+    Some(CachePolicy { ttl: ttl.ok()?, max_bytes: max_bytes.ok()? })
 }
 
 /// One template of the spec: its key (for errors) and its parsed form.
@@ -90,6 +111,7 @@ impl Parsed {
             .values()
             .map(|v| v.aggregates().first().map_or((Aggregate::Count, "*".into()), |(a, f)| (*a, f.to_string())))
             .collect();
+        let cache = parse_cache(spec, errors);
         Parsed {
             locale,
             title,
@@ -103,7 +125,13 @@ impl Parsed {
             page,
             aggregates,
             session,
+            cache,
         }
+    }
+
+    /// `cache`: None when the report is not cached.
+    pub fn cache(&self) -> Option<CachePolicy> {
+        self.cache
     }
 
     /// `source.session`: each PostgreSQL setting's name and value template.

@@ -74,6 +74,23 @@ pub struct Spec {
     /// CSV output options.
     #[serde(default)]
     pub csv: Option<CsvConfig>,
+    /// `ream serve`: a download identical to one made within `ttl` (same parameters,
+    /// format, encoding and the claims the spec reads) is served from the output store,
+    /// with no query.
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+}
+
+/// The result cache of a report (`ream serve` downloads).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long an output stays fresh: `30s`, `10m`, `2h`, `1d`.
+    pub ttl: String,
+    /// This report's cached outputs in all, at most (default `256MiB`): past it the
+    /// oldest go first.
+    #[serde(default)]
+    pub max_bytes: Option<String>,
 }
 
 /// CSV output options.

@@ -94,22 +94,7 @@ impl Split {
     }
 }
 
-/// A byte count with an optional unit: `1000`, `64k`/`64KiB` (×1024), `10M`/`10MiB`,
-/// `1G`/`1GiB`. Units are binary, as in the rest of ream's sizes.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{s}`: expected a byte count such as 1000000 or 64MiB"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("`{s}`: unknown unit `{other}` (use k, M or G)")),
-    };
-    n.checked_mul(scale).ok_or_else(|| format!("`{s}`: too large"))
-}
+pub use ream_core::units::parse_bytes;
 
 /// Which part a file is: its partition (the `by` field and its value's text; `None` for
 /// NULL) and its number, from 1, within the partition.

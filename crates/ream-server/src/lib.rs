@@ -15,6 +15,7 @@
 //! ```
 
 mod audit;
+mod cache;
 mod caller;
 mod catalog;
 mod dashboard;
@@ -80,6 +81,9 @@ pub struct ServerConfig {
     pub max_runs_per_source: Option<usize>,
     /// Queued runs across the cluster past which `POST /runs` gets 429 (default 1000).
     pub queue_max: usize,
+    /// Bytes of cached downloads kept in all, across reports (default 1 GiB); the
+    /// oldest go first.
+    pub cache_max_bytes: u64,
     /// Rows per batch, overriding the specs' (default: the spec's).
     pub batch_size: Option<usize>,
     /// Where the embedded control store (`control.sqlite`) and the default output
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             max_runs_per_actor: None,
             max_runs_per_source: None,
             queue_max: 1000,
+            cache_max_bytes: 1 << 30,
             batch_size: None,
             data_dir: PathBuf::from("ream-data"),
             control: None,
@@ -346,6 +351,17 @@ impl AppState {
         }
         if let Err(e) = self.control.prune_runs(self.config.keep_finished) {
             eprintln!("ream: {e}");
+        }
+        // Cached outputs past their ttl (the cache's bounds hold at each write).
+        match self.control.cache_expired() {
+            Ok(names) => {
+                for name in names {
+                    if let Err(e) = self.outputs.remove(&name) {
+                        eprintln!("ream: cache: {e}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("ream: {e}"),
         }
         removed
     }
@@ -593,6 +609,10 @@ async fn report_or_output(
         output_headers(response.headers_mut(), &id, format);
         return Ok(response);
     }
+    // `Cache-Control: no-cache` asks for a fresh run (which then refreshes the cache).
+    let fresh = (headers.get_all(header::CACHE_CONTROL).iter())
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache")));
     let download = runs::download(
         &state,
         &caller,
@@ -609,9 +629,10 @@ async fn report_or_output(
             checked: None,
         },
         compress,
+        !fresh,
     )
     .await?;
-    let run_id = download.run_id;
+    let (run_id, cached) = (download.run_id, download.cache);
     let replay = futures_util::stream::iter(download.replay.into_iter().map(Ok::<_, std::io::Error>));
     let rest =
         futures_util::stream::unfold(download.rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
@@ -619,8 +640,11 @@ async fn report_or_output(
     let mut response = Response::new(body);
     output_headers(response.headers_mut(), &id, format);
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&run_id) {
-        h.insert("x-ream-run", v);
+    if let Some(run_id) = run_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        h.insert("x-ream-run", run_id);
+    }
+    if let Some(cached) = cached {
+        h.insert("x-ream-cache", HeaderValue::from_static(cached));
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if !format.is_compressed() {

@@ -27,6 +27,10 @@ pub const REJECTED_TOTAL: &str = "ream_runs_rejected_total";
 pub const RESIDENT_MEMORY: &str = "ream_process_resident_memory_bytes";
 /// Resumes after a lost database connection, counted when their run ends.
 pub const RESUMES_TOTAL: &str = "ream_resumes_total";
+/// Downloads of a cached report served from the cache, and those that were not, by
+/// `report`.
+pub const CACHE_HITS_TOTAL: &str = "ream_cache_hits_total";
+pub const CACHE_MISSES_TOTAL: &str = "ream_cache_misses_total";
 /// Runs waiting in the queue, across the cluster.
 pub const QUEUE_DEPTH: &str = "ream_queue_depth";
 /// Runs that made no progress for longer than the stall threshold, now.
@@ -67,6 +71,8 @@ fn describe() {
     metrics::describe_gauge!(RESIDENT_MEMORY, metrics::Unit::Bytes, "Resident memory of the process");
     metrics::describe_counter!(RESUMES_TOTAL, "Resumes after a lost database connection");
     metrics::describe_counter!(SOURCE_QUERIES_TOTAL, "Runs that opened their source's query, by report");
+    metrics::describe_counter!(CACHE_HITS_TOTAL, "Downloads served from the result cache, by report");
+    metrics::describe_counter!(CACHE_MISSES_TOTAL, "Downloads of a cached report that ran a query, by report");
     metrics::describe_gauge!(QUEUE_DEPTH, "Runs waiting in the queue, across the cluster");
     metrics::describe_gauge!(STALLED_RUNS, "Runs without progress for longer than the stall threshold");
 }

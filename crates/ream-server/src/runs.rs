@@ -11,6 +11,7 @@ use ream_engine::{prepare, start, CountMode, EngineError, Format, Job, Run, RunO
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use crate::cache::CacheWriter;
 use crate::error::ApiError;
 use crate::flight::{Chunk, Flight, Role};
 use crate::metrics as m;
@@ -262,7 +263,10 @@ fn outcome(e: &EngineError) -> Status {
 /// A download's body: the chunks its flight sent before it joined, then the rest as they
 /// come; and which run it reads.
 pub struct Download {
-    pub run_id: String,
+    /// The run it reads (None: served from the cache).
+    pub run_id: Option<String>,
+    /// A cached report's `X-Ream-Cache`: `hit` or `miss`.
+    pub cache: Option<&'static str>,
     pub replay: Vec<Bytes>,
     pub rx: mpsc::Receiver<Chunk>,
 }
@@ -274,27 +278,49 @@ pub async fn download(
     caller: &crate::Caller,
     req: RunRequest,
     compress: ream_engine::Compression,
+    use_cache: bool,
 ) -> Result<Download, ApiError> {
     let spec =
         (state.catalog().get(&req.report).cloned()).ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
     caller.may_run(&req.report, &spec)?;
     let key =
         check(state, &spec, &req, compress).inspect_err(|_| metrics::counter!(m::REJECTED_TOTAL).increment(1))?.flight;
+    let policy = spec.parsed().cache();
+    if policy.is_some() && use_cache {
+        if let Some(rx) = crate::cache::lookup(state, &req.report, &key).await {
+            return Ok(Download { run_id: None, cache: Some("hit"), replay: Vec::new(), rx });
+        }
+    }
+    let cache = policy.map(|p| (key.clone(), p));
+    let mut download = join_or_lead(state, caller, req, compress, &key, cache).await?;
+    download.cache = policy.map(|_| "miss");
+    Ok(download)
+}
+
+/// Join the flight of `key`, or lead it (writing to the cache when `cache` says).
+async fn join_or_lead(
+    state: &AppState,
+    caller: &crate::Caller,
+    req: RunRequest,
+    compress: ream_engine::Compression,
+    key: &str,
+    cache: Option<(String, ream_core::parsed::CachePolicy)>,
+) -> Result<Download, ApiError> {
     // A flight whose run fails to start ends with no byte sent: its joiners try again,
     // and one of them leads (once: then each runs its own).
     for _ in 0..2 {
-        match state.flights.join_or_lead(&key, false) {
+        match state.flights.join_or_lead(key, false) {
             Role::Join(flight, sub) => {
                 crate::flight::watch_client(flight.clone(), sub.tx.clone(), sub.done.clone());
                 if let Some(sub) = crate::flight::first_chunk(sub).await {
-                    let run_id = flight.run.get().map(|r| r.0.clone()).unwrap_or_default();
-                    return Ok(Download { run_id, replay: sub.replay, rx: sub.rx });
+                    let run_id = flight.run.get().map(|r| r.0.clone());
+                    return Ok(Download { run_id, cache: None, replay: sub.replay, rx: sub.rx });
                 }
             }
-            Role::Lead(flight) => return lead(state, caller, req, compress, flight).await,
+            Role::Lead(flight) => return lead(state, caller, req, compress, flight, cache).await,
         }
     }
-    lead(state, caller, req, compress, state.flights.lead(&key, false)).await
+    lead(state, caller, req, compress, state.flights.lead(key, false), cache).await
 }
 
 /// Start a download's run, leading `flight`, and subscribe to it first.
@@ -304,6 +330,7 @@ async fn lead(
     req: RunRequest,
     compress: ream_engine::Compression,
     flight: Arc<Flight>,
+    cache: Option<(String, ream_core::parsed::CachePolicy)>,
 ) -> Result<Download, ApiError> {
     let abandon = |e: ApiError| {
         state.flights.remove(&flight);
@@ -319,8 +346,9 @@ async fn lead(
     let ready = prepare_run(state, caller, req, compress, slot, Some(flight.clone())).await?;
     guard.0 = None;
     let run_id = ready.entry.id.clone();
-    stream(state.clone(), ready, flight);
-    Ok(Download { run_id, replay: Vec::new(), rx: sub.rx })
+    let writer = cache.and_then(|(key, policy)| CacheWriter::begin(state, &ready.entry.report, &key, policy));
+    stream(state.clone(), ready, flight, writer);
+    Ok(Download { run_id: Some(run_id), cache: None, replay: Vec::new(), rx: sub.rx })
 }
 
 /// Pump a download's run into its flight: each chunk goes to every subscriber's body.
@@ -328,7 +356,7 @@ async fn lead(
 /// error, so each client sees an incomplete transfer. Once every client has gone away
 /// the run (and its query) is cancelled at once: their watchers cancel it even while
 /// the pump waits on the database.
-pub fn stream(state: AppState, ready: Ready, flight: Arc<Flight>) {
+pub fn stream(state: AppState, ready: Ready, flight: Arc<Flight>, mut cache: Option<CacheWriter>) {
     let Ready { entry, mut run, slot, requested, .. } = ready;
     std::thread::Builder::new()
         .name(format!("ream-run-{}", entry.id))
@@ -343,7 +371,11 @@ pub fn stream(state: AppState, ready: Ready, flight: Arc<Flight>) {
                             metrics::histogram!(m::FIRST_BYTE).record(requested.elapsed().as_secs_f64());
                         }
                         hash.update(&chunk);
-                        if !flight.send(Bytes::from(chunk)) {
+                        let chunk = Bytes::from(chunk);
+                        if let Some(c) = cache.as_mut() {
+                            c.write(&chunk);
+                        }
+                        if !flight.send(chunk) {
                             drop(run);
                             entry.finish(Status::Cancelled, Some("the client disconnected".into()), None);
                             break None;
@@ -351,6 +383,10 @@ pub fn stream(state: AppState, ready: Ready, flight: Arc<Flight>) {
                     }
                     Ok(None) => {
                         entry.set_sha256(ream_auth::token::hex(&hash.finalize()));
+                        // In the cache before the bodies end: a repeat right after hits.
+                        if let Some(c) = cache.take() {
+                            c.commit(&state);
+                        }
                         entry.finish(Status::Succeeded, None, None);
                         break None;
                     }
