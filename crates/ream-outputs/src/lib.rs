@@ -71,6 +71,8 @@ struct Shared {
     /// Always Some until dropped.
     runtime: Option<tokio::runtime::Runtime>,
     display: String,
+    /// A `file://` store's directory.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Drop for Shared {
@@ -122,6 +124,7 @@ impl Outputs {
             .build()
             .map_err(|e| OutputError::Open { store: ream_core::redact(url), reason: e.to_string() })?;
         let open = |reason: String| OutputError::Open { store: ream_core::redact(url), reason };
+        let local_root = url.strip_prefix("file://").map(std::path::PathBuf::from);
         let (store, multipart): (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>) = if let Some(dir) =
             url.strip_prefix("file://")
         {
@@ -146,7 +149,39 @@ impl Outputs {
         } else {
             return Err(OutputError::Url(ream_core::redact(url)));
         };
-        Ok(Outputs(Arc::new(Shared { store, multipart, runtime: Some(runtime), display: ream_core::redact(url) })))
+        let display = ream_core::redact(url);
+        Ok(Outputs(Arc::new(Shared { store, multipart, runtime: Some(runtime), display, local_root })))
+    }
+
+    /// A `file://` store: remove the staging files (`NAME#N`, where an output is written
+    /// before it appears under its name) untouched for `older_than`: what a process
+    /// killed mid-write left. A writer touches its file with every part, so a live one is
+    /// never older than a few seconds. Returns the files removed; an S3 store has none
+    /// (an upload not completed is aborted by whoever runs its run again).
+    pub fn sweep_staging(&self, older_than: std::time::Duration) -> Result<Vec<std::path::PathBuf>, OutputError> {
+        let Some(root) = &self.0.local_root else { return Ok(Vec::new()) };
+        let fail = |e: std::io::Error| OutputError::Open { store: self.0.display.clone(), reason: e.to_string() };
+        let mut removed = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(fail)? {
+                let entry = entry.map_err(fail)?;
+                let kind = entry.file_type().map_err(fail)?;
+                let path = entry.path();
+                if kind.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let staging =
+                    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                if staging && age.is_some_and(|a| a >= older_than) && std::fs::remove_file(&path).is_ok() {
+                    removed.push(path);
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The store's URL.

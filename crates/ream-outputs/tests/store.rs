@@ -66,6 +66,30 @@ fn a_directory_store_keeps_committed_outputs_only() {
     assert_eq!(left, ["empty.csv"], "an uncommitted output left a file");
 }
 
+#[test]
+fn the_staging_files_a_killed_writer_left_are_swept_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = Outputs::open(&format!("file://{}", dir.path().display()), None).unwrap();
+    write(&outputs, "done.csv", b"a,b\n", true);
+    std::fs::create_dir(dir.path().join("run.parts")).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for name in ["dead.csv#3", "run.parts/part-00001.csv#12"] {
+        let f = std::fs::File::create(dir.path().join(name)).unwrap();
+        f.set_modified(old).unwrap();
+    }
+    std::fs::write(dir.path().join("live.csv#4"), b"still writing").unwrap();
+    std::fs::write(dir.path().join("odd#name.csv"), b"not a staging file").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    let mut swept: Vec<String> = (outputs.sweep_staging(hour).unwrap().iter())
+        .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    swept.sort();
+    assert_eq!(swept, ["dead.csv#3", "run.parts/part-00001.csv#12"]);
+    let mut left = walk(dir.path());
+    left.sort();
+    assert_eq!(left, ["done.csv", "live.csv#4", "odd#name.csv"]);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()

@@ -352,6 +352,15 @@ impl AppState {
         if let Err(e) = self.control.prune_runs(self.config.keep_finished) {
             eprintln!("ream: {e}");
         }
+        // What a process killed mid-write left in a directory store (a live writer
+        // touches its file every part, seconds apart).
+        match self.outputs.sweep_staging(Duration::from_secs(3600)) {
+            Ok(swept) if !swept.is_empty() => {
+                eprintln!("ream: removed {} staging files left by a dead writer", swept.len())
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("ream: {e}"),
+        }
         // Cached outputs past their ttl (the cache's bounds hold at each write).
         match self.control.cache_expired() {
             Ok(names) => {
