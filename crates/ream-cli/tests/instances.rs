@@ -12,15 +12,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-/// SIGTERM the server and wait for it to exit.
+/// SIGTERM the server and wait for it to exit 0.
 fn stop(s: &mut Server) {
     let pid = s.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let t = Instant::now();
-    while s.child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
         assert!(t.elapsed() < Duration::from_secs(60), "the server did not stop");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    assert_eq!(status.code(), Some(0), "the server did not exit cleanly: {status}");
 }
 
 /// Whether `run` (as GET /runs/{id} shows it) runs on `s`: its instance name carries the
@@ -139,7 +143,7 @@ fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_throug
     let id = post_run(a, r#"{"report": "slow", "format": "csv"}"#);
     wait_pg(&db, true);
     let run = a.wait_run(&id, |r| r["status"] == "running");
-    let (_, b) = owner_first(a, b, &run);
+    let (a, b) = owner_first(a, b, &run);
     let (status, cancelled) = b.delete(&format!("/runs/{id}"));
     assert_eq!(status, 202, "{cancelled}");
     let stopped = wait_pg(&db, false);
@@ -148,6 +152,9 @@ fn a_run_posted_on_one_instance_is_read_followed_downloaded_and_cancelled_throug
     assert_eq!(end["status"], "cancelled", "{end}");
     let (status, _, _) = b.get(&format!("/runs/{id}/output"));
     assert_eq!(status, 409);
+    // Both stop cleanly, their PostgreSQL pools closed off the async workers.
+    stop(a);
+    stop(b);
 }
 
 #[test]

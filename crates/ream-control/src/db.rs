@@ -97,7 +97,35 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 pub(crate) enum Db {
     /// One connection: one instance owns the file.
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(Pool),
+    Postgres(PgPool),
+}
+
+/// The PostgreSQL pool, used and dropped off the async workers. postgres's sync client
+/// blocks on a runtime of its own, which panics on a thread that drives async tasks: a
+/// run ending in an async handler, or the server's last handle dropped in a task at
+/// SIGTERM (seen as an abort, exit 134, instead of exit 0).
+pub(crate) struct PgPool(Option<Pool>);
+
+impl PgPool {
+    fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, String> {
+        self.0.as_ref().ok_or("the pool is closed")?.get().map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            off_runtime(move || drop(pool));
+        }
+    }
+}
+
+/// Run `f` here, or on a thread of its own when this thread drives async tasks.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 impl Db {
@@ -119,6 +147,10 @@ impl Db {
     }
 
     pub fn postgres(url: &str) -> Result<Db, ControlError> {
+        off_runtime(|| Db::connect_postgres(url))
+    }
+
+    fn connect_postgres(url: &str) -> Result<Db, ControlError> {
         let open = |reason: String| ControlError::Open { store: ream_core::redact(url), reason };
         let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| open(e.to_string()))?;
         if config.get_application_name().is_none() {
@@ -137,7 +169,7 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
-        Ok(Db::Postgres(pool))
+        Ok(Db::Postgres(PgPool(Some(pool))))
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -155,20 +187,20 @@ impl Db {
                     .map_err(|e| fail(e.to_string()))?;
                 Ok(n as u64)
             }
-            Db::Postgres(pool) => {
-                let mut client = pool.get().map_err(|e| fail(e.to_string()))?;
+            Db::Postgres(pool) => off_runtime(|| {
+                let mut client = pool.get().map_err(fail)?;
                 client.execute(sql, &pg_params(params)).map_err(|e| fail(db_message(&e)))
-            }
+            }),
         }
     }
 
     /// Run `sql` and read each row with `read`.
-    pub fn query<T>(
+    pub fn query<T: Send>(
         &self,
         what: &'static str,
         sql: &str,
         params: &[P],
-        read: impl Fn(&dyn Row) -> Result<T, String>,
+        read: impl Fn(&dyn Row) -> Result<T, String> + Sync,
     ) -> Result<Vec<T>, ControlError> {
         let fail = |reason: String| ControlError::Query { what, reason };
         match self {
@@ -184,23 +216,23 @@ impl Db {
                 }
                 Ok(out)
             }
-            Db::Postgres(pool) => {
-                let mut client = pool.get().map_err(|e| fail(e.to_string()))?;
+            Db::Postgres(pool) => off_runtime(|| {
+                let mut client = pool.get().map_err(fail)?;
                 let rows = client.query(sql, &pg_params(params)).map_err(|e| fail(db_message(&e)))?;
                 rows.iter().map(|r| read(r).map_err(fail)).collect()
-            }
+            }),
         }
     }
 
     /// Run `statements` in one transaction; on PostgreSQL under the transaction-scoped
     /// advisory lock `lock` first, so that what they read and write is decided by one
     /// instance at a time. Returns the rows of the last statement.
-    pub fn serialized<T>(
+    pub fn serialized<T: Send>(
         &self,
         what: &'static str,
         lock: i64,
         statements: &[(&str, Vec<P>)],
-        read: impl Fn(&dyn Row) -> Result<T, String>,
+        read: impl Fn(&dyn Row) -> Result<T, String> + Sync,
     ) -> Result<Vec<T>, ControlError> {
         let fail = |reason: String| ControlError::Query { what, reason };
         let Some(((last, last_params), rest)) = statements.split_last() else { return Ok(Vec::new()) };
@@ -227,8 +259,8 @@ impl Db {
                 tx.commit().map_err(|e| fail(e.to_string()))?;
                 Ok(out)
             }
-            Db::Postgres(pool) => {
-                let mut client = pool.get().map_err(|e| fail(e.to_string()))?;
+            Db::Postgres(pool) => off_runtime(|| {
+                let mut client = pool.get().map_err(fail)?;
                 let mut tx = client.transaction().map_err(|e| fail(db_message(&e)))?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock]).map_err(|e| fail(db_message(&e)))?;
                 for (sql, params) in rest {
@@ -238,7 +270,7 @@ impl Db {
                 let out = rows.iter().map(|r| read(r).map_err(fail)).collect::<Result<Vec<T>, _>>()?;
                 tx.commit().map_err(|e| fail(db_message(&e)))?;
                 Ok(out)
-            }
+            }),
         }
     }
 }

@@ -388,3 +388,19 @@ fn the_cache_keeps_the_newest_outputs_within_each_reports_bytes_and_the_total() 
         assert_eq!(c.cache_expired().unwrap(), Vec::<String>::new());
     });
 }
+
+#[test]
+fn a_postgres_store_is_opened_used_and_dropped_from_async_tasks_without_a_panic() {
+    let Some(pg) = ream_testkit::PgDatabase::create("control_async") else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let url = pg.url.clone();
+    let task = rt.spawn(async move {
+        // On an async worker, as a server's handlers and its last handle at SIGTERM are.
+        let c = Control::open(Some(&url), std::path::Path::new("/nonexistent")).unwrap();
+        add(&c, "r1", "alice", "async", None);
+        let status = c.get_run("r1").unwrap().unwrap().status;
+        drop(c);
+        status
+    });
+    assert_eq!(rt.block_on(task).unwrap(), RunStatus::Queued);
+}
