@@ -41,6 +41,21 @@ parameters:
 YAML
 sed 's/^report: big/report: cached/' "$work/reports/big.yaml" >"$work/reports/cached.yaml"
 printf 'cache:\n  ttl: 10m\n  max_bytes: 1GiB\n' >>"$work/reports/cached.yaml"
+# A summary over the same rows: one line per day (365), the work is in the query.
+cat >"$work/reports/by_day.yaml" <<YAML
+report: by_day
+source:
+  url: "$src"
+  table: t
+  key: [id]
+detail: false
+groups:
+  - by: day
+variables:
+  total: { sum: amount, reset: day }
+cache:
+  ttl: 10m
+YAML
 
 export AWS_ACCESS_KEY_ID=ream-test AWS_SECRET_ACCESS_KEY=ream-test-secret-key AWS_REGION=us-east-1
 store=s3://ream-test/bench-$$
@@ -93,6 +108,8 @@ timed() { curl -s -o /dev/null -w '%{time_total} %{size_download} %header{x-ream
 echo "cache: query (miss): $(timed "$a/reports/cached.csv")"
 for n in 1 2 3; do echo "cache: hit $n: $(timed "$a/reports/cached.csv")"; done
 echo "cache: query again (no-cache): $(timed -H 'cache-control: no-cache' "$a/reports/cached.csv")"
+echo "cache, summary of 1M rows: query (miss): $(timed "$a/reports/by_day.csv")"
+for n in 1 2 3; do echo "cache, summary: hit $n: $(timed "$a/reports/by_day.csv")"; done
 
 # 3. Claim latency: 200 queued runs, two claimers, on PostgreSQL and on SQLite.
 target/release/claim-latency postgres://postgres@127.0.0.1:5432/ream_bench_claims 200 2

@@ -390,7 +390,8 @@ fn ten_identical_downloads_at_once_run_one_query_and_get_the_same_bytes() {
     // A download identical to an async run going joins its stream: no query of its own.
     let before = metric(&s, QUERIES);
     let id = post_run(&s, r#"{"report": "slow", "format": "csv"}"#);
-    s.wait_run(&id, |r| r["status"] != "queued");
+    // Running: its flight is open (it is opened as the claimed run registers).
+    s.wait_run(&id, |r| r["status"] == "running");
     let (status, headers, joined) = s.get("/reports/slow.csv");
     assert_eq!(status, 200);
     assert_eq!(headers.get("x-ream-run").unwrap().to_str().unwrap(), id, "the download did not join the run");

@@ -605,8 +605,12 @@ fn a_client_that_leaves_while_the_run_prepares_cancels_it() {
     let done = s.finished(&id);
     assert_eq!(done["status"], "cancelled", "{done}");
     assert_eq!(done["error"], "the client went away before the first byte");
-    let (_, _, text) = s.get("/metrics");
-    assert!(String::from_utf8(text).unwrap().contains("ream_active_runs 0"));
+    // The gauge goes down just after the run shows its end (once it is recorded).
+    let t = Instant::now();
+    while !String::from_utf8(s.get("/metrics").2).unwrap().contains("ream_active_runs 0") {
+        assert!(t.elapsed() < Duration::from_secs(10), "the run still counts as active");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Wide rows (4 KB each) that come slowly, in batches of 200.
@@ -1158,4 +1162,28 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
     assert!(!statuses.is_empty() && statuses.iter().all(|s| s == "paid"), "only the chosen status: {statuses:?}");
     assert!(seen["error"].as_str().unwrap().contains("no_such_column"), "a failed run shows why: {seen}");
     assert_eq!(seen["still"], true, "a failed run's bar stops animating");
+}
+
+#[test]
+fn past_the_per_actor_limit_a_run_waits_and_a_download_gets_429() {
+    // Runs of about four seconds (2,000 rows at 2 ms), which end by themselves.
+    let Some((_db, reports)) = slow_pg("peractor", 2_000) else { return };
+    let s = Server::start(reports.path(), &["--max-runs-per-actor", "1"]);
+    let (_, _, first) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    let first = first["id"].as_str().unwrap().to_string();
+    s.wait_run(&first, |r| r["status"] == "running");
+    // The instance has room (8), the actor has not: the second waits, the download is refused.
+    let (status, _, second) = s.post("/runs", r#"{"report": "slow", "format": "ndjson"}"#);
+    assert_eq!((status, second["status"].as_str()), (202, Some("queued")), "{second}");
+    let second = second["id"].as_str().unwrap().to_string();
+    let (status, headers, body) = s.get("/reports/slow.json");
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.get("retry-after").is_some());
+    assert!(String::from_utf8_lossy(&body).contains("--max-runs-per-actor"));
+    // It starts only once the first has ended.
+    let started = s.wait_run(&second, |r| r["status"] != "queued");
+    let ended = s.json(&format!("/runs/{first}")).1;
+    assert_eq!(ended["status"], "succeeded", "the second started while the first ran: {ended}");
+    assert_eq!(started["attempt"], 1, "{started}");
+    assert_eq!(s.finished(&second)["status"], "succeeded");
 }
