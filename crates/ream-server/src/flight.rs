@@ -107,7 +107,7 @@ impl Flight {
     }
 
     /// The run ended: each subscriber's body ends cleanly, or with `error`.
-    pub fn end(&self, error: Option<&str>) {
+    fn end(&self, error: Option<&str>) {
         let subscribers = {
             let mut inner = self.inner();
             inner.joinable = false;
@@ -194,11 +194,15 @@ impl Flights {
         flight
     }
 
-    /// The flight is over (or never started): later requests start their own.
-    pub fn remove(&self, flight: &Flight) {
-        let mut map = self.map();
-        if map.get(&flight.key).is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), flight)) {
-            map.remove(&flight.key);
+    /// The flight is over (or never started): later requests start their own, and each
+    /// subscriber's body ends, cleanly or with `error`. Closing twice is harmless.
+    pub fn close(&self, flight: &Flight, error: Option<&str>) {
+        {
+            let mut map = self.map();
+            if map.get(&flight.key).is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), flight)) {
+                map.remove(&flight.key);
+            }
         }
+        flight.end(error);
     }
 }

@@ -78,8 +78,7 @@ pub async fn prepare_run(
         }
         Err(e) => {
             if let Some(f) = &flight {
-                state.flights.remove(f);
-                f.end(None);
+                state.flights.close(f, None);
             }
             Err(failed(state, caller, &entry, e))
         }
@@ -97,8 +96,7 @@ async fn register(
 ) -> Result<(Arc<RunEntry>, LoadedSpec, Option<Arc<Flight>>), ApiError> {
     let abandon = |e: ApiError| {
         if let Some(f) = &flight {
-            state.flights.remove(f);
-            f.end(None);
+            state.flights.close(f, None);
         }
         e
     };
@@ -109,12 +107,12 @@ async fn register(
         .ok_or_else(|| abandon(ApiError::UnknownReport(req.report.clone())))?;
     // Refused before anything is registered or opened.
     caller.may_run(&req.report, &spec).map_err(abandon)?;
-    let checked = check(state, &spec, &req, compress).map_err(|e| {
-        if req.mode == crate::Mode::Sync {
-            metrics::counter!(m::REJECTED_TOTAL).increment(1);
-        }
-        abandon(e)
-    })?;
+    // Checked already for a download; a claimed run is checked again, against its report
+    // as it is now.
+    let checked = match req.checked.clone() {
+        Some(checked) => checked,
+        None => check(state, &spec, &req, compress).map_err(abandon)?,
+    };
     req.checked = Some(checked.clone());
     let (s, limits, split) = (state.clone(), state.claim_limits(), req.split.is_some());
     let entry = tokio::task::spawn_blocking(move || s.registry.add(req, limits))
@@ -235,8 +233,7 @@ struct LeadGuard(Option<(AppState, Arc<Flight>)>);
 impl Drop for LeadGuard {
     fn drop(&mut self) {
         if let Some((state, flight)) = self.0.take() {
-            state.flights.remove(&flight);
-            flight.end(None);
+            state.flights.close(&flight, None);
         }
     }
 }
@@ -276,15 +273,18 @@ pub struct Download {
 pub async fn download(
     state: &AppState,
     caller: &crate::Caller,
-    req: RunRequest,
+    mut req: RunRequest,
     compress: ream_engine::Compression,
     use_cache: bool,
 ) -> Result<Download, ApiError> {
     let spec =
         (state.catalog().get(&req.report).cloned()).ok_or_else(|| ApiError::UnknownReport(req.report.clone()))?;
     caller.may_run(&req.report, &spec)?;
-    let key =
-        check(state, &spec, &req, compress).inspect_err(|_| metrics::counter!(m::REJECTED_TOTAL).increment(1))?.flight;
+    let checked =
+        check(state, &spec, &req, compress).inspect_err(|_| metrics::counter!(m::REJECTED_TOTAL).increment(1))?;
+    let key = checked.flight.clone();
+    // Registering the run reuses it.
+    req.checked = Some(checked);
     let policy = spec.parsed().cache();
     if policy.is_some() && use_cache {
         if let Some(rx) = crate::cache::lookup(state, &req.report, &key).await {
@@ -333,8 +333,7 @@ async fn lead(
     cache: Option<(String, ream_core::parsed::CachePolicy)>,
 ) -> Result<Download, ApiError> {
     let abandon = |e: ApiError| {
-        state.flights.remove(&flight);
-        flight.end(None);
+        state.flights.close(&flight, None);
         e
     };
     let sub = flight.subscribe().ok_or_else(|| abandon(ApiError::Internal("a new flight refused its run".into())))?;
@@ -400,8 +399,7 @@ pub fn stream(state: AppState, ready: Ready, flight: Arc<Flight>, mut cache: Opt
                     }
                 }
             };
-            state.flights.remove(&flight);
-            flight.end(end.as_deref());
+            state.flights.close(&flight, end.as_deref());
         })
         .expect("spawning a thread");
 }
@@ -419,8 +417,7 @@ pub fn store(state: AppState, ready: Ready) {
                 false => store_whole(&state, &entry, run, &name, requested, flight.as_deref()),
             };
             if let Some(f) = &flight {
-                state.flights.remove(f);
-                f.end(result.as_ref().err().map(|e| e.to_string()).as_deref());
+                state.flights.close(f, result.as_ref().err().map(|e| e.to_string()).as_deref());
             }
             if let Ok((_, hash)) = &result {
                 entry.set_sha256(hash.clone());
