@@ -26,6 +26,7 @@
 //! ```
 
 mod db;
+mod schedules;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, Row, P};
+pub use crate::schedules::{Delivery, DeliveryStatus, FireRecord, NewFire, ScheduleRecord};
 
 /// What went wrong with the control store. Messages name the store without its password.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +152,8 @@ pub struct RunRecord {
     /// is run again elsewhere.
     pub upload: Option<String>,
     pub flight_key: Option<String>,
+    /// The schedule that fired it, and the fire time (ms since the epoch).
+    pub schedule: Option<(String, i64)>,
 }
 
 /// An output ream wrote.
@@ -197,7 +201,7 @@ impl std::fmt::Debug for Control {
 }
 
 const RUN_COLUMNS: &str = "id, report, format, mode, actor, request, status, instance, attempt, cancel_requested, \
-     created_ms, finished_ms, snapshot, error_public, output_name, output_bytes, upload, flight_key";
+     created_ms, finished_ms, snapshot, error_public, output_name, output_bytes, upload, flight_key, schedule_id, fire_ms";
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -228,6 +232,10 @@ fn read_run(row: &dyn Row) -> Result<RunRecord, String> {
         },
         upload: row.opt_text(16)?,
         flight_key: row.opt_text(17)?,
+        schedule: match (row.opt_text(18)?, row.opt_int(19)?) {
+            (Some(id), Some(fire_ms)) => Some((id, fire_ms)),
+            _ => None,
+        },
     })
 }
 
@@ -637,12 +645,18 @@ impl Control {
     /// Keep the newest `keep` finished runs; remove older finished ones.
     pub fn prune_runs(&self, keep: usize) -> Result<u64, ControlError> {
         let keep = keep.min(i64::MAX as usize) as i64;
-        self.db.execute(
+        let n = self.db.execute(
             "pruning runs",
             "DELETE FROM runs WHERE finished_ms IS NOT NULL AND id NOT IN \
              (SELECT id FROM runs WHERE finished_ms IS NOT NULL ORDER BY created_ms DESC, id DESC LIMIT $1)",
             &[keep.into()],
-        )
+        )?;
+        self.db.execute(
+            "pruning deliveries",
+            "DELETE FROM deliveries WHERE run_id NOT IN (SELECT id FROM runs)",
+            &[],
+        )?;
+        Ok(n)
     }
 
     /// Queued runs, in all.

@@ -404,3 +404,164 @@ fn a_postgres_store_is_opened_used_and_dropped_from_async_tasks_without_a_panic(
     });
     assert_eq!(rt.block_on(task).unwrap(), RunStatus::Queued);
 }
+
+fn schedule(c: &Control, id: &str) {
+    c.insert_schedule(&ream_control::ScheduleRecord {
+        id: id.into(),
+        owner: "alice".into(),
+        actor: json!({ "sub": "alice", "roles": ["finance"] }),
+        body: json!({ "report": "sales", "cron": "* * * * * *" }),
+        enabled: true,
+        checked_ms: 0,
+        created_ms: 0,
+        updated_ms: 0,
+    })
+    .unwrap();
+}
+
+fn fire_run<'a>(id: &'a str, request: &'a serde_json::Value) -> NewRun<'a> {
+    NewRun {
+        id,
+        report: "sales",
+        format: "csv",
+        mode: "async",
+        actor: "alice",
+        request,
+        flight_key: None,
+        source_key: "src",
+        status: RunStatus::Queued,
+        instance: None,
+        lease: Duration::from_secs(15),
+        snapshot: request,
+    }
+}
+
+#[test]
+fn instances_looking_at_a_schedule_at_once_make_each_fire_once_with_its_run_and_deliveries() {
+    on_both(|open| {
+        let c = open();
+        schedule(&c, "s1");
+        let targets = [json!({ "email": { "to": ["a@example.com"] } }), json!({ "webhook": { "url": "http://x" } })];
+        std::thread::scope(|s| {
+            for w in 0..4 {
+                let (c, targets) = (open(), &targets);
+                s.spawn(move || {
+                    for round in 1..=5i64 {
+                        let checked = c.get_schedule("s1").unwrap().unwrap().checked_ms;
+                        let ids: Vec<(i64, String)> =
+                            (checked / 1000 + 1..=round).map(|f| (f * 1000, format!("w{w}-f{f}"))).collect();
+                        let request = json!({});
+                        let fires: Vec<_> = ids
+                            .iter()
+                            .map(|(ms, id)| ream_control::NewFire {
+                                fire_ms: *ms,
+                                run: Ok(fire_run(id, &request)),
+                                deliveries: targets,
+                            })
+                            .collect();
+                        c.fire("s1", Some((checked, round * 1000)), &fires).unwrap();
+                    }
+                });
+            }
+        });
+        let fires = c.fires_of("s1", 100).unwrap();
+        let times: Vec<i64> = fires.iter().map(|f| f.fire_ms).collect();
+        assert_eq!(times, [5000, 4000, 3000, 2000, 1000]);
+        let runs = c.runs_of_schedule("s1", 100).unwrap();
+        assert_eq!(runs.len(), 5, "one run per fire: {:?}", runs.iter().map(|r| &r.id).collect::<Vec<_>>());
+        for (fire, run) in fires.iter().zip(&runs) {
+            assert_eq!(fire.run_id.as_deref(), Some(run.id.as_str()));
+            assert_eq!(run.schedule, Some(("s1".to_string(), fire.fire_ms)));
+            assert_eq!(run.status, RunStatus::Queued);
+            let deliveries = c.deliveries_of(&run.id).unwrap();
+            assert_eq!(deliveries.len(), 2);
+            assert_eq!(deliveries[1].target, targets[1]);
+        }
+        assert_eq!(c.queue_depth().unwrap(), 5);
+    });
+}
+
+#[test]
+fn a_fire_refused_before_it_ran_is_recorded_with_its_reason_and_no_run() {
+    on_both(|open| {
+        let c = open();
+        schedule(&c, "s1");
+        let refused = ream_control::NewFire {
+            fire_ms: 1000,
+            run: Err("403: report `sales` needs one of the roles: finance".into()),
+            deliveries: &[],
+        };
+        assert!(c.fire("s1", Some((0, 1000)), &[refused]).unwrap());
+        let fires = c.fires_of("s1", 10).unwrap();
+        assert_eq!(fires.len(), 1);
+        assert_eq!(
+            (fires[0].run_id.as_deref(), fires[0].error.as_deref().unwrap_or("")),
+            (None, "403: report `sales` needs one of the roles: finance")
+        );
+        assert_eq!(c.queue_depth().unwrap(), 0);
+        // A look that started from the old mark made nothing.
+        assert!(!c.fire("s1", Some((0, 2000)), &[]).unwrap());
+        assert_eq!(c.get_schedule("s1").unwrap().unwrap().checked_ms, 1000);
+    });
+}
+
+#[test]
+fn a_delivery_waits_for_its_run_then_goes_to_one_sender_at_a_time_until_recorded() {
+    use ream_control::DeliveryStatus;
+    on_both(|open| {
+        let c = open();
+        schedule(&c, "s1");
+        let request = json!({});
+        let targets = [json!({ "email": {} })];
+        let fire = ream_control::NewFire { fire_ms: 1000, run: Ok(fire_run("r1", &request)), deliveries: &targets };
+        c.fire("s1", Some((0, 1000)), &[fire]).unwrap();
+        let lease = Duration::from_secs(30);
+        assert!(c.claim_delivery("A", lease).unwrap().is_none(), "its run has not run yet");
+        let run = c.claim("A", lease, WIDE).unwrap().unwrap();
+        let done = RunUpdate {
+            status: RunStatus::Succeeded,
+            snapshot: &json!({}),
+            error_public: None,
+            output: Some(("r1.csv", 10)),
+        };
+        assert!(c.update_run(&run.id, "A", run.attempt, &done).unwrap());
+        let d = c.claim_delivery("A", lease).unwrap().unwrap();
+        assert_eq!((d.run_id.as_str(), d.position, d.attempts, d.status), ("r1", 0, 1, DeliveryStatus::Sending));
+        assert!(c.claim_delivery("B", lease).unwrap().is_none(), "being sent by A");
+        // A fails; the retry is due at once, and B takes it.
+        assert!(c.record_delivery(&d, "A", DeliveryStatus::Pending, Some("connection refused"), 0).unwrap());
+        let d2 = c.claim_delivery("B", Duration::ZERO).unwrap().unwrap();
+        assert_eq!(d2.attempts, 2);
+        // B stops renewing its lease: C takes it over, and B's late record is refused.
+        std::thread::sleep(Duration::from_millis(5));
+        let d3 = c.claim_delivery("C", lease).unwrap().unwrap();
+        assert_eq!(d3.attempts, 3);
+        assert!(!c.record_delivery(&d2, "B", DeliveryStatus::Sent, None, 0).unwrap());
+        assert!(c.record_delivery(&d3, "C", DeliveryStatus::Sent, None, 0).unwrap());
+        assert!(c.claim_delivery("A", lease).unwrap().is_none());
+        let all = c.deliveries_of("r1").unwrap();
+        assert_eq!((all[0].status, all[0].attempts, all[0].error.as_deref()), (DeliveryStatus::Sent, 3, None));
+    });
+}
+
+#[test]
+fn the_deliveries_of_a_run_that_failed_are_skipped_not_sent() {
+    use ream_control::DeliveryStatus;
+    on_both(|open| {
+        let c = open();
+        schedule(&c, "s1");
+        let request = json!({});
+        let targets = [json!({ "email": {} })];
+        let fire = ream_control::NewFire { fire_ms: 1000, run: Ok(fire_run("r1", &request)), deliveries: &targets };
+        c.fire("s1", Some((0, 1000)), &[fire]).unwrap();
+        let lease = Duration::from_secs(30);
+        let run = c.claim("A", lease, WIDE).unwrap().unwrap();
+        let failed =
+            RunUpdate { status: RunStatus::Failed, snapshot: &json!({}), error_public: Some("boom"), output: None };
+        assert!(c.update_run(&run.id, "A", run.attempt, &failed).unwrap());
+        assert!(c.claim_delivery("A", lease).unwrap().is_none());
+        let all = c.deliveries_of("r1").unwrap();
+        assert_eq!(all[0].status, DeliveryStatus::Skipped);
+        assert_eq!(all[0].error.as_deref(), Some("the run did not succeed"));
+    });
+}

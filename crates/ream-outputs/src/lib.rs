@@ -45,6 +45,13 @@ pub enum OutputError {
         #[source]
         source: object_store::Error,
     },
+    #[error("output store {store}, writing {name}: {source}")]
+    Write {
+        store: String,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Parts are this size, the S3 minimum for all but the last: an upload holds one.
@@ -199,6 +206,19 @@ impl Outputs {
             on_upload,
             bytes: 0,
         })
+    }
+
+    /// Copy output `name` to `dest` as `dest_name`, streamed (one part in memory), made
+    /// visible there only once complete. Returns the bytes copied. Blocking: call it off
+    /// the async threads.
+    pub fn copy_to(&self, name: &str, dest: &Outputs, dest_name: &str) -> Result<u64, OutputError> {
+        let write = |source| OutputError::Write { store: dest.0.display.clone(), name: dest_name.to_string(), source };
+        let mut up = dest.begin(dest_name, Box::new(|_| {}))?;
+        let mut chunks = self.read(name, None);
+        while let Some(chunk) = chunks.blocking_recv() {
+            up.write_all(&chunk?).map_err(write)?;
+        }
+        up.commit().map_err(write)
     }
 
     /// Abort an upload another instance left (its record from the control store).

@@ -146,3 +146,22 @@ fn a_store_url_of_another_kind_is_refused() {
     let e = Outputs::open("ftp://host/x", None).err().unwrap().to_string();
     assert!(e.contains("ftp://host/x") && e.contains("s3://"), "{e}");
 }
+
+#[test]
+fn an_output_copied_to_another_store_arrives_whole_and_only_once_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = Outputs::open(&format!("file://{}", dir.path().join("a").display()), None).unwrap();
+    let bytes = data(PART_BYTES * 2 + 17);
+    write(&from, "r1.csv", &bytes, true);
+    let to = Outputs::open(&format!("file://{}", dir.path().join("b").display()), None).unwrap();
+    assert_eq!(from.copy_to("r1.csv", &to, "sales/2026-03-01.csv").unwrap(), bytes.len() as u64);
+    assert_eq!(to.read_all("sales/2026-03-01.csv").unwrap(), bytes);
+    // A missing source fails naming it, and leaves nothing behind.
+    let e = from.copy_to("gone.csv", &to, "x.csv").unwrap_err().to_string();
+    assert!(e.contains("gone.csv"), "{e}");
+    assert_eq!(to.size("x.csv").unwrap(), None);
+    if let Some((_s3, _prefix, s3)) = s3_store() {
+        assert_eq!(from.copy_to("r1.csv", &s3, "copied/r1.csv").unwrap(), bytes.len() as u64);
+        assert_eq!(s3.read_all("copied/r1.csv").unwrap(), bytes);
+    }
+}
