@@ -138,6 +138,19 @@ impl Authenticator {
         self.jwt.as_ref().map_or(Ok(()), |j| j.refresh())
     }
 
+    /// The actor the API tokens of subject `sub` stand for now, as configured (None: no
+    /// token of that subject). A schedule an API token saved runs with this, so a
+    /// token's revoked role, or the token itself, stops its schedules too.
+    pub fn token_actor(&self, sub: &str) -> Option<Actor> {
+        let mut of_sub = self.tokens.values().filter(|a| a.sub == sub);
+        let first = of_sub.next()?.clone();
+        // Two tokens of one subject: the roles of either (as a caller of each would have).
+        Some(of_sub.fold(first, |mut acc, a| {
+            acc.roles.extend(a.roles.iter().filter(|r| !acc.roles.contains(r)).cloned().collect::<Vec<_>>());
+            acc
+        }))
+    }
+
     /// Whether the actor holds the admin role: every report, every run.
     pub fn is_admin(&self, actor: &Actor) -> bool {
         actor.has_role(&self.admin_role)

@@ -59,7 +59,13 @@ impl Links {
 
     /// A token for downloading `run`'s output, valid for the configured time.
     pub fn sign(&self, run: &str) -> String {
-        let exp = (SystemTime::now() + self.ttl).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.sign_for(run, self.ttl)
+    }
+
+    /// A token for downloading `run`'s output, valid for `ttl` (a mailed link lasts
+    /// longer than one a caller fetches and follows at once).
+    pub fn sign_for(&self, run: &str, ttl: Duration) -> String {
+        let exp = (SystemTime::now() + ttl).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = LinkClaims { run: run.to_string(), purpose: PURPOSE.into(), exp };
         // Encoding an HS256 token with an in-memory key cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()

@@ -1,0 +1,145 @@
+//! Mail: the output attached when it is small enough, else a signed download link.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::{Message, SmtpTransport, Transport};
+use ream_core::template::Template;
+
+use crate::{DeliverError, Delivery, EmailConfig, Policy, ATTACH_MAX_BYTES};
+
+/// The SMTP relay every mail goes through (`--smtp-url`, `--smtp-from`).
+pub struct Mailer {
+    transport: SmtpTransport,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mailer(from {})", self.from)
+    }
+}
+
+impl Mailer {
+    /// `url` as lettre reads it: `smtp://host:port` (plain), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS required), `smtps://user:pass@host` (TLS); `from` is the sender's address.
+    pub fn new(url: &str, from: &str) -> Result<Mailer, DeliverError> {
+        let shown = ream_core::redact(url);
+        let transport = SmtpTransport::from_url(url)
+            .map_err(|e| DeliverError::Email(format!("--smtp-url `{shown}`: {e}")))?
+            .timeout(Some(Duration::from_secs(30)))
+            .build();
+        let from = from.parse().map_err(|e| DeliverError::Email(format!("--smtp-from `{from}`: {e}")))?;
+        Ok(Mailer { transport, from })
+    }
+}
+
+/// A checked email target.
+#[derive(Debug, Clone)]
+pub struct Email {
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    subject: Template,
+    body: Template,
+    /// Whether the body places the link itself.
+    body_links: bool,
+    attach_max: u64,
+}
+
+/// `address` as a mailbox in an allowed domain.
+fn recipient(address: &str, policy: &Policy, key: &str) -> Result<Mailbox, DeliverError> {
+    let bad = |why: String| DeliverError::Target(format!("email.{key}: `{address}` {why}"));
+    let mailbox: Mailbox = address.parse().map_err(|e| bad(format!("is not an address: {e}")))?;
+    let domain = mailbox.email.domain().to_ascii_lowercase();
+    let allowed = policy.allowed_domains.is_empty()
+        || policy.allowed_domains.iter().any(|d| {
+            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            domain == d || domain.ends_with(&format!(".{d}"))
+        });
+    if !allowed {
+        return Err(bad(format!("is outside the allowed domains ({})", policy.allowed_domains.join(", "))));
+    }
+    Ok(mailbox)
+}
+
+impl Email {
+    pub(crate) fn check(
+        c: &EmailConfig,
+        policy: &Policy,
+        known: impl Fn(&str, &str) -> Result<Template, DeliverError>,
+    ) -> Result<Email, DeliverError> {
+        if !policy.smtp {
+            return Err(DeliverError::Target("email: this server has no mailer (start it with --smtp-url)".into()));
+        }
+        let list =
+            |addrs: &[String], key| addrs.iter().map(|a| recipient(a, policy, key)).collect::<Result<Vec<_>, _>>();
+        let attach_max = match &c.attach_max_bytes {
+            None => ATTACH_MAX_BYTES,
+            Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                DeliverError::Target(format!("email.attach_max_bytes: {n} is not a whole number of bytes"))
+            })?,
+            Some(serde_json::Value::String(s)) => ream_core::units::parse_bytes(s)
+                .map_err(|e| DeliverError::Target(format!("email.attach_max_bytes: {e}")))?,
+            Some(other) => {
+                return Err(DeliverError::Target(format!(
+                    "email.attach_max_bytes: {other} is neither bytes nor a size such as \"10MiB\""
+                )))
+            }
+        };
+        let body = known(&c.body, "email.body")?;
+        let body_links = body.names().any(|n| n == "link");
+        Ok(Email {
+            to: list(&c.to, "to")?,
+            cc: list(&c.cc, "cc")?,
+            subject: known(&c.subject, "email.subject")?,
+            body_links,
+            body,
+            attach_max,
+        })
+    }
+
+    /// Whether the target names recipients of its own (else a burst's own only).
+    pub fn has_recipients(&self) -> bool {
+        !self.to.is_empty()
+    }
+
+    pub(crate) fn send(&self, mailer: &Mailer, d: &Delivery<'_>) -> Result<(), DeliverError> {
+        let also: Vec<Mailbox> = (d.also_to.iter())
+            .map(|a| a.parse().map_err(|e| DeliverError::Email(format!("recipient `{a}`: {e}"))))
+            .collect::<Result<_, _>>()?;
+        if self.to.is_empty() && also.is_empty() {
+            return Err(DeliverError::Email("no recipient".into()));
+        }
+        let mut b = Message::builder()
+            .from(mailer.from.clone())
+            .subject(d.fill(&self.subject))
+            .message_id(Some(format!("<{}@ream>", d.key.replace(|c: char| !c.is_ascii_alphanumeric(), "."))));
+        for to in self.to.iter().chain(&also) {
+            b = b.to(to.clone());
+        }
+        for cc in &self.cc {
+            b = b.cc(cc.clone());
+        }
+        let mut text = d.fill(&self.body);
+        let attach = d.bytes <= self.attach_max;
+        if !attach && !self.body_links {
+            text.push_str(&format!(
+                "\n\nThe output ({} bytes) is too large to attach; download it here:\n{}\n",
+                d.bytes, d.link
+            ));
+        }
+        let text = SinglePart::plain(text);
+        let message = if attach {
+            let content = d.outputs.read_all(d.output_name)?;
+            let kind = ContentType::parse(d.content_type).unwrap_or(ContentType::TEXT_PLAIN);
+            let file = Attachment::new(d.filename.to_string()).body(content, kind);
+            b.multipart(MultiPart::mixed().singlepart(text).singlepart(file))
+        } else {
+            b.singlepart(text)
+        };
+        let message = message.map_err(|e| DeliverError::Email(format!("building the message: {e}")))?;
+        mailer.transport.send(&message).map_err(|e| DeliverError::Email(e.to_string()))?;
+        Ok(())
+    }
+}
