@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Message, SmtpTransport, Transport};
 use ream_core::template::Template;
 
@@ -133,7 +133,12 @@ impl Email {
         let message = if attach {
             let content = d.outputs.read_all(d.output_name)?;
             let kind = ContentType::parse(d.content_type).unwrap_or(ContentType::TEXT_PLAIN);
-            let file = Attachment::new(d.filename.to_string()).body(content, kind);
+            // Base64 always: lettre would send ASCII bytes as 7bit with their bare LFs,
+            // which an SMTP server reads as one overlong line (aiosmtpd refused it,
+            // `500 Line too long`), and the reader must get the bytes exactly.
+            let body = Body::new_with_encoding(content, ContentTransferEncoding::Base64)
+                .map_err(|_| DeliverError::Email("the attachment cannot be encoded".into()))?;
+            let file = Attachment::new(d.filename.to_string()).body(body, kind);
             b.multipart(MultiPart::mixed().singlepart(text).singlepart(file))
         } else {
             b.singlepart(text)

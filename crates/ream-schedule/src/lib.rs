@@ -106,6 +106,11 @@ impl Cadence {
     }
 }
 
+/// `t` on the wall clock of the IANA zone `timezone` (UTC when it is not one).
+pub fn in_zone(t: DateTime<Utc>, timezone: &str) -> DateTime<Tz> {
+    t.with_timezone(&Tz::from_str(timezone).unwrap_or(Tz::UTC))
+}
+
 /// Which fires missed while every instance was down are made up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,7 +217,9 @@ fn evaluate(expr: &str, fire: &DateTime<Tz>) -> Result<String, String> {
         "fire_time" => Ok(at.to_rfc3339()),
         "week_start" => day(date.checked_sub_days(Days::new(u64::from(date.weekday().num_days_from_monday())))),
         "month_start" => day(date.with_day(1)),
-        "month_end" => day(date.with_day(1).and_then(|d| d.checked_add_months(Months::new(1))).and_then(|d| d.pred_opt())),
+        "month_end" => {
+            day(date.with_day(1).and_then(|d| d.checked_add_months(Months::new(1))).and_then(|d| d.pred_opt()))
+        }
         "year_start" => day(NaiveDate::from_ymd_opt(date.year(), 1, 1)),
         "year_end" => day(NaiveDate::from_ymd_opt(date.year(), 12, 31)),
         other => Err(format!(
@@ -233,9 +240,10 @@ fn shift(t: &DateTime<Tz>, back: bool, n: u32, unit: &str) -> Result<DateTime<Tz
         };
         // A wall-clock time the clocks skip is read as the one just after.
         moved.and_then(|m| {
-            t.timezone().from_local_datetime(&m).earliest().or_else(|| {
-                t.timezone().from_local_datetime(&(m + Duration::hours(1))).earliest()
-            })
+            t.timezone()
+                .from_local_datetime(&m)
+                .earliest()
+                .or_else(|| t.timezone().from_local_datetime(&(m + Duration::hours(1))).earliest())
         })
     };
     let moved = match unit.trim_end_matches('s') {
