@@ -202,6 +202,41 @@ struct ServeArgs {
     #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
     #[serde(default)]
     cors_origins: Vec<String>,
+    /// The SMTP relay schedules mail through: `smtp://host:port`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host`
+    /// (TLS). Without it, schedules have no email targets.
+    #[arg(long, env = "REAM_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender of scheduled mail (default ream@localhost).
+    #[arg(long)]
+    smtp_from: Option<String>,
+    /// Mail domains a schedule's recipients must be in (comma-separated), checked when
+    /// it is saved. Default: any.
+    #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
+    #[serde(default)]
+    smtp_allowed_domains: Vec<String>,
+    /// Prefixes a schedule's store target must start with (`s3://reports/`,
+    /// `file:///srv/exports/`; comma-separated). Default: no store targets.
+    #[arg(long, value_name = "PREFIXES", value_delimiter = ',')]
+    #[serde(default)]
+    delivery_store_prefix: Vec<String>,
+    /// The directory webhook targets' `secret_file`s are read from. Default: no signed
+    /// webhooks.
+    #[arg(long)]
+    secrets_dir: Option<PathBuf>,
+    /// This server's address as mail and webhook recipients reach it, for download
+    /// links (default: http:// and the listen address).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Attempts per delivery before it is recorded as failed (default 5).
+    #[arg(long)]
+    delivery_attempts: Option<u32>,
+    /// The wait before a delivery's second attempt, doubling after each (default 30s).
+    #[arg(long)]
+    delivery_backoff: Option<String>,
+    /// How long a mailed or posted download link works (default 7d).
+    #[arg(long)]
+    delivery_link_ttl: Option<String>,
     /// With `[auth]`, /metrics needs a bearer token too (it is open by default).
     #[arg(long)]
     #[serde(default)]
@@ -398,6 +433,15 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// A list flag's values, or else the config file's.
+fn first_given(flags: Vec<String>, file: Vec<String>) -> Vec<String> {
+    if flags.is_empty() {
+        file
+    } else {
+        flags
+    }
+}
+
 fn secs(n: Option<u64>) -> Option<std::time::Duration> {
     n.map(std::time::Duration::from_secs)
 }
@@ -498,6 +542,29 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         audit_log: flags.audit_log.or(file.audit_log),
         allowed_hosts: if flags.allowed_hosts.is_empty() { file.allowed_hosts } else { flags.allowed_hosts },
         cors_origins: if flags.cors_origins.is_empty() { file.cors_origins } else { flags.cors_origins },
+        delivery: ream_server::DeliveryConfig {
+            smtp_url: flags.smtp_url.or(file.smtp_url),
+            smtp_from: flags.smtp_from.or(file.smtp_from).unwrap_or(d.delivery.smtp_from.clone()),
+            smtp_allowed_domains: first_given(flags.smtp_allowed_domains, file.smtp_allowed_domains),
+            store_prefixes: first_given(flags.delivery_store_prefix, file.delivery_store_prefix),
+            secrets_dir: flags.secrets_dir.or(file.secrets_dir),
+            public_url: flags.public_url.or(file.public_url),
+            attempts: flags.delivery_attempts.or(file.delivery_attempts).unwrap_or(d.delivery.attempts).max(1),
+            backoff: match flags.delivery_backoff.or(file.delivery_backoff) {
+                Some(t) => match ream_core::units::parse_duration(&t) {
+                    Ok(t) => t,
+                    Err(e) => return Ok(usage(format!("--delivery-backoff: {e}"))),
+                },
+                None => d.delivery.backoff,
+            },
+            link_ttl: match flags.delivery_link_ttl.or(file.delivery_link_ttl) {
+                Some(t) => match ream_core::units::parse_duration(&t) {
+                    Ok(t) => t,
+                    Err(e) => return Ok(usage(format!("--delivery-link-ttl: {e}"))),
+                },
+                None => d.delivery.link_ttl,
+            },
+        },
         ..d
     };
     let state = match ream_server::AppState::new(config) {
@@ -506,7 +573,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("ream: error: invalid reports\n{e}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
-        Err(e @ ream_server::ServerError::Auth(_)) => return Ok(usage(e)),
+        Err(e @ (ream_server::ServerError::Auth(_) | ream_server::ServerError::Delivery(_))) => return Ok(usage(e)),
         Err(e @ (ream_server::ServerError::Control(_) | ream_server::ServerError::Outputs(_))) => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };

@@ -263,27 +263,6 @@ fn a_report_the_actor_may_not_run_is_a_403_that_never_reaches_the_database() {
     assert!(backends() > 0, "the database was never reached, so the 0 above proves nothing");
 }
 
-/// `[[auth.tokens]]` for each (sub, roles, tenant), and the tokens themselves.
-fn api_tokens(entries: &[(&str, &[&str], u32)]) -> (String, Vec<String>) {
-    let mut toml = String::new();
-    let mut tokens = vec![];
-    for (sub, roles, tenant) in entries {
-        let out = ream().args(["token", "new"]).output().unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8(out.stdout).unwrap();
-        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
-        let (token, hash) = (field("token:"), field("sha256:"));
-        assert_eq!(hash.len(), 64);
-        let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
-        toml.push_str(&format!(
-            "[[auth.tokens]]\nsha256 = \"{hash}\"\nsub = \"{sub}\"\nroles = [{}]\nclaims = {{ tenant = {tenant} }}\n",
-            roles.join(", ")
-        ));
-        tokens.push(token);
-    }
-    (toml, tokens)
-}
-
 #[test]
 fn runs_are_scoped_to_their_actor_and_an_admin_sees_them_all() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,8 @@ pub enum ApiError {
     UnknownReport(String),
     #[error("no run `{0}`")]
     UnknownRun(String),
+    #[error("no schedule `{0}`")]
+    UnknownSchedule(String),
     /// A run's stored output has no such file.
     #[error("{0}")]
     UnknownPart(String),
@@ -51,7 +53,10 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnknownReport(_) | ApiError::UnknownRun(_) | ApiError::UnknownPart(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownReport(_)
+            | ApiError::UnknownRun(_)
+            | ApiError::UnknownSchedule(_)
+            | ApiError::UnknownPart(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -72,6 +77,7 @@ impl ApiError {
         match self {
             ApiError::UnknownReport(_) => "unknown_report",
             ApiError::UnknownRun(_) => "unknown_run",
+            ApiError::UnknownSchedule(_) => "unknown_schedule",
             ApiError::UnknownPart(_) => "unknown_part",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",

@@ -180,3 +180,18 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<Found>, ApiEr
         })
         .collect())
 }
+
+/// The runs schedule `id` fired that the caller sees, newest fire first.
+pub async fn of_schedule(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<Found>, ApiError> {
+    let (key, limit) = (id.to_string(), state.config.keep_finished + state.config.max_runs * 4);
+    let mut stored = control(state, move |c| c.runs_of_schedule(&key, limit)).await?;
+    stored.retain(|r| caller.sees(&r.actor));
+    with_queue_positions(state, &mut stored).await?;
+    Ok(stored
+        .into_iter()
+        .map(|r| match state.registry.get(&r.id) {
+            Some(entry) => Found::Local(entry),
+            None => Found::Stored(Box::new(r)),
+        })
+        .collect())
+}

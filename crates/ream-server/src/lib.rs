@@ -19,6 +19,7 @@ mod cache;
 mod caller;
 mod catalog;
 mod dashboard;
+mod deliveries;
 mod download;
 mod error;
 mod flight;
@@ -32,6 +33,7 @@ mod ready;
 mod registry;
 pub mod request;
 mod runs;
+mod schedules;
 pub mod storage;
 
 use std::convert::Infallible;
@@ -133,6 +135,52 @@ pub struct ServerConfig {
     /// (CORS). Empty (the default): none, and state-changing requests from any foreign
     /// origin are refused.
     pub cors_origins: Vec<String>,
+    /// How schedules deliver: the mailer, what targets may do, retries, links.
+    pub delivery: DeliveryConfig,
+}
+
+/// How scheduled runs are delivered (docs/schedules.md).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// The SMTP relay: `smtp://host:port`, `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host` (TLS). None: no email targets.
+    pub smtp_url: Option<String>,
+    /// The sender of every mail (default `ream@localhost`).
+    pub smtp_from: String,
+    /// Mail domains recipients must be in, checked when a schedule is saved (400);
+    /// empty: any.
+    pub smtp_allowed_domains: Vec<String>,
+    /// Prefixes (`s3://reports/`, `file:///srv/exports/`) a store target's path must
+    /// start with; empty (the default): no store targets.
+    pub store_prefixes: Vec<String>,
+    /// The directory webhook `secret_file`s are read from; None: no signed webhooks.
+    pub secrets_dir: Option<PathBuf>,
+    /// The server's address as recipients reach it, for the links in mails and webhooks
+    /// (default: `http://` and the listen address).
+    pub public_url: Option<String>,
+    /// Attempts per delivery before it is recorded as failed (default 5).
+    pub attempts: u32,
+    /// The wait before the second attempt, doubling after each (default 30 s).
+    pub backoff: Duration,
+    /// How long a mailed or posted download link works (default 7 days), while the
+    /// output is kept (retention).
+    pub link_ttl: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            smtp_url: None,
+            smtp_from: "ream@localhost".into(),
+            smtp_allowed_domains: vec![],
+            store_prefixes: vec![],
+            secrets_dir: None,
+            public_url: None,
+            attempts: 5,
+            backoff: Duration::from_secs(30),
+            link_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -165,6 +213,7 @@ impl Default for ServerConfig {
             audit_log: None,
             allowed_hosts: vec![],
             cors_origins: vec![],
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -183,6 +232,8 @@ pub enum ServerError {
     Auth(#[from] ream_auth::ConfigError),
     #[error("audit log {path}: {source}")]
     Audit { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Delivery(#[from] ream_deliver::DeliverError),
 }
 
 /// What every handler shares.
@@ -212,6 +263,8 @@ pub struct Inner {
     pub wake: Arc<tokio::sync::Notify>,
     /// Runs that identical requests join (single-flight).
     pub flights: flight::Flights,
+    /// What deliveries send with: the mailer, an HTTP agent.
+    senders: ream_deliver::Senders,
 }
 
 impl std::ops::Deref for AppState {
@@ -233,6 +286,10 @@ impl AppState {
             let (secret, _) = ream_auth::token::new_token().map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
             auth.share_link_secret(control.shared_value("link_secret", || secret)?.as_bytes());
         }
+        let mailer = (config.delivery.smtp_url.as_deref())
+            .map(|url| ream_deliver::Mailer::new(url, &config.delivery.smtp_from))
+            .transpose()?;
+        let senders = ream_deliver::Senders::new(mailer, config.s3_endpoint.clone());
         let audit = (config.audit_log.as_ref())
             .map(|p| {
                 audit::AuditLog::open(p).map(Arc::new).map_err(|source| ServerError::Audit { path: p.clone(), source })
@@ -259,6 +316,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             wake: Arc::new(tokio::sync::Notify::new()),
             flights: flight::Flights::default(),
+            senders,
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
             reload_error: std::sync::Mutex::new(None),
             ready: ready::Readiness::default(),
@@ -318,7 +376,36 @@ impl AppState {
             if let Err(e) = self.control.heartbeat(instance, self.config.lease) {
                 eprintln!("ream: {e}");
             }
+            if let Err(e) = self.control.heartbeat_deliveries(instance, self.config.lease) {
+                eprintln!("ream: {e}");
+            }
         }
+    }
+
+    /// What delivery targets may do here.
+    pub fn delivery_policy(&self) -> ream_deliver::Policy {
+        let d = &self.config.delivery;
+        ream_deliver::Policy {
+            allowed_domains: d.smtp_allowed_domains.clone(),
+            store_prefixes: d.store_prefixes.clone(),
+            secrets_dir: d.secrets_dir.clone(),
+            smtp: d.smtp_url.is_some(),
+        }
+    }
+
+    /// A link that downloads run `id`'s output without a bearer token, for the
+    /// delivery link time, from wherever recipients reach this server.
+    pub fn output_link(&self, id: &str) -> String {
+        let listen = self.hosts.read().unwrap_or_else(|e| e.into_inner()).listen;
+        let base = match (&self.config.delivery.public_url, listen) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(addr)) => format!("http://{addr}"),
+            (None, None) => String::new(),
+        };
+        let token = (self.auth.as_ref())
+            .map(|a| format!("?token={}", a.links().sign_for(id, self.config.delivery.link_ttl)))
+            .unwrap_or_default();
+        format!("{base}/runs/{id}/output{token}")
     }
 
     /// The cluster-wide limits a run must be under to start.
@@ -405,6 +492,9 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/output", get(run_output))
         .route("/runs/{id}/output/{*part}", get(run_output_part))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route("/schedules/{id}", get(schedules::get).put(schedules::replace).delete(schedules::remove))
+        .route("/schedules/{id}/run", axum::routing::post(schedules::run_now))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::document))
@@ -478,6 +568,8 @@ pub async fn serve_state(
     let _ = tokio::task::spawn_blocking(move || drop(s.retain())).await;
     let monitor = tokio::spawn(monitor(state.clone()));
     let claimer = tokio::spawn(queue::claimer(state.clone()));
+    let scheduler = tokio::spawn(deliveries::scheduler(state.clone()));
+    let deliverer = tokio::spawn(deliveries::deliverer(state.clone()));
     let drain_state = state.clone();
     let signal = async move {
         shutdown.await;
@@ -504,6 +596,8 @@ pub async fn serve_state(
     }
     monitor.abort();
     claimer.abort();
+    scheduler.abort();
+    deliverer.abort();
     Ok(())
 }
 
@@ -636,6 +730,7 @@ async fn report_or_output(
             record: json!({ "parameters": request::parameters_json(&parameters_copy) }),
             again: None,
             checked: None,
+            schedule: None,
         },
         compress,
         !fresh,
@@ -707,6 +802,7 @@ async fn create_run(
         record,
         again: None,
         checked: None,
+        schedule: None,
     };
     let id = enqueue(&state, &caller, req).await?;
     // Read back before the claimer is woken: the answer shows the run as queued.
@@ -743,10 +839,41 @@ async fn enqueue(state: &AppState, caller: &Caller, mut req: RunRequest) -> Resu
 }
 
 #[utoipa::path(get, path = "/runs", tag = "runs",
-    responses((status = 200, description = "The registry, newest first", body = serde_json::Value)))]
-async fn list_runs(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    let runs: Vec<_> = found::list(&state, &caller).await?.iter().map(|r| view(&state, &caller, r)).collect();
+    params(("schedule" = Option<String>, Query, description = "Only the runs this schedule fired, newest fire first, with their deliveries")),
+    responses((status = 200, description = "The registry, newest first", body = serde_json::Value),
+        (status = 400, description = "A query key other than `schedule`", body = crate::error::ErrorBody)))]
+async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut schedule = None;
+    for (key, value) in request::query_parameters(query.as_deref())? {
+        match (key.as_str(), value) {
+            ("schedule", ream_core::params::Given::Text(id)) => schedule = Some(id),
+            (key, _) => return Err(ApiError::BadRequest(format!("GET /runs takes `schedule` once, not `{key}`"))),
+        }
+    }
+    let Some(id) = schedule else {
+        let runs: Vec<_> = found::list(&state, &caller).await?.iter().map(|r| view(&state, &caller, r)).collect();
+        return Ok(Json(json!({ "runs": runs })));
+    };
+    let mut runs = Vec::new();
+    for run in found::of_schedule(&state, &caller, &id).await? {
+        runs.push(with_deliveries(&state, view(&state, &caller, &run), run.id()).await?);
+    }
     Ok(Json(json!({ "runs": runs })))
+}
+
+/// `v` (a scheduled run's view) with its deliveries: `[{target, status, attempts, error}]`.
+async fn with_deliveries(state: &AppState, mut v: serde_json::Value, id: &str) -> Result<serde_json::Value, ApiError> {
+    let id = id.to_string();
+    let deliveries = found::control(state, move |c| c.deliveries_of(&id)).await?;
+    v["deliveries"] = json!(deliveries
+        .iter()
+        .map(|d| json!({ "target": d.target, "status": d.status, "attempts": d.attempts, "error": d.error }))
+        .collect::<Vec<_>>());
+    Ok(v)
 }
 
 /// A run as its caller sees it: with `[auth]`, its output link carries a signed token
@@ -770,7 +897,11 @@ async fn get_run(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let run = found::find(&state, &caller, &id).await?;
-    Ok(Json(view(&state, &caller, &run)))
+    let v = view(&state, &caller, &run);
+    match v["schedule"].is_string() {
+        true => Ok(Json(with_deliveries(&state, v, &id).await?)),
+        false => Ok(Json(v)),
+    }
 }
 
 #[utoipa::path(delete, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "A run id")),

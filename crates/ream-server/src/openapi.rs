@@ -27,9 +27,21 @@ use utoipa::OpenApi;
         crate::healthz,
         crate::readyz,
         crate::audit_events,
+        crate::schedules::create,
+        crate::schedules::list,
+        crate::schedules::get,
+        crate::schedules::replace,
+        crate::schedules::remove,
+        crate::schedules::run_now,
         document,
     ),
-    components(schemas(crate::error::ErrorBody, crate::request::Wire, crate::request::SplitWire, RunEvent))
+    components(schemas(
+        crate::error::ErrorBody,
+        crate::schedules::ScheduleWire,
+        crate::request::Wire,
+        crate::request::SplitWire,
+        RunEvent
+    ))
 )]
 struct Api;
 

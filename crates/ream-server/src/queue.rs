@@ -141,6 +141,8 @@ fn request_of(state: &AppState, record: &RunRecord) -> Result<(Caller, RunReques
         .map_err(|e| ApiError::Internal(format!("run `{}`: its recorded actor: {e}", record.id)))?;
     let client = body.as_object_mut().and_then(|o| o.remove("client")).unwrap_or_default();
     let client = serde_json::from_value(client).unwrap_or_default();
+    // A fire's run: the schedule is the run record's own column.
+    body.as_object_mut().map(|o| o.remove("schedule"));
     let parsed = crate::request::RunBody::parse(body.to_string().as_bytes())?;
     let admin = state.auth.as_ref().is_none_or(|a| a.is_admin(&actor));
     let req = RunRequest {
@@ -154,6 +156,7 @@ fn request_of(state: &AppState, record: &RunRecord) -> Result<(Caller, RunReques
         record: record.request.clone(),
         again: Some((record.id.clone(), record.attempt)),
         checked: None,
+        schedule: record.schedule.clone(),
     };
     Ok((Caller { actor, admin }, req))
 }

@@ -17,7 +17,7 @@ use crate::metrics as m;
 pub use ream_control::RunStatus as Status;
 
 /// A new run's id: 16 random hex digits, unique across instances and restarts.
-fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -64,6 +64,8 @@ pub struct RunRequest {
     pub again: Option<(String, i64)>,
     /// Its source and flight key, once checked against its report (`runs::check`).
     pub checked: Option<ream_engine::Checked>,
+    /// The schedule that fired it, and the fire time (ms since the epoch).
+    pub schedule: Option<(String, i64)>,
 }
 
 #[derive(Debug)]
@@ -101,6 +103,8 @@ pub struct RunEntry {
     /// The output as parts with a manifest (async runs).
     pub split: Option<ream_engine::Split>,
     pub client: crate::audit::Client,
+    /// The schedule that fired it, and the fire time (ms since the epoch).
+    pub schedule: Option<(String, i64)>,
     /// Where the run's start and end are recorded (`--audit-log`).
     audit: Option<Arc<crate::audit::AuditLog>>,
     /// The SHA-256 of the output as written (hex), for the audit line of its end.
@@ -375,9 +379,16 @@ impl RunEntry {
             "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
             "error": if admin { &s.error } else { &s.error_public },
             "output_bytes": s.output.as_ref().map(|o| o.1),
+            "schedule": self.schedule.as_ref().map(|s| &s.0),
+            "fire_time": self.schedule.as_ref().map(|s| fire_time(s.1)),
             "links": links,
         })
     }
+}
+
+/// A fire time (ms since the epoch) as runs show it.
+pub fn fire_time(ms: i64) -> Option<String> {
+    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// Every active run and the most recent finished ones.
@@ -454,6 +465,57 @@ impl Registry {
         Ok(going.unwrap_or_else(|| entry.id.clone()))
     }
 
+    /// Record the fires of `schedule` its look found (with `window`, the look's start
+    /// and end: only if no other instance's look came first), each with its run queued
+    /// as the schedule's owner (or why it could not run) and `targets` to deliver.
+    /// Returns the ids of the runs queued (none: another instance's look came first).
+    /// Blocking: call it off the async threads.
+    pub fn fire(
+        &self,
+        schedule: &str,
+        window: Option<(i64, i64)>,
+        fires: Vec<(i64, Result<RunRequest, String>)>,
+        targets: &[serde_json::Value],
+    ) -> Result<Vec<String>, ream_control::ControlError> {
+        struct Made {
+            entry: Arc<RunEntry>,
+            record: serde_json::Value,
+            source: String,
+            snapshot: serde_json::Value,
+        }
+        let made: Vec<(i64, Result<Made, String>)> = (fires.into_iter())
+            .map(|(ms, req)| {
+                let made = req.map(|req| {
+                    let (record, checked) = (req.record.clone(), req.checked.clone().unwrap_or_default());
+                    let entry = self.entry(new_run_id(), req, 0);
+                    entry.state().status = Status::Queued;
+                    let mut snapshot = entry.snapshot();
+                    snapshot["instance"] = serde_json::Value::Null;
+                    Made { entry, record, source: checked.source, snapshot }
+                });
+                (ms, made)
+            })
+            .collect();
+        let new: Vec<ream_control::NewFire<'_>> = (made.iter())
+            .map(|(ms, m)| ream_control::NewFire {
+                fire_ms: *ms,
+                run: match m {
+                    Ok(m) => Ok(ream_control::NewRun {
+                        status: Status::Queued,
+                        instance: None,
+                        ..self.new_run(&m.entry, &m.record, &m.source, &m.snapshot, None)
+                    }),
+                    Err(e) => Err(e.clone()),
+                },
+                deliveries: targets,
+            })
+            .collect();
+        if !self.control.fire(schedule, window, &new)? {
+            return Ok(Vec::new());
+        }
+        Ok(made.iter().filter_map(|(_, m)| m.as_ref().ok().map(|m| m.entry.id.clone())).collect())
+    }
+
     /// `entry` as the control store first records it: queued when it has a flight key
     /// (an async run), else starting here.
     fn new_run<'a>(
@@ -492,6 +554,7 @@ impl Registry {
             mode: req.mode,
             split: req.split,
             client: req.client,
+            schedule: req.schedule,
             audit: self.audit.clone(),
             sha256: Mutex::new(None),
             cancel: CancelToken::new(),

@@ -220,3 +220,24 @@ pub fn wait_pg(db: &pg::PgDb, active: bool) -> std::time::Duration {
     }
     t.elapsed()
 }
+
+/// `[[auth.tokens]]` for each (sub, roles, tenant), and the tokens themselves.
+pub fn api_tokens(entries: &[(&str, &[&str], u32)]) -> (String, Vec<String>) {
+    let mut toml = String::new();
+    let mut tokens = vec![];
+    for (sub, roles, tenant) in entries {
+        let out = ream().args(["token", "new"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
+        let (token, hash) = (field("token:"), field("sha256:"));
+        assert_eq!(hash.len(), 64);
+        let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        toml.push_str(&format!(
+            "[[auth.tokens]]\nsha256 = \"{hash}\"\nsub = \"{sub}\"\nroles = [{}]\nclaims = {{ tenant = {tenant} }}\n",
+            roles.join(", ")
+        ));
+        tokens.push(token);
+    }
+    (toml, tokens)
+}

@@ -83,7 +83,21 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, body: &str) -> (u16, ureq::http::HeaderMap, Json) {
-        let mut req = self.agent.post(self.url(path)).header("content-type", "application/json");
+        self.send(self.agent.post(self.url(path)), body)
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> (u16, Json) {
+        let (status, _, json) = self.send(self.agent.put(self.url(path)), body);
+        (status, json)
+    }
+
+    /// A JSON body sent with the server's default token.
+    fn send(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        body: &str,
+    ) -> (u16, ureq::http::HeaderMap, Json) {
+        let mut req = req.header("content-type", "application/json");
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -99,7 +113,8 @@ impl Server {
         }
         let mut r = req.call().unwrap();
         let body = r.body_mut().read_to_vec().unwrap();
-        (r.status().as_u16(), serde_json::from_slice(&body).unwrap())
+        // 204 has no body.
+        (r.status().as_u16(), if body.is_empty() { Json::Null } else { serde_json::from_slice(&body).unwrap() })
     }
 
     /// Poll a run until `done` holds for it; its last state.
