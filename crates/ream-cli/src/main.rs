@@ -350,6 +350,11 @@ struct RunArgs {
     /// FIELD=value/part-00001.parquet and manifest.json. The read is ordered by FIELD.
     #[arg(long, value_name = "FIELD")]
     split_by: Option<String>,
+    /// Burst the report (its spec's `burst:`): one complete output per value of
+    /// `burst.by`, each named by `burst.filename`, in DIR (absent or empty), with
+    /// DIR/manifest.json listing each file and its `to`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "split_rows", "split_bytes", "split_by"])]
+    burst_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -757,6 +762,7 @@ fn run(args: RunArgs) -> ExitCode {
             Ok(split) => split,
             Err(e) => return usage(e),
         },
+        burst: args.burst_dir.is_some(),
         actor,
     };
     if opts.split.is_some() && to_stdout {
@@ -803,6 +809,13 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
         _ => None,
+    };
+    let parts = match (parts, &args.burst_dir) {
+        (None, Some(dir)) => match ream_engine::DirParts::for_bursts(dir) {
+            Ok(parts) => Some(parts),
+            Err(e) => return usage(e),
+        },
+        (parts, _) => parts,
     };
     let cancel = CancelToken::new();
     {

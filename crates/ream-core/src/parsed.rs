@@ -37,6 +37,17 @@ pub struct Parsed {
     /// `source.session`: each setting's name and value template.
     session: Vec<(String, Template)>,
     cache: Option<CachePolicy>,
+    burst: Option<BurstPlan>,
+}
+
+/// `burst`, parsed: the field, and the templates of each burst's file name, recipient
+/// and title.
+#[derive(Debug, Clone)]
+pub struct BurstPlan {
+    pub by: String,
+    pub filename: Template,
+    pub to: Option<Template>,
+    pub title: Option<Template>,
 }
 
 /// `cache`, parsed: how long an output stays fresh, and this report's bytes of them.
@@ -101,6 +112,12 @@ impl Parsed {
                 Some((name.clone(), template(format!("source.session.{name}"), &Some(text.clone()))?))
             })
             .collect();
+        let burst = spec.burst.as_ref().and_then(|b| {
+            let filename = template("burst.filename".into(), &Some(b.filename.clone()));
+            let to = template("burst.to".into(), &b.to);
+            let title = template("burst.title".into(), &b.title);
+            Some(BurstPlan { by: b.by.clone(), filename: filename?, to, title })
+        });
         let (formats, widths) = parse_columns(spec, errors);
         let page = spec.page.resolve().unwrap_or_else(|problems| {
             errors.extend(problems.into_iter().map(|(key, msg)| SpecError::new(format!("page.{key}"), msg)));
@@ -126,7 +143,13 @@ impl Parsed {
             aggregates,
             session,
             cache,
+            burst,
         }
+    }
+
+    /// `burst`: None when the report does not burst.
+    pub fn burst(&self) -> Option<&BurstPlan> {
+        self.burst.as_ref()
     }
 
     /// `cache`: None when the report is not cached.

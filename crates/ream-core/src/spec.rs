@@ -79,6 +79,27 @@ pub struct Spec {
     /// with no query.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// Bursting: one complete output per value of a field, each with its own file name
+    /// and recipient (`ream run --burst-dir`, scheduled mail). See docs/schedules.md.
+    #[serde(default)]
+    pub burst: Option<BurstConfig>,
+}
+
+/// A burst report: one output per value of `by`, in the order of `by` first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct BurstConfig {
+    /// The field whose values make the bursts (a customer id).
+    pub by: String,
+    /// Each burst's file name: a template of the burst's fields (from its first row) and
+    /// the parameters, `"statement-{customer_id}.pdf"`.
+    pub filename: String,
+    /// Each burst's recipient, the same kind of template: `"{email}"`.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Each burst's title, replacing `title` (the same kind of template).
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// The result cache of a report (`ream serve` downloads).

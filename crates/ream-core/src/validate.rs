@@ -335,6 +335,21 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
             check(format!("charts[{i}].series"), s);
         }
     }
+    // A burst's field, and its templates: parameters, and any field (from its first row).
+    if let Some(b) = &spec.burst {
+        check("burst.by".into(), &b.by);
+        for (key, text) in [("filename", Some(&b.filename)), ("to", b.to.as_ref()), ("title", b.title.as_ref())] {
+            let Some(Ok(t)) = text.map(|t| Template::parse(t)) else { continue };
+            for n in t.names() {
+                if !known.contains(n) && !spec.parameters.contains_key(n) {
+                    errs.push(SpecError::new(
+                        format!("burst.{key}"),
+                        format!("`{{{n}}}` is neither a field nor a parameter (the source has: {})", list()),
+                    ));
+                }
+            }
+        }
+    }
     // Group headers: parameters, and any field (taken from the group's first row).
     for (i, g) in spec.groups.iter().enumerate() {
         let Some(Ok(t)) = g.header.as_deref().map(Template::parse) else { continue };

@@ -16,6 +16,7 @@
 //! # Ok::<(), ream_engine::EngineError>(())
 //! ```
 
+mod burst;
 mod encoding;
 mod manifest;
 mod outlet;

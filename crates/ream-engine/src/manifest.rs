@@ -19,6 +19,9 @@ pub struct ManifestFile {
     /// The hive partition (`{"region": "EU"}`), where the split has `by`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A burst's recipient (`burst.to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// What a split run wrote, written last as `<name>.manifest.json`.
@@ -36,6 +39,9 @@ pub struct Manifest {
     /// `at`) or `statement`, and when the source was opened (RFC 3339, UTC).
     pub snapshot: serde_json::Value,
     pub split: serde_json::Value,
+    /// A burst run's `{"by": FIELD}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<serde_json::Value>,
     pub rows: u64,
     pub bytes: u64,
     pub files: Vec<ManifestFile>,
@@ -66,6 +72,7 @@ pub trait PendingPart: Write + Send {
 struct Writing {
     path: String,
     partition: Option<serde_json::Map<String, serde_json::Value>>,
+    to: Option<String>,
     out: Box<dyn PendingPart>,
     hash: Sha256,
     bytes: u64,
@@ -79,7 +86,7 @@ impl Writing {
             let value = value.clone().map_or(serde_json::Value::Null, serde_json::Value::String);
             serde_json::Map::from_iter([(field.clone(), value)])
         });
-        Ok(Writing { path, partition, out, hash: Sha256::new(), bytes: 0 })
+        Ok(Writing { path, partition, to: id.to.clone(), out, hash: Sha256::new(), bytes: 0 })
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), EngineError> {
@@ -93,7 +100,7 @@ impl Writing {
         let path = self.path;
         self.out.commit().map_err(|e| EngineError::Output(format!("cannot write {path}: {e}")))?;
         let sha256 = self.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(ManifestFile { path, rows, bytes: self.bytes, sha256, partition: self.partition })
+        Ok(ManifestFile { path, rows, bytes: self.bytes, sha256, partition: self.partition, to: self.to })
     }
 }
 
@@ -183,6 +190,7 @@ impl Run {
                 "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
             split: split.unwrap_or(serde_json::Value::Null),
+            burst: a.burst.as_ref().map(|by| serde_json::json!({ "by": by })),
             rows: files.iter().map(|f| f.rows).sum(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,

@@ -106,6 +106,25 @@ impl Write for OutputFile {
     }
 }
 
+/// `path` names no file, or an empty directory (`what` writes into it).
+fn empty_or_absent(path: &Path, what: &str) -> Result<(), String> {
+    match std::fs::read_dir(path).map(|mut entries| entries.next().is_some()) {
+        Ok(true) => Err(format!("{}: {what} writes into an empty directory", path.display())),
+        Ok(false) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// `path`'s directory (`.` for a bare name) and its last segment.
+fn parent_and_name(path: &Path) -> (PathBuf, String) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    (dir, path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
 fn is_special(t: &std::fs::FileType) -> bool {
     t.is_fifo() || t.is_char_device() || t.is_socket() || t.is_block_device()
 }
@@ -164,20 +183,9 @@ impl DirParts {
             None => format.name().to_string(),
         };
         if hive {
-            match std::fs::read_dir(output).map(|mut entries| entries.next().is_some()) {
-                Ok(true) => {
-                    return Err(format!("{}: a split by field writes into an empty directory", output.display()))
-                }
-                Ok(false) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", output.display())),
-            }
+            empty_or_absent(output, "a split by field")?;
         }
-        let dir = match output.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let file = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (dir, file) = parent_and_name(output);
         if hive {
             let names = crate::PartNames { manifest: format!("{file}.manifest.json"), stem: file, ext };
             return Ok((DirParts { dir, made: vec![] }, names));
@@ -189,6 +197,14 @@ impl DirParts {
             .to_string();
         let names = crate::PartNames { manifest: format!("{stem}.manifest.json"), stem, ext };
         Ok((DirParts { dir, made: vec![] }, names))
+    }
+
+    /// Where a burst run's files go: into `dir`, absent or empty, each by its own name,
+    /// and `manifest.json` there, written last (its paths are relative to it).
+    pub fn for_bursts(dir: &Path) -> Result<(DirParts, crate::PartNames), String> {
+        empty_or_absent(dir, "a burst run")?;
+        let names = crate::PartNames { manifest: "manifest.json".into(), stem: String::new(), ext: String::new() };
+        Ok((DirParts { dir: dir.to_path_buf(), made: vec![] }, names))
     }
 
     pub fn dir(&self) -> &Path {

@@ -75,6 +75,9 @@ pub struct RunOptions {
     /// Write the output as several files with a manifest (`--split-rows`,
     /// `--split-bytes`, `--split-by`); see [`crate::split`].
     pub split: Option<crate::Split>,
+    /// Write one output per value of the spec's `burst.by`, as the parts of a split
+    /// output (`--burst-dir`); see [`crate::burst`].
+    pub burst: bool,
     /// Who runs the report: its claims bind `:actor.<claim>` and `{actor.<claim>}` in
     /// `source.session`. None: a report that uses a claim fails before reading.
     pub actor: Option<ream_core::Actor>,
@@ -99,6 +102,7 @@ impl RunOptions {
             compress: crate::Compression::None,
             compress_level: None,
             split: None,
+            burst: false,
             actor: None,
         }
     }
@@ -121,6 +125,8 @@ pub struct Prepared {
     pub(crate) compress: crate::Compression,
     pub(crate) compress_level: i32,
     pub(crate) about: About,
+    /// A burst run's plan.
+    pub(crate) burst: Option<ream_core::parsed::BurstPlan>,
 }
 
 /// Where a run's output came from, for a split run's manifest.
@@ -135,6 +141,8 @@ pub(crate) struct About {
     /// When the source was open (its snapshot begun, with `Snapshot::Run`).
     pub opened_at: std::time::SystemTime,
     pub split: Option<crate::Split>,
+    /// The field a burst run is burst by.
+    pub burst: Option<String>,
 }
 
 impl About {
@@ -149,8 +157,23 @@ impl About {
             snapshot: opts.snapshot.or(from_spec).unwrap_or_default(),
             opened_at,
             split: opts.split.clone(),
+            burst: None,
         }
     }
+}
+
+/// A burst run's checks before the database is opened: a spec with `burst:`, no split.
+fn check_burst(opts: &RunOptions, spec: &ream_core::spec::Spec) -> Result<(), EngineError> {
+    if !opts.burst {
+        return Ok(());
+    }
+    if spec.burst.is_none() {
+        return Err(EngineError::Usage(format!("report `{}` has no `burst:`, so it cannot be burst", spec.report)));
+    }
+    if opts.split.is_some() {
+        return Err(EngineError::Usage("a burst run writes one file per burst: it cannot be split as well".into()));
+    }
+    Ok(())
 }
 
 /// A split's checks before the database is opened: a format whose parts are files, a
@@ -389,6 +412,9 @@ fn split_field_missing(opts: &RunOptions, e: &SourceError) -> Option<EngineError
 
 fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
     check_split(opts, true, adhoc.table.as_deref().unwrap_or("query"))?;
+    if opts.burst {
+        return Err(EngineError::Usage("an ad-hoc export cannot be burst: bursting needs a spec with `burst:`".into()));
+    }
     let source = open_adhoc(&adhoc, opts, &cancel)?;
     let opened_at = std::time::SystemTime::now();
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
@@ -416,6 +442,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     };
     let source = first_message(source, &cancel, &progress, &meta.report)?;
     Ok(Prepared {
+        burst: None,
         about: About::new(&meta, None, opts, opened_at),
         meta: Arc::new(meta),
         format: opts.format,
@@ -520,6 +547,11 @@ fn open_spec_with(
         ..Default::default()
     };
     apply_options(&mut req, opts, Some(src));
+    // A burst run reads in the order of its field first: one burst is open at a time.
+    if let Some(b) = spec.burst.as_ref().filter(|_| opts.burst) {
+        req.order_prefix.retain(|f| f != &b.by);
+        req.order_prefix.insert(0, b.by.clone());
+    }
     let source = match open_url(&parsed, &url, &req, cancel.clone()) {
         Ok(s) => s,
         Err(e) if split_field_missing(opts, &e).is_some() => {
@@ -609,6 +641,7 @@ fn flight_key(
         "format": opts.format.name(),
         "compress": format!("{:?}", opts.compress),
         "split": opts.split.as_ref().map(|s| format!("{s:?}")),
+        "burst": opts.burst,
         "params": params,
         "session": session,
     });
@@ -737,6 +770,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         )));
     }
     check_split(opts, spec.detail, &spec.report)?;
+    check_burst(opts, spec)?;
     let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let opened_at = std::time::SystemTime::now();
@@ -818,8 +852,12 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         strategy: describe(&plan),
     };
     let source = first_message(source, &cancel, &progress, &meta.report)?;
+    let burst = parsed.burst().filter(|_| opts.burst).cloned();
+    let mut about = About::new(&meta, Some(&loaded), opts, opened_at);
+    about.burst = burst.as_ref().map(|b| b.by.clone());
     Ok(Prepared {
-        about: About::new(&meta, Some(&loaded), opts, opened_at),
+        about,
+        burst,
         meta: Arc::new(meta),
         format: opts.format,
         plan,

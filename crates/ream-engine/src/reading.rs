@@ -51,6 +51,8 @@ pub struct Progress {
     pub held_bytes: AtomicU64,
     /// Rows of the last batch read.
     pub batch_rows: AtomicU64,
+    /// A burst run's bursts written whole so far.
+    pub bursts: AtomicU64,
 }
 
 impl Progress {
@@ -67,6 +69,7 @@ impl Progress {
             batch_bytes: AtomicU64::new(0),
             held_bytes: AtomicU64::new(0),
             batch_rows: AtomicU64::new(0),
+            bursts: AtomicU64::new(0),
         }
     }
 

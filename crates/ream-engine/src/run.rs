@@ -22,6 +22,7 @@ use crossbeam_channel::{bounded, Receiver};
 use ream_core::{CancelToken, Event};
 use ream_stages::Stage;
 
+use crate::burst::Bursts;
 use crate::outlet::{finish_renderer, Chunk, Outlet};
 use crate::plan::Prepared;
 use crate::reading::{contained, spawn_source, Progress, SourceMsg, SourceState, Started, CHUNK_BYTES, CHUNK_QUEUE};
@@ -198,6 +199,7 @@ pub fn start(prepared: Prepared) -> Run {
         compress,
         compress_level,
         about,
+        burst,
         ..
     } = prepared;
     let strategy = meta.strategy.clone();
@@ -234,9 +236,14 @@ pub fn start(prepared: Prepared) -> Run {
                     let messages = first.into_iter().chain(rx.iter());
                     let outcome = contained(|| {
                         let outlet = Outlet::new(&chunk_tx, &progress, &cancel, (compress, compress_level))?;
-                        let output = match split {
-                            Some(split) => Output::Parts(Box::new(Parts::new(format, render, split))),
-                            None => Output::Whole(format.renderer_with(&render)),
+                        // A burst run's stages are each burst's own.
+                        let (output, stages) = match (split, burst) {
+                            (_, Some(plan)) => {
+                                let bursts = Bursts::new(format, render, stages, plan, &meta, progress.clone());
+                                (Output::Bursts(Box::new(bursts)), vec![])
+                            }
+                            (Some(split), None) => (Output::Parts(Box::new(Parts::new(format, render, split))), stages),
+                            (None, None) => (Output::Whole(format.renderer_with(&render)), stages),
                         };
                         process(meta, output, stages, messages, &outlet, &progress, &cancel)
                     });
@@ -255,10 +262,11 @@ pub fn start(prepared: Prepared) -> Run {
     Run { chunks: chunk_rx, progress, cancel, strategy, threads, finished: false, about }
 }
 
-/// Where the stages' events go: one renderer, or a split run's parts.
+/// Where the stages' events go: one renderer, a split run's parts, or a burst run's bursts.
 enum Output {
     Whole(Box<dyn ream_render::Renderer>),
     Parts(Box<Parts>),
+    Bursts(Box<Bursts>),
 }
 
 impl Output {
@@ -271,6 +279,7 @@ impl Output {
                 outlet.send_pieces(renderer.as_mut(), buf)
             }
             Output::Parts(parts) => parts.push(event, buf, outlet),
+            Output::Bursts(bursts) => bursts.push(event, buf, outlet),
         }
     }
 
@@ -279,8 +288,8 @@ impl Output {
     fn finish(&mut self, buf: &mut Vec<u8>, outlet: &Outlet<'_>, report: &str) -> Result<(), EngineError> {
         match self {
             Output::Whole(renderer) => finish_renderer(renderer.as_mut(), buf, outlet, report)?,
-            Output::Parts(_) if !buf.is_empty() => outlet.send(buf)?,
-            Output::Parts(_) => {}
+            Output::Parts(_) | Output::Bursts(_) if !buf.is_empty() => outlet.send(buf)?,
+            Output::Parts(_) | Output::Bursts(_) => {}
         }
         outlet.finish()
     }

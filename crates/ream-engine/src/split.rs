@@ -102,6 +102,10 @@ pub use ream_core::units::parse_bytes;
 pub struct PartId {
     pub partition: Option<(String, Option<String>)>,
     pub number: u32,
+    /// A burst's own file name (in place of the numbered name), already one safe segment.
+    pub name: Option<String>,
+    /// A burst's recipient, as its `burst.to` gave it.
+    pub to: Option<String>,
 }
 
 /// How parts and the manifest are named, relative to where they are stored (the
@@ -122,6 +126,11 @@ pub const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
 
 impl PartNames {
     pub fn part(&self, id: &PartId) -> String {
+        match (&id.name, self.stem.is_empty()) {
+            (Some(name), true) => return name.clone(),
+            (Some(name), false) => return format!("{}/{name}", self.stem),
+            (None, _) => {}
+        }
         match &id.partition {
             None => format!("{}-{:05}.{}", self.stem, id.number, self.ext),
             Some((field, value)) => {
@@ -291,7 +300,7 @@ impl Parts {
             }
             None => 1,
         };
-        let id = PartId { partition, number };
+        let id = PartId { partition, number, name: None, to: None };
         let meta = self.meta.clone().ok_or_else(|| internal("rows before Begin"))?;
         outlet.start_part(id.clone())?;
         let mut renderer = self.format.renderer_with(&self.render);
@@ -397,8 +406,13 @@ mod tests {
     #[test]
     fn hive_names_escape_what_could_leave_the_directory_and_name_null() {
         let names = PartNames { stem: "sales".into(), ext: "csv.gz".into(), manifest: "m".into() };
-        assert_eq!(names.part(&PartId { partition: None, number: 12 }), "sales-00012.csv.gz");
-        let id = |v: Option<&str>| PartId { partition: Some(("region".into(), v.map(String::from))), number: 1 };
+        assert_eq!(names.part(&PartId { partition: None, number: 12, name: None, to: None }), "sales-00012.csv.gz");
+        let id = |v: Option<&str>| PartId {
+            partition: Some(("region".into(), v.map(String::from))),
+            number: 1,
+            name: None,
+            to: None,
+        };
         assert_eq!(names.part(&id(Some("EU"))), "sales/region=EU/part-00001.csv.gz");
         assert_eq!(names.part(&id(Some("../a/b=c%"))), "sales/region=..%2Fa%2Fb%3Dc%25/part-00001.csv.gz");
         assert_eq!(names.part(&id(None)), "sales/region=__HIVE_DEFAULT_PARTITION__/part-00001.csv.gz");

@@ -241,3 +241,48 @@ pub fn api_tokens(entries: &[(&str, &[&str], u32)]) -> (String, Vec<String>) {
     }
     (toml, tokens)
 }
+
+/// `lines.sqlite` beside a statements spec: `customers` customers, customer c with
+/// `lines_of(c)` lines of integer amounts, stored out of customer order.
+pub fn statements(dir: &Path, customers: i64, lines_of: impl Fn(i64) -> i64, extra: &str) -> PathBuf {
+    let conn = rusqlite::Connection::open(dir.join("lines.sqlite")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE lines (line_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, \
+         customer_name TEXT NOT NULL, email TEXT NOT NULL, amount INTEGER NOT NULL);",
+    )
+    .unwrap();
+    let mut rows = vec![];
+    for c in 1..=customers {
+        for l in 0..lines_of(c) {
+            rows.push((c, (c * 7919 + l * 104_729) % 100_000 - 20_000));
+        }
+    }
+    // Line ids that interleave the customers: the burst order is the read's, not the table's.
+    let n = rows.len() as i64;
+    let tx = conn.unchecked_transaction().unwrap();
+    for (i, (c, amount)) in rows.iter().enumerate() {
+        let id = (i as i64 * 7_919) % n.max(1) + 1 + (i as i64 / n.max(1)) * n;
+        tx.execute(
+            "INSERT INTO lines VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![id, c, format!("Customer {c}"), format!("billing{c}@customers.example"), amount],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    write(
+        dir,
+        "statements.yaml",
+        &format!(
+            "report: statements\ntitle: All statements\nsource:\n  url: \"sqlite:lines.sqlite\"\n  table: lines\n  key: [line_id]\n\
+             burst:\n  by: customer_id\n  to: \"{{email}}\"\n  title: \"Statement for {{customer_name}}\"\n{extra}\
+             variables:\n  total: {{sum: amount}}\n  lines: {{count: \"*\"}}\nsummary: \"Total due: {{total}}\"\n"
+        ),
+    )
+}
+
+/// Per customer, from SQL: (lines, sum of amounts).
+pub fn sql_totals(dir: &Path) -> std::collections::BTreeMap<i64, (i64, i64)> {
+    let conn = rusqlite::Connection::open(dir.join("lines.sqlite")).unwrap();
+    let mut q = conn.prepare("SELECT customer_id, count(*), sum(amount) FROM lines GROUP BY customer_id").unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))).unwrap().map(Result::unwrap).collect()
+}
