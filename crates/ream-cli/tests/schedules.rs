@@ -625,3 +625,62 @@ fn date_expressions_in_parameters_are_filled_from_the_fire_time_on_the_schedules
     let end = this_month.pred_opt().unwrap();
     assert_eq!(run["parameters"], json!({"start_date": start.to_string(), "end_date": end.to_string()}), "{run}");
 }
+
+#[test]
+fn a_500_customer_burst_mails_each_customer_only_their_rows_with_totals_equal_to_sql() {
+    let Some(smtp) = Smtp::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    statements(dir.path(), 500, |c| c % 5 + 1, "  filename: \"statement-{customer_id}.json\"\n");
+    let args = ["--smtp-url", &smtp.url(), "--smtp-allowed-domains", "customers.example,example.com"];
+    let s = Server::start(dir.path(), &args);
+    // Each burst to its customer, and a copy of every one to accounts (Bcc).
+    let body = json!({
+        "report": "statements", "format": "json", "cron": "0 6 1 1 *",
+        "deliver": [{"email": {"to": ["ar@example.com"], "subject": "Statement {burst} ({rows} lines)"}}],
+    });
+    let id = create(&s, &body);
+    let run = fire_now(&s, &id);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!((run["bursts_done"].as_u64(), run["bursts_total"].as_u64()), (Some(500), Some(500)), "{run}");
+    assert_eq!(run["deliveries"][0]["status"], "sent", "{run}");
+
+    let sql = sql_totals(dir.path());
+    let mails = smtp.wait_mails(500);
+    assert_eq!(mails.len(), 500);
+    let mut seen = BTreeSet::new();
+    for mail in &mails {
+        let to = mail["to"].as_str().unwrap();
+        let c: i64 =
+            to.trim_start_matches("billing").split('@').next().unwrap().parse().unwrap_or_else(|_| panic!("{to}"));
+        assert!(seen.insert(c), "customer {c} mailed twice");
+        assert_eq!(mail["rcpt"], json!([format!("billing{c}@customers.example"), "ar@example.com"]), "{mail}");
+        // The copy is Bcc: the customer sees only their own address.
+        assert_eq!((mail["to"].as_str(), mail["cc"].as_str()), (Some(to), Some("")));
+        assert_eq!(to, format!("billing{c}@customers.example"));
+        let (lines, total) = sql[&c];
+        assert_eq!(mail["subject"], format!("Statement {c} ({lines} lines)"));
+        assert_eq!(mail["attachments"][0]["filename"], format!("statement-{c}.json"));
+        let doc: Json = serde_json::from_slice(&attachment(mail)).unwrap();
+        let rows = doc["rows"].as_array().unwrap();
+        assert!(rows.iter().all(|r| r["customer_id"] == c), "customer {c}'s mail holds another's rows");
+        assert_eq!((rows.len() as i64, doc["variables"]["total"].as_i64()), (lines, Some(total)), "customer {c}");
+    }
+    assert_eq!(seen.len(), 500);
+    // The run's output is the manifest, each burst downloadable by its path.
+    let (_, manifest) = s.json(&format!("/runs/{}/output", run["id"].as_str().unwrap()));
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 500);
+    let (status, _, one) = s.get(&format!("/runs/{}/output/part/statement-7.json", run["id"].as_str().unwrap()));
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<Json>(&one).unwrap()["title"], "Statement for Customer 7");
+}
+
+#[test]
+fn a_burst_schedules_mail_without_to_needs_a_burst_report() {
+    let s = demo_server(&["--smtp-url", "smtp://127.0.0.1:1"]);
+    let (status, _, error) = s.post("/schedules", &invoices_with(json!([{"email": {"subject": "x"}}])).to_string());
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("deliver[0].email.to: name at least one recipient"),
+        "{error}"
+    );
+}

@@ -28,7 +28,8 @@ ALTER TABLE runs ADD COLUMN fire_ms BIGINT;
 CREATE INDEX runs_by_schedule ON runs (schedule_id, fire_ms);
 
 -- What a scheduled run sends once it has succeeded, one row per target: claimed under a
--- lease like a run, retried with backoff without running the query again.
+-- lease like a run, retried with backoff without running the query again. A burst run's
+-- delivery counts the bursts sent in `done`: a retry goes on from the next.
 CREATE TABLE deliveries (
     run_id TEXT NOT NULL,
     position BIGINT NOT NULL,
@@ -40,6 +41,7 @@ CREATE TABLE deliveries (
     instance TEXT,
     lease_until BIGINT,
     updated_ms BIGINT NOT NULL,
+    done BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, position)
 );
 CREATE INDEX deliveries_by_status ON deliveries (status, next_ms);

@@ -92,10 +92,12 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub error: Option<String>,
+    /// A burst run's delivery: the bursts sent so far, in manifest order.
+    pub done: i64,
 }
 
 const SCHEDULE_COLUMNS: &str = "id, owner, actor, body, enabled, checked_ms, created_ms, updated_ms";
-const DELIVERY_COLUMNS: &str = "run_id, position, target, status, attempts, error";
+const DELIVERY_COLUMNS: &str = "run_id, position, target, status, attempts, error, done";
 
 fn json(s: String) -> Result<serde_json::Value, String> {
     serde_json::from_str(&s).map_err(|e| e.to_string())
@@ -133,6 +135,7 @@ fn read_delivery(r: &dyn Row) -> Result<Delivery, String> {
         status: DeliveryStatus::parse(&status).ok_or_else(|| format!("unknown delivery status `{status}`"))?,
         attempts: r.int(4)?,
         error: r.opt_text(5)?,
+        done: r.int(6)?,
     })
 }
 
@@ -320,6 +323,25 @@ impl Control {
                 status.name().into(),
                 error.map(String::from).into(),
                 retry_at_ms.into(),
+                now_ms().into(),
+                d.run_id.as_str().into(),
+                d.position.into(),
+                instance.into(),
+                d.attempts.into(),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Record that the first `done` bursts of delivery `d` (which `instance` is sending)
+    /// are sent, so a retry goes on from the next.
+    pub fn delivery_progress(&self, d: &Delivery, instance: &str, done: i64) -> Result<bool, ControlError> {
+        let n = self.db.execute(
+            "recording a delivery's progress",
+            "UPDATE deliveries SET done = $1, updated_ms = $2 \
+             WHERE run_id = $3 AND position = $4 AND instance = $5 AND status = 'sending' AND attempts = $6",
+            &[
+                done.into(),
                 now_ms().into(),
                 d.run_id.as_str().into(),
                 d.position.into(),

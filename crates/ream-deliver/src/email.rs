@@ -48,7 +48,7 @@ pub struct Email {
 }
 
 /// `address` as a mailbox in an allowed domain.
-fn recipient(address: &str, policy: &Policy, key: &str) -> Result<Mailbox, DeliverError> {
+pub(crate) fn recipient(address: &str, policy: &Policy, key: &str) -> Result<Mailbox, DeliverError> {
     let bad = |why: String| DeliverError::Target(format!("email.{key}: `{address}` {why}"));
     let mailbox: Mailbox = address.parse().map_err(|e| bad(format!("is not an address: {e}")))?;
     let domain = mailbox.email.domain().to_ascii_lowercase();
@@ -68,9 +68,16 @@ impl Email {
         c: &EmailConfig,
         policy: &Policy,
         known: impl Fn(&str, &str) -> Result<Template, DeliverError>,
+        bursts: bool,
     ) -> Result<Email, DeliverError> {
         if !policy.smtp {
             return Err(DeliverError::Target("email: this server has no mailer (start it with --smtp-url)".into()));
+        }
+        if c.to.is_empty() && !bursts {
+            return Err(DeliverError::Target(
+                "email.to: name at least one recipient (only a burst report's mail may leave `to` to its bursts)"
+                    .into(),
+            ));
         }
         let list =
             |addrs: &[String], key| addrs.iter().map(|a| recipient(a, policy, key)).collect::<Result<Vec<_>, _>>();
@@ -105,18 +112,28 @@ impl Email {
     }
 
     pub(crate) fn send(&self, mailer: &Mailer, d: &Delivery<'_>) -> Result<(), DeliverError> {
-        let also: Vec<Mailbox> = (d.also_to.iter())
-            .map(|a| a.parse().map_err(|e| DeliverError::Email(format!("recipient `{a}`: {e}"))))
-            .collect::<Result<_, _>>()?;
-        if self.to.is_empty() && also.is_empty() {
-            return Err(DeliverError::Email("no recipient".into()));
+        let burst: Option<Mailbox> = (d.burst_to)
+            .map(|a| a.parse().map_err(|e| DeliverError::Target(format!("the burst's recipient `{a}`: {e}"))))
+            .transpose()?;
+        if self.to.is_empty() && burst.is_none() {
+            return Err(DeliverError::Target("no recipient".into()));
         }
         let mut b = Message::builder()
             .from(mailer.from.clone())
             .subject(d.fill(&self.subject))
             .message_id(Some(format!("<{}@ream>", d.key.replace(|c: char| !c.is_ascii_alphanumeric(), "."))));
-        for to in self.to.iter().chain(&also) {
-            b = b.to(to.clone());
+        match burst {
+            Some(to) => {
+                b = b.to(to);
+                for copy in &self.to {
+                    b = b.bcc(copy.clone());
+                }
+            }
+            None => {
+                for to in &self.to {
+                    b = b.to(to.clone());
+                }
+            }
         }
         for cc in &self.cc {
             b = b.cc(cc.clone());

@@ -13,9 +13,9 @@
 //! let policy = Policy { allowed_domains: vec!["example.com".into()], smtp: true, ..Policy::default() };
 //! let target: TargetConfig = serde_json::from_str(
 //!     r#"{"email": {"to": ["ap@example.com"], "subject": "Invoices {fire_date}"}}"#).unwrap();
-//! assert!(target.check(&policy, &["region"]).is_ok());
+//! assert!(target.check(&policy, &["region"], false).is_ok());
 //! let elsewhere: TargetConfig = serde_json::from_str(r#"{"email": {"to": ["x@evil.test"]}}"#).unwrap();
-//! let e = elsewhere.check(&policy, &[]).unwrap_err().to_string();
+//! let e = elsewhere.check(&policy, &[], false).unwrap_err().to_string();
 //! assert!(e.contains("x@evil.test") && e.contains("example.com"), "{e}");
 //! ```
 
@@ -137,22 +137,34 @@ pub enum Target {
 pub const FACTS: &[&str] =
     &["report", "schedule", "run", "fire_date", "fire_time", "rows", "bytes", "format", "filename", "link"];
 
+/// The names a burst run's templates may use besides: the burst's recipient and its
+/// `burst.by` value.
+pub const BURST_FACTS: &[&str] = &["to", "burst"];
+
+/// `address` as a burst's recipient may be: an address in an allowed domain (bursts'
+/// addresses come from the data, so they are checked as each is sent).
+pub fn check_recipient(address: &str, policy: &Policy) -> Result<(), DeliverError> {
+    email::recipient(address, policy, "to").map(|_| ())
+}
+
 impl TargetConfig {
     /// Parse the target against `policy`; `parameters` are the names its report's
-    /// parameters add to [`FACTS`].
-    pub fn check(&self, policy: &Policy, parameters: &[&str]) -> Result<Target, DeliverError> {
+    /// parameters add to [`FACTS`]; `bursts`: the run is a burst run (its email targets
+    /// may leave `to` to the bursts, and its templates may use [`BURST_FACTS`]).
+    pub fn check(&self, policy: &Policy, parameters: &[&str], bursts: bool) -> Result<Target, DeliverError> {
+        let names: Vec<&str> = FACTS.iter().chain(if bursts { BURST_FACTS } else { &[] }).copied().collect();
         let known = |t: &str, key: &str| -> Result<Template, DeliverError> {
             let parsed = Template::parse(t).map_err(|e| DeliverError::Target(format!("{key}: {e}")))?;
-            if let Some(bad) = parsed.names().find(|n| !FACTS.contains(n) && !parameters.contains(n)) {
+            if let Some(bad) = parsed.names().find(|n| !names.contains(n) && !parameters.contains(n)) {
                 return Err(DeliverError::Target(format!(
                     "{key}: unknown `{{{bad}}}`; use {} or a parameter of the report",
-                    FACTS.join(", ")
+                    names.join(", ")
                 )));
             }
             Ok(parsed)
         };
         match self {
-            TargetConfig::Email(c) => email::Email::check(c, policy, known).map(Target::Email),
+            TargetConfig::Email(c) => email::Email::check(c, policy, known, bursts).map(Target::Email),
             TargetConfig::Webhook(c) => webhook::Webhook::check(c, policy).map(Target::Webhook),
             TargetConfig::Store(c) => store::Store::check(c, policy, known).map(Target::Store),
         }
@@ -177,8 +189,9 @@ pub struct Delivery<'a> {
     pub key: &'a str,
     /// The run as the webhook's body describes it.
     pub summary: &'a serde_json::Value,
-    /// Extra recipients (a burst's own address).
-    pub also_to: &'a [String],
+    /// A burst's own recipient: its mail goes to this address, and to the target's
+    /// own `to` as Bcc (a customer sees only their address).
+    pub burst_to: Option<&'a str>,
 }
 
 impl Delivery<'_> {

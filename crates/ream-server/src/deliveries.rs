@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ream_control::{Delivery, DeliveryStatus, RunRecord};
-use ream_deliver::{DeliverError, TargetConfig};
+use ream_deliver::{DeliverError, Target, TargetConfig};
 use serde_json::json;
 
 use crate::schedules::{fire_of, Saved};
@@ -125,10 +125,64 @@ fn attempt(state: &AppState, run: &RunRecord, d: &Delivery) -> Result<(), Delive
         serde_json::from_value(d.target.clone()).map_err(|e| DeliverError::Target(format!("its target: {e}")))?;
     let parameters = run.request["parameters"].as_object().cloned().unwrap_or_default();
     let names: Vec<&str> = parameters.keys().map(String::as_str).collect();
-    let target = config.check(&state.delivery_policy(), &names)?;
+    let bursts = run.request["burst"] == true;
+    let target = config.check(&state.delivery_policy(), &names, bursts)?;
     let (name, bytes) = run.output.clone().ok_or_else(|| DeliverError::Target("the run kept no output".into()))?;
     let facts = facts(state, run, &parameters, bytes);
-    let summary = json!({
+    let key = format!("{}.{}", run.id, d.position);
+    let format = ream_engine::Format::from_name(&run.format).unwrap_or(ream_engine::Format::Csv);
+    let send = Send { state, run, target: &target, format };
+    if bursts {
+        return send_bursts(&send, d, &name, &facts, &parameters);
+    }
+    let summary = summary(run, &facts, &parameters, json!(null));
+    send.one(&facts, &name, &summary, &key, None)
+}
+
+/// What every send of one attempt shares.
+struct Send<'a> {
+    state: &'a AppState,
+    run: &'a RunRecord,
+    target: &'a Target,
+    format: ream_engine::Format,
+}
+
+impl Send<'_> {
+    /// Send the stored output `name` (a burst's, with `burst_to`), its templates filled
+    /// from `facts`.
+    fn one(
+        &self,
+        facts: &BTreeMap<String, String>,
+        name: &str,
+        summary: &serde_json::Value,
+        key: &str,
+        burst_to: Option<&str>,
+    ) -> Result<(), DeliverError> {
+        let bytes = facts["bytes"].parse().unwrap_or(0);
+        let delivery = ream_deliver::Delivery {
+            facts,
+            outputs: &self.state.outputs,
+            output_name: name,
+            bytes,
+            filename: &facts["filename"],
+            content_type: self.format.content_type(),
+            link: &facts["link"],
+            key,
+            summary,
+            burst_to,
+        };
+        self.state.senders.send(self.target, &delivery)
+    }
+}
+
+/// The webhook's description of a run (`bursts`: each burst's file, for a burst run).
+fn summary(
+    run: &RunRecord,
+    facts: &BTreeMap<String, String>,
+    parameters: &serde_json::Map<String, serde_json::Value>,
+    bursts: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = json!({
         "event": "run.succeeded",
         "run": run.id,
         "report": run.report,
@@ -137,24 +191,84 @@ fn attempt(state: &AppState, run: &RunRecord, d: &Delivery) -> Result<(), Delive
         "format": run.format,
         "parameters": parameters,
         "rows": run.snapshot["rows"],
-        "bytes": bytes,
+        "bytes": facts["bytes"].parse::<u64>().unwrap_or(0),
         "link": facts["link"],
     });
-    let key = format!("{}.{}", run.id, d.position);
-    let format = ream_engine::Format::from_name(&run.format).unwrap_or(ream_engine::Format::Csv);
-    let delivery = ream_deliver::Delivery {
-        facts: &facts,
-        outputs: &state.outputs,
-        output_name: &name,
-        bytes,
-        filename: &facts["filename"],
-        content_type: format.content_type(),
-        link: &facts["link"],
-        key: &key,
-        summary: &summary,
-        also_to: &[],
-    };
-    state.senders.send(&target, &delivery)
+    if !bursts.is_null() {
+        v["bursts"] = bursts;
+    }
+    v
+}
+
+/// A burst run's delivery: a webhook gets one POST listing every burst; mail and store
+/// targets send each burst on its own, from the first not yet sent (`d.done`), counting
+/// each as it goes. A burst whose recipient cannot be mailed (outside the allowed
+/// domains, not an address) is passed over and named in the error at the end; any other
+/// failure ends the attempt, to be retried from that burst.
+fn send_bursts(
+    send: &Send<'_>,
+    d: &Delivery,
+    name: &str,
+    facts: &BTreeMap<String, String>,
+    parameters: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), DeliverError> {
+    let (state, run) = (send.state, send.run);
+    let manifest = state.outputs.read_all(&crate::runs::readable(name, true))?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| DeliverError::Target(format!("its manifest: {e}")))?;
+    let files = manifest["files"].as_array().cloned().unwrap_or_default();
+    let link = |path: &str| state.part_link(&run.id, Some(path));
+    if matches!(send.target, Target::Webhook(_)) {
+        let listed = files
+            .iter()
+            .map(|f| json!({"path": f["path"], "to": f["to"], "rows": f["rows"], "bytes": f["bytes"], "link": link(f["path"].as_str().unwrap_or(""))}))
+            .collect();
+        let key = format!("{}.{}", run.id, d.position);
+        return send.one(facts, name, &summary(run, facts, parameters, listed), &key, None);
+    }
+    let policy = state.delivery_policy();
+    let mut refused = Vec::new();
+    for (i, file) in files.iter().enumerate().skip(d.done.max(0) as usize) {
+        let path = file["path"].as_str().unwrap_or("");
+        let to = file["to"].as_str();
+        let mut own = facts.clone();
+        own.insert("filename".into(), path.rsplit('/').next().unwrap_or(path).to_string());
+        own.insert("to".into(), to.unwrap_or("").to_string());
+        own.insert(
+            "burst".into(),
+            file["partition"]
+                .as_object()
+                .and_then(|p| p.values().next())
+                .map_or(String::new(), |v| v.as_str().unwrap_or("").to_string()),
+        );
+        own.insert("rows".into(), file["rows"].to_string());
+        own.insert("bytes".into(), file["bytes"].to_string());
+        own.insert("link".into(), link(path));
+        let key = format!("{}.{}.{}", run.id, d.position, i + 1);
+        let checked = match (send.target, to) {
+            (Target::Email(_), Some(to)) => ream_deliver::check_recipient(to, &policy),
+            _ => Ok(()),
+        };
+        let sent = checked.and_then(|()| send.one(&own, &format!("{name}/{path}"), &json!(null), &key, to));
+        match sent {
+            Ok(()) => {}
+            Err(DeliverError::Target(why)) => refused.push(format!("{path}: {why}")),
+            Err(e) => return Err(e),
+        }
+        state
+            .control
+            .delivery_progress(d, &state.registry.instance, i as i64 + 1)
+            .map_err(|e| DeliverError::Target(e.to_string()))?;
+    }
+    match refused.is_empty() {
+        true => Ok(()),
+        false => Err(DeliverError::Target(format!(
+            "{} of {} bursts not sent: {}",
+            refused.len(),
+            files.len(),
+            refused.join("; ")
+        ))),
+    }
 }
 
 /// What a delivery's templates may read of `run`: [`ream_deliver::FACTS`] and its

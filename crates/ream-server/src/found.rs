@@ -72,8 +72,8 @@ impl Found {
     /// Whether the output is parts with a manifest.
     pub fn is_split(&self) -> bool {
         match self {
-            Found::Local(e) => e.split.is_some(),
-            Found::Stored(r) => r.request["split"].is_object(),
+            Found::Local(e) => e.split.is_some() || e.burst,
+            Found::Stored(r) => r.request["split"].is_object() || r.request["burst"] == true,
         }
     }
 

@@ -396,6 +396,12 @@ impl AppState {
     /// A link that downloads run `id`'s output without a bearer token, for the
     /// delivery link time, from wherever recipients reach this server.
     pub fn output_link(&self, id: &str) -> String {
+        self.part_link(id, None)
+    }
+
+    /// A link to one file of a split or burst run (its path in the manifest), or with
+    /// `None` to the output; signed as [`Inner::output_link`].
+    pub fn part_link(&self, id: &str, part: Option<&str>) -> String {
         let listen = self.hosts.read().unwrap_or_else(|e| e.into_inner()).listen;
         let base = match (&self.config.delivery.public_url, listen) {
             (Some(url), _) => url.trim_end_matches('/').to_string(),
@@ -405,7 +411,8 @@ impl AppState {
         let token = (self.auth.as_ref())
             .map(|a| format!("?token={}", a.links().sign_for(id, self.config.delivery.link_ttl)))
             .unwrap_or_default();
-        format!("{base}/runs/{id}/output{token}")
+        let part = part.map(|p| format!("/{p}")).unwrap_or_default();
+        format!("{base}/runs/{id}/output{part}{token}")
     }
 
     /// The cluster-wide limits a run must be under to start.
@@ -726,6 +733,7 @@ async fn report_or_output(
             actor: caller.actor.clone(),
             mode: Mode::Sync,
             split: None,
+            burst: false,
             client,
             record: json!({ "parameters": request::parameters_json(&parameters_copy) }),
             again: None,
@@ -798,6 +806,7 @@ async fn create_run(
         actor: caller.actor.clone(),
         mode: Mode::Async,
         split: req.split,
+        burst: req.burst,
         client,
         record,
         again: None,

@@ -152,6 +152,7 @@ fn request_of(state: &AppState, record: &RunRecord) -> Result<(Caller, RunReques
         actor: actor.clone(),
         mode: Mode::Async,
         split: parsed.split,
+        burst: parsed.burst,
         client,
         record: record.request.clone(),
         again: Some((record.id.clone(), record.attempt)),

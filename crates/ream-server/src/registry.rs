@@ -55,6 +55,8 @@ pub struct RunRequest {
     pub mode: Mode,
     /// Async runs: the output as parts with a manifest.
     pub split: Option<ream_engine::Split>,
+    /// Async runs: one output per burst, as parts with a manifest.
+    pub burst: bool,
     /// Where the request came from (for the audit log).
     pub client: crate::audit::Client,
     /// The request as recorded in the control store (what running it again needs).
@@ -102,6 +104,8 @@ pub struct RunEntry {
     pub mode: Mode,
     /// The output as parts with a manifest (async runs).
     pub split: Option<ream_engine::Split>,
+    /// One output per burst, as parts with a manifest (async runs).
+    pub burst: bool,
     pub client: crate::audit::Client,
     /// The schedule that fired it, and the fire time (ms since the epoch).
     pub schedule: Option<(String, i64)>,
@@ -327,6 +331,7 @@ impl RunEntry {
     /// The run as JSON; `admin` sees the SQL text in its error, others do not.
     pub fn snapshot_for(&self, admin: bool) -> serde_json::Value {
         let s = self.state();
+        let bursts = s.progress.as_ref().map_or(0, |p| p.bursts.load(Ordering::Relaxed));
         let (rows, bytes, total, memory) = match &s.progress {
             Some(p) => (
                 p.rows.load(Ordering::Relaxed),
@@ -354,7 +359,7 @@ impl RunEntry {
                 json!({ "self": format!("/runs/{}", self.id), "events": format!("/runs/{}/events", self.id) })
             }
         };
-        json!({
+        let mut v = json!({
             "id": self.id,
             "report": self.report,
             "format": self.format.name(),
@@ -382,7 +387,14 @@ impl RunEntry {
             "schedule": self.schedule.as_ref().map(|s| &s.0),
             "fire_time": self.schedule.as_ref().map(|s| fire_time(s.1)),
             "links": links,
-        })
+        });
+        // A burst run: the bursts written whole so far; their number once it is known
+        // (the run has read every row).
+        if self.burst {
+            v["bursts_done"] = json!(bursts);
+            v["bursts_total"] = json!((s.status == Status::Succeeded).then_some(bursts));
+        }
+        v
     }
 }
 
@@ -553,6 +565,7 @@ impl Registry {
             identity: req.actor,
             mode: req.mode,
             split: req.split,
+            burst: req.burst,
             client: req.client,
             schedule: req.schedule,
             audit: self.audit.clone(),

@@ -53,6 +53,8 @@ pub struct RunBody {
     pub parameters: Vec<(String, Given)>,
     /// The output as parts with a manifest.
     pub split: Option<ream_engine::Split>,
+    /// One output per value of the spec's `burst.by`, as parts with a manifest.
+    pub burst: bool,
 }
 
 /// `POST /runs`: a report to run in the background, its format and parameters.
@@ -71,6 +73,10 @@ pub(crate) struct Wire {
     /// `GET /runs/{id}/output` returns.
     #[serde(default)]
     split: Option<SplitWire>,
+    /// Burst the report (its spec's `burst:`): one output per value of `burst.by`, listed
+    /// with their recipients in the manifest `GET /runs/{id}/output` returns.
+    #[serde(default)]
+    burst: bool,
 }
 
 /// Where the parts of a split output end.
@@ -140,7 +146,7 @@ impl RunBody {
         // The format's fitness for a split is the run's check (a 400 after the report is
         // found).
         let split = wire.split.map(SplitWire::parse).transpose()?.flatten();
-        Ok(RunBody { report: wire.report, format, parameters, split })
+        Ok(RunBody { report: wire.report, format, parameters, split, burst: wire.burst })
     }
 }
 

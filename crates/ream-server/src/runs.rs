@@ -114,7 +114,7 @@ async fn register(
         None => check(state, &spec, &req, compress).map_err(abandon)?,
     };
     req.checked = Some(checked.clone());
-    let (s, limits, split) = (state.clone(), state.claim_limits(), req.split.is_some());
+    let (s, limits, split) = (state.clone(), state.claim_limits(), req.split.is_some() || req.burst);
     let entry = tokio::task::spawn_blocking(move || s.registry.add(req, limits))
         .await
         .map_err(|e| ApiError::Internal(format!("registering the run: {e}")))
@@ -151,6 +151,7 @@ async fn prepare_entry(
     // must still end: cancel it and record why.
     let mut guard = PrepareGuard(Some(entry.clone()));
     let mut opts = options(state, entry.format, &entry.parameters, entry.split.as_ref(), &entry.identity);
+    opts.burst = entry.burst;
     // A count beside the stream gives the registry its total and percent.
     opts.count = CountMode::Auto;
     opts.batch_size = state.config.batch_size;
@@ -224,6 +225,7 @@ pub fn check(
         return Err(ApiError::BadRequest(format!("this server has no {} output", req.format)));
     }
     let mut opts = options(state, req.format, &req.parameters, req.split.as_ref(), &req.actor);
+    opts.burst = req.burst;
     opts.compress = compress;
     Ok(ream_engine::check_request(spec, &opts)?)
 }
@@ -411,8 +413,9 @@ pub fn store(state: AppState, ready: Ready) {
         .name(format!("ream-run-{}", entry.id))
         .spawn(move || {
             let _slot = slot;
-            let name = output_name(&entry.id, entry.format, entry.split.is_some());
-            let result = match entry.split.is_some() {
+            let parted = entry.split.is_some() || entry.burst;
+            let name = output_name(&entry.id, entry.format, parted);
+            let result = match parted {
                 true => store_parts(&state, run, &name, entry.format),
                 false => store_whole(&state, &entry, run, &name, requested, flight.as_deref()),
             };

@@ -132,7 +132,12 @@ pub fn fire_request(
     let parameters = (saved.wire.parameters.iter())
         .map(|(k, v)| Ok((k.clone(), expand(v)?)))
         .collect::<Result<serde_json::Map<_, _>, ApiError>>()?;
+    // A burst report's fires burst: each customer's output to its own recipient.
+    let burst = spec.spec().burst.is_some();
     let mut record = json!({ "report": saved.wire.report, "format": saved.wire.format, "parameters": parameters });
+    if burst {
+        record["burst"] = json!(true);
+    }
     let parsed = crate::request::RunBody::parse(record.to_string().as_bytes())?;
     record["actor"] = json!(caller.actor);
     record["client"] = json!(crate::audit::Client::default());
@@ -144,6 +149,7 @@ pub fn fire_request(
         actor: caller.actor.clone(),
         mode: Mode::Async,
         split: None,
+        burst,
         client: crate::audit::Client::default(),
         record,
         again: None,
@@ -175,11 +181,11 @@ fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Saved, ApiErr
     let cadence = Cadence::parse(&wire.cron, &wire.timezone).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let saved = Saved { wire, cadence };
     let next = saved.cadence.next_after(Utc::now()).unwrap_or_else(Utc::now);
-    fire_request(state, caller, "check", &saved, next)?;
+    let req = fire_request(state, caller, "check", &saved, next)?;
     let names: Vec<&str> = saved.wire.parameters.keys().map(String::as_str).collect();
     for (i, target) in saved.wire.deliver.iter().enumerate() {
         target
-            .check(&state.delivery_policy(), &names)
+            .check(&state.delivery_policy(), &names, req.burst)
             .map_err(|e| ApiError::BadRequest(format!("deliver[{i}].{e}")))?;
     }
     Ok(saved)
