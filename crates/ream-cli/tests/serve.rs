@@ -1165,6 +1165,45 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 }
 
 #[test]
+fn the_dashboard_lists_schedules_with_their_next_and_last_fires() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let body = |cron: &str| {
+        format!(
+            r#"{{"report": "invoice_export", "format": "csv", "parameters": {{"status": ["paid"]}}, "cron": "{cron}", "timezone": "Europe/Berlin"}}"#
+        )
+    };
+    let (status, _, fired) = s.post("/schedules", &body("0 6 1 * *"));
+    assert_eq!(status, 201, "{fired}");
+    let (status, _, never) = s.post("/schedules", &body("30 2 * * 1"));
+    assert_eq!(status, 201, "{never}");
+    let (status, _, run) = s.post(&format!("/schedules/{}/run", fired["id"].as_str().unwrap()), "");
+    assert_eq!(status, 202, "{run}");
+    let script = r#"
+const { chromium } = require(process.env.PLAYWRIGHT_CORE);
+(async () => {
+  const browser = await LAUNCH;
+  const page = await browser.newPage();
+  await page.goto(process.argv[2]);
+  await page.locator('#schedules tbody tr').nth(1).waitFor({ timeout: 20000 });
+  const rows = await page.locator('#schedules tbody tr').evaluateAll(trs => trs.map(tr =>
+    Object.fromEntries([...tr.children].map(td => [td.className, td.textContent]))));
+  console.log(JSON.stringify({ rows }));
+  await browser.close();
+})().catch(e => { console.error(e); process.exit(1); });
+"#
+    .replace("LAUNCH", CHROMIUM);
+    let Some(seen) = playwright(&script, &s.url("/")) else { return };
+    let rows = seen["rows"].as_array().unwrap();
+    let of = |id: &serde_json::Value| rows.iter().find(|r| r["id"] == *id).unwrap_or_else(|| panic!("{seen}"));
+    let (f, n) = (of(&fired["id"]), of(&never["id"]));
+    assert_eq!((f["report"].as_str(), f["when"].as_str()), (Some("invoice_export"), Some("0 6 1 * * (Europe/Berlin)")));
+    assert_eq!(f["next"], fired["next_fire"]);
+    assert!(f["last"].as_str().unwrap().ends_with(&format!("run {}", run["id"].as_str().unwrap())), "{f}");
+    assert_eq!((n["last"].as_str(), n["next"].as_str()), (Some("not yet"), never["next_fire"].as_str()), "{n}");
+}
+
+#[test]
 fn past_the_per_actor_limit_a_run_waits_and_a_download_gets_429() {
     // Runs of about four seconds (2,000 rows at 2 ms), which end by themselves.
     let Some((_db, reports)) = slow_pg("peractor", 2_000) else { return };

@@ -1,5 +1,6 @@
-//! `GET /`: the reports with a form for their parameters, and the runs with live progress
-//! (Server-Sent Events), cancel buttons and download links. One HTML page and a little
+//! `GET /`: the reports with a form for their parameters, the runs with live progress
+//! (Server-Sent Events), cancel buttons and download links, and the schedules with their
+//! next and last fires. One HTML page and a little
 //! plain JavaScript that reads the API; no build step. A strict Content-Security-Policy
 //! allows only its own inline style and script (by a nonce per response) and requests to
 //! this server.
@@ -58,6 +59,8 @@ progress {{ width: 12em; }}
 <ul id="reports"></ul>
 <h2>Runs</h2>
 <table id="runs"><thead><tr><th>Run</th><th>Report</th><th>Format</th><th>Status</th><th>Progress</th><th>Rows</th><th>Rate</th><th></th></tr></thead><tbody></tbody></table>
+<h2>Schedules</h2>
+<table id="schedules"><thead><tr><th>Schedule</th><th>Report</th><th>When</th><th>Next fire</th><th>Last fire</th><th>Delivers to</th></tr></thead><tbody></tbody></table>
 <script nonce="{nonce}">
 const AUTH = {auth};
 let token = sessionStorage.getItem('ream-token');
@@ -241,14 +244,41 @@ async function submit(form) {{
   const runs = await (await api('/runs')).json();
   runs.runs.reverse().forEach(follow);
 }}
+// Each schedule the caller sees: its cadence, next fire, and last fire with its run or
+// the reason it made none. Text only (textContent): nothing a schedule holds is markup.
+function targets(s) {{
+  return s.deliver.map(t => t.email ? 'email ' + (t.email.to.join(', ') || 'each burst') :
+    t.webhook ? 'webhook ' + t.webhook.url : 'store ' + t.store.path).join('; ');
+}}
+async function schedules() {{
+  const list = (await (await api('/schedules')).json()).schedules;
+  const trs = await Promise.all(list.map(async s => {{
+    const one = await (await api('/schedules/' + s.id)).json();
+    const last = (one.fires || [])[0];
+    const tr = document.createElement('tr');
+    tr.dataset.schedule = s.id;
+    const cells = [s.id, s.report, s.cron + ' (' + s.timezone + ')' + (s.enabled ? '' : ', off'),
+      s.next_fire || '', last ? last.fire_time + ' ' + (last.run ? 'run ' + last.run : last.error) : 'not yet', targets(s)];
+    for (const [i, text] of cells.entries()) {{
+      const td = document.createElement('td');
+      td.className = ['id', 'report', 'when', 'next', 'last', 'targets'][i];
+      td.textContent = text;
+      tr.append(td);
+    }}
+    return tr;
+  }}));
+  document.querySelector('#schedules tbody').replaceChildren(...trs);
+}}
 async function load() {{
   const reports = await (await api('/reports')).json();
   const ul = document.querySelector('#reports');
   ul.replaceChildren(...reports.reports.map(reportItem));
   const runs = await (await api('/runs')).json();
   runs.runs.reverse().forEach(follow);
+  await schedules();
 }}
 load().catch(() => {{}});
+setInterval(() => schedules().catch(() => {{}}), 5000);
 </script>
 </body>
 </html>
