@@ -38,6 +38,7 @@ use utoipa::OpenApi;
     components(schemas(
         crate::error::ErrorBody,
         crate::schedules::ScheduleWire,
+        crate::schedules::CatchUpWire,
         crate::request::Wire,
         crate::request::SplitWire,
         RunEvent

@@ -41,10 +41,20 @@ pub struct ScheduleWire {
     pub deliver: Vec<ream_deliver::TargetConfig>,
     /// Fires missed while every instance was down: `latest` (default), `all` or `none`.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = CatchUpWire)]
     pub catch_up: CatchUp,
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// `catch_up` as the OpenAPI document shows it (the type is `ream_schedule::CatchUp`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum CatchUpWire {
+    Latest,
+    All,
+    None,
 }
 
 fn default_format() -> String {
@@ -175,9 +185,15 @@ pub fn fire_of(
 /// Parse and check a body as `caller` would run it: its cadence, report, format,
 /// parameters (filled at the next fire) and targets.
 fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Saved, ApiError> {
-    let wire: ScheduleWire = serde_json::from_slice(body).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         ApiError::BadRequest(format!("request body: {e} (expected {{\"report\", \"cron\", \"deliver\", …}})"))
-    })?;
+    };
+    // The report first: an unknown one is a 404 whatever else is wrong.
+    let loose: serde_json::Value = serde_json::from_slice(body).map_err(bad)?;
+    if let Some(report) = loose["report"].as_str().filter(|r| state.catalog().get(r).is_none()) {
+        return Err(ApiError::UnknownReport(report.to_string()));
+    }
+    let wire: ScheduleWire = serde_json::from_value(loose).map_err(bad)?;
     let cadence = Cadence::parse(&wire.cron, &wire.timezone).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let saved = Saved { wire, cadence };
     let next = saved.cadence.next_after(Utc::now()).unwrap_or_else(Utc::now);
@@ -292,7 +308,8 @@ pub async fn get(
     params(("id" = String, Path, description = "A schedule id")),
     responses((status = 200, description = "The schedule, replaced; fires an edit skipped are not made up", body = serde_json::Value),
         (status = 400, description = "A bad cron, time zone, parameter or target", body = crate::error::ErrorBody),
-        (status = 404, description = "No such schedule or report", body = crate::error::ErrorBody)))]
+        (status = 404, description = "No such schedule or report", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not application/json", body = crate::error::ErrorBody)))]
 pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,
