@@ -675,8 +675,11 @@ fn a_500_customer_burst_mails_each_customer_only_their_rows_with_totals_equal_to
 }
 
 #[test]
-fn a_burst_schedules_mail_without_to_needs_a_burst_report() {
+fn mail_without_to_and_a_burst_run_need_a_burst_report() {
     let s = demo_server(&["--smtp-url", "smtp://127.0.0.1:1"]);
+    let (status, _, error) = s.post("/runs", r#"{"report": "invoice_export", "format": "csv", "burst": true}"#);
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("has no `burst:`"), "{error}");
     let (status, _, error) = s.post("/schedules", &invoices_with(json!([{"email": {"subject": "x"}}])).to_string());
     assert_eq!(status, 400, "{error}");
     assert!(

@@ -617,6 +617,7 @@ pub fn check_request(loaded: &LoadedSpec, opts: &RunOptions) -> Result<Checked, 
         )));
     }
     check_split(opts, spec.detail, &spec.report)?;
+    check_burst(opts, spec)?;
     let params: BoundParams = bind(&spec.parameters, &opts.params).map_err(EngineError::Params)?;
     let (url, base) = spec_source(loaded, opts)?;
     source_url(&url, base.as_deref())?;
