@@ -88,22 +88,7 @@ fn a_restart_of_one_instance_keeps_its_runs_and_their_downloads() {
 /// Two instances on one PostgreSQL control database and one output directory, with
 /// leases of `lease` seconds.
 fn pair(reports: &std::path::Path, control: &str, outputs: &std::path::Path, lease: &str) -> (Server, Server) {
-    let start = || {
-        let args = [
-            "--listen",
-            "127.0.0.1:0",
-            "--reports",
-            reports.to_str().unwrap(),
-            "--control",
-            control,
-            "--output-dir",
-            outputs.to_str().unwrap(),
-            "--lease-secs",
-            lease,
-        ];
-        Server::start_args(&args, &[])
-    };
-    (start(), start())
+    Server::pair(reports, control, outputs, lease, &[])
 }
 
 #[test]

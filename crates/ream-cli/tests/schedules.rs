@@ -193,26 +193,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// Two instances on one PostgreSQL control database and one output directory, mailing
 /// through `smtp`, with leases of `lease` seconds.
 fn pair(reports: &Path, control: &str, outputs: &Path, smtp: &Smtp, lease: &str) -> (Server, Server) {
-    let start = || {
-        let args = [
-            "--listen",
-            "127.0.0.1:0",
-            "--reports",
-            reports.to_str().unwrap(),
-            "--control",
-            control,
-            "--output-dir",
-            outputs.to_str().unwrap(),
-            "--lease-secs",
-            lease,
-            "--smtp-url",
-            &smtp.url(),
-            "--smtp-allowed-domains",
-            "example.com",
-        ];
-        Server::start_args(&args, &[])
-    };
-    (start(), start())
+    let url = smtp.url();
+    Server::pair(reports, control, outputs, lease, &["--smtp-url", &url, "--smtp-allowed-domains", "example.com"])
 }
 
 #[test]

@@ -320,15 +320,10 @@ impl Control {
             "UPDATE deliveries SET status = $1, error = $2, next_ms = $3, updated_ms = $4, lease_until = NULL \
              WHERE run_id = $5 AND position = $6 AND instance = $7 AND status = 'sending' AND attempts = $8",
             &[
-                status.name().into(),
-                error.map(String::from).into(),
-                retry_at_ms.into(),
-                now_ms().into(),
-                d.run_id.as_str().into(),
-                d.position.into(),
-                instance.into(),
-                d.attempts.into(),
-            ],
+                &[status.name().into(), error.map(String::from).into(), retry_at_ms.into(), now_ms().into()],
+                &held(d, instance)[..],
+            ]
+            .concat(),
         )?;
         Ok(n == 1)
     }
@@ -340,14 +335,7 @@ impl Control {
             "recording a delivery's progress",
             "UPDATE deliveries SET done = $1, updated_ms = $2 \
              WHERE run_id = $3 AND position = $4 AND instance = $5 AND status = 'sending' AND attempts = $6",
-            &[
-                done.into(),
-                now_ms().into(),
-                d.run_id.as_str().into(),
-                d.position.into(),
-                instance.into(),
-                d.attempts.into(),
-            ],
+            &[&[done.into(), now_ms().into()], &held(d, instance)[..]].concat(),
         )?;
         Ok(n == 1)
     }
@@ -360,6 +348,12 @@ impl Control {
             &[(now_ms() + ms(lease)).into(), instance.into()],
         )
     }
+}
+
+/// The parameters that name delivery `d` as `instance` holds it (this attempt, being sent):
+/// a record from an instance whose lease was taken over matches nothing.
+fn held(d: &Delivery, instance: &str) -> [P; 4] {
+    [d.run_id.as_str().into(), d.position.into(), instance.into(), d.attempts.into()]
 }
 
 /// The statements that queue a fire's run (only if the fire row is this run's: a fire

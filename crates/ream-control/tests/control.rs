@@ -505,16 +505,21 @@ fn a_fire_refused_before_it_ran_is_recorded_with_its_reason_and_no_run() {
     });
 }
 
+/// Schedule `s1` fired once (at 1000 ms): run `r1`, queued, with one email delivery.
+fn fire_with_a_delivery(c: &Control) {
+    schedule(c, "s1");
+    let request = json!({});
+    let targets = [json!({ "email": {} })];
+    let fire = ream_control::NewFire { fire_ms: 1000, run: Ok(fire_run("r1", &request)), deliveries: &targets };
+    c.fire("s1", Some((0, 1000)), &[fire]).unwrap();
+}
+
 #[test]
 fn a_delivery_waits_for_its_run_then_goes_to_one_sender_at_a_time_until_recorded() {
     use ream_control::DeliveryStatus;
     on_both(|open| {
         let c = open();
-        schedule(&c, "s1");
-        let request = json!({});
-        let targets = [json!({ "email": {} })];
-        let fire = ream_control::NewFire { fire_ms: 1000, run: Ok(fire_run("r1", &request)), deliveries: &targets };
-        c.fire("s1", Some((0, 1000)), &[fire]).unwrap();
+        fire_with_a_delivery(&c);
         let lease = Duration::from_secs(30);
         assert!(c.claim_delivery("A", lease).unwrap().is_none(), "its run has not run yet");
         let run = c.claim("A", lease, WIDE).unwrap().unwrap();
@@ -536,6 +541,10 @@ fn a_delivery_waits_for_its_run_then_goes_to_one_sender_at_a_time_until_recorded
         std::thread::sleep(Duration::from_millis(5));
         let d3 = c.claim_delivery("C", lease).unwrap().unwrap();
         assert_eq!(d3.attempts, 3);
+        // A burst run's progress: only the holder of this attempt records it.
+        assert!(c.delivery_progress(&d3, "C", 7).unwrap());
+        assert!(!c.delivery_progress(&d2, "B", 9).unwrap());
+        assert_eq!(c.deliveries_of("r1").unwrap()[0].done, 7);
         assert!(!c.record_delivery(&d2, "B", DeliveryStatus::Sent, None, 0).unwrap());
         assert!(c.record_delivery(&d3, "C", DeliveryStatus::Sent, None, 0).unwrap());
         assert!(c.claim_delivery("A", lease).unwrap().is_none());
@@ -549,11 +558,7 @@ fn the_deliveries_of_a_run_that_failed_are_skipped_not_sent() {
     use ream_control::DeliveryStatus;
     on_both(|open| {
         let c = open();
-        schedule(&c, "s1");
-        let request = json!({});
-        let targets = [json!({ "email": {} })];
-        let fire = ream_control::NewFire { fire_ms: 1000, run: Ok(fire_run("r1", &request)), deliveries: &targets };
-        c.fire("s1", Some((0, 1000)), &[fire]).unwrap();
+        fire_with_a_delivery(&c);
         let lease = Duration::from_secs(30);
         let run = c.claim("A", lease, WIDE).unwrap().unwrap();
         let failed =

@@ -134,20 +134,8 @@ impl Bursts {
     fn key_run(&self, batch: &RecordBatch, row: usize) -> (Value, usize) {
         let column = batch.column(self.by_index).as_ref();
         let key = Value::from_array(column, row);
-        let mut end = row + 1;
-        match arrow_ord::ord::make_comparator(column, column, Default::default()) {
-            Ok(compare) => {
-                while end < batch.num_rows() && compare(row, end).is_eq() {
-                    end += 1;
-                }
-            }
-            Err(_) => {
-                while end < batch.num_rows() && Value::from_array(column, end) == key {
-                    end += 1;
-                }
-            }
-        }
-        (key, end - row)
+        let same = crate::split::run_length(column, row, |i| Value::from_array(column, i) == key);
+        (key, same)
     }
 
     /// A template filled from the burst's first row and the run's parameters.

@@ -271,22 +271,10 @@ impl Parts {
         let Some(i) = self.by_index else { return (None, batch.num_rows() - row) };
         let column = batch.column(i).as_ref();
         let key = value_text(&Value::from_array(column, row));
-        // The run's end by Arrow's comparator, not a String per row. (NULL and '' compare
-        // unequal here though they share a partition: the run ends, the part goes on.)
-        let mut end = row + 1;
-        match arrow_ord::ord::make_comparator(column, column, Default::default()) {
-            Ok(compare) => {
-                while end < batch.num_rows() && compare(row, end).is_eq() {
-                    end += 1;
-                }
-            }
-            Err(_) => {
-                while end < batch.num_rows() && value_text(&Value::from_array(column, end)) == key {
-                    end += 1;
-                }
-            }
-        }
-        (key, end - row)
+        // (NULL and '' compare unequal here though they share a partition: the run ends,
+        // the part goes on.)
+        let same = run_length(column, row, |i| value_text(&Value::from_array(column, i)) == key);
+        (key, same)
     }
 
     /// Open the next part: the next number in the same partition, or number 1 of a new one.
@@ -365,6 +353,25 @@ impl Parts {
         }
         self.close(buf, outlet)
     }
+}
+
+/// How many rows of `column` from `row` on hold the value at `row`: by Arrow's comparator,
+/// not a value per row, or by `same(i)` for a type it cannot compare.
+pub(crate) fn run_length(column: &dyn arrow_array::Array, row: usize, same: impl Fn(usize) -> bool) -> usize {
+    let mut end = row + 1;
+    match arrow_ord::ord::make_comparator(column, column, Default::default()) {
+        Ok(compare) => {
+            while end < column.len() && compare(row, end).is_eq() {
+                end += 1;
+            }
+        }
+        Err(_) => {
+            while end < column.len() && same(end) {
+                end += 1;
+            }
+        }
+    }
+    end - row
 }
 
 /// Parquet and xlsx encode in steps (pages, compressor blocks): their size is measured

@@ -170,7 +170,12 @@ pub async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Found, 
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<Found>, ApiError> {
     let actor = (!caller.admin).then(|| caller.actor.sub.clone());
     let limit = state.config.keep_finished + state.config.max_runs * 4;
-    let mut stored = control(state, move |c| c.list_runs(actor.as_deref(), limit)).await?;
+    let stored = control(state, move |c| c.list_runs(actor.as_deref(), limit)).await?;
+    located(state, stored).await
+}
+
+/// Stored runs, with their queue positions, live where they run here.
+async fn located(state: &AppState, mut stored: Vec<RunRecord>) -> Result<Vec<Found>, ApiError> {
     with_queue_positions(state, &mut stored).await?;
     Ok(stored
         .into_iter()
@@ -186,12 +191,5 @@ pub async fn of_schedule(state: &AppState, caller: &Caller, id: &str) -> Result<
     let (key, limit) = (id.to_string(), state.config.keep_finished + state.config.max_runs * 4);
     let mut stored = control(state, move |c| c.runs_of_schedule(&key, limit)).await?;
     stored.retain(|r| caller.sees(&r.actor));
-    with_queue_positions(state, &mut stored).await?;
-    Ok(stored
-        .into_iter()
-        .map(|r| match state.registry.get(&r.id) {
-            Some(entry) => Found::Local(entry),
-            None => Found::Stored(Box::new(r)),
-        })
-        .collect())
+    located(state, stored).await
 }

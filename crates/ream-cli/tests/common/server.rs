@@ -53,6 +53,18 @@ impl Server {
         Server { child, addr, agent, _outputs: outputs, token: None }
     }
 
+    /// Two instances on one control database (`control`, a PostgreSQL URL) and one
+    /// output directory, with leases of `lease` seconds and `extra` flags.
+    pub fn pair(reports: &Path, control: &str, outputs: &Path, lease: &str, extra: &[&str]) -> (Server, Server) {
+        let start = || {
+            let mut args = vec!["--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap()];
+            args.extend(["--control", control, "--output-dir", outputs.to_str().unwrap(), "--lease-secs", lease]);
+            args.extend_from_slice(extra);
+            Server::start_args(&args, &[])
+        };
+        (start(), start())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
