@@ -193,20 +193,22 @@ impl Bursts {
 
     /// One event through the open burst's stages and renderer.
     fn through(&mut self, event: Event, buf: &mut Vec<u8>, outlet: &Outlet<'_>) -> Result<(), EngineError> {
-        let report = self.report();
-        let Some(open) = self.open.as_mut() else { return Err(EngineError::Internal("burst: no open burst".into())) };
+        // Once per batch: the report's name is borrowed, only copied into an error.
+        let Bursts { open, meta, .. } = self;
+        let report = meta.as_ref().map_or("", |m| m.report.as_str());
+        let Some(open) = open.as_mut() else { return Err(EngineError::Internal("burst: no open burst".into())) };
         let mut current = vec![event];
         for stage in open.stages.iter_mut() {
             let mut next = Vec::with_capacity(current.len());
             for e in current {
                 stage
                     .push(e, &mut next)
-                    .map_err(|e| EngineError::Stage { report: report.clone(), message: e.to_string() })?;
+                    .map_err(|e| EngineError::Stage { report: report.to_string(), message: e.to_string() })?;
             }
             current = next;
         }
         for e in &current {
-            open.renderer.push(e, buf).map_err(|e| render_err(&report, e))?;
+            open.renderer.push(e, buf).map_err(|e| render_err(report, e))?;
             outlet.send_pieces(open.renderer.as_mut(), buf)?;
         }
         Ok(())

@@ -782,18 +782,7 @@ async fn create_run(
     headers: axum::http::HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // JSON only: a `text/plain` body is what a cross-site form or fetch can send.
-    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "POST /runs takes application/json, not `{}`",
-            media.chars().take(60).collect::<String>()
-        )));
-    }
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(state.config.max_body_bytes),
-        _ => ApiError::BadRequest(format!("request body: {e}")),
-    })?;
+    let body = request::json_body("POST /runs", &headers, body, state.config.max_body_bytes)?;
     let req = request::RunBody::parse(&body)?;
     // What running it needs wherever it runs: the request as sent, who sent it, from where.
     let mut record: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::found::control;
-use crate::registry::{Mode, RunRequest};
+use crate::registry::{fire_time, Mode, RunRequest};
 use crate::{runs, AppState, Caller};
 
 /// The body of `POST /schedules` and `PUT /schedules/{id}` (docs/schedules.md).
@@ -207,29 +207,14 @@ fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Saved, ApiErr
     Ok(saved)
 }
 
-fn json_body(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
-        return Ok(());
-    }
-    Err(ApiError::UnsupportedMediaType(format!(
-        "a schedule is application/json, not `{}`",
-        media.chars().take(60).collect::<String>()
-    )))
-}
-
-fn at(ms: i64) -> Option<String> {
-    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-}
-
 /// A schedule as its owner and admins see it.
 fn view(record: &ScheduleRecord) -> serde_json::Value {
     let mut v = record.body.clone();
     let next = Saved::of(record).ok().and_then(|s| s.cadence.next_after(Utc::now()));
     v["id"] = json!(record.id);
     v["owner"] = json!(record.owner);
-    v["created_at"] = json!(at(record.created_ms));
-    v["updated_at"] = json!(at(record.updated_ms));
+    v["created_at"] = json!(fire_time(record.created_ms));
+    v["updated_at"] = json!(fire_time(record.updated_ms));
     v["next_fire"] = json!(next.filter(|_| record.enabled).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)));
     v["links"] =
         json!({ "self": format!("/schedules/{}", record.id), "runs": format!("/runs?schedule={}", record.id) });
@@ -254,9 +239,9 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    json_body(&headers)?;
+    let body = crate::request::json_body("POST /schedules", &headers, body, state.config.max_body_bytes)?;
     let saved = check(&state, &caller, &body)?;
     let now = ream_control::now_ms();
     let record = ScheduleRecord {
@@ -299,7 +284,7 @@ pub async fn get(
     let mut v = view(&record);
     v["fires"] = json!(fires
         .iter()
-        .map(|f| json!({ "fire_time": at(f.fire_ms), "run": f.run_id, "error": f.error }))
+        .map(|f| json!({ "fire_time": fire_time(f.fire_ms), "run": f.run_id, "error": f.error }))
         .collect::<Vec<_>>());
     Ok(Json(v))
 }
@@ -315,9 +300,9 @@ pub async fn replace(
     caller: Caller,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    json_body(&headers)?;
+    let body = crate::request::json_body("PUT /schedules/{id}", &headers, body, state.config.max_body_bytes)?;
     let mut record = find(&state, &caller, &id).await?;
     // Checked as the one who will run it: the owner (an admin's edit keeps the owner).
     let runs_as = if caller.actor.sub == record.owner { caller.clone() } else { owner_now(&state, &record)? };
