@@ -234,16 +234,39 @@ impl Db {
         statements: &[(&str, Vec<P>)],
         read: impl Fn(&dyn Row) -> Result<T, String> + Sync,
     ) -> Result<Vec<T>, ControlError> {
+        Ok(self.serialized_if(what, lock, None, statements, read)?.unwrap_or_default())
+    }
+
+    /// [`Db::serialized`] after a `guard` statement, in the same transaction: when the
+    /// guard changes no row, nothing is changed and the answer is `None`. (A condition
+    /// repeated in each statement cannot tell this transaction's change from an equal
+    /// one another made first.)
+    pub fn serialized_if<T: Send>(
+        &self,
+        what: &'static str,
+        lock: i64,
+        guard: Option<(&str, Vec<P>)>,
+        statements: &[(&str, Vec<P>)],
+        read: impl Fn(&dyn Row) -> Result<T, String> + Sync,
+    ) -> Result<Option<Vec<T>>, ControlError> {
         let fail = |reason: String| ControlError::Query { what, reason };
-        let Some(((last, last_params), rest)) = statements.split_last() else { return Ok(Vec::new()) };
+        let Some(((last, last_params), rest)) = statements.split_last() else { return Ok(Some(Vec::new())) };
         match self {
             Db::Sqlite(conn) => {
                 // The mutex is the lock; a transaction keeps the statements one change.
                 let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
                 let tx = conn.transaction().map_err(|e| fail(e.to_string()))?;
-                for (sql, params) in rest {
+                let execute = |sql: &str, params: &[P]| {
                     tx.execute(&sqlite_sql(sql), rusqlite::params_from_iter(params.iter().map(sqlite_value)))
-                        .map_err(|e| fail(e.to_string()))?;
+                        .map_err(|e| fail(e.to_string()))
+                };
+                if let Some((sql, params)) = &guard {
+                    if execute(sql, params)? == 0 {
+                        return Ok(None);
+                    }
+                }
+                for (sql, params) in rest {
+                    execute(sql, params)?;
                 }
                 let out = {
                     let mut stmt = tx.prepare(&sqlite_sql(last)).map_err(|e| fail(e.to_string()))?;
@@ -257,19 +280,24 @@ impl Db {
                     out
                 };
                 tx.commit().map_err(|e| fail(e.to_string()))?;
-                Ok(out)
+                Ok(Some(out))
             }
             Db::Postgres(pool) => off_runtime(|| {
                 let mut client = pool.get().map_err(fail)?;
                 let mut tx = client.transaction().map_err(|e| fail(db_message(&e)))?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock]).map_err(|e| fail(db_message(&e)))?;
+                if let Some((sql, params)) = &guard {
+                    if tx.execute(*sql, &pg_params(params)).map_err(|e| fail(db_message(&e)))? == 0 {
+                        return Ok(None);
+                    }
+                }
                 for (sql, params) in rest {
                     tx.execute(*sql, &pg_params(params)).map_err(|e| fail(db_message(&e)))?;
                 }
                 let rows = tx.query(*last, &pg_params(last_params)).map_err(|e| fail(db_message(&e)))?;
                 let out = rows.iter().map(|r| read(r).map_err(fail)).collect::<Result<Vec<T>, _>>()?;
                 tx.commit().map_err(|e| fail(db_message(&e)))?;
-                Ok(out)
+                Ok(Some(out))
             }),
         }
     }

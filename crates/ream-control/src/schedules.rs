@@ -210,44 +210,41 @@ impl Control {
     /// run (marked with the schedule and fire time) and its pending deliveries. With a
     /// `window` (checked, now), a look of the scheduler: only if the schedule's
     /// `checked_ms` is still `checked`, which moves to `now`. False: another instance's
-    /// look came first and made these fires. Without one (a fire asked for by hand), the
+    /// look came first and made these fires, or the mark is already at or past `now`. Without one (a fire asked for by hand), the
     /// fires are recorded as they are.
     pub fn fire(&self, id: &str, window: Option<(i64, i64)>, fires: &[NewFire<'_>]) -> Result<bool, ControlError> {
-        // After the first statement: whether this look moved the mark (`now` is $2 below).
-        let (moved, now, mut statements): (&str, i64, Vec<(String, Vec<P>)>) = match window {
+        // Forward only: a look whose clock is behind the mark (another instance's clock
+        // ahead, or a look that waited for the lock) must not move it back, or the fires
+        // between would be looked at again.
+        let (guard, now) = match window {
             Some((checked, now)) => (
-                "EXISTS (SELECT 1 FROM schedules WHERE id = $1 AND checked_ms = $2)",
-                now,
-                vec![(
-                    "UPDATE schedules SET checked_ms = $3 WHERE id = $1 AND checked_ms = $2".into(),
+                Some((
+                    "UPDATE schedules SET checked_ms = $3 WHERE id = $1 AND checked_ms = $2 AND checked_ms < $3",
                     vec![id.into(), checked.into(), now.into()],
-                )],
+                )),
+                now,
             ),
-            None => ("CAST($2 AS BIGINT) = CAST($2 AS BIGINT)", now_ms(), Vec::new()),
+            None => (None, now_ms()),
         };
+        let mut statements: Vec<(String, Vec<P>)> = Vec::new();
         for fire in fires {
             let (run_id, error) = match &fire.run {
                 Ok(run) => (Some(run.id.to_string()), None),
                 Err(e) => (None, Some(e.clone())),
             };
             statements.push((
-                format!(
-                    "INSERT INTO fires (schedule_id, fire_ms, run_id, error, created_ms) \
-                     SELECT $1, CAST($3 AS BIGINT), $4, $5, CAST($6 AS BIGINT) WHERE {moved} \
-                     ON CONFLICT (schedule_id, fire_ms) DO NOTHING"
-                ),
-                vec![id.into(), now.into(), fire.fire_ms.into(), run_id.into(), error.into(), now_ms().into()],
+                "INSERT INTO fires (schedule_id, fire_ms, run_id, error, created_ms) \
+                 VALUES ($1, CAST($2 AS BIGINT), $3, $4, CAST($5 AS BIGINT)) \
+                 ON CONFLICT (schedule_id, fire_ms) DO NOTHING"
+                    .into(),
+                vec![id.into(), fire.fire_ms.into(), run_id.into(), error.into(), now_ms().into()],
             ));
             let Ok(run) = &fire.run else { continue };
             statements.extend(fire_run(id, now, fire, run));
         }
-        statements.push(match window {
-            Some(_) => ("SELECT checked_ms FROM schedules WHERE id = $1".into(), vec![id.into()]),
-            None => ("SELECT CAST($1 AS BIGINT)".into(), vec![now.into()]),
-        });
+        statements.push(("SELECT CAST(1 AS BIGINT)".into(), vec![]));
         let borrowed: Vec<(&str, Vec<P>)> = statements.iter().map(|(s, p)| (s.as_str(), p.clone())).collect();
-        let after = self.db.serialized("recording a fire", FIRE_LOCK, &borrowed, |r| r.int(0))?;
-        Ok(after.first() == Some(&now))
+        Ok(self.db.serialized_if("recording a fire", FIRE_LOCK, guard, &borrowed, |r| r.int(0))?.is_some())
     }
 
     /// The newest `limit` fires of schedule `id`.

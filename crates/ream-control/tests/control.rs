@@ -437,6 +437,30 @@ fn fire_run<'a>(id: &'a str, request: &'a serde_json::Value) -> NewRun<'a> {
 }
 
 #[test]
+fn a_look_behind_the_mark_or_at_it_records_nothing_and_leaves_the_mark_where_it_is() {
+    on_both(|open| {
+        let c = open();
+        schedule(&c, "s1");
+        let request = json!({});
+        let one = |ms: i64, id: &'static str| ream_control::NewFire {
+            fire_ms: ms,
+            run: Ok(fire_run(id, &request)),
+            deliveries: &[],
+        };
+        assert!(c.fire("s1", Some((0, 5000)), &[one(5000, "ahead")]).unwrap());
+        // An instance whose clock is behind, and one that looked at the same moment: both
+        // read the mark before it moved.
+        assert!(!c.fire("s1", Some((0, 3000)), &[one(3000, "behind")]).unwrap());
+        assert!(!c.fire("s1", Some((5000, 3000)), &[]).unwrap());
+        assert!(!c.fire("s1", Some((0, 5000)), &[one(5000, "same")]).unwrap());
+        assert_eq!(c.get_schedule("s1").unwrap().unwrap().checked_ms, 5000);
+        let runs: Vec<String> = c.runs_of_schedule("s1", 10).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(runs, ["ahead"]);
+        assert_eq!(c.fires_of("s1", 10).unwrap().len(), 1);
+    });
+}
+
+#[test]
 fn instances_looking_at_a_schedule_at_once_make_each_fire_once_with_its_run_and_deliveries() {
     on_both(|open| {
         let c = open();
