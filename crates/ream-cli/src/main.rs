@@ -210,6 +210,10 @@ struct ServeArgs {
     /// The sender of scheduled mail (default ream@localhost).
     #[arg(long)]
     smtp_from: Option<String>,
+    /// A PEM root certificate the relay's certificate may chain to, besides the system's (a
+    /// relay with a private CA); for smtps:// or ?tls=required.
+    #[arg(long, value_name = "PEM")]
+    smtp_ca_file: Option<PathBuf>,
     /// Mail domains a schedule's recipients must be in (comma-separated), checked when
     /// it is saved. Default: any.
     #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
@@ -465,6 +469,8 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
                     f.output_dir = f.output_dir.map(|p| base.join(p));
                     f.data_dir = f.data_dir.map(|p| base.join(p));
                     f.audit_log = f.audit_log.map(|p| base.join(p));
+                    f.secrets_dir = f.secrets_dir.map(|p| base.join(p));
+                    f.smtp_ca_file = f.smtp_ca_file.map(|p| base.join(p));
                     f
                 }
                 Err(e) => {
@@ -550,6 +556,7 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
         delivery: ream_server::DeliveryConfig {
             smtp_url: flags.smtp_url.or(file.smtp_url),
             smtp_from: flags.smtp_from.or(file.smtp_from).unwrap_or(d.delivery.smtp_from.clone()),
+            smtp_ca_file: flags.smtp_ca_file.or(file.smtp_ca_file),
             smtp_allowed_domains: first_given(flags.smtp_allowed_domains, file.smtp_allowed_domains),
             store_prefixes: first_given(flags.delivery_store_prefix, file.delivery_store_prefix),
             secrets_dir: flags.secrets_dir.or(file.secrets_dir),

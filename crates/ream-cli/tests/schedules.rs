@@ -26,7 +26,29 @@ struct Smtp {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// A relay that requires STARTTLS, then AUTH as `ream` with this password.
+    password: Option<&'static str>,
 }
+
+/// aiosmtpd as a submission relay: STARTTLS with `relay.pem` (signed by the test's own
+/// CA), required before anything else, then AUTH (PLAIN or LOGIN) required.
+const TLS_RELAY: &str = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult
+port, maildir, cert, key, password = sys.argv[1:6]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+def check(server, session, envelope, mechanism, data):
+    ok = data.login == b"ream" and data.password == password.encode()
+    return AuthResult(success=ok, handled=False)
+Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port), tls_context=ctx,
+           require_starttls=True, authenticator=check, auth_required=True,
+           auth_require_tls=True).start()
+while True:
+    time.sleep(3600)
+"#;
 
 /// A loopback port nothing listens on (as of now).
 fn free_port() -> u16 {
@@ -42,9 +64,43 @@ impl Smtp {
             eprintln!("\n*** SKIPPED: python3 without aiosmtpd (pip install aiosmtpd) ***\n");
             return None;
         }
-        let mut smtp = Smtp { child: None, port: free_port(), dir: tempfile::tempdir().unwrap() };
+        let mut smtp = Smtp { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), password: None };
         smtp.up();
         Some(smtp)
+    }
+
+    /// A relay that requires STARTTLS and a password, its certificate for `localhost`
+    /// signed by a CA of its own (`ca()`, made with openssl).
+    fn start_tls(password: &'static str) -> Option<Smtp> {
+        let mut smtp = Smtp::start()?;
+        smtp.down();
+        let d = smtp.dir.path();
+        std::fs::write(d.join("relay.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        for args in [
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ream test CA"],
+            ]
+            .concat(),
+            &[&["req"][..], &ec, &["-keyout", "relay.key", "-out", "relay.csr", "-subj", "/CN=localhost"]].concat(),
+            &["x509", "-req", "-in", "relay.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+                .into_iter()
+                .chain(["-out", "relay.pem", "-days", "2", "-extfile", "relay.ext"])
+                .collect::<Vec<_>>(),
+        ] {
+            let out = Command::new("openssl").args(args).current_dir(d).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        smtp.password = Some(password);
+        smtp.up();
+        Some(smtp)
+    }
+
+    /// The CA the TLS relay's certificate chains to.
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// The maildir (aiosmtpd makes it, with its `tmp`, `new` and `cur`).
@@ -58,13 +114,24 @@ impl Smtp {
 
     /// Start the sink (again) on its port, and wait until it answers.
     fn up(&mut self) {
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)])
-            .args(["-c", "aiosmtpd.handlers.Mailbox", self.maildir().to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut command = Command::new("python3");
+        match self.password {
+            None => command.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)]).args([
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                self.maildir().to_str().unwrap(),
+            ]),
+            Some(password) => {
+                let d = self.dir.path();
+                std::fs::create_dir_all(self.maildir()).unwrap();
+                command.args(["-c", TLS_RELAY, &self.port.to_string(), self.maildir().to_str().unwrap()]).args([
+                    d.join("relay.pem").to_str().unwrap(),
+                    d.join("relay.key").to_str().unwrap(),
+                    password,
+                ])
+            }
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         self.child = Some(child);
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -396,6 +463,74 @@ fn a_delivery_is_retried_without_running_the_query_again_and_fails_after_its_las
     let run = fire_now(&s, &id);
     assert_eq!(run["deliveries"][0]["status"], "failed", "{run}");
     assert!(!run.to_string().contains("hunter2"), "the SMTP password leaked: {run}");
+}
+
+#[test]
+fn a_relay_with_starttls_a_private_ca_and_a_password_gets_the_mail_and_a_wrong_one_gets_none() {
+    let Some(relay) = Smtp::start_tls("s3cret-relay-pw") else { return };
+    let ca = relay.ca();
+    let ca = ca.to_str().unwrap();
+    let deliver = json!([{"email": {"to": ["ap@example.com"], "subject": "over TLS"}}]);
+    let url = |password: &str| format!("smtp://ream:{password}@localhost:{}?tls=required", relay.port);
+    let once = |args: &[&str]| {
+        let s = demo_server(&[&["--delivery-attempts", "1"], args].concat());
+        let id = create(&s, &invoices_with(deliver.clone()));
+        let run = fire_now(&s, &id);
+        assert_eq!(run["status"], "succeeded", "{run}");
+        run["deliveries"][0].clone()
+    };
+
+    // STARTTLS to a certificate that chains to --smtp-ca-file, then AUTH: delivered.
+    let d = once(&["--smtp-url", &url("s3cret-relay-pw"), "--smtp-ca-file", ca]);
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("sent"), Some(1)), "{d}");
+    let mails = relay.wait_mails(1);
+    assert_eq!((mails[0]["subject"].as_str(), mails[0]["to"].as_str()), (Some("over TLS"), Some("ap@example.com")));
+
+    // Without the CA the certificate is not trusted; with a wrong password AUTH fails.
+    // Neither sends, and neither error shows the password.
+    for (args, why) in [
+        (vec!["--smtp-url".to_string(), url("s3cret-relay-pw")], "certificate"),
+        (vec!["--smtp-url".to_string(), url("wrong-pw"), "--smtp-ca-file".into(), ca.into()], "auth"),
+    ] {
+        let d = once(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(d["status"], "failed", "{d}");
+        let error = d["error"].as_str().unwrap().to_lowercase();
+        assert!(error.contains(why), "{why}: {error}");
+        assert!(!error.contains("s3cret-relay-pw") && !error.contains("wrong-pw"), "a password leaked: {error}");
+    }
+    assert_eq!(relay.mails().len(), 1);
+
+    // A plain relay under ?tls=required gets nothing: no STARTTLS, no mail.
+    let Some(plain) = Smtp::start() else { return };
+    let plain_url = format!("smtp://ream:s3cret-relay-pw@localhost:{}?tls=required", plain.port);
+    let d = once(&["--smtp-url", &plain_url]);
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(plain.mails().len(), 0);
+
+    // --smtp-ca-file for a relay without TLS is refused at start, naming it.
+    let reports = demo(500).join("reports");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_ream"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap()])
+        .args(["--smtp-url", "smtp://localhost:25", "--smtp-ca-file", ca])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = serve.kill();
+            panic!("ream serve started with --smtp-ca-file and a plain relay");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    serve.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--smtp-ca-file is for a TLS relay"), "{stderr}");
 }
 
 /// The POSTs a receiver got: headers (lowercased names) and body.

@@ -1,9 +1,11 @@
 //! Mail: the output attached when it is small enough, else a signed download link.
 
+use std::path::Path;
 use std::time::Duration;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use ream_core::template::Template;
 
@@ -24,14 +26,36 @@ impl std::fmt::Debug for Mailer {
 impl Mailer {
     /// `url` as lettre reads it: `smtp://host:port` (plain), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS required), `smtps://user:pass@host` (TLS); `from` is the sender's address.
-    pub fn new(url: &str, from: &str) -> Result<Mailer, DeliverError> {
+    /// `ca_file` (PEM) is a root the relay's certificate may chain to besides the
+    /// system's (a relay with a private CA).
+    pub fn new(url: &str, from: &str, ca_file: Option<&Path>) -> Result<Mailer, DeliverError> {
         let shown = ream_core::redact(url);
-        let transport = SmtpTransport::from_url(url)
-            .map_err(|e| DeliverError::Email(format!("--smtp-url `{shown}`: {e}")))?
-            .timeout(Some(Duration::from_secs(30)))
-            .build();
+        let bad_url = |e: &dyn std::fmt::Display| DeliverError::Email(format!("--smtp-url `{shown}`: {e}"));
+        let mut builder = SmtpTransport::from_url(url).map_err(|e| bad_url(&e))?;
+        if let Some(ca_file) = ca_file {
+            builder = builder.tls(tls_with_root(url, ca_file).map_err(|e| bad_url(&e))?);
+        }
+        let transport = builder.timeout(Some(Duration::from_secs(30))).build();
         let from = from.parse().map_err(|e| DeliverError::Email(format!("--smtp-from `{from}`: {e}")))?;
         Ok(Mailer { transport, from })
+    }
+}
+
+/// The TLS mode `url` asks for (as lettre reads it), trusting the PEM certificates of
+/// `ca_file` too.
+fn tls_with_root(url: &str, ca_file: &Path) -> Result<Tls, String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?.to_string();
+    let pem = std::fs::read(ca_file).map_err(|e| format!("--smtp-ca-file {}: {e}", ca_file.display()))?;
+    let root = Certificate::from_pem(&pem)
+        .map_err(|e| format!("--smtp-ca-file {}: not a PEM certificate ({e})", ca_file.display()))?;
+    let params = TlsParameters::builder(host).add_root_certificate(root).build().map_err(|e| e.to_string())?;
+    let tls = parsed.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    match (parsed.scheme(), tls.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Ok(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(params)),
+        _ => Err("--smtp-ca-file is for a TLS relay: smtps://, or smtp:// with ?tls=required".into()),
     }
 }
 

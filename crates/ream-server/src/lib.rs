@@ -147,6 +147,9 @@ pub struct DeliveryConfig {
     pub smtp_url: Option<String>,
     /// The sender of every mail (default `ream@localhost`).
     pub smtp_from: String,
+    /// A PEM root certificate the relay's certificate may chain to, besides the system's (a relay
+    /// with a private CA); for `smtps://` or `?tls=required`.
+    pub smtp_ca_file: Option<PathBuf>,
     /// Mail domains recipients must be in, checked when a schedule is saved (400);
     /// empty: any.
     pub smtp_allowed_domains: Vec<String>,
@@ -172,6 +175,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             smtp_url: None,
             smtp_from: "ream@localhost".into(),
+            smtp_ca_file: None,
             smtp_allowed_domains: vec![],
             store_prefixes: vec![],
             secrets_dir: None,
@@ -287,7 +291,9 @@ impl AppState {
             auth.share_link_secret(control.shared_value("link_secret", || secret)?.as_bytes());
         }
         let mailer = (config.delivery.smtp_url.as_deref())
-            .map(|url| ream_deliver::Mailer::new(url, &config.delivery.smtp_from))
+            .map(|url| {
+                ream_deliver::Mailer::new(url, &config.delivery.smtp_from, config.delivery.smtp_ca_file.as_deref())
+            })
             .transpose()?;
         let senders = ream_deliver::Senders::new(mailer, config.s3_endpoint.clone());
         let audit = (config.audit_log.as_ref())
