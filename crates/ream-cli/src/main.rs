@@ -839,7 +839,8 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("ream: {}: {} ({})", prepared.meta.report, plan.strategy, plan.reason);
     }
     let run = start(prepared);
-    let ticker = show_progress.then(|| progress_bar(run.progress(), cancel.clone()));
+    let progress = run.progress();
+    let ticker = show_progress.then(|| progress_bar(progress.clone(), opts.burst, cancel.clone()));
     let result = match (parts, args.output.as_deref()) {
         (Some(parts), _) => write_split(run, parts).map(Some),
         (None, Some(output)) if !to_stdout => run.write_file(output).map(Some),
@@ -867,8 +868,12 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(Some(summary)) => {
             if show_progress {
                 let secs = summary.elapsed.as_secs_f64().max(1e-9);
+                let bursts = match opts.burst {
+                    true => format!(", {} bursts", progress.bursts.load(Ordering::Relaxed)),
+                    false => String::new(),
+                };
                 eprintln!(
-                    "ream: {} rows, {} bytes in {:.2}s ({:.0} rows/s)",
+                    "ream: {} rows, {} bytes in {:.2}s ({:.0} rows/s){bursts}",
                     summary.rows,
                     summary.bytes,
                     secs,
@@ -911,9 +916,10 @@ fn fail(e: &EngineError) -> ExitCode {
 
 type Ticker = (indicatif::ProgressBar, std::thread::JoinHandle<()>);
 
-/// Rows and rows/s; percent and ETA once the count query has answered. On a terminal, an
-/// indicatif bar; elsewhere (logs, `--progress always` in a pipe), a plain line a second.
-fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
+/// Rows and rows/s; percent and ETA once the count query has answered; a burst run's
+/// bursts written and, once counted, their number. On a terminal, an indicatif bar;
+/// elsewhere (logs, `--progress always` in a pipe), a plain line a second.
+fn progress_bar(p: std::sync::Arc<Progress>, burst: bool, cancel: CancelToken) -> Ticker {
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(10))
@@ -923,11 +929,11 @@ fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
     let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
         let _ = write!(w, "{} rows/s", indicatif::HumanCount(state.per_sec() as u64));
     };
-    let spinner = indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {rate}  {elapsed}")
+    let spinner = indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows  {rate}  {elapsed}{msg}")
         .expect("template")
         .with_key("rate", rate);
     let bounded = indicatif::ProgressStyle::with_template(
-        "{bar:30} {percent:>3}%  {human_pos}/{human_len} rows  {rate}  ETA {eta}",
+        "{bar:30} {percent:>3}%  {human_pos}/{human_len} rows  {rate}  ETA {eta}{msg}",
     )
     .expect("template")
     .with_key("rate", rate);
@@ -945,10 +951,14 @@ fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
                     has_total = true;
                 }
             }
+            let bursts = burst.then(|| (p.bursts.load(Ordering::Relaxed), p.bursts_total()));
+            if let Some(bursts) = bursts {
+                b.set_message(format!("  {}", bursts_text(bursts)));
+            }
             b.set_position(rows);
             if !tty && last_line.elapsed() >= Duration::from_secs(1) {
                 last_line = std::time::Instant::now();
-                eprintln!("ream: {}", progress_line(rows, p.total(), p.started.elapsed()));
+                eprintln!("ream: {}", progress_line(rows, p.total(), bursts, p.started.elapsed()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -956,14 +966,26 @@ fn progress_bar(p: std::sync::Arc<Progress>, cancel: CancelToken) -> Ticker {
     (bar, handle)
 }
 
-/// `1200000 rows, 812345 rows/s, 45%, ETA 3s` (percent and ETA when the total is known).
-fn progress_line(rows: u64, total: Option<u64>, elapsed: Duration) -> String {
+/// `12 bursts`, or `12/500 bursts` once their number is known.
+fn bursts_text((done, total): (u64, Option<u64>)) -> String {
+    match total {
+        Some(t) => format!("{done}/{t} bursts"),
+        None => format!("{done} bursts"),
+    }
+}
+
+/// `1200000 rows, 812345 rows/s, 45%, ETA 3s` (percent and ETA when the total is known),
+/// then a burst run's `, 12/500 bursts`.
+fn progress_line(rows: u64, total: Option<u64>, bursts: Option<(u64, Option<u64>)>, elapsed: Duration) -> String {
     let rate = rows as f64 / elapsed.as_secs_f64().max(1e-3);
     let mut s = format!("{rows} rows, {rate:.0} rows/s");
     if let Some(t) = total.filter(|t| *t > 0) {
         let pct = (rows as f64 / t as f64 * 100.0).min(100.0);
         let eta = if rate > 0.0 { (t.saturating_sub(rows)) as f64 / rate } else { 0.0 };
         s.push_str(&format!(", {pct:.0}%, ETA {eta:.0}s"));
+    }
+    if let Some(b) = bursts {
+        s.push_str(&format!(", {}", bursts_text(b)));
     }
     s
 }
@@ -979,7 +1001,14 @@ mod tests {
 
     #[test]
     fn progress_lines_show_percent_and_eta_once_the_total_is_known() {
-        assert_eq!(progress_line(500, None, Duration::from_secs(1)), "500 rows, 500 rows/s");
-        assert_eq!(progress_line(500, Some(2000), Duration::from_secs(1)), "500 rows, 500 rows/s, 25%, ETA 3s");
+        assert_eq!(progress_line(500, None, None, Duration::from_secs(1)), "500 rows, 500 rows/s");
+        assert_eq!(progress_line(500, Some(2000), None, Duration::from_secs(1)), "500 rows, 500 rows/s, 25%, ETA 3s");
+    }
+
+    #[test]
+    fn a_burst_runs_progress_line_shows_its_bursts_and_their_number_once_counted() {
+        let line = |total| progress_line(500, None, Some((12, total)), Duration::from_secs(1));
+        assert_eq!(line(None), "500 rows, 500 rows/s, 12 bursts");
+        assert_eq!(line(Some(40)), "500 rows, 500 rows/s, 12/40 bursts");
     }
 }

@@ -129,7 +129,7 @@ fn a_bad_burst_exits_2_naming_the_problem_and_leaves_no_file() {
     let out = dir.path().join("out");
     let r = burst(&spec, &out, "json", "1000");
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("`statement.json` for both `1` and `2`"), "{}", r.stderr);
+    assert!(r.stderr.contains("`statement.json` for `2` as it did for an earlier `customer_id`"), "{}", r.stderr);
     assert!(!out.exists() || files_in(&out).is_empty(), "files were left: {:?}", files_in(&out));
 
     // A directory with files in it.
@@ -157,4 +157,21 @@ fn a_bad_burst_exits_2_naming_the_problem_and_leaves_no_file() {
     assert!(r.stderr.contains("bad.yaml:8:3: `burst.by`: unknown field `client_id`"), "{}", r.stderr);
     let r = run(&["run", spec.to_str().unwrap(), "--burst-dir", "z", "-o", "x.csv"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn a_burst_runs_progress_shows_the_bursts_counted_ahead_and_ends_with_how_many_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3,000 customers of one line: each burst's durable commit (two fsyncs) makes the run
+    // last seconds, so its progress lines (one a second) come while it runs.
+    let spec = statements(dir.path(), 3000, |_| 1, "  filename: \"statement-{customer_id}.csv\"\n");
+    let out = dir.path().join("out");
+    let (spec, out) = (spec.to_str().unwrap(), out.to_str().unwrap());
+    let r = run(&["run", spec, "--format", "csv", "--burst-dir", out, "--progress", "always"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let totals: Vec<&str> = r.stderr.lines().filter_map(|l| l.split(", ").find(|p| p.ends_with(" bursts"))).collect();
+    assert!(totals.iter().any(|t| t.ends_with("/3000 bursts")), "no progress line knew the total: {}", r.stderr);
+    assert!(totals.iter().all(|t| !t.contains('/') || t.ends_with("/3000 bursts")), "a wrong total: {}", r.stderr);
+    let last = r.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("ream: 3000 rows, ") && last.ends_with(", 3000 bursts"), "{last}");
 }

@@ -9,7 +9,7 @@
 //! bursts as the parts of a split output ([`crate::Run::write_parts`]), the manifest
 //! listing each with its recipient.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use ream_core::parsed::BurstPlan;
 use ream_core::{Event, ReportMeta, Value};
 use ream_render::{Format, RenderOptions, Renderer};
 use ream_stages::{Stage, StageConfig};
+use sha2::{Digest, Sha256};
 
 use crate::outlet::{finish_renderer, Outlet};
 use crate::reading::Progress;
@@ -44,8 +45,9 @@ pub(crate) struct Bursts {
     meta: Option<Arc<ReportMeta>>,
     by_index: usize,
     open: Option<Open>,
-    /// Each file name given so far, with the value it was given for.
-    names: HashMap<String, String>,
+    /// A hash of each file name given so far (16 bytes a burst, where the names and
+    /// their values were 1.6 KiB with the manifest's entries: BENCHMARKS.md).
+    names: HashSet<u128>,
     progress: Arc<Progress>,
 }
 
@@ -83,7 +85,7 @@ impl Bursts {
             meta: None,
             by_index: 0,
             open: None,
-            names: HashMap::new(),
+            names: HashSet::new(),
             progress,
         }
     }
@@ -182,10 +184,12 @@ impl Bursts {
         if name.is_empty() || name == "." || name == ".." {
             return Err(EngineError::Usage(format!("burst.filename gives `{filled}` for `{key}`: not a file name")));
         }
-        if let Some(other) = self.names.insert(name.clone(), key.to_string()) {
+        let hash = Sha256::digest(name.as_bytes());
+        let hash = u128::from_le_bytes(hash[..16].try_into().unwrap_or_default());
+        if !self.names.insert(hash) {
             return Err(EngineError::Usage(format!(
-                "burst.filename gives `{name}` for both `{other}` and `{key}`: use `{{{}}}` in it",
-                self.plan.by
+                "burst.filename gives `{name}` for `{key}` as it did for an earlier `{by}`: use `{{{by}}}` in it",
+                by = self.plan.by
             )));
         }
         Ok(name)

@@ -212,16 +212,18 @@ impl DirParts {
     }
 
     /// After a complete run: remove the parts of an earlier, longer run of the same name
-    /// (`sales-00007.csv` when this one wrote six), so that `sales-*.csv` is this run.
+    /// (`sales-00007.csv` when this one wrote six, numbered from 1), so that
+    /// `sales-*.csv` is this run.
     pub fn remove_stale(&self, names: &crate::PartNames, manifest: &crate::Manifest) -> io::Result<()> {
-        let kept: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let written = manifest.files.len();
         let prefix = format!("{}-", names.stem);
         let suffix = format!(".{}", names.ext);
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let number = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(&suffix));
-            let ours = number.is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()));
-            if ours && !kept.contains(name.as_str()) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let number = number.filter(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()));
+            let stale = number.is_some_and(|n| n.parse::<u64>().map_or(true, |n| n == 0 || n > written));
+            if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
                 std::fs::remove_file(entry.path())?;
             }
         }

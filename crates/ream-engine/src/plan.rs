@@ -15,8 +15,8 @@ use ream_core::validate::check_fields;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::{Format, RenderOptions};
 use ream_sources::{
-    open_url, BatchLimit, CountMode, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError, SourceUrl,
-    WithinGroups, DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
+    open_url, BatchLimit, Count, CountMode, Counter, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source, SourceError,
+    SourceUrl, WithinGroups, DEFAULT_BATCH_SIZE, DEFAULT_RETRIES,
 };
 
 use crate::reading::{spawn_source, Progress, SourceMsg, SourceState, Started};
@@ -118,7 +118,7 @@ pub struct Prepared {
     pub plan: ReadPlan,
     pub(crate) source: SourceState,
     pub(crate) stages: Vec<StageConfig>,
-    pub(crate) counter: Option<Counter>,
+    pub(crate) counters: Counters,
     pub(crate) cancel: CancelToken,
     pub(crate) progress: Arc<Progress>,
     pub(crate) render: RenderOptions,
@@ -127,6 +127,26 @@ pub struct Prepared {
     pub(crate) about: About,
     /// A burst run's plan.
     pub(crate) burst: Option<ream_core::parsed::BurstPlan>,
+}
+
+/// A run's count queries, for its progress: its rows, and a burst run's bursts (the
+/// distinct values of `burst.by`). None with `--count none`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub rows: Option<Counter>,
+    pub bursts: Option<Counter>,
+}
+
+impl Counters {
+    fn new(source: &dyn Source, opts: &RunOptions, burst_by: Option<&str>) -> Counters {
+        if opts.count == CountMode::None {
+            return Counters::default();
+        }
+        Counters {
+            rows: source.counter(&Count::Rows),
+            bursts: burst_by.and_then(|by| source.counter(&Count::Distinct(by.to_string()))),
+        }
+    }
 }
 
 /// Where a run's output came from, for a split run's manifest.
@@ -188,8 +208,6 @@ fn check_split(opts: &RunOptions, detail: bool, report: &str) -> Result<(), Engi
     }
     Ok(())
 }
-
-pub(crate) type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
 
 impl Prepared {
     pub fn strategy(&self) -> &ReadPlan {
@@ -419,7 +437,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     let opened_at = std::time::SystemTime::now();
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
     let plan = source.plan().clone();
-    let counter = if opts.count != CountMode::None { source.counter() } else { None };
+    let counters = Counters::new(source.as_ref(), opts, None);
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &name)?;
     let meta = ReportMeta {
@@ -449,7 +467,7 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
         plan,
         source,
         stages: vec![],
-        counter,
+        counters,
         cancel,
         progress,
         render: opts.render.clone(),
@@ -776,7 +794,8 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let opened_at = std::time::SystemTime::now();
     let plan = source.plan().clone();
-    let counter = if opts.count != CountMode::None { source.counter() } else { None };
+    let burst_by = spec.burst.as_ref().filter(|_| opts.burst).map(|b| b.by.as_str());
+    let counters = Counters::new(source.as_ref(), opts, burst_by);
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
     let errors = check_column_formats(&loaded, &schema);
@@ -864,7 +883,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         plan,
         source,
         stages,
-        counter,
+        counters,
         cancel,
         progress,
         render: RenderOptions {

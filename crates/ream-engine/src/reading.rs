@@ -53,6 +53,8 @@ pub struct Progress {
     pub batch_rows: AtomicU64,
     /// A burst run's bursts written whole so far.
     pub bursts: AtomicU64,
+    /// A burst run's bursts in total, when its count query has answered; -1 until then.
+    pub bursts_total: AtomicI64,
 }
 
 impl Progress {
@@ -70,6 +72,7 @@ impl Progress {
             held_bytes: AtomicU64::new(0),
             batch_rows: AtomicU64::new(0),
             bursts: AtomicU64::new(0),
+            bursts_total: AtomicI64::new(-1),
         }
     }
 
@@ -109,6 +112,12 @@ impl Progress {
 
     pub fn total(&self) -> Option<u64> {
         let t = self.total.load(Ordering::Relaxed);
+        (t >= 0).then_some(t as u64)
+    }
+
+    /// A burst run's bursts in total, once counted.
+    pub fn bursts_total(&self) -> Option<u64> {
+        let t = self.bursts_total.load(Ordering::Relaxed);
         (t >= 0).then_some(t as u64)
     }
 }
@@ -222,7 +231,7 @@ mod tests {
             }
             Ok(())
         }
-        fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+        fn counter(&self, _: &ream_sources::Count) -> Option<ream_sources::Counter> {
             None
         }
     }

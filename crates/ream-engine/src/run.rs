@@ -13,7 +13,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -186,13 +186,25 @@ impl Drop for Run {
 }
 
 /// Start the threads of a prepared run.
+/// Run a count query on a thread of its own, storing its answer where `into` says.
+/// Detached: the count is only for display, and is interrupted on cancel.
+fn spawn_count(counter: Option<ream_sources::Counter>, progress: &Arc<Progress>, into: fn(&Progress) -> &AtomicI64) {
+    let Some(counter) = counter else { return };
+    let p = progress.clone();
+    let _ = std::thread::Builder::new().name("ream-count".into()).spawn(move || {
+        if let Ok(n) = counter() {
+            into(&p).store(n as i64, Ordering::Relaxed);
+        }
+    });
+}
+
 pub fn start(prepared: Prepared) -> Run {
     let Prepared {
         meta,
         format,
         source,
         stages,
-        counter,
+        counters,
         cancel,
         progress,
         render,
@@ -207,15 +219,8 @@ pub fn start(prepared: Prepared) -> Run {
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(CHUNK_QUEUE);
     let mut threads = Vec::new();
 
-    if let Some(counter) = counter {
-        let p = progress.clone();
-        // Detached: the count is only for display, and is interrupted on cancel.
-        let _ = std::thread::Builder::new().name("ream-count".into()).spawn(move || {
-            if let Ok(n) = counter() {
-                p.total.store(n as i64, Ordering::Relaxed);
-            }
-        });
-    }
+    spawn_count(counters.rows, &progress, |p| &p.total);
+    spawn_count(counters.bursts, &progress, |p| &p.bursts_total);
 
     let started = match source {
         SourceState::Ready(source) => spawn_source(source, cancel.clone(), progress.clone(), report),

@@ -332,6 +332,7 @@ impl RunEntry {
     pub fn snapshot_for(&self, admin: bool) -> serde_json::Value {
         let s = self.state();
         let bursts = s.progress.as_ref().map_or(0, |p| p.bursts.load(Ordering::Relaxed));
+        let bursts_total = s.progress.as_ref().and_then(|p| p.bursts_total());
         let (rows, bytes, total, memory) = match &s.progress {
             Some(p) => (
                 p.rows.load(Ordering::Relaxed),
@@ -388,11 +389,11 @@ impl RunEntry {
             "fire_time": self.schedule.as_ref().map(|s| fire_time(s.1)),
             "links": links,
         });
-        // A burst run: the bursts written whole so far; their number once it is known
-        // (the run has read every row).
+        // A burst run: the bursts written whole so far, and their number once the count
+        // query has answered (or the run has read every row; none with `count: none`).
         if self.burst {
             v["bursts_done"] = json!(bursts);
-            v["bursts_total"] = json!((s.status == Status::Succeeded).then_some(bursts));
+            v["bursts_total"] = json!(if s.status == Status::Succeeded { Some(bursts) } else { bursts_total });
         }
         v
     }

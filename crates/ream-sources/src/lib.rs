@@ -379,10 +379,24 @@ pub trait Source: Send {
     /// Push batches to `emit` in key order until the rows end or `emit` returns false.
     /// `emit` also gets the cursor after the batch's last row, where one is known.
     fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError>;
-    /// The number of rows the request matches, by a count query on a separate connection
-    /// (so it may run beside the stream); `None` where unsupported.
-    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>>;
+    /// What the request matches, counted by a query on a separate connection (so it may
+    /// run beside the stream): its rows, or the distinct values of one of its fields.
+    /// `None` where unsupported, or for a field the read does not select.
+    fn counter(&self, count: &Count) -> Option<Counter>;
 }
+
+/// What a count query counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Count {
+    /// The rows the read matches (exact or estimated, by the source's [`CountMode`]).
+    Rows,
+    /// The distinct values of one field of the read, NULL counting as one value: a burst
+    /// run's bursts. Always exact, in the database's own comparison of the values.
+    Distinct(String),
+}
+
+/// A count query ready to run on a connection of its own.
+pub type Counter = Box<dyn FnOnce() -> Result<u64, SourceError> + Send>;
 
 /// A parsed source URL.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,14 +21,13 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, Row, Statement, Value as My};
 
-use ream_core::sql::enclose;
 use ream_core::{CancelToken, Value};
 
 use crate::keys::NameCase;
 use crate::query::{PageQuery, SqlDialect, MYSQL};
 use crate::server::{CancelSlot, Fail, Flow, Progress};
-use crate::server_source::{read_failure, Assembler, Catalogue, Column, Described, Driver, ServerSource};
-use crate::{CountMode, Cursor, CursorValue, ReadRequest, Snapshot, SourceError};
+use crate::server_source::{read_failure, Assembler, Catalogue, Column, CountQuery, Described, Driver, ServerSource};
+use crate::{Counter, Cursor, CursorValue, ReadRequest, Snapshot, SourceError};
 
 /// The runtime the pools live on (they keep background tasks). Sources block on it
 /// from their own threads, one statement's rows per `block_on`.
@@ -611,20 +610,10 @@ impl Driver for MyDriver {
         self.in_txn = false;
     }
 
-    fn counter(
-        &self,
-        q: PageQuery,
-        mode: CountMode,
-        cancel: &CancelToken,
-    ) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+    fn counter(&self, q: CountQuery, cancel: &CancelToken) -> Counter {
         let (pool, cancel) = (self.pool.clone(), cancel.clone());
-        let exact = match mode {
-            CountMode::None => return None,
-            CountMode::Exact => true,
-            CountMode::Estimate | CountMode::Auto => false,
-        };
         let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
-        Some(Box::new(move || {
+        Box::new(move || {
             runtime().block_on(async move {
                 let mut conn = pool.get_conn().await.map_err(|e| fail(message(&e)))?;
                 // Registered with the run's cancel while it counts: a cancelled run's
@@ -635,22 +624,25 @@ impl Driver for MyDriver {
                 if cancel.is_cancelled() {
                     return Err(SourceError::Cancelled);
                 }
-                let n = count_rows(&mut conn, &q, exact).await;
+                let n = count_rows(&mut conn, &q).await;
                 slot.clear();
                 n
             })
-        }))
+        })
     }
 }
 
-/// The count for progress: `SELECT count(*)`, or the planner's estimate.
-async fn count_rows(conn: &mut Conn, q: &PageQuery, exact: bool) -> Result<u64, SourceError> {
+/// The count for progress: the one number `q` selects, or the planner's estimate.
+async fn count_rows(conn: &mut Conn, q: &CountQuery) -> Result<u64, SourceError> {
     let fail = |m: String| SourceError::Plan(format!("counting rows: {m}"));
-    if exact {
-        let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.bound.sql));
-        let n: Option<u64> = conn.exec_first(sql, params_of(q)).await.map_err(|e| fail(message(&e)))?;
-        return n.ok_or_else(|| fail("no count".into()));
-    }
+    let q = match q {
+        CountQuery::Exact(q) => {
+            let n: Option<u64> =
+                conn.exec_first(q.bound.sql.as_str(), params_of(q)).await.map_err(|e| fail(message(&e)))?;
+            return n.ok_or_else(|| fail("no count".into()));
+        }
+        CountQuery::Estimate(q) => q,
+    };
     // The planner's estimate: the rows EXPLAIN expects from the first table.
     let rows: Vec<Row> =
         conn.exec(format!("EXPLAIN {}", q.bound.sql), params_of(q)).await.map_err(|e| fail(message(&e)))?;

@@ -28,15 +28,14 @@ use postgres::types::{Format, FromSql, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
-use ream_core::sql::enclose;
 use ream_core::{CancelToken, Value};
 
 use crate::keys::NameCase;
 use crate::pgtypes::{Decode, PgBuilder};
 use crate::query::{PageQuery, SqlDialect, POSTGRES};
 use crate::server::{CancelSlot, Fail, Flow, Progress};
-use crate::server_source::{read_failure, Assembler, Catalogue, Column, Described, Driver, ServerSource};
-use crate::{CountMode, Cursor, CursorValue, ReadRequest, Snapshot, SourceError};
+use crate::server_source::{read_failure, Assembler, Catalogue, Column, CountQuery, Described, Driver, ServerSource};
+use crate::{Counter, Cursor, CursorValue, ReadRequest, Snapshot, SourceError};
 
 type Pool = r2d2::Pool<Manager>;
 type Conn = r2d2::PooledConnection<Manager>;
@@ -533,19 +532,13 @@ impl Driver for PgDriver {
         self.in_txn = false;
     }
 
-    fn counter(
-        &self,
-        q: PageQuery,
-        mode: CountMode,
-        cancel: &CancelToken,
-    ) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
+    fn counter(&self, q: CountQuery, cancel: &CancelToken) -> Counter {
         let (pool, cancel, session) = (self.pool.clone(), cancel.clone(), self.session.clone());
-        match mode {
-            CountMode::None => None,
-            CountMode::Estimate | CountMode::Auto => Some(Box::new(move || estimate(&pool, &cancel, &q, &session))),
-            CountMode::Exact => {
+        match q {
+            CountQuery::Estimate(q) => Box::new(move || estimate(&pool, &cancel, &q, &session)),
+            CountQuery::Exact(q) => {
                 let snapshot = self.exported_snapshot.clone();
-                Some(Box::new(move || exact_count(&pool, &cancel, &q, snapshot, &session)))
+                Box::new(move || exact_count(&pool, &cancel, &q, snapshot, &session))
             }
         }
     }
@@ -579,8 +572,8 @@ fn estimate(pool: &Pool, cancel: &CancelToken, q: &PageQuery, session: &Session)
         .ok_or_else(|| count_fail("EXPLAIN gave no row estimate".into()))
 }
 
-/// `SELECT count(*)` of `q`, in the run's own snapshot when it has one, so the total is
-/// exactly the rows it reads.
+/// The count `q` selects, in the run's own snapshot when it has one, so the total is
+/// exactly what it reads.
 fn exact_count(
     pool: &Pool,
     cancel: &CancelToken,
@@ -608,9 +601,8 @@ fn exact_count(
         let _ = conn.batch_execute("ROLLBACK");
         return Err(db(e));
     }
-    let sql = format!("SELECT count(*) FROM {} AS c", enclose(&q.bound.sql));
     let params = params_of(q);
-    let stmt = conn.prepare(&sql).map_err(db)?;
+    let stmt = conn.prepare(&q.bound.sql).map_err(db)?;
     let row = conn.query_raw(&stmt, params.iter()).and_then(|mut r| r.next());
     // No stop may reach the ROLLBACK below.
     drop(slot);

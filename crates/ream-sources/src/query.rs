@@ -10,7 +10,7 @@ use arrow_schema::DataType;
 use ream_core::params::BoundParams;
 use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
 
-use crate::{Cursor, CursorValue, ReadRequest};
+use crate::{Count, Cursor, CursorValue, ReadRequest};
 
 /// How one database writes what ream writes.
 pub(crate) struct SqlDialect {
@@ -188,6 +188,25 @@ impl Shape {
             sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
         sql
+    }
+
+    /// The statement that counts what the read matches, over its FROM and WHERE with no
+    /// order (an ORDER BY would sort only to count): `count(*)`, or the distinct values
+    /// of the field `names` calls `field`, NULL as one of them (a burst of its own).
+    /// `None` for a field the read does not select.
+    pub fn count_sql(&self, names: &[String], count: &Count) -> Option<BoundSql> {
+        let what = match count {
+            Count::Rows => "count(*)".to_string(),
+            Count::Distinct(field) => {
+                let e = self.exprs.get(names.iter().position(|n| n == field)?)?;
+                format!("count(DISTINCT {e}) + coalesce(max(CASE WHEN {e} IS NULL THEN 1 ELSE 0 END), 0)")
+            }
+        };
+        let mut sql = format!("SELECT {what} FROM {}", self.source_clause());
+        if let Some(f) = &self.filter {
+            sql.push_str(&format!(" WHERE {}", enclose(f)));
+        }
+        Some(self.bind(&sql))
     }
 
     /// `:name` placeholders replaced by the dialect's, with their values.

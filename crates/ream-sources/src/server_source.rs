@@ -20,8 +20,8 @@ use crate::query::{OrderCol, PageQuery, Shape, SqlDialect};
 use crate::server::PAGE_BATCHES;
 use crate::server::{choose, hand_on, read_pages, stream_resuming, Choice, Fail, Flow, Paged, Progress, Resumable};
 use crate::{
-    BatchCut, BatchLimit, CountMode, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot, Source,
-    SourceError, WithinGroups,
+    BatchCut, BatchLimit, Count, CountMode, Counter, Cursor, CursorValue, ReadPlan, ReadRequest, ResumeLog, Snapshot,
+    Source, SourceError, WithinGroups,
 };
 
 /// How one column's values decode from a driver's rows into an Arrow builder.
@@ -89,13 +89,17 @@ pub(crate) trait Driver: Send {
     ) -> Result<Flow, Fail>;
     /// End the run's use of the connection (back to the pool, or dropped when broken).
     fn release(&mut self);
-    /// The count of `q`'s rows for progress, on a connection of its own.
-    fn counter(
-        &self,
-        q: PageQuery,
-        mode: CountMode,
-        cancel: &CancelToken,
-    ) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>>;
+    /// A count for progress, on a connection of its own.
+    fn counter(&self, q: CountQuery, cancel: &CancelToken) -> Counter;
+}
+
+/// A count a driver runs.
+pub(crate) enum CountQuery {
+    /// A `SELECT` of one number ([`Shape::count_sql`]), in the run's snapshot where the
+    /// driver has one.
+    Exact(PageQuery),
+    /// The planner's estimate of the rows of this read.
+    Estimate(PageQuery),
 }
 
 /// How a run cuts batches and resumes, from its request.
@@ -467,8 +471,18 @@ impl<D: Driver> Source for ServerSource<D> {
         stream_resuming(self, start, emit)
     }
 
-    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
-        self.driver.counter(self.page_query(None, None, None), self.count, &self.cancel)
+    fn counter(&self, count: &Count) -> Option<Counter> {
+        let q = match (count, self.count) {
+            (_, CountMode::None) => return None,
+            (Count::Rows, CountMode::Estimate | CountMode::Auto) => {
+                CountQuery::Estimate(self.page_query(None, None, None))
+            }
+            _ => CountQuery::Exact(PageQuery {
+                bound: self.shape.count_sql(&self.field_names(), count)?,
+                cursor: vec![],
+            }),
+        };
+        Some(self.driver.counter(q, &self.cancel))
     }
 }
 

@@ -27,7 +27,7 @@ use ream_core::{CancelToken, Value};
 use crate::convert::{type_from_decl, ColumnBuilder};
 use crate::keys::{key_base_columns, proves_unique, unproven_paging, NameCase};
 use crate::query::{OrderCol, PageQuery, Shape, SQLITE};
-use crate::{Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError, WithinGroups};
+use crate::{Count, Counter, Cursor, CursorValue, ReadPlan, ReadRequest, Source, SourceError, WithinGroups};
 
 const ROWID_FIELD: &str = "rowid";
 
@@ -778,12 +778,9 @@ impl Source for SqliteSource {
         Ok(())
     }
 
-    fn counter(&self) -> Option<Box<dyn FnOnce() -> Result<u64, SourceError> + Send>> {
-        let mut sql = format!("SELECT count(*) FROM {}", self.shape.source_clause());
-        if let Some(f) = &self.shape.filter {
-            sql.push_str(&format!(" WHERE {}", enclose(f)));
-        }
-        let bound = self.shape.bind(&sql);
+    fn counter(&self, count: &Count) -> Option<Counter> {
+        let names: Vec<String> = self.schema_ref().fields().iter().map(|f| f.name().clone()).collect();
+        let bound = self.shape.count_sql(&names, count)?;
         let path = self.path.clone();
         let display = self.display.clone();
         let cancel = self.cancel.clone();
@@ -999,7 +996,24 @@ mod tests {
         let mut req = ReadRequest::table("t");
         req.filter = Some("id > 15".into());
         let src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
-        assert_eq!((src.counter().unwrap())().unwrap(), 5);
+        assert_eq!((src.counter(&Count::Rows).unwrap())().unwrap(), 5);
+    }
+
+    #[test]
+    fn the_distinct_counter_counts_the_filtered_values_with_null_as_one() {
+        let (_d, p) = db(20);
+        let count = |filter: &str, field: &str| {
+            let mut req = ReadRequest::table("t");
+            req.filter = Some(filter.into());
+            let src = SqliteSource::open(&p, "test", &req, CancelToken::new()).unwrap();
+            src.counter(&Count::Distinct(field.into())).map(|c| c().unwrap())
+        };
+        // ids 18, 19, 20: g0, g1 and NULL.
+        assert_eq!(count("id > 17", "grp"), Some(3));
+        // ids 1 to 4: g1, g2, g0, g1.
+        assert_eq!(count("id <= 4", "grp"), Some(3));
+        assert_eq!(count("id > 15", "grp"), Some(4));
+        assert_eq!(count("id > 15", "no_such_field"), None);
     }
 }
 

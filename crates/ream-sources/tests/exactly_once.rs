@@ -6,7 +6,8 @@
 //! limits. The rows must be a reference
 //! read of the database itself, in order, each exactly once; a key the database does not
 //! guarantee unique must be refused for keyset and offset paging, and a NULL key must fail
-//! the read, never lose rows.
+//! the read, never lose rows. The exact counts (rows, and distinct values for a burst
+//! run's bursts) must be the table's own.
 
 #[allow(dead_code)]
 #[path = "../../ream-cli/tests/common/my.rs"]
@@ -21,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ream_core::spec::Strategy;
 use ream_core::CancelToken;
-use ream_sources::{open, ReadRequest};
+use ream_sources::{open, Count, CountMode, ReadRequest};
 
 /// Cases per source: each a new table.
 const CASES: u64 = 40;
@@ -251,6 +252,24 @@ fn a_repeating_key_is_refused_or_read_once(db: &dyn Db, table: &Table, sqlite: b
     }
 }
 
+/// Exact counts of the rows after a random `rid`, and of their distinct `g` and `k` with
+/// NULL as one value (a burst run's bursts), equal what the table holds.
+fn counts_are_the_tables_own(db: &dyn Db, table: &Table, rng: &mut ChaCha8Rng) {
+    let cut = rng.random_range(0..=table.rows.len() as i64);
+    let mut req = ReadRequest::table("t");
+    req.filter = Some(format!("rid > {cut}"));
+    req.count = CountMode::Exact;
+    let src = open(&db.url(), &req, CancelToken::new()).unwrap();
+    let kept: Vec<&Row> = table.rows.iter().filter(|r| r.0 > cut).collect();
+    let count = |c: Count| src.counter(&c).expect("a counter")().unwrap();
+    assert_eq!(count(Count::Rows), kept.len() as u64, "rows after {cut}");
+    let groups: std::collections::HashSet<_> = kept.iter().map(|r| r.1).collect();
+    assert_eq!(count(Count::Distinct("g".into())), groups.len() as u64, "distinct g after {cut}");
+    let keys: std::collections::HashSet<_> = kept.iter().map(|r| r.2).collect();
+    assert_eq!(count(Count::Distinct("k".into())), keys.len() as u64, "distinct k after {cut}");
+    assert!(src.counter(&Count::Distinct("nope".into())).is_none(), "a field the read does not select");
+}
+
 fn property(db: &dyn Db, sqlite: bool, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for case in 0..CASES {
@@ -260,6 +279,7 @@ fn property(db: &dyn Db, sqlite: bool, seed: u64) {
         a_primary_key_gives_every_row_once_in_order(db, &mut rng);
         a_unique_key_with_nulls_fails_or_gives_every_row_once(db, &table, &mut rng);
         a_repeating_key_is_refused_or_read_once(db, &table, sqlite, &mut rng);
+        counts_are_the_tables_own(db, &table, &mut rng);
     }
 }
 
