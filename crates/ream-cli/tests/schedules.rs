@@ -508,8 +508,11 @@ fn a_relay_with_starttls_a_private_ca_and_a_password_gets_the_mail_and_a_wrong_o
     assert_eq!(plain.mails().len(), 0);
 
     // --smtp-ca-file for a relay without TLS is refused at start, naming it.
+    // It leaves nothing behind: no data directory in the working directory.
     let reports = demo(500).join("reports");
+    let cwd = tempfile::tempdir().unwrap();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_ream"))
+        .current_dir(cwd.path())
         .args(["serve", "--listen", "127.0.0.1:0", "--reports", reports.to_str().unwrap()])
         .args(["--smtp-url", "smtp://localhost:25", "--smtp-ca-file", ca])
         .stdout(Stdio::null())
@@ -531,6 +534,7 @@ fn a_relay_with_starttls_a_private_ca_and_a_password_gets_the_mail_and_a_wrong_o
     serve.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--smtp-ca-file is for a TLS relay"), "{stderr}");
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "a refused start left files");
 }
 
 /// The POSTs a receiver got: headers (lowercased names) and body.

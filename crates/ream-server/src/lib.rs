@@ -281,6 +281,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: ServerConfig) -> Result<AppState, ServerError> {
         let catalog = Catalog::load_dir(&config.reports).map_err(ServerError::Reports)?;
+        // Settings that need no disk first: a refused start leaves no data directory.
+        let mailer = (config.delivery.smtp_url.as_deref())
+            .map(|url| {
+                ream_deliver::Mailer::new(url, &config.delivery.smtp_from, config.delivery.smtp_ca_file.as_deref())
+            })
+            .transpose()?;
         let control = Arc::new(ream_control::Control::open(config.control.as_deref(), &config.data_dir)?);
         let outputs =
             Arc::new(ream_outputs::Outputs::open(&output_store_url(&config)?, config.s3_endpoint.as_deref())?);
@@ -290,11 +296,6 @@ impl AppState {
             let (secret, _) = ream_auth::token::new_token().map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
             auth.share_link_secret(control.shared_value("link_secret", || secret)?.as_bytes());
         }
-        let mailer = (config.delivery.smtp_url.as_deref())
-            .map(|url| {
-                ream_deliver::Mailer::new(url, &config.delivery.smtp_from, config.delivery.smtp_ca_file.as_deref())
-            })
-            .transpose()?;
         let senders = ream_deliver::Senders::new(mailer, config.s3_endpoint.clone());
         let audit = (config.audit_log.as_ref())
             .map(|p| {
