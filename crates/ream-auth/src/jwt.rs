@@ -51,6 +51,9 @@ impl Verifier {
             }
             keys.push(Key { kid: None, alg: Some(Algorithm::HS256), key: DecodingKey::from_secret(&secret) });
         }
+        if c.jwks_url.is_some() && !cfg!(feature = "jwks-url") {
+            return Err(invalid("jwt.jwks_url", "this build cannot fetch keys (cargo feature `jwks-url`)".into()));
+        }
         if keys.is_empty() && c.jwks_url.is_none() {
             return Err(invalid("jwt", "no keys: give jwks_file, jwks_url or hs256_secret_file".into()));
         }
@@ -81,11 +84,7 @@ impl Verifier {
     pub(crate) fn refresh(&self) -> Result<(), String> {
         let Some(url) = &self.url else { return Ok(()) };
         *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(5))).build().into();
-        let body = (agent.get(url).call())
-            .and_then(|mut r| r.body_mut().with_config().limit(1 << 20).read_to_vec())
-            .map_err(|e| format!("fetching {url}: {e}"))?;
+        let body = fetch(url)?;
         let fetched = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         keys.truncate(self.fixed);
@@ -162,6 +161,23 @@ fn algorithm(token: &str) -> Result<Algorithm, AuthError> {
         Ok(a) if ACCEPTED.contains(&a) => Ok(a),
         _ => Err(AuthError::Algorithm(short(name))),
     }
+}
+
+/// GET `url`, 5 s and 1 MiB at most.
+#[cfg(feature = "jwks-url")]
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(5))).build().into();
+    (agent.get(url).call())
+        .and_then(|mut r| r.body_mut().with_config().limit(1 << 20).read_to_vec())
+        .map_err(|e| format!("fetching {url}: {e}"))
+}
+
+/// A build without the fetch never gets here: a `jwks_url` is refused when the verifier
+/// is made.
+#[cfg(not(feature = "jwks-url"))]
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    Err(format!("fetching {url}: this build cannot fetch keys"))
 }
 
 /// How often `jwks_url` may be fetched for an unknown kid.

@@ -200,7 +200,7 @@ fn check_burst(opts: &RunOptions, spec: &ream_core::spec::Spec) -> Result<(), En
 /// report with detail rows.
 fn check_split(opts: &RunOptions, detail: bool, report: &str) -> Result<(), EngineError> {
     let Some(split) = &opts.split else { return Ok(()) };
-    split.check_format(opts.format)?;
+    split.check_format(opts.format).map_err(|e| EngineError::Usage(e.to_string()))?;
     if !detail {
         return Err(EngineError::Usage(format!(
             "report `{report}` has no detail rows (`detail: false`): a split output writes detail rows"

@@ -34,17 +34,7 @@ use ream_render::{Format, RenderOptions, Renderer};
 use crate::outlet::{finish_renderer, Outlet};
 use crate::EngineError;
 
-/// Where parts end: after `rows` rows, near `bytes` bytes (with both, whichever comes
-/// first), and where the `by` field's value changes. At least one is set ([`Split::new`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
-    rows: Option<u64>,
-    bytes: Option<u64>,
-    by: Option<String>,
-}
-
-/// The formats a split can write: each part of them is a file of its own.
-pub const SPLIT_FORMATS: [Format; 4] = [Format::Csv, Format::Ndjson, Format::Parquet, Format::Xlsx];
+pub use ream_request::{Split, SPLIT_FORMATS};
 
 /// The first rows of a part before its size is measured (`bytes`): its bytes per row are
 /// known after them.
@@ -52,47 +42,6 @@ const FIRST_CHECK: u64 = 16;
 /// The most rows between two measurements of a part's size: the Parquet writer's slice
 /// ([`ream_render::SLICE_ROWS`]), so a Parquet part is measured with no rows held back.
 const MAX_STEP: u64 = 1024;
-
-impl Split {
-    /// A split from the CLI's or a request's options; `None` when none is given.
-    pub fn new(rows: Option<u64>, bytes: Option<u64>, by: Option<String>) -> Result<Option<Split>, String> {
-        if rows == Some(0) {
-            return Err("a part's row limit must be at least 1".into());
-        }
-        if bytes == Some(0) {
-            return Err("a part's byte limit must be at least 1".into());
-        }
-        if by.as_deref().is_some_and(|f| f.trim().is_empty()) {
-            return Err("the split field is empty".into());
-        }
-        let any = rows.is_some() || bytes.is_some() || by.is_some();
-        Ok(any.then_some(Split { rows, bytes, by }))
-    }
-
-    /// The most rows in a part.
-    pub fn rows(&self) -> Option<u64> {
-        self.rows
-    }
-
-    /// About the most bytes in a part.
-    pub fn bytes(&self) -> Option<u64> {
-        self.bytes
-    }
-
-    /// The field whose values make the hive partitions.
-    pub fn by(&self) -> Option<&str> {
-        self.by.as_deref()
-    }
-
-    /// Refuse a format whose parts would not be files of their own.
-    pub fn check_format(&self, format: Format) -> Result<(), EngineError> {
-        if SPLIT_FORMATS.contains(&format) {
-            return Ok(());
-        }
-        let names: Vec<&str> = SPLIT_FORMATS.iter().map(|f| f.name()).collect();
-        Err(EngineError::Usage(format!("{format} cannot be split: split outputs are {}", names.join(", "))))
-    }
-}
 
 pub use ream_core::units::parse_bytes;
 
@@ -221,7 +170,7 @@ impl Parts {
         part_meta.variables.clear();
         part_meta.variable_specs.clear();
         part_meta.summary = None;
-        let Some(by) = self.split.by.clone() else {
+        let Some(by) = self.split.by().map(str::to_string) else {
             self.meta = Some(Arc::new(part_meta));
             return Ok(());
         };
@@ -279,7 +228,7 @@ impl Parts {
 
     /// Open the next part: the next number in the same partition, or number 1 of a new one.
     fn start(&mut self, key: Option<String>, buf: &mut Vec<u8>, outlet: &Outlet<'_>) -> Result<(), EngineError> {
-        let partition = self.split.by.clone().map(|by| (by, key.clone()));
+        let partition = self.split.by().map(str::to_string).map(|by| (by, key.clone()));
         let number = match &self.last {
             Some(last) if last.partition == partition => last.number + 1,
             Some(last) => {
@@ -294,7 +243,7 @@ impl Parts {
         let mut renderer = self.format.renderer_with(&self.render);
         renderer.push(&Event::Begin(meta), buf).map_err(|e| render_err(&self.meta, e))?;
         outlet.send_pieces(renderer.as_mut(), buf)?;
-        let check_at = match (self.split.rows, self.split.bytes) {
+        let check_at = match (self.split.rows(), self.split.bytes()) {
             (rows, Some(_)) => rows.unwrap_or(u64::MAX).min(if coarse(self.format) { MAX_STEP } else { FIRST_CHECK }),
             (Some(n), None) => n,
             (None, None) => u64::MAX,
@@ -307,8 +256,8 @@ impl Parts {
     /// At a check point: close the part, or set the next check point.
     fn check(&mut self, buf: &mut Vec<u8>, outlet: &Outlet<'_>) -> Result<(), EngineError> {
         let Some(open) = self.open.as_mut() else { return Ok(()) };
-        let max_rows = self.split.rows.unwrap_or(u64::MAX);
-        let limit = match self.split.bytes {
+        let max_rows = self.split.rows().unwrap_or(u64::MAX);
+        let limit = match self.split.bytes() {
             Some(b) if open.rows < max_rows => b,
             _ => return self.close(buf, outlet),
         };
@@ -348,7 +297,7 @@ impl Parts {
     /// The run's end. Without `by`, a run with no rows still writes one part (its header,
     /// an empty table), so a reader finds the columns; with `by` there is no partition.
     fn end(&mut self, buf: &mut Vec<u8>, outlet: &Outlet<'_>) -> Result<(), EngineError> {
-        if self.open.is_none() && self.last.is_none() && self.split.by.is_none() {
+        if self.open.is_none() && self.last.is_none() && self.split.by().is_none() {
             self.start(None, buf, outlet)?;
         }
         self.close(buf, outlet)
@@ -397,17 +346,6 @@ mod tests {
         assert!(parse_bytes("ten").unwrap_err().contains("expected a byte count"));
         assert!(parse_bytes("5T").unwrap_err().contains("unknown unit `t`"));
         assert!(parse_bytes("99999999999999999G").unwrap_err().contains("too large"));
-    }
-
-    #[test]
-    fn a_split_refuses_zero_limits_and_an_empty_field() {
-        assert_eq!(Split::new(None, None, None), Ok(None));
-        assert!(Split::new(Some(0), None, None).unwrap_err().contains("at least 1"));
-        assert!(Split::new(None, Some(0), None).unwrap_err().contains("at least 1"));
-        assert!(Split::new(None, None, Some(" ".into())).unwrap_err().contains("empty"));
-        let s = Split::new(Some(7), Some(5), Some("region".into())).unwrap().unwrap();
-        assert_eq!((s.rows(), s.bytes(), s.by()), (Some(7), Some(5), Some("region")));
-        assert!(s.check_format(Format::Pdf).unwrap_err().to_string().contains("csv, ndjson, parquet, xlsx"));
     }
 
     #[test]

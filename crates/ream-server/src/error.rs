@@ -50,6 +50,13 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// A request that did not parse ([`ream_request`]): 400.
+impl From<ream_request::BadRequest> for ApiError {
+    fn from(e: ream_request::BadRequest) -> ApiError {
+        ApiError::BadRequest(e.0)
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
