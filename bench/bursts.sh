@@ -3,7 +3,8 @@
 # bursts. The same 100,000 rows (SQLite, customers' lines, an index on
 # (customer_id, line_id)) are burst into 1,000 customers of 100 lines and 20,000 of 5,
 # with the statements spec of crates/ream-cli/tests/common/mod.rs (a sum, a count, a
-# page footer). Prints `format | bursts | wall s | peak RSS MiB | files`.
+# page footer); BURSTS="1000 100000" for other counts (at most 100,000: one line each).
+# Prints `format | bursts | wall s | peak RSS MiB | files`.
 # Build first: cargo build --release -p ream-cli
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,9 +44,10 @@ summary: "Total due: {total}"
 YAML
 }
 
-for customers in 1000 20000; do make_db "$customers"; done
+counts=(${BURSTS:-1000 20000})
+for customers in "${counts[@]}"; do make_db "$customers"; done
 for format in "${formats[@]}"; do
-  for customers in 1000 20000; do
+  for customers in "${counts[@]}"; do
     dir=$work/$customers
     sed -i "s/{format}/$format/; s/statement-{customer_id}\.[a-z]*\"/statement-{customer_id}.$format\"/" "$dir/statements.yaml"
     rm -rf "$dir/out"
