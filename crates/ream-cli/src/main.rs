@@ -942,6 +942,9 @@ fn progress_bar(p: std::sync::Arc<Progress>, burst: bool, cancel: CancelToken) -
     let handle = std::thread::spawn(move || {
         let mut has_total = false;
         let mut last_line = std::time::Instant::now();
+        // A log (not a terminal) gets a line when the number of bursts becomes known,
+        // then one a second.
+        let mut bursts_known = false;
         while !b.is_finished() && !cancel.is_cancelled() {
             let rows = p.rows.load(Ordering::Relaxed);
             if !has_total {
@@ -956,7 +959,9 @@ fn progress_bar(p: std::sync::Arc<Progress>, burst: bool, cancel: CancelToken) -
                 b.set_message(format!("  {}", bursts_text(bursts)));
             }
             b.set_position(rows);
-            if !tty && last_line.elapsed() >= Duration::from_secs(1) {
+            let counted = bursts.is_some_and(|(_, total)| total.is_some()) && !bursts_known;
+            bursts_known |= counted;
+            if !tty && (counted || last_line.elapsed() >= Duration::from_secs(1)) {
                 last_line = std::time::Instant::now();
                 eprintln!("ream: {}", progress_line(rows, p.total(), bursts, p.started.elapsed()));
             }

@@ -397,7 +397,8 @@ fn an_output_over_attach_max_bytes_arrives_as_a_link_that_downloads_the_same_byt
     let Some(smtp) = Smtp::start() else { return };
     let s = demo_server(&["--smtp-url", &smtp.url()]);
     let deliver = json!([
-        {"email": {"to": ["small@example.com"], "subject": "attached"}},
+        {"email": {"to": ["small@example.com"], "cc": ["audit@example.com"], "subject": "attached: {status}",
+                   "body": "{rows} invoices of {report} ({format}, {bytes} bytes)"}},
         {"email": {"to": ["big@example.com"], "subject": "linked", "attach_max_bytes": 1000}},
     ]);
     let id = create(&s, &invoices_with(deliver));
@@ -406,7 +407,16 @@ fn an_output_over_attach_max_bytes_arrives_as_a_link_that_downloads_the_same_byt
     let (_, _, output) = s.get(&format!("/runs/{}/output", run["id"].as_str().unwrap()));
     assert!(output.len() > 1000, "{} bytes", output.len());
     let mails = smtp.wait_mails(2);
-    let attached = mails.iter().find(|m| m["subject"] == "attached").unwrap();
+    // The subject takes a list parameter, the body the run's facts; the mail reaches cc too.
+    let attached = mails.iter().find(|m| m["subject"] == "attached: paid, open").unwrap_or_else(|| panic!("{mails:?}"));
+    assert_eq!(attached["rcpt"], json!(["small@example.com", "audit@example.com"]), "{attached}");
+    assert_eq!(
+        (attached["to"].as_str(), attached["cc"].as_str()),
+        (Some("small@example.com"), Some("audit@example.com"))
+    );
+    let rows = run["rows"].as_u64().unwrap();
+    let facts = format!("{rows} invoices of invoice_export (csv, {} bytes)", output.len());
+    assert!(attached["text"].as_str().unwrap().contains(&facts), "{}: {facts}", attached["text"]);
     assert_eq!(
         attached["attachments"][0]["filename"],
         format!("invoice_export-{}.csv", &run["fire_time"].as_str().unwrap()[..10])
