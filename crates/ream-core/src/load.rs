@@ -119,6 +119,7 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
             None
         }
     };
+    let schema = (!unknown.is_empty()).then(crate::spec::json_schema);
     for path in unknown {
         let key = path_to_key(&path);
         let (parent, name) = match key.rsplit_once('.') {
@@ -126,7 +127,11 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
             None => (String::new(), key.clone()),
         };
         let place = if parent.is_empty() { "the spec".to_string() } else { format!("`{parent}`") };
-        errors.push(SpecError::new(key, format!("unknown key `{name}` in {place}")));
+        let known = schema.as_ref().map(|s| crate::suggest::keys_at(s, &parent)).unwrap_or_default();
+        let hint = crate::suggest::nearest(&name, known.iter().map(String::as_str))
+            .map(|k| format!(": did you mean `{k}`?"))
+            .unwrap_or_default();
+        errors.push(SpecError::new(key, format!("unknown key `{name}` in {place}{hint}")));
     }
     let parsed = spec.as_ref().and_then(|spec| validate::parse_spec(spec).map_err(|es| errors.extend(es)).ok());
     for e in &mut errors {
@@ -443,7 +448,9 @@ mod tests {
         let errs = load_str(text, SpecFormat::Yaml).unwrap_err().0;
         let keys: Vec<_> = errs.iter().map(|e| (e.key.as_str(), e.line, e.col)).collect();
         assert_eq!(keys, vec![("source.colums", Some(4), Some(3)), ("groops", Some(5), Some(1))]);
-        assert!(errs[0].message.contains("unknown key `colums`"), "{}", errs[0]);
+        // Each with the nearest key of its own place.
+        assert!(errs[0].message.ends_with("unknown key `colums` in `source`: did you mean `columns`?"), "{}", errs[0]);
+        assert!(errs[1].message.ends_with("unknown key `groops` in the spec: did you mean `groups`?"), "{}", errs[1]);
     }
 
     #[test]
