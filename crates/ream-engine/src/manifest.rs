@@ -294,7 +294,6 @@ impl Run {
     }
 }
 
-/// Write one small file through the store, whole.
 /// Remove the files a failed run committed.
 fn remove_all(store: &mut dyn PartStore, files: &ManifestFiles) {
     for file in files.iter().map_while(Result::ok) {

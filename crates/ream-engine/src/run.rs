@@ -185,7 +185,6 @@ impl Drop for Run {
     }
 }
 
-/// Start the threads of a prepared run.
 /// Run a count query on a thread of its own, storing its answer where `into` says.
 /// Detached: the count is only for display, and is interrupted on cancel.
 fn spawn_count(counter: Option<ream_sources::Counter>, progress: &Arc<Progress>, into: fn(&Progress) -> &AtomicI64) {
@@ -198,6 +197,7 @@ fn spawn_count(counter: Option<ream_sources::Counter>, progress: &Arc<Progress>,
     });
 }
 
+/// Start the threads of a prepared run.
 pub fn start(prepared: Prepared) -> Run {
     let Prepared {
         meta,
