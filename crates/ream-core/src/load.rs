@@ -107,33 +107,18 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
     if format == SpecFormat::Toml {
         untag_toml_datetimes(&mut value);
     }
-    let mut errors = Vec::new();
-    let mut unknown = Vec::new();
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-    let de = serde_ignored::Deserializer::new(&value, &mut on_unknown);
-    let spec: Option<Spec> = match serde_path_to_error::deserialize(de) {
-        Ok(spec) => Some(spec),
-        Err(e) => {
-            let key = path_to_key(&e.path().to_string());
-            errors.push(SpecError::new(key, humanize(&e.inner().to_string())));
-            None
-        }
-    };
-    let schema = (!unknown.is_empty()).then(crate::spec::json_schema);
-    for path in unknown {
-        let key = path_to_key(&path);
-        let (parent, name) = match key.rsplit_once('.') {
-            Some((p, n)) => (p.to_string(), n.to_string()),
-            None => (String::new(), key.clone()),
+    let Deserialized { spec, mut errors, unknown, stand_ins } = deserialize_past_errors(value);
+    let (unknown_keys, misspelt_in) = unknown_key_errors(unknown);
+    errors.extend(unknown_keys);
+    let parsed = spec.as_ref().and_then(|spec| {
+        // What the checks find at a stand-in is ours, not the writer's; and an object
+        // whose misspelt key was named (`summ: total`, did you mean `sum`?) need not also
+        // be said to lack the key.
+        let theirs = |e: &SpecError| {
+            !stand_ins.iter().any(|p| e.key == *p || is_under(&e.key, p)) && !misspelt_in.contains(&e.key)
         };
-        let place = if parent.is_empty() { "the spec".to_string() } else { format!("`{parent}`") };
-        let known = schema.as_ref().map(|s| crate::suggest::keys_at(s, &parent)).unwrap_or_default();
-        let hint = crate::suggest::nearest(&name, known.iter().map(String::as_str))
-            .map(|k| format!(": did you mean `{k}`?"))
-            .unwrap_or_default();
-        errors.push(SpecError::new(key, format!("unknown key `{name}` in {place}{hint}")));
-    }
-    let parsed = spec.as_ref().and_then(|spec| validate::parse_spec(spec).map_err(|es| errors.extend(es)).ok());
+        validate::parse_spec(spec).map_err(|es| errors.extend(es.into_iter().filter(theirs))).ok()
+    });
     for e in &mut errors {
         locator.fill(e);
     }
@@ -142,6 +127,152 @@ pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors
         (Some(spec), Some(parsed), true) => Ok(LoadedSpec { spec, parsed, path: None, locator }),
         _ => Err(SpecErrors(errors)),
     }
+}
+
+/// An error for each unknown key, with the nearest key its place takes, and the places
+/// where such a nearest key was found.
+fn unknown_key_errors(unknown: Vec<String>) -> (Vec<SpecError>, Vec<String>) {
+    let schema = (!unknown.is_empty()).then(crate::spec::json_schema);
+    let mut errors = Vec::new();
+    let mut misspelt_in = Vec::new();
+    for path in unknown {
+        let key = path_to_key(&path);
+        let (parent, name) = key.rsplit_once('.').map_or((String::new(), key.clone()), |(p, n)| (p.into(), n.into()));
+        let place = if parent.is_empty() { "the spec".to_string() } else { format!("`{parent}`") };
+        let known = schema.as_ref().map(|s| crate::suggest::keys_at(s, &parent)).unwrap_or_default();
+        let hint = crate::suggest::hint(&name, known.iter().map(String::as_str));
+        if !hint.is_empty() {
+            misspelt_in.push(parent);
+        }
+        errors.push(SpecError::new(key, format!("unknown key `{name}` in {place}{hint}")));
+    }
+    (errors, misspelt_in)
+}
+
+/// The most values one pass steps past: far more mistakes than anyone makes at once, and
+/// a bound on the rounds a hostile spec can cost.
+const MAX_BAD_VALUES: usize = 100;
+
+/// What deserialising found: the spec (with the bad values set aside), every error, every
+/// unknown key's path, and the paths given a stand-in (whose later errors are not the
+/// writer's).
+struct Deserialized {
+    spec: Option<Spec>,
+    errors: Vec<SpecError>,
+    unknown: Vec<String>,
+    stand_ins: Vec<String>,
+}
+
+/// The values tried, in turn, for a required key that is missing, until one has the type
+/// the key takes.
+const STAND_INS: [fn() -> serde_json::Value; 5] = [
+    || serde_json::Value::String(String::new()),
+    || serde_json::json!({}),
+    || serde_json::json!([]),
+    || serde_json::json!(0),
+    || serde_json::json!(false),
+];
+
+/// Deserialise into [`Spec`], going on past each bad value so that one pass reports them
+/// all: serde stops at the first, and a newcomer's 14 mistakes took 4 rounds of
+/// `ream validate`. An unknown enum value is replaced by the nearest known one (which the
+/// error suggests), so the checks after it see what was most likely meant; any other bad
+/// value is removed, which leaves an optional key at its default. A required key that is
+/// missing (or was removed) gets a stand-in of the type it takes, and nothing found at a
+/// stand-in is reported. A bad array element, or the top, ends the pass.
+fn deserialize_past_errors(mut value: serde_json::Value) -> Deserialized {
+    let mut errors = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut stand_ins: Vec<(String, usize)> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..MAX_BAD_VALUES {
+        let mut on_unknown = |path: serde_ignored::Path<'_>| {
+            let path = path.to_string();
+            if !unknown.contains(&path) {
+                unknown.push(path);
+            }
+        };
+        let de = serde_ignored::Deserializer::new(&value, &mut on_unknown);
+        let e = match serde_path_to_error::deserialize::<_, Spec>(de) {
+            Ok(spec) => return Deserialized { spec: Some(spec), errors, unknown, stand_ins: paths(stand_ins) },
+            Err(e) => e,
+        };
+        let key = path_to_key(&e.path().to_string());
+        let message = e.inner().to_string();
+        // Inside a stand-in: a step to take, but not the writer's mistake.
+        let ours = stand_ins.iter().any(|(p, _)| is_under(&key, p));
+        let mut report = |e: SpecError| {
+            if !ours {
+                errors.push(e)
+            }
+        };
+        let stepped = if let Some(tried) = stand_ins.iter_mut().find(|(p, _)| *p == key) {
+            // Our own stand-in did not fit: the next type, or the first known variant.
+            tried.1 += 1;
+            let next = match unknown_variant(&message) {
+                Some((_, known)) => known.first().map(|k| serde_json::Value::String(k.to_string())),
+                None => STAND_INS.get(tried.1).map(|make| make()),
+            };
+            next.and_then(|v| value_at(&mut value, &key).map(|slot| *slot = v)).is_some()
+        } else if let Some(field) = missing_field(&message) {
+            let at = join(&key, field);
+            if !removed.contains(&at) {
+                report(SpecError::new(key.clone(), humanize(&message)));
+            }
+            let object = if key.is_empty() { Some(&mut value) } else { value_at(&mut value, &key) };
+            let placed =
+                object.and_then(serde_json::Value::as_object_mut).map(|m| m.insert(field.into(), STAND_INS[0]()));
+            stand_ins.push((at, 0));
+            placed.is_some()
+        } else if let Some((given, known)) = unknown_variant(&message) {
+            let meant = crate::suggest::nearest(given, known.iter().copied());
+            let hint = crate::suggest::hint(given, known.iter().copied());
+            report(SpecError::new(key.clone(), format!("{}{hint}", humanize(&message))));
+            let stand_in = meant.or(known.first().copied()).unwrap_or_default().to_string();
+            value_at(&mut value, &key).map(|v| *v = serde_json::Value::String(stand_in)).is_some()
+        } else {
+            report(SpecError::new(key.clone(), humanize(&message)));
+            removed.push(key.clone());
+            remove_at(&mut value, &key)
+        };
+        if !stepped {
+            break;
+        }
+    }
+    Deserialized { spec: None, errors, unknown, stand_ins: paths(stand_ins) }
+}
+
+fn paths(stand_ins: Vec<(String, usize)>) -> Vec<String> {
+    stand_ins.into_iter().map(|(p, _)| p).collect()
+}
+
+/// Whether `key` is inside the value at `path` (`charts[0].x` is inside `charts[0]`).
+fn is_under(key: &str, path: &str) -> bool {
+    key.strip_prefix(path).is_some_and(|rest| rest.starts_with(['.', '[']))
+}
+
+/// Remove the value at a key path from its object; false for the top or an array element.
+fn remove_at(value: &mut serde_json::Value, key: &str) -> bool {
+    let (parent, name) = key.rsplit_once('.').unwrap_or(("", key));
+    if name.is_empty() || name.ends_with(']') {
+        return false;
+    }
+    let parent = if parent.is_empty() { Some(value) } else { value_at(value, parent) };
+    parent.and_then(serde_json::Value::as_object_mut).and_then(|m| m.remove(name)).is_some()
+}
+
+/// The field serde's "missing field `f`" names.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// The value and the known variants of serde's "unknown variant `x`, expected one of `a`,
+/// `b`" (also "expected `a`" and "expected `a` or `b`").
+fn unknown_variant(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    let (given, expected) = rest.split_once("`, expected ")?;
+    let known = expected.split('`').skip(1).step_by(2).collect();
+    Some((given, known))
 }
 
 fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, SpecError> {
@@ -240,6 +371,7 @@ fn offset_to_line_col(text: &str, offset: usize) -> (usize, usize) {
 /// serde's messages list every expected field; keep them, but say it in our words.
 fn humanize(msg: &str) -> String {
     msg.replace("invalid type: ", "wrong type: ")
+        .replace("unknown variant `", "unknown value `")
         .replace("expected usize", "expected a whole number")
         .replace("expected u64", "expected a whole number")
         .replace("expected a boolean", "expected true or false")
@@ -255,10 +387,21 @@ fn path_to_key(p: &str) -> String {
     let p = p.replace(".?", "").replace('?', "");
     let p = p.trim_start_matches('.');
     if p == "." {
-        String::new()
-    } else {
-        p.to_string()
+        return String::new();
     }
+    // serde_ignored writes an index as a segment (`charts.0.type`): `charts[0].type`.
+    let mut key = String::with_capacity(p.len());
+    for segment in p.split('.') {
+        if !key.is_empty() && !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
 }
 
 /// Maps key paths (`groups[0].by`) to 1-based line and column.
@@ -451,6 +594,103 @@ mod tests {
         // Each with the nearest key of its own place.
         assert!(errs[0].message.ends_with("unknown key `colums` in `source`: did you mean `columns`?"), "{}", errs[0]);
         assert!(errs[1].message.ends_with("unknown key `groops` in the spec: did you mean `groups`?"), "{}", errs[1]);
+    }
+
+    /// A newcomer's spec: each mistake once, in one pass, the misspelt names with their
+    /// nearest right name.
+    const MISTAKES: &str = r#"report: statement
+titel: "Statements for {region}"
+source:
+  table: invoices
+  snapshot: rn
+  columns:
+    id: invoices.id
+    region: invoices.region
+    customer: invoices.customer
+    status: { expr: invoices.status, type: string }
+    total: { expr: invoices.total, type: "decimal(12,2)" }
+parameters:
+  region: { type: strng, required: true }
+groups:
+  - by: regoin
+  - by: customer
+    footer: "{billed:curency} billed, {n} invoices"
+variables:
+  billed: { summ: total, reset: customer }
+  n: { count: id, reset: custmer }
+  avg_status: { avg: status }
+columns:
+  - { field: id, align: middle }
+  - { field: total, format: curency }
+page:
+  orientation: landscap
+  size: A44
+charts:
+  - type: barr
+    x: { field: region, bucket: mnth }
+    y: { sum: total }
+"#;
+
+    #[test]
+    fn every_mistake_of_a_spec_is_reported_in_one_pass_with_the_name_meant() {
+        let errs = load_str(MISTAKES, SpecFormat::Yaml).unwrap_err().0;
+        let found: Vec<(&str, Option<usize>)> = errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("titel", Some(2)),
+                ("source.snapshot", Some(5)),
+                ("parameters.region.type", Some(13)),
+                ("groups[0].by", Some(15)),
+                ("groups[1].footer", Some(17)),
+                ("variables.billed.summ", Some(19)),
+                ("variables.n.reset", Some(20)),
+                ("variables.avg_status.avg", Some(21)),
+                ("columns[0].align", Some(23)),
+                ("columns[1].format", Some(24)),
+                ("page.orientation", Some(26)),
+                ("page.size", Some(27)),
+                ("charts[0]", Some(29)),
+                ("charts[0]", Some(29)),
+                ("charts[0].type", Some(29)),
+                ("charts[0].x.bucket", Some(30)),
+            ],
+            "{errs:#?}"
+        );
+        let meant: Vec<String> =
+            errs.iter().filter_map(|e| e.message.split("did you mean ").nth(1)).map(String::from).collect();
+        let expected = ["`title`?", "`run`?", "`string`?", "`region`?", "`currency`?", "`sum`?", "`customer`?"];
+        let expected = expected.iter().chain(&["`currency`?", "`landscape`?", "`A4`?", "`month`?"]);
+        assert_eq!(meant, expected.map(|s| s.to_string()).collect::<Vec<_>>());
+        let message = |key: &str| errs.iter().find(|e| e.key == key).map(|e| e.message.clone()).unwrap_or_default();
+        assert_eq!(message("variables.avg_status.avg"), "avg needs a numeric field, but `status` is string");
+        assert!(message("columns[0].align").starts_with("unknown value `middle`, expected one of `left`"));
+        let missing: Vec<_> = errs.iter().filter(|e| e.key == "charts[0]").map(|e| e.message.as_str()).collect();
+        assert_eq!(missing, ["missing field `id`", "missing field `kind`"]);
+    }
+
+    #[test]
+    fn a_required_value_of_the_wrong_type_is_one_error_and_the_checks_go_on() {
+        let text = "report: r\nsource: {table: t, columns: {id: t.id}}\ngroups:\n  - by: [id]\n\
+                    columns:\n  - { label: Total }\n  - { field: totl }\n";
+        let errs = load_str(text, SpecFormat::Yaml).unwrap_err().0;
+        let found: Vec<_> = errs.iter().map(|e| (e.key.as_str(), e.message.as_str())).collect();
+        // The wrong `by` is not then also missing, and the stand-ins (an empty group field,
+        // an empty column field) are not reported as unknown fields; `totl` is.
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(found[0].0, "groups[0].by");
+        assert!(found[0].1.starts_with("wrong type: sequence"), "{}", found[0].1);
+        assert_eq!(found[1], ("columns[0]", "missing field `field`"));
+        assert_eq!(found[2].0, "columns[1].field");
+        assert!(found[2].1.starts_with("unknown field `totl`"), "{}", found[2].1);
+    }
+
+    #[test]
+    fn a_hostile_spec_of_countless_bad_values_ends_its_pass() {
+        let columns: String = (0..500).map(|i| format!("  - {{ field: f{i}, align: x{i} }}\n")).collect();
+        let text = format!("report: r\nsource: {{table: t}}\ncolumns:\n{columns}");
+        let errs = load_str(&text, SpecFormat::Yaml).unwrap_err().0;
+        assert_eq!(errs.len(), MAX_BAD_VALUES);
     }
 
     #[test]

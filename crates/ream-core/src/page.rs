@@ -162,7 +162,11 @@ impl PageConfig {
                         let names: Vec<_> = SIZES.iter().map(|s| s.0).collect();
                         errs.push((
                             "size".into(),
-                            format!("`{s}` is not a page size: use {} or `WIDTH x HEIGHT` (`210mm x 297mm`, at least 1in each)", names.join(", ")),
+                            format!(
+                                "`{s}` is not a page size: use {} or `WIDTH x HEIGHT` (`210mm x 297mm`, at least 1in each){}",
+                                names.join(", "),
+                                crate::suggest::hint(s, names.iter().copied())
+                            ),
                         ));
                         (595.28, 841.89)
                     }

@@ -394,6 +394,11 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
+    /// Whether it takes numbers only: `sum`, `avg`, `stddev` and `variance`.
+    pub fn needs_number(self) -> bool {
+        matches!(self, Aggregate::Sum | Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Aggregate::Sum => "sum",

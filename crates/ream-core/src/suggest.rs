@@ -24,6 +24,17 @@ pub fn nearest<'a>(given: &str, names: impl IntoIterator<Item = &'a str>) -> Opt
     best.map(|(_, name)| name)
 }
 
+/// `: did you mean `x`?` for the nearest name, or nothing: the end of an error message.
+///
+/// ```
+/// use ream_core::suggest::hint;
+/// assert_eq!(hint("regoin", ["region", "total"]), ": did you mean `region`?");
+/// assert_eq!(hint("xyz", ["region"]), "");
+/// ```
+pub fn hint<'a>(given: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(given, names).map(|n| format!(": did you mean `{n}`?")).unwrap_or_default()
+}
+
 /// The keys an object at `parent` (a key path: `columns[0]`, `variables.total`, `` for
 /// the top) may hold, read from the JSON Schema `schema`.
 pub fn keys_at(schema: &Value, parent: &str) -> Vec<String> {

@@ -118,7 +118,8 @@ impl Format {
                 Ok(Format::Date(pattern.to_string()))
             }
             _ => Err(format!(
-                "unknown format `{s}` (expected raw, int, number[:N], currency[:CODE], percent[:N] or date:PATTERN)"
+                "unknown format `{s}` (expected raw, int, number[:N], currency[:CODE], percent[:N] or date:PATTERN){}",
+                crate::suggest::hint(name, ["raw", "int", "number", "currency", "percent", "date"])
             )),
         }
     }

@@ -72,6 +72,30 @@ pub fn decimal_text_field(name: &str) -> arrow_schema::Field {
     arrow_schema::Field::new(name, arrow_schema::DataType::Utf8, true).with_metadata(meta)
 }
 
+/// Whether a variable can sum, average and spread a field's values: int, float, decimal,
+/// or exact decimal text.
+pub fn is_numeric(field: &arrow_schema::Field) -> bool {
+    matches!(field.data_type(), DataType::Int64 | DataType::Float64 | DataType::Decimal128(..))
+        || is_decimal_text(field)
+}
+
+/// Why `aggregate` (`sum`, `avg`, …) cannot take `field`, which is not a number. Text the
+/// database did not type (`declared` false) may be a number: the message says how to
+/// make it one. The one wording of this error, for the spec's declared types and the
+/// source's alike.
+pub fn not_numeric(aggregate: &str, field: &arrow_schema::Field, declared: bool) -> String {
+    let name = field.name();
+    let hint = if !declared && field.data_type() == &DataType::Utf8 {
+        format!(
+            " (an untyped SQLite expression is read as text: declare the type, e.g. `columns: \
+             {{{name}: {{expr: ..., type: decimal(38,4)}}}}`, or CAST it in the SQL)"
+        )
+    } else {
+        String::new()
+    };
+    format!("{aggregate} needs a numeric field, but `{name}` is {}{hint}", type_label(field.data_type()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,7 +129,8 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
             let dialect = src.url.as_deref().and_then(Dialect::from_url).unwrap_or(Dialect::Sqlite);
             for name in placeholders(sql, dialect) {
                 if !spec.parameters.contains_key(&name) && crate::actor::claim_name(&name).is_none() {
-                    err(key.into(), format!("`:{name}` is not a declared parameter"));
+                    let hint = crate::suggest::hint(&name, spec.parameters.keys().map(String::as_str));
+                    err(key.into(), format!("`:{name}` is not a declared parameter{hint}"));
                 }
             }
         }
@@ -180,10 +181,11 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
         if let Some(r) = &v.reset {
             if r != "report" && !group_names.contains(r.as_str()) {
                 let known: Vec<_> = spec.groups.iter().map(|g| g.name()).collect();
+                let hint = crate::suggest::hint(r, known.iter().copied().chain(["report"]));
                 err(
                     format!("{key}.reset"),
                     format!(
-                        "`{r}` is neither `report` nor a group (groups: {})",
+                        "`{r}` is neither `report` nor a group (groups: {}){hint}",
                         if known.is_empty() { "none".to_string() } else { known.join(", ") }
                     ),
                 );
@@ -198,6 +200,7 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
     }
 
     check_charts(spec, &mut err);
+    check_declared_types(spec, &parsed, &mut err);
 
     // Templates: the names each band may use (their syntax was parsed above).
     for BandTemplate { key, template, band } in parsed.band_templates() {
@@ -211,8 +214,9 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
             if !names.contains(n) {
                 let mut known: Vec<_> = names.iter().cloned().collect();
                 known.sort();
+                let hint = crate::suggest::hint(n, known.iter().map(String::as_str));
                 let known = if known.is_empty() { "none".into() } else { known.join(", ") };
-                err(key.clone(), format!("`{{{n}}}` is not available here (available: {known})"));
+                err(key.clone(), format!("`{{{n}}}` is not available here (available: {known}){hint}"));
             }
         }
     }
@@ -297,6 +301,32 @@ fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
     }
 }
 
+/// What the types `source.columns` declares show before any database is asked: a
+/// variable that sums, averages or spreads a field declared as text, a date or a flag, and
+/// a column format that does not suit its declared type.
+fn check_declared_types(spec: &Spec, parsed: &Parsed, err: &mut impl FnMut(String, String)) {
+    let declared = |name: &str| {
+        let ty = spec.source.columns.get(name)?.declared_type()?;
+        let dt = crate::types::parse_type_name(ty).ok()?;
+        Some(arrow_schema::Field::new(name, dt, true))
+    };
+    for (name, v) in &spec.variables {
+        for (agg, field) in v.aggregates() {
+            match declared(field) {
+                Some(f) if agg.needs_number() && !crate::types::is_numeric(&f) => {
+                    err(format!("variables.{name}.{}", agg.name()), crate::types::not_numeric(agg.name(), &f, true))
+                }
+                _ => {}
+            }
+        }
+    }
+    for (i, c) in spec.columns.iter().enumerate() {
+        if let Some(Err(e)) = declared(&c.field).map(|f| parsed.column_format(i).fits(f.data_type())) {
+            err(format!("columns[{i}].format"), format!("`{}`: {e}", c.field));
+        }
+    }
+}
+
 /// Every reference to a field that the source does not produce.
 pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     let known: HashSet<&str> = fields.iter().map(String::as_str).collect();
@@ -304,7 +334,8 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     let mut errs = Vec::new();
     let mut check = |key: String, field: &str| {
         if !known.contains(field) {
-            errs.push(SpecError::new(key, format!("unknown field `{field}` (the source has: {})", list())));
+            let hint = crate::suggest::hint(field, fields.iter().map(String::as_str));
+            errs.push(SpecError::new(key, format!("unknown field `{field}` (the source has: {}){hint}", list())));
         }
     };
     for (i, k) in spec.source.key.iter().enumerate() {
@@ -342,9 +373,10 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
             let Some(Ok(t)) = text.map(|t| Template::parse(t)) else { continue };
             for n in t.names() {
                 if !known.contains(n) && !spec.parameters.contains_key(n) {
+                    let hint = crate::suggest::hint(n, fields.iter().chain(spec.parameters.keys()).map(String::as_str));
                     errs.push(SpecError::new(
                         format!("burst.{key}"),
-                        format!("`{{{n}}}` is neither a field nor a parameter (the source has: {})", list()),
+                        format!("`{{{n}}}` is neither a field nor a parameter (the source has: {}){hint}", list()),
                     ));
                 }
             }
@@ -355,9 +387,10 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
         let Some(Ok(t)) = g.header.as_deref().map(Template::parse) else { continue };
         for n in t.names() {
             if !known.contains(n) && !spec.parameters.contains_key(n) {
+                let hint = crate::suggest::hint(n, fields.iter().chain(spec.parameters.keys()).map(String::as_str));
                 errs.push(SpecError::new(
                     format!("groups[{i}].header"),
-                    format!("`{{{n}}}` is neither a field nor a parameter (the source has: {})", list()),
+                    format!("`{{{n}}}` is neither a field nor a parameter (the source has: {}){hint}", list()),
                 ));
             }
         }

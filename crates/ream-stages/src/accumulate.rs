@@ -6,7 +6,7 @@ use arrow_array::types::{Decimal128Type, Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use ream_core::spec::Aggregate;
-use ream_core::types::is_decimal_text;
+use ream_core::types::{is_decimal_text, not_numeric};
 use ream_core::{Event, Value};
 
 use crate::exact::{ExactSum, Inexact};
@@ -97,24 +97,9 @@ impl Accumulate {
                 }
                 _ => NumKind::Other,
             };
-            let numeric_only =
-                matches!(spec.aggregate, Aggregate::Sum | Aggregate::Avg | Aggregate::Stddev | Aggregate::Variance);
-            if numeric_only && kind == NumKind::Other {
-                let field = spec.field.map(|i| schema.field(i).name().clone()).unwrap_or_default();
-                // Text that may be a number: say how to make it one.
-                let hint = if dt == Some(DataType::Utf8) {
-                    format!(
-                        " (an untyped SQLite expression is read as text: declare the type, e.g. `columns: \
-                         {{{field}: {{expr: ..., type: decimal(38,4)}}}}`, or CAST it in the SQL)"
-                    )
-                } else {
-                    String::new()
-                };
-                return Err(StageError::Config(format!(
-                    "{} needs a numeric field, but `{field}` is {}{hint}",
-                    spec.aggregate.name(),
-                    dt.map(|d| ream_core::types::type_label(&d)).unwrap_or_default()
-                )));
+            let numeric_only = spec.aggregate.needs_number();
+            if let (true, NumKind::Other, Some(i)) = (numeric_only, kind, spec.field) {
+                return Err(StageError::Config(not_numeric(spec.aggregate.name(), schema.field(i), false)));
             }
             if spec.field.is_none() && spec.aggregate != Aggregate::Count {
                 return Err(StageError::Config(format!("{} needs a field", spec.aggregate.name())));
