@@ -271,6 +271,32 @@ fn validate_connect_checks_field_names_and_types_against_the_source() {
 }
 
 #[test]
+fn validate_connect_settles_untyped_sqlite_expressions_and_finds_what_run_would() {
+    // `shout` is an expression SQLite declares no type for: only its rows tell it is text.
+    // Its average, a time bucket of a number and a date pattern on a number: three type
+    // problems, all in one pass, the same ones `run` reports.
+    let body = "  key: [id]\n  columns:\n    id: invoices.id\n    shout: upper(invoices.status)\n\
+                variables:\n  loud: { avg: shout }\ncharts:\n  - { id: c, kind: bar, x: { field: id, bucket: month } }\n";
+    let (_dir, spec) = spec_dir(body);
+    let f = spec.to_str().unwrap();
+    let offline = run(&["validate", f]);
+    assert_eq!(offline.code, 0, "the spec alone shows no problem: {}", offline.text());
+    let r = run(&["validate", "--connect", f]);
+    assert_eq!(r.code, 2, "{}", r.text());
+    let text = r.text();
+    let found: Vec<&str> = text.lines().collect();
+    assert_eq!(found.len(), 2, "{}", r.text());
+    assert!(found[0].contains("`variables.loud`: avg needs a numeric field, but `shout` is string"), "{}", found[0]);
+    assert!(found[1].contains("`charts[0]`: chart `c`:"), "{}", found[1]);
+    // What run says, line for line.
+    let ran = run(&["run", f, "--format", "html", "-o", "/dev/null"]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    for line in &found {
+        assert!(ran.stderr.contains(line), "run does not say `{line}`: {}", ran.stderr);
+    }
+}
+
+#[test]
 fn a_time_pattern_on_a_date_column_is_a_located_spec_error_not_a_panic() {
     let body = "  key: [id]\ncolumns:\n  - field: id\n  - {field: date, format: \"date:%H:%M\"}\n";
     let e = fails(

@@ -290,6 +290,17 @@ fn unknown(loaded: &LoadedSpec, key: String, name: &str) -> EngineError {
     EngineError::Spec(loaded.locate(vec![SpecError::new(key, format!("`{name}` is not a field of the source"))]))
 }
 
+/// Every type problem of a spec against its source's settled schema, at once: column
+/// formats, variables and charts. `prepare` and `validate --connect` both ask this, so a
+/// spec that passes the check does not fail the run for its types.
+fn check_types(loaded: &LoadedSpec, schema: &SchemaRef) -> Result<Vec<SpecError>, EngineError> {
+    let spec = loaded.spec();
+    let mut errors = check_column_formats(loaded, schema);
+    errors.extend(check_variable_types(spec, &variable_specs(loaded, schema)?, schema));
+    errors.extend(check_chart_types(spec, schema));
+    Ok(errors)
+}
+
 /// Each aggregate must apply to its field's type (`sum` of text is a spec error).
 fn check_variable_types(spec: &ream_core::Spec, variables: &[VariableSpec], schema: &SchemaRef) -> Vec<SpecError> {
     spec.variables
@@ -330,9 +341,10 @@ fn check_chart_types(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<SpecErro
         .collect()
 }
 
-/// Check a spec against its source without reading a row: open it (parameters bound to
-/// their defaults, or NULL), check every field name, and, where the database declares the
-/// types, every variable's type. Returns the plan a run would use.
+/// Check a spec against its source as a run would, without writing anything: open it
+/// (parameters bound to their defaults, or NULL), check every field name, settle the
+/// types (from the first rows where the database declares none, as the run does) and check
+/// every column format, variable and chart against them. Returns the plan a run would use.
 /// `cancel` interrupts the check's statements (a probe that ran out of time).
 pub fn check_against_source(
     loaded: &LoadedSpec,
@@ -343,16 +355,16 @@ pub fn check_against_source(
     let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
     let params = ream_core::params::defaults(&spec.parameters);
     let (source, _) = open_spec_with(loaded, &opts, &cancel, params)?;
-    if source.types_settled() {
-        let schema = source.schema();
-        let mut errors = check_variable_types(spec, &variable_specs(loaded, &schema)?, &schema);
-        errors.extend(check_chart_types(spec, &schema));
-        errors.extend(check_column_formats(loaded, &schema));
-        if !errors.is_empty() {
-            return Err(EngineError::Spec(loaded.locate(errors)));
-        }
+    let plan = source.plan().clone();
+    // Types the database does not declare (SQLite expressions) settle from the first
+    // rows, as the run settles them; the read stops there.
+    let settled = settle_schema(source, &cancel, &Arc::new(Progress::new()), &spec.report);
+    let errors = settled.and_then(|(schema, _)| check_types(loaded, &schema));
+    cancel.cancel();
+    match errors? {
+        errors if errors.is_empty() => Ok(plan),
+        errors => Err(EngineError::Spec(loaded.locate(errors))),
     }
-    Ok(source.plan().clone())
 }
 
 /// The plan a run would use (strategy, why, SQL), after the same checks as `prepare`,
@@ -798,7 +810,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let counters = Counters::new(source.as_ref(), opts, burst_by);
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
-    let errors = check_column_formats(&loaded, &schema);
+    let errors = check_types(&loaded, &schema)?;
     if !errors.is_empty() {
         cancel.cancel();
         return Err(EngineError::Spec(loaded.locate(errors)));
@@ -825,19 +837,9 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
     }
     if !variables.is_empty() {
-        let errors = check_variable_types(spec, &variables, &schema);
-        if !errors.is_empty() {
-            cancel.cancel();
-            return Err(EngineError::Spec(loaded.locate(errors)));
-        }
         stages.push(StageConfig::Accumulate { variables: variables.clone() });
     }
     if !spec.charts.is_empty() {
-        let errors = check_chart_types(spec, &schema);
-        if !errors.is_empty() {
-            cancel.cancel();
-            return Err(EngineError::Spec(loaded.locate(errors)));
-        }
         // A format that shows no chart does not compute them: a chart's limits (its
         // max_buckets) cannot fail a CSV export.
         if opts.format.shows_charts() {
