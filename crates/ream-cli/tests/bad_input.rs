@@ -385,3 +385,41 @@ fn sql_ending_in_a_comment_or_a_semicolon_still_runs() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.text().lines().count() > 100, "{}", r.text());
 }
+
+/// A database refusing the spec's own SQL: the key it came from, located, the fragment
+/// once with a caret under the name refused, and neither the generated statement nor an
+/// offset into it. On every database.
+#[test]
+fn an_sql_error_names_its_spec_key_and_shows_the_fragment_once_on_every_database() {
+    let demo = demo(50);
+    let sqlite = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let (Some(pg), Some(my)) = (common::pg::PgDb::create("sqlerr"), common::my::MyDb::create("sqlerr")) else {
+        return;
+    };
+    let table = "CREATE TABLE invoices (id INT PRIMARY KEY, total NUMERIC(10,2), status TEXT)";
+    pg.exec(table);
+    my.sql(table);
+    for url in [&sqlite, &pg.url, &my.url] {
+        for (filter, shown) in [
+            ("total > :min\n      AND totl < 100", "\n  |   AND totl < 100\n  |       ^^^^\n"),
+            (
+                "total > :min AND AND status = 'x'",
+                "\n  | total > :min AND AND status = 'x'\n  |                  ^^^\n",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let text = format!(
+                "report: r\nsource:\n  url: \"{url}\"\n  table: invoices\n  where: |\n    {filter}\n\
+                 parameters:\n  min: {{ type: int, default: 5 }}\n"
+            );
+            let spec = write(dir.path(), "spec.yaml", &text);
+            let r = run_in(Some(dir.path()), &["run", spec.to_str().unwrap(), "-o", "out.csv"]);
+            assert_eq!(r.code, 2, "{url}: {}", r.stderr);
+            let at = format!("{}:5:3: `source.where`: ", spec.display());
+            assert!(r.stderr.starts_with(&format!("ream: error: {at}")), "{url}: {}", r.stderr);
+            assert!(r.stderr.ends_with(shown), "{url}: {}", r.stderr);
+            assert!(!r.stderr.contains("SELECT") && !r.stderr.contains("offset"), "{url}: {}", r.stderr);
+            assert_eq!(files_in(dir.path()), vec!["spec.yaml"], "output left behind");
+        }
+    }
+}

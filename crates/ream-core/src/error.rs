@@ -14,11 +14,15 @@ pub struct SpecError {
     /// The key path, e.g. `source.columns.total` or `groups[1].by`; empty for the root.
     pub key: String,
     pub message: String,
+    /// The spec's own text at fault, shown once under the message with a caret line: the
+    /// SQL fragment a database refused (`totl > :min` / `^^^^`). It may be SQL, which
+    /// only admins see over HTTP ([`SpecErrors::without_excerpts`]).
+    pub excerpt: Option<String>,
 }
 
 impl SpecError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError { file: None, line: None, col: None, key: key.into(), message: message.into() }
+        SpecError { file: None, line: None, col: None, key: key.into(), message: message.into(), excerpt: None }
     }
 }
 
@@ -36,13 +40,24 @@ impl fmt::Display for SpecError {
         if !self.key.is_empty() {
             write!(f, "`{}`: ", self.key)?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        for line in self.excerpt.iter().flat_map(|e| e.lines()) {
+            write!(f, "\n  | {line}")?;
+        }
+        Ok(())
     }
 }
 
 /// Every problem found in a spec (never empty).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct SpecErrors(pub Vec<SpecError>);
+
+impl SpecErrors {
+    /// The errors without their excerpts, for callers who may not see a report's SQL.
+    pub fn without_excerpts(&self) -> SpecErrors {
+        SpecErrors(self.0.iter().map(|e| SpecError { excerpt: None, ..e.clone() }).collect())
+    }
+}
 
 impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

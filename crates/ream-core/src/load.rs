@@ -93,7 +93,7 @@ pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
 
 /// Parse and check a spec given as text.
 pub fn load_str(text: &str, format: SpecFormat) -> Result<LoadedSpec, SpecErrors> {
-    let mut value = parse_value(text, format).map_err(|e| SpecErrors(vec![e]))?;
+    let mut value = parse_value(text, format)?;
     let (locator, literals) = match format {
         SpecFormat::Yaml | SpecFormat::Json => Locator::from_yaml(text),
         SpecFormat::Toml => (Locator::from_toml(text), vec![]),
@@ -275,7 +275,8 @@ fn unknown_variant(message: &str) -> Option<(&str, Vec<&str>)> {
     Some((given, known))
 }
 
-fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, SpecError> {
+fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, SpecErrors> {
+    let one = |e: SpecError| SpecErrors(vec![e]);
     match format {
         // YAML 1.2 booleans: only true and false (`NO`, `off`, `y` stay text); `1_000` is
         // text too, as in YAML 1.2.
@@ -286,12 +287,14 @@ fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, Spec
         .map_err(|e| {
             let msg = e.to_string();
             let (line, col) = first_line_col(&msg);
-            SpecError { line, col, ..SpecError::new("", format!("malformed YAML: {}", first_line(&msg))) }
+            one(SpecError { line, col, ..SpecError::new("", format!("malformed YAML: {}", first_line(&msg))) })
         }),
-        SpecFormat::Json => serde_json::from_str(text).map_err(|e| SpecError {
-            line: Some(e.line()),
-            col: Some(e.column()),
-            ..SpecError::new("", format!("malformed JSON: {e}"))
+        SpecFormat::Json => serde_json::from_str(text).map_err(|e| {
+            one(SpecError {
+                line: Some(e.line()),
+                col: Some(e.column()),
+                ..SpecError::new("", format!("malformed JSON: {e}"))
+            })
         }),
         SpecFormat::Toml => toml::from_str::<serde_json::Value>(text).map_err(|e| {
             let (line, col) = e
@@ -299,7 +302,7 @@ fn parse_value(text: &str, format: SpecFormat) -> Result<serde_json::Value, Spec
                 .map(|s| offset_to_line_col(text, s.start))
                 .map(|(l, c)| (Some(l), Some(c)))
                 .unwrap_or((None, None));
-            SpecError { line, col, ..SpecError::new("", format!("malformed TOML: {}", e.message())) }
+            one(SpecError { line, col, ..SpecError::new("", format!("malformed TOML: {}", e.message())) })
         }),
     }
 }

@@ -24,6 +24,7 @@ pub mod output;
 mod plan;
 mod reading;
 mod run;
+mod spec_sql;
 pub mod split;
 
 pub use encoding::{Compression, Encoder};
@@ -79,6 +80,7 @@ impl EngineError {
                 report.as_ref().map(|r| format!("report `{r}`: ")).unwrap_or_default(),
                 source.without_sql()
             ),
+            EngineError::Spec(errors) => errors.without_excerpts().to_string(),
             other => other.to_string(),
         }
     }

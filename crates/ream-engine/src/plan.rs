@@ -22,7 +22,7 @@ use ream_sources::{
 use crate::reading::{spawn_source, Progress, SourceMsg, SourceState, Started};
 use ream_stages::{StageConfig, VariableSpec};
 
-use crate::EngineError;
+use crate::{spec_sql, EngineError};
 
 /// What to run.
 // One Job is made per run; its size does not matter.
@@ -354,11 +354,12 @@ pub fn check_against_source(
     let spec = loaded.spec();
     let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
     let params = ream_core::params::defaults(&spec.parameters);
-    let (source, _) = open_spec_with(loaded, &opts, &cancel, params)?;
+    let (source, _) = open_spec_with(loaded, &opts, &cancel, params).map_err(|e| spec_sql::in_spec(loaded, e))?;
     let plan = source.plan().clone();
     // Types the database does not declare (SQLite expressions) settle from the first
     // rows, as the run settles them; the read stops there.
-    let settled = settle_schema(source, &cancel, &Arc::new(Progress::new()), &spec.report);
+    let settled = settle_schema(source, &cancel, &Arc::new(Progress::new()), &spec.report)
+        .map_err(|e| spec_sql::in_spec(loaded, e));
     let errors = settled.and_then(|(schema, _)| check_types(loaded, &schema));
     cancel.cancel();
     match errors? {
@@ -372,7 +373,7 @@ pub fn check_against_source(
 pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
     let cancel = CancelToken::new();
     let source = match job {
-        Job::Spec(spec) => open_spec(spec, opts, &cancel)?.0,
+        Job::Spec(spec) => open_spec(spec, opts, &cancel).map_err(|e| spec_sql::in_spec(spec, e))?.0,
         Job::AdHoc(adhoc) => open_adhoc(adhoc, opts, &cancel)?,
     };
     Ok(source.plan().clone())
@@ -803,13 +804,14 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     check_split(opts, spec.detail, &spec.report)?;
     check_burst(opts, spec)?;
     let fonts = user_fonts(&loaded)?;
-    let (source, params) = open_spec(&loaded, opts, &cancel)?;
+    let (source, params) = open_spec(&loaded, opts, &cancel).map_err(|e| spec_sql::in_spec(&loaded, e))?;
     let opened_at = std::time::SystemTime::now();
     let plan = source.plan().clone();
     let burst_by = spec.burst.as_ref().filter(|_| opts.burst).map(|b| b.by.as_str());
     let counters = Counters::new(source.as_ref(), opts, burst_by);
     let progress = Arc::new(Progress::new());
-    let (schema, source) = settle_schema(source, &cancel, &progress, &spec.report)?;
+    let (schema, source) =
+        settle_schema(source, &cancel, &progress, &spec.report).map_err(|e| spec_sql::in_spec(&loaded, e))?;
     let errors = check_types(&loaded, &schema)?;
     if !errors.is_empty() {
         cancel.cancel();
@@ -873,7 +875,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         page: PageSetup { fonts, ..parsed.page().clone() },
         strategy: describe(&plan),
     };
-    let source = first_message(source, &cancel, &progress, &meta.report)?;
+    let source = first_message(source, &cancel, &progress, &meta.report).map_err(|e| spec_sql::in_spec(&loaded, e))?;
     let burst = parsed.burst().filter(|_| opts.burst).cloned();
     let mut about = About::new(&meta, Some(&loaded), opts, opened_at);
     about.burst = burst.as_ref().map(|b| b.by.clone());

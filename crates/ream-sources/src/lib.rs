@@ -319,9 +319,10 @@ pub enum SourceError {
     /// The order (key or group fields) names a field the source does not produce.
     #[error("unknown field `{field}` (the source has: {})", known.join(", "))]
     UnknownField { field: String, known: Vec<String> },
-    /// A statement failed to prepare: usually an error in the spec's SQL.
+    /// A statement failed to prepare: usually an error in the spec's SQL. `at` is the byte
+    /// offset in `sql` the database pointed at, where it did.
     #[error("{message}\n  in SQL: {sql}")]
-    Prepare { sql: String, message: String },
+    Prepare { sql: String, message: String, at: Option<usize> },
     /// Reading failed mid-stream.
     #[error("{message}\n  in SQL: {sql}\n  after cursor: {cursor}")]
     Read { sql: String, cursor: String, message: String },

@@ -447,7 +447,7 @@ impl MyDriver {
                 if m.contains("doesn't exist") {
                     m.push_str(&format!(" (in {})", self.display));
                 }
-                Err(Fail::Other(SourceError::Prepare { sql: sql.to_string(), message: m }))
+                Err(Fail::Other(SourceError::Prepare { sql: sql.to_string(), message: m, at: None }))
             }
         }
     }
@@ -544,9 +544,11 @@ impl Driver for MyDriver {
 
     fn catalogue(&mut self, sql: &str, table: &str) -> Result<Vec<Vec<String>>, SourceError> {
         let conn = self.client()?;
-        let rows: Vec<Row> = runtime()
-            .block_on(conn.exec(sql, (table,)))
-            .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: message(&e) })?;
+        let rows: Vec<Row> = runtime().block_on(conn.exec(sql, (table,))).map_err(|e| SourceError::Prepare {
+            sql: sql.to_string(),
+            message: message(&e),
+            at: None,
+        })?;
         Ok(rows
             .iter()
             .map(|r| (0..r.len()).map(|i| r.get::<Option<String>, _>(i).flatten().unwrap_or_default()).collect())
@@ -556,9 +558,11 @@ impl Driver for MyDriver {
     fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError> {
         let sql = format!("EXPLAIN {}", q.bound.sql);
         let conn = self.client()?;
-        let rows: Vec<Row> = runtime()
-            .block_on(conn.exec(&sql, params_of(q)))
-            .map_err(|e| SourceError::Prepare { sql: sql.clone(), message: message(&e) })?;
+        let rows: Vec<Row> = runtime().block_on(conn.exec(&sql, params_of(q))).map_err(|e| SourceError::Prepare {
+            sql: sql.clone(),
+            message: message(&e),
+            at: None,
+        })?;
         Ok(rows.iter().any(|r| {
             r.columns_ref()
                 .iter()

@@ -206,6 +206,17 @@ fn is_lost(e: &postgres::Error) -> bool {
     e.as_db_error().is_none() && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
+/// The byte offset in `sql` of the place PostgreSQL's error points at (it counts
+/// characters from 1).
+fn position(e: &postgres::Error, sql: &str) -> Option<usize> {
+    match e.as_db_error()?.position()? {
+        postgres::error::ErrorPosition::Original(n) => {
+            sql.char_indices().nth((*n as usize).checked_sub(1)?).map(|(i, _)| i)
+        }
+        postgres::error::ErrorPosition::Internal { .. } => None,
+    }
+}
+
 fn db_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
@@ -367,7 +378,7 @@ impl PgDriver {
                 if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
                     message.push_str(&format!(" (in {})", self.display));
                 }
-                Err(Fail::Other(SourceError::Prepare { sql: sql.to_string(), message }))
+                Err(Fail::Other(SourceError::Prepare { sql: sql.to_string(), at: position(&e, sql), message }))
             }
         }
     }
@@ -464,16 +475,18 @@ impl Driver for PgDriver {
     }
 
     fn catalogue(&mut self, sql: &str, table: &str) -> Result<Vec<Vec<String>>, SourceError> {
-        let rows = self
-            .client()?
-            .query(sql, &[&table])
-            .map_err(|e| SourceError::Prepare { sql: sql.to_string(), message: db_message(&e) })?;
+        let rows = self.client()?.query(sql, &[&table]).map_err(|e| SourceError::Prepare {
+            sql: sql.to_string(),
+            at: position(&e, sql),
+            message: db_message(&e),
+        })?;
         Ok(rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<_, String>(i).unwrap_or_default()).collect()).collect())
     }
 
     fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError> {
         let sql = format!("EXPLAIN (FORMAT JSON) {}", q.bound.sql);
-        let text = explain_json(self.client()?, &sql, q).map_err(|e| SourceError::Prepare { sql, message: e })?;
+        let text =
+            explain_json(self.client()?, &sql, q).map_err(|e| SourceError::Prepare { sql, message: e, at: None })?;
         let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         Ok(has_sort(&plan))
     }

@@ -61,12 +61,12 @@ fn quote_ident(s: &str) -> String {
 
 fn prepare_err(sql: &str, e: rusqlite::Error) -> SourceError {
     // rusqlite's message for bad SQL repeats the statement; it is in `sql` already (and
-    // a server shows it only to admins).
-    let message = match &e {
-        rusqlite::Error::SqlInputError { msg, offset, .. } => format!("{msg} (at offset {offset} of the SQL)"),
-        _ => e.to_string(),
+    // a server shows it only to admins). SQLite's offset is in bytes; -1 is none.
+    let (message, at) = match &e {
+        rusqlite::Error::SqlInputError { msg, offset, .. } => (msg.clone(), usize::try_from(*offset).ok()),
+        _ => (e.to_string(), None),
     };
-    SourceError::Prepare { sql: sql.to_string(), message }
+    SourceError::Prepare { sql: sql.to_string(), message, at }
 }
 
 /// How ream values bind in SQLite, which stores dates as text and has no decimal type.
@@ -246,6 +246,7 @@ impl SqliteSource {
             return SourceError::Prepare {
                 sql: sql.to_string(),
                 message: format!("{msg} (tables in {}: {})", self.display, tables.join(", ")),
+                at: None,
             };
         }
         prepare_err(sql, e)
