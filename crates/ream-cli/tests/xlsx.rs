@@ -395,3 +395,63 @@ for row in ws.iter_rows(min_row=2):
     }
     assert_eq!(details, 500);
 }
+
+/// A customer statement whose `columns` leave out its groups (region, customer_id): every
+/// flat output still says whose each row is, and agrees with SQL row for row.
+#[test]
+fn a_grouped_reports_flat_outputs_carry_its_group_fields() {
+    let demo = demo(300);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = demo.join("reports/customer_statement.yaml");
+    let db = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    let expected: Vec<(String, i64, i64)> = db
+        .prepare(
+            "SELECT r.name, c.id, i.id FROM invoices i JOIN customers c ON c.id = i.customer_id \
+             JOIN regions r ON r.id = c.region_id WHERE r.name = 'Nordics' ORDER BY r.name, c.id, i.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(expected.len() > 5, "too few rows to prove much");
+    let out = |format: &str, extra: &[&str]| {
+        let path = dir.path().join(format!("s{}.{format}", extra.len()));
+        let mut args = vec!["run", spec.to_str().unwrap(), "-p", "region=Nordics", "-o", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{format}: {}", r.stderr);
+        path
+    };
+    let mut csv = csv::Reader::from_path(out("csv", &[])).unwrap();
+    assert_eq!(csv.headers().unwrap(), vec!["region", "customer_id", "id", "date", "status", "total"]);
+    let rows: Vec<(String, i64, i64)> = csv
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| (r[0].to_string(), r[1].parse().unwrap(), r[2].parse().unwrap()))
+        .collect();
+    assert_eq!(rows, expected, "csv");
+    let ndjson = std::fs::read_to_string(out("ndjson", &[])).unwrap();
+    let rows: Vec<(String, i64, i64)> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            (v["region"].as_str().unwrap().to_string(), v["customer_id"].as_i64().unwrap(), v["id"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(rows, expected, "ndjson");
+    let sheets = read(&out("xlsx", &["--xlsx-flat"]));
+    let cells = &sheets[0].1;
+    let header: Vec<String> = cells[0].iter().map(|c| c.to_string()).collect();
+    assert_eq!(header[..3], ["region", "customer_id", "Invoice #"]);
+    let rows: Vec<(String, i64, i64)> =
+        cells[1..].iter().map(|r| (r[0].to_string(), r[1].as_i64().unwrap(), r[2].as_i64().unwrap())).collect();
+    assert_eq!(rows, expected, "xlsx --xlsx-flat");
+    // The banded workbook shows the groups in its bands, not as columns.
+    let banded = read(&out("xlsx", &["-f", "xlsx"]));
+    assert!(
+        banded[0].1.iter().all(|r| r.first().is_none_or(|c| *c != Data::String("Nordics".into()))),
+        "{:?}",
+        banded[0].1[..3].to_vec()
+    );
+}

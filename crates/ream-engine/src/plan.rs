@@ -772,12 +772,30 @@ fn read_font(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// The columns a report shows: the spec's, with their parsed formats and widths, or
 /// every field of the source.
-fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef) -> Result<Vec<OutputColumn>, EngineError> {
+/// The columns the output shows: the spec's, or every field. A flat output (no bands to
+/// show a group in) starts with the group fields the spec's columns leave out, so a
+/// customer statement as CSV still says whose each row is.
+fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef, flat: bool) -> Result<Vec<OutputColumn>, EngineError> {
     let spec = loaded.spec();
     if spec.columns.is_empty() {
         return Ok(all_columns(schema));
     }
     let parsed = loaded.parsed();
+    let listed = |field: &str| spec.columns.iter().any(|c| c.field == field);
+    let mut out = Vec::new();
+    for (i, g) in spec.groups.iter().enumerate().filter(|(_, g)| flat && !listed(&g.by)) {
+        if out.iter().all(|c: &OutputColumn| c.field != g.by) {
+            out.push(OutputColumn {
+                field: g.by.clone(),
+                label: g.by.clone(),
+                index: field_index(loaded, schema, format!("groups[{i}].by"), &g.by)?,
+                format: ValueFormat::Raw,
+                align: None,
+                width: Default::default(),
+                wrap: false,
+            });
+        }
+    }
     let column = |(i, c): (usize, &ream_core::spec::ColumnConfig)| {
         Ok(OutputColumn {
             field: c.field.clone(),
@@ -789,7 +807,10 @@ fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef) -> Result<Vec<OutputC
             wrap: c.wrap,
         })
     };
-    spec.columns.iter().enumerate().map(column).collect()
+    for c in spec.columns.iter().enumerate() {
+        out.push(column(c)?);
+    }
+    Ok(out)
 }
 
 fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
@@ -820,7 +841,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let parsed = loaded.parsed();
     let locale = parsed.locale();
     let tpl = |t: Option<&Template>| t.map(|t| t.clone().localized(locale));
-    let columns = output_columns(&loaded, &schema)?;
+    let columns = output_columns(&loaded, &schema, opts.format.is_flat(&opts.render))?;
     let mut groups = Vec::new();
     for (i, g) in spec.groups.iter().enumerate() {
         let (header, footer) = parsed.group_bands(i);

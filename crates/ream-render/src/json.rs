@@ -60,7 +60,7 @@ impl Renderer for NdjsonRenderer {
 /// One JSON document:
 ///
 /// ```text
-/// {"report":…,"title":…,"parameters":{…},"strategy":…,"columns":[{"field","label","type"}…],
+/// {"report":…,"title":…,"parameters":{…},"columns":[{"field","label","type"}…],
 ///  "groups":[{"group":"region","key":"East","header":"…",
 ///             "rows":[…] or "groups":[…],
 ///             "variables":{…},"footer":"…"}…]      (or "rows":[…] without groups)
@@ -134,9 +134,10 @@ impl Renderer for JsonRenderer {
                     out.push(b':');
                     out.extend_from_slice(v.to_json().as_bytes());
                 }
-                out.extend_from_slice(b"},\"strategy\":");
-                string(&meta.strategy, out);
-                out.extend_from_slice(b",\"columns\":[");
+                // No strategy: how a source was read is the run's (`--explain`, the run
+                // record), not the report's, and would make one spec's document differ
+                // from one database to another.
+                out.extend_from_slice(b"},\"columns\":[");
                 for (i, c) in meta.columns.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');

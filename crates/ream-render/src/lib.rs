@@ -228,6 +228,17 @@ impl Format {
         }
     }
 
+    /// Whether the output is one flat table, with no bands to show a group's value in:
+    /// csv, ndjson, parquet, arrow, and xlsx with `--xlsx-flat`. A grouped report's flat
+    /// output carries its group fields as columns.
+    pub fn is_flat(self, opts: &RenderOptions) -> bool {
+        match self {
+            Format::Csv | Format::Ndjson | Format::Parquet | Format::Arrow => true,
+            Format::Xlsx => opts.xlsx_flat,
+            Format::Json | Format::Html | Format::Pdf => false,
+        }
+    }
+
     /// Whether the format writes detail rows only (a table, no bands): a summary report
     /// (`detail: false`) cannot be written in it.
     pub fn detail_only(self) -> bool {
