@@ -179,3 +179,42 @@ fn a_locale_sets_separators_and_currency_placement() {
     assert_eq!(v.code, 2);
     assert!(v.text().contains(":4:1: `locale`: unknown locale `xx-YY`"), "{}", v.text());
 }
+
+/// A group band appears only where the spec defines it, and a page footer that numbers
+/// pages (HTML has none) is left out, while one that does not is kept.
+#[test]
+fn only_the_bands_a_spec_defines_are_shown_and_no_page_numbers_are_left_blank() {
+    let demo = demo(300);
+    let dir = tempfile::tempdir().unwrap();
+    let html = |spec: &std::path::Path, params: &[&str]| {
+        let out = dir.path().join("out.html");
+        let mut args = vec!["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend_from_slice(params);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_valid_html(&out);
+        Html::parse_document(&std::fs::read_to_string(&out).unwrap())
+    };
+    // customer_statement: `region` has no bands, `customer_id` both.
+    let doc = html(&demo.join("reports/customer_statement.yaml"), &["-p", "region=Nordics"]);
+    let count = |s: &str| doc.select(&sel(s)).count();
+    assert_eq!(count("tr.group-header.level-0") + count("tr.group-footer.level-0"), 0);
+    let customers: Vec<String> =
+        doc.select(&sel("tr.group-header.level-1")).map(|e| e.text().collect::<String>()).collect();
+    assert!(customers.len() > 1 && customers.iter().all(|c| c.contains("(customer #")), "{customers:?}");
+    assert_eq!(count("tr.group-footer.level-1"), customers.len());
+    // sales_by_region's page footer is "… page {page} of {pages}": no such footer here.
+    let params = ["-p", "start_date=2023-01-01", "-p", "end_date=2023-12-31", "-p", "min_amount=0"];
+    let sales = demo.join("reports/sales_by_region.yaml");
+    assert_eq!(html(&sales, &params).select(&sel(".page-footer")).count(), 0);
+    let text = std::fs::read_to_string(&sales).unwrap();
+    assert!(text.contains("page {page} of {pages}"), "the example changed: {text}");
+    // The demo is shared and read-only: the variant goes beside the test's output.
+    let plain = dir.path().join("sales_plain_footer.yaml");
+    let db = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let variant = text.replace("page {page} of {pages}", "confidential").replace("sqlite:../demo.sqlite", &db);
+    std::fs::write(&plain, variant).unwrap();
+    let footer: Vec<String> =
+        html(&plain, &params).select(&sel(".page-footer")).map(|e| e.text().collect::<String>()).collect();
+    assert_eq!(footer, ["Sales by region · confidential"]);
+}

@@ -84,13 +84,11 @@ impl ReportMeta {
     }
 
     /// A group header's text: its template filled from the open groups' `keys` (this
-    /// group's last) and the group's `first` row, or `field: key` without one.
-    pub fn group_header_text(&self, level: usize, keys: &[Value], first: &RecordBatch) -> String {
-        let g = &self.groups[level];
-        match &g.header {
-            Some(h) => h.render(|n| self.lookup_in_row(n, None, keys, Some(first))),
-            None => format!("{}: {}", g.field, keys.get(level).unwrap_or(&Value::Null)),
-        }
+    /// group's last) and the group's `first` row; `None` without a template (a group band
+    /// appears only where the spec defines one).
+    pub fn group_header_text(&self, level: usize, keys: &[Value], first: &RecordBatch) -> Option<String> {
+        let h = self.groups[level].header.as_ref()?;
+        Some(h.render(|n| self.lookup_in_row(n, None, keys, Some(first))))
     }
 
     /// A group footer's text with the variables at its end; `None` without a template.

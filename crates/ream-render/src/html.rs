@@ -95,8 +95,7 @@ impl Renderer for HtmlRenderer {
                 if let Some(t) = &meta.title {
                     s.push_str(&format!("<header class=\"report-title\"><h1>{}</h1></header>\n", esc(t)));
                 }
-                if let Some(h) = &meta.page_header {
-                    // HTML has no pages: {page} and {pages} render empty.
+                if let Some(h) = meta.page_header.as_ref().filter(|t| !numbers_pages(t)) {
                     s.push_str(&format!(
                         "<div class=\"page-header\">{}</div>\n",
                         esc(&h.render(|n| meta.lookup(n, None, &[])))
@@ -123,7 +122,9 @@ impl Renderer for HtmlRenderer {
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
                 let g = &meta.groups[*level];
-                let text = meta.group_header_text(*level, &self.keys, first);
+                let Some(text) = meta.group_header_text(*level, &self.keys, first) else {
+                    return Ok(());
+                };
                 let brk = if g.page_break { " page-break" } else { "" };
                 s.push_str(&format!(
                     "<tr class=\"group-header level-{level}{brk}\" data-level=\"{level}\" data-key=\"{}\"><th colspan=\"{}\" scope=\"rowgroup\">{}</th></tr>\n",
@@ -156,7 +157,10 @@ impl Renderer for HtmlRenderer {
             }
             Event::GroupFooter { level, key, variables } => {
                 let meta = self.meta.clone().ok_or(RenderError::NotStarted { format: FORMAT })?;
-                let text = meta.group_footer_text(*level, variables, &self.keys).unwrap_or_default();
+                let Some(text) = meta.group_footer_text(*level, variables, &self.keys) else {
+                    self.keys.truncate(*level);
+                    return Ok(());
+                };
                 s.push_str(&format!(
                     "<tr class=\"group-footer level-{level}\" data-level=\"{level}\" data-key=\"{}\"",
                     esc(&key.to_string())
@@ -190,7 +194,7 @@ impl Renderer for HtmlRenderer {
                     }
                     s.push_str("</section>\n");
                 }
-                if let Some(f) = &meta.page_footer {
+                if let Some(f) = meta.page_footer.as_ref().filter(|t| !numbers_pages(t)) {
                     s.push_str(&format!(
                         "<div class=\"page-footer\">{}</div>\n",
                         esc(&f.render(|n| meta.lookup(n, None, &[])))
@@ -231,6 +235,12 @@ fn chart_figure(c: &ream_core::ChartData, locale: &ream_core::template::Locale, 
         s.push_str(&format!("<p class=\"chart-note\">{}.</p>\n", esc(&notes.join("; "))));
     }
     s.push_str("</figure>\n");
+}
+
+/// Whether a page header or footer numbers the pages (`{page}`, `{pages}`): an HTML
+/// document has none to number, and "page  of " is no footer, so such a band is left out.
+fn numbers_pages(t: &ream_core::template::Template) -> bool {
+    t.names().any(|n| n == "page" || n == "pages")
 }
 
 #[cfg(test)]

@@ -263,8 +263,9 @@ impl Doc {
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
                 let g = &meta.groups[*level];
-                let text = meta.group_header_text(*level, &self.keys, first);
-                self.band(Band::GroupHeader { level: *level, text, page_break: g.page_break }, out)?;
+                if let Some(text) = meta.group_header_text(*level, &self.keys, first) {
+                    self.band(Band::GroupHeader { level: *level, text, page_break: g.page_break }, out)?;
+                }
             }
             Event::Rows(batch) => {
                 let meta = self.meta.clone();

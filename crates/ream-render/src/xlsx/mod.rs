@@ -495,8 +495,7 @@ impl XlsxRenderer {
                 let meta = self.meta()?;
                 self.keys.truncate(*level);
                 self.keys.push(key.clone());
-                if self.banded() {
-                    let text = meta.group_header_text(*level, &self.keys, first);
+                if let Some(text) = meta.group_header_text(*level, &self.keys, first).filter(|_| self.banded()) {
                     let (style, level) = (self.bold.clone(), self.band_level(*level));
                     self.text_row(level, &text, &style)?;
                 }
