@@ -231,7 +231,8 @@ fn page_break_starts_each_group_on_a_new_page() {
     let mut starts = 0;
     for p in 1..=pages(&out) {
         let t = page_text(&out, p);
-        let headers: Vec<&str> = t.lines().map(str::trim).filter(|l| l.starts_with("Region:")).collect();
+        let headers: Vec<&str> =
+            t.lines().map(str::trim).filter(|l| l.starts_with("Region:") && !l.ends_with("(continued)")).collect();
         assert!(headers.len() <= 1, "page {p} holds two groups: {headers:?}");
         if let Some(h) = headers.first() {
             // A group starts right under the column headers.
@@ -241,6 +242,122 @@ fn page_break_starts_each_group_on_a_new_page() {
         }
     }
     assert_eq!(starts, regions);
+}
+
+/// The body lines of a page: after the column headers, before the page footer.
+fn body_lines(text: &str) -> Vec<String> {
+    let lines: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let start = lines.iter().position(|l| l.starts_with("Invoice #")).map_or(0, |i| i + 1);
+    let end = lines.iter().rposition(|l| l.starts_with("Page ")).unwrap_or(lines.len());
+    lines[start..end].to_vec()
+}
+
+#[test]
+fn an_open_groups_header_repeats_on_every_page_it_continues_on() {
+    if !tools("continued group headers") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "");
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+    let mut open: Option<String> = None;
+    let mut continued = 0;
+    for p in 1..=pages(&out) {
+        let body = body_lines(&page_text(&out, p));
+        match &open {
+            Some(region) => {
+                assert_eq!(body[0], format!("Region: {region} (continued)"), "page {p}");
+                continued += 1;
+            }
+            None => assert!(!body[0].ends_with("(continued)"), "page {p} continues no group: {}", body[0]),
+        }
+        for line in &body {
+            if let Some(r) = line.strip_prefix("Region: ").filter(|l| !l.ends_with("(continued)")) {
+                open = Some(r.to_string());
+            }
+            if line.starts_with("Subtotal ") {
+                open = None;
+            }
+        }
+    }
+    assert!(continued > 3, "too few continuation pages to prove much: {continued}");
+}
+
+#[test]
+fn page_numbers_restart_per_group_and_group_pages_counts_each_groups_pages() {
+    if !tools("pages numbered per group") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sales_spec(dir.path(), &demo, "page:\n  restart_at: region\n");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let text = text.replace("page_footer: \"Page {page} of {pages}\"", "page_footer: \"Page {page} of {group_pages}\"");
+    std::fs::write(&spec, text).unwrap();
+    let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+    qpdf_check(&out);
+    // Per page: the region it shows (its header, or the one it continues) and "Page i of n".
+    let mut by_region: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
+    for p in 1..=pages(&out) {
+        let t = page_text(&out, p);
+        let footer = t.lines().map(str::trim).find(|l| l.starts_with("Page ")).unwrap_or_default().to_string();
+        let (i, n) = footer
+            .strip_prefix("Page ")
+            .and_then(|f| f.split_once(" of "))
+            .unwrap_or_else(|| panic!("page {p}: {footer:?}"));
+        let number = (i.parse().unwrap(), n.parse().unwrap());
+        let region = t
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix("Region: "))
+            .map(|r| r.trim_end_matches(" (continued)").to_string());
+        match (region, by_region.last_mut()) {
+            (Some(r), Some((last, pages))) if *last == r => pages.push(number),
+            (Some(r), _) => by_region.push((r, vec![number])),
+            // The summary's page, after the last group: still the last group's.
+            (None, Some((_, pages))) => pages.push(number),
+            (None, None) => panic!("page {p} before any group"),
+        }
+    }
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    let regions: i64 = c
+        .query_row(
+            "SELECT count(DISTINCT region_id) FROM customers WHERE id IN (SELECT customer_id FROM invoices)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by_region.len() as i64, regions, "each region starts on a page of its own: {by_region:?}");
+    assert!(by_region.iter().any(|(_, p)| p.len() > 1), "no region spans pages: {by_region:?}");
+    for (region, numbers) in &by_region {
+        let n = numbers.len();
+        let expected: Vec<(usize, usize)> = (1..=n).map(|i| (i, n)).collect();
+        assert_eq!(numbers, &expected, "{region}");
+    }
+}
+
+#[test]
+fn a_page_band_counts_the_documents_pages_or_its_groups_not_both() {
+    let demo = demo(50);
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |extra: &str, footer: &str| {
+        let spec = sales_spec(dir.path(), &demo, extra);
+        let text = std::fs::read_to_string(&spec).unwrap();
+        std::fs::write(&spec, text.replace("Page {page} of {pages}", footer)).unwrap();
+        let r = run(&["validate", spec.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{}", r.text());
+        r.text()
+    };
+    let both = validate("page:\n  restart_at: regoin\n", "{page}/{group_pages} of {pages}");
+    assert!(
+        both.contains("`page.restart_at`: `regoin` is not a group (groups: region): did you mean `region`?"),
+        "{both}"
+    );
+    assert!(both.contains("`page_footer`: use `{pages}` or `{group_pages}`, not both"), "{both}");
+    // Without restart_at there are no groups' pages to count.
+    let alone = validate("", "{page} of {group_pages}");
+    assert!(alone.contains("`page_footer`: `{group_pages}` is not available here"), "{alone}");
 }
 
 #[test]

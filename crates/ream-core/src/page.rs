@@ -105,6 +105,11 @@ pub struct PageConfig {
     /// Its bold face (headers, bands); default: `font` itself.
     #[serde(default)]
     pub font_bold: Option<String>,
+    /// A group name: each of its groups starts on a new page and numbers its own pages,
+    /// so `{page}` counts from 1 in each group and `{group_pages}` is the group's count
+    /// (a customer statement's "page 2 of 3").
+    #[serde(default)]
+    pub restart_at: Option<String>,
 }
 
 /// Font files a spec names (`page.font`, `page.font_bold`), read by the engine.
@@ -128,6 +133,8 @@ pub struct PageSetup {
     pub rules: bool,
     /// The spec's own fonts, when it names any (filled in by the engine, which reads files).
     pub fonts: Option<UserFonts>,
+    /// The group whose groups number their own pages (`page.restart_at`).
+    pub restart_at: Option<String>,
 }
 
 const DEFAULT_MARGIN: f32 = 12.0 * 72.0 / 25.4;
@@ -233,6 +240,7 @@ impl PageConfig {
             zebra: self.zebra,
             rules: self.rules.unwrap_or(true),
             fonts: None,
+            restart_at: self.restart_at.clone(),
         })
     }
 }

@@ -45,6 +45,9 @@ pub fn scope(spec: &Spec, band: &Band) -> HashSet<String> {
         Band::Title | Band::NoData => {}
         Band::PageHeaderFooter => {
             names.extend(["page".to_string(), "pages".to_string()]);
+            if spec.page.restart_at.is_some() {
+                names.insert("group_pages".to_string());
+            }
         }
         Band::GroupHeader(l) => names.extend(groups_upto(*l)),
         Band::GroupFooter(l) => {
@@ -201,6 +204,7 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
 
     check_charts(spec, &mut err);
     check_declared_types(spec, &parsed, &mut err);
+    check_restart(spec, &parsed, &mut err);
 
     // Templates: the names each band may use (their syntax was parsed above).
     for BandTemplate { key, template, band } in parsed.band_templates() {
@@ -297,6 +301,25 @@ fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
         }
         if c.stacked && !matches!(c.kind, ChartKind::Bar | ChartKind::Area) {
             err(format!("{key}.stacked"), format!("only bar and area charts stack, not {}", c.kind.name()));
+        }
+    }
+}
+
+/// `page.restart_at` names a group, and a page band counts one thing: `{pages}` of the
+/// document or `{group_pages}` of the group, not both (each is one number drawn late).
+fn check_restart(spec: &Spec, parsed: &Parsed, err: &mut impl FnMut(String, String)) {
+    if let Some(r) = spec.page.restart_at.as_deref() {
+        if !spec.groups.iter().any(|g| g.name() == r) {
+            let known: Vec<_> = spec.groups.iter().map(|g| g.name()).collect();
+            let hint = crate::suggest::hint(r, known.iter().copied());
+            let list = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            err("page.restart_at".into(), format!("`{r}` is not a group (groups: {list}){hint}"));
+        }
+    }
+    for (key, t) in [("page_header", parsed.page_header()), ("page_footer", parsed.page_footer())] {
+        let names: Vec<&str> = t.into_iter().flat_map(|t| t.names()).collect();
+        if names.contains(&"pages") && names.contains(&"group_pages") {
+            err(key.into(), "use `{pages}` or `{group_pages}`, not both: each is drawn once it is known".into());
         }
     }
 }

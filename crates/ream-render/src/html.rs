@@ -237,10 +237,10 @@ fn chart_figure(c: &ream_core::ChartData, locale: &ream_core::template::Locale, 
     s.push_str("</figure>\n");
 }
 
-/// Whether a page header or footer numbers the pages (`{page}`, `{pages}`): an HTML
+/// Whether a page header or footer numbers the pages (`{page}`, `{pages}`, `{group_pages}`): an HTML
 /// document has none to number, and "page  of " is no footer, so such a band is left out.
 fn numbers_pages(t: &ream_core::template::Template) -> bool {
-    t.names().any(|n| n == "page" || n == "pages")
+    t.names().any(|n| matches!(n, "page" | "pages" | "group_pages"))
 }
 
 #[cfg(test)]

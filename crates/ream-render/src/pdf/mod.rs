@@ -69,7 +69,7 @@ enum Edge {
 enum Band {
     GroupHeader { level: usize, text: String, page_break: bool },
     Detail(Vec<String>),
-    GroupFooter { text: String },
+    GroupFooter { level: usize, text: String },
 }
 
 /// `{page}`/`{pages}` in a page header or footer.
@@ -81,7 +81,9 @@ struct PageBand {
 }
 
 struct PagesTotal {
+    /// The document's total; a group's (`{group_pages}`) has an XObject per group.
     xobject: Ref,
+    group: bool,
     name: &'static [u8],
     format: ValueFormat,
     /// What follows `{pages}`: in the XObject when it does not change per page, else
@@ -98,6 +100,8 @@ struct OpenPage {
     has_body: bool,
     /// The font and size set in the content stream.
     font: Option<(Weight, f32)>,
+    /// The XObject its `{group_pages}` shows: the open group's, when pages restart.
+    group_total: Option<Ref>,
 }
 
 struct Geometry {
@@ -131,6 +135,9 @@ struct Doc {
     pending_rows: usize,
     /// Group headers waiting for the band after them.
     held: Vec<Band>,
+    /// The drawn headers of the groups still open, outermost first (level, text): each
+    /// page they continue on starts with them again.
+    open_headers: Vec<(usize, String)>,
     open: Option<OpenPage>,
     pages: usize,
     /// The page-tree node the open page goes in, and the pages in it so far.
@@ -144,6 +151,11 @@ struct Doc {
     keys: Vec<Value>,
     /// After the last row: later pages (summary, charts) have no column headers.
     table_done: bool,
+    /// `page.restart_at`: the group level whose groups number their own pages, the page
+    /// the open one started on, and its `{group_pages}` XObject (written when it ends).
+    restart_level: Option<usize>,
+    group_start: usize,
+    group_total: Option<Ref>,
 }
 
 impl Renderer for PdfRenderer {
@@ -164,11 +176,17 @@ impl Renderer for PdfRenderer {
 
 fn page_band(t: &Option<Template>, w: &mut ObjWriter, name: &'static [u8]) -> Option<PageBand> {
     let t = t.as_ref()?;
-    Some(match t.split_at_slot("pages") {
+    // Validation lets a band count the document's pages or its group's, not both.
+    let (split, group) = match t.split_at_slot("group_pages") {
+        Some(split) => (Some(split), true),
+        None => (t.split_at_slot("pages"), false),
+    };
+    Some(match split {
         None => PageBand { before: t.clone(), total: None },
         Some((before, format, after)) => {
             let after_varies = after.names().any(|n| n == "page");
-            PageBand { before, total: Some(PagesTotal { xobject: w.alloc(), name, format, after, after_varies }) }
+            let total = PagesTotal { xobject: w.alloc(), group, name, format, after, after_varies };
+            PageBand { before, total: Some(total) }
         }
     })
 }
@@ -214,6 +232,7 @@ impl Doc {
             })
             .collect();
         let node = w.alloc();
+        let restart_level = meta.page.restart_at.as_ref().and_then(|r| meta.groups.iter().position(|g| &g.name == r));
         Ok(Doc {
             meta,
             g,
@@ -231,6 +250,7 @@ impl Doc {
             pending: Vec::new(),
             pending_rows: 0,
             held: Vec::new(),
+            open_headers: Vec::new(),
             open: None,
             pages: 0,
             node,
@@ -240,6 +260,9 @@ impl Doc {
             zebra: 0,
             keys: Vec::new(),
             table_done: false,
+            restart_level,
+            group_start: 1,
+            group_total: None,
         })
     }
 
@@ -287,9 +310,8 @@ impl Doc {
                 let meta = self.meta.clone();
                 let text = meta.group_footer_text(*level, variables, &self.keys).unwrap_or_default();
                 self.keys.truncate(*level);
-                if !text.is_empty() || !self.held.is_empty() {
-                    self.band(Band::GroupFooter { text }, out)?;
-                }
+                // Even without a text: the group ends here, in band order.
+                self.band(Band::GroupFooter { level: *level, text }, out)?;
             }
             Event::End { variables, rows, charts } => {
                 let meta = self.meta.clone();
@@ -369,29 +391,46 @@ impl Doc {
     /// Place a band on the current page (a new one when it does not fit).
     fn place(&mut self, band: Band, out: &mut Vec<u8>) -> Result<(), RenderError> {
         match band {
-            Band::GroupHeader { page_break, .. } => {
+            Band::GroupHeader { level, page_break, .. } => {
+                let restart = Some(level) == self.restart_level;
                 // Headers held above this one (outer groups that just started) move to
                 // the new page with it: they are drawn when their first row is.
-                if page_break && self.open.as_ref().is_some_and(|p| p.has_body) {
+                if (page_break || restart) && self.open.as_ref().is_some_and(|p| p.has_body) {
                     self.close_page(out)?;
+                }
+                if restart {
+                    self.restart_pages(out);
                 }
                 // Kept with the band that follows.
                 self.held.push(band);
                 Ok(())
             }
             Band::Detail(cells) => self.detail(&cells, out),
-            Band::GroupFooter { text } => {
+            Band::GroupFooter { level, text } => {
                 self.release_held(out)?;
-                if text.is_empty() {
-                    return Ok(());
+                if !text.is_empty() {
+                    // A footer that moves to a new page comes after its group's header again.
+                    let h = self.row_height(1);
+                    self.ensure(h, out)?;
+                    self.rule_if(0.4);
+                    self.band_row(&text, Weight::Bold, 0.0, None);
                 }
-                let h = self.row_height(1);
-                self.ensure(h, out)?;
-                self.rule_if(0.4);
-                self.band_row(&text, Weight::Bold, 0.0, None);
+                self.open_headers.retain(|(l, _)| *l < level);
                 Ok(())
             }
         }
+    }
+
+    /// A group that numbers its own pages starts: the last one's count is known now.
+    fn restart_pages(&mut self, out: &mut Vec<u8>) {
+        let next = if self.open.is_some() { self.pages } else { self.pages + 1 };
+        if let Some(xobject) = self.group_total.take() {
+            self.write_total(xobject, next - self.group_start, true, out);
+        }
+        self.group_start = next;
+        let counted =
+            [&self.header, &self.footer].into_iter().flatten().any(|b| b.total.as_ref().is_some_and(|t| t.group));
+        self.group_total = counted.then(|| self.w.alloc());
     }
 
     fn held_height(&self) -> f32 {
@@ -402,11 +441,24 @@ impl Doc {
     fn draw_held(&mut self) {
         for b in std::mem::take(&mut self.held) {
             if let Band::GroupHeader { level, text, .. } = b {
-                let shade = [(0.918, 0.945, 0.984), (0.957, 0.973, 0.992), (0.98, 0.988, 1.0)];
-                let fill = shade[level.min(2)];
-                self.band_row(&text, Weight::Bold, level as f32 * self.fs(), Some(fill));
+                self.header_row(level, &text);
                 self.zebra = 0;
+                self.open_headers.retain(|(l, _)| *l < level);
+                self.open_headers.push((level, text));
             }
+        }
+    }
+
+    /// A group header's row, shaded by its level.
+    fn header_row(&mut self, level: usize, text: &str) {
+        let shade = [(0.918, 0.945, 0.984), (0.957, 0.973, 0.992), (0.98, 0.988, 1.0)];
+        self.band_row(text, Weight::Bold, level as f32 * self.fs(), Some(shade[level.min(2)]));
+    }
+
+    /// On a page the open groups continue on: their headers again, marked as continued.
+    fn continued_headers(&mut self) {
+        for (level, text) in self.open_headers.clone() {
+            self.header_row(level, &format!("{text} (continued)"));
         }
     }
 
@@ -439,8 +491,8 @@ impl Doc {
         let px = self.g.px;
         // Lines per cell: one, or the wrapped lines of a wrapping column, at most what
         // fits on an empty page.
-        let max_lines = (((self.g.body_bottom - self.g.body_top) - self.row_height(1) * (2 + self.held.len()) as f32)
-            / self.g.line)
+        let bands = 2 + self.held.len() + self.open_headers.len();
+        let max_lines = (((self.g.body_bottom - self.g.body_top) - self.row_height(1) * bands as f32) / self.g.line)
             .floor()
             .max(1.0) as usize;
         // (column, lines) of the wrapping columns only: most reports have none, and their
@@ -576,7 +628,13 @@ impl Doc {
 
     fn new_page(&mut self) {
         self.pages += 1;
-        let mut page = OpenPage { content: Content::new(), y: self.g.body_top, has_body: false, font: None };
+        let mut page = OpenPage {
+            content: Content::new(),
+            y: self.g.body_top,
+            has_body: false,
+            font: None,
+            group_total: self.group_total,
+        };
         let fs = self.fs();
         let (left, ph) = (self.g.page.left, self.g.page.height);
         if self.header.is_some() {
@@ -605,6 +663,9 @@ impl Doc {
         if self.meta.detail && !self.meta.columns.is_empty() && !self.table_done {
             self.measure();
             self.column_headers();
+        }
+        if !self.table_done {
+            self.continued_headers();
         }
     }
 
@@ -647,7 +708,7 @@ impl Doc {
         };
         let Some(band) = band else { return };
         let meta = self.meta.clone();
-        let number = self.pages;
+        let number = if self.restart_level.is_some() { self.pages + 1 - self.group_start } else { self.pages };
         let lookup = |n: &str| match n {
             "page" => Some(Value::Int(number as i64)),
             n => meta.lookup(n, None, &[]),
@@ -708,13 +769,17 @@ impl Doc {
         let mut c = Chunk::new();
         c.stream(content_ref, &data).filter(Filter::FlateDecode);
         self.w.put(&c, out);
+        let resources = match page.group_total {
+            Some(group_total) => self.page_resources(group_total, out),
+            None => self.resources,
+        };
         let page_ref = self.w.alloc();
         let mut c = Chunk::new();
         c.page(page_ref)
             .parent(self.node)
             .media_box(Rect::new(0.0, 0.0, self.g.page.width, self.g.page.height))
             .contents(content_ref)
-            .pair(Name(b"Resources"), self.resources);
+            .pair(Name(b"Resources"), resources);
         self.w.put(&c, out);
         self.node_kids.push(page_ref);
         if self.node_kids.len() == PAGES_PER_NODE {
@@ -757,72 +822,109 @@ impl Doc {
         Ok(())
     }
 
-    fn write_trailer(&mut self, sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
-        let io = |e: std::io::Error| err(format!("writing: {e}"));
-        let mut out = Vec::with_capacity(256 * 1024);
-        // `{pages}`: the total, and what follows it when that is the same on every page.
-        let pages = self.pages;
-        let meta = self.meta.clone();
-        let totals: Vec<(Ref, bool, String)> = [&self.header, &self.footer]
+    /// The XObjects of the bands that count the document's pages (`group` false), now
+    /// that the count is known.
+    fn write_total_of(&mut self, group: bool, count: usize, out: &mut Vec<u8>) {
+        let refs: Vec<Ref> = [&self.header, &self.footer]
             .into_iter()
             .flatten()
             .filter_map(|b| b.total.as_ref())
-            .map(|t| {
-                let mut text = t.format.apply_in(&Value::Int(pages as i64), &meta.locale);
-                // What follows `{pages}` is in the XObject when it is the same on every
-                // page; else the number sits flush right in a six-digit slot.
-                if !t.after_varies {
-                    text.push_str(&t.after.render(|n| match n {
-                        "pages" => Some(Value::Int(pages as i64)),
-                        n => meta.lookup(n, None, &[]),
-                    }));
-                }
-                (t.xobject, t.after_varies, text)
-            })
+            .filter(|t| t.group == group)
+            .map(|t| t.xobject)
             .collect();
-        for (xobject, slot, text) in totals {
-            let fs = self.fs() * 0.9;
-            let mut bytes = Vec::new();
-            self.regular.encode(&text, &mut bytes);
-            let tw = self.regular.width(&text, fs);
-            let x = if slot { (self.regular.width("000000", fs) - tw).max(0.0) } else { 0.0 };
-            let mut content = Content::new();
-            content
-                .set_fill_gray(0.35)
-                .begin_text()
-                .set_font(Name(b"F1"), fs)
-                .set_text_matrix(at(x, 0.0))
-                .show(Str(&bytes))
-                .end_text();
-            let data = content.finish();
-            let mut c = Chunk::new();
-            let width = self.body_width();
-            c.form_xobject(xobject, &data)
-                .bbox(Rect::new(0.0, -fs, width, fs * 2.0))
-                .pair(Name(b"Resources"), self.resources);
-            self.w.put(&c, &mut out);
+        for xobject in refs {
+            self.write_total(xobject, count, group, out);
         }
-        self.regular.write(&mut self.w, &mut out).map_err(err)?;
-        self.bold.write(&mut self.w, &mut out).map_err(err)?;
+    }
 
+    /// The form XObject `xobject` of a page count: `{pages}` (or `{group_pages}`, `group`)
+    /// as `count`, and what follows it when that is the same on every page; else the
+    /// number sits flush right in a six-digit slot.
+    fn write_total(&mut self, xobject: Ref, count: usize, group: bool, out: &mut Vec<u8>) {
+        let meta = self.meta.clone();
+        let Some(t) = [&self.header, &self.footer]
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.total.as_ref())
+            .find(|t| t.group == group)
+        else {
+            return;
+        };
+        let slot_name = if group { "group_pages" } else { "pages" };
+        let mut text = t.format.apply_in(&Value::Int(count as i64), &meta.locale);
+        if !t.after_varies {
+            text.push_str(&t.after.render(|n| match n {
+                n if n == slot_name => Some(Value::Int(count as i64)),
+                n => meta.lookup(n, None, &[]),
+            }));
+        }
+        let slot = t.after_varies;
+        let fs = self.fs() * 0.9;
+        let mut bytes = Vec::new();
+        self.regular.encode(&text, &mut bytes);
+        let tw = self.regular.width(&text, fs);
+        let x = if slot { (self.regular.width("000000", fs) - tw).max(0.0) } else { 0.0 };
+        let mut content = Content::new();
+        content
+            .set_fill_gray(0.35)
+            .begin_text()
+            .set_font(Name(b"F1"), fs)
+            .set_text_matrix(at(x, 0.0))
+            .show(Str(&bytes))
+            .end_text();
+        let data = content.finish();
         let mut c = Chunk::new();
-        let mut res = c.indirect(self.resources).start::<Resources>();
+        let width = self.body_width();
+        c.form_xobject(xobject, &data)
+            .bbox(Rect::new(0.0, -fs, width, fs * 2.0))
+            .pair(Name(b"Resources"), self.resources);
+        self.w.put(&c, out);
+    }
+
+    /// A page's own resources: the shared ones, with `{group_pages}` as its group's count.
+    fn page_resources(&mut self, group_total: Ref, out: &mut Vec<u8>) -> Ref {
+        let r = self.w.alloc();
+        self.write_resources(r, Some(group_total), out);
+        r
+    }
+
+    /// The fonts and XObjects a page (or a count's XObject) draws with, as `r`.
+    fn write_resources(&mut self, r: Ref, group_total: Option<Ref>, out: &mut Vec<u8>) {
+        let mut c = Chunk::new();
+        let mut res = c.indirect(r).start::<Resources>();
         let mut fonts = res.fonts();
         fonts.pair(Name(b"F1"), self.regular.refs.type0);
         fonts.pair(Name(b"F2"), self.bold.refs.type0);
         fonts.finish();
         let mut xo = res.x_objects();
-        for band in [&self.header, &self.footer].into_iter().flatten() {
-            if let Some(t) = &band.total {
-                xo.pair(Name(t.name), t.xobject);
-            }
+        for t in [&self.header, &self.footer].into_iter().flatten().filter_map(|b| b.total.as_ref()) {
+            match (t.group, group_total) {
+                (true, Some(g)) => xo.pair(Name(t.name), g),
+                (true, None) => continue,
+                (false, _) => xo.pair(Name(t.name), t.xobject),
+            };
         }
         for (name, r) in &self.charts {
             xo.pair(Name(name.as_bytes()), *r);
         }
         xo.finish();
         res.finish();
-        self.w.put(&c, &mut out);
+        self.w.put(&c, out);
+    }
+
+    fn write_trailer(&mut self, sink: &mut (dyn std::io::Write + Send)) -> Result<(), RenderError> {
+        let io = |e: std::io::Error| err(format!("writing: {e}"));
+        let mut out = Vec::with_capacity(256 * 1024);
+        // `{pages}`: the total, and what follows it when that is the same on every page.
+        let pages = self.pages;
+        let meta = self.meta.clone();
+        self.write_total_of(false, pages, &mut out);
+        if let Some(xobject) = self.group_total.take() {
+            self.write_total(xobject, pages + 1 - self.group_start, true, &mut out);
+        }
+        self.regular.write(&mut self.w, &mut out).map_err(err)?;
+        self.bold.write(&mut self.w, &mut out).map_err(err)?;
+        self.write_resources(self.resources, None, &mut out);
 
         if !self.node_kids.is_empty() {
             self.write_node(&mut out);
