@@ -24,6 +24,37 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("REAM_COMMIT
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Errors and warnings only: no progress, notes or summary lines; the log at `warn`.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More log lines: `-v` debug, `-vv` trace (RUST_LOG, when set, decides instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// The log (`serve`'s access and run lines, warnings) goes to stderr through `tracing`:
+/// RUST_LOG when set (`RUST_LOG=ream::access=off,info`), else `info`, or what `-q`/`-v`
+/// ask for.
+fn init_logging(quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(given) if !given.trim().is_empty() => EnvFilter::try_new(given).unwrap_or_else(|e| {
+            eprintln!("ream: warning: RUST_LOG: {e}; logging at {level}");
+            EnvFilter::new(level)
+        }),
+        _ => EnvFilter::new(level),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 #[derive(Subcommand)]
@@ -402,9 +433,10 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
     match cli.command {
         Command::Demo { dir, rows, seed, force } => demo(&dir, ream_demo::DemoOptions { invoices: rows, seed, force }),
-        Command::Run(args) => run(*args),
+        Command::Run(args) => run(*args, cli.quiet),
         Command::Validate { specs, connect, source } => validate(&specs, connect, source),
         Command::Serve(args) => serve(*args).unwrap_or_else(|e| {
             eprintln!("ream: error: {e:#}");
@@ -690,7 +722,7 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn run(args: RunArgs) -> ExitCode {
+fn run(args: RunArgs, quiet: bool) -> ExitCode {
     let to_stdout = args.output.as_deref().is_none_or(|p| p == Path::new("-"));
     // `x.csv.gz`: gzip, and the format from `x.csv`.
     let named = args.output.as_deref().filter(|_| !to_stdout).map(ream_engine::Compression::from_path);
@@ -729,6 +761,7 @@ fn run(args: RunArgs) -> ExitCode {
         return usage(format!("{format} is binary and stdout is a terminal: give -o FILE, or redirect stdout"));
     }
     let show_progress = match args.progress {
+        _ if quiet => false,
         ProgressArg::Always => true,
         ProgressArg::Never => false,
         ProgressArg::Auto => std::io::stderr().is_terminal(),

@@ -166,3 +166,35 @@ fn every_subcommands_help_describes_every_option_and_argument() {
         }
     }
 }
+
+#[test]
+fn quiet_leaves_only_errors_and_verbose_is_accepted_everywhere() {
+    let db = demo(100).join("demo.sqlite");
+    let src = format!("sqlite:{}", db.display());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.csv");
+    let loud =
+        run(&["run", "--source", &src, "--table", "invoices", "-o", out.to_str().unwrap(), "--progress", "always"]);
+    assert_eq!(loud.code, 0, "{}", loud.stderr);
+    assert!(loud.stderr.contains(" rows, "), "progress asked for: {}", loud.stderr);
+    let quiet = run(&[
+        "-q",
+        "run",
+        "--source",
+        &src,
+        "--table",
+        "invoices",
+        "-o",
+        out.to_str().unwrap(),
+        "--progress",
+        "always",
+    ]);
+    assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""));
+    // An error still shows.
+    let failed = run(&["run", "-q", "--source", &src, "--table", "no_such_table", "-o", out.to_str().unwrap()]);
+    assert_eq!(failed.code, 2);
+    assert!(failed.stderr.contains("no such table"), "{}", failed.stderr);
+    assert_eq!(run(&["validate", "-vv", "--help"]).code, 0);
+    let both = run(&["-q", "-v", "run", "--source", &src, "--table", "invoices"]);
+    assert_eq!(both.code, 2, "-q and -v contradict: {}", both.stderr);
+}

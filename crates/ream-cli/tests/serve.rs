@@ -1226,3 +1226,42 @@ fn past_the_per_actor_limit_a_run_waits_and_a_download_gets_429() {
     assert_eq!(started["attempt"], 1, "{started}");
     assert_eq!(s.finished(&second)["status"], "succeeded");
 }
+
+/// The server's log lines until `pred` holds for them (the log is written as requests
+/// end, a moment after the response).
+fn log_until(s: &Server, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = s.log.lock().unwrap().clone();
+        if pred(&lines) || std::time::Instant::now() > until {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_request_and_run_is_logged_without_its_query_and_rust_log_quiets_it() {
+    let demo = demo(300);
+    let s = Server::start(&demo.join("reports"), &[]);
+    let (status, headers, body) = s.get("/reports/invoice_export.csv?status=paid&status=void");
+    assert_eq!(status, 200);
+    let run = headers["x-ream-run"].to_str().unwrap().to_string();
+    let rows = csv::Reader::from_reader(&body[..]).records().count();
+    assert_eq!(s.get("/reports/no_such_report.csv").0, 404);
+    let done = format!("run {run} succeeded: {rows} rows");
+    let lines = log_until(&s, |l| l.iter().any(|l| l.contains(&done)) && l.iter().any(|l| l.contains("404")));
+    let has = |what: &str| lines.iter().any(|l| l.contains(what));
+    assert!(has(&format!("ream::runs: run {run} started: report invoice_export for anonymous")), "{lines:#?}");
+    assert!(has(&done), "{lines:#?}");
+    assert!(has(&format!("ream::access: GET /reports/invoice_export.csv 200 run={run} head_ms=")), "{lines:#?}");
+    assert!(has("ream::access: GET /reports/no_such_report.csv 404 run=-"), "{lines:#?}");
+    assert!(!has("status=paid"), "a query string reached the log: {lines:#?}");
+    // RUST_LOG decides: warnings only, and no access lines.
+    let quiet = Server::start_env(&demo.join("reports"), &[], &[("RUST_LOG", "warn")]);
+    assert_eq!(quiet.get("/reports/invoice_export.csv").0, 200);
+    assert_eq!(quiet.get("/healthz").0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = quiet.log.lock().unwrap().clone();
+    assert!(lines.iter().all(|l| !l.contains("ream::access") && !l.contains("ream::runs")), "{lines:#?}");
+}

@@ -44,7 +44,7 @@ impl AuditLog {
         line.push('\n');
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.flush()).and_then(|()| f.sync_data()) {
-            eprintln!("ream: audit log {}: {e}", self.path.display());
+            tracing::warn!("audit log {}: {e}", self.path.display());
         }
     }
 

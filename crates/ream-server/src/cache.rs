@@ -70,7 +70,7 @@ impl CacheWriter {
         match upload {
             Ok(u) => Some(CacheWriter { upload: Some(u), key: key.into(), report: report.into(), policy }),
             Err(e) => {
-                eprintln!("ream: cache of `{report}`: {e}");
+                tracing::warn!("cache of `{report}`: {e}");
                 None
             }
         }
@@ -80,7 +80,7 @@ impl CacheWriter {
     pub fn write(&mut self, chunk: &Bytes) {
         if let Some(u) = self.upload.as_mut() {
             if let Err(e) = u.write_all(chunk) {
-                eprintln!("ream: cache of `{}`: {e}", self.report);
+                tracing::warn!("cache of `{}`: {e}", self.report);
                 self.upload = None;
             }
         }
@@ -91,7 +91,7 @@ impl CacheWriter {
         let Some(upload) = self.upload else { return };
         let bytes = match upload.commit() {
             Ok(bytes) => bytes,
-            Err(e) => return eprintln!("ream: cache of `{}`: {e}", self.report),
+            Err(e) => return tracing::warn!("cache of `{}`: {e}", self.report),
         };
         let now = ream_control::now_ms();
         let entry = CacheEntry {
@@ -107,11 +107,11 @@ impl CacheWriter {
             Ok(dropped) => {
                 for name in dropped {
                     if let Err(e) = state.outputs.remove(&name) {
-                        eprintln!("ream: cache: {e}");
+                        tracing::warn!("cache: {e}");
                     }
                 }
             }
-            Err(e) => eprintln!("ream: cache of `{}`: {e}", self.report),
+            Err(e) => tracing::warn!("cache of `{}`: {e}", self.report),
         }
     }
 }

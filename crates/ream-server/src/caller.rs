@@ -53,7 +53,7 @@ impl FromRequestParts<AppState> for Caller {
             let fetched =
                 tokio::task::spawn_blocking(move || s.auth.as_ref().map_or(Ok(()), |a| a.refresh_keys())).await;
             if let Ok(Err(e)) = fetched {
-                eprintln!("ream: auth.jwt.jwks_url: {e}");
+                tracing::warn!("auth.jwt.jwks_url: {e}");
             }
             verdict = auth.authenticate(header);
         }

@@ -37,7 +37,7 @@ fn look(state: &AppState) -> bool {
     let schedules = match state.control.list_schedules(None) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ream: scheduler: {e}");
+            tracing::warn!("scheduler: {e}");
             return false;
         }
     };
@@ -46,7 +46,7 @@ fn look(state: &AppState) -> bool {
         let saved = match Saved::of(&record) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("ream: schedule {}: {e}", record.id);
+                tracing::warn!("schedule {}: {e}", record.id);
                 continue;
             }
         };
@@ -61,7 +61,7 @@ fn look(state: &AppState) -> bool {
         let window = Some((record.checked_ms, now.timestamp_millis()));
         match state.registry.fire(&record.id, window, fires, &targets) {
             Ok(runs) => fired |= !runs.is_empty(),
-            Err(e) => eprintln!("ream: schedule {}: {e}", record.id),
+            Err(e) => tracing::warn!("schedule {}: {e}", record.id),
         }
     }
     fired
@@ -87,7 +87,7 @@ fn deliver_due(state: &AppState) {
             Ok(Some(d)) => d,
             Ok(None) => return,
             Err(e) => {
-                eprintln!("ream: deliveries: {e}");
+                tracing::warn!("deliveries: {e}");
                 return;
             }
         };
@@ -110,12 +110,12 @@ fn record(state: &AppState, d: &Delivery, outcome: Result<(), DeliverError>) {
             let last = d.attempts >= i64::from(config.attempts) || matches!(e, DeliverError::Target(_));
             let wait = config.backoff.saturating_mul(1 << (d.attempts - 1).clamp(0, 16) as u32);
             let status = if last { DeliveryStatus::Failed } else { DeliveryStatus::Pending };
-            eprintln!("ream: run {}: delivery {} attempt {}: {e}", d.run_id, d.position, d.attempts);
+            tracing::warn!("run {}: delivery {} attempt {}: {e}", d.run_id, d.position, d.attempts);
             (status, Some(e.to_string()), ream_control::now_ms() + wait.as_millis().min(i64::MAX as u128) as i64)
         }
     };
     if let Err(e) = state.control.record_delivery(d, &state.registry.instance, status, error.as_deref(), retry_at) {
-        eprintln!("ream: deliveries: {e}");
+        tracing::warn!("deliveries: {e}");
     }
 }
 

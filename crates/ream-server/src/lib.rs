@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod audit;
 mod cache;
 mod caller;
@@ -347,12 +348,12 @@ impl AppState {
         *seen = now;
         let error = match Catalog::load_dir(&self.config.reports) {
             Ok(c) => {
-                eprintln!("ream: reloaded {} reports from {}", c.len(), self.config.reports.display());
+                tracing::info!("reloaded {} reports from {}", c.len(), self.config.reports.display());
                 *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
                 None
             }
             Err(e) => {
-                eprintln!("ream: reports not reloaded (the previous ones stay):\n{e}");
+                tracing::warn!("reports not reloaded (the previous ones stay):\n{e}");
                 Some(e)
             }
         };
@@ -377,14 +378,14 @@ impl AppState {
                     }
                 }
             }
-            Err(e) => eprintln!("ream: {e}"),
+            Err(e) => tracing::warn!("{e}"),
         }
         if heartbeat {
             if let Err(e) = self.control.heartbeat(instance, self.config.lease) {
-                eprintln!("ream: {e}");
+                tracing::warn!("{e}");
             }
             if let Err(e) = self.control.heartbeat_deliveries(instance, self.config.lease) {
-                eprintln!("ream: {e}");
+                tracing::warn!("{e}");
             }
         }
     }
@@ -440,7 +441,7 @@ impl AppState {
         let removed = match storage::apply_retention(&self.control, &self.outputs, self.config.retention) {
             Ok(names) => names,
             Err(e) => {
-                eprintln!("ream: retention: {e}");
+                tracing::warn!("retention: {e}");
                 Vec::new()
             }
         };
@@ -451,27 +452,27 @@ impl AppState {
             }
         }
         if let Err(e) = self.control.prune_runs(self.config.keep_finished) {
-            eprintln!("ream: {e}");
+            tracing::warn!("{e}");
         }
         // What a process killed mid-write left in a directory store (a live writer
         // touches its file every part, seconds apart).
         match self.outputs.sweep_staging(Duration::from_secs(3600)) {
             Ok(swept) if !swept.is_empty() => {
-                eprintln!("ream: removed {} staging files left by a dead writer", swept.len())
+                tracing::info!("removed {} staging files left by a dead writer", swept.len())
             }
             Ok(_) => {}
-            Err(e) => eprintln!("ream: {e}"),
+            Err(e) => tracing::warn!("{e}"),
         }
         // Cached outputs past their ttl (the cache's bounds hold at each write).
         match self.control.cache_expired() {
             Ok(names) => {
                 for name in names {
                     if let Err(e) = self.outputs.remove(&name) {
-                        eprintln!("ream: cache: {e}");
+                        tracing::warn!("cache: {e}");
                     }
                 }
             }
-            Err(e) => eprintln!("ream: {e}"),
+            Err(e) => tracing::warn!("{e}"),
         }
         removed
     }
@@ -519,11 +520,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::cross_site))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_denials));
-    // CORS outermost, so a preflight is answered before anything else looks at it.
-    match cors {
+    // CORS outermost but for the access log, so a preflight is answered before anything
+    // else looks at it (and is still logged).
+    let app = match cors {
         Some(cors) => routes.layer(cors).with_state(state),
         None => routes.with_state(state),
-    }
+    };
+    app.layer(axum::middleware::from_fn(access::log))
 }
 
 /// A method the path does not take: the documented JSON error.

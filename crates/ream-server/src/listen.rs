@@ -96,7 +96,7 @@ async fn accept(
             // rather than spin, and go on.
             Err(e) => {
                 if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) {
-                    eprintln!("ream: accepting a connection: {e}");
+                    tracing::warn!("accepting a connection: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -37,7 +37,7 @@ pub async fn claimer(state: AppState) {
 /// Expire dead leases, then claim and start queued runs while there is room.
 async fn claim_while_room(state: &AppState) {
     if let Err(e) = control(state, |c| c.expire_leases()).await {
-        eprintln!("ream: {e}");
+        tracing::warn!("{e}");
         return;
     }
     while !state.is_draining() {
@@ -51,7 +51,7 @@ async fn claim_while_room(state: &AppState) {
             }
             Ok(None) => return,
             Err(e) => {
-                eprintln!("ream: {e}");
+                tracing::warn!("{e}");
                 return;
             }
         }
@@ -73,8 +73,8 @@ pub async fn hand_back(state: &AppState) {
     let released =
         control(state, move |c| Ok(c.release(&instance, &preparing, false)? + c.release(&instance, &running, true)?));
     match released.await {
-        Ok(n) => eprintln!("ream: handed {n} runs back to the queue"),
-        Err(e) => eprintln!("ream: {e}"),
+        Ok(n) => tracing::info!("handed {n} runs back to the queue"),
+        Err(e) => tracing::warn!("{e}"),
     }
     // Their ends are no longer this instance's to record: the control store refuses them.
     for run in runs {
@@ -89,13 +89,13 @@ async fn start_claimed(state: &AppState, record: RunRecord, slot: runs::Slot) {
         let id = record.id.clone();
         let aborted = control(state, move |c| {
             if let Err(e) = outputs.abort(&upload) {
-                eprintln!("ream: run {id}: aborting the last attempt's upload: {e}");
+                tracing::warn!("run {id}: aborting the last attempt's upload: {e}");
             }
             c.set_upload(&id, None)
         })
         .await;
         if let Err(e) = aborted {
-            eprintln!("ream: {e}");
+            tracing::warn!("{e}");
         }
     }
     let (id, attempt) = (record.id.clone(), record.attempt);
@@ -125,7 +125,7 @@ async fn start_claimed(state: &AppState, record: RunRecord, slot: runs::Slot) {
             })
             .await;
             if let Err(e) = failed {
-                eprintln!("ream: {e}");
+                tracing::warn!("{e}");
             }
         }
         // prepare_run recorded the failure.

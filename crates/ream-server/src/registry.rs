@@ -144,6 +144,8 @@ impl RunEntry {
         }
         s.progress = Some(progress);
         s.last_change = Instant::now();
+        drop(s);
+        tracing::info!(target: "ream::runs", "run {} started: report {} for {} (attempt {})", self.id, self.report, self.actor, self.attempt);
     }
 
     /// The outcome (only the first call counts). Updates the metrics.
@@ -184,6 +186,7 @@ impl RunEntry {
             line["error"] = json!(s.error);
             log.record("run_finished", line);
         }
+        self.log_end(&s, elapsed);
         drop(s);
         self.persist();
         metrics::counter!(m::RUNS_TOTAL, "report" => self.report.clone(), "status" => status.name()).increment(1);
@@ -193,6 +196,18 @@ impl RunEntry {
         if let Some(p) = &self.state().progress {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
+        }
+    }
+
+    /// The run's end in the log: its outcome, rows, bytes and duration (and the error).
+    fn log_end(&self, s: &State, elapsed: std::time::Duration) {
+        let (rows, bytes) =
+            s.progress.as_ref().map_or((0, 0), |p| (p.rows.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed)));
+        let bytes = s.output.as_ref().map_or(bytes, |o| o.1);
+        let (id, status, ms) = (&self.id, s.status.name(), elapsed.as_millis());
+        match &s.error {
+            None => tracing::info!(target: "ream::runs", "run {id} {status}: {rows} rows, {bytes} bytes in {ms} ms"),
+            Some(e) => tracing::warn!(target: "ream::runs", "run {id} {status} after {rows} rows, {ms} ms: {e}"),
         }
     }
 
@@ -213,7 +228,7 @@ impl RunEntry {
         match self.control.update_run(&self.id, &self.instance, self.attempt, &update) {
             Ok(owned) => owned,
             Err(e) => {
-                eprintln!("ream: run {}: {e}", self.id);
+                tracing::warn!("run {}: {e}", self.id);
                 true
             }
         }
@@ -627,7 +642,7 @@ impl Registry {
         }
         self.runs().retain(|r| !Arc::ptr_eq(r, entry));
         if let Err(e) = self.control.forget_run(&entry.id) {
-            eprintln!("ream: {e}");
+            tracing::warn!("{e}");
         }
         metrics::gauge!(m::ACTIVE_RUNS).decrement(1.0);
         metrics::counter!(m::REJECTED_TOTAL).increment(1);

@@ -436,7 +436,7 @@ pub fn store(state: AppState, ready: Ready) {
                         created_ms: ream_control::now_ms(),
                     };
                     if let Err(e) = state.control.record_output(&record) {
-                        eprintln!("ream: run {}: {e}", entry.id);
+                        tracing::warn!("run {}: {e}", entry.id);
                     }
                     // Make room first, so that once the run shows `succeeded` the older
                     // outputs past the limits are already gone.
@@ -468,7 +468,7 @@ fn store_whole(
     let record = Box::new(move |u: Option<&ream_outputs::UploadRecord>| {
         let text = u.and_then(|u| serde_json::to_string(u).ok());
         if let Err(e) = control.set_upload(&id, text.as_deref()) {
-            eprintln!("ream: run {id}: {e}");
+            tracing::warn!("run {id}: {e}");
         }
     });
     let mut out = state.outputs.begin(name, record).map_err(|e| EngineError::Output(e.to_string()))?;

@@ -75,7 +75,7 @@ pub fn apply_retention(
         let age = Duration::from_millis(now.saturating_sub(o.created_ms).max(0) as u64);
         if age > retention.max_age || total > retention.max_bytes {
             if let Err(e) = outputs.remove(&o.name) {
-                eprintln!("ream: retention: {e}");
+                tracing::warn!("retention: {e}");
                 continue;
             }
             control.forget_output(&o.name)?;

@@ -16,6 +16,8 @@ pub struct Server {
     pub _outputs: tempfile::TempDir,
     /// Sent as `Authorization: Bearer …` with every request of the helpers.
     pub token: Option<String>,
+    /// Every line the server wrote to stderr after its address.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -48,9 +50,11 @@ impl Server {
             }
         };
         // Keep reading so the server never blocks on a full stderr pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l)));
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { child, addr, agent, _outputs: outputs, token: None }
+        Server { child, addr, agent, _outputs: outputs, token: None, log }
     }
 
     /// Two instances on one control database (`control`, a PostgreSQL URL) and one
