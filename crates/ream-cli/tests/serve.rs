@@ -1265,3 +1265,33 @@ fn every_request_and_run_is_logged_without_its_query_and_rust_log_quiets_it() {
     let lines = quiet.log.lock().unwrap().clone();
     assert!(lines.iter().all(|l| !l.contains("ream::access") && !l.contains("ream::runs")), "{lines:#?}");
 }
+
+#[test]
+fn readyz_asks_each_database_a_trivial_query_so_a_broken_report_is_not_an_outage() {
+    let demo = demo(50);
+    let reports = tempfile::tempdir().unwrap();
+    let db = demo.join("demo.sqlite");
+    // Its SQL fails, but its database answers: ready.
+    let broken = format!(
+        "report: broken\nsource:\n  url: \"sqlite:{}\"\n  table: invoices\n  where: \"no_such_column = 1\"\n",
+        db.display()
+    );
+    write(reports.path(), "broken.yaml", &broken);
+    let s = Server::start(reports.path(), &[]);
+    let (status, ready) = s.json("/readyz");
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")), "{ready}");
+    assert_eq!(ready["sources"][0]["ok"], true, "{ready}");
+    // The report itself fails, as a report.
+    let (status, _, body) = s.get("/reports/broken.csv");
+    assert!(status >= 400, "{}", String::from_utf8_lossy(&body));
+    // A database that is not there: unavailable, with the driver's reason.
+    write(reports.path(), "away.yaml", "report: away\nsource:\n  url: \"postgres://ream@127.0.0.1:1/x\"\n  table: t\n");
+    let s = Server::start(reports.path(), &[]);
+    let (status, ready) = s.json("/readyz");
+    assert_eq!((status, ready["status"].as_str()), (503, Some("unavailable")), "{ready}");
+    let sources = ready["sources"].as_array().unwrap();
+    let away = sources.iter().find(|c| c["report"] == "away").unwrap();
+    assert_eq!(away["ok"], false, "{ready}");
+    assert!(away["error"].as_str().unwrap().to_lowercase().contains("refused"), "{ready}");
+    assert_eq!(sources.iter().find(|c| c["report"] == "broken").unwrap()["ok"], true, "{ready}");
+}

@@ -30,7 +30,9 @@ pub mod split;
 pub use encoding::{Compression, Encoder};
 pub use manifest::{Manifest, ManifestFile, PartStore, PendingPart};
 pub use output::{DirParts, OutputFile};
-pub use plan::{check_against_source, check_request, explain, prepare, AdHoc, Checked, Job, Prepared, RunOptions};
+pub use plan::{
+    check_against_source, check_request, explain, ping, prepare, AdHoc, Checked, Job, Prepared, RunOptions,
+};
 pub use reading::{Progress, CHUNK_BYTES};
 pub use ream_render::{Format, ParquetCompression, ParquetConfig, RenderOptions};
 pub use ream_sources::{BatchLimit, CountMode, Resume, ResumeLog, Snapshot};

@@ -404,6 +404,18 @@ fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> 
     SourceUrl::parse(url, base).map_err(|e| EngineError::Source { report: None, source: e })
 }
 
+/// Whether the database at `url` answers a trivial query (`SELECT 1`) on a connection of
+/// its own: what `/readyz` asks of each source, apart from any report's SQL, so a broken
+/// report is not taken for a database that is down. `base` resolves a relative SQLite
+/// path (the spec's directory). `cancel` interrupts it.
+pub fn ping(url: &str, base: Option<&Path>, cancel: CancelToken) -> Result<(), EngineError> {
+    let parsed = source_url(url, base)?;
+    let source = open_url(&parsed, url, &ReadRequest::sql("SELECT 1 AS ready"), cancel)
+        .map_err(|e| EngineError::Source { report: None, source: e })?;
+    drop(source);
+    Ok(())
+}
+
 /// Check an ad-hoc request and open its source (names known, strategy picked).
 fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<Box<dyn Source>, EngineError> {
     let url = opts

@@ -1,4 +1,4 @@
-//! `/readyz`: whether each source answers. One probe per source runs at a time however
+//! `/readyz`: whether each source answers a trivial query. One probe per source runs at a time however
 //! many requests ask, each bounded to `PROBE_TIMEOUT` and cancelled when it runs out (a
 //! database that hangs must not pile up blocked threads, one per scrape), and an answer
 //! is reused for `CACHE_FOR`.
@@ -35,7 +35,8 @@ pub struct Readiness {
 
 impl Readiness {
     /// Whether the source at `url` answers: the probe already running for it, or a new one
-    /// (`check_against_source` of `spec`, on a blocking thread).
+    /// (`ream_engine::ping`, a trivial query and none of `spec`'s SQL, on a blocking
+    /// thread; `spec` only says where a relative SQLite path starts).
     pub async fn check(&self, url: &str, spec: LoadedSpec, source: Option<String>) -> Result<(), String> {
         let probe = self.probe_for(url, spec, source);
         loop {
@@ -65,7 +66,12 @@ impl Readiness {
         let probe = Probe { started: Instant::now(), outcome: Outcome::default(), cancel: CancelToken::new() };
         let (outcome, cancel) = (probe.outcome.clone(), probe.cancel.clone());
         tokio::task::spawn_blocking(move || {
-            let r = ream_engine::check_against_source(&spec, source, cancel).map(|_| ()).map_err(|e| e.to_string());
+            let base = spec.base_dir();
+            let (url, base) = match source {
+                Some(url) => (url, None),
+                None => (spec.spec().source.url.clone().unwrap_or_default(), Some(base.as_path())),
+            };
+            let r = ream_engine::ping(&url, base, cancel).map_err(|e| e.to_string());
             *outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         });
         probes.insert(url.to_string(), probe.clone());
