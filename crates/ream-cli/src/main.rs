@@ -103,6 +103,32 @@ enum Command {
     /// API tokens for `[[auth.tokens]]`.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write a starter file.
+    #[command(subcommand)]
+    New(NewCommand),
+}
+
+#[derive(Subcommand)]
+enum NewCommand {
+    /// Write NAME.yaml: a commented spec of every row of a table, with its columns, their
+    /// types and its key, read from the database.
+    Report {
+        /// The report's id, and the file's name (NAME.yaml).
+        name: String,
+        /// The database: `sqlite:PATH`, `postgres://…` or `mysql://…` (default: REAM_SOURCE).
+        /// Written into the spec without its password.
+        #[arg(long)]
+        source: Option<String>,
+        /// The table (or view) to report on.
+        #[arg(long)]
+        table: String,
+        /// Where to write (default: NAME.yaml here); `-` for stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -453,6 +479,9 @@ fn main() -> ExitCode {
             }
             Err(e) => report(Err(anyhow::anyhow!("no random bytes: {e}"))),
         },
+        Command::New(NewCommand::Report { name, source, table, output, force }) => {
+            new_report(&name, source, &table, output, force)
+        }
         Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(Err(e.into())),
@@ -667,6 +696,49 @@ fn demo(dir: &Path, opts: ream_demo::DemoOptions) -> ExitCode {
         eprintln!("ream: wrote {}", r.display());
     }
     ExitCode::SUCCESS
+}
+
+/// `ream new report`: the table described by its database, as a starter spec.
+fn new_report(name: &str, source: Option<String>, table: &str, output: Option<PathBuf>, force: bool) -> ExitCode {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return usage(format!("`{name}` is not a report id: use letters, digits, `_` and `-`"));
+    }
+    let Some(url) = source.or_else(|| std::env::var("REAM_SOURCE").ok().filter(|s| !s.trim().is_empty())) else {
+        return usage("ream new report needs --source URL (or REAM_SOURCE)");
+    };
+    let shape = match ream_engine::describe_table(&url, table, ream_core::CancelToken::new()) {
+        Ok(shape) => shape,
+        Err(e) => return fail(&e),
+    };
+    let columns: Vec<_> = shape
+        .columns
+        .into_iter()
+        .map(|(name, type_name)| ream_core::starter::StarterColumn { name, type_name })
+        .collect();
+    let text = ream_core::starter::starter_spec(name, Some(&url), table, &columns, &shape.key);
+    let path = output.unwrap_or_else(|| PathBuf::from(format!("{name}.yaml")));
+    if path.as_os_str() == "-" {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    if path.exists() && !force {
+        return usage(format!("{} exists: give --force to replace it", path.display()));
+    }
+    let written = ream_engine::OutputFile::create(&path).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.commit()
+    });
+    match written {
+        Ok(_) => {
+            let shown = path.display();
+            eprintln!(
+                "ream: wrote {shown} ({} columns); check it with `ream validate --connect {shown}`",
+                columns.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(Err(anyhow::anyhow!("{}: {e}", path.display()))),
+    }
 }
 
 fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCode {

@@ -198,3 +198,37 @@ fn quiet_leaves_only_errors_and_verbose_is_accepted_everywhere() {
     let both = run(&["-q", "-v", "run", "--source", &src, "--table", "invoices"]);
     assert_eq!(both.code, 2, "-q and -v contradict: {}", both.stderr);
 }
+
+#[test]
+fn ream_new_report_writes_a_spec_that_validates_and_runs_as_the_table_export() {
+    let db = demo(200).join("demo.sqlite");
+    let sqlite = format!("sqlite:{}", db.display());
+    let Some(pg) = common::pg::PgDb::create("newreport") else { return };
+    pg.exec(
+        "CREATE TABLE orders (region TEXT, id BIGINT PRIMARY KEY, total NUMERIC(12,2)); \
+             INSERT INTO orders SELECT 'r' || (i % 3), i, i * 1.25 FROM generate_series(1, 500) i",
+    );
+    let pg_url = pg.url.replacen("postgres://postgres@", "postgres://postgres:not-a-secret@", 1);
+    for (url, table, key) in [(sqlite.as_str(), "invoices", "id"), (pg_url.as_str(), "orders", "id")] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run_in(Some(dir.path()), &["new", "report", "starter", "--source", url, "--table", table]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let spec = dir.path().join("starter.yaml");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        assert!(!text.contains("not-a-secret"), "the password went into the file:\n{text}");
+        assert!(text.contains(&format!("  key: [{key}]")), "{text}");
+        // It checks, and runs as the table's own export (the password given again).
+        let f = spec.to_str().unwrap();
+        let checked = run(&["validate", "--connect", f, "--source", url]);
+        assert_eq!(checked.code, 0, "{}\n{text}", checked.text());
+        let ours = run(&["run", f, "--source", url, "-f", "csv"]);
+        let export = run(&["run", "--source", url, "--table", table, "-f", "csv"]);
+        assert_eq!(ours.code, 0, "{}", ours.stderr);
+        assert!(ours.stdout == export.stdout && !ours.stdout.is_empty(), "{table}: the starter's rows differ");
+        // Never over a file that is there.
+        let again = run_in(Some(dir.path()), &["new", "report", "starter", "--source", url, "--table", table]);
+        assert_eq!(again.code, 2, "{}", again.stderr);
+        assert!(again.stderr.contains("starter.yaml exists: give --force"), "{}", again.stderr);
+        assert_eq!(std::fs::read_to_string(&spec).unwrap(), text);
+    }
+}

@@ -27,6 +27,7 @@ pub mod parsed;
 pub mod redact;
 pub mod spec;
 pub mod sql;
+pub mod starter;
 pub mod suggest;
 pub mod template;
 pub mod types;

@@ -31,7 +31,8 @@ pub use encoding::{Compression, Encoder};
 pub use manifest::{Manifest, ManifestFile, PartStore, PendingPart};
 pub use output::{DirParts, OutputFile};
 pub use plan::{
-    check_against_source, check_request, explain, ping, prepare, AdHoc, Checked, Job, Prepared, RunOptions,
+    check_against_source, check_request, describe_table, explain, ping, prepare, AdHoc, Checked, Job, Prepared,
+    RunOptions, TableShape,
 };
 pub use reading::{Progress, CHUNK_BYTES};
 pub use ream_render::{Format, ParquetCompression, ParquetConfig, RenderOptions};

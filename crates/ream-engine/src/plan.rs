@@ -416,6 +416,51 @@ pub fn ping(url: &str, base: Option<&Path>, cancel: CancelToken) -> Result<(), E
     Ok(())
 }
 
+/// A table's columns (name, type) and its key as a read of it would use them (the primary
+/// key, or unique columns; empty when the database proves none), for `ream new report`.
+/// Opens the source and prepares the read; no row is read unless the database declares
+/// no types (SQLite expressions), whose first rows settle them.
+pub fn describe_table(url: &str, table: &str, cancel: CancelToken) -> Result<TableShape, EngineError> {
+    let parsed = source_url(url, None)?;
+    let source = open_url(&parsed, url, &ReadRequest::table(table), cancel.clone())
+        .map_err(|e| EngineError::Source { report: None, source: e })?;
+    let order = source.plan().order.clone();
+    let (schema, _) = settle_schema(source, &cancel, &Arc::new(Progress::new()), table)?;
+    cancel.cancel();
+    let columns: Vec<(String, String)> =
+        schema.fields().iter().map(|f| (f.name().clone(), ream_core::types::type_label(f.data_type()))).collect();
+    let mut key: Vec<String> = order.into_iter().filter(|k| schema.field_with_name(k).is_ok()).collect();
+    if key.is_empty() {
+        // Read in a hidden order (SQLite's rowid, an `INTEGER PRIMARY KEY`'s alias): a
+        // column that keyset paging accepts as its key is provably unique.
+        key = columns
+            .iter()
+            .take(8)
+            .map(|(n, _)| n)
+            .find(|n| is_unique_key(&parsed, url, table, n, &CancelToken::new()))
+            .into_iter()
+            .cloned()
+            .collect();
+    }
+    Ok(TableShape { columns, key })
+}
+
+/// Whether keyset paging accepts `column` alone as the key of `table` (it needs proof
+/// from the catalogue that the column is unique).
+fn is_unique_key(parsed: &SourceUrl, url: &str, table: &str, column: &str, cancel: &CancelToken) -> bool {
+    let mut req = ReadRequest::table(table);
+    req.key = vec![column.to_string()];
+    req.strategy = Strategy::Keyset;
+    open_url(parsed, url, &req, cancel.clone()).is_ok()
+}
+
+/// What [`describe_table`] found: (name, type) per column, and the key.
+#[derive(Debug, Clone)]
+pub struct TableShape {
+    pub columns: Vec<(String, String)>,
+    pub key: Vec<String>,
+}
+
 /// Check an ad-hoc request and open its source (names known, strategy picked).
 fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<Box<dyn Source>, EngineError> {
     let url = opts
