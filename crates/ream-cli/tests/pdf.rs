@@ -220,14 +220,7 @@ fn page_break_starts_each_group_on_a_new_page() {
         .replace("header: \"Region: {region}\"", "header: \"Region: {region}\"\n    page_break: true");
     std::fs::write(&spec, text).unwrap();
     let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
-    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
-    let regions: i64 = c
-        .query_row(
-            "SELECT count(DISTINCT r.name) FROM invoices JOIN customers c ON c.id = invoices.customer_id JOIN regions r ON r.id = c.region_id",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let regions = regions_with_invoices(&demo);
     let mut starts = 0;
     for p in 1..=pages(&out) {
         let t = page_text(&out, p);
@@ -242,6 +235,14 @@ fn page_break_starts_each_group_on_a_new_page() {
         }
     }
     assert_eq!(starts, regions);
+}
+
+/// How many regions the demo's invoices are in (SQL's count, for the groups of a report).
+fn regions_with_invoices(demo: &Path) -> i64 {
+    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
+    let sql = "SELECT count(DISTINCT r.name) FROM invoices JOIN customers c ON c.id = invoices.customer_id \
+               JOIN regions r ON r.id = c.region_id";
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// The body lines of a page: after the column headers, before the page footer.
@@ -320,14 +321,7 @@ fn page_numbers_restart_per_group_and_group_pages_counts_each_groups_pages() {
             (None, None) => panic!("page {p} before any group"),
         }
     }
-    let c = rusqlite::Connection::open(demo.join("demo.sqlite")).unwrap();
-    let regions: i64 = c
-        .query_row(
-            "SELECT count(DISTINCT region_id) FROM customers WHERE id IN (SELECT customer_id FROM invoices)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let regions = regions_with_invoices(&demo);
     assert_eq!(by_region.len() as i64, regions, "each region starts on a page of its own: {by_region:?}");
     assert!(by_region.iter().any(|(_, p)| p.len() > 1), "no region spans pages: {by_region:?}");
     for (region, numbers) in &by_region {
