@@ -276,6 +276,11 @@ fn late_report() -> tempfile::TempDir {
 fn terminate(s: &mut Server, limit: Duration) -> (Option<i32>, Duration) {
     let pid = s.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    exited(s, limit)
+}
+
+/// Wait for the server to exit (at most `limit`): its exit code and how long it took.
+fn exited(s: &mut Server, limit: Duration) -> (Option<i32>, Duration) {
     let t = Instant::now();
     loop {
         if let Some(status) = s.child.try_wait().unwrap() {
@@ -464,15 +469,32 @@ fn metrics_count_runs_rows_and_bytes() {
 }
 
 #[test]
-fn shutdown_refuses_new_runs_then_cancels_what_outlives_the_grace_period() {
+fn shutdown_answers_draining_refuses_new_runs_then_cancels_what_outlives_the_grace_period() {
     let Some((db, reports)) = slow_pg("shutdown", 100_000) else { return };
-    let mut s = Server::start(reports.path(), &["--grace-secs", "1"]);
+    let mut s = Server::start(reports.path(), &["--grace-secs", "3"]);
     let (status, _, _) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
     assert_eq!(status, 202);
     wait_pg(&db, true);
-    let (code, took) = terminate(&mut s, Duration::from_secs(20));
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    // While the run has its grace period, the server still answers: draining.
+    let health = loop {
+        let (status, health) = s.json("/healthz");
+        if status == 503 || t.elapsed() > Duration::from_secs(2) {
+            break (status, health);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!((health.0, health.1["status"].as_str()), (503, Some("draining")), "{}", health.1);
+    let (status, ready) = s.json("/readyz");
+    assert_eq!((status, ready["status"].as_str()), (503, Some("draining")), "{ready}");
+    let (status, _, refused) = s.post("/runs", r#"{"report": "slow", "format": "csv"}"#);
+    assert_eq!((status, refused["error"]["kind"].as_str()), (503, Some("shutting_down")), "{refused}");
+    let (code, _) = exited(&mut s, Duration::from_secs(20));
+    let took = t.elapsed();
     assert_eq!(code, Some(0));
-    assert!(took >= Duration::from_millis(900), "the run got its grace period");
+    assert!(took >= Duration::from_millis(2900), "the run got its grace period");
     wait_pg(&db, false);
     assert!(std::net::TcpStream::connect(&s.addr).is_err(), "no longer listening");
 }

@@ -604,6 +604,13 @@ pub async fn serve_state(
                 run.cancel.cancel();
             }
         });
+        // Keep accepting while runs go on, so a load balancer's health checks get 503
+        // `draining` rather than a refused connection; stop once none is left (at most
+        // the grace period and the cancels' few seconds).
+        let until = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        while !drain_state.registry.active().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     };
     listen::serve_connections(listener, router(state.clone()), state.config.connections, signal).await;
     // Connections are closed; async runs may still be writing their outputs.
@@ -1182,9 +1189,14 @@ async fn audit_events(
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process serves", body = serde_json::Value)))]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+    responses(
+        (status = 200, description = "The process serves", body = serde_json::Value),
+        (status = 503, description = "Shutting down: the runs going finish, nothing new starts", body = serde_json::Value)))]
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.is_draining() {
+        true => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" }))).into_response(),
+        false => Json(json!({ "status": "ok" })).into_response(),
+    }
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -1205,8 +1217,8 @@ async fn metrics_text(State(state): State<AppState>, caller: Result<Caller, ApiE
     response
 }
 
-/// Ready when not draining and every distinct source answers a plan of one of its
-/// reports (one probe per source at a time, each bounded and cancelled at 5 s; answers
+/// Ready when not draining and every distinct source answers a trivial query (one probe
+/// per source at a time, each bounded and cancelled at 5 s; answers
 /// reused for 2 s, see `ready.rs`).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
