@@ -155,7 +155,6 @@ fn a_locale_sets_separators_and_currency_placement() {
     let spec = std::fs::read_to_string(demo.join("reports/customer_statement.yaml"))
         .unwrap()
         .replace("report: customer_statement", "report: customer_statement\nlocale: de-DE")
-        .replace("format: currency,", "format: \"currency:EUR\",")
         .replace("sqlite:../demo.sqlite", &format!("sqlite:{}", demo.join("demo.sqlite").display()));
     let path = write(dir.path(), "de.yaml", &spec);
     let out = dir.path().join("de.html");
@@ -174,6 +173,15 @@ fn a_locale_sets_separators_and_currency_placement() {
         assert_eq!(frac.len(), 2, "{a:?}");
         assert!(int.split('.').skip(1).all(|g| g.len() == 3), "{a:?}");
     }
+    // `currency` without a code is the locale's (EUR in de-DE), in the footers too; a
+    // format that names one keeps it.
+    let footers: Vec<String> = doc.select(&sel("tr.group-footer td")).map(|e| e.text().collect()).collect();
+    assert!(!footers.is_empty() && footers.iter().all(|f| f.contains("\u{A0}€ billed")), "{footers:?}");
+    let usd = write(dir.path(), "usd.yaml", &spec.replace("format: currency,", "format: \"currency:USD\","));
+    let r = run(&["run", usd.to_str().unwrap(), "-p", "region=Europe", "-f", "html"]);
+    let doc = Html::parse_document(&r.text());
+    let first: String = doc.select(&sel("tbody tr td:nth-child(4)")).next().unwrap().text().collect();
+    assert!(first.ends_with("\u{A0}$"), "{first:?}");
     let bad = write(dir.path(), "bad.yaml", &spec.replace("locale: de-DE", "locale: xx-YY"));
     let v = run(&["validate", bad.to_str().unwrap()]);
     assert_eq!(v.code, 2);

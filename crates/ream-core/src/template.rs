@@ -18,6 +18,8 @@ pub struct Locale {
     symbol_after: bool,
     /// `12,5 %` rather than `12.5%`.
     percent_space: bool,
+    /// The currency a `currency` format without a code shows.
+    pub currency: &'static str,
 }
 
 impl Default for Locale {
@@ -28,17 +30,17 @@ impl Default for Locale {
 
 /// The locales ream knows (docs/spec.md lists them).
 pub const LOCALES: &[Locale] = &[
-    Locale { tag: "en-US", group: ",", decimal: '.', symbol_after: false, percent_space: false },
-    Locale { tag: "en-GB", group: ",", decimal: '.', symbol_after: false, percent_space: false },
-    Locale { tag: "de-DE", group: ".", decimal: ',', symbol_after: true, percent_space: true },
-    Locale { tag: "de-CH", group: "’", decimal: '.', symbol_after: false, percent_space: false },
-    Locale { tag: "fr-FR", group: "\u{202F}", decimal: ',', symbol_after: true, percent_space: true },
-    Locale { tag: "es-ES", group: ".", decimal: ',', symbol_after: true, percent_space: true },
-    Locale { tag: "it-IT", group: ".", decimal: ',', symbol_after: true, percent_space: false },
-    Locale { tag: "nl-NL", group: ".", decimal: ',', symbol_after: false, percent_space: false },
-    Locale { tag: "pt-BR", group: ".", decimal: ',', symbol_after: false, percent_space: false },
-    Locale { tag: "sv-SE", group: "\u{A0}", decimal: ',', symbol_after: true, percent_space: true },
-    Locale { tag: "ja-JP", group: ",", decimal: '.', symbol_after: false, percent_space: false },
+    Locale { tag: "en-US", group: ",", decimal: '.', symbol_after: false, percent_space: false, currency: "USD" },
+    Locale { tag: "en-GB", group: ",", decimal: '.', symbol_after: false, percent_space: false, currency: "GBP" },
+    Locale { tag: "de-DE", group: ".", decimal: ',', symbol_after: true, percent_space: true, currency: "EUR" },
+    Locale { tag: "de-CH", group: "’", decimal: '.', symbol_after: false, percent_space: false, currency: "CHF" },
+    Locale { tag: "fr-FR", group: "\u{202F}", decimal: ',', symbol_after: true, percent_space: true, currency: "EUR" },
+    Locale { tag: "es-ES", group: ".", decimal: ',', symbol_after: true, percent_space: true, currency: "EUR" },
+    Locale { tag: "it-IT", group: ".", decimal: ',', symbol_after: true, percent_space: false, currency: "EUR" },
+    Locale { tag: "nl-NL", group: ".", decimal: ',', symbol_after: false, percent_space: false, currency: "EUR" },
+    Locale { tag: "pt-BR", group: ".", decimal: ',', symbol_after: false, percent_space: false, currency: "BRL" },
+    Locale { tag: "sv-SE", group: "\u{A0}", decimal: ',', symbol_after: true, percent_space: true, currency: "SEK" },
+    Locale { tag: "ja-JP", group: ",", decimal: '.', symbol_after: false, percent_space: false, currency: "JPY" },
 ];
 
 impl Locale {
@@ -76,8 +78,8 @@ pub enum Format {
     /// `number:N`: N decimals, with thousands separators (default 2).
     Number(usize),
     /// `currency[:CODE]`: two decimals, thousands separators, a symbol for USD/EUR/GBP/JPY,
-    /// else the code.
-    Currency(String),
+    /// else the code. Without a code, the locale's currency (USD in en-US, EUR in de-DE).
+    Currency(Option<String>),
     /// `percent[:N]`: the value × 100 with N decimals (default 1) and `%`.
     Percent(usize),
     /// `date:PATTERN` (strftime) for dates and timestamps.
@@ -105,7 +107,7 @@ impl Format {
             "raw" => Ok(Format::Raw),
             "int" => Ok(Format::Int),
             "number" => Ok(Format::Number(digits(2)?)),
-            "currency" => Ok(Format::Currency(arg.unwrap_or("USD").to_string())),
+            "currency" => Ok(Format::Currency(arg.map(str::to_string))),
             "percent" => Ok(Format::Percent(digits(1)?)),
             "date" => {
                 let pattern = arg.unwrap_or("%Y-%m-%d");
@@ -143,12 +145,13 @@ impl Format {
             },
             Format::Number(n) => locale.localize(&fixed(v, *n)),
             Format::Currency(code) => {
+                let code = code.as_deref().unwrap_or(locale.currency);
                 let s = locale.localize(&fixed(v, if code == "JPY" { 0 } else { 2 }));
                 let (neg, s) = match s.strip_prefix('-') {
                     Some(r) => ("-", r.to_string()),
                     None => ("", s),
                 };
-                let symbol = match code.as_str() {
+                let symbol = match code {
                     "USD" => "$",
                     "EUR" => "€",
                     "GBP" => "£",
@@ -417,9 +420,18 @@ mod tests {
     fn locales_change_separators_and_currency_placement() {
         let v = Value::Decimal { units: -123456789, scale: 2 };
         let de = Locale::parse("de-DE").unwrap();
-        assert_eq!(Format::Currency("EUR".into()).apply_in(&v, &de), "-1.234.567,89\u{A0}€");
+        assert_eq!(Format::Currency(Some("EUR".into())).apply_in(&v, &de), "-1.234.567,89\u{A0}€");
+        // No code: the locale's own currency.
+        let plain = Format::parse("currency").unwrap();
+        assert_eq!(plain.apply_in(&v, &de), "-1.234.567,89\u{A0}€");
+        assert_eq!(plain.apply_in(&v, &Locale::parse("en-GB").unwrap()), "-£1,234,567.89");
+        assert_eq!(plain.apply_in(&v, &Locale::default()), "-$1,234,567.89");
+        assert_eq!(Format::parse("currency:USD").unwrap().apply_in(&v, &de), "-1.234.567,89\u{A0}$");
         assert_eq!(Format::Number(1).apply_in(&v, &Locale::parse("fr-FR").unwrap()), "-1\u{202F}234\u{202F}567,9");
-        assert_eq!(Format::Currency("USD".into()).apply_in(&v, &Locale::parse("en-us").unwrap()), "-$1,234,567.89");
+        assert_eq!(
+            Format::Currency(Some("USD".into())).apply_in(&v, &Locale::parse("en-us").unwrap()),
+            "-$1,234,567.89"
+        );
         assert_eq!(Format::Percent(1).apply_in(&Value::Float(0.125), &de), "12,5\u{A0}%");
         let t = Template::parse("{x:number:2}").unwrap().localized(Locale::parse("de-CH").unwrap());
         assert_eq!(t.render(|_| Some(Value::Int(1234567))), "1’234’567.00");

@@ -194,7 +194,9 @@ impl XlsxRenderer {
         self.columns = (0..ncols)
             .map(|i| {
                 let (index, code) = match (self.summary, meta.columns.get(i)) {
-                    (false, Some(c)) => (c.index, number_format(&c.format, meta.schema.field(c.index).data_type())),
+                    (false, Some(c)) => {
+                        (c.index, number_format(&c.format, meta.schema.field(c.index).data_type(), &meta.locale))
+                    }
                     _ => (0, None),
                 };
                 let style = style_attr(code.as_deref().map_or(0, |c| self.styles.xf(Some(c), Font::Regular)));
@@ -702,11 +704,11 @@ fn clip_text(s: &str) -> &str {
 }
 
 /// The Excel number format for a column's display format and type (`None`: General).
-fn number_format(f: &ValueFormat, dt: &DataType) -> Option<String> {
+fn number_format(f: &ValueFormat, dt: &DataType, locale: &ream_core::template::Locale) -> Option<String> {
     Some(match (f, dt) {
         (ValueFormat::Int, _) => "#,##0".to_string(),
         (ValueFormat::Number(n), _) => decimals("#,##0", *n),
-        (ValueFormat::Currency(code), _) => match code.as_str() {
+        (ValueFormat::Currency(code), _) => match code.as_deref().unwrap_or(locale.currency) {
             "USD" => decimals("$#,##0", 2),
             "EUR" => decimals("#,##0", 2) + " €",
             "GBP" => decimals("£#,##0", 2),
@@ -774,6 +776,18 @@ fn final_widths(widths: Vec<usize>) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_currency_without_a_code_is_the_locales_in_the_number_format() {
+        use ream_core::template::{Format, Locale};
+        let de = Locale::parse("de-DE").unwrap();
+        let dt = arrow_schema::DataType::Decimal128(12, 2);
+        let plain = Format::parse("currency").unwrap();
+        assert_eq!(super::number_format(&plain, &dt, &de).as_deref(), Some("#,##0.00 €"));
+        assert_eq!(super::number_format(&plain, &dt, &Locale::default()).as_deref(), Some("$#,##0.00"));
+        let usd = Format::parse("currency:USD").unwrap();
+        assert_eq!(super::number_format(&usd, &dt, &de).as_deref(), Some("$#,##0.00"));
+    }
+
     #[test]
     fn the_last_microsecond_excel_can_show_stays_on_its_day() {
         let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
