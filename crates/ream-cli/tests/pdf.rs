@@ -332,6 +332,36 @@ fn page_numbers_restart_per_group_and_group_pages_counts_each_groups_pages() {
 }
 
 #[test]
+fn a_page_header_and_footer_each_show_their_own_count() {
+    if !tools("counts in both page bands") {
+        return;
+    }
+    let demo = demo(600);
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, header, footer) in [
+        ("", "page_header: \"{pages} pages in all\"", "Page {page} of {pages}"),
+        (
+            "page:\n  restart_at: region\n",
+            "page_header: \"{group_pages} pages in this region\"",
+            "Page {page} of {group_pages}",
+        ),
+    ] {
+        let spec = sales_spec(dir.path(), &demo, extra);
+        let text = std::fs::read_to_string(&spec).unwrap().replace("page_header: \"Invoices by region\"", header);
+        std::fs::write(&spec, text.replace("Page {page} of {pages}", footer)).unwrap();
+        let out = pdf(&["run", spec.to_str().unwrap()], &dir.path().join("s.pdf"));
+        qpdf_check(&out);
+        let first = page_text(&out, 1);
+        let n = first.lines().find_map(|l| l.trim().strip_prefix("Page 1 of ")).unwrap_or_else(|| panic!("{first}"));
+        let shown = if extra.is_empty() { format!("{n} pages in all") } else { format!("{n} pages in this region") };
+        assert!(first.contains(&shown), "{footer}: the header does not say `{shown}`:\n{first}");
+        if extra.is_empty() {
+            assert_eq!(n.parse::<usize>().unwrap(), pages(&out));
+        }
+    }
+}
+
+#[test]
 fn a_page_band_counts_the_documents_pages_or_its_groups_not_both() {
     let demo = demo(50);
     let dir = tempfile::tempdir().unwrap();

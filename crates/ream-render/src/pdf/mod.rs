@@ -100,8 +100,8 @@ struct OpenPage {
     has_body: bool,
     /// The font and size set in the content stream.
     font: Option<(Weight, f32)>,
-    /// The XObject its `{group_pages}` shows: the open group's, when pages restart.
-    group_total: Option<Ref>,
+    /// The XObjects its `{group_pages}` show: the open group's, when pages restart.
+    group_total: Option<GroupTotals>,
 }
 
 struct Geometry {
@@ -155,8 +155,11 @@ struct Doc {
     /// the open one started on, and its `{group_pages}` XObject (written when it ends).
     restart_level: Option<usize>,
     group_start: usize,
-    group_total: Option<Ref>,
+    group_total: Option<GroupTotals>,
 }
+
+/// A group's `{group_pages}` XObject for each page band that counts them (header, footer).
+type GroupTotals = [Option<Ref>; 2];
 
 impl Renderer for PdfRenderer {
     fn push(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), RenderError> {
@@ -424,13 +427,20 @@ impl Doc {
     /// A group that numbers its own pages starts: the last one's count is known now.
     fn restart_pages(&mut self, out: &mut Vec<u8>) {
         let next = if self.open.is_some() { self.pages } else { self.pages + 1 };
-        if let Some(xobject) = self.group_total.take() {
-            self.write_total(xobject, next - self.group_start, true, out);
-        }
+        self.write_group_totals(next - self.group_start, out);
         self.group_start = next;
-        let counted =
-            [&self.header, &self.footer].into_iter().flatten().any(|b| b.total.as_ref().is_some_and(|t| t.group));
-        self.group_total = counted.then(|| self.w.alloc());
+        let counts = |b: &Option<PageBand>| b.as_ref().and_then(|b| b.total.as_ref()).is_some_and(|t| t.group);
+        let (header, footer) = (counts(&self.header), counts(&self.footer));
+        self.group_total = (header || footer).then(|| [header.then(|| self.w.alloc()), footer.then(|| self.w.alloc())]);
+    }
+
+    /// The open group's `{group_pages}` XObjects, now that it has `count` pages.
+    fn write_group_totals(&mut self, count: usize, out: &mut Vec<u8>) {
+        for (edge, xobject) in self.group_total.take().into_iter().flat_map(|[h, f]| [(0, h), (1, f)]) {
+            if let Some(xobject) = xobject {
+                self.write_total(edge, xobject, count, out);
+            }
+        }
     }
 
     fn held_height(&self) -> f32 {
@@ -822,35 +832,14 @@ impl Doc {
         Ok(())
     }
 
-    /// The XObjects of the bands that count the document's pages (`group` false), now
-    /// that the count is known.
-    fn write_total_of(&mut self, group: bool, count: usize, out: &mut Vec<u8>) {
-        let refs: Vec<Ref> = [&self.header, &self.footer]
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.total.as_ref())
-            .filter(|t| t.group == group)
-            .map(|t| t.xobject)
-            .collect();
-        for xobject in refs {
-            self.write_total(xobject, count, group, out);
-        }
-    }
-
-    /// The form XObject `xobject` of a page count: `{pages}` (or `{group_pages}`, `group`)
-    /// as `count`, and what follows it when that is the same on every page; else the
-    /// number sits flush right in a six-digit slot.
-    fn write_total(&mut self, xobject: Ref, count: usize, group: bool, out: &mut Vec<u8>) {
+    /// The form XObject `xobject` of a page band's count (`edge` 0 the header, 1 the
+    /// footer): `{pages}` (or `{group_pages}`) as `count`, and what follows it when that is
+    /// the same on every page; else the number sits flush right in a six-digit slot.
+    fn write_total(&mut self, edge: usize, xobject: Ref, count: usize, out: &mut Vec<u8>) {
         let meta = self.meta.clone();
-        let Some(t) = [&self.header, &self.footer]
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.total.as_ref())
-            .find(|t| t.group == group)
-        else {
-            return;
-        };
-        let slot_name = if group { "group_pages" } else { "pages" };
+        let band = if edge == 0 { &self.header } else { &self.footer };
+        let Some(t) = band.as_ref().and_then(|b| b.total.as_ref()) else { return };
+        let slot_name = if t.group { "group_pages" } else { "pages" };
         let mut text = t.format.apply_in(&Value::Int(count as i64), &meta.locale);
         if !t.after_varies {
             text.push_str(&t.after.render(|n| match n {
@@ -882,14 +871,14 @@ impl Doc {
     }
 
     /// A page's own resources: the shared ones, with `{group_pages}` as its group's count.
-    fn page_resources(&mut self, group_total: Ref, out: &mut Vec<u8>) -> Ref {
+    fn page_resources(&mut self, group_total: GroupTotals, out: &mut Vec<u8>) -> Ref {
         let r = self.w.alloc();
         self.write_resources(r, Some(group_total), out);
         r
     }
 
     /// The fonts and XObjects a page (or a count's XObject) draws with, as `r`.
-    fn write_resources(&mut self, r: Ref, group_total: Option<Ref>, out: &mut Vec<u8>) {
+    fn write_resources(&mut self, r: Ref, group_total: Option<GroupTotals>, out: &mut Vec<u8>) {
         let mut c = Chunk::new();
         let mut res = c.indirect(r).start::<Resources>();
         let mut fonts = res.fonts();
@@ -897,8 +886,9 @@ impl Doc {
         fonts.pair(Name(b"F2"), self.bold.refs.type0);
         fonts.finish();
         let mut xo = res.x_objects();
-        for t in [&self.header, &self.footer].into_iter().flatten().filter_map(|b| b.total.as_ref()) {
-            match (t.group, group_total) {
+        for (edge, band) in [&self.header, &self.footer].into_iter().enumerate() {
+            let Some(t) = band.as_ref().and_then(|b| b.total.as_ref()) else { continue };
+            match (t.group, group_total.and_then(|g| g[edge])) {
                 (true, Some(g)) => xo.pair(Name(t.name), g),
                 (true, None) => continue,
                 (false, _) => xo.pair(Name(t.name), t.xobject),
@@ -918,10 +908,15 @@ impl Doc {
         // `{pages}`: the total, and what follows it when that is the same on every page.
         let pages = self.pages;
         let meta = self.meta.clone();
-        self.write_total_of(false, pages, &mut out);
-        if let Some(xobject) = self.group_total.take() {
-            self.write_total(xobject, pages + 1 - self.group_start, true, &mut out);
+        let totals: Vec<(usize, Ref)> = [&self.header, &self.footer]
+            .into_iter()
+            .enumerate()
+            .filter_map(|(edge, b)| b.as_ref()?.total.as_ref().filter(|t| !t.group).map(|t| (edge, t.xobject)))
+            .collect();
+        for (edge, xobject) in totals {
+            self.write_total(edge, xobject, pages, &mut out);
         }
+        self.write_group_totals(pages + 1 - self.group_start, &mut out);
         self.regular.write(&mut self.w, &mut out).map_err(err)?;
         self.bold.write(&mut self.w, &mut out).map_err(err)?;
         self.write_resources(self.resources, None, &mut out);
