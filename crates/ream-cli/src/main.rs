@@ -698,12 +698,17 @@ fn demo(dir: &Path, opts: ream_demo::DemoOptions) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// REAM_SOURCE: the source where neither a flag nor a spec names one.
+fn env_source() -> Option<String> {
+    std::env::var("REAM_SOURCE").ok().filter(|s| !s.trim().is_empty())
+}
+
 /// `ream new report`: the table described by its database, as a starter spec.
 fn new_report(name: &str, source: Option<String>, table: &str, output: Option<PathBuf>, force: bool) -> ExitCode {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !ream_core::validate::is_report_id(name) {
         return usage(format!("`{name}` is not a report id: use letters, digits, `_` and `-`"));
     }
-    let Some(url) = source.or_else(|| std::env::var("REAM_SOURCE").ok().filter(|s| !s.trim().is_empty())) else {
+    let Some(url) = source.or_else(env_source) else {
         return usage("ream new report needs --source URL (or REAM_SOURCE)");
     };
     let shape = match ream_engine::describe_table(&url, table, ream_core::CancelToken::new()) {
@@ -840,7 +845,7 @@ fn run(args: RunArgs, quiet: bool) -> ExitCode {
     };
     let opts = RunOptions {
         source: args.source.clone(),
-        default_source: std::env::var("REAM_SOURCE").ok().filter(|s| !s.trim().is_empty()),
+        default_source: env_source(),
         format,
         params,
         batch_size: args.batch_size,

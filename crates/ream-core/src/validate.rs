@@ -27,6 +27,12 @@ fn is_ident(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
+/// Whether `s` can be a report's (or a chart's) id: letters, digits, `_` and `-` (it
+/// names files, URLs and anchors).
+pub fn is_report_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Names a template may use, by band.
 pub enum Band {
     Title,
@@ -70,7 +76,7 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
     let parsed = Parsed::parse(spec, &mut errs);
     let mut err = |key: String, msg: String| errs.push(SpecError::new(key, msg));
 
-    if spec.report.is_empty() || !spec.report.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !is_report_id(&spec.report) {
         err("report".into(), format!("`{}` is not a valid report id: use letters, digits, `_` and `-`", spec.report));
     }
 
@@ -187,10 +193,7 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
                 let hint = crate::suggest::hint(r, known.iter().copied().chain(["report"]));
                 err(
                     format!("{key}.reset"),
-                    format!(
-                        "`{r}` is neither `report` nor a group (groups: {}){hint}",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                    ),
+                    format!("`{r}` is neither `report` nor a group (groups: {}){hint}", listed(&known)),
                 );
             }
         }
@@ -219,7 +222,7 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
                 let mut known: Vec<_> = names.iter().cloned().collect();
                 known.sort();
                 let hint = crate::suggest::hint(n, known.iter().map(String::as_str));
-                let known = if known.is_empty() { "none".into() } else { known.join(", ") };
+                let known = listed(&known);
                 err(key.clone(), format!("`{{{n}}}` is not available here (available: {known}){hint}"));
             }
         }
@@ -241,7 +244,7 @@ fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
     let mut ids = HashSet::new();
     for (i, c) in spec.charts.iter().enumerate() {
         let key = format!("charts[{i}]");
-        if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+        if !is_report_id(&c.id) {
             err(format!("{key}.id"), format!("`{}` is not a valid chart id: use letters, digits, `_` and `-`", c.id));
         } else if !ids.insert(c.id.as_str()) {
             err(format!("{key}.id"), format!("chart id `{}` is used twice", c.id));
@@ -305,6 +308,14 @@ fn check_charts(spec: &Spec, err: &mut impl FnMut(String, String)) {
     }
 }
 
+/// Names for a message: `a, b, c`, or `none`.
+fn listed<S: AsRef<str>>(names: &[S]) -> String {
+    match names.is_empty() {
+        true => "none".to_string(),
+        false => names.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", "),
+    }
+}
+
 /// `page.restart_at` names a group, and a page band counts one thing: `{pages}` of the
 /// document or `{group_pages}` of the group, not both (each is one number drawn late).
 fn check_restart(spec: &Spec, parsed: &Parsed, err: &mut impl FnMut(String, String)) {
@@ -312,8 +323,7 @@ fn check_restart(spec: &Spec, parsed: &Parsed, err: &mut impl FnMut(String, Stri
         if !spec.groups.iter().any(|g| g.name() == r) {
             let known: Vec<_> = spec.groups.iter().map(|g| g.name()).collect();
             let hint = crate::suggest::hint(r, known.iter().copied());
-            let list = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            err("page.restart_at".into(), format!("`{r}` is not a group (groups: {list}){hint}"));
+            err("page.restart_at".into(), format!("`{r}` is not a group (groups: {}){hint}", listed(&known)));
         }
     }
     for (key, t) in [("page_header", parsed.page_header()), ("page_footer", parsed.page_footer())] {

@@ -354,7 +354,7 @@ pub fn check_against_source(
     let spec = loaded.spec();
     let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
     let params = ream_core::params::defaults(&spec.parameters);
-    let (source, _) = open_spec_with(loaded, &opts, &cancel, params).map_err(|e| spec_sql::in_spec(loaded, e))?;
+    let (source, _) = open_spec_with(loaded, &opts, &cancel, params)?;
     let plan = source.plan().clone();
     // Types the database does not declare (SQLite expressions) settle from the first
     // rows, as the run settles them; the read stops there.
@@ -373,7 +373,7 @@ pub fn check_against_source(
 pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
     let cancel = CancelToken::new();
     let source = match job {
-        Job::Spec(spec) => open_spec(spec, opts, &cancel).map_err(|e| spec_sql::in_spec(spec, e))?.0,
+        Job::Spec(spec) => open_spec(spec, opts, &cancel)?.0,
         Job::AdHoc(adhoc) => open_adhoc(adhoc, opts, &cancel)?,
     };
     Ok(source.plan().clone())
@@ -410,10 +410,9 @@ fn source_url(url: &str, base: Option<&Path>) -> Result<SourceUrl, EngineError> 
 /// path (the spec's directory). `cancel` interrupts it.
 pub fn ping(url: &str, base: Option<&Path>, cancel: CancelToken) -> Result<(), EngineError> {
     let parsed = source_url(url, base)?;
-    let source = open_url(&parsed, url, &ReadRequest::sql("SELECT 1 AS ready"), cancel)
-        .map_err(|e| EngineError::Source { report: None, source: e })?;
-    drop(source);
-    Ok(())
+    open_url(&parsed, url, &ReadRequest::sql("SELECT 1 AS ready"), cancel)
+        .map(drop)
+        .map_err(|e| EngineError::Source { report: None, source: e })
 }
 
 /// A table's columns (name, type) and its key as a read of it would use them (the primary
@@ -562,20 +561,20 @@ fn within_groups(spec: &ream_core::Spec) -> WithinGroups {
 
 /// The detail band when a spec names no columns: every field, raw, labelled by its name.
 fn all_columns(schema: &SchemaRef) -> Vec<OutputColumn> {
-    schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| OutputColumn {
-            field: f.name().clone(),
-            label: f.name().clone(),
-            index: i,
-            format: ValueFormat::Raw,
-            align: None,
-            width: Default::default(),
-            wrap: false,
-        })
-        .collect()
+    schema.fields().iter().enumerate().map(|(i, f)| raw_column(f.name(), i)).collect()
+}
+
+/// A field shown as it is, under its own name.
+fn raw_column(field: &str, index: usize) -> OutputColumn {
+    OutputColumn {
+        field: field.to_string(),
+        label: field.to_string(),
+        index,
+        format: ValueFormat::Raw,
+        align: None,
+        width: Default::default(),
+        wrap: false,
+    }
 }
 
 fn describe(plan: &ream_sources::ReadPlan) -> String {
@@ -649,7 +648,8 @@ fn open_spec_with(
         Err(SourceError::UnknownField { known, .. }) => {
             return Err(EngineError::Spec(loaded.locate(check_fields(spec, &known))));
         }
-        Err(e) => return Err(EngineError::Source { report, source: e }),
+        // The database refused the spec's own SQL: said at the spec key it came from.
+        Err(e) => return Err(spec_sql::in_spec(loaded, EngineError::Source { report, source: e })),
     };
     // Names are final once the source is open: check them before anything runs.
     let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -827,9 +827,8 @@ fn read_font(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// The columns a report shows: the spec's, with their parsed formats and widths, or
-/// every field of the source.
-/// The columns the output shows: the spec's, or every field. A flat output (no bands to
+/// The columns a report shows: the spec's, with their parsed formats and widths, or every
+/// field of the source. A flat output (no bands to
 /// show a group in) starts with the group fields the spec's columns leave out, so a
 /// customer statement as CSV still says whose each row is.
 fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef, flat: bool) -> Result<Vec<OutputColumn>, EngineError> {
@@ -842,15 +841,7 @@ fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef, flat: bool) -> Result
     let mut out = Vec::new();
     for (i, g) in spec.groups.iter().enumerate().filter(|(_, g)| flat && !listed(&g.by)) {
         if out.iter().all(|c: &OutputColumn| c.field != g.by) {
-            out.push(OutputColumn {
-                field: g.by.clone(),
-                label: g.by.clone(),
-                index: field_index(loaded, schema, format!("groups[{i}].by"), &g.by)?,
-                format: ValueFormat::Raw,
-                align: None,
-                width: Default::default(),
-                wrap: false,
-            });
+            out.push(raw_column(&g.by, field_index(loaded, schema, format!("groups[{i}].by"), &g.by)?));
         }
     }
     let column = |(i, c): (usize, &ream_core::spec::ColumnConfig)| {
@@ -882,7 +873,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     check_split(opts, spec.detail, &spec.report)?;
     check_burst(opts, spec)?;
     let fonts = user_fonts(&loaded)?;
-    let (source, params) = open_spec(&loaded, opts, &cancel).map_err(|e| spec_sql::in_spec(&loaded, e))?;
+    let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let opened_at = std::time::SystemTime::now();
     let plan = source.plan().clone();
     let burst_by = spec.burst.as_ref().filter(|_| opts.burst).map(|b| b.by.as_str());

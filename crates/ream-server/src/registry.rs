@@ -90,6 +90,17 @@ struct State {
     abort_reason: Option<String>,
 }
 
+impl State {
+    /// Rows read so far, and bytes written (the stored output's size once there is one).
+    fn rows_and_bytes(&self) -> (u64, u64) {
+        let (rows, bytes) = self
+            .progress
+            .as_ref()
+            .map_or((0, 0), |p| (p.rows.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed)));
+        (rows, self.output.as_ref().map_or(bytes, |o| o.1))
+    }
+}
+
 /// One run.
 #[derive(Debug)]
 pub struct RunEntry {
@@ -173,20 +184,25 @@ impl RunEntry {
         let elapsed = self.created.elapsed();
         s.elapsed = Some(elapsed);
         s.stalled = false;
+        let (rows, bytes) = s.rows_and_bytes();
         if let Some(log) = &self.audit {
-            let (rows, bytes) = s
-                .progress
-                .as_ref()
-                .map_or((0, 0), |p| (p.rows.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed)));
             let mut line = self.audit_fields();
             line["outcome"] = json!(status.name());
             line["rows"] = json!(rows);
-            line["bytes"] = json!(s.output.as_ref().map_or(bytes, |o| o.1));
+            line["bytes"] = json!(bytes);
             line["sha256"] = json!(*self.sha256.lock().unwrap_or_else(|e| e.into_inner()));
             line["error"] = json!(s.error);
             log.record("run_finished", line);
         }
-        self.log_end(&s, elapsed);
+        let (id, ms) = (&self.id, elapsed.as_millis());
+        match &s.error {
+            None => {
+                tracing::info!(target: "ream::runs", "run {id} {}: {rows} rows, {bytes} bytes in {ms} ms", status.name())
+            }
+            Some(e) => {
+                tracing::warn!(target: "ream::runs", "run {id} {} after {rows} rows, {ms} ms: {e}", status.name())
+            }
+        }
         drop(s);
         self.persist();
         metrics::counter!(m::RUNS_TOTAL, "report" => self.report.clone(), "status" => status.name()).increment(1);
@@ -196,18 +212,6 @@ impl RunEntry {
         if let Some(p) = &self.state().progress {
             metrics::counter!(m::ROWS_TOTAL).increment(p.rows.load(Ordering::Relaxed));
             metrics::counter!(m::BYTES_TOTAL).increment(p.bytes.load(Ordering::Relaxed));
-        }
-    }
-
-    /// The run's end in the log: its outcome, rows, bytes and duration (and the error).
-    fn log_end(&self, s: &State, elapsed: std::time::Duration) {
-        let (rows, bytes) =
-            s.progress.as_ref().map_or((0, 0), |p| (p.rows.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed)));
-        let bytes = s.output.as_ref().map_or(bytes, |o| o.1);
-        let (id, status, ms) = (&self.id, s.status.name(), elapsed.as_millis());
-        match &s.error {
-            None => tracing::info!(target: "ream::runs", "run {id} {status}: {rows} rows, {bytes} bytes in {ms} ms"),
-            Some(e) => tracing::warn!(target: "ream::runs", "run {id} {status} after {rows} rows, {ms} ms: {e}"),
         }
     }
 
