@@ -30,6 +30,11 @@ struct Cli {
     /// More log lines: `-v` debug, `-vv` trace (RUST_LOG, when set, decides instead).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// A TOML config file: named sources (`[sources.shop] url = "postgres://…"`, so that
+    /// `--source shop` and a spec's `source.url: shop` mean it) for every command, and
+    /// `serve`'s settings (the flags' names with `_`).
+    #[arg(long, global = true, env = "REAM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// The log (`serve`'s access and run lines, warnings) goes to stderr through `tracing`:
@@ -139,14 +144,15 @@ enum TokenCommand {
 }
 
 /// `ream serve`'s settings. Each can come from a flag or from `--config FILE` (TOML, the
-/// same names with `_`); a flag wins over the file, the file over the default.
+/// same names with `_`, e.g. `listen = "0.0.0.0:8080"`, `max_runs = 16`); a flag wins over
+/// the file, the file over the default.
 #[derive(clap::Args, serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ServeArgs {
-    /// A TOML file of these settings, e.g. `listen = "0.0.0.0:8080"`, `max_runs = 16`.
-    #[arg(long, env = "REAM_CONFIG")]
-    #[serde(skip)]
-    config: Option<PathBuf>,
+    /// `[sources.NAME]` (config file only): named sources, as for every command.
+    #[arg(skip)]
+    #[serde(default)]
+    sources: std::collections::BTreeMap<String, ream_engine::NamedSourceConfig>,
     /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free port; the
     /// address is printed).
     #[arg(long)]
@@ -321,8 +327,9 @@ struct RunArgs {
     #[arg(long = "claim", value_name = "NAME=VALUE")]
     claims: Vec<String>,
     /// The source URL: `sqlite:PATH`, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` or
-    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`; overrides the spec's `source.url`. Without
-    /// it or a `source.url`, the environment's REAM_SOURCE.
+    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`, or the name of a `[sources.NAME]` in the
+    /// config file; overrides the spec's `source.url`. Without it or a `source.url`, the
+    /// environment's REAM_SOURCE.
     #[arg(long)]
     source: Option<String>,
     /// Ad hoc: export this table (in its key order).
@@ -462,9 +469,15 @@ fn main() -> ExitCode {
     init_logging(cli.quiet, cli.verbose);
     match cli.command {
         Command::Demo { dir, rows, seed, force } => demo(&dir, ream_demo::DemoOptions { invoices: rows, seed, force }),
-        Command::Run(args) => run(*args, cli.quiet),
-        Command::Validate { specs, connect, source } => validate(&specs, connect, source),
-        Command::Serve(args) => serve(*args).unwrap_or_else(|e| {
+        Command::Run(args) => match named_sources(cli.config.as_deref()) {
+            Ok(sources) => run(*args, sources, cli.quiet),
+            Err(code) => code,
+        },
+        Command::Validate { specs, connect, source } => match named_sources(cli.config.as_deref()) {
+            Ok(sources) => validate(&specs, connect, source, sources),
+            Err(code) => code,
+        },
+        Command::Serve(args) => serve(*args, cli.config.as_deref()).unwrap_or_else(|e| {
             eprintln!("ream: error: {e:#}");
             ExitCode::from(EXIT_FAILED)
         }),
@@ -480,7 +493,10 @@ fn main() -> ExitCode {
             Err(e) => report(Err(anyhow::anyhow!("no random bytes: {e}"))),
         },
         Command::New(NewCommand::Report { name, source, table, output, force }) => {
-            new_report(&name, source, &table, output, force)
+            match named_sources(cli.config.as_deref()) {
+                Ok(sources) => new_report(&name, source, &sources, &table, output, force),
+                Err(code) => code,
+            }
         }
         Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -516,9 +532,9 @@ fn secs(n: Option<u64>) -> Option<std::time::Duration> {
     n.map(std::time::Duration::from_secs)
 }
 
-fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(flags: ServeArgs, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    let file = match &flags.config {
+    let file = match config {
         None => ServeArgs::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -553,10 +569,15 @@ fn serve(flags: ServeArgs) -> anyhow::Result<ExitCode> {
     let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
     let allow_anonymous = flags.allow_anonymous || file.allow_anonymous;
     let has_auth = file.auth.is_some();
-    let auth_base = flags.config.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
+    let auth_base = config.and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
+    let sources = match ream_engine::NamedSources::new(file.sources, &auth_base) {
+        Ok(sources) => sources,
+        Err(e) => return Ok(usage(format!("{}: {e}", config.unwrap_or(Path::new("")).display()))),
+    };
     let config = ream_server::ServerConfig {
         reports: flags.reports.or(file.reports).unwrap_or(d.reports),
         source: flags.source.or(file.source),
+        sources,
         max_runs: flags.max_runs.or(file.max_runs).unwrap_or(d.max_runs).max(1),
         max_runs_per_actor: flags
             .max_runs_per_actor
@@ -698,20 +719,48 @@ fn demo(dir: &Path, opts: ream_demo::DemoOptions) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The config file's `[sources.NAME]` tables (none without a file); the file's other
+/// settings are `serve`'s. A file that cannot be read or parsed exits 2, naming it.
+fn named_sources(config: Option<&Path>) -> Result<ream_engine::NamedSources, ExitCode> {
+    #[derive(serde::Deserialize)]
+    struct SourcesOnly {
+        #[serde(default)]
+        sources: std::collections::BTreeMap<String, ream_engine::NamedSourceConfig>,
+    }
+    let Some(path) = config else { return Ok(Default::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let file: SourcesOnly =
+        toml::from_str(&text).map_err(|e| usage(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    ream_engine::NamedSources::new(file.sources, base).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
 /// REAM_SOURCE: the source where neither a flag nor a spec names one.
 fn env_source() -> Option<String> {
     std::env::var("REAM_SOURCE").ok().filter(|s| !s.trim().is_empty())
 }
 
 /// `ream new report`: the table described by its database, as a starter spec.
-fn new_report(name: &str, source: Option<String>, table: &str, output: Option<PathBuf>, force: bool) -> ExitCode {
+fn new_report(
+    name: &str,
+    source: Option<String>,
+    sources: &ream_engine::NamedSources,
+    table: &str,
+    output: Option<PathBuf>,
+    force: bool,
+) -> ExitCode {
     if !ream_core::validate::is_report_id(name) {
         return usage(format!("`{name}` is not a report id: use letters, digits, `_` and `-`"));
     }
     let Some(url) = source.or_else(env_source) else {
         return usage("ream new report needs --source URL (or REAM_SOURCE)");
     };
-    let shape = match ream_engine::describe_table(&url, table, ream_core::CancelToken::new()) {
+    // A named source stays a name in the spec: the config keeps its URL and password.
+    let resolved = match sources.resolve(&url) {
+        Ok(u) => u.to_string(),
+        Err(e) => return fail(&e),
+    };
+    let shape = match ream_engine::describe_table(&resolved, table, ream_core::CancelToken::new()) {
         Ok(shape) => shape,
         Err(e) => return fail(&e),
     };
@@ -746,7 +795,7 @@ fn new_report(name: &str, source: Option<String>, table: &str, output: Option<Pa
     }
 }
 
-fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCode {
+fn validate(specs: &[PathBuf], connect: bool, source: Option<String>, sources: ream_engine::NamedSources) -> ExitCode {
     let mut bad = false;
     for path in specs {
         let loaded = match load_file(path) {
@@ -763,7 +812,7 @@ fn validate(specs: &[PathBuf], connect: bool, source: Option<String>) -> ExitCod
             println!("{}: ok", path.display());
             continue;
         }
-        match check_against_source(&loaded, source.clone(), ream_core::CancelToken::new()) {
+        match check_against_source(&loaded, source.clone(), sources.clone(), ream_core::CancelToken::new()) {
             Ok(plan) => println!("{}: ok (source checked; it would read with {})", path.display(), plan.strategy),
             Err(EngineError::Spec(errors)) => {
                 bad = true;
@@ -799,7 +848,7 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn run(args: RunArgs, quiet: bool) -> ExitCode {
+fn run(args: RunArgs, sources: ream_engine::NamedSources, quiet: bool) -> ExitCode {
     let to_stdout = args.output.as_deref().is_none_or(|p| p == Path::new("-"));
     // `x.csv.gz`: gzip, and the format from `x.csv`.
     let named = args.output.as_deref().filter(|_| !to_stdout).map(ream_engine::Compression::from_path);
@@ -846,6 +895,7 @@ fn run(args: RunArgs, quiet: bool) -> ExitCode {
     let opts = RunOptions {
         source: args.source.clone(),
         default_source: env_source(),
+        sources,
         format,
         params,
         batch_size: args.batch_size,

@@ -98,16 +98,73 @@ fn ream_source_is_the_source_where_neither_the_flag_nor_the_spec_names_one() {
 }
 
 #[test]
-fn ream_reports_names_the_servers_reports_directory() {
-    use std::io::BufRead;
+fn a_source_named_in_the_config_serves_the_flag_the_environment_and_the_specs() {
     let demo = demo(300);
+    let dir = tempfile::tempdir().unwrap();
+    // A relative SQLite path in the config is relative to the config file.
+    std::fs::copy(demo.join("demo.sqlite"), dir.path().join("shop.sqlite")).unwrap();
+    std::fs::create_dir(dir.path().join("specs")).unwrap();
+    let config = write(dir.path(), "ream.toml", "[sources.shop]\nurl = \"sqlite:shop.sqlite\"\n");
+    let config = config.to_str().unwrap();
+    let spec = write(&dir.path().join("specs"), "r.yaml", "report: r\nsource: {url: shop, table: regions}\n");
+    let spec = spec.to_str().unwrap();
+    let direct = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let expected = run(&["run", "--source", &direct, "--table", "regions"]);
+    assert!(expected.code == 0 && expected.text().starts_with("id,name"), "{}", expected.stderr);
+    let by_env = [("REAM_CONFIG", config)];
+    for (args, env) in [
+        (vec!["run", "--source", "shop", "--table", "regions"], &by_env[..]),
+        (vec!["--config", config, "run", "--table", "regions"], &[("REAM_SOURCE", "shop")][..]),
+        (vec!["run", spec], &by_env[..]),
+    ] {
+        let r = run_env(&args, env);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, expected.stdout, "{args:?}");
+    }
+    let checked = run_env(&["validate", "--connect", spec], &by_env);
+    assert_eq!(checked.code, 0, "{}", checked.text());
+    // A misspelt name is a usage error naming the one meant; without a config, none is known.
+    let r = run_env(&["run", "--source", "shpo", "--table", "regions"], &by_env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("source `shpo`") && r.stderr.contains("did you mean `shop`?"), "{}", r.stderr);
+    let r = run(&["run", spec]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no config file names any"), "{}", r.stderr);
+    // A config that does not parse names the file and the line.
+    let bad = write(dir.path(), "bad.toml", "[sources.shop]\nurl = 5\n");
+    let r = run(&["--config", bad.to_str().unwrap(), "run", spec]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("bad.toml") && r.stderr.contains("line 2"), "{}", r.stderr);
+
+    // `serve` reads the same file: the spec's named source, and /readyz probes it.
+    let served = write(dir.path(), "serve.toml", "reports = \"specs\"\n[sources.shop]\nurl = \"sqlite:shop.sqlite\"\n");
     let outputs = tempfile::tempdir().unwrap();
-    let mut child = ream()
-        .args(["serve", "--listen", "127.0.0.1:0", "--output-dir", outputs.path().to_str().unwrap()])
-        .env("REAM_REPORTS", demo.join("reports"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = serve_with(&[
+        "--config",
+        served.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--output-dir",
+        outputs.path().to_str().unwrap(),
+    ]);
+    let body = ureq::get(&format!("http://{addr}/reports/r.csv")).call().map(|mut r| r.body_mut().read_to_vec());
+    let ready = ureq::get(&format!("http://{addr}/readyz")).call().map(|r| r.status().as_u16());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(body.unwrap().unwrap(), expected.stdout);
+    assert_eq!(ready.unwrap(), 200);
+}
+
+/// `ream ARGS` (a `serve`), and the address it printed.
+fn serve_with(args: &[&str]) -> (std::process::Child, String) {
+    serve_with_env(args, &[])
+}
+
+/// As [`serve_with`], with `env` set.
+fn serve_with_env(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = ream().args(args).envs(env.iter().copied()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("the server printed its address").unwrap();
@@ -115,6 +172,19 @@ fn ream_reports_names_the_servers_reports_directory() {
             break a.to_string();
         }
     };
+    // Keep reading its log, so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[test]
+fn ream_reports_names_the_servers_reports_directory() {
+    let demo = demo(300);
+    let outputs = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve_with_env(
+        &["serve", "--listen", "127.0.0.1:0", "--output-dir", outputs.path().to_str().unwrap()],
+        &[("REAM_REPORTS", demo.join("reports").to_str().unwrap())],
+    );
     let body = ureq::get(&format!("http://{addr}/reports")).call().unwrap().body_mut().read_to_string().unwrap();
     let _ = child.kill();
     let _ = child.wait();

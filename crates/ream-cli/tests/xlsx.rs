@@ -455,3 +455,100 @@ fn a_grouped_reports_flat_outputs_carry_its_group_fields() {
         banded[0].1[..3].to_vec()
     );
 }
+
+/// Three regions of amounts, with one long name at row 150 (of 180).
+fn regions_db(dir: &Path) -> std::path::PathBuf {
+    let db = dir.join("regions.sqlite");
+    if db.exists() {
+        return db;
+    }
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, region TEXT, name TEXT, amount DECIMAL(10,2));
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 180)
+         INSERT INTO t SELECT i, 'r' || (i % 3), CASE i WHEN 150 THEN printf('%.44c', 'w') ELSE 'n' || i END,
+                              (i * 37 % 101) + 0.25 FROM n;",
+    )
+    .unwrap();
+    db
+}
+
+fn regions_spec(dir: &Path, amount_column: &str) -> std::path::PathBuf {
+    let db = regions_db(dir);
+    let spec = format!(
+        "report: r\nsource: {{url: \"sqlite:{}\", table: t, key: [id]}}\ngroups:\n  - by: region\n    \
+         footer: \"Subtotal {{region}}\"\nvariables:\n  total: {{sum: amount, reset: region}}\n  \
+         mean: {{avg: amount, reset: region}}\n  grand: {{sum: amount}}\n  top: {{max: amount}}\n\
+         columns:\n  - field: id\n  - field: name\n  - {amount_column}\nsummary: \"All\"\n",
+        db.display()
+    );
+    write(dir, "r.yaml", &spec)
+}
+
+/// The number under Amount in each band row (footers, then the summary).
+fn band_amounts(path: &Path) -> Vec<(String, f64)> {
+    let sheets = read(path);
+    sheets[0]
+        .1
+        .iter()
+        .filter_map(|r| match (&r[0], &r[2]) {
+            (Data::String(t), d) if t.starts_with("Subtotal") || t == "All" => Some((t.clone(), d.as_f64()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_column_shows_the_variables_its_totals_name_and_by_default_its_first_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(regions_db(dir.path())).unwrap();
+    let sql = |q: &str| -> Vec<(String, f64)> {
+        db.prepare(q).unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let run_to = |amount: &str, name: &str| {
+        let spec = regions_spec(dir.path(), amount);
+        let out = dir.path().join(name);
+        let r = run(&["run", spec.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        band_amounts(&out)
+    };
+    let near = |got: &[(String, f64)], want: &[(String, f64)]| {
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for ((g, x), (w, y)) in got.iter().zip(want) {
+            // A decimal's average keeps 8 places.
+            assert!(g == w && (x - y).abs() < 1e-8, "{got:?} vs {want:?}");
+        }
+    };
+    let per_region = |agg: &str, all: &str| {
+        let mut v = sql(&format!("SELECT 'Subtotal ' || region, {agg}(amount) FROM t GROUP BY region ORDER BY region"));
+        v.extend(sql(&format!("SELECT 'All', {all}(amount) FROM t")));
+        v
+    };
+    // By default: the first variable of the field in each scope (the sums).
+    near(&run_to("field: amount", "default.xlsx"), &per_region("sum", "sum"));
+    // Named: the mean in the region footers, the maximum in the summary.
+    near(&run_to("{field: amount, totals: [mean, top]}", "named.xlsx"), &per_region("avg", "max"));
+}
+
+#[test]
+fn column_widths_fit_the_widest_sampled_value_whatever_the_batches() {
+    if !openpyxl("the column widths") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = regions_spec(dir.path(), "field: amount");
+    let mut widths = Vec::new();
+    for batch in ["1", "7", "1000"] {
+        let out = dir.path().join(format!("w{batch}.xlsx"));
+        let r = run(&["run", spec.to_str().unwrap(), "--batch-size", batch, "-o", out.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let script = "import sys, openpyxl\nws = openpyxl.load_workbook(sys.argv[1]).active\n\
+                      print(ws.column_dimensions['B'].width)";
+        let o = std::process::Command::new("python3").args(["-c", script]).arg(&out).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        widths.push(String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().unwrap());
+    }
+    // The 44-character name at row 150 sets the width (plus a margin), at every batch size.
+    assert!(widths.iter().all(|w| *w == widths[0]), "{widths:?}");
+    assert!((46.0..=60.0).contains(&widths[0]), "{widths:?}");
+}

@@ -64,6 +64,9 @@ pub struct OutputColumn {
     /// Paged outputs: the column's width, and whether its text wraps.
     pub width: crate::page::ColumnWidth,
     pub wrap: bool,
+    /// XLSX band rows: the variables (indexes into the report's) the spec puts under this
+    /// column (`columns[].totals`); empty: the renderer's default.
+    pub totals: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]

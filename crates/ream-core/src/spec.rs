@@ -459,6 +459,12 @@ pub struct ColumnConfig {
     /// with an ellipsis).
     #[serde(default)]
     pub wrap: bool,
+    /// XLSX band rows: the variables shown as numbers under this column, by name, at most
+    /// one per scope (a group's footer, the summary). Each must aggregate this column's
+    /// field. Default: in each scope, the first variable that sums, averages or takes the
+    /// min, max, first, last, stddev or variance of the field (counts stay in the text).
+    #[serde(default)]
+    pub totals: Vec<String>,
 }
 
 impl ColumnConfig {

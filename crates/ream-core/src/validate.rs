@@ -3,7 +3,7 @@
 //! `source.columns` declares them, else once the source has resolved its schema (still
 //! before any row is read).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::SpecError;
 use crate::params::{bind_given, json_to_given};
@@ -203,6 +203,7 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
         if !seen_cols.insert(c.field.as_str()) {
             err(format!("columns[{i}].field"), format!("`{}` is shown twice", c.field));
         }
+        check_column_totals(spec, i, &mut err);
     }
 
     check_charts(spec, &mut err);
@@ -431,6 +432,32 @@ pub fn check_fields(spec: &Spec, fields: &[String]) -> Vec<SpecError> {
     errs
 }
 
+/// `columns[i].totals`: declared variables, each of this column's field, one per scope.
+fn check_column_totals(spec: &Spec, i: usize, err: &mut impl FnMut(String, String)) {
+    let c = &spec.columns[i];
+    let mut scopes = HashMap::new();
+    for (j, name) in c.totals.iter().enumerate() {
+        let key = format!("columns[{i}].totals[{j}]");
+        let Some(v) = spec.variables.get(name) else {
+            let hint = crate::suggest::hint(name, spec.variables.keys().map(String::as_str));
+            err(key, format!("`{name}` is not a declared variable{hint}"));
+            continue;
+        };
+        match v.aggregates().first() {
+            Some((agg, field)) if *field != c.field => err(
+                key,
+                format!("`{name}` is the {} of `{field}`: only a variable of `{}` goes under this column", agg.name(), c.field),
+            ),
+            _ => {
+                let scope = v.reset.clone().unwrap_or_else(|| "report".into());
+                if let Some(other) = scopes.insert(scope.clone(), name) {
+                    err(key, format!("`{other}` and `{name}` both reset with `{scope}`: one cell holds one of them"));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::load::{load_str, SpecFormat};
@@ -440,6 +467,20 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_columns_totals_are_its_own_fields_variables_one_per_scope() {
+        let spec = "report: r\nsource: {table: t}\ngroups:\n  - by: region\nvariables:\n  sub: {sum: amount, reset: region}\n  \
+                    avg_sub: {avg: amount, reset: region}\n  n: {count: id}\n  grand: {sum: amount}\ncolumns:\n  - field: id\n  \
+                    - {field: amount, totals: [avg_sub, grand]}\n";
+        assert_eq!(errors(spec), Vec::<String>::new());
+        let bad = spec.replace("[avg_sub, grand]", "[avg_sub, sub, n, grnd]");
+        let e = errors(&bad);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].contains("`columns[1].totals[1]`: `avg_sub` and `sub` both reset with `region`"), "{e:?}");
+        assert!(e[1].contains("`columns[1].totals[2]`: `n` is the count of `id`"), "{e:?}");
+        assert!(e[2].contains("`columns[1].totals[3]`: `grnd` is not a declared variable: did you mean `grand`?"), "{e:?}");
     }
 
     #[test]

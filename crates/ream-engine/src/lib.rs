@@ -19,6 +19,7 @@
 mod burst;
 mod encoding;
 mod manifest;
+mod named;
 mod outlet;
 pub mod output;
 mod plan;
@@ -29,10 +30,11 @@ pub mod split;
 
 pub use encoding::{Compression, Encoder};
 pub use manifest::{Manifest, ManifestFile, PartStore, PendingPart};
+pub use named::{NamedSourceConfig, NamedSources};
 pub use output::{DirParts, OutputFile};
 pub use plan::{
-    check_against_source, check_request, describe_table, explain, ping, prepare, AdHoc, Checked, Job, Prepared,
-    RunOptions, TableShape,
+    check_against_source, check_request, describe_table, explain, ping, prepare, spec_source, AdHoc, Checked, Job,
+    Prepared, RunOptions, TableShape,
 };
 pub use reading::{Progress, CHUNK_BYTES};
 pub use ream_render::{Format, ParquetCompression, ParquetConfig, RenderOptions};

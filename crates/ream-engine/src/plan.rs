@@ -12,6 +12,8 @@ use ream_core::spec::Aggregate;
 use ream_core::spec::Strategy;
 use ream_core::template::{Format as ValueFormat, Template};
 use ream_core::validate::check_fields;
+
+use crate::named::NamedSources;
 use ream_core::{CancelToken, GroupMeta, OutputColumn, ReportMeta, SpecError};
 use ream_render::{Format, RenderOptions};
 use ream_sources::{
@@ -49,6 +51,8 @@ pub struct RunOptions {
     pub source: Option<String>,
     /// The source URL where neither `source` nor the spec names one (`REAM_SOURCE`).
     pub default_source: Option<String>,
+    /// The config file's named sources: any of the three URLs above may be one's name.
+    pub sources: NamedSources,
     pub format: Format,
     /// `name=value` parameters, as given.
     pub params: Vec<(String, ream_core::params::Given)>,
@@ -88,6 +92,7 @@ impl RunOptions {
         RunOptions {
             source: None,
             default_source: None,
+            sources: NamedSources::default(),
             format,
             params: vec![],
             batch_size: None,
@@ -349,10 +354,11 @@ fn check_chart_types(spec: &ream_core::Spec, schema: &SchemaRef) -> Vec<SpecErro
 pub fn check_against_source(
     loaded: &LoadedSpec,
     source: Option<String>,
+    sources: NamedSources,
     cancel: CancelToken,
 ) -> Result<ReadPlan, EngineError> {
     let spec = loaded.spec();
-    let opts = RunOptions { source, ..RunOptions::new(Format::Csv) };
+    let opts = RunOptions { source, sources, ..RunOptions::new(Format::Csv) };
     let params = ream_core::params::defaults(&spec.parameters);
     let (source, _) = open_spec_with(loaded, &opts, &cancel, params)?;
     let plan = source.plan().clone();
@@ -462,11 +468,12 @@ pub struct TableShape {
 
 /// Check an ad-hoc request and open its source (names known, strategy picked).
 fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<Box<dyn Source>, EngineError> {
-    let url = opts
+    let given = opts
         .source
-        .clone()
-        .or_else(|| opts.default_source.clone())
+        .as_deref()
+        .or(opts.default_source.as_deref())
         .ok_or_else(|| EngineError::Usage("an ad-hoc run needs --source URL (or REAM_SOURCE)".into()))?;
+    let url = opts.sources.resolve(given)?.to_string();
     if adhoc.table.is_some() == adhoc.sql.is_some() {
         return Err(EngineError::Usage("give exactly one of --table or --sql".into()));
     }
@@ -574,6 +581,7 @@ fn raw_column(field: &str, index: usize) -> OutputColumn {
         align: None,
         width: Default::default(),
         wrap: false,
+        totals: vec![],
     }
 }
 
@@ -661,20 +669,25 @@ fn open_spec_with(
 }
 
 /// The source a spec run reads: `--source` wins over the spec's url, which is relative
-/// to the spec file (returned as the base), then the default source.
-fn spec_source(loaded: &LoadedSpec, opts: &RunOptions) -> Result<(String, Option<PathBuf>), EngineError> {
+/// to the spec file (returned as the base), then the default source. Any of them may be
+/// the name of a source in the config file ([`NamedSources`]), whose URL needs no base.
+pub fn spec_source(loaded: &LoadedSpec, opts: &RunOptions) -> Result<(String, Option<PathBuf>), EngineError> {
     let spec = loaded.spec();
-    match (&opts.source, &spec.source.url) {
-        (Some(u), _) => Ok((u.clone(), None)),
-        (None, Some(u)) => Ok((u.clone(), Some(loaded.base_dir()))),
+    let (given, base) = match (&opts.source, &spec.source.url) {
+        (Some(u), _) => (u, None),
+        (None, Some(u)) => (u, Some(loaded.base_dir())),
         (None, None) => match &opts.default_source {
-            Some(u) => Ok((u.clone(), None)),
-            None => Err(EngineError::Usage(format!(
-                "report `{}` names no source: give --source URL, set `source.url` in the spec, or set REAM_SOURCE",
-                spec.report
-            ))),
+            Some(u) => (u, None),
+            None => {
+                return Err(EngineError::Usage(format!(
+                    "report `{}` names no source: give --source URL, set `source.url` in the spec, or set REAM_SOURCE",
+                    spec.report
+                )))
+            }
         },
-    }
+    };
+    let base = base.filter(|_| !NamedSources::is_name(given));
+    Ok((opts.sources.resolve(given)?.to_string(), base))
 }
 
 /// A spec run's request, checked without its database ([`check_request`]).
@@ -853,6 +866,8 @@ fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef, flat: bool) -> Result
             align: c.align,
             width: parsed.column_width(i),
             wrap: c.wrap,
+            // Validated: each names a declared variable (in the spec's order, as the run's).
+            totals: c.totals.iter().filter_map(|t| spec.variables.get_index_of(t)).collect(),
         })
     };
     for c in spec.columns.iter().enumerate() {

@@ -30,7 +30,7 @@
 //!
 //! let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
 //! let meta = ReportMeta { report: "r".into(), title: None, parameters: vec![], schema: schema.clone(),
-//!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None, width: Default::default(), wrap: false }],
+//!     columns: vec![OutputColumn { field: "n".into(), label: "N".into(), index: 0, format: Fmt::Raw, align: None, width: Default::default(), wrap: false, totals: vec![] }],
 //!     detail: true, locale: Default::default(), groups: vec![], variables: vec![], variable_specs: vec![], summary: None, no_data: None, page_header: None,
 //!     page_footer: None, page: Default::default(), strategy: "cursor".into() };
 //! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();

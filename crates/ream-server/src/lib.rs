@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub reports: PathBuf,
     /// A source URL for every report, overriding the specs' `source.url`.
     pub source: Option<String>,
+    /// The config file's `[sources.NAME]`: `source` and a spec's `source.url` may name one.
+    pub sources: ream_engine::NamedSources,
     /// Runs at once on this instance, sync and async together (default 8). Async runs
     /// past it wait in the queue; a sync download past it gets 429.
     pub max_runs: usize,
@@ -193,6 +195,7 @@ impl Default for ServerConfig {
         ServerConfig {
             reports: PathBuf::from("reports"),
             source: None,
+            sources: Default::default(),
             max_runs: 8,
             max_runs_per_actor: None,
             max_runs_per_source: None,
@@ -1249,12 +1252,19 @@ async fn source_checks(state: &AppState) -> Vec<(String, Result<(), String>)> {
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut checks = Vec::new();
+    let opts = runs::source_options(&state);
     for (id, spec) in state.catalog().iter() {
-        let url = state.config.source.clone().or_else(|| spec.spec().source.url.clone()).unwrap_or_default();
+        let (url, base) = match ream_engine::spec_source(spec, &opts) {
+            Ok(found) => found,
+            Err(e) => {
+                checks.push((id.clone(), Err(e.to_string())));
+                continue;
+            }
+        };
         if !seen.insert(url.clone()) {
             continue;
         }
-        let result = state.ready.check(&url, spec.clone(), state.config.source.clone()).await;
+        let result = state.ready.check(url, base).await;
         checks.push((id.clone(), result));
     }
     *cached = Some((std::time::Instant::now(), checks.clone()));

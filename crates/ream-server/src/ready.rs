@@ -4,10 +4,10 @@
 //! is reused for `CACHE_FOR`.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ream_core::load::LoadedSpec;
 use ream_core::CancelToken;
 
 /// How long a probe may take before the source counts as not answering.
@@ -37,8 +37,8 @@ impl Readiness {
     /// Whether the source at `url` answers: the probe already running for it, or a new one
     /// (`ream_engine::ping`, a trivial query and none of `spec`'s SQL, on a blocking
     /// thread; `spec` only says where a relative SQLite path starts).
-    pub async fn check(&self, url: &str, spec: LoadedSpec, source: Option<String>) -> Result<(), String> {
-        let probe = self.probe_for(url, spec, source);
+    pub async fn check(&self, url: String, base: Option<PathBuf>) -> Result<(), String> {
+        let probe = self.probe_for(url, base);
         loop {
             if let Some(outcome) = probe.outcome.lock().unwrap_or_else(|e| e.into_inner()).clone() {
                 return outcome;
@@ -56,25 +56,21 @@ impl Readiness {
         }
     }
 
-    fn probe_for(&self, url: &str, spec: LoadedSpec, source: Option<String>) -> Probe {
+    fn probe_for(&self, url: String, base: Option<PathBuf>) -> Probe {
         let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = probes.get(url) {
+        if let Some(p) = probes.get(&url) {
             if p.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
                 return p.clone();
             }
         }
         let probe = Probe { started: Instant::now(), outcome: Outcome::default(), cancel: CancelToken::new() };
         let (outcome, cancel) = (probe.outcome.clone(), probe.cancel.clone());
+        let key = url.clone();
         tokio::task::spawn_blocking(move || {
-            let base = spec.base_dir();
-            let (url, base) = match source {
-                Some(url) => (url, None),
-                None => (spec.spec().source.url.clone().unwrap_or_default(), Some(base.as_path())),
-            };
-            let r = ream_engine::ping(&url, base, cancel).map_err(|e| e.to_string());
+            let r = ream_engine::ping(&url, base.as_deref(), cancel).map_err(|e| e.to_string());
             *outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         });
-        probes.insert(url.to_string(), probe.clone());
+        probes.insert(key, probe.clone());
         probe
     }
 }

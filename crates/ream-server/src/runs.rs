@@ -197,6 +197,11 @@ fn failed(state: &AppState, caller: &crate::Caller, entry: &Arc<RunEntry>, e: Ap
     }
 }
 
+/// The options that decide which source a report reads (`--source`, named sources).
+pub fn source_options(state: &AppState) -> RunOptions {
+    options(state, Format::Csv, &[], None, &ream_core::Actor::anonymous())
+}
+
 /// What a run of `req` is checked and prepared with, before the run's own handles.
 fn options(
     state: &AppState,
@@ -207,6 +212,7 @@ fn options(
 ) -> RunOptions {
     let mut opts = RunOptions::new(format);
     opts.source = state.config.source.clone();
+    opts.sources = state.config.sources.clone();
     opts.params = params.to_vec();
     opts.split = split.cloned();
     opts.actor = Some(actor.clone());

@@ -1113,6 +1113,7 @@ mod tests {
             align: None,
             width: ColumnWidth::Auto,
             wrap: false,
+            totals: vec![],
         };
         Arc::new(ReportMeta {
             report: "r".into(),

@@ -208,24 +208,7 @@ impl XlsxRenderer {
             if self.opts.xlsx_outline {
                 self.outline = meta.groups.len().min(MAX_OUTLINE);
             }
-            // A variable goes under the column of the field it aggregates, in the footer
-            // of the group it resets with (the summary: report-scope variables).
-            let numeric = |a: Aggregate| !matches!(a, Aggregate::Count | Aggregate::CountDistinct);
-            self.subtotals = (0..=meta.groups.len())
-                .map(|level| {
-                    let reset = (level < meta.groups.len()).then_some(level);
-                    let mut placed: Vec<(usize, usize)> = Vec::new();
-                    for (vi, v) in meta.variable_specs.iter().enumerate() {
-                        let Some(field) = v.field else { continue };
-                        let Some(ci) = meta.columns.iter().position(|c| c.index == field) else { continue };
-                        if ci > 0 && v.reset_level == reset && numeric(v.aggregate) && !placed.iter().any(|p| p.0 == ci)
-                        {
-                            placed.push((ci, vi));
-                        }
-                    }
-                    placed
-                })
-                .collect();
+            self.subtotals = (0..=meta.groups.len()).map(|level| subtotals_at(&meta, level)).collect();
         }
         self.pkg.entry("[Content_Types].xml", package::content_types().as_bytes())?;
         self.pkg.entry("_rels/.rels", package::root_rels().as_bytes())?;
@@ -764,6 +747,29 @@ impl Renderer for XlsxRenderer {
         self.pkg.drain(&mut rest);
         sink.write_all(&rest).map_err(package::zip_err)
     }
+}
+
+/// The (column, variable) pairs of a footer (`level`) or, past the last group, of the
+/// summary: a variable goes under the column of the field it aggregates, in the band of
+/// the group it resets with (the summary: report-scope variables). A column's `totals`
+/// decide where the spec names them; otherwise the first variable that is not a count.
+/// Column 0 holds the band's text.
+fn subtotals_at(meta: &ReportMeta, level: usize) -> Vec<(usize, usize)> {
+    let reset = (level < meta.groups.len()).then_some(level);
+    let in_scope = |vi: &usize| meta.variable_specs.get(*vi).is_some_and(|v| v.reset_level == reset);
+    let shown = |a: Aggregate| !matches!(a, Aggregate::Count | Aggregate::CountDistinct);
+    let mut placed = Vec::new();
+    for (ci, c) in meta.columns.iter().enumerate().skip(1) {
+        let chosen = match c.totals.is_empty() {
+            false => c.totals.iter().copied().find(in_scope),
+            true => (0..meta.variable_specs.len()).find(|vi| {
+                let v = &meta.variable_specs[*vi];
+                in_scope(vi) && v.field == Some(c.index) && shown(v.aggregate)
+            }),
+        };
+        placed.extend(chosen.map(|vi| (ci, vi)));
+    }
+    placed
 }
 
 /// Rows measured for the column widths, however they arrive in batches.
