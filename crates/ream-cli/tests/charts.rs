@@ -517,3 +517,66 @@ fn a_format_that_shows_no_chart_does_not_compute_them() {
         assert_eq!(r.code, 0, "{format}: {}", r.stderr);
     }
 }
+
+/// The x-axis and y-axis labels, and the axis titles, of one chart of an HTML report.
+fn axes_of(html: &str, id: &str) -> (Vec<String>, Vec<String>, String, String) {
+    let doc = scraper::Html::parse_document(html);
+    let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+    let f = doc
+        .select(&sel("figure.chart"))
+        .find(|f| f.value().attr("data-chart") == Some(id))
+        .unwrap_or_else(|| panic!("no chart {id}"));
+    let texts = |what: &str| f.select(&sel(what)).map(|t| t.text().collect::<String>()).collect::<Vec<_>>();
+    (texts("g.x-axis text"), texts("g.y-axis text"), texts("text.x-label").concat(), texts("text.y-label").concat())
+}
+
+#[test]
+fn one_bucket_is_labelled_with_its_date_ticks_share_one_style_and_titles_and_other_follow_the_spec() {
+    let demo = demo(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = r#"
+report: axes
+source:
+  table: invoices
+  key: [id]
+  joins: ["JOIN customers c ON c.id = invoices.customer_id"]
+  columns: { id: invoices.id, date: invoices.date, customer: c.name, total: invoices.total }
+  where: "invoices.date >= '2024-03-01' AND invoices.date < '2024-04-01'"
+detail: false
+charts:
+  - { id: march, kind: bar, x: { field: date, bucket: month }, y: { sum: total } }
+  - { id: march_line, kind: line, x: { field: date, bucket: month }, y: { sum: total } }
+  - { id: sizes, kind: histogram, x: { field: total, bin_width: 1000, title: Invoice total }, y: { title: Invoices } }
+  - { id: top, kind: bar, x: { field: customer, top: 3, other: false }, y: { sum: total } }
+"#;
+    let spec = write(dir.path(), "axes.yaml", spec);
+    let source = format!("sqlite:{}", demo.join("demo.sqlite").display());
+    let out = dir.path().join("axes.html");
+    let r = run(&["run", spec.to_str().unwrap(), "--source", &source, "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let html = std::fs::read_to_string(&out).unwrap();
+    // One month bucket, as bars or as a line: its month is the one label under it.
+    for id in ["march", "march_line"] {
+        assert_eq!(axes_of(&html, id).0, ["Mar 2024"], "{id}");
+    }
+    // Histogram ticks: one unit and one precision on each axis, and the titles asked for.
+    let (x, y, x_title, y_title) = axes_of(&html, "sizes");
+    for ticks in [&x, &y] {
+        let thousands = ticks.iter().filter(|t| t.ends_with('k')).count();
+        assert!(thousands == 0 || thousands == ticks.iter().filter(|t| *t != "0").count(), "mixed styles: {ticks:?}");
+    }
+    assert!(x.iter().any(|t| t.ends_with('k')), "totals up to 10k+ in k: {x:?}");
+    assert_eq!((x_title.as_str(), y_title.as_str()), ("Invoice total", "Invoices"));
+    // `other: false`: the three largest customers only, in HTML and JSON.
+    let (bars, _, x_title, y_title) = axes_of(&html, "top");
+    assert_eq!(bars.len(), 3, "{bars:?}");
+    assert!(!bars.iter().any(|b| b == "other"), "{bars:?}");
+    assert_eq!((x_title.as_str(), y_title.as_str()), ("customer", "sum(total)"));
+    let r = run(&["run", spec.to_str().unwrap(), "--source", &source, "-f", "json"]);
+    let doc: J = serde_json::from_slice(&r.stdout).unwrap();
+    let top = chart(&doc, "top");
+    assert_eq!(top["x"]["other"], false);
+    assert_eq!(top["series"][0]["points"].as_array().unwrap().len(), 3);
+    assert_eq!(chart(&doc, "sizes")["x"]["title"], "Invoice total");
+    html_is_valid(&out);
+}

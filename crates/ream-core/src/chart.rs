@@ -13,6 +13,9 @@ pub struct ChartData {
     pub kind: ChartKind,
     pub stacked: bool,
     pub x_field: String,
+    /// The axes' titles, where the spec sets them (`x.title`, `y.title`).
+    pub x_title: Option<String>,
+    pub y_title: Option<String>,
     pub x: XScale,
     pub y_aggregate: ChartAggregate,
     /// The aggregated field; `None` counts rows.
@@ -76,6 +79,16 @@ pub struct Downsampled {
 pub const OTHER: &str = "other";
 
 impl ChartData {
+    /// The x axis's title: the spec's, else the field.
+    pub fn x_axis_title(&self) -> &str {
+        self.x_title.as_deref().unwrap_or(&self.x_field)
+    }
+
+    /// The y axis's title: the spec's, else [`ChartData::y_label`].
+    pub fn y_axis_title(&self) -> String {
+        self.y_title.clone().unwrap_or_else(|| self.y_label())
+    }
+
     /// `sum(total)`, `count(*)`, `total`.
     pub fn y_label(&self) -> String {
         match (&self.y_aggregate, &self.y_field) {

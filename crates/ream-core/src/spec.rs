@@ -566,6 +566,13 @@ pub struct ChartX {
     /// field is always categories (default top 20).
     #[serde(default)]
     pub top: Option<usize>,
+    /// Categories: whether those past `top` are drawn, summed up, as `other` (default
+    /// true); `false` leaves them out.
+    #[serde(default = "yes")]
+    pub other: bool,
+    /// The axis title (default: the field).
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// Time buckets. Weeks start on Monday; timestamps are taken as UTC.
@@ -612,6 +619,9 @@ pub struct ChartY {
     /// Raw points: the field's value, no aggregation.
     #[serde(default)]
     pub field: Option<String>,
+    /// The axis title (default: the aggregate and its field, `sum(total)`).
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// How a chart reduces y.

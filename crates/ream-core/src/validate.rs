@@ -446,7 +446,11 @@ fn check_column_totals(spec: &Spec, i: usize, err: &mut impl FnMut(String, Strin
         match v.aggregates().first() {
             Some((agg, field)) if *field != c.field => err(
                 key,
-                format!("`{name}` is the {} of `{field}`: only a variable of `{}` goes under this column", agg.name(), c.field),
+                format!(
+                    "`{name}` is the {} of `{field}`: only a variable of `{}` goes under this column",
+                    agg.name(),
+                    c.field
+                ),
             ),
             _ => {
                 let scope = v.reset.clone().unwrap_or_else(|| "report".into());
@@ -480,7 +484,10 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(e[0].contains("`columns[1].totals[1]`: `avg_sub` and `sub` both reset with `region`"), "{e:?}");
         assert!(e[1].contains("`columns[1].totals[2]`: `n` is the count of `id`"), "{e:?}");
-        assert!(e[2].contains("`columns[1].totals[3]`: `grnd` is not a declared variable: did you mean `grand`?"), "{e:?}");
+        assert!(
+            e[2].contains("`columns[1].totals[3]`: `grnd` is not a declared variable: did you mean `grand`?"),
+            "{e:?}"
+        );
     }
 
     #[test]

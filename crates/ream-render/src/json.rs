@@ -245,9 +245,9 @@ impl Renderer for JsonRenderer {
 ///
 /// ```text
 /// {"id":…,"title":…,"kind":"line","stacked":false,
-///  "x":{"field":"date","scale":"time","bucket":"day"},   (or "bins" with "width",
-///       "categories" with "top" and "other", or "raw")
-///  "y":{"aggregate":"sum","field":"total"},"series_field":null,
+///  "x":{"field":"date","scale":"time","bucket":"day","title":"date"},   (or "bins" with
+///       "width", "categories" with "top" and "other", or "raw")
+///  "y":{"aggregate":"sum","field":"total","title":"sum(total)"},"series_field":null,
 ///  "series":[{"name":null,"points":[{"x":"2024-01-01","y":1234.5},…]}],
 ///  "rows":N,"skipped":N,"downsampled":null or {"method":"m4","points_in":N,"points_out":N}}
 /// ```
@@ -266,8 +266,13 @@ fn chart_json(c: &ream_core::ChartData, out: &mut Vec<u8>) {
     v.insert("title".into(), c.title.clone().into());
     v.insert("kind".into(), c.kind.name().into());
     v.insert("stacked".into(), c.stacked.into());
+    let mut x = x;
+    x["title"] = c.x_axis_title().into();
     v.insert("x".into(), x);
-    v.insert("y".into(), serde_json::json!({"aggregate": c.y_aggregate.name(), "field": c.y_field}));
+    v.insert(
+        "y".into(),
+        serde_json::json!({"aggregate": c.y_aggregate.name(), "field": c.y_field, "title": c.y_axis_title()}),
+    );
     v.insert("series_field".into(), c.series_field.clone().into());
     let head = serde_json::Value::Object(v).to_string();
     // Points are written by hand so decimals keep their exact digits.

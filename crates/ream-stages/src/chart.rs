@@ -1032,6 +1032,8 @@ impl ChartAcc {
             kind: self.cfg.kind,
             stacked: self.cfg.stacked,
             x_field: self.cfg.x.field.clone(),
+            x_title: self.cfg.x.title.clone(),
+            y_title: self.cfg.y.title.clone(),
             x: scale,
             y_aggregate: agg,
             y_field: self.y_index.map(|_| self.cfg.y.aggregate().1.to_string()),
@@ -1082,10 +1084,15 @@ impl ChartAcc {
                     totals.entry(*k).or_default().merge(c);
                 }
                 let ranked = rank(&totals, rank_value, |k| names.name(*k as u32));
-                let other = ranked.len() > *top;
+                let past_top = ranked.len() > *top;
+                let other = past_top && self.cfg.x.other;
                 let keep: Vec<i64> = ranked.into_iter().take(*top).collect();
                 if other {
                     cells = merge_keys(cells, |(k, s)| (if keep.contains(&k) { k } else { OTHER_KEY }, s));
+                } else if past_top {
+                    // `other: false`: the tail is left out.
+                    let kept: rustc_hash::FxHashSet<i64> = keep.iter().copied().collect();
+                    cells.retain(|((k, _), _)| kept.contains(k));
                 }
                 order = keep;
                 if other {

@@ -42,28 +42,43 @@ fn n(v: f64) -> String {
     }
 }
 
-/// `1.2M`, `250k`, `0.35`: tick labels, with the locale's decimal mark.
+/// `1.2M`, `250k`, `0.35`: a value's label, with the locale's decimal mark.
 pub fn compact(v: f64, locale: &Locale) -> String {
-    let a = v.abs();
-    let (scaled, suffix) = if a >= 1e12 {
-        (v / 1e12, "T")
-    } else if a >= 1e9 {
-        (v / 1e9, "B")
-    } else if a >= 1e6 {
-        (v / 1e6, "M")
-    } else if a >= 1e4 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    let decimals = if scaled == scaled.trunc() {
+    scaled_label(v, unit_of(v.abs()), decimals_of(v / unit_of(v.abs()).0), locale)
+}
+
+/// An axis's tick labels in one style: one unit for all (the largest tick's: `0, 5k,
+/// 10k`, not `0, 5,000, 10k`) and as many decimals as the finest tick needs.
+pub fn axis_labels(ticks: &[f64], locale: &Locale) -> Vec<String> {
+    let unit = unit_of(ticks.iter().fold(0.0f64, |m, t| m.max(t.abs())));
+    let decimals = ticks.iter().map(|t| decimals_of(t / unit.0)).max().unwrap_or(0);
+    ticks.iter().map(|t| if *t == 0.0 { "0".into() } else { scaled_label(*t, unit, decimals, locale) }).collect()
+}
+
+/// The divisor and suffix for values up to `a`.
+fn unit_of(a: f64) -> (f64, &'static str) {
+    match a {
+        a if a >= 1e12 => (1e12, "T"),
+        a if a >= 1e9 => (1e9, "B"),
+        a if a >= 1e6 => (1e6, "M"),
+        a if a >= 1e4 => (1e3, "k"),
+        _ => (1.0, ""),
+    }
+}
+
+/// Decimals that show `scaled` (0, 1 or at most 2).
+fn decimals_of(scaled: f64) -> usize {
+    if scaled == scaled.trunc() {
         0
     } else if (scaled * 10.0 - (scaled * 10.0).round()).abs() < 1e-9 {
         1
     } else {
         2
-    };
-    let text = Format::Number(decimals).apply_in(&Value::Float(scaled), locale);
+    }
+}
+
+fn scaled_label(v: f64, (div, suffix): (f64, &str), decimals: usize, locale: &Locale) -> String {
+    let text = Format::Number(decimals).apply_in(&Value::Float(v / div), locale);
     format!("{text}{suffix}")
 }
 
@@ -114,7 +129,7 @@ fn short(s: &str, max: usize) -> String {
 /// The chart as an `<svg>` element.
 pub fn chart_svg(chart: &ChartData, locale: &Locale) -> String {
     let mut s = String::new();
-    let title = format!("{}: {} by {}", chart.title, chart.y_label(), chart.x_field);
+    let title = format!("{}: {} by {}", chart.title, chart.y_axis_title(), chart.x_axis_title());
     s.push_str(&format!(
         "<svg class=\"chart-svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
         esc(&title)
@@ -276,8 +291,22 @@ mod tests {
     #[test]
     fn month_ticks_fall_on_month_starts() {
         let day = |y, m, d| days_from_date(NaiveDate::from_ymd_opt(y, m, d).unwrap()) as f64 * US_PER_DAY;
-        let ticks = time_ticks(day(2024, 1, 15), day(2024, 6, 20));
+        let ticks = time_ticks(day(2024, 1, 15), day(2024, 6, 20), None);
         let labels: Vec<_> = ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, vec!["Feb 2024", "Mar 2024", "Apr 2024", "May 2024", "Jun 2024"]);
+        // Two month buckets get month ticks, not the days between.
+        let labels: Vec<_> =
+            time_ticks(day(2024, 1, 1), day(2024, 3, 1), Some(TimeBucket::Month)).into_iter().map(|t| t.1).collect();
+        assert_eq!(labels, vec!["Jan 2024", "Feb 2024", "Mar 2024"]);
+    }
+
+    #[test]
+    fn an_axis_labels_every_tick_in_one_unit_and_one_precision() {
+        let en = Locale::default();
+        let labels = |t: &[f64]| axis_labels(t, &en);
+        assert_eq!(labels(&[0.0, 5000.0, 10000.0, 15000.0]), ["0", "5k", "10k", "15k"]);
+        assert_eq!(labels(&[0.0, 2000.0, 4000.0, 6000.0, 8000.0]), ["0", "2,000", "4,000", "6,000", "8,000"]);
+        assert_eq!(labels(&[0.0, 0.5, 1.0, 1.5]), ["0", "0.5", "1.0", "1.5"]);
+        assert_eq!(labels(&[-2.5e6, 0.0, 2.5e6, 5e6]), ["-2.5M", "0", "2.5M", "5.0M"]);
     }
 }

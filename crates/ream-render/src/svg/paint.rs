@@ -6,13 +6,13 @@ use ream_core::template::{Format, Locale};
 use ream_core::Value;
 
 use super::scales::{nice_ticks, time_ticks, Plot, XAxis};
-use super::{color, compact, n, short, x_label, y_of, H};
+use super::{axis_labels, color, compact, n, short, x_label, y_of, H};
 use crate::markup::esc;
 
 /// The grid, the y ticks and the y label.
 pub(super) fn y_axis(p: &Plot, locale: &Locale, s: &mut String) {
     s.push_str("<g class=\"y-axis\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">");
-    for t in &p.yticks {
+    for (t, label) in p.yticks.iter().zip(axis_labels(&p.yticks, locale)) {
         let y = p.sy(*t);
         s.push_str(&format!(
             "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#e5e5e5\"/><text x=\"{}\" y=\"{}\">{}</text>",
@@ -22,14 +22,14 @@ pub(super) fn y_axis(p: &Plot, locale: &Locale, s: &mut String) {
             n(y),
             n(p.x0 - 6.0),
             n(y + 4.0),
-            esc(&compact(*t, locale))
+            esc(&label)
         ));
     }
     s.push_str("</g>");
     let middle = n((p.y_top + p.y_bottom) / 2.0);
     s.push_str(&format!(
         "<text class=\"y-label\" x=\"14\" y=\"{middle}\" font-size=\"11\" fill=\"#555\" text-anchor=\"middle\" transform=\"rotate(-90 14 {middle})\">{}</text>",
-        esc(&p.chart.y_label())
+        esc(&p.chart.y_axis_title())
     ));
 }
 
@@ -64,17 +64,21 @@ pub(super) fn x_axis(p: &Plot, locale: &Locale, s: &mut String) {
         "<text class=\"x-label\" x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#555\" text-anchor=\"middle\">{}</text>",
         n((p.x0 + p.x1) / 2.0),
         n(H - 10.0),
-        esc(&p.chart.x_field)
+        esc(p.chart.x_axis_title())
     ));
 }
 
 /// Ticks of a continuous x axis: calendar steps in time, round numbers otherwise.
 fn linear_ticks(p: &Plot, (lo, hi, time): (f64, f64, bool), locale: &Locale, s: &mut String) {
-    let ticks: Vec<(f64, String)> = if time {
-        time_ticks(lo, hi)
-    } else {
-        let (_, _, t) = nice_ticks(lo, hi, 6);
-        t.into_iter().filter(|t| *t >= lo - 1e-9 && *t <= hi + 1e-9).map(|t| (t, compact(t, locale))).collect()
+    let ticks: Vec<(f64, String)> = match (p.single_bucket(), time) {
+        // One bucket: its own label, under it (a tick at 00:00 would say nothing).
+        (Some(x), _) => vec![(p.center_pos(x), x_label(x, &p.chart.x, locale))],
+        (None, true) => time_ticks(lo, hi, p.time_bucket()),
+        (None, false) => {
+            let (_, _, t) = nice_ticks(lo, hi, 6);
+            let t: Vec<f64> = t.into_iter().filter(|t| *t >= lo - 1e-9 && *t <= hi + 1e-9).collect();
+            t.iter().copied().zip(axis_labels(&t, locale)).collect()
+        }
     };
     for (t, label) in ticks {
         let x = p.sx_lin(t, lo, hi);

@@ -110,6 +110,26 @@ impl<'a> Plot<'a> {
         }
     }
 
+    /// The only x value, when the axis holds one (a bucket, a bin or a point).
+    pub fn single_bucket(&self) -> Option<&'a Value> {
+        let mut xs = self.chart.series.iter().flat_map(|s| &s.points).map(|p| &p.x);
+        let first = xs.next()?;
+        xs.all(|x| x == first).then_some(first)
+    }
+
+    /// The middle of `v`'s interval (or `v` itself), in axis units.
+    pub fn center_pos(&self, v: &Value) -> f64 {
+        match self.span(v) {
+            Some((a, b)) => (a + b) / 2.0,
+            None => pos(v).unwrap_or(0.0),
+        }
+    }
+
+    /// The chart's time bucket, if it has one.
+    pub fn time_bucket(&self) -> Option<TimeBucket> {
+        self.time_bucket
+    }
+
     pub fn sy(&self, y: f64) -> f64 {
         self.y_bottom - (y - self.ylo) / (self.yhi - self.ylo) * (self.y_bottom - self.y_top)
     }
@@ -241,9 +261,10 @@ pub(super) fn is_time(v: &Value) -> bool {
     matches!(v, Value::Date(_) | Value::Timestamp(_))
 }
 
-/// Ticks for a time axis given in microseconds: round steps (minutes to centuries),
-/// aligned on the calendar, labelled as people read dates.
-pub(super) fn time_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
+/// Ticks for a time axis given in microseconds: round steps (minutes to centuries), no
+/// finer than the chart's `bucket` (month buckets get no day ticks), aligned on the
+/// calendar, labelled as people read dates.
+pub(super) fn time_ticks(lo: f64, hi: f64, bucket: Option<TimeBucket>) -> Vec<(f64, String)> {
     const MIN: i64 = 60_000_000;
     let range = hi - lo;
     // (step in microseconds or months, is months, label)
@@ -271,9 +292,19 @@ pub(super) fn time_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
         (600, true, "%Y"),
         (1200, true, "%Y"),
     ];
+    let approx = |step: i64, months: bool| if months { step as f64 * 30.44 * US_PER_DAY } else { step as f64 };
+    let finest = match bucket {
+        None | Some(TimeBucket::Minute) => 0.0,
+        Some(TimeBucket::Hour) => approx(60 * MIN, false),
+        Some(TimeBucket::Day) => approx(1440 * MIN, false),
+        Some(TimeBucket::Week) => approx(7 * 1440 * MIN, false),
+        Some(TimeBucket::Month) => approx(1, true),
+        Some(TimeBucket::Quarter) => approx(3, true),
+        Some(TimeBucket::Year) => approx(12, true),
+    };
     let fits = |(step, months, _): &(i64, bool, &str)| {
-        let approx = if *months { *step as f64 * 30.44 * US_PER_DAY } else { *step as f64 };
-        range / approx <= 8.0
+        let size = approx(*step, *months);
+        size >= finest && range / size <= 8.0
     };
     let (step, months, fmt) = steps.iter().copied().find(|s| fits(s)).unwrap_or(steps[steps.len() - 1]);
     let label = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.naive_utc().format(fmt).to_string());
