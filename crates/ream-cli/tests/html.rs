@@ -188,6 +188,42 @@ fn a_locale_sets_separators_and_currency_placement() {
     assert!(v.text().contains(":4:1: `locale`: unknown locale `xx-YY`"), "{}", v.text());
 }
 
+#[test]
+fn month_and_day_names_follow_the_locale_in_columns_and_chart_axes() {
+    let demo = demo(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |locale: &str| {
+        format!(
+            "report: months\nlocale: {locale}\nsource:\n  url: \"sqlite:{}\"\n  table: invoices\n  key: [id]\n  \
+             where: \"date >= '2024-03-01' AND date < '2024-05-01'\"\ncolumns:\n  - field: id\n  \
+             - {{ field: date, format: \"date:%A %-d %B\" }}\ncharts:\n  \
+             - {{ id: by_month, kind: bar, x: {{ field: date, bucket: month }}, y: {{ sum: total }} }}\n",
+            demo.join("demo.sqlite").display()
+        )
+    };
+    let names = |locale: &str| {
+        let path = write(dir.path(), &format!("{locale}.yaml"), &spec(locale));
+        let out = dir.path().join(format!("{locale}.html"));
+        let r = run(&["run", path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_valid_html(&out);
+        let doc = Html::parse_document(&std::fs::read_to_string(&out).unwrap());
+        let dates: Vec<String> = doc.select(&sel("tbody tr td:nth-child(2)")).map(|e| e.text().collect()).collect();
+        let axis: Vec<String> = doc.select(&sel("g.x-axis text")).map(|e| e.text().collect()).collect();
+        (dates, axis)
+    };
+    let (dates, axis) = names("de-DE");
+    let months: std::collections::BTreeSet<&str> = dates.iter().filter_map(|d| d.rsplit(' ').next()).collect();
+    assert_eq!(months.into_iter().collect::<Vec<_>>(), ["April", "März"], "{dates:?}");
+    let weekdays = ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"];
+    assert!(dates.iter().all(|d| weekdays.iter().any(|w| d.starts_with(w))), "{dates:?}");
+    // Bars span their months: ticks at the month starts, the end of April included.
+    assert_eq!(axis, ["Mär 2024", "Apr 2024", "Mai 2024"]);
+    let (dates, axis) = names("en-US");
+    assert!(dates.iter().all(|d| d.ends_with(" March") || d.ends_with(" April")), "{dates:?}");
+    assert_eq!(axis, ["Mar 2024", "Apr 2024", "May 2024"]);
+}
+
 /// A group band appears only where the spec defines it, and a page footer that numbers
 /// pages (HTML has none) is left out, while one that does not is kept.
 #[test]

@@ -20,6 +20,9 @@ pub struct Locale {
     percent_space: bool,
     /// The currency a `currency` format without a code shows.
     pub currency: &'static str,
+    /// Month and day names (`%B`, `%b`, `%A`, `%a`, `%p`) in `date:` formats and on chart
+    /// axes; `None` keeps chrono's English (en-US's, byte for byte as before).
+    names: Option<chrono::Locale>,
 }
 
 impl Default for Locale {
@@ -30,17 +33,105 @@ impl Default for Locale {
 
 /// The locales ream knows (docs/spec.md lists them).
 pub const LOCALES: &[Locale] = &[
-    Locale { tag: "en-US", group: ",", decimal: '.', symbol_after: false, percent_space: false, currency: "USD" },
-    Locale { tag: "en-GB", group: ",", decimal: '.', symbol_after: false, percent_space: false, currency: "GBP" },
-    Locale { tag: "de-DE", group: ".", decimal: ',', symbol_after: true, percent_space: true, currency: "EUR" },
-    Locale { tag: "de-CH", group: "’", decimal: '.', symbol_after: false, percent_space: false, currency: "CHF" },
-    Locale { tag: "fr-FR", group: "\u{202F}", decimal: ',', symbol_after: true, percent_space: true, currency: "EUR" },
-    Locale { tag: "es-ES", group: ".", decimal: ',', symbol_after: true, percent_space: true, currency: "EUR" },
-    Locale { tag: "it-IT", group: ".", decimal: ',', symbol_after: true, percent_space: false, currency: "EUR" },
-    Locale { tag: "nl-NL", group: ".", decimal: ',', symbol_after: false, percent_space: false, currency: "EUR" },
-    Locale { tag: "pt-BR", group: ".", decimal: ',', symbol_after: false, percent_space: false, currency: "BRL" },
-    Locale { tag: "sv-SE", group: "\u{A0}", decimal: ',', symbol_after: true, percent_space: true, currency: "SEK" },
-    Locale { tag: "ja-JP", group: ",", decimal: '.', symbol_after: false, percent_space: false, currency: "JPY" },
+    Locale {
+        tag: "en-US",
+        group: ",",
+        decimal: '.',
+        symbol_after: false,
+        percent_space: false,
+        currency: "USD",
+        names: None,
+    },
+    Locale {
+        tag: "en-GB",
+        group: ",",
+        decimal: '.',
+        symbol_after: false,
+        percent_space: false,
+        currency: "GBP",
+        names: Some(chrono::Locale::en_GB),
+    },
+    Locale {
+        tag: "de-DE",
+        group: ".",
+        decimal: ',',
+        symbol_after: true,
+        percent_space: true,
+        currency: "EUR",
+        names: Some(chrono::Locale::de_DE),
+    },
+    Locale {
+        tag: "de-CH",
+        group: "’",
+        decimal: '.',
+        symbol_after: false,
+        percent_space: false,
+        currency: "CHF",
+        names: Some(chrono::Locale::de_CH),
+    },
+    Locale {
+        tag: "fr-FR",
+        group: "\u{202F}",
+        decimal: ',',
+        symbol_after: true,
+        percent_space: true,
+        currency: "EUR",
+        names: Some(chrono::Locale::fr_FR),
+    },
+    Locale {
+        tag: "es-ES",
+        group: ".",
+        decimal: ',',
+        symbol_after: true,
+        percent_space: true,
+        currency: "EUR",
+        names: Some(chrono::Locale::es_ES),
+    },
+    Locale {
+        tag: "it-IT",
+        group: ".",
+        decimal: ',',
+        symbol_after: true,
+        percent_space: false,
+        currency: "EUR",
+        names: Some(chrono::Locale::it_IT),
+    },
+    Locale {
+        tag: "nl-NL",
+        group: ".",
+        decimal: ',',
+        symbol_after: false,
+        percent_space: false,
+        currency: "EUR",
+        names: Some(chrono::Locale::nl_NL),
+    },
+    Locale {
+        tag: "pt-BR",
+        group: ".",
+        decimal: ',',
+        symbol_after: false,
+        percent_space: false,
+        currency: "BRL",
+        names: Some(chrono::Locale::pt_BR),
+    },
+    Locale {
+        tag: "sv-SE",
+        group: "\u{A0}",
+        decimal: ',',
+        symbol_after: true,
+        percent_space: true,
+        currency: "SEK",
+        names: Some(chrono::Locale::sv_SE),
+    },
+    Locale {
+        tag: "ja-JP",
+        group: ",",
+        decimal: '.',
+        symbol_after: false,
+        percent_space: false,
+        currency: "JPY",
+        names: Some(chrono::Locale::ja_JP),
+    },
 ];
 
 impl Locale {
@@ -49,6 +140,20 @@ impl Locale {
             let known: Vec<_> = LOCALES.iter().map(|l| l.tag).collect();
             format!("unknown locale `{tag}` (known: {})", known.join(", "))
         })
+    }
+
+    /// A date, or a timestamp's UTC date and time, in a chrono `pattern`, with this
+    /// locale's month and day names; `None` where the value lacks a field the pattern
+    /// shows (a time of a date).
+    pub fn strftime(&self, when: &chrono::NaiveDateTime, date_only: bool, pattern: &str) -> Option<String> {
+        let mut out = String::new();
+        let written = match (self.names, date_only) {
+            (None, false) => write!(out, "{}", when.format(pattern)),
+            (None, true) => write!(out, "{}", when.date().format(pattern)),
+            (Some(l), false) => write!(out, "{}", when.and_utc().format_localized(pattern, l)),
+            (Some(l), true) => write!(out, "{}", when.date().format_localized(pattern, l)),
+        };
+        written.ok().map(|_| out)
     }
 
     /// Rewrite a number written with `,` groups and a `.` decimal point.
@@ -176,9 +281,11 @@ impl Format {
                 None => v.to_string(),
             },
             Format::Date(p) => match v {
-                Value::Date(d) => date_from_days(*d).and_then(|d| strftime(d.format(p))),
+                Value::Date(d) => {
+                    date_from_days(*d).and_then(|d| locale.strftime(&d.and_time(Default::default()), true, p))
+                }
                 Value::Timestamp(us) => {
-                    DateTime::from_timestamp_micros(*us).and_then(|t| strftime(t.naive_utc().format(p)))
+                    DateTime::from_timestamp_micros(*us).and_then(|t| locale.strftime(&t.naive_utc(), false, p))
                 }
                 _ => None,
             }
@@ -414,6 +521,22 @@ mod tests {
         assert!(Format::parse("date:%d.%m.%Y").unwrap().fits(&arrow_schema::DataType::Date32).is_ok());
         // Where it is applied anyway (a template over a value of unknown type): raw.
         assert_eq!(f.apply(&Value::Date(0)), "1970-01-01");
+    }
+
+    #[test]
+    fn month_and_day_names_follow_the_locale() {
+        // 2024-03-04 was a Monday (19786 days after 1970-01-01).
+        let day = Value::Date(19786);
+        let f = Format::parse("date:%A %-d %B %Y").unwrap();
+        let name = |tag: &str| f.apply_in(&day, &Locale::parse(tag).unwrap());
+        assert_eq!(name("en-US"), "Monday 4 March 2024");
+        assert_eq!(name("de-DE"), "Montag 4 März 2024");
+        assert_eq!(name("fr-FR"), "lundi 4 mars 2024");
+        assert_eq!(name("es-ES"), "lunes 4 marzo 2024");
+        let at = Value::Timestamp(19786 * 86_400_000_000 + 13 * 3_600_000_000);
+        assert_eq!(Format::parse("date:%a %H:%M").unwrap().apply_in(&at, &Locale::parse("de-DE").unwrap()), "Mo 13:00");
+        // A time of a date is still no panic, in any locale.
+        assert_eq!(Format::parse("date:%H").unwrap().apply_in(&day, &Locale::parse("de-DE").unwrap()), "2024-03-04");
     }
 
     #[test]

@@ -90,8 +90,10 @@ fn y_of(v: &Value) -> Option<f64> {
 /// The label of an x value in a band axis or tooltip.
 fn x_label(v: &Value, scale: &XScale, locale: &Locale) -> String {
     let stamp = |fmt: &str| match v {
-        Value::Date(d) => date_from_days(*d).map(|d| d.format(fmt).to_string()),
-        Value::Timestamp(t) => DateTime::from_timestamp_micros(*t).map(|t| t.naive_utc().format(fmt).to_string()),
+        Value::Date(d) => date_from_days(*d).and_then(|d| locale.strftime(&d.and_time(Default::default()), true, fmt)),
+        Value::Timestamp(t) => {
+            DateTime::from_timestamp_micros(*t).and_then(|t| locale.strftime(&t.naive_utc(), false, fmt))
+        }
         _ => None,
     };
     let text = match scale {
@@ -291,12 +293,14 @@ mod tests {
     #[test]
     fn month_ticks_fall_on_month_starts() {
         let day = |y, m, d| days_from_date(NaiveDate::from_ymd_opt(y, m, d).unwrap()) as f64 * US_PER_DAY;
-        let ticks = time_ticks(day(2024, 1, 15), day(2024, 6, 20), None);
+        let ticks = time_ticks(day(2024, 1, 15), day(2024, 6, 20), None, &Locale::default());
         let labels: Vec<_> = ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, vec!["Feb 2024", "Mar 2024", "Apr 2024", "May 2024", "Jun 2024"]);
         // Two month buckets get month ticks, not the days between.
-        let labels: Vec<_> =
-            time_ticks(day(2024, 1, 1), day(2024, 3, 1), Some(TimeBucket::Month)).into_iter().map(|t| t.1).collect();
+        let labels: Vec<_> = time_ticks(day(2024, 1, 1), day(2024, 3, 1), Some(TimeBucket::Month), &Locale::default())
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
         assert_eq!(labels, vec!["Jan 2024", "Feb 2024", "Mar 2024"]);
     }
 

@@ -6,7 +6,7 @@ use ream_core::template::{Format, Locale};
 use ream_core::Value;
 
 use super::scales::{nice_ticks, time_ticks, Plot, XAxis};
-use super::{axis_labels, color, compact, n, short, x_label, y_of, H};
+use super::{axis_labels, color, n, short, x_label, y_of, H};
 use crate::markup::esc;
 
 /// The grid, the y ticks and the y label.
@@ -73,7 +73,7 @@ fn linear_ticks(p: &Plot, (lo, hi, time): (f64, f64, bool), locale: &Locale, s: 
     let ticks: Vec<(f64, String)> = match (p.single_bucket(), time) {
         // One bucket: its own label, under it (a tick at 00:00 would say nothing).
         (Some(x), _) => vec![(p.center_pos(x), x_label(x, &p.chart.x, locale))],
-        (None, true) => time_ticks(lo, hi, p.time_bucket()),
+        (None, true) => time_ticks(lo, hi, p.time_bucket(), locale),
         (None, false) => {
             let (_, _, t) = nice_ticks(lo, hi, 6);
             let t: Vec<f64> = t.into_iter().filter(|t| *t >= lo - 1e-9 && *t <= hi + 1e-9).collect();

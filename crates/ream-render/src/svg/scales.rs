@@ -264,7 +264,7 @@ pub(super) fn is_time(v: &Value) -> bool {
 /// Ticks for a time axis given in microseconds: round steps (minutes to centuries), no
 /// finer than the chart's `bucket` (month buckets get no day ticks), aligned on the
 /// calendar, labelled as people read dates.
-pub(super) fn time_ticks(lo: f64, hi: f64, bucket: Option<TimeBucket>) -> Vec<(f64, String)> {
+pub(super) fn time_ticks(lo: f64, hi: f64, bucket: Option<TimeBucket>, locale: &Locale) -> Vec<(f64, String)> {
     const MIN: i64 = 60_000_000;
     let range = hi - lo;
     // (step in microseconds or months, is months, label)
@@ -307,7 +307,7 @@ pub(super) fn time_ticks(lo: f64, hi: f64, bucket: Option<TimeBucket>) -> Vec<(f
         size >= finest && range / size <= 8.0
     };
     let (step, months, fmt) = steps.iter().copied().find(|s| fits(s)).unwrap_or(steps[steps.len() - 1]);
-    let label = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.naive_utc().format(fmt).to_string());
+    let label = |us: i64| DateTime::from_timestamp_micros(us).and_then(|t| locale.strftime(&t.naive_utc(), false, fmt));
     let mut out = Vec::new();
     if months {
         let Some(start) = DateTime::from_timestamp_micros(lo as i64) else { return out };
