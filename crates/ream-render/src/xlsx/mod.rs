@@ -208,7 +208,7 @@ impl XlsxRenderer {
             if self.opts.xlsx_outline {
                 self.outline = meta.groups.len().min(MAX_OUTLINE);
             }
-            self.subtotals = (0..=meta.groups.len()).map(|level| subtotals_at(&meta, level)).collect();
+            self.subtotals = (0..=meta.groups.len()).map(|level| subtotals_at(meta, level)).collect();
         }
         self.pkg.entry("[Content_Types].xml", package::content_types().as_bytes())?;
         self.pkg.entry("_rels/.rels", package::root_rels().as_bytes())?;
