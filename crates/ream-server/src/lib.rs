@@ -1252,7 +1252,7 @@ async fn source_checks(state: &AppState) -> Vec<(String, Result<(), String>)> {
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut checks = Vec::new();
-    let opts = runs::source_options(&state);
+    let opts = runs::source_options(state);
     for (id, spec) in state.catalog().iter() {
         let (url, base) = match ream_engine::spec_source(spec, &opts) {
             Ok(found) => found,
