@@ -1146,6 +1146,10 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
   await page.fill(sales + 'input[name="start_date"]', '2024-01-01');
   await page.fill(sales + 'input[name="end_date"]', '2024-12-31');
   const title = await page.locator('li[data-report="sales_by_region"] h3').textContent();
+  const picker = await page.locator(sales + 'input[name="start_date"]').getAttribute('type');
+  // The ETA a running run shows, from its share done and the time so far.
+  const etas = await page.evaluate(() => [eta({ percent: 25, elapsed_seconds: 3 }),
+    eta({ percent: 10, elapsed_seconds: 60 }), eta({ percent: null, elapsed_seconds: 5 })]);
   const inv = 'form[data-report="invoice_export"] ';
   const status = page.locator(inv + 'select[name="status"]');
   const options = await status.locator('option').evaluateAll(os => os.map(o => [o.value, o.selected]));
@@ -1164,13 +1168,15 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
   const error = await failed.locator('.error').textContent();
   const still = await failed.locator('progress').evaluate(p => p.hasAttribute('value'));
   if (process.env.REAM_SCREENSHOT) await page.screenshot({ path: process.env.REAM_SCREENSHOT, fullPage: true });
-  console.log(JSON.stringify({ title, options, multiple, download, csv, error, still }));
+  console.log(JSON.stringify({ title, picker, etas, options, multiple, download, csv, error, still }));
   await browser.close();
 })().catch(e => { console.error(e); process.exit(1); });
 "#
     .replace("LAUNCH", CHROMIUM);
     let Some(seen) = playwright(&script, &s.url("/")) else { return };
     assert_eq!(seen["title"], "Sales by region, 2024-01-01 to 2024-12-31", "{seen}");
+    assert_eq!(seen["picker"], "date", "a date parameter is a date picker");
+    assert_eq!(seen["etas"], serde_json::json!(["ETA 9 s", "ETA 9 min", ""]), "{seen}");
     assert_eq!(seen["multiple"], true);
     assert_eq!(
         seen["options"],
