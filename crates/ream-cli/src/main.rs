@@ -371,6 +371,10 @@ struct RunArgs {
     /// (no long transaction on the server; see docs/sources.md for the trade-off).
     #[arg(long)]
     no_snapshot: bool,
+    /// A summary report (`detail: false`) reads its rows and aggregates them in ream,
+    /// rather than as one GROUP BY in the database (see `--explain`).
+    #[arg(long)]
+    no_pushdown: bool,
     /// Retries of a lost database connection, each resuming from the last cursor (default 5).
     #[arg(long)]
     retries: Option<u32>,
@@ -896,6 +900,7 @@ fn run(args: RunArgs, sources: ream_engine::NamedSources, quiet: bool) -> ExitCo
         source: args.source.clone(),
         default_source: env_source(),
         sources,
+        pushdown: !args.no_pushdown,
         format,
         params,
         batch_size: args.batch_size,
@@ -949,13 +954,13 @@ fn run(args: RunArgs, sources: ream_engine::NamedSources, quiet: bool) -> ExitCo
     if args.explain {
         return match explain(&job, &opts) {
             Ok(plan) => {
-                println!(
-                    "strategy: {} ({})\norder: {}\nsql: {}",
-                    plan.strategy,
-                    plan.reason,
-                    plan.order.join(", "),
-                    plan.sql
-                );
+                println!("strategy: {} ({})\norder: {}", plan.strategy, plan.reason, plan.order.join(", "));
+                match &plan.pushdown {
+                    Some(Ok(())) => println!("pushdown: yes"),
+                    Some(Err(why)) => println!("pushdown: no ({why})"),
+                    None => {}
+                }
+                println!("sql: {}", plan.sql);
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

@@ -185,6 +185,11 @@ pub struct SourceConfig {
     /// use `{actor.<claim>}`, `{actor.sub}` and `{parameter}`.
     #[serde(default)]
     pub session: IndexMap<String, String>,
+    /// A summary report (`detail: false`) whose variables have SQL equivalents is
+    /// aggregated in the database, one `GROUP BY` at its finest group level (default);
+    /// `false` reads its rows and aggregates them in ream.
+    #[serde(default)]
+    pub pushdown: Option<bool>,
 }
 
 /// Which snapshot a run reads.

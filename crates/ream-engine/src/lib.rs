@@ -23,6 +23,7 @@ mod named;
 mod outlet;
 pub mod output;
 mod plan;
+mod pushdown;
 mod reading;
 mod run;
 mod spec_sql;

@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub default_source: Option<String>,
     /// The config file's named sources: any of the three URLs above may be one's name.
     pub sources: NamedSources,
+    /// Aggregate pushdown where a summary report allows it (default true;
+    /// `--no-pushdown` turns it off, as the spec's `source.pushdown: false` does).
+    pub pushdown: bool,
     pub format: Format,
     /// `name=value` parameters, as given.
     pub params: Vec<(String, ream_core::params::Given)>,
@@ -93,6 +96,7 @@ impl RunOptions {
             source: None,
             default_source: None,
             sources: NamedSources::default(),
+            pushdown: true,
             format,
             params: vec![],
             batch_size: None,
@@ -378,11 +382,14 @@ pub fn check_against_source(
 /// without reading a row.
 pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
     let cancel = CancelToken::new();
-    let source = match job {
-        Job::Spec(spec) => open_spec(spec, opts, &cancel)?.0,
-        Job::AdHoc(adhoc) => open_adhoc(adhoc, opts, &cancel)?,
-    };
-    Ok(source.plan().clone())
+    match job {
+        Job::Spec(spec) => {
+            let (source, params) = open_spec(spec, opts, &cancel)?;
+            let opened = push_down(spec, opts, &cancel, source, &params)?;
+            Ok(ReadPlan { pushdown: opened.pushdown, ..opened.source.plan().clone() })
+        }
+        Job::AdHoc(adhoc) => Ok(open_adhoc(adhoc, opts, &cancel)?.plan().clone()),
+    }
 }
 
 /// Validate, bind, connect and resolve the schema.
@@ -621,13 +628,31 @@ fn open_spec_with(
     cancel: &CancelToken,
     params: BoundParams,
 ) -> Result<(Box<dyn Source>, BoundParams), EngineError> {
+    let source = open_read(loaded, opts, cancel, &params, None)?;
+    // Names are final once the source is open: check them before anything runs.
+    let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let errors = check_fields(loaded.spec(), &names);
+    if !errors.is_empty() {
+        return Err(EngineError::Spec(loaded.locate(errors)));
+    }
+    Ok((source, params))
+}
+
+/// The spec's read, opened: its rows, or with `aggregate` one row per group of them.
+fn open_read(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    params: &BoundParams,
+    aggregate: Option<ream_sources::Aggregation>,
+) -> Result<Box<dyn Source>, EngineError> {
     let spec = loaded.spec();
     let report = Some(spec.report.clone());
     let (url, base) = spec_source(loaded, opts)?;
     let parsed = source_url(&url, base.as_deref())?;
 
     let src = &spec.source;
-    let (read_params, session) = actor_bindings(loaded, &url, &params, opts.actor.as_ref())?;
+    let (read_params, session) = actor_bindings(loaded, &url, params, opts.actor.as_ref())?;
     let mut req = ReadRequest {
         table: src.table.clone(),
         sql: src.sql.clone(),
@@ -639,6 +664,7 @@ fn open_spec_with(
         key: src.key.clone(),
         order_prefix: spec.groups.iter().map(|g| g.by.clone()).collect(),
         within_groups: within_groups(spec),
+        aggregate,
         ..Default::default()
     };
     apply_options(&mut req, opts, Some(src));
@@ -647,25 +673,57 @@ fn open_spec_with(
         req.order_prefix.retain(|f| f != &b.by);
         req.order_prefix.insert(0, b.by.clone());
     }
-    let source = match open_url(&parsed, &url, &req, cancel.clone()) {
-        Ok(s) => s,
+    match open_url(&parsed, &url, &req, cancel.clone()) {
+        Ok(s) => Ok(s),
         Err(e) if split_field_missing(opts, &e).is_some() => {
-            return Err(split_field_missing(opts, &e).unwrap_or(EngineError::Source { report, source: e }))
+            Err(split_field_missing(opts, &e).unwrap_or(EngineError::Source { report, source: e }))
         }
         // A group or key field the source lacks: report every unknown field, located.
         Err(SourceError::UnknownField { known, .. }) => {
-            return Err(EngineError::Spec(loaded.locate(check_fields(spec, &known))));
+            Err(EngineError::Spec(loaded.locate(check_fields(spec, &known))))
         }
         // The database refused the spec's own SQL: said at the spec key it came from.
-        Err(e) => return Err(spec_sql::in_spec(loaded, EngineError::Source { report, source: e })),
-    };
-    // Names are final once the source is open: check them before anything runs.
-    let names: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
-    let errors = check_fields(spec, &names);
-    if !errors.is_empty() {
-        return Err(EngineError::Spec(loaded.locate(errors)));
+        Err(e) => Err(spec_sql::in_spec(loaded, EngineError::Source { report, source: e })),
     }
-    Ok((source, params))
+}
+
+/// A read after [`push_down`]: the source, the base read's schema (what the report's
+/// fields are), the stages that roll an aggregated read up (`None`: the usual ones), and
+/// what the plan says of pushdown.
+struct Opened {
+    source: Box<dyn Source>,
+    base_schema: SchemaRef,
+    stages: Option<Vec<StageConfig>>,
+    pushdown: Option<Result<(), String>>,
+}
+
+/// A summary report's read aggregated in the database where [`pushdown::plan`] allows
+/// it; otherwise `base` as it is, with the reason.
+fn push_down(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    base: Box<dyn Source>,
+    params: &BoundParams,
+) -> Result<Opened, EngineError> {
+    let base_schema = base.schema();
+    let dialect = spec_source(loaded, opts)
+        .ok()
+        .and_then(|(url, _)| ream_core::sql::Dialect::from_url(&url))
+        .unwrap_or(ream_core::sql::Dialect::Sqlite);
+    let kept = |base, pushdown| Opened { source: base, base_schema: base_schema.clone(), stages: None, pushdown };
+    match crate::pushdown::plan(loaded, &base_schema, base.types_settled(), dialect, opts) {
+        None => Ok(kept(base, None)),
+        Some(Err(why)) => Ok(kept(base, Some(Err(why)))),
+        Some(Ok(pushed)) => match open_read(loaded, opts, cancel, params, Some(pushed.aggregation)) {
+            Ok(source) => {
+                drop(base);
+                Ok(Opened { source, base_schema, stages: Some(pushed.stages), pushdown: Some(Ok(())) })
+            }
+            // Our statement, refused: read the rows instead, and say why.
+            Err(e) => Ok(kept(base, Some(Err(format!("the database refused the aggregated statement: {e}"))))),
+        },
+    }
 }
 
 /// The source a spec run reads: `--source` wins over the spec's url, which is relative
@@ -876,6 +934,30 @@ fn output_columns(loaded: &LoadedSpec, schema: &SchemaRef, flat: bool) -> Result
     Ok(out)
 }
 
+/// The stages of a read of rows: group breaks, variables, charts.
+fn streaming_stages(
+    spec: &ream_core::spec::Spec,
+    opts: &RunOptions,
+    groups: &[GroupMeta],
+    variables: &[VariableSpec],
+) -> Vec<StageConfig> {
+    let mut stages = Vec::new();
+    if !groups.is_empty() {
+        stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
+    }
+    if !variables.is_empty() {
+        stages.push(StageConfig::Accumulate { variables: variables.to_vec() });
+    }
+    if !spec.charts.is_empty() {
+        // A format that shows no chart does not compute them: a chart's limits (its
+        // max_buckets) cannot fail a CSV export.
+        if opts.format.shows_charts() {
+            stages.push(StageConfig::Chart { charts: spec.charts.clone() });
+        }
+    }
+    stages
+}
+
 fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> Result<Prepared, EngineError> {
     let spec = loaded.spec();
     if !spec.detail && opts.format.detail_only() {
@@ -889,13 +971,18 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     check_burst(opts, spec)?;
     let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
+    let opened = push_down(&loaded, opts, &cancel, source, &params)?;
+    let source = opened.source;
     let opened_at = std::time::SystemTime::now();
-    let plan = source.plan().clone();
+    let mut plan = source.plan().clone();
+    plan.pushdown = opened.pushdown;
     let burst_by = spec.burst.as_ref().filter(|_| opts.burst).map(|b| b.by.as_str());
     let counters = Counters::new(source.as_ref(), opts, burst_by);
     let progress = Arc::new(Progress::new());
-    let (schema, source) =
+    let (settled, source) =
         settle_schema(source, &cancel, &progress, &spec.report).map_err(|e| spec_sql::in_spec(&loaded, e))?;
+    // An aggregated read's rows are its groups: the report's fields are the base read's.
+    let schema = if opened.stages.is_some() { opened.base_schema } else { settled };
     let errors = check_types(&loaded, &schema)?;
     if !errors.is_empty() {
         cancel.cancel();
@@ -918,20 +1005,10 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
         });
     }
     let variables = variable_specs(&loaded, &schema)?;
-    let mut stages = Vec::new();
-    if !groups.is_empty() {
-        stages.push(StageConfig::Group { fields: groups.iter().map(|g| g.index).collect() });
-    }
-    if !variables.is_empty() {
-        stages.push(StageConfig::Accumulate { variables: variables.clone() });
-    }
-    if !spec.charts.is_empty() {
-        // A format that shows no chart does not compute them: a chart's limits (its
-        // max_buckets) cannot fail a CSV export.
-        if opts.format.shows_charts() {
-            stages.push(StageConfig::Chart { charts: spec.charts.clone() });
-        }
-    }
+    let stages = match opened.stages {
+        Some(rollup) => rollup,
+        None => streaming_stages(spec, opts, &groups, &variables),
+    };
     let meta = ReportMeta {
         report: spec.report.clone(),
         title: parsed.title().map(|t| {

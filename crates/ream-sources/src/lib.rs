@@ -42,6 +42,7 @@ mod server_source;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub mod aggregate;
 mod convert;
 mod keys;
 mod query;
@@ -85,6 +86,9 @@ pub struct ReadRequest {
     /// the transaction of every connection the run uses (spec `source.session`, resolved).
     /// Other databases refuse a request that has any.
     pub session: Vec<(String, String)>,
+    /// Aggregate pushdown: read one row per group of the request's rows, of the group
+    /// fields and these aggregates, instead of the rows ([`aggregate`]).
+    pub aggregate: Option<Aggregation>,
 }
 
 /// Rows per batch, lowered while a run goes on: 0 means no limit beyond `batch_size`.
@@ -203,6 +207,7 @@ impl Default for ReadRequest {
             batch_limit: BatchLimit::default(),
             batch_bytes: DEFAULT_BATCH_BYTES,
             session: vec![],
+            aggregate: None,
         }
     }
 }
@@ -304,6 +309,10 @@ pub struct ReadPlan {
     pub sql: String,
     /// The order columns, by field name (hidden ones like `rowid` included).
     pub order: Vec<String>,
+    /// Aggregate pushdown, for a summary report: `Some(Ok(()))` when the database
+    /// aggregates, `Some(Err(why))` when it reads row by row; `None` for a report with
+    /// detail rows. Set by the engine.
+    pub pushdown: Option<Result<(), String>>,
 }
 
 /// Source errors, with the context needed to act on them.
@@ -456,6 +465,7 @@ pub(crate) fn order_and_page<'a>(
     }
 }
 
+pub use aggregate::{Aggregation, Partial, PartialOf};
 pub use ream_core::redact;
 
 /// Open a source by URL.

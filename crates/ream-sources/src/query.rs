@@ -140,6 +140,11 @@ pub(crate) struct Shape {
     pub joins: Vec<String>,
     pub filter: Option<String>,
     pub params: BoundParams,
+    /// An aggregated read's `GROUP BY` expressions (see [`crate::aggregate`]); empty for
+    /// a read of rows. Such a read is one statement: no keyset page follows a GROUP BY.
+    pub group_by: Vec<String>,
+    /// Whether the read aggregates (a `GROUP BY` of no field still does: one row).
+    pub aggregated: bool,
 }
 
 impl Shape {
@@ -157,6 +162,8 @@ impl Shape {
             joins: req.joins.clone(),
             filter: req.filter.clone(),
             params: req.params.clone(),
+            group_by: vec![],
+            aggregated: false,
         }
     }
 
@@ -187,6 +194,9 @@ impl Shape {
         if let Some(f) = &self.filter {
             sql.push_str(&format!(" WHERE {}", enclose(f)));
         }
+        if !self.group_by.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", self.group_by.join(", ")));
+        }
         sql
     }
 
@@ -205,6 +215,19 @@ impl Shape {
         let mut sql = format!("SELECT {what} FROM {}", self.source_clause());
         if let Some(f) = &self.filter {
             sql.push_str(&format!(" WHERE {}", enclose(f)));
+        }
+        if self.aggregated {
+            // The groups an aggregated read returns (one, without group fields).
+            sql = match (self.group_by.is_empty(), count) {
+                (true, _) => "SELECT 1".into(),
+                (false, Count::Rows) => format!(
+                    "SELECT count(*) FROM (SELECT 1 AS one FROM {}{} GROUP BY {}) AS g",
+                    self.source_clause(),
+                    self.filter.as_ref().map_or(String::new(), |f| format!(" WHERE {}", enclose(f))),
+                    self.group_by.join(", ")
+                ),
+                (false, Count::Distinct(_)) => return None,
+            };
         }
         Some(self.bind(&sql))
     }

@@ -143,14 +143,26 @@ impl<D: Driver> ServerSource<D> {
             retries: req.retries,
             count: req.count,
             resumes: req.resumes.clone(),
-            plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
+            plan: ReadPlan {
+                strategy: req.strategy,
+                reason: String::new(),
+                sql: String::new(),
+                order: vec![],
+                pushdown: None,
+            },
             cancel,
         };
         let snapshot = src.snapshot;
         src.driver.connect(snapshot).map_err(|e| src.opening(e))?;
         src.resolve_fields(req)?;
+        if let Some(agg) = &req.aggregate {
+            src.aggregate_fields(agg)?;
+        }
         src.resolve_order(req)?;
         src.choose_strategy(req.strategy, req.within_groups)?;
+        if req.aggregate.is_some() {
+            src.plan.reason = crate::aggregate::PUSHDOWN_REASON.into();
+        }
         Ok(src)
     }
 
@@ -193,15 +205,36 @@ impl<D: Driver> ServerSource<D> {
             (self.shape.bind(&format!("{} LIMIT 0", self.shape.select_sql(&names, &[]))).sql, None)
         };
         let described = self.describe_now(&probe)?;
-        let mut fields = Vec::new();
-        for (i, d) in described.into_iter().enumerate() {
-            let name = match &prefix {
+        let names = described
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match &prefix {
                 Some(p) => {
                     self.shape.exprs.push(format!("{p}.{}", quote(&d.name)));
-                    d.name
+                    d.name.clone()
                 }
-                None => req.columns.get_index(i).map_or(d.name, |(n, _)| n.clone()),
-            };
+                None => req.columns.get_index(i).map_or(d.name.clone(), |(n, _)| n.clone()),
+            })
+            .collect();
+        self.take_fields(described, names)
+    }
+
+    /// The aggregated read's fields ([`crate::aggregate`]), as the database describes its
+    /// statement.
+    fn aggregate_fields(&mut self, agg: &crate::Aggregation) -> Result<(), SourceError> {
+        let names = self.field_names();
+        let (out, _) = crate::aggregate::aggregate_shape(&mut self.shape, &names, agg)?;
+        self.shape.aggregated = true;
+        let probe = self.shape.bind(&format!("{} LIMIT 0", self.shape.select_sql(&out, &[]))).sql;
+        let described = self.describe_now(&probe)?;
+        self.columns.clear();
+        self.take_fields(described, out)
+    }
+
+    /// The schema and the column decoders of described columns, named `names`.
+    fn take_fields(&mut self, described: Vec<Described<D::Column>>, names: Vec<String>) -> Result<(), SourceError> {
+        let mut fields = Vec::new();
+        for (d, name) in described.into_iter().zip(names) {
             let column = d.column.map_err(|message| SourceError::Value {
                 column: name.clone(),
                 ty: d.ty,
@@ -253,6 +286,11 @@ impl<D: Driver> ServerSource<D> {
             });
         }
         self.shape.prefix_len = self.shape.order.len();
+        if self.shape.aggregated {
+            // One row per group: the group fields order it, and no page follows.
+            self.plan.order = self.shape.order_names();
+            return Ok(());
+        }
         let key = match req.key.is_empty() {
             true => self.catalogue_names(D::CATALOGUE.primary_key)?,
             false => req.key.clone(),

@@ -177,13 +177,53 @@ impl SqliteSource {
             batch_bytes: req.batch_bytes,
             batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
-            plan: ReadPlan { strategy: req.strategy, reason: String::new(), sql: String::new(), order: vec![] },
+            plan: ReadPlan {
+                strategy: req.strategy,
+                reason: String::new(),
+                sql: String::new(),
+                order: vec![],
+                pushdown: None,
+            },
             cancel,
         };
         src.resolve_fields(req)?;
+        if let Some(agg) = &req.aggregate {
+            src.aggregate_fields(agg)?;
+        }
         src.resolve_order(req)?;
         src.choose_strategy(req.strategy, req.within_groups)?;
+        if req.aggregate.is_some() {
+            src.plan.reason = crate::aggregate::PUSHDOWN_REASON.into();
+        }
         Ok(src)
+    }
+
+    /// The aggregated read's fields ([`crate::aggregate`]): the group fields keep their
+    /// types, each partial gets its own from its field's (an untyped one settles from the
+    /// first rows, as any SQLite expression).
+    fn aggregate_fields(&mut self, agg: &crate::Aggregation) -> Result<(), SourceError> {
+        let (base, base_unsettled) = {
+            let t = self.typing.borrow();
+            (t.schema.clone(), t.unsettled.clone())
+        };
+        let names: Vec<String> = base.fields().iter().map(|f| f.name().clone()).collect();
+        let (out, from) = crate::aggregate::aggregate_shape(&mut self.shape, &names, agg)?;
+        self.shape.aggregated = true;
+        let mut fields = Vec::new();
+        let mut unsettled = Vec::new();
+        for (i, (name, base_i)) in out.iter().zip(&from).enumerate() {
+            let typed = base_i.filter(|b| !base_unsettled.contains(b)).map(|b| base.field(b).data_type().clone());
+            let dt = match i.checked_sub(agg.by.len()) {
+                None => typed,
+                Some(p) => agg.partials[p].of.sqlite_type(typed.as_ref()),
+            };
+            if dt.is_none() {
+                unsettled.push(i);
+            }
+            fields.push(Field::new(name, dt.unwrap_or(DataType::Utf8), true));
+        }
+        *self.typing.borrow_mut() = Typing { schema: Arc::new(Schema::new(fields)), unsettled };
+        Ok(())
     }
 
     fn resolve_fields(&mut self, req: &ReadRequest) -> Result<(), SourceError> {
@@ -272,6 +312,11 @@ impl SqliteSource {
             self.shape.push_order(col(name, self.shape.exprs[i].clone(), i));
         }
         self.shape.prefix_len = self.shape.order.len();
+        if self.shape.aggregated {
+            // One row per group: the group fields order it, and no page follows.
+            self.plan.order = self.shape.order_names();
+            return Ok(());
+        }
         for name in &req.key {
             let i = self.field_index(name)?;
             self.shape.key_cols.push(i);

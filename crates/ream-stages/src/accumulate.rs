@@ -10,6 +10,7 @@ use ream_core::types::{is_decimal_text, not_numeric};
 use ream_core::{Event, Value};
 
 use crate::exact::{ExactSum, Inexact};
+use crate::rollup::{self, Merge, RollupVariable};
 use crate::{compensated, neumaier, Stage, StageError, VariableSpec};
 
 /// Variables. Integers and decimals sum exactly: integers in i128, decimals in i256, so no
@@ -21,12 +22,18 @@ use crate::{compensated, neumaier, Stage, StageError, VariableSpec};
 /// NULL. `first`/`last` are the first and last row's value (NULL included).
 pub struct Accumulate {
     vars: Vec<Var>,
+    /// Rollup mode ([`crate::rollup`]): the column of each group's row count, and the
+    /// detail rows counted so far, which `End` reports instead of the groups read.
+    rows_col: Option<usize>,
+    detail_rows: u64,
 }
 
 struct Var {
     spec: VariableSpec,
     kind: NumKind,
     state: State,
+    /// Rollup mode: how the variable merges the aggregated read's partials.
+    merge: Option<(Merge, DataType)>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -105,9 +112,31 @@ impl Accumulate {
                 return Err(StageError::Config(format!("{} needs a field", spec.aggregate.name())));
             }
             let state = initial(&spec, kind, dt.as_ref());
-            vars.push(Var { spec, kind, state });
+            vars.push(Var { spec, kind, state, merge: None });
         }
-        Ok(Accumulate { vars })
+        Ok(Accumulate { vars, rows_col: None, detail_rows: 0 })
+    }
+
+    /// Rollup mode: the rows are an aggregated read's (one per group at the finest level,
+    /// `rows` the column of their row counts), and each variable merges its partials.
+    pub fn rollup(variables: Vec<RollupVariable>, rows: usize) -> Result<Self, StageError> {
+        let mut vars = Vec::new();
+        for v in variables {
+            let base_type = v.base.as_ref().map_or(DataType::Int64, |f| f.data_type().clone());
+            let kind = match v.base.as_ref() {
+                None => NumKind::Int,
+                Some(f) if is_decimal_text(f) => NumKind::DecimalText,
+                Some(f) => match f.data_type() {
+                    DataType::Int64 => NumKind::Int,
+                    DataType::Float64 => NumKind::Float,
+                    DataType::Decimal128(_, s) => NumKind::Decimal(*s),
+                    _ => NumKind::Other,
+                },
+            };
+            let state = merge_initial(&v.spec, kind);
+            vars.push(Var { spec: v.spec, kind, state, merge: Some((v.merge, base_type)) });
+        }
+        Ok(Accumulate { vars, rows_col: Some(rows), detail_rows: 0 })
     }
 
     fn values(&self) -> Result<Arc<[Value]>, StageError> {
@@ -144,8 +173,20 @@ fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
     }
 }
 
+/// A rollup variable's starting state: counts of every kind merge as counts.
+fn merge_initial(spec: &VariableSpec, kind: NumKind) -> State {
+    match spec.aggregate {
+        Aggregate::Count | Aggregate::CountDistinct => State::Count(0),
+        _ => initial(spec, kind, None),
+    }
+}
+
 impl Var {
     fn reset(&mut self) {
+        if self.merge.is_some() {
+            self.state = merge_initial(&self.spec, self.kind);
+            return;
+        }
         self.state = initial(&self.spec, self.kind, None);
         if let State::Distinct(d, _) = &mut self.state {
             // Keep the set's kind (initial() without a type makes `Other`).
@@ -265,6 +306,72 @@ impl Var {
         Ok(())
     }
 
+    /// Rollup mode: merge row `i` of an aggregated read.
+    fn merge_row(&mut self, batch: &RecordBatch, i: usize) -> Result<(), StageError> {
+        let Some((merge, base)) = &self.merge else { return Ok(()) };
+        let fail = |m: String| rollup::compute(&self.spec.name, m);
+        match (merge, &mut self.state) {
+            (Merge::Count(c), State::Count(n)) => *n += rollup::count(batch, *c, i),
+            (Merge::Sum(of), State::SumInt(s, any)) => {
+                if let Some(x) = rollup::int_sum(batch, *of, i).map_err(fail)? {
+                    *s += x;
+                    *any = true;
+                }
+            }
+            (Merge::Sum(of), State::SumDecimal(sum, any)) => {
+                *any |= rollup::add_decimal(sum, batch, *of, i).map_err(fail)?
+            }
+            (Merge::Sum(of), State::SumFloat { sum, comp, any }) => {
+                if let Some(x) = rollup::float_sum(batch, *of, i).map_err(fail)? {
+                    *any = true;
+                    neumaier(sum, comp, x);
+                }
+            }
+            (Merge::MinMax(c), State::MinMax(cur)) => {
+                let col = batch.column(*c).as_ref();
+                // Text, dates and times come back as they are; numbers take the field's kind.
+                let v = match self.kind {
+                    NumKind::Other => Value::from_array(col, i),
+                    _ => rollup::partial_value(col, i, base),
+                };
+                let want_min = self.spec.aggregate == Aggregate::Min;
+                let better = match ream_core::params::compare(&v, cur) {
+                    _ if v.is_null() => false,
+                    _ if cur.is_null() => true,
+                    Some(std::cmp::Ordering::Less) => want_min,
+                    Some(std::cmp::Ordering::Greater) => !want_min,
+                    _ => false,
+                };
+                if better {
+                    *cur = v;
+                }
+            }
+            (Merge::Avg { sum, count }, State::AvgDecimal(s, n)) => {
+                *n += rollup::count(batch, *count, i);
+                rollup::add_decimal(s, batch, *sum, i).map_err(fail)?;
+            }
+            (Merge::Avg { sum, count }, State::Welford { n, mean, m2 }) => {
+                let k = rollup::count(batch, *count, i);
+                let total = match self.kind {
+                    NumKind::Int => rollup::int_sum(batch, *sum, i).map_err(fail)?.map(|s| s as f64),
+                    _ => rollup::float_sum(batch, *sum, i).map_err(fail)?,
+                };
+                if let (Some(total), true) = (total, k > 0) {
+                    (*n, *mean, *m2) = rollup::combine((*n, *mean, *m2), (k, total / k as f64, 0.0));
+                }
+            }
+            (Merge::Moments { count, mean: mc, variance }, State::Welford { n, mean, m2 }) => {
+                let k = rollup::count(batch, *count, i);
+                if let (Some(m), true) = (rollup::float(batch, *mc, i), k > 0) {
+                    let m2k = rollup::float(batch, *variance, i).map_or(0.0, |v| v * (k - 1) as f64);
+                    (*n, *mean, *m2) = rollup::combine((*n, *mean, *m2), (k, m, m2k));
+                }
+            }
+            _ => return Err(fail(format!("cannot merge {} partials this way", self.spec.aggregate.name()))),
+        }
+        Ok(())
+    }
+
     fn value(&self) -> Result<Value, StageError> {
         Ok(match &self.state {
             State::Count(n) => Value::Int(*n as i64),
@@ -343,8 +450,20 @@ impl Stage for Accumulate {
     fn push(&mut self, event: Event, out: &mut Vec<Event>) -> Result<(), StageError> {
         match event {
             Event::Rows(batch) => {
-                for v in &mut self.vars {
-                    v.update(&batch)?;
+                match self.rows_col {
+                    None => {
+                        for v in &mut self.vars {
+                            v.update(&batch)?;
+                        }
+                    }
+                    Some(c) => {
+                        for i in 0..batch.num_rows() {
+                            self.detail_rows += rollup::count(&batch, c, i);
+                            for v in &mut self.vars {
+                                v.merge_row(&batch, i)?;
+                            }
+                        }
+                    }
                 }
                 out.push(Event::Rows(batch));
             }
@@ -356,7 +475,10 @@ impl Stage for Accumulate {
                     }
                 }
             }
-            Event::End { rows, charts, .. } => out.push(Event::End { variables: self.values()?, rows, charts }),
+            Event::End { rows, charts, .. } => {
+                let rows = if self.rows_col.is_some() { self.detail_rows } else { rows };
+                out.push(Event::End { variables: self.values()?, rows, charts })
+            }
             other => out.push(other),
         }
         Ok(())

@@ -47,6 +47,7 @@ mod chart;
 pub mod downsample;
 mod exact;
 mod group;
+pub mod rollup;
 
 use arrow_schema::SchemaRef;
 use ream_core::spec::ChartConfig;
@@ -104,6 +105,9 @@ pub enum StageConfig {
     Accumulate { variables: Vec<VariableSpec> },
     /// Charts, as the spec declares them (fields are resolved against the schema).
     Chart { charts: Vec<ChartConfig> },
+    /// Variables merged from an aggregated read's partials (aggregate pushdown); `rows`
+    /// is the column of each group's row count.
+    Rollup { variables: Vec<rollup::RollupVariable>, rows: usize },
 }
 
 impl StageConfig {
@@ -112,6 +116,7 @@ impl StageConfig {
             StageConfig::Group { fields } => Box::new(Group::new(fields.clone())),
             StageConfig::Accumulate { variables } => Box::new(Accumulate::new(variables.clone(), schema)?),
             StageConfig::Chart { charts } => Box::new(Chart::new(charts.clone(), schema)?),
+            StageConfig::Rollup { variables, rows } => Box::new(Accumulate::rollup(variables.clone(), *rows)?),
         })
     }
 }
