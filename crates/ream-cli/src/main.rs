@@ -375,6 +375,11 @@ struct RunArgs {
     /// rather than as one GROUP BY in the database (see `--explain`).
     #[arg(long)]
     no_pushdown: bool,
+    /// Read on N connections at once, each a range of the first order field (an integer),
+    /// all on one snapshot; `auto` picks N from the read's size and the cores. The output
+    /// is the serial read's, byte for byte (see docs/sources.md#parallel-reads).
+    #[arg(long, value_name = "N|auto")]
+    parallel: Option<ream_core::spec::Parallel>,
     /// Retries of a lost database connection, each resuming from the last cursor (default 5).
     #[arg(long)]
     retries: Option<u32>,
@@ -901,6 +906,7 @@ fn run(args: RunArgs, sources: ream_engine::NamedSources, quiet: bool) -> ExitCo
         default_source: env_source(),
         sources,
         pushdown: !args.no_pushdown,
+        parallel: args.parallel,
         format,
         params,
         batch_size: args.batch_size,
@@ -958,6 +964,11 @@ fn run(args: RunArgs, sources: ream_engine::NamedSources, quiet: bool) -> ExitCo
                 match &plan.pushdown {
                     Some(Ok(())) => println!("pushdown: yes"),
                     Some(Err(why)) => println!("pushdown: no ({why})"),
+                    None => {}
+                }
+                match &plan.parallel {
+                    Some(Ok(n)) => println!("parallel: {n} partitions"),
+                    Some(Err(why)) => println!("parallel: no ({why})"),
                     None => {}
                 }
                 println!("sql: {}", plan.sql);

@@ -298,6 +298,73 @@ fn a_run_reads_one_snapshot_while_others_write() {
 }
 
 #[test]
+fn a_parallel_read_sees_one_snapshot_on_every_partition_while_others_write() {
+    let Some(db) = PgDb::create("parallel_snapshot") else { return };
+    let rows: i64 = 300_000;
+    numbers(&db, rows as u64);
+    let sum = |text: &str| -> (i64, i64) {
+        let mut csv = csv::Reader::from_reader(text.as_bytes());
+        csv.records().map(|r| r.unwrap()[1].parse::<i64>().unwrap()).fold((0, 0), |(n, s), v| (n + 1, s + v))
+    };
+    let start_sum = sum(&String::from_utf8(db.psql("COPY nums TO STDOUT (FORMAT csv, HEADER)")).unwrap());
+    // Every commit moves 1 from a row of the last partition to a row of the first: any one
+    // snapshot holds the same sum, while partitions that read different ones would not.
+    let done = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (done, commits, url) = (done.clone(), commits.clone(), db.url.clone());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let mut k = 0i64;
+            while !done.load(Ordering::Relaxed) {
+                k += 1;
+                c.batch_execute(&format!(
+                    "BEGIN; UPDATE nums SET v = v + 1 WHERE id = {lo}; UPDATE nums SET v = v - 1 WHERE id = {hi}; COMMIT;",
+                    lo = k % 1000 + 1,
+                    hi = rows - k % 1000
+                ))
+                .unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    wait_for(&commits, 5);
+    let before = commits.load(Ordering::Relaxed);
+    let r = run(&["run", "--source", &db.url, "--table", "nums", "--parallel", "3", "--batch-size", "500"]);
+    let during = commits.load(Ordering::Relaxed) - before;
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(during >= 5, "the writer did not commit during the run ({during})");
+    assert_eq!(sum(&r.text()), (rows, start_sum.1), "the partitions did not read one snapshot");
+    let now = sum(&String::from_utf8(db.psql("COPY nums TO STDOUT (FORMAT csv, HEADER)")).unwrap());
+    assert_eq!(now, start_sum, "moving 1 between rows keeps the sum");
+}
+
+#[test]
+fn ctrl_c_stops_the_query_of_every_partition_on_the_server() {
+    let Some((db, reports)) = pg_report("parallel_cancel", 200_000, "slow", 100, "pg_sleep(0.0005)::text") else {
+        return;
+    };
+    let spec = reports.path().join("slow.yaml");
+    let (child, out, _) = start(&["run", spec.to_str().unwrap(), "--parallel", "3"]);
+    let t = Instant::now();
+    while db.active_ream_queries().len() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the 3 partitions never ran at once");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let drain = std::thread::spawn(move || {
+        let mut out = out;
+        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    });
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let (code, err) = wait(child);
+    drain.join().unwrap();
+    assert_eq!(code, 130, "{err}");
+    server_quiet_within(&db, Duration::from_secs(1)).expect("a partition's query still runs 1 s after the cancel");
+}
+
+#[test]
 fn killed_connections_resume_and_every_row_comes_once() {
     let Some(db) = PgDb::create("resume") else { return };
     numbers(&db, 400_000);

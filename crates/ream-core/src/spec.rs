@@ -190,6 +190,77 @@ pub struct SourceConfig {
     /// `false` reads its rows and aggregates them in ream.
     #[serde(default)]
     pub pushdown: Option<bool>,
+    /// Read on several connections at once, each a range of the first order column (an
+    /// integer), on one snapshot: a number of partitions, or `auto` (from the read's size
+    /// and the cores). `ream run --parallel` overrides it. Default: one connection.
+    #[serde(default)]
+    pub parallel: Option<Parallel>,
+}
+
+/// How many connections a read uses ([`SourceConfig::parallel`], `--parallel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Parallel {
+    /// This many partitions, each on its own connection (1: a serial read).
+    Partitions(u16),
+    /// As many as the cores allow, where the read is large enough to gain from it.
+    Auto(AutoWord),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoWord {
+    Auto,
+}
+
+impl Parallel {
+    /// The most partitions a read may have.
+    pub const MAX: u16 = 64;
+}
+
+impl std::str::FromStr for Parallel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Parallel::Auto(AutoWord::Auto));
+        }
+        s.parse::<i64>().ok().and_then(Parallel::partitions).ok_or_else(|| Parallel::refusal(s))
+    }
+}
+
+impl Parallel {
+    fn partitions(n: i64) -> Option<Parallel> {
+        u16::try_from(n).ok().filter(|n| (1..=Parallel::MAX).contains(n)).map(Parallel::Partitions)
+    }
+
+    fn refusal(given: &str) -> String {
+        format!("`{given}`: give a number of partitions from 1 to {}, or `auto`", Parallel::MAX)
+    }
+}
+
+/// A count or `auto`, each refusal saying what it takes (an untagged enum's error would
+/// only say that no variant matched).
+impl<'de> Deserialize<'de> for Parallel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl serde::de::Visitor<'_> for Count {
+            type Value = Parallel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a number of partitions from 1 to {}, or `auto`", Parallel::MAX)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Parallel, E> {
+                Parallel::partitions(n).ok_or_else(|| E::custom(Parallel::refusal(&n.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Parallel, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Parallel, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Count)
+    }
 }
 
 /// Which snapshot a run reads.

@@ -22,6 +22,7 @@ mod manifest;
 mod named;
 mod outlet;
 pub mod output;
+mod parallel;
 mod plan;
 mod pushdown;
 mod reading;

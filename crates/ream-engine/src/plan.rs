@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub default_source: Option<String>,
     /// The config file's named sources: any of the three URLs above may be one's name.
     pub sources: NamedSources,
+    /// Read on several connections at once (`--parallel`); overrides the spec's
+    /// `source.parallel`. See [`crate::parallel`].
+    pub parallel: Option<ream_core::spec::Parallel>,
     /// Aggregate pushdown where a summary report allows it (default true;
     /// `--no-pushdown` turns it off, as the spec's `source.pushdown: false` does).
     pub pushdown: bool,
@@ -97,6 +100,7 @@ impl RunOptions {
             default_source: None,
             sources: NamedSources::default(),
             pushdown: true,
+            parallel: None,
             format,
             params: vec![],
             batch_size: None,
@@ -386,9 +390,13 @@ pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
         Job::Spec(spec) => {
             let (source, params) = open_spec(spec, opts, &cancel)?;
             let opened = push_down(spec, opts, &cancel, source, &params)?;
-            Ok(ReadPlan { pushdown: opened.pushdown, ..opened.source.plan().clone() })
+            let opened = parallelize(spec, opts, &cancel, &params, opened)?;
+            Ok(ReadPlan { pushdown: opened.pushdown, parallel: opened.parallel, ..opened.source.plan().clone() })
         }
-        Job::AdHoc(adhoc) => Ok(open_adhoc(adhoc, opts, &cancel)?.plan().clone()),
+        Job::AdHoc(adhoc) => {
+            let (source, parallel) = open_adhoc(adhoc, opts, &cancel)?;
+            Ok(ReadPlan { parallel, ..source.plan().clone() })
+        }
     }
 }
 
@@ -473,8 +481,9 @@ pub struct TableShape {
     pub key: Vec<String>,
 }
 
-/// Check an ad-hoc request and open its source (names known, strategy picked).
-fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<Box<dyn Source>, EngineError> {
+/// Check an ad-hoc request and open its source (names known, strategy picked), on
+/// several connections where `--parallel` asks and the read allows.
+fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<crate::parallel::Planned, EngineError> {
     let given = opts
         .source
         .as_deref()
@@ -495,8 +504,14 @@ fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<
     req.key = adhoc.key.clone();
     apply_options(&mut req, opts, None);
     let parsed = source_url(&url, None)?;
-    open_url(&parsed, &url, &req, cancel.clone())
-        .map_err(|e| split_field_missing(opts, &e).unwrap_or(EngineError::Source { report: None, source: e }))
+    let open = |req: &ReadRequest| {
+        open_url(&parsed, &url, req, cancel.clone())
+            .map_err(|e| split_field_missing(opts, &e).unwrap_or(EngineError::Source { report: None, source: e }))
+    };
+    let source = open(&req)?;
+    let ask = crate::parallel::Ask { parallel: opts.parallel, url: &parsed, snapshot: req.snapshot, why_not: None };
+    let part = |range, snapshot| open(&ReadRequest { range: Some(range), import_snapshot: snapshot, ..req.clone() });
+    crate::parallel::plan(source, ask, &part)
 }
 
 /// The field a split is by, missing from the source: the split's error, not the spec's.
@@ -516,10 +531,10 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
     if opts.burst {
         return Err(EngineError::Usage("an ad-hoc export cannot be burst: bursting needs a spec with `burst:`".into()));
     }
-    let source = open_adhoc(&adhoc, opts, &cancel)?;
+    let (source, parallel) = open_adhoc(&adhoc, opts, &cancel)?;
     let opened_at = std::time::SystemTime::now();
     let name = adhoc.table.clone().unwrap_or_else(|| "query".into());
-    let plan = source.plan().clone();
+    let plan = ReadPlan { parallel, ..source.plan().clone() };
     let counters = Counters::new(source.as_ref(), opts, None);
     let progress = Arc::new(Progress::new());
     let (schema, source) = settle_schema(source, &cancel, &progress, &name)?;
@@ -646,8 +661,18 @@ fn open_read(
     params: &BoundParams,
     aggregate: Option<ream_sources::Aggregation>,
 ) -> Result<Box<dyn Source>, EngineError> {
+    let (parsed, url, req) = read_request(loaded, opts, params, aggregate)?;
+    open_request(loaded, opts, cancel, (&parsed, &url), &req)
+}
+
+/// The spec's read as a request: the parsed URL, the URL, and what to read.
+fn read_request(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    params: &BoundParams,
+    aggregate: Option<ream_sources::Aggregation>,
+) -> Result<(SourceUrl, String, ReadRequest), EngineError> {
     let spec = loaded.spec();
-    let report = Some(spec.report.clone());
     let (url, base) = spec_source(loaded, opts)?;
     let parsed = source_url(&url, base.as_deref())?;
 
@@ -673,7 +698,20 @@ fn open_read(
         req.order_prefix.retain(|f| f != &b.by);
         req.order_prefix.insert(0, b.by.clone());
     }
-    match open_url(&parsed, &url, &req, cancel.clone()) {
+    Ok((parsed, url, req))
+}
+
+/// Open a spec's read, its errors said where the spec can be fixed.
+fn open_request(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    (parsed, url): (&SourceUrl, &str),
+    req: &ReadRequest,
+) -> Result<Box<dyn Source>, EngineError> {
+    let spec = loaded.spec();
+    let report = Some(spec.report.clone());
+    match open_url(parsed, url, req, cancel.clone()) {
         Ok(s) => Ok(s),
         Err(e) if split_field_missing(opts, &e).is_some() => {
             Err(split_field_missing(opts, &e).unwrap_or(EngineError::Source { report, source: e }))
@@ -695,6 +733,36 @@ struct Opened {
     base_schema: SchemaRef,
     stages: Option<Vec<StageConfig>>,
     pushdown: Option<Result<(), String>>,
+    parallel: Option<Result<usize, String>>,
+}
+
+/// The read on several connections where `--parallel` (or `source.parallel`) asks and
+/// [`crate::parallel::plan`] allows; otherwise as it is, with the reason.
+fn parallelize(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    params: &BoundParams,
+    opened: Opened,
+) -> Result<Opened, EngineError> {
+    let spec = loaded.spec();
+    let asked = opts.parallel.or(spec.source.parallel);
+    if asked.is_none() {
+        return Ok(opened);
+    }
+    let (parsed, url, req) = read_request(loaded, opts, params, None)?;
+    let ask = crate::parallel::Ask {
+        parallel: asked,
+        url: &parsed,
+        snapshot: req.snapshot,
+        why_not: opened.stages.is_some().then(|| "the database aggregates the report (pushdown)".to_string()),
+    };
+    let open = |range, snapshot| {
+        let part = ReadRequest { range: Some(range), import_snapshot: snapshot, ..req.clone() };
+        open_request(loaded, opts, cancel, (&parsed, &url), &part)
+    };
+    let (source, parallel) = crate::parallel::plan(opened.source, ask, &open)?;
+    Ok(Opened { source, parallel, ..opened })
 }
 
 /// A summary report's read aggregated in the database where [`pushdown::plan`] allows
@@ -711,14 +779,20 @@ fn push_down(
         .ok()
         .and_then(|(url, _)| ream_core::sql::Dialect::from_url(&url))
         .unwrap_or(ream_core::sql::Dialect::Sqlite);
-    let kept = |base, pushdown| Opened { source: base, base_schema: base_schema.clone(), stages: None, pushdown };
+    let kept = |base, pushdown| Opened {
+        source: base,
+        base_schema: base_schema.clone(),
+        stages: None,
+        pushdown,
+        parallel: None,
+    };
     match crate::pushdown::plan(loaded, &base_schema, base.types_settled(), dialect, opts) {
         None => Ok(kept(base, None)),
         Some(Err(why)) => Ok(kept(base, Some(Err(why)))),
         Some(Ok(pushed)) => match open_read(loaded, opts, cancel, params, Some(pushed.aggregation)) {
             Ok(source) => {
                 drop(base);
-                Ok(Opened { source, base_schema, stages: Some(pushed.stages), pushdown: Some(Ok(())) })
+                Ok(Opened { source, base_schema, stages: Some(pushed.stages), pushdown: Some(Ok(())), parallel: None })
             }
             // Our statement, refused: read the rows instead, and say why.
             Err(e) => Ok(kept(base, Some(Err(format!("the database refused the aggregated statement: {e}"))))),
@@ -972,10 +1046,12 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     let fonts = user_fonts(&loaded)?;
     let (source, params) = open_spec(&loaded, opts, &cancel)?;
     let opened = push_down(&loaded, opts, &cancel, source, &params)?;
+    let opened = parallelize(&loaded, opts, &cancel, &params, opened)?;
     let source = opened.source;
     let opened_at = std::time::SystemTime::now();
     let mut plan = source.plan().clone();
     plan.pushdown = opened.pushdown;
+    plan.parallel = opened.parallel;
     let burst_by = spec.burst.as_ref().filter(|_| opts.burst).map(|b| b.by.as_str());
     let counters = Counters::new(source.as_ref(), opts, burst_by);
     let progress = Arc::new(Progress::new());

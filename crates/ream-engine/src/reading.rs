@@ -245,6 +245,7 @@ mod tests {
             sql: String::new(),
             order: vec![],
             pushdown: None,
+            parallel: None,
         };
         let source = Wide { schema, plan, batches: 5, width: 100_000 };
         let progress = Arc::new(Progress::new());

@@ -89,6 +89,44 @@ pub struct ReadRequest {
     /// Aggregate pushdown: read one row per group of the request's rows, of the group
     /// fields and these aggregates, instead of the rows ([`aggregate`]).
     pub aggregate: Option<Aggregation>,
+    /// A parallel read's partition: only the rows whose first order column lies in this
+    /// range ([`KeyRange`]).
+    pub range: Option<KeyRange>,
+    /// PostgreSQL: a snapshot exported by another connection of the run
+    /// ([`Source::shared_snapshot`]), which this read's transaction imports, so every
+    /// partition of a parallel read sees the same data.
+    pub import_snapshot: Option<String>,
+}
+
+/// One partition of a parallel read: the rows whose first order column (an integer) is
+/// at least `lo` and below `hi`, an end being open where `None`. Rows whose value is NULL
+/// belong to the partition at the end where the dialect sorts NULLs (the first on SQLite
+/// and MySQL, the last on PostgreSQL), so the partitions, in order, are the read's rows
+/// in order, each exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyRange {
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+}
+
+/// Where a read splits into partitions ([`Source::split_points`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Split {
+    /// Ascending values of the first order column, each the `lo` of the next partition
+    /// (fewer than asked where the values are too few to split further).
+    At(Vec<i64>),
+    /// This read cannot be split, and why.
+    No(String),
+}
+
+impl Split {
+    /// The partitions these points make, in order.
+    pub fn ranges(points: &[i64]) -> Vec<KeyRange> {
+        let mut bounds: Vec<Option<i64>> = vec![None];
+        bounds.extend(points.iter().map(|&p| Some(p)));
+        bounds.push(None);
+        bounds.windows(2).map(|w| KeyRange { lo: w[0], hi: w[1] }).collect()
+    }
 }
 
 /// Rows per batch, lowered while a run goes on: 0 means no limit beyond `batch_size`.
@@ -208,6 +246,8 @@ impl Default for ReadRequest {
             batch_bytes: DEFAULT_BATCH_BYTES,
             session: vec![],
             aggregate: None,
+            range: None,
+            import_snapshot: None,
         }
     }
 }
@@ -313,6 +353,10 @@ pub struct ReadPlan {
     /// aggregates, `Some(Err(why))` when it reads row by row; `None` for a report with
     /// detail rows. Set by the engine.
     pub pushdown: Option<Result<(), String>>,
+    /// A parallel read: `Some(Ok(n))` when it reads `n` partitions at once,
+    /// `Some(Err(why))` when it was asked for and reads serially; `None` when not asked.
+    /// Set by the engine.
+    pub parallel: Option<Result<usize, String>>,
 }
 
 /// Source errors, with the context needed to act on them.
@@ -393,6 +437,23 @@ pub trait Source: Send {
     /// run beside the stream): its rows, or the distinct values of one of its fields.
     /// `None` where unsupported, or for a field the read does not select.
     fn counter(&self, count: &Count) -> Option<Counter>;
+    /// Where to cut this read into `n` partitions of about equal rows, on its first
+    /// order column, asked of the database in the read's own snapshot (before
+    /// [`Source::stream`]).
+    fn split_points(&mut self, n: usize) -> Result<Split, SourceError> {
+        let _ = n;
+        Ok(Split::No("this source reads in one statement".into()))
+    }
+    /// The snapshot other connections can import to read exactly what this read does
+    /// (PostgreSQL with one snapshot per run), while this source is open.
+    fn shared_snapshot(&self) -> Option<String> {
+        None
+    }
+    /// A quick count of the rows this read matches, whatever the run's `CountMode`: the
+    /// planner's estimate on a server, the exact count on SQLite (for `--parallel auto`).
+    fn rows_estimate(&self) -> Option<Counter> {
+        self.counter(&Count::Rows)
+    }
 }
 
 /// What a count query counts.
@@ -466,6 +527,7 @@ pub(crate) fn order_and_page<'a>(
 }
 
 pub use aggregate::{Aggregation, Partial, PartialOf};
+pub use query::split_evenly;
 pub use ream_core::redact;
 
 /// Open a source by URL.

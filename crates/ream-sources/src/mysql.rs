@@ -555,6 +555,17 @@ impl Driver for MyDriver {
             .collect())
     }
 
+    fn ints(&mut self, q: &PageQuery) -> Result<Vec<Vec<Option<i64>>>, SourceError> {
+        let sql = q.bound.sql.clone();
+        let conn = self.client()?;
+        let rows: Vec<Row> = runtime().block_on(conn.exec(&sql, params_of(q))).map_err(|e| SourceError::Prepare {
+            sql: sql.clone(),
+            message: message(&e),
+            at: None,
+        })?;
+        Ok(rows.iter().map(|r| (0..r.len()).map(|i| r.get::<Option<i64>, _>(i).flatten()).collect()).collect())
+    }
+
     fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError> {
         let sql = format!("EXPLAIN {}", q.bound.sql);
         let conn = self.client()?;

@@ -295,6 +295,8 @@ pub(crate) struct PgDriver {
     statements: HashMap<String, Statement>,
     in_txn: bool,
     exported_snapshot: Option<String>,
+    /// A parallel read's partition: the snapshot its first transaction imports.
+    import_snapshot: Option<String>,
     /// `source.session`: applied in every transaction of the run, on every connection.
     session: Session,
     cancel: CancelToken,
@@ -319,6 +321,7 @@ pub(crate) fn open(
         statements: HashMap::new(),
         in_txn: false,
         exported_snapshot: None,
+        import_snapshot: req.import_snapshot.clone(),
         session: Session(req.session.clone().into()),
         cancel_slot: CancelSlot::on(&cancel, send_cancel),
         cancel: cancel.clone(),
@@ -398,6 +401,15 @@ impl PgDriver {
         if snapshot == Snapshot::Run {
             conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").map_err(lost)?;
             self.in_txn = true;
+            if let Some(id) = self.import_snapshot.take() {
+                // A partition of a parallel read: the first connection's snapshot (its id
+                // is PostgreSQL's own, `[0-9A-F-]`, checked before it is written here).
+                // Only the first transaction imports it: a resume reads a fresh one.
+                if !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                    return Err(Fail::Other(SourceError::Plan(format!("not a snapshot id: {id:?}"))));
+                }
+                conn.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{id}'")).map_err(lost)?;
+            }
             // The count query (on another connection) reads this same snapshot.
             let row = conn.query_one("SELECT pg_export_snapshot()", &[]).map_err(lost)?;
             self.exported_snapshot = row.try_get::<_, String>(0).ok();
@@ -481,6 +493,37 @@ impl Driver for PgDriver {
             message: db_message(&e),
         })?;
         Ok(rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<_, String>(i).unwrap_or_default()).collect()).collect())
+    }
+
+    fn ints(&mut self, q: &PageQuery) -> Result<Vec<Vec<Option<i64>>>, SourceError> {
+        let sql = &q.bound.sql;
+        let fail = |e: postgres::Error| SourceError::Prepare {
+            sql: sql.clone(),
+            at: position(&e, sql),
+            message: db_message(&e),
+        };
+        let client = self.client()?;
+        let stmt = client.prepare(sql).map_err(fail)?;
+        let rows: Vec<Row> = client.query_raw(&stmt, params_of(q).iter()).map_err(fail)?.collect().map_err(fail)?;
+        rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<_, Option<i64>>(i).map_err(fail)).collect()).collect()
+    }
+
+    fn int_histogram(&mut self, table: &str, column: &str) -> Result<Option<Vec<i64>>, SourceError> {
+        // pg_stats keeps an integer column's bounds as an anyarray: its text is `{1,2,…}`.
+        let sql = "SELECT s.histogram_bounds::text FROM pg_stats s \
+                   JOIN pg_namespace n ON n.nspname = s.schemaname \
+                   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
+                   WHERE c.oid = to_regclass($1) AND s.attname = $2 AND s.histogram_bounds IS NOT NULL";
+        let fail = |e: postgres::Error| SourceError::Prepare { sql: sql.into(), at: None, message: db_message(&e) };
+        let rows = self.client()?.query(sql, &[&table, &column]).map_err(fail)?;
+        let Some(text) = rows.first().and_then(|r| r.try_get::<_, String>(0).ok()) else { return Ok(None) };
+        let bounds: Option<Vec<i64>> =
+            text.trim_matches(|c| c == '{' || c == '}').split(',').map(|v| v.trim().parse().ok()).collect();
+        Ok(bounds)
+    }
+
+    fn shared_snapshot(&self) -> Option<String> {
+        self.exported_snapshot.clone()
     }
 
     fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError> {

@@ -10,7 +10,7 @@ use arrow_schema::DataType;
 use ream_core::params::BoundParams;
 use ream_core::sql::{bind_into, enclose, BoundSql, Dialect};
 
-use crate::{Count, Cursor, CursorValue, ReadRequest};
+use crate::{Count, Cursor, CursorValue, KeyRange, ReadRequest};
 
 /// How one database writes what ream writes.
 pub(crate) struct SqlDialect {
@@ -145,6 +145,16 @@ pub(crate) struct Shape {
     pub group_by: Vec<String>,
     /// Whether the read aggregates (a `GROUP BY` of no field still does: one row).
     pub aggregated: bool,
+    /// A parallel read's partition, on its column's expression (see [`Shape::restrict`]).
+    pub range: Option<RangeOn>,
+}
+
+/// A partition's range and the column it is on.
+pub(crate) struct RangeOn {
+    pub expr: String,
+    /// Whether the column is known never NULL (no `OR … IS NULL` needed).
+    pub not_null: bool,
+    pub range: KeyRange,
 }
 
 impl Shape {
@@ -164,6 +174,7 @@ impl Shape {
             params: req.params.clone(),
             group_by: vec![],
             aggregated: false,
+            range: None,
         }
     }
 
@@ -191,8 +202,8 @@ impl Shape {
             .collect();
         cols.extend(hidden.iter().map(|(e, a)| format!("{e} AS {}", q(a))));
         let mut sql = format!("SELECT {} FROM {}", cols.join(", "), self.source_clause());
-        if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE {}", enclose(f)));
+        if let Some(w) = self.where_sql() {
+            sql.push_str(&format!(" WHERE {w}"));
         }
         if !self.group_by.is_empty() {
             sql.push_str(&format!(" GROUP BY {}", self.group_by.join(", ")));
@@ -213,8 +224,8 @@ impl Shape {
             }
         };
         let mut sql = format!("SELECT {what} FROM {}", self.source_clause());
-        if let Some(f) = &self.filter {
-            sql.push_str(&format!(" WHERE {}", enclose(f)));
+        if let Some(w) = self.where_sql() {
+            sql.push_str(&format!(" WHERE {w}"));
         }
         if self.aggregated {
             // The groups an aggregated read returns (one, without group fields).
@@ -251,13 +262,49 @@ impl Shape {
         let mut bound = self.bind(&self.select_sql(names, &self.hidden));
         let mut cursor = Vec::new();
         if let Some(after) = after.filter(|_| !self.order.is_empty()) {
-            bound.sql.push_str(if self.filter.is_some() { " AND " } else { " WHERE " });
+            bound.sql.push_str(if self.where_sql().is_some() { " AND " } else { " WHERE " });
             let (predicate, values) = keyset_predicate(self.dialect, &self.order, after, bound.values.len() + 1);
             bound.sql.push_str(&predicate);
             cursor = values;
         }
         crate::order_and_page(&mut bound.sql, self.order.iter().map(|o| o.expr.as_str()), limit, offset);
         PageQuery { bound, cursor }
+    }
+
+    /// The WHERE condition: the spec's filter, and a partition's range.
+    fn where_sql(&self) -> Option<String> {
+        let range = self.range.as_ref().and_then(|r| r.predicate(self.dialect.nulls_first));
+        match (&self.filter, range) {
+            (Some(f), Some(r)) => Some(format!("{} AND {r}", enclose(f))),
+            (Some(f), None) => Some(enclose(f)),
+            (None, r) => r,
+        }
+    }
+
+    /// Read only `range` of the first order column (a parallel read's partition). Called
+    /// once the order is known; the range stays on that column whatever the order
+    /// becomes.
+    pub fn restrict(&mut self, range: Option<KeyRange>) -> Result<(), String> {
+        let Some(range) = range else { return Ok(()) };
+        let first = self.order.first().ok_or("a read with no order cannot be partitioned")?;
+        self.range = Some(RangeOn { expr: first.expr.clone(), not_null: first.not_null, range });
+        Ok(())
+    }
+
+    /// `SELECT min(e), max(e)` of the first order column over the read's rows, as
+    /// 64-bit integers (`None` without an order).
+    pub fn extent_sql(&self) -> Option<BoundSql> {
+        let e = &self.order.first()?.expr;
+        let int = |x: String| match self.dialect.cast_type {
+            Some(cast) => format!("CAST({x} AS {})", cast(&DataType::Int64)),
+            None => x,
+        };
+        let mut sql =
+            format!("SELECT {}, {} FROM {}", int(format!("min({e})")), int(format!("max({e})")), self.source_clause());
+        if let Some(w) = self.where_sql() {
+            sql.push_str(&format!(" WHERE {w}"));
+        }
+        Some(self.bind(&sql))
     }
 
     /// The order's field names.
@@ -283,6 +330,50 @@ impl Shape {
     pub fn order_name(&self, k: usize) -> Option<&str> {
         self.order.iter().find(|o| o.select_index == k).map(|o| o.name.as_str())
     }
+}
+
+impl RangeOn {
+    /// `e >= lo AND e < hi`, with the NULLs where they sort; `None` for the whole range.
+    /// The bounds are integers ream computed (`split_points`), written as literals.
+    fn predicate(&self, nulls_first: bool) -> Option<String> {
+        let (e, r) = (&self.expr, self.range);
+        let mut parts = Vec::new();
+        if let Some(lo) = r.lo {
+            parts.push(format!("{e} >= {lo}"));
+        }
+        if let Some(hi) = r.hi {
+            parts.push(format!("{e} < {hi}"));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let nulls_here = if nulls_first { r.lo.is_none() } else { r.hi.is_none() };
+        Some(match nulls_here && !self.not_null {
+            true => format!("({} OR {e} IS NULL)", parts.join(" AND ")),
+            false => format!("({})", parts.join(" AND ")),
+        })
+    }
+}
+
+/// `n - 1` points that cut `min..=max` into `n` ranges of equal width, fewer where the
+/// range holds fewer values (each point is the start of the next range).
+pub fn split_evenly(min: i64, max: i64, n: usize) -> Vec<i64> {
+    let width = max as i128 - min as i128 + 1;
+    let mut points: Vec<i64> = (1..n as i128).map(|i| (min as i128 + width * i / n as i128) as i64).collect();
+    points.retain(|&p| p > min && p <= max);
+    points.dedup();
+    points
+}
+
+/// `n - 1` points from a histogram's bounds (each bucket holding about as many rows):
+/// the bounds at each `1/n` of the way, distinct and inside the read's extent.
+pub(crate) fn split_by_histogram(bounds: &[i64], min: i64, max: i64, n: usize) -> Vec<i64> {
+    let last = bounds.len().saturating_sub(1);
+    let mut points: Vec<i64> = (1..n).filter_map(|i| bounds.get(last * i / n).copied()).collect();
+    points.retain(|&p| p > min && p <= max);
+    points.sort_unstable();
+    points.dedup();
+    points
 }
 
 /// Numbers and collects the cursor values a predicate uses.
@@ -436,6 +527,27 @@ mod tests {
         let (sql, values) = keyset_predicate(&SQLITE, &order, &Cursor(vec![CursorValue::Null, CursorValue::Int(2)]), 1);
         assert_eq!(sql, "((g IS NOT NULL) OR (g IS NULL AND (k) > (?1)))");
         assert_eq!(values, vec![CursorValue::Int(2)]);
+    }
+
+    #[test]
+    fn even_splits_cover_the_extent_once_and_never_repeat_a_point() {
+        assert_eq!(split_evenly(1, 100, 4), vec![26, 51, 76]);
+        assert_eq!(split_evenly(5, 6, 7), vec![6]);
+        assert_eq!(split_evenly(3, 3, 2), Vec::<i64>::new());
+        let wide = split_evenly(i64::MIN, i64::MAX, 2);
+        assert_eq!(wide, vec![0]);
+        assert_eq!(split_by_histogram(&[1, 10, 20, 30, 40], 1, 40, 2), vec![20]);
+        assert_eq!(split_by_histogram(&[1, 1, 1, 1, 9], 1, 9, 3), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_partition_holds_the_nulls_at_the_end_where_they_sort() {
+        let on = |lo, hi, not_null| RangeOn { expr: "k".into(), not_null, range: KeyRange { lo, hi } };
+        assert_eq!(on(None, Some(5), false).predicate(true).as_deref(), Some("(k < 5 OR k IS NULL)"));
+        assert_eq!(on(None, Some(5), false).predicate(false).as_deref(), Some("(k < 5)"));
+        assert_eq!(on(Some(5), None, false).predicate(false).as_deref(), Some("(k >= 5 OR k IS NULL)"));
+        assert_eq!(on(Some(-2), Some(5), true).predicate(true).as_deref(), Some("(k >= -2 AND k < 5)"));
+        assert_eq!(on(None, None, false).predicate(true), None);
     }
 
     #[test]

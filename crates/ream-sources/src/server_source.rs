@@ -78,6 +78,14 @@ pub(crate) trait Driver: Send {
     fn catalogue(&mut self, sql: &str, table: &str) -> Result<Vec<Vec<String>>, SourceError>;
     /// Whether the plan of `q` sorts (no index serves its order).
     fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError>;
+    /// The rows of `q`, whose columns are 64-bit integers (or NULL).
+    fn ints(&mut self, q: &PageQuery) -> Result<Vec<Vec<Option<i64>>>, SourceError>;
+    /// The bounds of the planner's histogram of an integer column of `table`, where the
+    /// database keeps one (PostgreSQL's `pg_stats`): each bucket holds about as many rows.
+    fn int_histogram(&mut self, table: &str, column: &str) -> Result<Option<Vec<i64>>, SourceError> {
+        let _ = (table, column);
+        Ok(None)
+    }
     /// Run `q`, pushing each row to `rows`, until the rows end or the consumer stops;
     /// a stopped statement is stopped on the server too.
     fn run(
@@ -91,6 +99,10 @@ pub(crate) trait Driver: Send {
     fn release(&mut self);
     /// A count for progress, on a connection of its own.
     fn counter(&self, q: CountQuery, cancel: &CancelToken) -> Counter;
+    /// The snapshot the run's transaction exported, for other connections to import.
+    fn shared_snapshot(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A count a driver runs.
@@ -149,6 +161,7 @@ impl<D: Driver> ServerSource<D> {
                 sql: String::new(),
                 order: vec![],
                 pushdown: None,
+                parallel: None,
             },
             cancel,
         };
@@ -159,6 +172,7 @@ impl<D: Driver> ServerSource<D> {
             src.aggregate_fields(agg)?;
         }
         src.resolve_order(req)?;
+        src.shape.restrict(req.range).map_err(SourceError::Plan)?;
         src.choose_strategy(req.strategy, req.within_groups)?;
         if req.aggregate.is_some() {
             src.plan.reason = crate::aggregate::PUSHDOWN_REASON.into();
@@ -521,6 +535,66 @@ impl<D: Driver> Source for ServerSource<D> {
             }),
         };
         Some(self.driver.counter(q, &self.cancel))
+    }
+
+    fn split_points(&mut self, n: usize) -> Result<crate::Split, SourceError> {
+        self.split(n)
+    }
+
+    fn shared_snapshot(&self) -> Option<String> {
+        self.driver.shared_snapshot()
+    }
+
+    fn rows_estimate(&self) -> Option<Counter> {
+        Some(self.driver.counter(CountQuery::Estimate(self.page_query(None, None, None)), &self.cancel))
+    }
+}
+
+impl<D: Driver> ServerSource<D> {
+    /// Where this read splits ([`Source::split_points`]): at the planner's histogram of
+    /// the first order column where it keeps one, else into ranges of equal width between
+    /// the column's least and greatest value (two index lookups).
+    fn split(&mut self, n: usize) -> Result<crate::Split, SourceError> {
+        use crate::Split;
+        if let Some(why) = self.unsplittable() {
+            return Ok(Split::No(why));
+        }
+        let Some(bound) = self.shape.extent_sql() else { return Ok(Split::No("the read has no order".into())) };
+        let rows = self.driver.ints(&PageQuery { bound, cursor: vec![] })?;
+        let Some([Some(min), Some(max)]) =
+            rows.first().map(|r| [r.first().copied().flatten(), r.get(1).copied().flatten()])
+        else {
+            return Ok(Split::At(vec![])); // no rows (or only NULLs): one partition
+        };
+        let histogram = match self.first_order_base_column() {
+            Some((table, column)) => self.driver.int_histogram(&table, &column)?,
+            None => None,
+        };
+        Ok(Split::At(match histogram {
+            Some(bounds) if bounds.len() > n => crate::query::split_by_histogram(&bounds, min, max, n),
+            _ => crate::query::split_evenly(min, max, n),
+        }))
+    }
+
+    /// Why this read cannot be split on its first order column, if it cannot.
+    fn unsplittable(&self) -> Option<String> {
+        let first = self.shape.order.first()?;
+        let ty = self.schema.fields().get(first.select_index).map(|f| f.data_type().clone());
+        if self.shape.aggregated {
+            return Some("the database aggregates (pushdown)".into());
+        }
+        match ty {
+            Some(DataType::Int64) | None => None, // None: a hidden key column (a rowid)
+            Some(t) => Some(format!("the order's first field `{}` is {}, not an integer", first.name, type_label(&t))),
+        }
+    }
+
+    /// The base table and column of the first order column, when it is one.
+    fn first_order_base_column(&self) -> Option<(String, String)> {
+        let table = self.shape.table.clone().filter(|_| self.shape.from_sql.is_none())?;
+        let first = self.shape.order.first()?;
+        let column = crate::keys::base_column(&first.expr, &table, !self.shape.joins.is_empty(), D::CATALOGUE.case)?;
+        Some((table, column))
     }
 }
 

@@ -183,6 +183,7 @@ impl SqliteSource {
                 sql: String::new(),
                 order: vec![],
                 pushdown: None,
+                parallel: None,
             },
             cancel,
         };
@@ -191,6 +192,7 @@ impl SqliteSource {
             src.aggregate_fields(agg)?;
         }
         src.resolve_order(req)?;
+        src.shape.restrict(req.range).map_err(SourceError::Plan)?;
         src.choose_strategy(req.strategy, req.within_groups)?;
         if req.aggregate.is_some() {
             src.plan.reason = crate::aggregate::PUSHDOWN_REASON.into();
@@ -331,7 +333,7 @@ impl SqliteSource {
                 let idx = self.schema_ref().fields().len() + self.shape.hidden.len();
                 self.shape.hidden.push((rowid.clone(), "__ream_rowid".into()));
                 self.shape.key_cols.push(idx);
-                self.shape.push_order(col(ROWID_FIELD, rowid, idx));
+                self.shape.push_order(OrderCol { not_null: true, ..col(ROWID_FIELD, rowid, idx) });
                 self.shape.unique_order = true;
             }
         }
@@ -766,6 +768,33 @@ fn bind_all(stmt: &mut rusqlite::Statement<'_>, values: &[Value], cursor: &[Curs
     Ok(())
 }
 
+/// Whether a database file was written: the partitions of a parallel read each begin
+/// a read transaction of their own, and they read one snapshot only if no one commits
+/// between the first and the last. `PRAGMA data_version` on a connection of its own, in
+/// no transaction, changes when another connection commits.
+pub struct DataVersion {
+    conn: Connection,
+    at: i64,
+}
+
+impl DataVersion {
+    pub fn watch(path: &Path, display: &str) -> Result<DataVersion, SourceError> {
+        let conn = open_read_only(path, display)?;
+        let at = Self::read(&conn, display)?;
+        Ok(DataVersion { conn, at })
+    }
+
+    /// Whether no other connection has committed since [`DataVersion::watch`].
+    pub fn unchanged(&self, display: &str) -> Result<bool, SourceError> {
+        Ok(Self::read(&self.conn, display)? == self.at)
+    }
+
+    fn read(conn: &Connection, display: &str) -> Result<i64, SourceError> {
+        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| SourceError::Open { url: display.to_string(), reason: e.to_string() })
+    }
+}
+
 fn open_read_only(path: &Path, display: &str) -> Result<Connection, SourceError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
@@ -822,6 +851,31 @@ impl Source for SqliteSource {
         // End the read transaction; the connection closes with the source.
         let _ = self.conn.execute_batch("COMMIT");
         Ok(())
+    }
+
+    /// Ranges of equal width between the first order column's least and greatest value
+    /// (SQLite keeps no histogram; a rowid or an indexed key makes both one lookup).
+    fn split_points(&mut self, n: usize) -> Result<crate::Split, SourceError> {
+        let Some(first) = self.shape.order.first() else {
+            return Ok(crate::Split::No("the read has no order".into()));
+        };
+        let ty = self.schema_ref().fields().get(first.select_index).map(|f| f.data_type().clone());
+        if let Some(t) = ty.filter(|t| *t != DataType::Int64) {
+            let why = format!("the order's first field `{}` is {}, not an integer", first.name, type_label(&t));
+            return Ok(crate::Split::No(why));
+        }
+        let Some(bound) = self.shape.extent_sql() else { return Ok(crate::Split::No("the read has no order".into())) };
+        let mut stmt = self.conn.prepare(&bound.sql).map_err(|e| prepare_err(&bound.sql, e))?;
+        bind_all(&mut stmt, &bound.values, &[]).map_err(|e| prepare_err(&bound.sql, e))?;
+        let extent = stmt
+            .raw_query()
+            .next()
+            .map_err(|e| prepare_err(&bound.sql, e))?
+            .map(|r| (r.get::<_, Option<i64>>(0).ok().flatten(), r.get::<_, Option<i64>>(1).ok().flatten()));
+        Ok(crate::Split::At(match extent {
+            Some((Some(min), Some(max))) => crate::query::split_evenly(min, max, n),
+            _ => vec![],
+        }))
     }
 
     fn counter(&self, count: &Count) -> Option<Counter> {
@@ -1060,6 +1114,25 @@ mod tests {
         assert_eq!(count("id <= 4", "grp"), Some(3));
         assert_eq!(count("id > 15", "grp"), Some(4));
         assert_eq!(count("id > 15", "no_such_field"), None);
+    }
+}
+
+#[cfg(test)]
+mod data_version {
+    use super::*;
+
+    #[test]
+    fn a_commit_by_another_connection_changes_the_data_version_and_a_read_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);").unwrap();
+        let watch = DataVersion::watch(&path, "v").unwrap();
+        let reader = open_read_only(&path, "v").unwrap();
+        reader.query_row("SELECT count(*) FROM t", [], |_| Ok(())).unwrap();
+        assert!(watch.unchanged("v").unwrap(), "a read is not a write");
+        writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        assert!(!watch.unchanged("v").unwrap(), "a commit by another connection is seen");
     }
 }
 

@@ -1,0 +1,323 @@
+//! Parallel reads: one read cut into N partitions of its first order column (an
+//! integer), each read on a connection of its own, all on one snapshot, and handed on
+//! in order, so the stages and renderers see exactly the rows, in exactly the order, of
+//! the serial read.
+//!
+//! - [`plan`] decides: how many partitions (`--parallel N`, or `auto` from the read's
+//!   size and the cores), where they are cut (the source's `split_points`: the
+//!   planner's histogram on PostgreSQL, equal ranges of the key elsewhere), and why not
+//!   where it cannot. The probe source that asked stays open until the run ends: on
+//!   PostgreSQL its transaction exported the snapshot every partition imports.
+//! - [`Partitioned`] is the read: partition 0 streams straight through, while each later
+//!   partition reads at once into an unnamed temporary file (Arrow IPC, LZ4), replayed
+//!   in order once the partitions before it are done. Memory stays one batch per
+//!   partition; disk holds the later partitions' rows until they are replayed.
+//!
+//! Each partition is a source of its own, with its own resume loop (a lost connection
+//! resumes that partition from its cursor) and its own cancel hook on the run's token.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow_schema::SchemaRef;
+use ream_core::spec::{Parallel, Snapshot};
+use ream_sources::{Count, Counter, Cursor, KeyRange, ReadPlan, Source, SourceError, SourceUrl, Split};
+
+use crate::EngineError;
+
+/// `auto` reads serially below this many rows: opening the extra connections and
+/// replaying files costs more than it saves on a read that takes well under a second.
+const AUTO_MIN_ROWS: u64 = 1_000_000;
+/// `auto` gives each partition at least this many rows.
+const AUTO_ROWS_PER_PARTITION: u64 = 500_000;
+/// `auto` uses at most this many partitions (the server's cores are not ours to know).
+const AUTO_MAX: usize = 4;
+
+/// What decides a parallel read besides the source: what was asked, the database, the
+/// snapshot mode, and why the run itself cannot take one (`None`: it can).
+pub(crate) struct Ask<'a> {
+    pub parallel: Option<Parallel>,
+    pub url: &'a SourceUrl,
+    pub snapshot: Snapshot,
+    pub why_not: Option<String>,
+}
+
+/// A read and what the plan says of parallelism (`None`: not asked).
+pub(crate) type Planned = (Box<dyn Source>, Option<Result<usize, String>>);
+
+/// Opens partition `range` of the read, importing `snapshot` (PostgreSQL) where given.
+pub(crate) type OpenPart<'a> = dyn Fn(KeyRange, Option<String>) -> Result<Box<dyn Source>, EngineError> + 'a;
+
+/// The read `probe` makes, on the partitions [`Ask`] allows: the partitioned source, or
+/// `probe` itself with why not (`None`: not asked). An explicit `--parallel N` that
+/// cannot be had on this database is a usage error; anything else reads serially.
+pub(crate) fn plan(mut probe: Box<dyn Source>, ask: Ask<'_>, open: &OpenPart<'_>) -> Result<Planned, EngineError> {
+    let explicit = match ask.parallel {
+        None | Some(Parallel::Partitions(0 | 1)) => return Ok((probe, None)),
+        Some(Parallel::Partitions(n)) => Some(n as usize),
+        Some(Parallel::Auto(_)) => None,
+    };
+    let serial = |probe, why: String| Ok((probe, Some(Err(why))));
+    if let Some(why) = ask.why_not {
+        return serial(probe, why);
+    }
+    if matches!(ask.url, SourceUrl::Mysql(_)) && ask.snapshot == Snapshot::Run {
+        let why = "MySQL cannot share one snapshot between connections: add --no-snapshot (`source.snapshot: \
+                   statement`) to read the partitions each on fresh data";
+        return match explicit {
+            Some(_) => Err(EngineError::Usage(format!("--parallel: {why}"))),
+            None => serial(probe, why.into()),
+        };
+    }
+    if !probe.types_settled() {
+        return serial(probe, "SQLite declares no type for some fields (give them a `type`)".into());
+    }
+    let n = match explicit {
+        Some(n) => n,
+        None => match auto_partitions(probe.as_ref()) {
+            Ok(n) => n,
+            Err(why) => return serial(probe, why),
+        },
+    };
+    let points = match probe.split_points(n).map_err(source_err)? {
+        Split::No(why) => return serial(probe, why),
+        Split::At(points) if points.is_empty() => {
+            return serial(probe, "the first order field has too few values to split".into())
+        }
+        Split::At(points) => points,
+    };
+    let parts = open_parts(probe.as_ref(), &points, &ask, open)?;
+    let count = parts.len();
+    let mut plan = probe.plan().clone();
+    plan.sql = parts[0].plan().sql.clone();
+    plan.parallel = Some(Ok(count));
+    Ok((Box::new(Partitioned { probe, parts, plan }), Some(Ok(count))))
+}
+
+/// `auto`: the cores, at most [`AUTO_MAX`], and no more than the rows fill; at least 2,
+/// or why the read stays serial.
+fn auto_partitions(probe: &dyn Source) -> Result<usize, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(AUTO_MAX);
+    if cores < 2 {
+        return Err("auto: one core".into());
+    }
+    let rows = probe.rows_estimate().map(|count| count()).transpose().map_err(|e| e.to_string())?;
+    match rows {
+        Some(rows) if rows >= AUTO_MIN_ROWS => Ok(cores.min((rows / AUTO_ROWS_PER_PARTITION) as usize).max(2)),
+        Some(rows) => Err(format!("auto: {rows} rows read quickly on one connection")),
+        None => Err("auto: the read's size is unknown".into()),
+    }
+}
+
+/// Open every partition. On SQLite, each begins a read transaction of its own, so they
+/// read one snapshot only if nothing committed while they opened: checked, and tried
+/// once more before the run fails.
+fn open_parts(
+    probe: &dyn Source,
+    points: &[i64],
+    ask: &Ask<'_>,
+    open: &OpenPart<'_>,
+) -> Result<Vec<Box<dyn Source>>, EngineError> {
+    let ranges = Split::ranges(points);
+    let shared = probe.shared_snapshot();
+    let open_all = || ranges.iter().map(|&r| open(r, shared.clone())).collect::<Result<Vec<_>, _>>();
+    let SourceUrl::Sqlite(path) = ask.url else { return open_all() };
+    if ask.snapshot == Snapshot::Statement {
+        return open_all();
+    }
+    let display = path.display().to_string();
+    for _ in 0..2 {
+        let version = ream_sources::sqlite::DataVersion::watch(path, &display).map_err(source_err)?;
+        let parts = open_all()?;
+        if version.unchanged(&display).map_err(source_err)? {
+            return Ok(parts);
+        }
+    }
+    Err(EngineError::Source {
+        report: None,
+        source: SourceError::Plan(format!(
+            "{display} was written to while the partitions of the parallel read began their snapshots: a \
+             parallel read of SQLite needs a file nothing writes meanwhile (run again, or read without --parallel)"
+        )),
+    })
+}
+
+fn source_err(e: SourceError) -> EngineError {
+    EngineError::Source { report: None, source: e }
+}
+
+/// A read on several connections, handed on in order (see the module docs).
+pub(crate) struct Partitioned {
+    /// The read that was split: it holds the snapshot the partitions imported, and
+    /// answers the count of the whole read.
+    probe: Box<dyn Source>,
+    parts: Vec<Box<dyn Source>>,
+    plan: ReadPlan,
+}
+
+impl Source for Partitioned {
+    fn schema(&self) -> SchemaRef {
+        self.probe.schema()
+    }
+
+    fn plan(&self) -> &ReadPlan {
+        &self.plan
+    }
+
+    fn counter(&self, count: &Count) -> Option<Counter> {
+        self.probe.counter(count)
+    }
+
+    fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+        let schema = self.probe.schema();
+        let (first, later) = self.parts.split_first_mut().ok_or(SourceError::Plan("no partitions".into()))?;
+        // Set when the run needs no more rows (the consumer stopped, or a partition
+        // failed): every partition stops at its next batch.
+        let stop = AtomicBool::new(false);
+        let mut consumer_stopped = false;
+        std::thread::scope(|scope| {
+            let mut spills = Vec::with_capacity(later.len());
+            for (i, part) in later.iter_mut().enumerate() {
+                let (stop, schema) = (&stop, schema.clone());
+                let handle =
+                    std::thread::Builder::new().name(format!("ream-part-{}", i + 1)).spawn_scoped(scope, move || {
+                        spill(part.as_mut(), &schema, stop).inspect_err(|_| stop.store(true, Ordering::Relaxed))
+                    });
+                match handle {
+                    Ok(h) => spills.push(h),
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(SourceError::Plan(format!("starting a partition's reader: {e}")));
+                    }
+                }
+            }
+            let streamed = first.stream(&mut |batch, cursor| {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                consumer_stopped = !emit(batch, cursor);
+                !consumer_stopped
+            });
+            let fail = |e: SourceError| {
+                stop.store(true, Ordering::Relaxed);
+                Err(e)
+            };
+            if let Err(e) = streamed {
+                return fail(e);
+            }
+            if consumer_stopped {
+                stop.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Partition 0 is whole unless a later partition failed and stopped it. After a
+            // stop, the first real failure is the run's error; none means a cancel.
+            let mut cut_short = stop.load(Ordering::Relaxed);
+            let mut failure = None;
+            for handle in spills {
+                let spilled = handle.join().unwrap_or_else(|_| Err(died()));
+                match spilled {
+                    Ok(file) if !cut_short => match replay(file, emit) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            stop.store(true, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                        Err(e) => return fail(e),
+                    },
+                    Ok(_) => {}
+                    Err(SourceError::Cancelled) => cut_short = true,
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        cut_short = true;
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            match failure {
+                Some(e) => Err(e),
+                None if cut_short => Err(SourceError::Cancelled),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// A partition's reader thread died (a panic): the run fails rather than ending short.
+fn died() -> SourceError {
+    SourceError::Plan("a partition's reader stopped without finishing (its thread died)".into())
+}
+
+/// Read a partition into an unnamed temporary file, batch by batch.
+fn spill(part: &mut dyn Source, schema: &SchemaRef, stop: &AtomicBool) -> Result<File, SourceError> {
+    let io = |e: std::io::Error| SourceError::Plan(format!("writing a partition to a temporary file: {e}"));
+    let arrow =
+        |e: arrow_schema::ArrowError| SourceError::Plan(format!("writing a partition to a temporary file: {e}"));
+    let file = tempfile::tempfile().map_err(io)?;
+    let options =
+        IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME)).map_err(arrow)?;
+    let mut writer = StreamWriter::try_new_with_options(BufWriter::new(file), schema, options).map_err(arrow)?;
+    let mut failed = None;
+    let read = part.stream(&mut |batch, _| {
+        if let Err(e) = writer.write(&batch) {
+            failed = Some(arrow(e));
+        }
+        failed.is_none() && !stop.load(Ordering::Relaxed)
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    read?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(SourceError::Cancelled);
+    }
+    writer.finish().map_err(arrow)?;
+    let mut file = writer.into_inner().map_err(arrow)?.into_inner().map_err(|e| io(e.into_error()))?;
+    file.rewind().map_err(io)?;
+    Ok(file)
+}
+
+/// Hand a spilled partition's batches on, in order; `Ok(false)` when the consumer
+/// stopped.
+fn replay(file: File, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<bool, SourceError> {
+    let arrow = |e: arrow_schema::ArrowError| SourceError::Plan(format!("reading a partition's temporary file: {e}"));
+    let reader = StreamReader::try_new(BufReader::new(file), None).map_err(arrow)?;
+    for batch in reader {
+        if !emit(batch.map_err(arrow)?, None) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_cover_every_value_once_in_order() {
+        let r = Split::ranges(&[10, 20]);
+        assert_eq!(
+            r,
+            vec![
+                KeyRange { lo: None, hi: Some(10) },
+                KeyRange { lo: Some(10), hi: Some(20) },
+                KeyRange { lo: Some(20), hi: None }
+            ]
+        );
+        assert_eq!(Split::ranges(&[]), vec![KeyRange::default()]);
+    }
+
+    #[test]
+    fn parallel_parses_a_count_or_auto_and_refuses_the_rest() {
+        assert_eq!("3".parse::<Parallel>(), Ok(Parallel::Partitions(3)));
+        assert!(matches!("auto".parse::<Parallel>(), Ok(Parallel::Auto(_))));
+        for bad in ["0", "65", "-1", "two", ""] {
+            let e = bad.parse::<Parallel>().unwrap_err();
+            assert!(e.contains("from 1 to 64"), "{bad}: {e}");
+        }
+    }
+}
