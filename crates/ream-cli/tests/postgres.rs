@@ -342,6 +342,26 @@ fn a_parallel_read_sees_one_snapshot_on_every_partition_while_others_write() {
 }
 
 #[test]
+fn killed_partitions_each_resume_from_their_own_cursor_and_every_row_comes_once() {
+    let Some(db) = PgDb::create("parallel_resume") else { return };
+    numbers(&db, 400_000);
+    let expected = db.psql("COPY (SELECT * FROM nums ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
+    let args = ["run", "--source", &db.url, "--table", "nums", "--parallel", "3", "--batch-size", "100"];
+    let (child, out, first) = start(&args);
+    // Partition 0 is read as slowly as the reader takes it; each kill ends every
+    // connection of ours there is, the later partitions' while they still read.
+    let reader = slow_reader(out, first);
+    let mut killed = vec![];
+    let kills = kill_times(3, || db.kill_new_ream_sessions(&mut killed));
+    let text = reader.join().unwrap();
+    let (code, err) = wait(child);
+    assert_eq!(kills, 3, "the run ended before it was killed 3 times");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.matches("resumed (attempt").count() >= 3, "{err}");
+    assert!(text.as_bytes() == expected.as_slice(), "rows lost or repeated across the partitions' resumes");
+}
+
+#[test]
 fn ctrl_c_stops_the_query_of_every_partition_on_the_server() {
     let Some((db, reports)) = pg_report("parallel_cancel", 200_000, "slow", 100, "pg_sleep(0.0005)::text") else {
         return;

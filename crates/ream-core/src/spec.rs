@@ -195,6 +195,21 @@ pub struct SourceConfig {
     /// and the cores). `ream run --parallel` overrides it. Default: one connection.
     #[serde(default)]
     pub parallel: Option<Parallel>,
+    /// `key` (default): rows in the order of the group fields, then the key. `any`: in
+    /// whatever order the database finds them (no ORDER BY, no sort), for an export of
+    /// rows nothing downstream needs in order; a parallel read then interleaves its
+    /// partitions' batches as they come.
+    #[serde(default)]
+    pub order: Option<RowOrder>,
+}
+
+/// In which order a read's rows come ([`SourceConfig::order`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RowOrder {
+    #[default]
+    Key,
+    Any,
 }
 
 /// How many connections a read uses ([`SourceConfig::parallel`], `--parallel`).

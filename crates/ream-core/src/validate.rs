@@ -96,6 +96,20 @@ pub fn parse_spec(spec: &Spec) -> Result<Parsed, Vec<SpecError>> {
         (Some(t), None) if t.trim().is_empty() => err("source.table".into(), "is empty".into()),
         _ => {}
     }
+    if src.order == Some(crate::spec::RowOrder::Any) {
+        let needs_order = [
+            (!spec.groups.is_empty()).then_some("groups (they need the rows ordered by their fields)"),
+            spec.burst.is_some().then_some("`burst` (it needs the rows ordered by its field)"),
+            spec.variables
+                .values()
+                .flat_map(|v| v.aggregates())
+                .any(|(a, _)| matches!(a, crate::spec::Aggregate::First | crate::spec::Aggregate::Last))
+                .then_some("a `first` or `last` variable (it needs the rows in key order)"),
+        ];
+        if let Some(why) = needs_order.into_iter().flatten().next() {
+            err("source.order".into(), format!("`any` gives the rows in no order, and the report has {why}"));
+        }
+    }
     if src.batch_size == Some(0) {
         err("source.batch_size".into(), "must be at least 1".into());
     }

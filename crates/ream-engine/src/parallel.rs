@@ -11,7 +11,9 @@
 //! - [`Partitioned`] is the read: partition 0 streams straight through, while each later
 //!   partition reads at once into an unnamed temporary file (Arrow IPC, LZ4), replayed
 //!   in order once the partitions before it are done. Memory stays one batch per
-//!   partition; disk holds the later partitions' rows until they are replayed.
+//!   partition; disk holds the later partitions' rows until they are replayed. With
+//!   `source.order: any` every partition's batches interleave as they come instead,
+//!   with no temporary files.
 //!
 //! Each partition is a source of its own, with its own resume loop (a lost connection
 //! resumes that partition from its cursor) and its own cancel hook on the run's token.
@@ -43,6 +45,8 @@ pub(crate) struct Ask<'a> {
     pub parallel: Option<Parallel>,
     pub url: &'a SourceUrl,
     pub snapshot: Snapshot,
+    /// Rows in any order (`source.order: any`): batches interleave as they come.
+    pub interleave: bool,
     pub why_not: Option<String>,
 }
 
@@ -95,7 +99,8 @@ pub(crate) fn plan(mut probe: Box<dyn Source>, ask: Ask<'_>, open: &OpenPart<'_>
     let mut plan = probe.plan().clone();
     plan.sql = parts[0].plan().sql.clone();
     plan.parallel = Some(Ok(count));
-    Ok((Box::new(Partitioned { probe, parts, plan }), Some(Ok(count))))
+    let interleave = ask.interleave;
+    Ok((Box::new(Partitioned { probe, parts, plan, interleave }), Some(Ok(count))))
 }
 
 /// `auto`: the cores, at most [`AUTO_MAX`], and no more than the rows fill; at least 2,
@@ -157,6 +162,8 @@ pub(crate) struct Partitioned {
     probe: Box<dyn Source>,
     parts: Vec<Box<dyn Source>>,
     plan: ReadPlan,
+    /// Hand batches on as they come from any partition, with no temporary files.
+    interleave: bool,
 }
 
 impl Source for Partitioned {
@@ -173,6 +180,9 @@ impl Source for Partitioned {
     }
 
     fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+        if self.interleave {
+            return interleaved(&mut self.parts, emit);
+        }
         let schema = self.probe.schema();
         let (first, later) = self.parts.split_first_mut().ok_or(SourceError::Plan("no partitions".into()))?;
         // Set when the run needs no more rows (the consumer stopped, or a partition
@@ -244,6 +254,67 @@ impl Source for Partitioned {
             }
         })
     }
+}
+
+/// What a partition's reader sends when its rows interleave: batches, then an explicit
+/// end, so a reader that dies is a failed run, never a short one.
+enum PartMsg {
+    Batch(RecordBatch),
+    Done(Result<(), SourceError>),
+}
+
+/// Every partition at once, each batch handed on as it comes (`source.order: any`).
+/// The queue holds two batches per partition, so memory stays bounded.
+fn interleaved(
+    parts: &mut [Box<dyn Source>],
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> Result<(), SourceError> {
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::bounded::<PartMsg>(2 * parts.len());
+    std::thread::scope(|scope| {
+        let mut running = 0;
+        for (i, part) in parts.iter_mut().enumerate() {
+            let (tx, stop) = (tx.clone(), &stop);
+            let read = move || {
+                let sent = part.stream(&mut |b, _| !stop.load(Ordering::Relaxed) && tx.send(PartMsg::Batch(b)).is_ok());
+                let _ = tx.send(PartMsg::Done(sent));
+            };
+            match std::thread::Builder::new().name(format!("ream-part-{i}")).spawn_scoped(scope, read) {
+                Ok(_) => running += 1,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(SourceError::Plan(format!("starting a partition's reader: {e}")));
+                }
+            }
+        }
+        drop(tx);
+        let outcome = take_interleaved(&rx, running, emit);
+        // Whatever ended the run, the readers stop and the queue drains so none blocks.
+        stop.store(true, Ordering::Relaxed);
+        while rx.recv().is_ok() {}
+        outcome
+    })
+}
+
+/// Hand on batches until `running` partitions are done.
+fn take_interleaved(
+    rx: &crossbeam_channel::Receiver<PartMsg>,
+    mut running: usize,
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> Result<(), SourceError> {
+    while running > 0 {
+        match rx.recv() {
+            Ok(PartMsg::Batch(b)) => {
+                if !emit(b, None) {
+                    return Ok(());
+                }
+            }
+            Ok(PartMsg::Done(Ok(()))) => running -= 1,
+            Ok(PartMsg::Done(Err(e))) => return Err(e),
+            Err(_) => return Err(died()),
+        }
+    }
+    Ok(())
 }
 
 /// A partition's reader thread died (a panic): the run fails rather than ending short.

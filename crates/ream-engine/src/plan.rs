@@ -509,7 +509,13 @@ fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<
             .map_err(|e| split_field_missing(opts, &e).unwrap_or(EngineError::Source { report: None, source: e }))
     };
     let source = open(&req)?;
-    let ask = crate::parallel::Ask { parallel: opts.parallel, url: &parsed, snapshot: req.snapshot, why_not: None };
+    let ask = crate::parallel::Ask {
+        parallel: opts.parallel,
+        url: &parsed,
+        snapshot: req.snapshot,
+        interleave: false,
+        why_not: None,
+    };
     let part = |range, snapshot| open(&ReadRequest { range: Some(range), import_snapshot: snapshot, ..req.clone() });
     crate::parallel::plan(source, ask, &part)
 }
@@ -576,6 +582,9 @@ fn prepare_adhoc(adhoc: AdHoc, opts: &RunOptions, cancel: CancelToken) -> Result
 
 /// A summary report without `first`/`last` does not care about row order inside groups.
 fn within_groups(spec: &ream_core::Spec) -> WithinGroups {
+    if spec.source.order == Some(ream_core::spec::RowOrder::Any) {
+        return WithinGroups::AnyOrder;
+    }
     let order_sensitive = spec
         .variables
         .values()
@@ -693,6 +702,10 @@ fn read_request(
         ..Default::default()
     };
     apply_options(&mut req, opts, Some(src));
+    // Rows in any order: one statement with no ORDER BY (pages would need one).
+    if src.order == Some(ream_core::spec::RowOrder::Any) && req.strategy == Strategy::Auto {
+        req.strategy = Strategy::Cursor;
+    }
     // A burst run reads in the order of its field first: one burst is open at a time.
     if let Some(b) = spec.burst.as_ref().filter(|_| opts.burst) {
         req.order_prefix.retain(|f| f != &b.by);
@@ -755,6 +768,7 @@ fn parallelize(
         parallel: asked,
         url: &parsed,
         snapshot: req.snapshot,
+        interleave: spec.source.order == Some(ream_core::spec::RowOrder::Any),
         why_not: opened.stages.is_some().then(|| "the database aggregates the report (pushdown)".to_string()),
     };
     let open = |range, snapshot| {

@@ -104,6 +104,7 @@ fn mysql_type(dt: &DataType) -> String {
 }
 
 /// One column of the read order.
+#[derive(Clone)]
 pub(crate) struct OrderCol {
     pub name: String,
     pub expr: String,
@@ -147,6 +148,9 @@ pub(crate) struct Shape {
     pub aggregated: bool,
     /// A parallel read's partition, on its column's expression (see [`Shape::restrict`]).
     pub range: Option<RangeOn>,
+    /// The first order column of a read whose order was dropped (rows in any order):
+    /// what it is partitioned on.
+    pub unordered_first: Option<OrderCol>,
 }
 
 /// A partition's range and the column it is on.
@@ -175,6 +179,7 @@ impl Shape {
             group_by: vec![],
             aggregated: false,
             range: None,
+            unordered_first: None,
         }
     }
 
@@ -291,10 +296,16 @@ impl Shape {
         Ok(())
     }
 
+    /// The column a parallel read is cut on: the first of the order, or of the order
+    /// the read would have had, where its rows come in any order.
+    pub fn partition_column(&self) -> Option<&OrderCol> {
+        self.order.first().or(self.unordered_first.as_ref())
+    }
+
     /// `SELECT min(e), max(e)` of the first order column over the read's rows, as
     /// 64-bit integers (`None` without an order).
     pub fn extent_sql(&self) -> Option<BoundSql> {
-        let e = &self.order.first()?.expr;
+        let e = &self.partition_column()?.expr;
         let int = |x: String| match self.dialect.cast_type {
             Some(cast) => format!("CAST({x} AS {})", cast(&DataType::Int64)),
             None => x,
@@ -322,6 +333,9 @@ impl Shape {
     /// Keep only the group fields in the order: one statement that need not order rows
     /// inside a group. The order then names no single row.
     pub fn order_by_groups_only(&mut self) {
+        if self.unordered_first.is_none() {
+            self.unordered_first = self.order.first().cloned();
+        }
         self.order.truncate(self.prefix_len);
         self.unique_order = false;
     }

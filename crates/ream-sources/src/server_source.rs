@@ -578,7 +578,7 @@ impl<D: Driver> ServerSource<D> {
 
     /// Why this read cannot be split on its first order column, if it cannot.
     fn unsplittable(&self) -> Option<String> {
-        let first = self.shape.order.first()?;
+        let first = self.shape.partition_column()?;
         let ty = self.schema.fields().get(first.select_index).map(|f| f.data_type().clone());
         if self.shape.aggregated {
             return Some("the database aggregates (pushdown)".into());
@@ -592,7 +592,7 @@ impl<D: Driver> ServerSource<D> {
     /// The base table and column of the first order column, when it is one.
     fn first_order_base_column(&self) -> Option<(String, String)> {
         let table = self.shape.table.clone().filter(|_| self.shape.from_sql.is_none())?;
-        let first = self.shape.order.first()?;
+        let first = self.shape.partition_column()?;
         let column = crate::keys::base_column(&first.expr, &table, !self.shape.joins.is_empty(), D::CATALOGUE.case)?;
         Some((table, column))
     }

@@ -856,7 +856,7 @@ impl Source for SqliteSource {
     /// Ranges of equal width between the first order column's least and greatest value
     /// (SQLite keeps no histogram; a rowid or an indexed key makes both one lookup).
     fn split_points(&mut self, n: usize) -> Result<crate::Split, SourceError> {
-        let Some(first) = self.shape.order.first() else {
+        let Some(first) = self.shape.partition_column() else {
             return Ok(crate::Split::No("the read has no order".into()));
         };
         let ty = self.schema_ref().fields().get(first.select_index).map(|f| f.data_type().clone());
