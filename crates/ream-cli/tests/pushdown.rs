@@ -95,7 +95,8 @@ fn exact_spec(url: &str, decimals: bool) -> String {
 fn float_spec(url: &str, moments: bool) -> String {
     let mut vars = String::from(
         "  sum_x: { sum: x, reset: status }\n  sum_x_all: { sum: x }\n  avg_x: { avg: x, reset: region }\n  \
-         avg_qty: { avg: qty, reset: status }\n  avg_qty_all: { avg: qty }\n",
+         avg_qty: { avg: qty, reset: status }\n  avg_qty_all: { avg: qty }\n  \
+         sum_priced: { sum: priced, reset: status }\n  avg_priced: { avg: priced, reset: region }\n",
     );
     if moments {
         vars.push_str(
@@ -104,7 +105,8 @@ fn float_spec(url: &str, moments: bool) -> String {
         );
     }
     format!(
-        "report: floats\nsource:\n  url: \"{url}\"\n  table: t\ngroups:\n  - by: region\n  - by: status\nvariables:\n{vars}detail: false\n"
+        "report: floats\nsource:\n  url: \"{url}\"\n  table: t\n  columns:\n    region: region\n    status: status\n    \
+         x: x\n    qty: qty\n    amount: amount\n    priced: {{ expr: \"amount * 1.5 - qty\", type: float }}\ngroups:\n  - by: region\n  - by: status\nvariables:\n{vars}detail: false\n"
     )
 }
 

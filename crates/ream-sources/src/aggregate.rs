@@ -80,11 +80,7 @@ impl PartialOf {
 
     /// Its SQL over the field's expression `e`.
     fn sql(&self, dialect: &SqlDialect, e: &str) -> String {
-        let double = match dialect.bind {
-            ream_core::sql::Dialect::Postgres => "DOUBLE PRECISION",
-            ream_core::sql::Dialect::Mysql => "DOUBLE",
-            ream_core::sql::Dialect::Sqlite => "REAL",
-        };
+        let double = double_of(dialect);
         match self {
             PartialOf::Rows => "COUNT(*)".into(),
             PartialOf::Count(_) => format!("COUNT({e})"),
@@ -116,6 +112,15 @@ impl PartialOf {
     }
 }
 
+/// The dialect's name for a double.
+fn double_of(dialect: &SqlDialect) -> &'static str {
+    match dialect.bind {
+        ream_core::sql::Dialect::Postgres => "DOUBLE PRECISION",
+        ream_core::sql::Dialect::Mysql => "DOUBLE",
+        ream_core::sql::Dialect::Sqlite => "REAL",
+    }
+}
+
 /// Turn the resolved base read in `shape` (its fields `names`) into the aggregated read:
 /// the group fields' expressions, then each partial over its field's, grouped by the
 /// group fields. Returns the new field names and, for each, the base field it comes from.
@@ -141,7 +146,15 @@ pub(crate) fn aggregate_shape(
     for p in &agg.partials {
         let base = p.of.field().map(index).transpose()?;
         let e = base.map_or_else(String::new, |i| shape.exprs[i].clone());
-        exprs.push(p.of.sql(shape.dialect, &e));
+        // A sum of a field declared `float` sums the expression as the database has it
+        // (numeric: exactly) and casts the sum once, not each row: TPC-H Q1 on PostgreSQL
+        // took 2.95 s with a cast per row, 2.21 s so (psql's own Q1: 2.17 s). The sum is
+        // then the exact one rounded, within the streaming path's float sum's 1e-9.
+        let uncast = base.and_then(|i| shape.float_casts.get(&i)).filter(|_| matches!(p.of, PartialOf::Sum(_)));
+        exprs.push(match uncast {
+            Some(inner) => format!("CAST(SUM({inner}) AS {})", double_of(shape.dialect)),
+            None => p.of.sql(shape.dialect, &e),
+        });
         out.push(p.name.clone());
         from.push(base);
     }

@@ -151,6 +151,10 @@ pub(crate) struct Shape {
     /// The first order column of a read whose order was dropped (rows in any order):
     /// what it is partitioned on.
     pub unordered_first: Option<OrderCol>,
+    /// Fields declared `float` whose expression is cast in the database, by field index:
+    /// the expression before the cast. An aggregated read sums it uncast, then casts the
+    /// sum (see [`crate::aggregate`]).
+    pub float_casts: std::collections::HashMap<usize, String>,
 }
 
 /// A partition's range and the column it is on.
@@ -180,6 +184,7 @@ impl Shape {
             aggregated: false,
             range: None,
             unordered_first: None,
+            float_casts: Default::default(),
         }
     }
 

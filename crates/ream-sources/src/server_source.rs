@@ -205,10 +205,13 @@ impl<D: Driver> ServerSource<D> {
             let table = self.shape.table.clone().unwrap_or_default();
             (format!("SELECT {table}.* FROM {table}{} LIMIT 0", self.shape.joins_sql()), Some(table))
         } else {
-            for (_, col) in &req.columns {
+            for (i, (_, col)) in req.columns.iter().enumerate() {
                 let expr = match (col.declared_type(), D::DIALECT.cast_type) {
                     (Some(t), Some(cast)) => {
                         let dt = parse_type_name(t).map_err(SourceError::Plan)?;
+                        if dt == DataType::Float64 {
+                            self.shape.float_casts.insert(i, col.expr().to_string());
+                        }
                         format!("CAST(({}) AS {})", col.expr(), cast(&dt))
                     }
                     _ => col.expr().to_string(),
