@@ -250,6 +250,38 @@ fn wait(mut child: std::process::Child) -> (i32, String) {
     (status.code().unwrap_or(-1), err)
 }
 
+/// Another connection committing `statement(k)` for k = 1, 2, … until stopped.
+struct Writer {
+    done: Arc<AtomicBool>,
+    commits: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(db: &PgDb, statement: impl Fn(i64) -> String + Send + 'static) -> Writer {
+        let done = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let (stop, count, url) = (done.clone(), commits.clone(), db.url.clone());
+        let thread = std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let mut k = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                c.batch_execute(&statement(k)).unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Writer { done, commits, thread }
+    }
+
+    /// Stop writing; how many commits there were.
+    fn stop(self) -> usize {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
 #[test]
 fn a_run_reads_one_snapshot_while_others_write() {
     let Some(db) = PgDb::create("snapshot") else { return };
@@ -261,36 +293,23 @@ fn a_run_reads_one_snapshot_while_others_write() {
         let (child, out, first) =
             start(&["run", "--source", &db.url, "--table", "nums", "--strategy", strategy, "--batch-size", "500"]);
         // Others write all through the run: updates, deletes and inserts, committed.
-        let done = Arc::new(AtomicBool::new(false));
-        let commits = Arc::new(AtomicUsize::new(0));
-        let writer = {
-            let (done, commits, url) = (done.clone(), commits.clone(), db.url.clone());
-            std::thread::spawn(move || {
-                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-                let mut k = 0i64;
-                while !done.load(Ordering::Relaxed) {
-                    k += 1;
-                    c.batch_execute(&format!(
-                        "UPDATE nums SET v = v + 1, label = 'changed' WHERE id % 1000 = {m};
-                         DELETE FROM nums WHERE id = {d};
-                         INSERT INTO nums VALUES ({i}, 0, 'new') ON CONFLICT DO NOTHING;",
-                        m = k % 1000,
-                        d = (k * 7919) % 1_000_000 + 1,
-                        i = 2_000_000 + k
-                    ))
-                    .unwrap();
-                    commits.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        };
+        let writer = Writer::start(&db, |k| {
+            format!(
+                "UPDATE nums SET v = v + 1, label = 'changed' WHERE id % 1000 = {m};
+                 DELETE FROM nums WHERE id = {d};
+                 INSERT INTO nums VALUES ({i}, 0, 'new') ON CONFLICT DO NOTHING;",
+                m = k % 1000,
+                d = (k * 7919) % 1_000_000 + 1,
+                i = 2_000_000 + k
+            )
+        });
         // ream's output fills the pipe, so it waits mid-run with its snapshot open until
         // the writers have committed: the run cannot end first, however fast it is.
-        wait_for(&commits, 5);
+        wait_for(&writer.commits, 5);
         let (code, text, err) = finish(child, out, first);
-        done.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
+        let commits = writer.stop();
         assert_eq!(code, 0, "{err}");
-        assert!(commits.load(Ordering::Relaxed) >= 5, "the writers did not get to write during the run");
+        assert!(commits >= 5, "the writers did not get to write during the run");
         assert!(text.as_bytes() == before.as_slice(), "{strategy}: the output is not the table as it was at the start");
     }
     let after = db.psql("COPY (SELECT * FROM nums ORDER BY id) TO STDOUT (FORMAT csv, HEADER)");
@@ -309,31 +328,18 @@ fn a_parallel_read_sees_one_snapshot_on_every_partition_while_others_write() {
     let start_sum = sum(&String::from_utf8(db.psql("COPY nums TO STDOUT (FORMAT csv, HEADER)")).unwrap());
     // Every commit moves 1 from a row of the last partition to a row of the first: any one
     // snapshot holds the same sum, while partitions that read different ones would not.
-    let done = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicUsize::new(0));
-    let writer = {
-        let (done, commits, url) = (done.clone(), commits.clone(), db.url.clone());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            let mut k = 0i64;
-            while !done.load(Ordering::Relaxed) {
-                k += 1;
-                c.batch_execute(&format!(
-                    "BEGIN; UPDATE nums SET v = v + 1 WHERE id = {lo}; UPDATE nums SET v = v - 1 WHERE id = {hi}; COMMIT;",
-                    lo = k % 1000 + 1,
-                    hi = rows - k % 1000
-                ))
-                .unwrap();
-                commits.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
-    wait_for(&commits, 5);
-    let before = commits.load(Ordering::Relaxed);
+    let writer = Writer::start(&db, move |k| {
+        format!(
+            "BEGIN; UPDATE nums SET v = v + 1 WHERE id = {lo}; UPDATE nums SET v = v - 1 WHERE id = {hi}; COMMIT;",
+            lo = k % 1000 + 1,
+            hi = rows - k % 1000
+        )
+    });
+    wait_for(&writer.commits, 5);
+    let before = writer.commits.load(Ordering::Relaxed);
     let r = run(&["run", "--source", &db.url, "--table", "nums", "--parallel", "3", "--batch-size", "500"]);
-    let during = commits.load(Ordering::Relaxed) - before;
-    done.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    let during = writer.commits.load(Ordering::Relaxed) - before;
+    writer.stop();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(during >= 5, "the writer did not commit during the run ({during})");
     assert_eq!(sum(&r.text()), (rows, start_sum.1), "the partitions did not read one snapshot");

@@ -239,14 +239,7 @@ mod tests {
     #[test]
     fn the_memory_estimate_counts_the_bytes_of_the_batches_held_until_they_are_processed() {
         let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)]));
-        let plan = ReadPlan {
-            strategy: Strategy::Cursor,
-            reason: String::new(),
-            sql: String::new(),
-            order: vec![],
-            pushdown: None,
-            parallel: None,
-        };
+        let plan = ReadPlan::asked(Strategy::Cursor);
         let source = Wide { schema, plan, batches: 5, width: 100_000 };
         let progress = Arc::new(Progress::new());
         let started = spawn_source(Box::new(source), CancelToken::new(), progress.clone(), "r".into());

@@ -359,6 +359,13 @@ pub struct ReadPlan {
     pub parallel: Option<Result<usize, String>>,
 }
 
+impl ReadPlan {
+    /// The plan of a source not yet resolved: the strategy asked for, nothing else.
+    pub fn asked(strategy: Strategy) -> ReadPlan {
+        ReadPlan { strategy, reason: String::new(), sql: String::new(), order: vec![], pushdown: None, parallel: None }
+    }
+}
+
 /// Source errors, with the context needed to act on them.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

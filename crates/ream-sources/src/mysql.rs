@@ -455,6 +455,16 @@ impl MyDriver {
     fn client(&mut self) -> Result<&mut Conn, SourceError> {
         self.conn.as_mut().ok_or_else(|| SourceError::Plan("no connection to the database".into()))
     }
+
+    /// The rows of `sql` with `q`'s parameters, all at once (a plan, or a few numbers).
+    fn rows_of(&mut self, sql: &str, q: &PageQuery) -> Result<Vec<Row>, SourceError> {
+        let conn = self.client()?;
+        runtime().block_on(conn.exec(sql, params_of(q))).map_err(|e| SourceError::Prepare {
+            sql: sql.to_string(),
+            message: message(&e),
+            at: None,
+        })
+    }
 }
 
 /// Rows of `result` into `rows` until they end or the consumer stops.
@@ -556,24 +566,12 @@ impl Driver for MyDriver {
     }
 
     fn ints(&mut self, q: &PageQuery) -> Result<Vec<Vec<Option<i64>>>, SourceError> {
-        let sql = q.bound.sql.clone();
-        let conn = self.client()?;
-        let rows: Vec<Row> = runtime().block_on(conn.exec(&sql, params_of(q))).map_err(|e| SourceError::Prepare {
-            sql: sql.clone(),
-            message: message(&e),
-            at: None,
-        })?;
+        let rows = self.rows_of(&q.bound.sql, q)?;
         Ok(rows.iter().map(|r| (0..r.len()).map(|i| r.get::<Option<i64>, _>(i).flatten()).collect()).collect())
     }
 
     fn needs_sort(&mut self, q: &PageQuery) -> Result<bool, SourceError> {
-        let sql = format!("EXPLAIN {}", q.bound.sql);
-        let conn = self.client()?;
-        let rows: Vec<Row> = runtime().block_on(conn.exec(&sql, params_of(q))).map_err(|e| SourceError::Prepare {
-            sql: sql.clone(),
-            message: message(&e),
-            at: None,
-        })?;
+        let rows = self.rows_of(&format!("EXPLAIN {}", q.bound.sql), q)?;
         Ok(rows.iter().any(|r| {
             r.columns_ref()
                 .iter()

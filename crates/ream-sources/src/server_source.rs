@@ -155,14 +155,7 @@ impl<D: Driver> ServerSource<D> {
             retries: req.retries,
             count: req.count,
             resumes: req.resumes.clone(),
-            plan: ReadPlan {
-                strategy: req.strategy,
-                reason: String::new(),
-                sql: String::new(),
-                order: vec![],
-                pushdown: None,
-                parallel: None,
-            },
+            plan: ReadPlan::asked(req.strategy),
             cancel,
         };
         let snapshot = src.snapshot;

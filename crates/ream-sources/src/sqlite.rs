@@ -177,14 +177,7 @@ impl SqliteSource {
             batch_bytes: req.batch_bytes,
             batch_limit: req.batch_limit.clone(),
             start_after: req.start_after.clone(),
-            plan: ReadPlan {
-                strategy: req.strategy,
-                reason: String::new(),
-                sql: String::new(),
-                order: vec![],
-                pushdown: None,
-                parallel: None,
-            },
+            plan: ReadPlan::asked(req.strategy),
             cancel,
         };
         src.resolve_fields(req)?;
