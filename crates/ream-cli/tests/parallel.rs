@@ -154,6 +154,21 @@ fn what_cannot_be_read_in_parallel_reads_serially_and_says_why() {
         let serial: Vec<&str> = args.iter().copied().filter(|a| !["--parallel", "2", "3"].contains(a)).collect();
         assert!(output(&args) == output(&serial), "{why}");
     }
+    // `auto` on a read it would split: the cores decide (half of them, SQLite sharing the
+    // machine), so on 2 cores it reads serially and says why.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE big (id INTEGER PRIMARY KEY); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL \
+             SELECT i + 1 FROM n WHERE i < 1000000) INSERT INTO big SELECT i FROM n;",
+        )
+        .unwrap();
+    let plan = explain(&["run", "--source", &url, "--table", "big", "--parallel", "auto"]);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    match cores / 2 {
+        n if n >= 2 => assert!(plan.contains("parallel: 2 partitions"), "{cores} cores: {plan}"),
+        _ => assert!(plan.contains(&format!("parallel: no (auto: {cores} cores, shared with the database")), "{plan}"),
+    }
     let r = run(&["run", "--source", &url, "--table", "t", "--parallel", "0"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("from 1 to 64"), "{}", r.stderr);

@@ -82,7 +82,7 @@ pub(crate) fn plan(mut probe: Box<dyn Source>, ask: Ask<'_>, open: &OpenPart<'_>
     }
     let n = match explicit {
         Some(n) => n,
-        None => match auto_partitions(probe.as_ref()) {
+        None => match auto_partitions(probe.as_ref(), ask.url) {
             Ok(n) => n,
             Err(why) => return serial(probe, why),
         },
@@ -103,19 +103,48 @@ pub(crate) fn plan(mut probe: Box<dyn Source>, ask: Ask<'_>, open: &OpenPart<'_>
     Ok((Box::new(Partitioned { probe, parts, plan, interleave }), Some(Ok(count))))
 }
 
-/// `auto`: the cores, at most [`AUTO_MAX`], and no more than the rows fill; at least 2,
-/// or why the read stays serial.
-fn auto_partitions(probe: &dyn Source) -> Result<usize, String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(AUTO_MAX);
-    if cores < 2 {
-        return Err("auto: one core".into());
-    }
+/// `auto`: no more partitions than the rows fill, nor than the cores can run, at most
+/// [`AUTO_MAX`]; at least 2, or why the read stays serial.
+///
+/// A serial read already keeps two threads busy (decoding, rendering), and each partition
+/// adds a reader, and a server backend when the database shares the machine. Measured on
+/// 2 cores with PostgreSQL on the same machine (BENCHMARKS.md): the serial export used
+/// both cores, and `--parallel 2` took 5% longer. So a database on this machine gets half
+/// the cores, one elsewhere all but one.
+fn auto_partitions(probe: &dyn Source, url: &SourceUrl) -> Result<usize, String> {
     let rows = probe.rows_estimate().map(|count| count()).transpose().map_err(|e| e.to_string())?;
-    match rows {
-        Some(rows) if rows >= AUTO_MIN_ROWS => Ok(cores.min((rows / AUTO_ROWS_PER_PARTITION) as usize).max(2)),
-        Some(rows) => Err(format!("auto: {rows} rows read quickly on one connection")),
-        None => Err("auto: the read's size is unknown".into()),
+    let rows = match rows {
+        Some(rows) if rows >= AUTO_MIN_ROWS => rows,
+        Some(rows) => return Err(format!("auto: {rows} rows read quickly on one connection")),
+        None => return Err("auto: the read's size is unknown".into()),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (usable, whose) = match on_this_machine(url) {
+        true => (cores / 2, "shared with the database on this machine"),
+        false => (cores.saturating_sub(1), "one of them rendering"),
+    };
+    let n = usable.min(AUTO_MAX).min((rows / AUTO_ROWS_PER_PARTITION) as usize);
+    match n {
+        n if n >= 2 => Ok(n),
+        _ => Err(format!("auto: {cores} cores, {whose}, are kept busy by one read")),
     }
+}
+
+/// Whether the database runs on this machine (SQLite, or a server on localhost or a
+/// socket), so its work takes the same cores as ream's.
+fn on_this_machine(url: &SourceUrl) -> bool {
+    let raw = match url {
+        SourceUrl::Sqlite(_) => return true,
+        SourceUrl::Postgres(u) | SourceUrl::Mysql(u) => u.as_str(),
+    };
+    let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    matches!(host, "" | "localhost" | "::1") || host.starts_with("127.") || raw.contains("host=/")
 }
 
 /// Open every partition. On SQLite, each begins a read transaction of its own, so they
@@ -380,6 +409,18 @@ mod tests {
             ]
         );
         assert_eq!(Split::ranges(&[]), vec![KeyRange::default()]);
+    }
+
+    #[test]
+    fn a_database_on_localhost_a_socket_or_a_file_shares_this_machine() {
+        let pg = |u: &str| SourceUrl::Postgres(u.into());
+        assert!(on_this_machine(&SourceUrl::Sqlite("x.db".into())));
+        assert!(on_this_machine(&pg("postgres://u:p@127.0.0.1:5432/db")));
+        assert!(on_this_machine(&pg("postgres://u@localhost/db")));
+        assert!(on_this_machine(&pg("postgres://u@[::1]:5432/db")));
+        assert!(on_this_machine(&pg("postgres:///db?host=/var/run/postgresql")));
+        assert!(!on_this_machine(&pg("postgres://u:p@db.internal:5432/db")));
+        assert!(!on_this_machine(&SourceUrl::Mysql("mysql://root@10.0.0.7/shop".into())));
     }
 
     #[test]
