@@ -21,6 +21,8 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek};
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(test)]
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
@@ -217,71 +219,74 @@ impl Source for Partitioned {
         // Set when the run needs no more rows (the consumer stopped, or a partition
         // failed): every partition stops at its next batch.
         let stop = AtomicBool::new(false);
-        let mut consumer_stopped = false;
         std::thread::scope(|scope| {
             let mut spills = Vec::with_capacity(later.len());
             for (i, part) in later.iter_mut().enumerate() {
                 let (stop, schema) = (&stop, schema.clone());
-                let handle =
-                    std::thread::Builder::new().name(format!("ream-part-{}", i + 1)).spawn_scoped(scope, move || {
-                        spill(part.as_mut(), &schema, stop).inspect_err(|_| stop.store(true, Ordering::Relaxed))
-                    });
-                match handle {
+                let read =
+                    move || spill(part.as_mut(), &schema, stop).inspect_err(|_| stop.store(true, Ordering::Relaxed));
+                match std::thread::Builder::new().name(format!("ream-part-{}", i + 1)).spawn_scoped(scope, read) {
                     Ok(h) => spills.push(h),
                     Err(e) => {
                         stop.store(true, Ordering::Relaxed);
+                        spills.into_iter().for_each(|h| drop(h.join()));
                         return Err(SourceError::Plan(format!("starting a partition's reader: {e}")));
                     }
                 }
             }
-            let streamed = first.stream(&mut |batch, cursor| {
-                if stop.load(Ordering::Relaxed) {
-                    return false;
-                }
-                consumer_stopped = !emit(batch, cursor);
-                !consumer_stopped
-            });
-            let fail = |e: SourceError| {
-                stop.store(true, Ordering::Relaxed);
-                Err(e)
-            };
-            if let Err(e) = streamed {
-                return fail(e);
-            }
-            if consumer_stopped {
-                stop.store(true, Ordering::Relaxed);
-                return Ok(());
-            }
-            // Partition 0 is whole unless a later partition failed and stopped it. After a
-            // stop, the first real failure is the run's error; none means a cancel.
-            let mut cut_short = stop.load(Ordering::Relaxed);
-            let mut failure = None;
-            for handle in spills {
-                let spilled = handle.join().unwrap_or_else(|_| Err(died()));
-                match spilled {
-                    Ok(file) if !cut_short => match replay(file, emit) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            stop.store(true, Ordering::Relaxed);
-                            return Ok(());
-                        }
-                        Err(e) => return fail(e),
-                    },
-                    Ok(_) => {}
-                    Err(SourceError::Cancelled) => cut_short = true,
-                    Err(e) => {
-                        stop.store(true, Ordering::Relaxed);
-                        cut_short = true;
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-            match failure {
-                Some(e) => Err(e),
-                None if cut_short => Err(SourceError::Cancelled),
-                None => Ok(()),
-            }
+            let mut spills = spills.into_iter();
+            let outcome = in_order(first.as_mut(), &mut spills, &stop, emit);
+            // Whatever the outcome, the rest stop and are joined here, so a reader that
+            // panicked meanwhile is not the scope's panic.
+            stop.store(true, Ordering::Relaxed);
+            spills.for_each(|h| drop(h.join()));
+            outcome
         })
+    }
+}
+
+/// Partition 0 straight through, then each spilled partition in turn.
+fn in_order<'s>(
+    first: &mut dyn Source,
+    spills: &mut impl Iterator<Item = std::thread::ScopedJoinHandle<'s, Result<File, SourceError>>>,
+    stop: &AtomicBool,
+    emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool,
+) -> Result<(), SourceError> {
+    let mut consumer_stopped = false;
+    first.stream(&mut |batch, cursor| {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        consumer_stopped = !emit(batch, cursor);
+        !consumer_stopped
+    })?;
+    if consumer_stopped {
+        return Ok(());
+    }
+    // Partition 0 is whole unless a later partition failed and stopped it. After a stop,
+    // the first real failure is the run's error; none means a cancel.
+    let mut cut_short = stop.load(Ordering::Relaxed);
+    let mut failure = None;
+    for handle in spills {
+        match handle.join().unwrap_or_else(|_| Err(died())) {
+            Ok(file) if !cut_short => {
+                if !replay(file, emit)? {
+                    return Ok(());
+                }
+            }
+            Ok(_) => {}
+            Err(SourceError::Cancelled) => cut_short = true,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                cut_short = true;
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None if cut_short => Err(SourceError::Cancelled),
+        None => Ok(()),
     }
 }
 
@@ -301,7 +306,7 @@ fn interleaved(
     let stop = AtomicBool::new(false);
     let (tx, rx) = crossbeam_channel::bounded::<PartMsg>(2 * parts.len());
     std::thread::scope(|scope| {
-        let mut running = 0;
+        let mut readers = Vec::with_capacity(parts.len());
         for (i, part) in parts.iter_mut().enumerate() {
             let (tx, stop) = (tx.clone(), &stop);
             let read = move || {
@@ -309,7 +314,7 @@ fn interleaved(
                 let _ = tx.send(PartMsg::Done(sent));
             };
             match std::thread::Builder::new().name(format!("ream-part-{i}")).spawn_scoped(scope, read) {
-                Ok(_) => running += 1,
+                Ok(handle) => readers.push(handle),
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
                     return Err(SourceError::Plan(format!("starting a partition's reader: {e}")));
@@ -317,11 +322,20 @@ fn interleaved(
             }
         }
         drop(tx);
-        let outcome = take_interleaved(&rx, running, emit);
-        // Whatever ended the run, the readers stop and the queue drains so none blocks.
+        let outcome = take_interleaved(&rx, readers.len(), emit);
+        // Whatever ended the run, the readers stop and the queue drains so none blocks;
+        // each is joined here, so a reader that panicked is this read's error, not the
+        // scope's panic.
         stop.store(true, Ordering::Relaxed);
         while rx.recv().is_ok() {}
-        outcome
+        let mut died_too = false;
+        for reader in readers {
+            died_too |= reader.join().is_err(); // every one joined, not just up to a panic
+        }
+        match outcome {
+            Ok(()) if died_too => Err(died()),
+            outcome => outcome,
+        }
     })
 }
 
@@ -396,6 +410,111 @@ fn replay(file: File, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use ream_core::spec::Strategy;
+
+    /// What a fake partition does after its batches.
+    #[derive(Clone, Copy)]
+    enum Ends {
+        Whole,
+        Fails,
+        Panics,
+    }
+
+    /// A partition of `batches` batches of ids from `first`, ten a batch.
+    struct Part {
+        first: i64,
+        batches: i64,
+        ends: Ends,
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]))
+    }
+
+    impl Source for Part {
+        fn schema(&self) -> SchemaRef {
+            schema()
+        }
+        fn plan(&self) -> &ReadPlan {
+            unreachable!("the partitioned source has its own plan")
+        }
+        fn stream(&mut self, emit: &mut dyn FnMut(RecordBatch, Option<&Cursor>) -> bool) -> Result<(), SourceError> {
+            for b in 0..self.batches {
+                let ids: ArrayRef = Arc::new(Int64Array::from_iter_values((0..10).map(|i| self.first + b * 10 + i)));
+                if !emit(RecordBatch::try_new(schema(), vec![ids]).unwrap(), None) {
+                    return Ok(());
+                }
+            }
+            match self.ends {
+                Ends::Whole => Ok(()),
+                Ends::Fails => Err(SourceError::Plan("partition lost its database".into())),
+                Ends::Panics => panic!("a reader's bug"),
+            }
+        }
+        fn counter(&self, _: &Count) -> Option<Counter> {
+            None
+        }
+    }
+
+    fn read(ends: [Ends; 3], interleave: bool, take: usize) -> (Result<(), SourceError>, Vec<i64>) {
+        let parts: Vec<Box<dyn Source>> =
+            (0..3).map(|i| Box::new(Part { first: i * 1000, batches: 50, ends: ends[i as usize] }) as _).collect();
+        let probe = Box::new(Part { first: 0, batches: 0, ends: Ends::Whole });
+        let mut source = Partitioned { probe, parts, plan: ReadPlan::asked(Strategy::Cursor), interleave };
+        let mut ids = Vec::new();
+        let result = source.stream(&mut |b, _| {
+            ids.extend(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().iter().copied());
+            ids.len() < take
+        });
+        (result, ids)
+    }
+
+    fn every_id() -> Vec<i64> {
+        (0..3).flat_map(|p| (0..500).map(move |i| p * 1000 + i)).collect()
+    }
+
+    #[test]
+    fn partitions_are_handed_on_whole_and_in_their_order() {
+        let (result, ids) = read([Ends::Whole; 3], false, usize::MAX);
+        assert!(result.is_ok());
+        assert_eq!(ids, every_id());
+    }
+
+    #[test]
+    fn a_later_partition_that_fails_or_dies_fails_the_read_rather_than_shortening_it() {
+        for (ends, why) in [
+            ([Ends::Whole, Ends::Fails, Ends::Whole], "partition lost its database"),
+            ([Ends::Whole, Ends::Whole, Ends::Panics], "its thread died"),
+            ([Ends::Fails, Ends::Whole, Ends::Whole], "partition lost its database"),
+            // The first failure is the error; a reader that panicked meanwhile is joined.
+            ([Ends::Fails, Ends::Whole, Ends::Panics], "partition lost its database"),
+        ] {
+            for interleave in [false, true] {
+                let (result, _) = read(ends, interleave, usize::MAX);
+                let e = result.expect_err("a failed partition fails the read");
+                assert!(e.to_string().contains(why), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_consumer_that_stops_stops_every_partition_cleanly() {
+        for interleave in [false, true] {
+            let (result, ids) = read([Ends::Whole; 3], interleave, 25);
+            assert!(result.is_ok());
+            assert!(ids.len() < 100, "{}", ids.len());
+        }
+    }
+
+    #[test]
+    fn interleaved_partitions_hand_on_every_row_once() {
+        let (result, mut ids) = read([Ends::Whole; 3], true, usize::MAX);
+        assert!(result.is_ok());
+        ids.sort_unstable();
+        assert_eq!(ids, every_id());
+    }
 
     #[test]
     fn partitions_cover_every_value_once_in_order() {
