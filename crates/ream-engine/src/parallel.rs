@@ -371,6 +371,8 @@ fn spill(part: &mut dyn Source, schema: &SchemaRef, stop: &AtomicBool) -> Result
     let arrow =
         |e: arrow_schema::ArrowError| SourceError::Plan(format!("writing a partition to a temporary file: {e}"));
     let file = tempfile::tempfile().map_err(io)?;
+    // LZ4: lineitem's later half spills 212 MB (519 MB uncompressed, more than the 386 MB
+    // of CSV it becomes) in the same wall time (BENCHMARKS.md).
     let options =
         IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME)).map_err(arrow)?;
     let mut writer = StreamWriter::try_new_with_options(BufWriter::new(file), schema, options).map_err(arrow)?;
