@@ -7,8 +7,7 @@ mod common;
 use common::my::MyDb;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::Stdio;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,21 +155,6 @@ fn table_csv(db: &MyDb) -> String {
     out
 }
 
-fn start(args: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
-    let mut child = ream().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    (child, out, first)
-}
-
-fn wait(mut child: std::process::Child) -> (i32, String) {
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (status.code().unwrap_or(-1), err)
-}
-
 #[test]
 fn a_run_reads_one_snapshot_while_others_write() {
     let Some(db) = MyDb::create("snapshot") else { return };
@@ -261,13 +245,7 @@ fn ctrl_c_and_a_reader_that_goes_away_stop_the_query_on_the_server() {
     numbers(&db, 2_000);
     let (child, out, _) = start(&["run", "--source", &db.url, "--sql", ENDLESS]);
     assert_eq!(db.active_queries().len(), 1, "the query should be running");
-    let drain = std::thread::spawn(move || {
-        let mut out = out;
-        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
-    });
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let (code, err) = wait(child);
-    drain.join().unwrap();
+    let (code, err) = interrupt(child, out);
     assert_eq!(code, 130, "{err}");
     quiet_within(&db, Duration::from_secs(1)).expect("our query still runs 1 s after the cancel");
 

@@ -7,7 +7,7 @@ mod common;
 use common::pg::PgDb;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -221,16 +221,6 @@ fn numbers(db: &PgDb, n: u64) {
     ));
 }
 
-/// Start `ream run` with its standard output piped; returns once the first line is out
-/// (the snapshot is open and rows flow), with a reader for the rest.
-fn start(args: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
-    let mut child = ream().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    (child, out, first)
-}
-
 fn finish(
     child: std::process::Child,
     mut out: BufReader<std::process::ChildStdout>,
@@ -240,14 +230,6 @@ fn finish(
     out.read_to_string(&mut rest).unwrap();
     let (code, err) = wait(child);
     (code, first + &rest, err)
-}
-
-/// The exit code and standard error of a finished run.
-fn wait(mut child: std::process::Child) -> (i32, String) {
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (status.code().unwrap_or(-1), err)
 }
 
 /// Another connection committing `statement(k)` for k = 1, 2, … until stopped.
@@ -383,13 +365,7 @@ fn ctrl_c_stops_the_query_of_every_partition_on_the_server() {
         assert!(t.elapsed() < Duration::from_secs(30), "the 3 partitions never ran at once");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let drain = std::thread::spawn(move || {
-        let mut out = out;
-        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
-    });
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let (code, err) = wait(child);
-    drain.join().unwrap();
+    let (code, err) = interrupt(child, out);
     assert_eq!(code, 130, "{err}");
     server_quiet_within(&db, Duration::from_secs(1)).expect("a partition's query still runs 1 s after the cancel");
 }
@@ -444,13 +420,7 @@ fn ctrl_c_stops_the_query_on_the_server() {
     let (child, out, _) = start(&["run", "--source", &db.url, "--sql", sql]);
     assert_eq!(db.active_ream_queries().len(), 1, "the query should be running");
     // Keep reading, so the only thing that stops the run is the signal.
-    let drain = std::thread::spawn(move || {
-        let mut out = out;
-        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
-    });
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let (code, err) = wait(child);
-    drain.join().unwrap();
+    let (code, err) = interrupt(child, out);
     assert_eq!(code, 130, "{err}");
     server_quiet_within(&db, Duration::from_secs(1)).expect("our query still runs on the server 1 s after the cancel");
 }

@@ -161,6 +161,40 @@ pub const CHROMIUM: &str = r#"chromium.launch({ executablePath: '/usr/bin/chromi
     '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'] })"#;
 
+/// Start `ream` with its standard output piped; returns once the first line is out (for
+/// a run: its snapshot is open and rows flow), with a reader for the rest.
+pub fn start(args: &[&str]) -> (std::process::Child, std::io::BufReader<std::process::ChildStdout>, String) {
+    use std::io::BufRead;
+    let mut child =
+        ream().args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    (child, out, first)
+}
+
+/// The exit code and standard error of a started run, once it ends.
+pub fn wait(mut child: std::process::Child) -> (i32, String) {
+    use std::io::Read;
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+/// Ctrl-C (SIGINT) to a started run while its output is still read, so the signal alone
+/// stops it: its exit code and standard error.
+pub fn interrupt(child: std::process::Child, out: impl std::io::Read + Send + 'static) -> (i32, String) {
+    let drain = std::thread::spawn(move || {
+        let mut out = out;
+        std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    });
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let ended = wait(child);
+    drain.join().unwrap();
+    ended
+}
+
 /// Read a run's standard output slowly (100 ms of pause every 10,000 lines, so
 /// backpressure makes a run of 400,000 rows last 4 s or more), after its `first` line;
 /// all of it once the run ends.
