@@ -388,9 +388,7 @@ pub fn explain(job: &Job, opts: &RunOptions) -> Result<ReadPlan, EngineError> {
     let cancel = CancelToken::new();
     match job {
         Job::Spec(spec) => {
-            let (source, params) = open_spec(spec, opts, &cancel)?;
-            let opened = push_down(spec, opts, &cancel, source, &params)?;
-            let opened = parallelize(spec, opts, &cancel, &params, opened)?;
+            let (opened, _) = open_planned(spec, opts, &cancel)?;
             Ok(ReadPlan { pushdown: opened.pushdown, parallel: opened.parallel, ..opened.source.plan().clone() })
         }
         Job::AdHoc(adhoc) => {
@@ -516,7 +514,7 @@ fn open_adhoc(adhoc: &AdHoc, opts: &RunOptions, cancel: &CancelToken) -> Result<
         interleave: false,
         why_not: None,
     };
-    let part = |range, snapshot| open(&ReadRequest { range: Some(range), import_snapshot: snapshot, ..req.clone() });
+    let part = |range, snapshot| open(&req.partition(range, snapshot));
     crate::parallel::plan(source, ask, &part)
 }
 
@@ -749,6 +747,18 @@ struct Opened {
     parallel: Option<Result<usize, String>>,
 }
 
+/// A spec's read as a run makes it: opened and checked, aggregated in the database
+/// where it can be, then on several connections where asked.
+fn open_planned(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+) -> Result<(Opened, BoundParams), EngineError> {
+    let (source, params) = open_spec(loaded, opts, cancel)?;
+    let opened = push_down(loaded, opts, cancel, source, &params)?;
+    Ok((parallelize(loaded, opts, cancel, &params, opened)?, params))
+}
+
 /// The read on several connections where `--parallel` (or `source.parallel`) asks and
 /// [`crate::parallel::plan`] allows; otherwise as it is, with the reason.
 fn parallelize(
@@ -771,10 +781,7 @@ fn parallelize(
         interleave: spec.source.order == Some(ream_core::spec::RowOrder::Any),
         why_not: opened.stages.is_some().then(|| "the database aggregates the report (pushdown)".to_string()),
     };
-    let open = |range, snapshot| {
-        let part = ReadRequest { range: Some(range), import_snapshot: snapshot, ..req.clone() };
-        open_request(loaded, opts, cancel, (&parsed, &url), &part)
-    };
+    let open = |range, snapshot| open_request(loaded, opts, cancel, (&parsed, &url), &req.partition(range, snapshot));
     let (source, parallel) = crate::parallel::plan(opened.source, ask, &open)?;
     Ok(Opened { source, parallel, ..opened })
 }
@@ -1058,9 +1065,7 @@ fn prepare_spec(loaded: LoadedSpec, opts: &RunOptions, cancel: CancelToken) -> R
     check_split(opts, spec.detail, &spec.report)?;
     check_burst(opts, spec)?;
     let fonts = user_fonts(&loaded)?;
-    let (source, params) = open_spec(&loaded, opts, &cancel)?;
-    let opened = push_down(&loaded, opts, &cancel, source, &params)?;
-    let opened = parallelize(&loaded, opts, &cancel, &params, opened)?;
+    let (opened, params) = open_planned(&loaded, opts, &cancel)?;
     let source = opened.source;
     let opened_at = std::time::SystemTime::now();
     let mut plan = source.plan().clone();

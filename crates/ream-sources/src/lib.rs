@@ -262,6 +262,12 @@ impl ReadRequest {
     pub fn sql(sql: &str) -> Self {
         ReadRequest { sql: Some(sql.to_string()), ..Default::default() }
     }
+
+    /// Partition `range` of this read, in the snapshot another connection exported
+    /// (PostgreSQL) where given.
+    pub fn partition(&self, range: KeyRange, snapshot: Option<String>) -> Self {
+        ReadRequest { range: Some(range), import_snapshot: snapshot, ..self.clone() }
+    }
 }
 
 pub const DEFAULT_BATCH_SIZE: usize = 4096;

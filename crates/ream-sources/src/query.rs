@@ -307,6 +307,24 @@ impl Shape {
         self.order.first().or(self.unordered_first.as_ref())
     }
 
+    /// Why this read cannot be cut into ranges of its first order column (an aggregated
+    /// read, no order, a column that is not an integer), if it cannot; `schema` is the
+    /// read's. A hidden order column (SQLite's rowid) is an integer.
+    pub fn unsplittable(&self, schema: &arrow_schema::Schema) -> Option<String> {
+        if self.aggregated {
+            return Some("the database aggregates (pushdown)".into());
+        }
+        let Some(first) = self.partition_column() else { return Some("the read has no order".into()) };
+        match schema.fields().get(first.select_index).map(|f| f.data_type()) {
+            Some(DataType::Int64) | None => None,
+            Some(t) => Some(format!(
+                "the order's first field `{}` is {}, not an integer",
+                first.name,
+                ream_core::types::type_label(t)
+            )),
+        }
+    }
+
     /// `SELECT min(e), max(e)` of the first order column over the read's rows, as
     /// 64-bit integers (`None` without an order).
     pub fn extent_sql(&self) -> Option<BoundSql> {

@@ -552,7 +552,7 @@ impl<D: Driver> ServerSource<D> {
     /// the column's least and greatest value (two index lookups).
     fn split(&mut self, n: usize) -> Result<crate::Split, SourceError> {
         use crate::Split;
-        if let Some(why) = self.unsplittable() {
+        if let Some(why) = self.shape.unsplittable(&self.schema) {
             return Ok(Split::No(why));
         }
         let Some(bound) = self.shape.extent_sql() else { return Ok(Split::No("the read has no order".into())) };
@@ -570,19 +570,6 @@ impl<D: Driver> ServerSource<D> {
             Some(bounds) if bounds.len() > n => crate::query::split_by_histogram(&bounds, min, max, n),
             _ => crate::query::split_evenly(min, max, n),
         }))
-    }
-
-    /// Why this read cannot be split on its first order column, if it cannot.
-    fn unsplittable(&self) -> Option<String> {
-        let first = self.shape.partition_column()?;
-        let ty = self.schema.fields().get(first.select_index).map(|f| f.data_type().clone());
-        if self.shape.aggregated {
-            return Some("the database aggregates (pushdown)".into());
-        }
-        match ty {
-            Some(DataType::Int64) | None => None, // None: a hidden key column (a rowid)
-            Some(t) => Some(format!("the order's first field `{}` is {}, not an integer", first.name, type_label(&t))),
-        }
     }
 
     /// The base table and column of the first order column, when it is one.

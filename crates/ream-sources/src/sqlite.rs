@@ -849,12 +849,7 @@ impl Source for SqliteSource {
     /// Ranges of equal width between the first order column's least and greatest value
     /// (SQLite keeps no histogram; a rowid or an indexed key makes both one lookup).
     fn split_points(&mut self, n: usize) -> Result<crate::Split, SourceError> {
-        let Some(first) = self.shape.partition_column() else {
-            return Ok(crate::Split::No("the read has no order".into()));
-        };
-        let ty = self.schema_ref().fields().get(first.select_index).map(|f| f.data_type().clone());
-        if let Some(t) = ty.filter(|t| *t != DataType::Int64) {
-            let why = format!("the order's first field `{}` is {}, not an integer", first.name, type_label(&t));
+        if let Some(why) = self.shape.unsplittable(&self.schema_ref()) {
             return Ok(crate::Split::No(why));
         }
         let Some(bound) = self.shape.extent_sql() else { return Ok(crate::Split::No("the read has no order".into())) };

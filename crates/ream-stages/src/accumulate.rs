@@ -95,15 +95,7 @@ impl Accumulate {
         let mut vars = Vec::new();
         for spec in specs {
             let dt = spec.field.map(|i| schema.field(i).data_type().clone());
-            let kind = match &dt {
-                Some(DataType::Int64) => NumKind::Int,
-                Some(DataType::Float64) => NumKind::Float,
-                Some(DataType::Decimal128(_, s)) => NumKind::Decimal(*s),
-                Some(DataType::Utf8) if spec.field.is_some_and(|i| is_decimal_text(schema.field(i))) => {
-                    NumKind::DecimalText
-                }
-                _ => NumKind::Other,
-            };
+            let kind = spec.field.map_or(NumKind::Other, |i| kind_of(schema.field(i)));
             let numeric_only = spec.aggregate.needs_number();
             if let (true, NumKind::Other, Some(i)) = (numeric_only, kind, spec.field) {
                 return Err(StageError::Config(not_numeric(spec.aggregate.name(), schema.field(i), false)));
@@ -123,16 +115,8 @@ impl Accumulate {
         let mut vars = Vec::new();
         for v in variables {
             let base_type = v.base.as_ref().map_or(DataType::Int64, |f| f.data_type().clone());
-            let kind = match v.base.as_ref() {
-                None => NumKind::Int,
-                Some(f) if is_decimal_text(f) => NumKind::DecimalText,
-                Some(f) => match f.data_type() {
-                    DataType::Int64 => NumKind::Int,
-                    DataType::Float64 => NumKind::Float,
-                    DataType::Decimal128(_, s) => NumKind::Decimal(*s),
-                    _ => NumKind::Other,
-                },
-            };
+            // `count: "*"` has no field: its partial is a row count.
+            let kind = v.base.as_ref().map_or(NumKind::Int, kind_of);
             let state = merge_initial(&v.spec, kind);
             vars.push(Var { spec: v.spec, kind, state, merge: Some((v.merge, base_type)) });
         }
@@ -170,6 +154,29 @@ fn initial(spec: &VariableSpec, kind: NumKind, dt: Option<&DataType>) -> State {
             },
             0,
         ),
+    }
+}
+
+/// How a field's values add up: exactly as integers or decimals, as floats, or not at all.
+fn kind_of(field: &arrow_schema::Field) -> NumKind {
+    match field.data_type() {
+        DataType::Int64 => NumKind::Int,
+        DataType::Float64 => NumKind::Float,
+        DataType::Decimal128(_, s) => NumKind::Decimal(*s),
+        DataType::Utf8 if is_decimal_text(field) => NumKind::DecimalText,
+        _ => NumKind::Other,
+    }
+}
+
+/// Whether `v` replaces `cur` as the least (`want_min`) or greatest value so far; NULL
+/// never does, and anything replaces a NULL.
+fn beats(v: &Value, cur: &Value, want_min: bool) -> bool {
+    match ream_core::params::compare(v, cur) {
+        _ if v.is_null() => false,
+        _ if cur.is_null() => true,
+        Some(std::cmp::Ordering::Less) => want_min,
+        Some(std::cmp::Ordering::Greater) => !want_min,
+        _ => false,
     }
 }
 
@@ -247,13 +254,7 @@ impl Var {
                         NumKind::DecimalText => decimal_text(&self.spec.name, col.as_string::<i32>().value(i))?,
                         _ => Value::from_array(col, i),
                     };
-                    let better = match ream_core::params::compare(&v, cur) {
-                        _ if cur.is_null() => true,
-                        Some(std::cmp::Ordering::Less) => want_min,
-                        Some(std::cmp::Ordering::Greater) => !want_min,
-                        _ => false,
-                    };
-                    if better {
+                    if beats(&v, cur, want_min) {
                         *cur = v;
                     }
                 }
@@ -334,15 +335,7 @@ impl Var {
                     NumKind::Other => Value::from_array(col, i),
                     _ => rollup::partial_value(col, i, base),
                 };
-                let want_min = self.spec.aggregate == Aggregate::Min;
-                let better = match ream_core::params::compare(&v, cur) {
-                    _ if v.is_null() => false,
-                    _ if cur.is_null() => true,
-                    Some(std::cmp::Ordering::Less) => want_min,
-                    Some(std::cmp::Ordering::Greater) => !want_min,
-                    _ => false,
-                };
-                if better {
+                if beats(&v, cur, self.spec.aggregate == Aggregate::Min) {
                     *cur = v;
                 }
             }
