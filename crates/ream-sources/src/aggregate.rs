@@ -48,8 +48,6 @@ pub enum PartialOf {
     /// total is `high · 2³² + low`, exactly.
     SumHigh(String),
     SumLow(String),
-    /// `SUM(CAST(x AS double))`.
-    FloatSum(String),
     /// `MIN(x)`, `MAX(x)`.
     Min(String),
     Max(String),
@@ -70,7 +68,6 @@ impl PartialOf {
             | PartialOf::Sum(f)
             | PartialOf::SumHigh(f)
             | PartialOf::SumLow(f)
-            | PartialOf::FloatSum(f)
             | PartialOf::Min(f)
             | PartialOf::Max(f)
             | PartialOf::FloatAvg(f)
@@ -88,7 +85,6 @@ impl PartialOf {
             PartialOf::Sum(_) => format!("SUM({e})"),
             PartialOf::SumHigh(_) => format!("SUM(({e}) >> 32)"),
             PartialOf::SumLow(_) => format!("SUM(({e}) & 4294967295)"),
-            PartialOf::FloatSum(_) => format!("SUM(CAST(({e}) AS {double}))"),
             PartialOf::Min(_) => format!("MIN({e})"),
             PartialOf::Max(_) => format!("MAX({e})"),
             PartialOf::FloatAvg(_) => format!("CAST(AVG({e}) AS {double})"),
@@ -106,7 +102,7 @@ impl PartialOf {
             | PartialOf::CountDistinct(_)
             | PartialOf::SumHigh(_)
             | PartialOf::SumLow(_) => Some(DataType::Int64),
-            PartialOf::FloatSum(_) | PartialOf::FloatAvg(_) | PartialOf::VarSamp(_) => Some(DataType::Float64),
+            PartialOf::FloatAvg(_) | PartialOf::VarSamp(_) => Some(DataType::Float64),
             PartialOf::Sum(_) | PartialOf::Min(_) | PartialOf::Max(_) => base.cloned(),
         }
     }
